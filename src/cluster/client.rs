@@ -1,0 +1,202 @@
+//! A connected client for the resolved context, with kubectl's request timeout and impersonation,
+//! whose every failure comes back as a [`ClusterError`].
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::version::Info;
+use kube::config::KubeConfigOptions;
+use serde::Serialize;
+
+use super::error::{ClusterError, RequestContext};
+use super::kubeconfig::{self, KubeconfigOrigin, NamespaceOrigin, Selectors};
+use crate::env::Env;
+
+/// Sent with every request: `kubectl-gitops/<version>`.
+pub const USER_AGENT: &str = concat!("kubectl-gitops/", env!("CARGO_PKG_VERSION"));
+
+/// How to connect: the kubeconfig selectors plus kubectl's request flags.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    pub selectors: Selectors,
+    pub impersonate: Option<Impersonation>,
+    /// None: no limit (kubectl's `--request-timeout=0`).
+    pub request_timeout: Option<Duration>,
+}
+
+/// `--as` and `--as-group`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Impersonation {
+    pub user: String,
+    pub groups: Vec<String>,
+}
+
+/// What the connection points at: the answer of `kubectl gitops context`, less the server's
+/// own version.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    pub context: String,
+    pub cluster: String,
+    pub user: Option<String>,
+    pub namespace: String,
+    pub namespace_origin: NamespaceOrigin,
+    pub server: String,
+    /// The kubeconfig files read, in precedence order (empty in a pod).
+    pub kubeconfig: Vec<PathBuf>,
+    pub kubeconfig_origin: Option<KubeconfigOrigin>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impersonate: Option<Impersonation>,
+}
+
+/// A client bound to one resolved context.
+#[derive(Clone)]
+pub struct Cluster {
+    pub target: Target,
+    client: kube::Client,
+    request_timeout: Option<Duration>,
+}
+
+/// Resolves the context and builds a client for it. Makes no request.
+pub async fn connect(options: &ConnectOptions, env: &Env) -> Result<Cluster, ClusterError> {
+    let files = kubeconfig::kubeconfig_files(options.selectors.kubeconfig.as_deref(), env)?;
+    let (mut config, mut target) = if files.paths.is_empty() {
+        in_cluster(options, env)?
+    } else {
+        let merged = kubeconfig::load(&files)?;
+        let selection = kubeconfig::select(&merged, &files, &options.selectors)?;
+        let kube_options = KubeConfigOptions {
+            context: Some(selection.context.clone()),
+            cluster: Some(selection.cluster.clone()),
+            user: selection.user.clone(),
+        };
+        let config = kube::Config::from_custom_kubeconfig(merged, &kube_options)
+            .await
+            .map_err(|e| ClusterError::InvalidConfig {
+                context: selection.context.clone(),
+                reason: super::error::single_line(&e.to_string()),
+            })?;
+        let target = Target {
+            context: selection.context,
+            cluster: selection.cluster,
+            user: selection.user,
+            namespace: selection.namespace,
+            namespace_origin: selection.namespace_origin,
+            server: selection.server,
+            kubeconfig: files.paths,
+            kubeconfig_origin: Some(files.origin),
+            impersonate: None,
+        };
+        (config, target)
+    };
+    config.default_namespace = target.namespace.clone();
+    // Like kubectl's, our user agent names us, so audit logs tell our requests apart.
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
+    if let Some(imp) = &options.impersonate {
+        config.auth_info.impersonate = Some(imp.user.clone());
+        config.auth_info.impersonate_groups = (!imp.groups.is_empty()).then(|| imp.groups.clone());
+        target.impersonate = Some(imp.clone());
+    }
+    if let Some(limit) = options.request_timeout {
+        config.connect_timeout = Some(config.connect_timeout.map_or(limit, |c| c.min(limit)));
+        config.read_timeout = Some(limit);
+        config.write_timeout = Some(limit);
+    }
+    let client = kube::Client::try_from(config).map_err(|e| ClusterError::InvalidConfig {
+        context: target.context.clone(),
+        reason: super::error::single_line(&e.to_string()),
+    })?;
+    Ok(Cluster {
+        target,
+        client,
+        request_timeout: options.request_timeout,
+    })
+}
+
+/// No kubeconfig anywhere: in a pod, use its service account as kubectl does; elsewhere, say
+/// where we looked. A kubeconfig that exists always wins over this.
+fn in_cluster(options: &ConnectOptions, env: &Env) -> Result<(kube::Config, Target), ClusterError> {
+    if !env.in_cluster {
+        let searched = env
+            .home
+            .as_ref()
+            .map(|h| h.join(".kube").join("config").display().to_string())
+            .unwrap_or_else(|| "~/.kube/config (no home directory)".to_owned());
+        return Err(ClusterError::NoKubeconfig { searched });
+    }
+    let config = kube::Config::incluster().map_err(|e| ClusterError::InvalidConfig {
+        context: "in-cluster".to_owned(),
+        reason: super::error::single_line(&e.to_string()),
+    })?;
+    let (namespace, namespace_origin) = match &options.selectors.namespace {
+        Some(ns) => (ns.clone(), NamespaceOrigin::Flag),
+        None => (config.default_namespace.clone(), NamespaceOrigin::Pod),
+    };
+    let target = Target {
+        context: "in-cluster".to_owned(),
+        cluster: "in-cluster".to_owned(),
+        user: Some("service account".to_owned()),
+        namespace,
+        namespace_origin,
+        server: config.cluster_url.to_string(),
+        kubeconfig: Vec::new(),
+        kubeconfig_origin: None,
+        impersonate: None,
+    };
+    Ok((config, target))
+}
+
+impl Cluster {
+    /// `GET /version`.
+    pub async fn server_version(&self) -> Result<Info, ClusterError> {
+        self.request("GET /version", self.client.apiserver_version())
+            .await
+    }
+
+    /// Runs one request under `--request-timeout` and classifies its failure.
+    async fn request<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, ClusterError> {
+        let at = RequestContext {
+            server: &self.target.server,
+            context: &self.target.context,
+            user: self.target.user.as_deref().unwrap_or("(none)"),
+            what,
+        };
+        let result = match self.request_timeout {
+            Some(limit) => match tokio::time::timeout(limit, call).await {
+                Ok(result) => result,
+                Err(_) => {
+                    return Err(ClusterError::Timeout {
+                        server: self.target.server.clone(),
+                        what: what.to_owned(),
+                        after: limit,
+                    });
+                }
+            },
+            None => call.await,
+        };
+        result.map_err(|e| {
+            let err = ClusterError::from_kube(e, &at);
+            // A timeout inside the client (connect or read) is still the user's timeout.
+            match (err, self.request_timeout) {
+                (ClusterError::Unreachable { reason, .. }, Some(limit))
+                    if reason == "connection timed out" =>
+                {
+                    ClusterError::Timeout {
+                        server: self.target.server.clone(),
+                        what: what.to_owned(),
+                        after: limit,
+                    }
+                }
+                (err, _) => err,
+            }
+        })
+    }
+}

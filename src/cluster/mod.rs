@@ -1,0 +1,8 @@
+//! The only place that talks to the API server: context resolution, the client, and requests.
+
+mod client;
+mod error;
+pub mod kubeconfig;
+
+pub use client::{Cluster, ConnectOptions, Impersonation, Target, USER_AGENT, connect};
+pub use error::ClusterError;

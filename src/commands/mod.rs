@@ -1,0 +1,63 @@
+//! One file per subcommand: each wires cluster/Git/render steps and hands results to report/.
+
+mod context;
+
+use std::io::Write;
+
+use anyhow::{Result, bail};
+
+use crate::Outcome;
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::cluster::kubeconfig::Selectors;
+use crate::cluster::{ConnectOptions, Impersonation};
+use crate::env::Env;
+use crate::report::{self, Log};
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> Result<Outcome> {
+    let log = Log::new(cli.global.verbose);
+    match &cli.command {
+        Command::Context(args) => context::run(&cli.global, args, env, &log, out, err).await,
+        Command::Version(args) => {
+            report::render_version(out, &report::VersionReport::current(), args.output)?;
+            Ok(Outcome::Clean)
+        }
+        other => {
+            let issue = match other {
+                Command::Trace(_) | Command::Stamp(_) => "source mapping, trace and stamp",
+                Command::Diff(_) => "diff",
+                Command::Blame(_) => "blame",
+                Command::Revert(_) => "revert",
+                _ => "watch",
+            };
+            bail!(
+                "`kubectl gitops {}` is not implemented yet (it comes with the {issue} work); \
+                 see `kubectl gitops --help` for what works today",
+                other.name()
+            )
+        }
+    }
+}
+
+/// The connection options the global flags ask for.
+pub(crate) fn connect_options(global: &GlobalArgs) -> Result<ConnectOptions> {
+    let impersonate = match (&global.as_user, global.as_group.is_empty()) {
+        (Some(user), _) => Some(Impersonation {
+            user: user.clone(),
+            groups: global.as_group.clone(),
+        }),
+        (None, true) => None,
+        (None, false) => bail!("--as-group needs --as: name the user to impersonate"),
+    };
+    Ok(ConnectOptions {
+        selectors: Selectors {
+            kubeconfig: global.kubeconfig.clone(),
+            context: global.context.clone(),
+            cluster: global.cluster.clone(),
+            user: global.user.clone(),
+            namespace: global.namespace.clone(),
+        },
+        impersonate,
+        request_timeout: global.request_timeout.and_then(|t| t.limit()),
+    })
+}

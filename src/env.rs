@@ -1,0 +1,43 @@
+//! The process environment, read once in `main` and passed down: nothing deeper reads `std::env`.
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// What the plugin takes from its environment.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// `$KUBECONFIG`, unsplit.
+    pub kubeconfig: Option<OsString>,
+    /// The user's home directory (for `~/.kube/config`).
+    pub home: Option<PathBuf>,
+    /// `NO_COLOR` set to a non-empty value.
+    pub no_color: bool,
+    /// Whether stdout and stderr are terminals.
+    pub stdout_tty: bool,
+    pub stderr_tty: bool,
+    /// The working directory.
+    pub cwd: Option<PathBuf>,
+    /// Where the plugin keeps its caches: `dirs::cache_dir()/kubectl-gitops`.
+    pub cache_dir: Option<PathBuf>,
+    /// Set when running in a pod: `KUBERNETES_SERVICE_HOST` and `_PORT` both present.
+    pub in_cluster: bool,
+}
+
+impl Env {
+    /// Reads the environment of this process.
+    pub fn from_process() -> Env {
+        let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        Env {
+            kubeconfig: non_empty("KUBECONFIG"),
+            home: dirs::home_dir(),
+            no_color: non_empty("NO_COLOR").is_some(),
+            stdout_tty: std::io::stdout().is_terminal(),
+            stderr_tty: std::io::stderr().is_terminal(),
+            cwd: std::env::current_dir().ok(),
+            cache_dir: dirs::cache_dir().map(|d| d.join("kubectl-gitops")),
+            in_cluster: non_empty("KUBERNETES_SERVICE_HOST").is_some()
+                && non_empty("KUBERNETES_SERVICE_PORT").is_some(),
+        }
+    }
+}

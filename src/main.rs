@@ -1,0 +1,43 @@
+//! `kubectl-gitops`: parse flags, run the command, map the outcome to an exit code. Nothing else.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use kubectl_gitops::cli::Cli;
+use kubectl_gitops::env::Env;
+use kubectl_gitops::report::Terminal;
+
+fn main() -> ExitCode {
+    let env = Env::from_process();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors; usage mistakes exit 2, like every error.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let terminal = Terminal::new(cli.global.color, &env);
+    let mut out = terminal.stdout();
+    let mut err = terminal.stderr();
+    let outcome = kubectl_gitops::run(cli, &env, &mut out, &mut err);
+    let _ = out.flush();
+    match outcome {
+        Ok(outcome) => ExitCode::from(outcome.exit_code()),
+        // A closed pipe (`| head`) is the reader's choice, not our failure.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            terminal.error_line(&mut err, &format!("{e:#}"));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

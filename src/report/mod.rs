@@ -1,0 +1,90 @@
+//! Renderers: they print; nothing else does. Colour is decided once here, from `--color`,
+//! `NO_COLOR` and whether the stream is a terminal; renderers write styled text and the stream
+//! strips the styles when colour is off.
+
+mod context;
+mod log;
+mod version;
+
+pub use context::{ContextReport, render_context};
+pub use log::Log;
+pub use version::{VersionReport, render_version};
+
+use std::io::Write;
+
+use anstream::{AutoStream, ColorChoice};
+use anstyle::{AnsiColor, Style};
+use serde::Serialize;
+
+use crate::cli::ColorMode;
+use crate::env::Env;
+
+/// The `apiVersion` of every machine-readable document we print.
+pub const API_VERSION: &str = "kubectl-gitops.dev/v1alpha1";
+
+/// Styles used across renderers.
+pub const LABEL: Style = Style::new().bold();
+pub const ERROR: Style = AnsiColor::Red.on_default().bold();
+pub const WARNING: Style = AnsiColor::Yellow.on_default().bold();
+
+/// The colour decision for stdout and stderr.
+#[derive(Debug, Clone, Copy)]
+pub struct Terminal {
+    stdout: ColorChoice,
+    stderr: ColorChoice,
+}
+
+impl Terminal {
+    /// `auto` colours a terminal unless `NO_COLOR` is set; `always` and `never` are absolute.
+    pub fn new(mode: ColorMode, env: &Env) -> Terminal {
+        let choose = |tty: bool| match mode {
+            ColorMode::Always => ColorChoice::Always,
+            ColorMode::Never => ColorChoice::Never,
+            ColorMode::Auto if tty && !env.no_color => ColorChoice::Always,
+            ColorMode::Auto => ColorChoice::Never,
+        };
+        Terminal {
+            stdout: choose(env.stdout_tty),
+            stderr: choose(env.stderr_tty),
+        }
+    }
+
+    pub fn stdout(&self) -> AutoStream<std::io::Stdout> {
+        AutoStream::new(std::io::stdout(), self.stdout)
+    }
+
+    pub fn stderr(&self) -> AutoStream<std::io::Stderr> {
+        AutoStream::new(std::io::stderr(), self.stderr)
+    }
+
+    /// Prints `error: <message>` as one line.
+    pub fn error_line(&self, err: &mut dyn Write, message: &str) {
+        let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+        let _ = writeln!(err, "{ERROR}error:{ERROR:#} {one_line}");
+    }
+}
+
+/// A machine-readable document: `apiVersion`, `kind`, then the fields of `body`.
+#[derive(Serialize)]
+struct Document<'a, T: Serialize> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+/// Writes `body` as an indented JSON document of `kind`.
+pub fn write_json<T: Serialize>(
+    out: &mut dyn Write,
+    kind: &'static str,
+    body: &T,
+) -> std::io::Result<()> {
+    let doc = Document {
+        api_version: API_VERSION,
+        kind,
+        body,
+    };
+    serde_json::to_writer_pretty(&mut *out, &doc)?;
+    writeln!(out)
+}

@@ -1,0 +1,6 @@
+//! Integration tests: the real binary, through real kubectl, against the real control plane
+//! from `tests/testenv` (one per test binary, one namespace per test where objects are made).
+
+mod cli;
+mod context;
+mod support;

@@ -1,0 +1,99 @@
+//! Running the plugin the way users do, hermetically: no inherited KUBECONFIG, HOME, NO_COLOR or
+//! GIT_* settings.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The built plugin binary.
+pub fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_kubectl-gitops"))
+}
+
+/// A scratch directory for this test binary, removed at exit only by the OS temp cleaner.
+pub fn scratch() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("creating a scratch dir"))
+        .path()
+}
+
+/// A directory holding only `kubectl-gitops`, for kubectl's plugin lookup on PATH.
+fn plugin_dir() -> PathBuf {
+    let dir = scratch().join("plugin-bin");
+    if !dir.join("kubectl-gitops").exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let _ = std::os::unix::fs::symlink(binary(), dir.join("kubectl-gitops"));
+    }
+    dir
+}
+
+fn hermetic(cmd: &mut Command) {
+    let home = scratch().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    cmd.env_remove("KUBECONFIG")
+        .env_remove("NO_COLOR")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .env("HOME", home);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("GIT_") {
+            cmd.env_remove(key);
+        }
+    }
+}
+
+/// `kubectl-gitops ARGS`, run directly.
+pub fn gitops(args: &[&str]) -> Command {
+    let mut cmd = Command::new(binary());
+    hermetic(&mut cmd);
+    cmd.args(args);
+    cmd
+}
+
+/// `kubectl gitops ARGS`, through kubectl's plugin dispatch.
+pub fn kubectl_gitops(args: &[&str]) -> Command {
+    let mut cmd = Command::new("kubectl");
+    hermetic(&mut cmd);
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![plugin_dir()];
+    dirs.extend(std::env::split_paths(&path));
+    cmd.env("PATH", std::env::join_paths(dirs).unwrap());
+    cmd.arg("gitops").args(args);
+    cmd
+}
+
+/// The result of a finished command, with its output as text.
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(cmd: &mut Command) -> Ran {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("running the command");
+    Ran {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+impl Ran {
+    /// A failure the way the plugin promises it: exit 2, nothing on stdout, exactly one line on
+    /// stderr starting with `error: `, and no panic or backtrace.
+    #[track_caller]
+    pub fn assert_one_line_error(&self) -> &str {
+        assert_eq!(self.code, Some(2), "exit code; stderr: {}", self.stderr);
+        assert_eq!(self.stdout, "", "stdout must stay empty on error");
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line on stderr, got: {:?}", self.stderr);
+        assert!(lines[0].starts_with("error: "), "{}", lines[0]);
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        assert!(!self.stderr.contains("backtrace"), "{}", self.stderr);
+        lines[0]
+    }
+}

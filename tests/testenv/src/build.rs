@@ -1,0 +1,215 @@
+//! Builds kube-apiserver and etcd from the pinned Go tool modules under `tests/testenv/go/`, once,
+//! into a cache outside `target/` keyed by version and by the module's go.sum.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// A binary the control plane needs, and the Go tool module that builds it.
+struct Tool {
+    /// The file name of the built binary.
+    name: &'static str,
+    /// The directory of its tool module, under `tests/testenv/go/`.
+    module_dir: &'static str,
+    /// The module whose version names the build.
+    versioned_module: &'static str,
+    /// The package that `go build` builds.
+    package: &'static str,
+}
+
+const KUBE_APISERVER: Tool = Tool {
+    name: "kube-apiserver",
+    module_dir: "kube-apiserver",
+    versioned_module: "k8s.io/kubernetes",
+    package: "k8s.io/kubernetes/cmd/kube-apiserver",
+};
+
+const ETCD: Tool = Tool {
+    name: "etcd",
+    module_dir: "etcd",
+    versioned_module: "go.etcd.io/etcd/server/v3",
+    package: "go.etcd.io/etcd/server/v3",
+};
+
+/// Paths of the built control-plane binaries.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub kube_apiserver: PathBuf,
+    pub etcd: PathBuf,
+    /// The Kubernetes version kube-apiserver reports, e.g. `v1.35.4`.
+    pub kubernetes_version: String,
+}
+
+/// The directory holding the Go tool modules.
+pub fn go_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("go")
+}
+
+/// Where built binaries are kept: `$KUBECTL_GITOPS_TESTENV_CACHE`, else the user's cache dir.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KUBECTL_GITOPS_TESTENV_CACHE") {
+        return PathBuf::from(dir);
+    }
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("kubectl-gitops-testenv")
+}
+
+/// Returns the control-plane binaries, building the ones not yet in the cache.
+pub fn ensure_binaries() -> Result<Binaries> {
+    let bin_root = cache_dir().join("bin");
+    fs::create_dir_all(&bin_root).with_context(|| format!("creating {}", bin_root.display()))?;
+    // Test binaries may start at the same time; one builds while the others wait.
+    let lock = File::create(bin_root.join(".lock")).context("creating the build lock")?;
+    lock.lock().context("taking the build lock")?;
+    let (kube_apiserver, kubernetes_version) = ensure(&KUBE_APISERVER, &bin_root)?;
+    let (etcd, _) = ensure(&ETCD, &bin_root)?;
+    Ok(Binaries {
+        kube_apiserver,
+        etcd,
+        kubernetes_version,
+    })
+}
+
+fn ensure(tool: &Tool, bin_root: &Path) -> Result<(PathBuf, String)> {
+    let module = go_dir().join(tool.module_dir);
+    let go_mod = fs::read_to_string(module.join("go.mod"))
+        .with_context(|| format!("reading {}/go.mod", module.display()))?;
+    let version = required_version(&go_mod, tool.versioned_module).with_context(|| {
+        format!(
+            "{}/go.mod does not require {}",
+            module.display(),
+            tool.versioned_module
+        )
+    })?;
+    let go_sum = fs::read(module.join("go.sum")).unwrap_or_default();
+    let key = format!("{}-{}-{:016x}", tool.name, version, fnv1a(&go_sum));
+    let dir = bin_root.join(key);
+    let binary = dir.join(tool.name);
+    if binary.is_file() {
+        return Ok((binary, version));
+    }
+    let go = find_go()?;
+    eprintln!(
+        "testenv: building {} {} from its Go module (first run only; a few minutes)...",
+        tool.name, version
+    );
+    fs::create_dir_all(&dir)?;
+    let partial = dir.join(format!("{}.partial", tool.name));
+    let mut cmd = Command::new(go);
+    cmd.current_dir(&module)
+        .env("CGO_ENABLED", "0")
+        .env("GOFLAGS", "-mod=readonly")
+        .args(["build", "-trimpath", "-o"])
+        .arg(&partial);
+    if tool.name == "kube-apiserver" {
+        cmd.arg("-ldflags").arg(kube_version_ldflags(&version)?);
+    }
+    cmd.arg(tool.package);
+    let status = cmd
+        .status()
+        .with_context(|| format!("running go build for {}", tool.name))?;
+    if !status.success() {
+        bail!(
+            "go build of {} {} in {} failed ({status}); see the output above",
+            tool.name,
+            version,
+            module.display()
+        );
+    }
+    fs::rename(&partial, &binary)?;
+    Ok((binary, version))
+}
+
+/// Without these the server reports `v0.0.0-master+$Format:%H$`, which kubectl cannot parse.
+fn kube_version_ldflags(version: &str) -> Result<String> {
+    let mut parts = version.trim_start_matches('v').split('.');
+    let (Some(major), Some(minor)) = (parts.next(), parts.next()) else {
+        bail!("cannot read major and minor from kubernetes version {version}");
+    };
+    let pkg = "k8s.io/component-base/version";
+    Ok(format!(
+        "-s -w -X {pkg}.gitVersion={version} -X {pkg}.gitMajor={major} -X {pkg}.gitMinor={minor} \
+         -X {pkg}.gitTreeState=clean"
+    ))
+}
+
+fn find_go() -> Result<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("go"))
+            .find(|candidate| candidate.is_file())
+    });
+    match found {
+        Some(go) => Ok(go),
+        None => bail!(
+            "Go is needed to build the test control plane (kube-apiserver and etcd) from its Go \
+             modules, and `go` is not on PATH: install Go 1.25 or newer (Debian: apt-get install \
+             golang-go; or https://go.dev/dl) and run the tests again"
+        ),
+    }
+}
+
+/// The version that `go.mod` requires of `module`, e.g. `v1.35.4`.
+fn required_version(go_mod: &str, module: &str) -> Option<String> {
+    go_mod.lines().find_map(|line| {
+        let line = line.trim().trim_start_matches("require").trim();
+        let mut words = line.split_whitespace();
+        (words.next() == Some(module))
+            .then(|| words.next().map(str::to_owned))
+            .flatten()
+    })
+}
+
+/// A stable hash for cache keys (std's hasher may change between Rust releases).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_required_version_in_either_form() {
+        let go_mod = "module x\n\nrequire k8s.io/kubernetes v1.35.4\n\nrequire (\n\tgo.etcd.io/etcd/server/v3 v3.6.16\n)\n";
+        assert_eq!(
+            required_version(go_mod, "k8s.io/kubernetes").as_deref(),
+            Some("v1.35.4")
+        );
+        assert_eq!(
+            required_version(go_mod, "go.etcd.io/etcd/server/v3").as_deref(),
+            Some("v3.6.16")
+        );
+        assert_eq!(required_version(go_mod, "k8s.io/api"), None);
+    }
+
+    #[test]
+    fn pinned_modules_name_the_versions_that_build_here() {
+        let read = |dir: &str| fs::read_to_string(go_dir().join(dir).join("go.mod")).unwrap();
+        assert_eq!(
+            required_version(&read("kube-apiserver"), "k8s.io/kubernetes").as_deref(),
+            Some("v1.35.4")
+        );
+        // Every staging module is replaced by the published version of the same minor.
+        let go_mod = read("kube-apiserver");
+        let replaces: Vec<&str> = go_mod
+            .lines()
+            .filter(|l| l.starts_with("replace k8s.io/"))
+            .collect();
+        assert_eq!(replaces.len(), 29, "{replaces:?}");
+        assert!(replaces.iter().all(|l| l.ends_with(" v0.35.4")));
+    }
+
+    #[test]
+    fn ldflags_carry_major_and_minor() {
+        let flags = kube_version_ldflags("v1.35.4").unwrap();
+        assert!(flags.contains("gitVersion=v1.35.4"));
+        assert!(flags.contains("gitMajor=1 "));
+        assert!(flags.contains("gitMinor=35 "));
+    }
+}

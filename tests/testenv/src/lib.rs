@@ -1,0 +1,437 @@
+//! A real control plane for kubectl-gitops tests: etcd and kube-apiserver, built from their Go
+//! modules and started as plain processes on loopback, with token users, RBAC and an audit log.
+//!
+//! Tests call [`shared`] to get the one control plane of their test binary; it stops when the
+//! binary ends (panics and kills included: the processes die with their parent). People run it
+//! through `tests/testenv/cluster up|down`.
+
+mod build;
+mod process;
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+pub use build::{Binaries, cache_dir, ensure_binaries};
+pub use process::Lifetime;
+
+/// The context of the admin user (group `system:masters`); the kubeconfig's current context.
+pub const ADMIN_CONTEXT: &str = "testenv-admin";
+/// The context of `viewer`, bound to the built-in `view` ClusterRole and nothing else.
+pub const VIEWER_CONTEXT: &str = "testenv-viewer";
+/// The user name the server knows the limited user by.
+pub const VIEWER_USER: &str = "viewer";
+
+/// A running etcd + kube-apiserver pair.
+#[derive(Debug)]
+pub struct ControlPlane {
+    /// Holds the data, certificates, logs and kubeconfig of this control plane.
+    pub dir: PathBuf,
+    /// `https://127.0.0.1:<port>`.
+    pub server: String,
+    /// A kubeconfig with the contexts [`ADMIN_CONTEXT`] (current) and [`VIEWER_CONTEXT`].
+    pub kubeconfig: PathBuf,
+    /// The audit log: one JSON event per line.
+    pub audit_log: PathBuf,
+    /// The version kube-apiserver reports, e.g. `v1.35.4`.
+    pub version: String,
+    pids: Vec<u32>,
+}
+
+/// The shared control plane, or why it could not start (kept, so that every test that needs it
+/// fails with the reason instead of trying again).
+static SHARED: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+
+/// The control plane of this test binary, started on first use and stopped when it exits.
+///
+/// Panics with the reason when it cannot start (for example, no Go to build it with): a test
+/// that needs a cluster fails, it is never skipped.
+pub fn shared() -> &'static ControlPlane {
+    let shared = SHARED.get_or_init(|| {
+        process::remove_stale_dirs();
+        let dir = std::env::temp_dir().join(format!(
+            "{}{}",
+            process::TEST_DIR_PREFIX,
+            std::process::id()
+        ));
+        let started = ControlPlane::start(&dir, Lifetime::TiedToThisProcess);
+        if let Ok(cp) = &started {
+            process::stop_at_exit(cp.pids.clone(), cp.dir.clone());
+        }
+        started.map_err(|e| format!("{e:#}"))
+    });
+    match shared {
+        Ok(cp) => cp,
+        Err(e) => panic!("testenv: cannot start the test control plane: {e}"),
+    }
+}
+
+impl ControlPlane {
+    /// Builds (once) and starts etcd and kube-apiserver with their files in `dir`.
+    pub fn start(dir: &Path, lifetime: Lifetime) -> Result<ControlPlane> {
+        let binaries = ensure_binaries()?;
+        let kubectl = find_on_path("kubectl").context(
+            "kubectl is needed to talk to the test control plane and is not on PATH; install \
+             kubectl (https://kubernetes.io/docs/tasks/tools/) and run again",
+        )?;
+        let openssl = find_on_path("openssl").context(
+            "openssl is needed to make the service-account signing key and is not on PATH; \
+             install it (Debian: apt-get install openssl)",
+        )?;
+        if dir.exists() {
+            fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        fs::create_dir_all(dir.join("etcd"))
+            .with_context(|| format!("creating {}", dir.display()))?;
+
+        let admin_token = random_token()?;
+        let viewer_token = random_token()?;
+        fs::write(
+            dir.join("tokens.csv"),
+            format!(
+                "{admin_token},admin,uid-admin,\"system:masters\"\n\
+                 {viewer_token},{VIEWER_USER},uid-viewer,\"testenv:viewers\"\n"
+            ),
+        )?;
+        fs::write(dir.join("audit-policy.yaml"), AUDIT_POLICY)?;
+        let key = dir.join("service-account.key");
+        run_ok(
+            Command::new(openssl)
+                .args(["genrsa", "-out"])
+                .arg(&key)
+                .arg("2048"),
+        )?;
+
+        let mut pids = Vec::new();
+        let result = start_processes(dir, &binaries, lifetime, &mut pids);
+        let (server, kubeconfig) = match result {
+            Ok(started) => started,
+            Err(e) => {
+                process::kill_all(&pids);
+                return Err(e);
+            }
+        };
+        let cp = ControlPlane {
+            dir: dir.to_path_buf(),
+            server,
+            kubeconfig,
+            audit_log: dir.join("audit.log"),
+            version: binaries.kubernetes_version.clone(),
+            pids,
+        };
+        let setup = cp.wait_ready(&kubectl).and_then(|()| {
+            run_ok(
+                Command::new(&kubectl)
+                    .arg("--kubeconfig")
+                    .arg(dir.join("boot.kubeconfig"))
+                    .args([
+                        "create",
+                        "clusterrolebinding",
+                        "testenv-viewer",
+                        "--clusterrole=view",
+                        &format!("--user={VIEWER_USER}"),
+                    ]),
+            )
+        });
+        if let Err(e) = setup {
+            process::kill_all(&cp.pids);
+            return Err(e);
+        }
+        fs::write(
+            dir.join("state"),
+            cp.pids
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+        )?;
+        // Write the kubeconfig with both users only now: its existence means "ready".
+        fs::write(
+            &cp.kubeconfig,
+            kubeconfig_yaml(&cp.server, &admin_token, &viewer_token),
+        )?;
+        Ok(cp)
+    }
+
+    /// The processes of a control plane started with [`Lifetime::Detached`] in `dir`.
+    pub fn stop_dir(dir: &Path) -> Result<bool> {
+        let Ok(state) = fs::read_to_string(dir.join("state")) else {
+            return Ok(false);
+        };
+        let pids: Vec<u32> = state
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        process::kill_all(&pids);
+        fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+        Ok(true)
+    }
+
+    /// `kubectl --kubeconfig <admin kubeconfig>`, ready for more arguments.
+    pub fn kubectl(&self) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig").arg(self.admin_kubeconfig());
+        cmd
+    }
+
+    /// Creates a fresh namespace for one test and returns its name.
+    pub fn namespace(&self, hint: &str) -> String {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let clean: String = hint
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .take(40)
+            .collect();
+        let name = format!(
+            "{}-{}-{}",
+            clean.trim_matches('-'),
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        run_ok(self.kubectl().args(["create", "namespace", &name]))
+            .unwrap_or_else(|e| panic!("testenv: creating namespace {name}: {e:#}"));
+        name
+    }
+
+    /// Every audit event written so far, oldest first.
+    pub fn audit_events(&self) -> Result<Vec<serde_json::Value>> {
+        let text = fs::read_to_string(&self.audit_log)
+            .with_context(|| format!("reading {}", self.audit_log.display()))?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).context("parsing an audit event"))
+            .collect()
+    }
+
+    /// Audit events that `matches`, waiting up to 10 s for at least one: the server writes an
+    /// event when the response is complete, which may be a moment after the client has it.
+    pub fn audit_events_matching(
+        &self,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<Vec<serde_json::Value>> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found: Vec<_> = self.audit_events()?.into_iter().filter(&matches).collect();
+            if !found.is_empty() || Instant::now() > deadline {
+                return Ok(found);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The pids of etcd and kube-apiserver.
+    pub fn pids(&self) -> &[u32] {
+        &self.pids
+    }
+
+    /// The kubeconfig with both users (what [`ControlPlane::kubeconfig`] holds).
+    pub fn admin_kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    fn wait_ready(&self, kubectl: &Path) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let boot = self.dir.join("boot.kubeconfig");
+        loop {
+            let out = Command::new(kubectl)
+                .arg("--kubeconfig")
+                .arg(&boot)
+                .args(["get", "--raw", "/readyz", "--request-timeout=5s"])
+                .output()?;
+            if out.status.success() {
+                return Ok(());
+            }
+            if let Some(dead) = process::first_exited(&self.pids) {
+                bail!(
+                    "{dead} exited while starting; the end of its log:\n{}",
+                    log_tail(&self.dir.join(format!("{dead}.log")))
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "kube-apiserver was not ready after 120 s ({}); the end of its log:\n{}",
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    log_tail(&self.dir.join("kube-apiserver.log"))
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+fn start_processes(
+    dir: &Path,
+    binaries: &Binaries,
+    lifetime: Lifetime,
+    pids: &mut Vec<u32>,
+) -> Result<(String, PathBuf)> {
+    let etcd_port = free_port()?;
+    let peer_port = free_port()?;
+    let etcd_url = format!("http://127.0.0.1:{etcd_port}");
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let mut etcd = Command::new(&binaries.etcd);
+    etcd.arg("--data-dir")
+        .arg(dir.join("etcd"))
+        .args(["--name", "testenv"])
+        .args(["--listen-client-urls", &etcd_url])
+        .args(["--advertise-client-urls", &etcd_url])
+        .args(["--listen-peer-urls", &peer_url])
+        .args(["--initial-advertise-peer-urls", &peer_url])
+        .args(["--initial-cluster", &format!("testenv={peer_url}")])
+        .args(["--unsafe-no-fsync", "--log-level", "error"]);
+    pids.push(process::spawn(etcd, &dir.join("etcd.log"), lifetime)?);
+    wait_port(etcd_port, Duration::from_secs(30)).context("etcd did not open its client port")?;
+
+    let port = free_port()?;
+    let server = format!("https://127.0.0.1:{port}");
+    let mut apiserver = Command::new(&binaries.kube_apiserver);
+    apiserver
+        .args(["--etcd-servers", &etcd_url])
+        .arg("--cert-dir")
+        .arg(dir.join("certs"))
+        .args(["--secure-port", &port.to_string()])
+        .args([
+            "--bind-address",
+            "127.0.0.1",
+            "--advertise-address",
+            "127.0.0.1",
+        ])
+        .args(["--service-cluster-ip-range", "10.0.0.0/24"])
+        .args([
+            "--service-account-issuer",
+            "https://kubernetes.default.svc.cluster.local",
+        ])
+        .arg("--service-account-key-file")
+        .arg(dir.join("service-account.key"))
+        .arg("--service-account-signing-key-file")
+        .arg(dir.join("service-account.key"))
+        .arg("--token-auth-file")
+        .arg(dir.join("tokens.csv"))
+        .args(["--authorization-mode", "RBAC"])
+        // No controller manager runs to mint service-account tokens.
+        .args(["--disable-admission-plugins", "ServiceAccount"])
+        .arg("--audit-policy-file")
+        .arg(dir.join("audit-policy.yaml"))
+        .arg("--audit-log-path")
+        .arg(dir.join("audit.log"))
+        .args(["--audit-log-mode", "blocking"])
+        .args(["--v", "1"]);
+    pids.push(process::spawn(
+        apiserver,
+        &dir.join("kube-apiserver.log"),
+        lifetime,
+    )?);
+    // A kubeconfig for the readiness probe; the real one is written once the server is ready.
+    let admin_token = fs::read_to_string(dir.join("tokens.csv"))?
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    fs::write(
+        dir.join("boot.kubeconfig"),
+        kubeconfig_yaml(&server, &admin_token, "unused"),
+    )?;
+    Ok((server, dir.join("kubeconfig")))
+}
+
+const AUDIT_POLICY: &str = "\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  # Metadata only: verbs, URIs (with dryRun), users and objects; never a request body.
+  - level: Metadata
+";
+
+fn kubeconfig_yaml(server: &str, admin_token: &str, viewer_token: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+  - name: testenv
+    cluster:
+      server: {server}
+      insecure-skip-tls-verify: true
+users:
+  - name: admin
+    user:
+      token: {admin_token}
+  - name: {VIEWER_USER}
+    user:
+      token: {viewer_token}
+contexts:
+  - name: {ADMIN_CONTEXT}
+    context:
+      cluster: testenv
+      user: admin
+  - name: {VIEWER_CONTEXT}
+    context:
+      cluster: testenv
+      user: {VIEWER_USER}
+current-context: {ADMIN_CONTEXT}
+"
+    )
+}
+
+fn random_token() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    use std::io::Read;
+    fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_port(port: u16, within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on 127.0.0.1:{port} after {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Finds `name` in PATH.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+fn run_ok(cmd: &mut Command) -> Result<Output> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{:?} failed: {}",
+            cmd.get_program(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out)
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
