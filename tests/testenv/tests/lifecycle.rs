@@ -134,3 +134,21 @@ fn the_audit_log_records_verbs_users_and_dry_runs() {
     // Metadata level: no request body, so no Secret value can reach the log.
     assert!(events[0].get("requestObject").is_none());
 }
+
+#[test]
+fn without_go_the_build_fails_saying_what_to_install() {
+    let empty_cache = tempfile::tempdir().unwrap();
+    let empty_path = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_testenv"))
+        .arg("build")
+        .env("KUBECTL_GITOPS_TESTENV_CACHE", empty_cache.path())
+        .env("PATH", empty_path.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`go` is not on PATH: install Go 1.25 or newer"),
+        "{stderr}"
+    );
+}
