@@ -154,12 +154,18 @@ pub struct DiffArgs {
 
 #[derive(Debug, Args)]
 pub struct TraceArgs {
-    /// The object, as TYPE/NAME
-    #[arg(value_name = "TYPE/NAME")]
-    pub object: String,
-    /// Output format: text, json or yaml
-    #[arg(short = 'o', long, value_name = "FORMAT", default_value = "text")]
-    pub output: String,
+    /// The objects: TYPE/NAME, or TYPE for every object of that type in scope
+    #[arg(value_name = "TYPE/NAME", required = true)]
+    pub objects: Vec<String>,
+    /// Label selector for TYPE without a name, as in kubectl
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// The repository: a local checkout or a URL (else found from each object)
+    #[arg(long, value_name = "PATH|URL")]
+    pub repo: Option<String>,
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = crate::report::TraceFormat::Text, value_name = "FORMAT")]
+    pub output: crate::report::TraceFormat,
 }
 
 #[derive(Debug, Args)]
@@ -200,6 +206,15 @@ pub struct StampArgs {
     /// A file, directory or kustomization in the repository
     #[arg(value_name = "PATH")]
     pub path: PathBuf,
+    /// The repository (else the one around PATH)
+    #[arg(long, value_name = "PATH")]
+    pub repo: Option<PathBuf>,
+    /// The revision to render (else HEAD)
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
+    /// Stamp even when PATH has uncommitted changes (the committed tree is still what is rendered)
+    #[arg(long)]
+    pub allow_dirty: bool,
 }
 
 #[derive(Debug, Args)]

@@ -14,7 +14,11 @@ pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod env;
+pub mod git;
+pub mod object;
+pub mod render;
 pub mod report;
+pub mod source;
 
 use std::io::Write;
 

@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::version::Info;
 use kube::config::KubeConfigOptions;
 use serde::Serialize;
 
+use super::discovery::{AGGREGATED_ACCEPT, Discovery, Resource};
 use super::error::{ClusterError, RequestContext};
 use super::kubeconfig::{self, KubeconfigOrigin, NamespaceOrigin, Selectors};
 use crate::env::Env;
@@ -150,7 +151,100 @@ fn in_cluster(options: &ConnectOptions, env: &Env) -> Result<(kube::Config, Targ
     Ok((config, target))
 }
 
+/// A live object as the server returns it.
+pub type LiveObject = serde_json::Value;
+
 impl Cluster {
+    /// The served resources (aggregated discovery: `GET /api` and `GET /apis`).
+    pub async fn discovery(&self) -> Result<Discovery, ClusterError> {
+        let mut documents = Vec::new();
+        for path in ["/api", "/apis"] {
+            let request = http::Request::get(path)
+                .header(http::header::ACCEPT, AGGREGATED_ACCEPT)
+                .body(Vec::new())
+                .expect("a GET request with a static path is valid");
+            let what = format!("GET {path}");
+            documents.push(
+                self.request(&what, self.client.request_text(request))
+                    .await?,
+            );
+        }
+        let refs: Vec<&str> = documents.iter().map(String::as_str).collect();
+        Discovery::from_aggregated(&refs).map_err(|e| ClusterError::Request {
+            server: self.target.server.clone(),
+            what: "discovery".to_owned(),
+            reason: format!("unreadable discovery document: {e}"),
+        })
+    }
+
+    /// `GET` one object; None when it does not exist.
+    pub async fn get(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<LiveObject>, ClusterError> {
+        let path = format!("{}/{}", resource.collection_path(namespace), name);
+        match self.get_path(&path).await {
+            Ok(object) => Ok(Some(object)),
+            Err(ClusterError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `LIST` a collection (every page), optionally with a label selector.
+    pub async fn list(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        selector: Option<&str>,
+    ) -> Result<Vec<LiveObject>, ClusterError> {
+        let base = resource.collection_path(namespace);
+        let mut items = Vec::new();
+        let mut continue_token: Option<String> = None;
+        loop {
+            let mut query = vec!["limit=500".to_owned()];
+            if let Some(sel) = selector {
+                query.push(format!("labelSelector={}", query_escape(sel)));
+            }
+            if let Some(token) = &continue_token {
+                query.push(format!("continue={}", query_escape(token)));
+            }
+            let page = self
+                .get_path(&format!("{base}?{}", query.join("&")))
+                .await?;
+            if let Some(list) = page["items"].as_array() {
+                // Items of a LIST carry no apiVersion/kind; give them back, as kubectl does.
+                items.extend(list.iter().cloned().map(|mut item| {
+                    item["apiVersion"] = resource.api_version().into();
+                    item["kind"] = resource.kind.clone().into();
+                    item
+                }));
+            }
+            continue_token = page["metadata"]["continue"]
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if continue_token.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
+    async fn get_path(&self, path: &str) -> Result<LiveObject, ClusterError> {
+        let request =
+            http::Request::get(path)
+                .body(Vec::new())
+                .map_err(|e| ClusterError::Request {
+                    server: self.target.server.clone(),
+                    what: format!("GET {path}"),
+                    reason: e.to_string(),
+                })?;
+        let what = format!("GET {}", path.split('?').next().unwrap_or(path));
+        self.request(&what, self.client.request::<LiveObject>(request))
+            .await
+    }
+
     /// `GET /version`.
     pub async fn server_version(&self) -> Result<Info, ClusterError> {
         self.request("GET /version", self.client.apiserver_version())
@@ -199,4 +293,17 @@ impl Cluster {
             }
         })
     }
+}
+
+/// Percent-encodes a query value (label selectors have `=`, `,`, `!` and spaces).
+fn query_escape(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -1,8 +1,9 @@
 //! The only place that talks to the API server: context resolution, the client, and requests.
 
 mod client;
+pub mod discovery;
 mod error;
 pub mod kubeconfig;
 
-pub use client::{Cluster, ConnectOptions, Impersonation, Target, USER_AGENT, connect};
+pub use client::{Cluster, ConnectOptions, Impersonation, LiveObject, Target, USER_AGENT, connect};
 pub use error::ClusterError;

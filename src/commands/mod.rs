@@ -1,6 +1,8 @@
 //! One file per subcommand: each wires cluster/Git/render steps and hands results to report/.
 
 mod context;
+mod stamp;
+mod trace;
 
 use std::io::Write;
 
@@ -18,13 +20,14 @@ pub async fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) 
     let log = Log::new(cli.global.verbose);
     match &cli.command {
         Command::Context(args) => context::run(&cli.global, args, env, &log, out, err).await,
+        Command::Trace(args) => trace::run(&cli.global, args, env, &log, out, err).await,
+        Command::Stamp(args) => stamp::run(args, env, &log, out, err),
         Command::Version(args) => {
             report::render_version(out, &report::VersionReport::current(), args.output)?;
             Ok(Outcome::Clean)
         }
         other => {
             let issue = match other {
-                Command::Trace(_) | Command::Stamp(_) => "source mapping, trace and stamp",
                 Command::Diff(_) => "diff",
                 Command::Blame(_) => "blame",
                 Command::Revert(_) => "revert",

@@ -4,10 +4,13 @@
 
 mod context;
 mod log;
+pub mod time;
+mod trace;
 mod version;
 
 pub use context::{ContextReport, render_context};
 pub use log::Log;
+pub use trace::{TraceFormat, TraceItem, TraceReport, render_trace};
 pub use version::{VersionReport, render_version};
 
 use std::io::Write;
@@ -72,6 +75,23 @@ struct Document<'a, T: Serialize> {
     kind: &'static str,
     #[serde(flatten)]
     body: &'a T,
+}
+
+/// Writes `body` as a YAML document of `kind`.
+pub fn write_yaml<T: Serialize>(
+    out: &mut dyn Write,
+    kind: &'static str,
+    body: &T,
+) -> std::io::Result<()> {
+    let doc = Document {
+        api_version: API_VERSION,
+        kind,
+        body,
+    };
+    // Through JSON, so that YAML and JSON output carry exactly the same fields.
+    let value = serde_json::to_value(&doc).map_err(std::io::Error::other)?;
+    let text = serde_saphyr::to_string(&value).map_err(std::io::Error::other)?;
+    out.write_all(text.as_bytes())
 }
 
 /// Writes `body` as an indented JSON document of `kind`.

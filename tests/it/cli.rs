@@ -62,10 +62,8 @@ fn version_names_the_commit_it_was_built_from() {
 fn unimplemented_commands_say_so_and_exit_2() {
     for args in [
         &["diff"][..],
-        &["trace", "deploy/web"],
         &["blame", "deploy/web"],
         &["revert", "--all"],
-        &["stamp", "."],
         &["watch"],
     ] {
         let ran = run(&mut gitops(args));

@@ -3,4 +3,7 @@
 
 mod cli;
 mod context;
+mod fixture;
+mod stamp;
 mod support;
+mod trace;

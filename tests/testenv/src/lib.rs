@@ -231,6 +231,63 @@ impl ControlPlane {
         }
     }
 
+    /// Installs the real Flux (Kustomization, GitRepository) and Argo CD (Application) CRDs,
+    /// once per test binary, and waits until they are served. Their definitions come from the
+    /// controllers' Go modules pinned in `go/crds/go.mod`; no controller runs.
+    pub fn install_gitops_crds(&self) {
+        static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+        let done = DONE.get_or_init(|| self.install_crds().map_err(|e| format!("{e:#}")));
+        if let Err(e) = done {
+            panic!("testenv: installing the Flux and Argo CD CRDs: {e}");
+        }
+    }
+
+    fn install_crds(&self) -> Result<()> {
+        let module_dir = build::go_dir().join("crds");
+        let files = [
+            (
+                "github.com/fluxcd/kustomize-controller",
+                "config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml",
+            ),
+            (
+                "github.com/fluxcd/source-controller",
+                "config/crd/bases/source.toolkit.fluxcd.io_gitrepositories.yaml",
+            ),
+            (
+                "github.com/argoproj/argo-cd/v3",
+                "manifests/crds/application-crd.yaml",
+            ),
+        ];
+        let go =
+            find_on_path("go").context("Go is needed to download the Flux and Argo CD CRDs")?;
+        for (module, file) in files {
+            let out = run_ok(
+                Command::new(&go)
+                    .current_dir(&module_dir)
+                    .args(["mod", "download", "-json", module]),
+            )?;
+            let info: serde_json::Value = serde_json::from_slice(&out.stdout)
+                .with_context(|| format!("reading go mod download output for {module}"))?;
+            let dir = info["Dir"]
+                .as_str()
+                .with_context(|| format!("go mod download gave no Dir for {module}"))?;
+            run_ok(
+                self.kubectl()
+                    .args(["apply", "--server-side", "-f"])
+                    .arg(Path::new(dir).join(file)),
+            )?;
+        }
+        run_ok(self.kubectl().args([
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/kustomizations.kustomize.toolkit.fluxcd.io",
+            "crd/gitrepositories.source.toolkit.fluxcd.io",
+            "crd/applications.argoproj.io",
+        ]))?;
+        Ok(())
+    }
+
     /// The pids of etcd and kube-apiserver.
     pub fn pids(&self) -> &[u32] {
         &self.pids

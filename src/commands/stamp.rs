@@ -1,0 +1,199 @@
+//! `kubectl gitops stamp PATH`: renders PATH from the committed tree and prints every document
+//! with our three annotations, ready for `kubectl apply -f -`. Reads only Git; no cluster.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::Outcome;
+use crate::cli::StampArgs;
+use crate::env::Env;
+use crate::git::{Repo, RepoPath};
+use crate::render::{self, Document, Overlay};
+use crate::report::Log;
+use crate::source::annotations::{COMMIT, PATH, REPO};
+
+pub fn run(
+    args: &StampArgs,
+    env: &Env,
+    log: &Log,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Outcome> {
+    let cwd = env.cwd.clone().unwrap_or_else(|| PathBuf::from("."));
+    let target = absolute(&cwd, &args.path);
+    let repo_dir = args
+        .repo
+        .as_ref()
+        .map(|r| absolute(&cwd, r))
+        .unwrap_or_else(|| {
+            if target.is_dir() {
+                target.clone()
+            } else {
+                target
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| cwd.clone())
+            }
+        });
+    let repo = Repo::open_local(&repo_dir)?;
+    let workdir = repo
+        .workdir()
+        .context("stamp needs a checkout with a working tree, not a bare repository")?
+        .to_path_buf();
+    let relative = relative_to(&workdir, &target).with_context(|| {
+        format!(
+            "{} is not inside the repository at {}",
+            args.path.display(),
+            workdir.display()
+        )
+    })?;
+    let path = if relative.is_empty() {
+        RepoPath::root()
+    } else {
+        RepoPath::parse(&relative)?
+    };
+
+    if !args.allow_dirty {
+        let dirty = repo.dirty_files(&path)?;
+        if !dirty.is_empty() {
+            let shown: Vec<&str> = dirty.iter().take(5).map(String::as_str).collect();
+            let more = if dirty.len() > 5 {
+                format!(" and {} more", dirty.len() - 5)
+            } else {
+                String::new()
+            };
+            bail!(
+                "{} has uncommitted changes ({}{more}); commit them, or pass --allow-dirty to stamp \
+                 the committed tree anyway",
+                args.path.display(),
+                shown.join(", ")
+            );
+        }
+    }
+    let rev = args.rev.as_deref().unwrap_or("HEAD");
+    let (commit, _) = repo.resolve(rev)?;
+    let repo_url = repo
+        .remote_urls()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| format!("file://{}", workdir.display()));
+    log.debug(err, 1, || {
+        format!(
+            "stamp {} at {} as {repo_url}",
+            display(&path),
+            commit.short()
+        )
+    });
+
+    let docs = render_path(&repo, commit, &path)?;
+    let mut last_change = std::collections::HashMap::new();
+    for (i, mut doc) in docs.into_iter().enumerate() {
+        let file = RepoPath::parse(&doc.file)?;
+        let changed = match last_change.get(doc.file.as_str()) {
+            Some(c) => *c,
+            None => {
+                let c = repo
+                    .last_commit_touching(commit, &file)?
+                    .with_context(|| format!("{} has no commit that added it", doc.file))?;
+                last_change.insert(doc.file.clone(), c);
+                c
+            }
+        };
+        annotate(
+            &mut doc.object,
+            &repo_url,
+            file.as_str(),
+            &changed.to_string(),
+        );
+        if i > 0 {
+            writeln!(out, "---")?;
+        }
+        let text = serde_saphyr::to_string(&doc.object).context("writing YAML")?;
+        out.write_all(text.as_bytes())?;
+    }
+    Ok(Outcome::Clean)
+}
+
+/// The documents PATH renders to: a file's own, a kustomization's build, or every manifest of
+/// a plain directory.
+fn render_path(
+    repo: &Repo,
+    commit: crate::git::CommitId,
+    path: &RepoPath,
+) -> Result<Vec<Document>> {
+    let files = repo.list_files(commit, path).unwrap_or_default();
+    if files.is_empty() {
+        let bytes = repo.read_file(commit, path)?;
+        return Ok(render::documents(path.as_str(), &bytes)?);
+    }
+    let prefix = if path.as_str().is_empty() {
+        String::new()
+    } else {
+        format!("{}/", path.as_str())
+    };
+    let has_kustomization = render::KUSTOMIZATION_FILES
+        .iter()
+        .any(|k| files.iter().any(|f| f.as_str() == format!("{prefix}{k}")));
+    if has_kustomization {
+        return Ok(render::kustomize(
+            repo,
+            commit,
+            path,
+            &Overlay::default(),
+            false,
+        )?);
+    }
+    let mut docs = Vec::new();
+    for file in files.iter().filter(|f| {
+        let p = f.as_str();
+        p.ends_with(".yaml") || p.ends_with(".yml") || p.ends_with(".json")
+    }) {
+        let bytes = repo.read_file(commit, file)?;
+        docs.extend(render::documents(file.as_str(), &bytes)?);
+    }
+    Ok(docs)
+}
+
+fn annotate(object: &mut Value, repo: &str, path: &str, commit: &str) {
+    let metadata = object.as_object_mut().map(|o| {
+        o.entry("metadata")
+            .or_insert_with(|| Value::Object(Default::default()))
+    });
+    let Some(Value::Object(metadata)) = metadata else {
+        return;
+    };
+    let annotations = metadata
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Value::Object(map) = annotations {
+        map.insert(REPO.into(), repo.into());
+        map.insert(PATH.into(), path.into());
+        map.insert(COMMIT.into(), commit.into());
+    }
+}
+
+fn absolute(cwd: &Path, path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        cwd.join(path)
+    };
+    joined.canonicalize().unwrap_or(joined)
+}
+
+fn relative_to(base: &Path, path: &Path) -> Option<String> {
+    let base = base.canonicalize().unwrap_or_else(|_| base.to_path_buf());
+    let rel = path.strip_prefix(&base).ok()?;
+    Some(rel.to_string_lossy().replace('\\', "/"))
+}
+
+fn display(path: &RepoPath) -> &str {
+    if path.as_str().is_empty() {
+        "."
+    } else {
+        path.as_str()
+    }
+}

@@ -1,0 +1,139 @@
+//! `kubectl gitops trace TYPE/NAME...`: where objects came from. One GET per named object (one
+//! LIST per TYPE given without a name), then the mapping rules, sharing Git reads.
+
+use std::io::Write;
+
+use anyhow::Result;
+
+use crate::Outcome;
+use crate::cli::{GlobalArgs, TraceArgs};
+use crate::cluster::discovery::Discovery;
+use crate::cluster::{self, Cluster, LiveObject};
+use crate::env::Env;
+use crate::object::ObjectKey;
+use crate::report::{self, Log, TraceItem, TraceReport};
+use crate::source::{self, Locator, RepoChoice};
+
+pub async fn run(
+    global: &GlobalArgs,
+    args: &TraceArgs,
+    env: &Env,
+    log: &Log,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Outcome> {
+    let options = super::connect_options(global)?;
+    let cluster = cluster::connect(&options, env).await?;
+    let discovery = cluster.discovery().await?;
+    let mut failed = false;
+    let mut report_error = |err: &mut dyn Write, what: &str, message: String| {
+        failed = true;
+        let _ = writeln!(
+            err,
+            "error: {what}: {}",
+            message.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+    };
+
+    let mut live_objects: Vec<LiveObject> = Vec::new();
+    for arg in &args.objects {
+        match fetch(&cluster, &discovery, global, args, arg).await {
+            Ok(found) => live_objects.extend(found),
+            Err(message) => report_error(err, arg, message),
+        }
+    }
+    log.debug(err, 1, || {
+        format!("{} live objects to trace", live_objects.len())
+    });
+
+    let locator = Locator::new(RepoChoice {
+        flag: args.repo.clone(),
+        cwd: env.cwd.clone(),
+        cache_root: env
+            .cache_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("repos"),
+    });
+    let mut items = Vec::new();
+    for live in &live_objects {
+        let Some(key) = ObjectKey::of(live) else {
+            continue;
+        };
+        let located = match source::pointer(&cluster, &discovery, live).await {
+            Ok(pointer) => locator.locate(pointer, &key),
+            Err(e) => Err(e),
+        };
+        match located {
+            Ok(source) => items.push(TraceItem {
+                object: key,
+                source: Some(source),
+                error: None,
+            }),
+            Err(e) => {
+                report_error(err, &key.to_string(), e.to_string());
+                items.push(TraceItem {
+                    object: key,
+                    source: None,
+                    error: Some(e.to_string()),
+                });
+            }
+        }
+    }
+    log.debug(err, 1, || locator.reads.summary());
+    let report = TraceReport {
+        items: match args.output {
+            // Text shows what was found; errors are already on stderr.
+            report::TraceFormat::Text => items.into_iter().filter(|i| i.source.is_some()).collect(),
+            _ => items,
+        },
+    };
+    report::render_trace(out, &report, args.output)?;
+    Ok(if failed {
+        Outcome::Failed
+    } else {
+        Outcome::Clean
+    })
+}
+
+/// The live objects one argument names: `TYPE/NAME` (a GET) or `TYPE` (a LIST).
+async fn fetch(
+    cluster: &Cluster,
+    discovery: &Discovery,
+    global: &GlobalArgs,
+    args: &TraceArgs,
+    arg: &str,
+) -> Result<Vec<LiveObject>, String> {
+    let (type_text, name) = match arg.split_once('/') {
+        Some((t, n)) => (t, Some(n)),
+        None => (arg, None),
+    };
+    let resource = discovery.resolve(type_text).map_err(|e| e.to_string())?;
+    let namespace = cluster.target.namespace.as_str();
+    match name {
+        Some(name) => {
+            let ns = resource.namespaced.then_some(namespace);
+            match cluster
+                .get(resource, ns, name)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(object) => Ok(vec![object]),
+                None => Err(match ns {
+                    Some(ns) => format!(
+                        "{} \"{name}\" not found in namespace \"{ns}\"",
+                        resource.qualified_name()
+                    ),
+                    None => format!("{} \"{name}\" not found", resource.qualified_name()),
+                }),
+            }
+        }
+        None => {
+            let ns = (resource.namespaced && !global.all_namespaces).then_some(namespace);
+            cluster
+                .list(resource, ns, args.selector.as_deref())
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }
+}

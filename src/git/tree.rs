@@ -1,0 +1,297 @@
+//! Walking Git trees at a commit: path lookup that follows symlinks only inside the repository,
+//! listing files, and exporting a tree to disk.
+//!
+//! Symlinks are resolved the way the filesystem would resolve them in a checkout (component by
+//! component, `..` applied to the real directory reached so far), so that what we read from the
+//! object database and what `kubectl kustomize` reads from an export agree.
+
+use std::collections::VecDeque;
+use std::path::Path;
+
+use gix::ObjectId;
+use gix::objs::tree::EntryKind;
+
+use super::path::RepoPath;
+
+/// Symlinks followed while resolving one path; more is treated as a loop.
+pub(super) const MAX_SYMLINK_HOPS: usize = 8;
+
+/// What a path names in a tree, after following symlinks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Found {
+    File(ObjectId),
+    Dir(ObjectId),
+    Submodule,
+}
+
+/// Why a path could not be resolved.
+#[derive(Debug)]
+pub(super) enum ResolveError {
+    /// A component is missing, or a file or submodule was used as a directory.
+    NotFound,
+    /// A symlink (at `link`, repo-relative) points outside the repository, or is absolute.
+    Escapes { link: String, target: String },
+    /// More than [`MAX_SYMLINK_HOPS`] symlinks.
+    TooManyLinks,
+    /// The object database failed us.
+    Git(String),
+}
+
+fn git_err(err: impl std::error::Error + 'static) -> ResolveError {
+    ResolveError::Git(super::error_chain(&err))
+}
+
+/// Resolves `path` below the tree `root`, following symlinks while they stay inside it.
+pub(super) fn resolve(
+    repo: &gix::Repository,
+    root: ObjectId,
+    path: &RepoPath,
+) -> Result<Found, ResolveError> {
+    // The real directories entered so far, root first.
+    let mut dirs: Vec<(String, ObjectId)> = vec![(String::new(), root)];
+    let mut pending: VecDeque<String> = path.components().map(str::to_string).collect();
+    let mut hops = 0;
+    while let Some(name) = pending.pop_front() {
+        match name.as_str() {
+            "" | "." => continue,
+            ".." => {
+                if dirs.len() == 1 {
+                    // Only a symlink can bring us here: RepoPath never starts above the root.
+                    return Err(ResolveError::Escapes {
+                        link: path.as_str().to_string(),
+                        target: "..".to_string(),
+                    });
+                }
+                dirs.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let (_, dir_id) = dirs.last().expect("the root is never popped");
+        let tree = repo.find_tree(*dir_id).map_err(git_err)?;
+        let Some(entry) = tree.find_entry(name.as_str()) else {
+            return Err(ResolveError::NotFound);
+        };
+        let id = entry.object_id();
+        let rest_is_empty = pending.iter().all(|c| c.is_empty() || c == ".");
+        match entry.mode().kind() {
+            EntryKind::Tree => dirs.push((name, id)),
+            EntryKind::Blob | EntryKind::BlobExecutable if rest_is_empty => {
+                return Ok(Found::File(id));
+            }
+            EntryKind::Commit if rest_is_empty => return Ok(Found::Submodule),
+            EntryKind::Blob | EntryKind::BlobExecutable | EntryKind::Commit => {
+                return Err(ResolveError::NotFound);
+            }
+            EntryKind::Link => {
+                hops += 1;
+                if hops > MAX_SYMLINK_HOPS {
+                    return Err(ResolveError::TooManyLinks);
+                }
+                let link = dirs
+                    .iter()
+                    .skip(1)
+                    .map(|(n, _)| n.as_str())
+                    .chain([name.as_str()])
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let target = link_target(repo, id)?;
+                if !is_relative_target(&target) {
+                    return Err(ResolveError::Escapes { link, target });
+                }
+                // The target is relative to the link's directory, which is where we are now.
+                for component in target.split('/').rev() {
+                    pending.push_front(component.to_string());
+                }
+                // `..` that climbs above the root is caught above; name the link, not the input.
+                if escapes_from(&dirs, &pending) {
+                    return Err(ResolveError::Escapes { link, target });
+                }
+            }
+        }
+    }
+    let (_, id) = dirs.last().expect("the root is never popped");
+    Ok(Found::Dir(*id))
+}
+
+/// Whether the leading `..`s of `pending` climb above the root from `dirs`
+/// (checked early only to blame the right symlink in the message).
+fn escapes_from(dirs: &[(String, ObjectId)], pending: &VecDeque<String>) -> bool {
+    let mut depth = dirs.len() - 1;
+    for c in pending {
+        match c.as_str() {
+            "" | "." => {}
+            ".." if depth == 0 => return true,
+            ".." => depth -= 1,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The text of a symlink blob.
+fn link_target(repo: &gix::Repository, id: ObjectId) -> Result<String, ResolveError> {
+    let mut blob = repo.find_blob(id).map_err(git_err)?;
+    String::from_utf8(blob.take_data()).map_err(|_| ResolveError::Escapes {
+        link: id.to_string(),
+        target: "(not UTF-8)".to_string(),
+    })
+}
+
+/// Absolute targets, Windows-looking ones and control characters are never followed.
+fn is_relative_target(target: &str) -> bool {
+    let absolute = target.starts_with('/') || (target.len() >= 2 && target.as_bytes()[1] == b':');
+    let suspicious = target.contains('\\') || target.chars().any(char::is_control);
+    !target.is_empty() && !absolute && !suspicious
+}
+
+/// A tree entry name we are willing to turn into a path.
+fn check_name(name: &gix::bstr::BStr) -> Result<&str, String> {
+    let name = std::str::from_utf8(name).map_err(|_| "a file name is not UTF-8".to_string())?;
+    // Git refuses such names in trees (fsck); a crafted repository may still contain them.
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.eq_ignore_ascii_case(".git")
+        || name.contains(['/', '\\'])
+        || name.chars().any(char::is_control)
+    {
+        return Err(format!(
+            "invalid file name '{}' in the tree",
+            name.escape_default()
+        ));
+    }
+    Ok(name)
+}
+
+fn child(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// A problem walking a tree: a bad entry name (at `path`) or a Git error.
+#[derive(Debug)]
+pub(super) enum WalkError {
+    BadName { path: String, reason: String },
+    Git(String),
+    Io { path: String, reason: String },
+}
+
+fn walk_git_err(err: impl std::error::Error + 'static) -> WalkError {
+    WalkError::Git(super::error_chain(&err))
+}
+
+/// Every regular file (not symlinks, not submodules) below the tree `dir_id`, whose path is `prefix`.
+pub(super) fn list_files(
+    repo: &gix::Repository,
+    dir_id: ObjectId,
+    prefix: &str,
+) -> Result<Vec<String>, WalkError> {
+    let mut files = Vec::new();
+    let mut todo = vec![(prefix.to_string(), dir_id)];
+    while let Some((dir, id)) = todo.pop() {
+        let tree = repo.find_tree(id).map_err(walk_git_err)?;
+        for entry in tree.iter() {
+            let entry = entry.map_err(walk_git_err)?;
+            let name = check_name(entry.filename()).map_err(|reason| WalkError::BadName {
+                path: dir.clone(),
+                reason,
+            })?;
+            let path = child(&dir, name);
+            match entry.mode().kind() {
+                EntryKind::Tree => todo.push((path, entry.object_id())),
+                EntryKind::Blob | EntryKind::BlobExecutable => files.push(path),
+                EntryKind::Link | EntryKind::Commit => {}
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Writes the tree `root` into the empty directory `dest`: directories and regular files first,
+/// then the symlinks whose target resolves inside the tree. Submodules are skipped.
+pub(super) fn export(repo: &gix::Repository, root: ObjectId, dest: &Path) -> Result<(), WalkError> {
+    let io_err = |path: &Path, err: std::io::Error| WalkError::Io {
+        path: path.display().to_string(),
+        reason: err.to_string(),
+    };
+    let mut links = Vec::new();
+    let mut todo = vec![(String::new(), root)];
+    while let Some((dir, id)) = todo.pop() {
+        let tree = repo.find_tree(id).map_err(walk_git_err)?;
+        for entry in tree.iter() {
+            let entry = entry.map_err(walk_git_err)?;
+            let name = check_name(entry.filename()).map_err(|reason| WalkError::BadName {
+                path: dir.clone(),
+                reason,
+            })?;
+            let path = child(&dir, name);
+            let on_disk = dest.join(&path);
+            match entry.mode().kind() {
+                EntryKind::Tree => {
+                    // create_dir, not create_dir_all: an existing entry means something is off.
+                    std::fs::create_dir(&on_disk).map_err(|e| io_err(&on_disk, e))?;
+                    todo.push((path, entry.object_id()));
+                }
+                kind @ (EntryKind::Blob | EntryKind::BlobExecutable) => {
+                    let blob = repo.find_blob(entry.object_id()).map_err(walk_git_err)?;
+                    write_new_file(&on_disk, &blob.data, kind == EntryKind::BlobExecutable)
+                        .map_err(|e| io_err(&on_disk, e))?;
+                }
+                EntryKind::Link => links.push((path, entry.object_id())),
+                EntryKind::Commit => {}
+            }
+        }
+    }
+    // Links last, so that no file above was written through one of them.
+    for (path, id) in links {
+        let rel = RepoPath::parse(&path).map_err(|e| WalkError::BadName {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let inside = matches!(
+            resolve(repo, root, &rel),
+            Ok(Found::File(_) | Found::Dir(_))
+        );
+        if !inside {
+            continue; // points out of the tree, dangles, loops, or into a submodule
+        }
+        let target = match link_target(repo, id) {
+            Ok(target) => target,
+            Err(_) => continue,
+        };
+        let on_disk = dest.join(&path);
+        create_symlink(&target, &on_disk).map_err(|e| io_err(&on_disk, e))?;
+    }
+    Ok(())
+}
+
+fn write_new_file(path: &Path, data: &[u8], executable: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(if executable { 0o755 } else { 0o644 });
+    }
+    #[cfg(not(unix))]
+    let _ = executable;
+    let mut file = options.open(path)?;
+    file.write_all(data)
+}
+
+#[cfg(unix)]
+fn create_symlink(target: &str, link: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+#[cfg(not(unix))]
+fn create_symlink(_target: &str, _link: &Path) -> std::io::Result<()> {
+    // Without Unix symlinks the link is left out, as a checkout with core.symlinks=false would.
+    Ok(())
+}

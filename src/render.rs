@@ -1,0 +1,572 @@
+//! Source → desired objects. A YAML file renders to its documents; a kustomization renders with
+//! the real `kubectl kustomize` over the tree exported at the commit, with origin annotations
+//! switched on so that every rendered object names its file. Each document knows its file and
+//! line range.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::git::{CommitId, GitError, Repo, RepoPath};
+use crate::object::ObjectKey;
+use crate::source::annotations::KUSTOMIZE_ORIGIN;
+
+/// Largest manifest we parse; a bigger one is refused, not loaded.
+pub const MAX_FILE_BYTES: usize = 16 << 20;
+
+/// File names kustomize recognises as a kustomization.
+pub const KUSTOMIZATION_FILES: [&str; 3] =
+    ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+/// One desired object and where it is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// The repository file it comes from.
+    pub file: String,
+    /// First and last line of the document in that file, 1-based, inclusive.
+    pub lines: (usize, usize),
+    pub object: Value,
+}
+
+impl Document {
+    pub fn key(&self) -> Option<ObjectKey> {
+        ObjectKey::of(&self.object)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("{file} is not UTF-8 text (a binary file where YAML was expected?)")]
+    NotText { file: String },
+    #[error("{file} is {size} bytes, over the {MAX_FILE_BYTES}-byte limit for a manifest")]
+    TooLarge { file: String, size: usize },
+    #[error("{file}:{line}: not valid YAML: {reason}")]
+    Yaml {
+        file: String,
+        line: usize,
+        reason: String,
+    },
+    #[error("kustomize build of {root} failed: {reason}")]
+    Kustomize { root: String, reason: String },
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// Splits a manifest into its documents, each with its line range. Comments, anchors and
+/// aliases are handled by the YAML parser, whose budget refuses billion-laughs and deep nesting.
+pub fn documents(file: &str, bytes: &[u8]) -> Result<Vec<Document>, RenderError> {
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(RenderError::TooLarge {
+            file: file.to_owned(),
+            size: bytes.len(),
+        });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| RenderError::NotText {
+        file: file.to_owned(),
+    })?;
+    if bytes.contains(&0) {
+        return Err(RenderError::NotText {
+            file: file.to_owned(),
+        });
+    }
+    let mut docs = Vec::new();
+    for chunk in chunks(text) {
+        let value: Value = serde_saphyr::from_str(&chunk.text).map_err(|e| {
+            let message = e.to_string();
+            RenderError::Yaml {
+                file: file.to_owned(),
+                line: chunk.first_line,
+                reason: message.lines().next().unwrap_or_default().to_owned(),
+            }
+        })?;
+        if value.is_null() {
+            continue;
+        }
+        // A `List` of items is how `kubectl get -o yaml` writes several objects.
+        if value["kind"] == "List"
+            && let Some(items) = value["items"].as_array()
+        {
+            docs.extend(items.iter().map(|item| Document {
+                file: file.to_owned(),
+                lines: (chunk.first_line, chunk.last_line),
+                object: item.clone(),
+            }));
+            continue;
+        }
+        docs.push(Document {
+            file: file.to_owned(),
+            lines: (chunk.first_line, chunk.last_line),
+            object: value,
+        });
+    }
+    Ok(docs)
+}
+
+struct Chunk {
+    text: String,
+    first_line: usize,
+    last_line: usize,
+}
+
+/// Document boundaries are `---` lines (and `...` ends); a document's range runs from its first
+/// to its last line that is neither blank nor a comment. The text given to the parser keeps the
+/// original line numbers by padding with empty lines, so parse errors point at the right line.
+fn chunks(text: &str) -> Vec<Chunk> {
+    let mut out = Vec::new();
+    let mut current: Vec<(usize, &str)> = Vec::new();
+    let mut flush = |lines: &mut Vec<(usize, &str)>| {
+        let content: Vec<usize> = lines
+            .iter()
+            .filter(|(_, l)| {
+                let t = l.trim();
+                !t.is_empty() && !t.starts_with('#')
+            })
+            .map(|(n, _)| *n)
+            .collect();
+        if let (Some(&first), Some(&last)) = (content.first(), content.last()) {
+            let mut text = "\n".repeat(lines[0].0 - 1);
+            for (_, l) in lines.iter() {
+                text.push_str(l);
+                text.push('\n');
+            }
+            out.push(Chunk {
+                text,
+                first_line: first,
+                last_line: last,
+            });
+        }
+        lines.clear();
+    };
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        let is_start = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
+        let is_end = line == "..." || line.starts_with("... ");
+        if is_start || is_end {
+            flush(&mut current);
+            // `--- !tag` or `--- value` carries content on the marker line itself.
+            if is_start && line.len() > 3 && !line[3..].trim().is_empty() {
+                current.push((number, &line[4..]));
+            }
+            continue;
+        }
+        if current.is_empty() && line.starts_with('%') {
+            continue; // a directive such as %YAML 1.2
+        }
+        current.push((number, line));
+    }
+    flush(&mut current);
+    out
+}
+
+/// Flux `spec.*` settings that kustomize-controller applies over the path it builds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overlay {
+    pub target_namespace: Option<String>,
+    pub name_prefix: Option<String>,
+    pub name_suffix: Option<String>,
+    pub common_labels: BTreeMap<String, String>,
+    pub common_annotations: BTreeMap<String, String>,
+    pub images: Vec<Value>,
+    pub patches: Vec<Value>,
+    pub components: Vec<String>,
+}
+
+/// Renders the kustomization at `root` as `kubectl kustomize` would, from the tree at `commit`.
+/// When `generate` is set and `root` has no kustomization, one listing every manifest under it
+/// is made, as kustomize-controller does; `overlay` adds a Flux Kustomization's settings.
+pub fn kustomize(
+    repo: &Repo,
+    commit: CommitId,
+    root: &RepoPath,
+    overlay: &Overlay,
+    generate: bool,
+) -> Result<Vec<Document>, RenderError> {
+    let tmp = tempfile::Builder::new()
+        .prefix("kubectl-gitops-render-")
+        .tempdir()
+        .map_err(|source| RenderError::Io {
+            what: "creating a temporary directory".into(),
+            source,
+        })?;
+    repo.export_tree(commit, tmp.path())?;
+    let dir = tmp.path().join(root.as_str());
+    let root_name = if root.as_str().is_empty() {
+        "."
+    } else {
+        root.as_str()
+    };
+    let existing = KUSTOMIZATION_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file());
+    let mut kustomization: serde_json::Map<String, Value> = match &existing {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|source| RenderError::Io {
+                what: format!("reading {}", path.display()),
+                source,
+            })?;
+            let docs = documents(&format!("{root_name}/kustomization.yaml"), &bytes)?;
+            match docs.into_iter().next().map(|d| d.object) {
+                Some(Value::Object(map)) => map,
+                _ => Default::default(),
+            }
+        }
+        None if generate => generated_kustomization(&dir)?,
+        None => {
+            return Err(RenderError::Kustomize {
+                root: root_name.to_owned(),
+                reason: "no kustomization.yaml there".into(),
+            });
+        }
+    };
+    apply_overlay(&mut kustomization, overlay);
+    let metadata = kustomization
+        .entry("buildMetadata")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    let had_origin = metadata
+        .as_array()
+        .is_some_and(|a| a.iter().any(|v| v == "originAnnotations"));
+    if !had_origin && let Some(list) = metadata.as_array_mut() {
+        list.push("originAnnotations".into());
+    }
+    if let Some(path) = &existing {
+        std::fs::remove_file(path).map_err(|source| RenderError::Io {
+            what: format!("replacing {}", path.display()),
+            source,
+        })?;
+    }
+    // JSON is YAML: kustomize reads it back as the same kustomization.
+    let text = serde_json::to_string_pretty(&Value::Object(kustomization))
+        .expect("a JSON map always serialises");
+    let target = dir.join("kustomization.yaml");
+    std::fs::write(&target, text).map_err(|source| RenderError::Io {
+        what: format!("writing {}", target.display()),
+        source,
+    })?;
+    let output = run_kustomize(&dir, root_name)?;
+    let mut rendered = documents(&format!("{root_name} (kustomize)"), output.as_bytes())?;
+    for doc in &mut rendered {
+        let origin = remove_annotation(&mut doc.object, KUSTOMIZE_ORIGIN, !had_origin);
+        if let Some(origin) = origin
+            .as_deref()
+            .and_then(|o| crate::source::annotations::parse_origin(o).ok())
+            && let Ok(file) = root.join(&origin.path)
+        {
+            doc.file = file.as_str().to_owned();
+        }
+    }
+    Ok(rendered)
+}
+
+fn run_kustomize(dir: &Path, root_name: &str) -> Result<String, RenderError> {
+    let output = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| RenderError::Io {
+            what: "running kubectl kustomize (is kubectl on PATH?)".into(),
+            source,
+        })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let reason = stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+            .replace(&dir.display().to_string(), root_name);
+        return Err(RenderError::Kustomize {
+            root: root_name.to_owned(),
+            reason,
+        });
+    }
+    String::from_utf8(output.stdout).map_err(|_| RenderError::NotText {
+        file: format!("{root_name} (kustomize output)"),
+    })
+}
+
+/// Lists every manifest under `dir` (recursively, sorted), as kustomize-controller's generator
+/// does for a path without a kustomization.
+fn generated_kustomization(dir: &Path) -> Result<serde_json::Map<String, Value>, RenderError> {
+    let mut files = Vec::new();
+    collect_manifests(dir, dir, &mut files)?;
+    files.sort();
+    let mut map = serde_json::Map::new();
+    map.insert(
+        "apiVersion".into(),
+        "kustomize.config.k8s.io/v1beta1".into(),
+    );
+    map.insert("kind".into(), "Kustomization".into());
+    map.insert(
+        "resources".into(),
+        Value::Array(files.into_iter().map(Value::String).collect()),
+    );
+    Ok(map)
+}
+
+fn collect_manifests(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), RenderError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| RenderError::Io {
+        what: format!("listing {}", dir.display()),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        if file_type.is_dir() {
+            // A directory with its own kustomization is one resource, as the controller does.
+            if KUSTOMIZATION_FILES.iter().any(|f| path.join(f).is_file()) {
+                if let Ok(rel) = path.strip_prefix(base) {
+                    out.push(rel.to_string_lossy().into_owned());
+                }
+            } else {
+                collect_manifests(base, &path, out)?;
+            }
+        } else if file_type.is_file()
+            && path
+                .extension()
+                .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+            && let Ok(rel) = path.strip_prefix(base)
+        {
+            out.push(rel.to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
+}
+
+fn apply_overlay(k: &mut serde_json::Map<String, Value>, overlay: &Overlay) {
+    if let Some(ns) = &overlay.target_namespace {
+        k.insert("namespace".into(), ns.clone().into());
+    }
+    if let Some(prefix) = &overlay.name_prefix {
+        k.insert("namePrefix".into(), prefix.clone().into());
+    }
+    if let Some(suffix) = &overlay.name_suffix {
+        k.insert("nameSuffix".into(), suffix.clone().into());
+    }
+    let mut extend = |key: &str, items: Vec<Value>| {
+        if items.is_empty() {
+            return;
+        }
+        let entry = k.entry(key).or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(list) = entry.as_array_mut() {
+            list.extend(items);
+        }
+    };
+    extend("images", overlay.images.clone());
+    extend("patches", overlay.patches.clone());
+    extend(
+        "components",
+        overlay
+            .components
+            .iter()
+            .cloned()
+            .map(Value::String)
+            .collect(),
+    );
+    if !overlay.common_labels.is_empty() {
+        extend(
+            "labels",
+            vec![serde_json::json!({"pairs": overlay.common_labels, "includeSelectors": false})],
+        );
+    }
+    if !overlay.common_annotations.is_empty() {
+        let entry = k
+            .entry("commonAnnotations")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(map) = entry.as_object_mut() {
+            for (key, value) in &overlay.common_annotations {
+                map.insert(key.clone(), value.clone().into());
+            }
+        }
+    }
+}
+
+/// Removes an annotation (and an emptied annotations map when `tidy`); returns its value.
+pub fn remove_annotation(object: &mut Value, key: &str, tidy: bool) -> Option<String> {
+    let metadata = object.get_mut("metadata")?.as_object_mut()?;
+    let annotations = metadata.get_mut("annotations")?.as_object_mut()?;
+    let value = annotations.remove(key)?.as_str().map(str::to_owned);
+    if tidy && annotations.is_empty() {
+        metadata.remove("annotations");
+    }
+    value
+}
+
+/// Flux `postBuild.substitute`: replaces `${var}`, `${var:=default}` and `${var:-default}`;
+/// `$${var}` is left as `${var}`. An unset variable without a default becomes empty, as
+/// kustomize-controller does (unless its strict mode is on).
+pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('$') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start..];
+        if let Some(escaped) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = escaped;
+            continue;
+        }
+        let Some(body) = after.strip_prefix("${") else {
+            out.push('$');
+            rest = &after[1..];
+            continue;
+        };
+        let Some(end) = body.find('}') else {
+            out.push_str(after);
+            rest = "";
+            break;
+        };
+        let expr = &body[..end];
+        let (name, default) = match expr.find(":=").or_else(|| expr.find(":-")) {
+            Some(i) => (&expr[..i], Some(&expr[i + 2..])),
+            None => (expr, None),
+        };
+        let valid =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if valid {
+            match vars.get(name) {
+                Some(value) => out.push_str(value),
+                None => out.push_str(default.unwrap_or_default()),
+            }
+        } else {
+            out.push_str("${");
+            out.push_str(expr);
+            out.push('}');
+        }
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_know_their_lines() {
+        let text = "\
+# leading comment
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: a
+data:
+  k: v
+---
+# between
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: &meta
+  name: b
+  labels: {app: b}
+spec:
+  template:
+    metadata: *meta
+
+--- 
+apiVersion: v1
+kind: List
+items:
+  - {apiVersion: v1, kind: Secret, metadata: {name: s}}
+";
+        let docs = documents("apps/x.yaml", text.as_bytes()).unwrap();
+        let summary: Vec<(String, (usize, usize))> = docs
+            .iter()
+            .map(|d| (d.key().unwrap().name, d.lines))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("a".to_owned(), (2, 7)),
+                ("b".to_owned(), (11, 18)),
+                ("s".to_owned(), (21, 24)),
+            ]
+        );
+        // Anchors and aliases are resolved.
+        assert_eq!(
+            docs[1].object["spec"]["template"]["metadata"]["labels"]["app"],
+            "b"
+        );
+    }
+
+    #[test]
+    fn bad_files_are_named() {
+        let err = documents("a.yaml", b"kind: [\n").unwrap_err();
+        assert!(
+            err.to_string().starts_with("a.yaml:1: not valid YAML"),
+            "{err}"
+        );
+        let err = documents("b.yaml", b"ok: 1\n---\nkey: : :\n  - x").unwrap_err();
+        assert!(err.to_string().starts_with("b.yaml:3:"), "{err}");
+        let err = documents("c.yaml", &[0x89, b'P', b'N', b'G', 0, 0]).unwrap_err();
+        assert!(matches!(err, RenderError::NotText { .. }), "{err}");
+    }
+
+    #[test]
+    fn yaml_bombs_are_refused() {
+        let mut laughs = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
+        for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h", "i"]
+            .iter()
+            .zip(["b", "c", "d", "e", "f", "g", "h", "i", "j"])
+        {
+            laughs.push_str(&format!(
+                "{name}: &{name} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"
+            ));
+        }
+        assert!(documents("bomb.yaml", laughs.as_bytes()).is_err());
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(documents("deep.yaml", deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn flux_substitution() {
+        let vars: BTreeMap<String, String> = [("cluster", "eu-1"), ("replicas", "3")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let cases = [
+            ("name: app-${cluster}", "name: app-eu-1"),
+            ("replicas: ${replicas}", "replicas: 3"),
+            ("tier: ${tier:=web}", "tier: web"),
+            ("tier: ${tier:-api}", "tier: api"),
+            ("keep: $${cluster}", "keep: ${cluster}"),
+            ("price: $5 and ${ bad }", "price: $5 and ${ bad }"),
+            ("unset: '${nope}'", "unset: ''"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(substitute(input, &vars), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn overlay_settings_go_into_the_kustomization() {
+        let mut k = serde_json::Map::new();
+        apply_overlay(
+            &mut k,
+            &Overlay {
+                target_namespace: Some("prod".into()),
+                name_prefix: Some("eu-".into()),
+                components: vec!["../c".into()],
+                ..Overlay::default()
+            },
+        );
+        assert_eq!(k["namespace"], "prod");
+        assert_eq!(k["namePrefix"], "eu-");
+        assert_eq!(k["components"][0], "../c");
+    }
+}

@@ -1,0 +1,126 @@
+//! `kubectl gitops trace`: where each object came from.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::time::format_time;
+use super::{LABEL, WARNING};
+use crate::git::CommitInfo;
+use crate::object::ObjectKey;
+use crate::source::Located;
+
+#[derive(Debug, Serialize)]
+pub struct TraceReport {
+    pub items: Vec<TraceItem>,
+}
+
+/// One object: its source, or why it has none.
+#[derive(Debug, Serialize)]
+pub struct TraceItem {
+    pub object: ObjectKey,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<Located>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Output formats of `trace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TraceFormat {
+    Text,
+    Json,
+    Yaml,
+}
+
+pub fn render_trace(
+    out: &mut dyn Write,
+    report: &TraceReport,
+    format: TraceFormat,
+) -> std::io::Result<()> {
+    match format {
+        TraceFormat::Json => super::write_json(out, "TraceReport", report),
+        TraceFormat::Yaml => super::write_yaml(out, "TraceReport", report),
+        TraceFormat::Text => {
+            for (i, item) in report.items.iter().enumerate() {
+                if i > 0 {
+                    writeln!(out)?;
+                }
+                text(out, item)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn commit_line(c: &CommitInfo) -> String {
+    format!(
+        "{} {} <{}> {} \"{}\"",
+        c.id.short(),
+        c.author_name,
+        c.author_email,
+        format_time(c.time, c.offset_seconds),
+        c.subject
+    )
+}
+
+fn text(out: &mut dyn Write, item: &TraceItem) -> std::io::Result<()> {
+    writeln!(out, "{LABEL}{}{LABEL:#}", item.object)?;
+    let Some(s) = &item.source else {
+        let reason = item.error.as_deref().unwrap_or("no source");
+        return writeln!(out, "  {WARNING}no source:{WARNING:#} {reason}");
+    };
+    let mut row =
+        |label: &str, value: String| writeln!(out, "  {:<13}{value}", format!("{label}:"));
+    let repo_kind = if s.local_checkout {
+        " (local checkout)"
+    } else {
+        ""
+    };
+    row("Repository", format!("{}{repo_kind}", s.repo))?;
+    row("File", format!("{}:{}-{}", s.file, s.lines.0, s.lines.1))?;
+    row("Render root", s.render_root.clone())?;
+    match &s.applied_commit {
+        Some(c) => row("Applied", commit_line(c))?,
+        None => row(
+            "Applied",
+            "unknown (nothing records the applied commit)".into(),
+        )?,
+    }
+    if let Some(c) = &s.last_change {
+        row("Last change", commit_line(c))?;
+    }
+    if let (Some(r), Some(t)) = (&s.tracked_ref, &s.tracked_commit) {
+        let short = &t[..t.len().min(7)];
+        let moved = match (s.commits_since_applied, s.file_changed_since_applied) {
+            (Some(0), _) => ", at the applied commit".to_owned(),
+            (Some(n), Some(true)) => {
+                format!(", {n} commits past the applied one; this file changed")
+            }
+            (Some(n), _) => format!(", {n} commits past the applied one; this file did not change"),
+            (None, _) => String::new(),
+        };
+        row("Tracking", format!("{r} at {short}{moved}"))?;
+    }
+    match &s.reconciler {
+        Some(r) => {
+            let status = r
+                .status
+                .as_deref()
+                .map(|st| format!(", Ready: {st}"))
+                .unwrap_or_default();
+            let status = if r.kind == "Application" {
+                r.status
+                    .as_deref()
+                    .map(|st| format!(", {st}"))
+                    .unwrap_or_default()
+            } else {
+                status
+            };
+            let suspended = if r.suspended { ", suspended" } else { "" };
+            row("Reconciler", format!("{}{status}{suspended}", r.display()))?;
+        }
+        None => row("Reconciler", "none (kubectl apply or a pipeline)".into())?,
+    }
+    row("Found by", s.rule.describe().to_owned())
+}

@@ -1,0 +1,650 @@
+//! The Git side of mapping: open the repository a pointer names, read the file or render the
+//! root at the applied commit, and find the document, its lines and its commits.
+//!
+//! Everything read is cached for the run (files by commit and path, renders, history), so many
+//! objects from the same files cost one read per file; [`GitReads`] counts what was read.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Pointer, Reconciler, Rule, SourceError};
+use crate::git::{CacheUse, CommitId, CommitInfo, GitError, Repo, RepoPath, RepoUrl};
+use crate::object::ObjectKey;
+use crate::render::{self, Document};
+
+/// What `--repo` and the working directory offer.
+#[derive(Debug, Clone, Default)]
+pub struct RepoChoice {
+    /// `--repo PATH|URL`.
+    pub flag: Option<String>,
+    /// The working directory (its repository is used when its remote matches).
+    pub cwd: Option<PathBuf>,
+    /// Where remote repositories are cloned: `<cache>/kubectl-gitops/repos`.
+    pub cache_root: PathBuf,
+}
+
+/// How much Git work a run did (for `-v` and for tests that check reads are shared).
+#[derive(Debug, Default)]
+pub struct GitReads {
+    pub files: AtomicUsize,
+    pub renders: AtomicUsize,
+    pub history: AtomicUsize,
+    pub clones: AtomicUsize,
+    pub fetches: AtomicUsize,
+}
+
+impl GitReads {
+    pub fn summary(&self) -> String {
+        let get = |c: &AtomicUsize| c.load(Ordering::Relaxed);
+        format!(
+            "git: {} file reads, {} renders, {} history lookups, {} clones, {} fetches",
+            get(&self.files),
+            get(&self.renders),
+            get(&self.history),
+            get(&self.clones),
+            get(&self.fetches)
+        )
+    }
+}
+
+/// Where an object came from, fully resolved.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Located {
+    pub rule: Rule,
+    /// The repository URL, or the local checkout's path.
+    pub repo: String,
+    pub local_checkout: bool,
+    pub file: String,
+    /// First and last line of the object's document in `file`, 1-based.
+    pub lines: (usize, usize),
+    /// The file itself, or the directory a kustomization renders.
+    pub render_root: String,
+    /// The commit whose tree was read: the applied one when known, else the tracked tip.
+    pub read_at: String,
+    pub applied_commit: Option<CommitInfo>,
+    /// The last commit that changed `file`, at `read_at`.
+    pub last_change: Option<CommitInfo>,
+    pub tracked_ref: Option<String>,
+    pub tracked_commit: Option<String>,
+    /// Commits on the tracked ref after the applied commit (`git rev-list --count A..T`).
+    pub commits_since_applied: Option<usize>,
+    /// Whether the tracked tip changed `file` after the applied commit.
+    pub file_changed_since_applied: Option<bool>,
+    pub reconciler: Option<Reconciler>,
+    #[serde(skip)]
+    pub desired: Value,
+}
+
+type Shared<T> = Arc<Result<T, String>>;
+/// Repository key, commit and path: what a file read or a history lookup depends on.
+type FileKey = (String, CommitId, String);
+
+/// Finds sources, sharing every Git read across the objects of one run.
+pub struct Locator {
+    choice: RepoChoice,
+    repos: Mutex<HashMap<String, Arc<Repo>>>,
+    files: Mutex<HashMap<FileKey, Shared<Vec<Document>>>>,
+    renders: Mutex<HashMap<String, Shared<Vec<Document>>>>,
+    history: Mutex<HashMap<FileKey, Option<CommitId>>>,
+    pub reads: GitReads,
+}
+
+impl Locator {
+    pub fn new(choice: RepoChoice) -> Locator {
+        Locator {
+            choice,
+            repos: Mutex::default(),
+            files: Mutex::default(),
+            renders: Mutex::default(),
+            history: Mutex::default(),
+            reads: GitReads::default(),
+        }
+    }
+
+    /// Resolves a pointer (or, with None, the fallback search) for the live object `key`.
+    pub fn locate(
+        &self,
+        pointer: Option<Pointer>,
+        key: &ObjectKey,
+    ) -> Result<Located, SourceError> {
+        let pointer = pointer.unwrap_or_else(|| Pointer::new(Rule::Fallback));
+        let (repo_key, repo) = self.repo_for(pointer.repo.as_ref(), key, pointer.rule)?;
+        let local = repo.workdir().is_some()
+            && !matches!(repo.cache_use(), CacheUse::Cloned | CacheUse::Reused);
+
+        // The tracked tip: the local checkout's HEAD, else the reconciler's ref.
+        let tip_rev = if local {
+            "HEAD".to_owned()
+        } else {
+            pointer
+                .tracked_ref
+                .clone()
+                .unwrap_or_else(|| "HEAD".to_owned())
+        };
+        let tip = self.resolve(&repo, &tip_rev)?;
+        let applied = match &pointer.applied_commit {
+            Some(rev) => Some(self.resolve(&repo, rev)?),
+            None => None,
+        };
+        let read_at = applied.unwrap_or(tip);
+
+        let (doc, render_root) = match pointer.rule {
+            Rule::Annotations => {
+                let file = pointer
+                    .file
+                    .clone()
+                    .expect("the annotation rule always names a file");
+                let docs = self.documents(&repo_key, &repo, read_at, &file)?;
+                let doc =
+                    pick(&docs, key).ok_or_else(|| not_declared(file.as_str(), read_at, key))?;
+                (doc, file.as_str().to_owned())
+            }
+            Rule::KustomizeOrigin => {
+                let origin = pointer.origin_path.clone().unwrap_or_default();
+                let file = self.find_origin_file(&repo_key, &repo, read_at, &origin, key)?;
+                let docs = self.documents(&repo_key, &repo, read_at, &file)?;
+                let doc =
+                    pick(&docs, key).ok_or_else(|| not_declared(file.as_str(), read_at, key))?;
+                let root = self
+                    .origin_render_root(&repo, read_at, &file, &origin)
+                    .unwrap_or_else(|| file.as_str().to_owned());
+                (doc, root)
+            }
+            Rule::Flux | Rule::ArgoCd => {
+                let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);
+                let rendered = self.render(&repo_key, &repo, read_at, &root, &pointer)?;
+                let found = rendered
+                    .iter()
+                    .find(|d| d.key().is_some_and(|k| key.declared_by(&k)))
+                    .cloned()
+                    .ok_or_else(|| not_declared(&display_root(&root), read_at, key))?;
+                // Lines come from the source file the rendered object names.
+                let doc = match RepoPath::parse(&found.file) {
+                    Ok(file) => {
+                        let docs = self.documents(&repo_key, &repo, read_at, &file)?;
+                        let mut source = pick(&docs, key).unwrap_or_else(|| found.clone());
+                        source.object = found.object.clone();
+                        source
+                    }
+                    Err(_) => found,
+                };
+                (doc, display_root(&root))
+            }
+            Rule::Fallback => {
+                let (doc, root) = self.search(&repo_key, &repo, read_at, key)?;
+                (doc, root)
+            }
+        };
+
+        let file = RepoPath::parse(&doc.file)?;
+        let last_change = match self.last_change(&repo_key, &repo, read_at, &file)? {
+            Some(id) => Some(repo.commit_info(id)?),
+            None => None,
+        };
+        let (commits_since_applied, file_changed_since_applied) = match applied {
+            Some(a) if a != tip => {
+                let count = repo.count_commits_between(a, tip)?;
+                let at_tip = self.last_change(&repo_key, &repo, tip, &file)?;
+                let at_applied = self.last_change(&repo_key, &repo, a, &file)?;
+                (Some(count), Some(at_tip != at_applied))
+            }
+            Some(_) => (Some(0), Some(false)),
+            None => (None, None),
+        };
+        Ok(Located {
+            rule: pointer.rule,
+            repo: repo.display_name(),
+            local_checkout: local,
+            file: doc.file.clone(),
+            lines: doc.lines,
+            render_root,
+            read_at: read_at.to_string(),
+            applied_commit: match applied {
+                Some(a) => Some(repo.commit_info(a)?),
+                None => None,
+            },
+            last_change,
+            tracked_ref: pointer.tracked_ref.clone().or(Some(tip_rev)),
+            tracked_commit: Some(tip.to_string()),
+            commits_since_applied,
+            file_changed_since_applied,
+            reconciler: pointer.reconciler.clone(),
+            desired: doc.object,
+        })
+    }
+
+    /// Picks the repository: `--repo`, else the working directory's checkout when its remote is
+    /// the object's repository, else a cached clone of the URL.
+    fn repo_for(
+        &self,
+        url: Option<&RepoUrl>,
+        key: &ObjectKey,
+        rule: Rule,
+    ) -> Result<(String, Arc<Repo>), SourceError> {
+        if let Some(flag) = &self.choice.flag {
+            let path = Path::new(flag);
+            if path.exists() {
+                return self.cached_repo(format!("local:{flag}"), || Repo::open_local(path));
+            }
+            let url = RepoUrl::parse(flag)?;
+            return self.open_url(&url);
+        }
+        if let Some(cwd) = &self.choice.cwd
+            && let Ok((repo_key, repo)) =
+                self.cached_repo(format!("local:{}", cwd.display()), || Repo::open_local(cwd))
+        {
+            let matches = match url {
+                Some(url) => repo
+                    .remote_urls()
+                    .iter()
+                    .filter_map(|r| RepoUrl::parse(r).ok())
+                    .any(|r| r.same_repo(url)),
+                // Nothing names a repository: the checkout we are in is the one to search.
+                None => true,
+            };
+            if matches {
+                return Ok((repo_key, repo));
+            }
+        }
+        match url {
+            Some(url) => self.open_url(url),
+            None => {
+                let mut looked_for = Vec::new();
+                if rule == Rule::Fallback {
+                    looked_for.extend(rules_looked_for());
+                }
+                looked_for.push(format!(
+                    "a local checkout for the {} (pass --repo PATH, or run inside the repository)",
+                    rule.describe()
+                ));
+                Err(SourceError::NoSource {
+                    key: key.to_string(),
+                    looked_for,
+                })
+            }
+        }
+    }
+
+    fn open_url(&self, url: &RepoUrl) -> Result<(String, Arc<Repo>), SourceError> {
+        let key = format!("url:{}", url.cache_key());
+        let cache_root = self.choice.cache_root.clone();
+        self.cached_repo(key, || {
+            let (repo, used) = Repo::open_remote(url, &cache_root)?;
+            if matches!(used, CacheUse::Cloned) {
+                self.reads.clones.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(repo)
+        })
+    }
+
+    fn cached_repo(
+        &self,
+        key: String,
+        open: impl FnOnce() -> Result<Repo, GitError>,
+    ) -> Result<(String, Arc<Repo>), SourceError> {
+        let mut repos = self.repos.lock().expect("repo cache lock");
+        if let Some(repo) = repos.get(&key) {
+            return Ok((key, repo.clone()));
+        }
+        let repo = Arc::new(open()?);
+        repos.insert(key.clone(), repo.clone());
+        Ok((key, repo))
+    }
+
+    fn resolve(&self, repo: &Repo, rev: &str) -> Result<CommitId, SourceError> {
+        let (id, fetched) = repo.resolve(rev)?;
+        if fetched {
+            self.reads.fetches.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(id)
+    }
+
+    /// The documents of one file at one commit, read and parsed once per run.
+    fn documents(
+        &self,
+        repo_key: &str,
+        repo: &Repo,
+        commit: CommitId,
+        file: &RepoPath,
+    ) -> Result<Vec<Document>, SourceError> {
+        let cache_key = (repo_key.to_owned(), commit, file.as_str().to_owned());
+        if let Some(hit) = self.files.lock().expect("file cache lock").get(&cache_key) {
+            return hit.as_ref().clone().map_err(|e| cached_error(&e));
+        }
+        self.reads.files.fetch_add(1, Ordering::Relaxed);
+        let result = repo
+            .read_file(commit, file)
+            .map_err(SourceError::from)
+            .and_then(|bytes| Ok(render::documents(file.as_str(), &bytes)?));
+        let shared = Arc::new(result.as_ref().map(Clone::clone).map_err(|e| e.to_string()));
+        self.files
+            .lock()
+            .expect("file cache lock")
+            .insert(cache_key, shared);
+        result
+    }
+
+    /// A kustomize render of `root`, once per run for the same pointer settings.
+    fn render(
+        &self,
+        repo_key: &str,
+        repo: &Repo,
+        commit: CommitId,
+        root: &RepoPath,
+        pointer: &Pointer,
+    ) -> Result<Vec<Document>, SourceError> {
+        let cache_key = format!(
+            "{repo_key}|{commit}|{}|{:?}|{:?}|{}|{}",
+            root.as_str(),
+            pointer.overlay,
+            pointer.substitute,
+            pointer.generate_kustomization,
+            pointer.recurse
+        );
+        if let Some(hit) = self
+            .renders
+            .lock()
+            .expect("render cache lock")
+            .get(&cache_key)
+        {
+            return hit.as_ref().clone().map_err(|e| cached_error(&e));
+        }
+        self.reads.renders.fetch_add(1, Ordering::Relaxed);
+        let result = self.render_uncached(repo_key, repo, commit, root, pointer);
+        let shared = Arc::new(result.as_ref().map(Clone::clone).map_err(|e| e.to_string()));
+        self.renders
+            .lock()
+            .expect("render cache lock")
+            .insert(cache_key, shared);
+        result
+    }
+
+    fn render_uncached(
+        &self,
+        repo_key: &str,
+        repo: &Repo,
+        commit: CommitId,
+        root: &RepoPath,
+        pointer: &Pointer,
+    ) -> Result<Vec<Document>, SourceError> {
+        let files = repo.list_files(commit, root)?;
+        let has_kustomization = files.iter().any(|f| {
+            f.parent()
+                .as_ref()
+                .map(RepoPath::as_str)
+                .unwrap_or_default()
+                == root.as_str()
+                && render::KUSTOMIZATION_FILES
+                    .iter()
+                    .any(|k| f.as_str().ends_with(&format!("/{k}")) || f.as_str() == *k)
+        });
+        let mut docs = if has_kustomization || pointer.generate_kustomization {
+            render::kustomize(
+                repo,
+                commit,
+                root,
+                &pointer.overlay,
+                pointer.generate_kustomization,
+            )?
+        } else {
+            // Plain manifests (an Argo CD directory source): top level, or every level.
+            let mut docs = Vec::new();
+            for file in files.iter().filter(|f| is_manifest(f.as_str())) {
+                let top_level = f_parent(file) == root.as_str();
+                if top_level || pointer.recurse {
+                    docs.extend(self.documents(repo_key, repo, commit, file)?);
+                }
+            }
+            docs
+        };
+        if let Some(vars) = &pointer.substitute {
+            for doc in &mut docs {
+                let disabled = doc.object["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/substitute"]
+                    == "disabled";
+                if disabled {
+                    continue;
+                }
+                let text = serde_json::to_string(&doc.object).expect("JSON serialises");
+                if let Ok(object) = serde_json::from_str(&render::substitute(&text, vars)) {
+                    doc.object = object;
+                }
+            }
+        }
+        Ok(docs)
+    }
+
+    fn last_change(
+        &self,
+        repo_key: &str,
+        repo: &Repo,
+        from: CommitId,
+        file: &RepoPath,
+    ) -> Result<Option<CommitId>, SourceError> {
+        let cache_key = (repo_key.to_owned(), from, file.as_str().to_owned());
+        if let Some(hit) = self
+            .history
+            .lock()
+            .expect("history cache lock")
+            .get(&cache_key)
+        {
+            return Ok(*hit);
+        }
+        self.reads.history.fetch_add(1, Ordering::Relaxed);
+        let found = repo.last_commit_touching(from, file)?;
+        self.history
+            .lock()
+            .expect("history cache lock")
+            .insert(cache_key, found);
+        Ok(found)
+    }
+
+    /// kustomize writes origin paths relative to the build directory, which the object does not
+    /// record: take the repository file whose path ends with the origin path (less its leading
+    /// `../`) and that declares the object.
+    fn find_origin_file(
+        &self,
+        repo_key: &str,
+        repo: &Repo,
+        commit: CommitId,
+        origin: &str,
+        key: &ObjectKey,
+    ) -> Result<RepoPath, SourceError> {
+        let mut tail = origin;
+        while let Some(rest) = tail.strip_prefix("../").or_else(|| tail.strip_prefix("./")) {
+            tail = rest;
+        }
+        let tail = RepoPath::parse(tail)?;
+        let all = repo.list_files(commit, &RepoPath::root())?;
+        let candidates: Vec<&RepoPath> = all
+            .iter()
+            .filter(|f| {
+                f.as_str() == tail.as_str() || f.as_str().ends_with(&format!("/{}", tail.as_str()))
+            })
+            .collect();
+        for candidate in &candidates {
+            if let Ok(docs) = self.documents(repo_key, repo, commit, candidate)
+                && pick(&docs, key).is_some()
+            {
+                return Ok((*candidate).clone());
+            }
+        }
+        Err(SourceError::NoSource {
+            key: key.to_string(),
+            looked_for: vec![format!(
+                "a file matching the kustomize origin path '{origin}' in {} at {} ({} candidates)",
+                repo.display_name(),
+                commit.short(),
+                candidates.len()
+            )],
+        })
+    }
+
+    /// The kustomization directory whose build names `file` as `origin`.
+    fn origin_render_root(
+        &self,
+        repo: &Repo,
+        commit: CommitId,
+        file: &RepoPath,
+        origin: &str,
+    ) -> Option<String> {
+        let all = repo.list_files(commit, &RepoPath::root()).ok()?;
+        all.iter()
+            .filter(|f| {
+                render::KUSTOMIZATION_FILES
+                    .iter()
+                    .any(|k| f.as_str() == *k || f.as_str().ends_with(&format!("/{k}")))
+            })
+            .filter_map(|k| {
+                let dir = k.parent().unwrap_or_else(RepoPath::root);
+                (dir.join(origin).ok()?.as_str() == file.as_str()).then(|| display_root(&dir))
+            })
+            .next()
+    }
+
+    /// The fallback: every manifest of the repository at `commit`, for a document declaring
+    /// the object.
+    fn search(
+        &self,
+        repo_key: &str,
+        repo: &Repo,
+        commit: CommitId,
+        key: &ObjectKey,
+    ) -> Result<(Document, String), SourceError> {
+        let all = repo.list_files(commit, &RepoPath::root())?;
+        let mut namespaces: HashMap<String, Option<String>> = HashMap::new();
+        for file in all.iter().filter(|f| is_manifest(f.as_str())) {
+            let Ok(docs) = self.documents(repo_key, repo, commit, file) else {
+                continue; // not a manifest we can read; the search goes on
+            };
+            for doc in docs {
+                let Some(mut doc_key) = doc.key() else {
+                    continue;
+                };
+                if doc_key.namespace.is_none() && key.namespace.is_some() {
+                    // A kustomization's `namespace:` sets it for the files it lists.
+                    let dir = f_parent(file).to_owned();
+                    let ns = namespaces
+                        .entry(dir.clone())
+                        .or_insert_with(|| {
+                            self.kustomization_namespace(repo_key, repo, commit, &dir)
+                        })
+                        .clone();
+                    doc_key.namespace = ns;
+                }
+                if key.declared_by(&doc_key) {
+                    let root = file.as_str().to_owned();
+                    return Ok((doc, root));
+                }
+            }
+        }
+        let mut looked_for = rules_looked_for();
+        looked_for.push(format!(
+            "a document declaring it in {} at {}",
+            repo.display_name(),
+            commit.short()
+        ));
+        Err(SourceError::NoSource {
+            key: key.to_string(),
+            looked_for,
+        })
+    }
+
+    fn kustomization_namespace(
+        &self,
+        repo_key: &str,
+        repo: &Repo,
+        commit: CommitId,
+        dir: &str,
+    ) -> Option<String> {
+        let mut current = Some(dir.to_owned());
+        while let Some(d) = current {
+            for name in render::KUSTOMIZATION_FILES {
+                let path = if d.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{d}/{name}")
+                };
+                let Ok(path) = RepoPath::parse(&path) else {
+                    continue;
+                };
+                if let Ok(docs) = self.documents(repo_key, repo, commit, &path)
+                    && let Some(ns) = docs.first().and_then(|k| k.object["namespace"].as_str())
+                {
+                    return Some(ns.to_owned());
+                }
+            }
+            current = d
+                .rsplit_once('/')
+                .map(|(parent, _)| parent.to_owned())
+                .or_else(|| (!d.is_empty()).then(String::new));
+        }
+        None
+    }
+}
+
+/// The document of `docs` that declares the live object: the same key; else, when a
+/// kustomization renamed it, the same kind whose name is part of the live name; else the only
+/// document of that kind.
+fn pick(docs: &[Document], key: &ObjectKey) -> Option<Document> {
+    let same_kind: Vec<&Document> = docs
+        .iter()
+        .filter(|d| {
+            d.key()
+                .is_some_and(|k| k.group == key.group && k.kind == key.kind)
+        })
+        .collect();
+    same_kind
+        .iter()
+        .find(|d| d.key().is_some_and(|k| key.declared_by(&k)))
+        .or_else(|| {
+            same_kind
+                .iter()
+                .find(|d| d.key().is_some_and(|k| key.name.contains(&k.name)))
+        })
+        .or_else(|| (same_kind.len() == 1).then(|| &same_kind[0]))
+        .map(|d| (*d).clone())
+}
+
+/// The rules that come before the fallback search, for "no source" messages.
+fn rules_looked_for() -> Vec<String> {
+    vec![
+        "annotations kubectl-gitops.dev/repo and /path".into(),
+        "annotation config.kubernetes.io/origin".into(),
+        "labels kustomize.toolkit.fluxcd.io/name and /namespace".into(),
+        "annotation argocd.argoproj.io/tracking-id or label app.kubernetes.io/instance".into(),
+    ]
+}
+
+fn not_declared(file: &str, commit: CommitId, key: &ObjectKey) -> SourceError {
+    SourceError::NotDeclared {
+        file: file.to_owned(),
+        commit: commit.short(),
+        key: key.to_string(),
+    }
+}
+
+fn cached_error(message: &str) -> SourceError {
+    SourceError::Repeated(message.to_owned())
+}
+
+fn is_manifest(path: &str) -> bool {
+    path.ends_with(".yaml") || path.ends_with(".yml") || path.ends_with(".json")
+}
+
+fn f_parent(file: &RepoPath) -> &str {
+    file.as_str().rsplit_once('/').map(|(d, _)| d).unwrap_or("")
+}
+
+fn display_root(root: &RepoPath) -> String {
+    if root.as_str().is_empty() {
+        ".".to_owned()
+    } else {
+        root.as_str().to_owned()
+    }
+}

@@ -1,0 +1,161 @@
+//! Live object → where it came from. The rules of DESIGN.md are tried in order and the first
+//! that answers wins: our annotations, kustomize's origin, Flux, Argo CD, then a search of the
+//! repository. [`pointer`] reads what the object and its reconciler say (cluster only);
+//! [`locate`] then reads Git to find the file, lines and commits.
+
+pub mod annotations;
+mod locate;
+mod reconciler;
+
+pub use locate::{GitReads, Located, Locator, RepoChoice};
+pub use reconciler::{Reconciler, reconciler_pointer};
+
+use serde::Serialize;
+
+use crate::cluster::{ClusterError, LiveObject};
+use crate::git::{GitError, RepoPath, RepoUrl};
+use crate::object::ObjectKey;
+use crate::render::{Overlay, RenderError};
+use annotations::BadAnnotation;
+
+/// Which rule found the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    /// `kubectl-gitops.dev/*`, written by `stamp`.
+    Annotations,
+    /// `config.kubernetes.io/origin`.
+    KustomizeOrigin,
+    /// A Flux Kustomization's labels.
+    Flux,
+    /// Argo CD's tracking id or instance label.
+    ArgoCd,
+    /// A search of the repository for the same group, kind, namespace and name.
+    Fallback,
+}
+
+impl Rule {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Rule::Annotations => "kubectl-gitops annotations",
+            Rule::KustomizeOrigin => "kustomize origin annotation",
+            Rule::Flux => "Flux Kustomization labels",
+            Rule::ArgoCd => "Argo CD tracking",
+            Rule::Fallback => "search of the repository",
+        }
+    }
+}
+
+/// Where to look in Git, as the object and its reconciler tell it (nothing read from Git yet).
+#[derive(Debug, Clone)]
+pub struct Pointer {
+    pub rule: Rule,
+    /// The repository URL; None when only a local checkout can answer (origin without repo).
+    pub repo: Option<RepoUrl>,
+    /// The file, when the rule names one.
+    pub file: Option<RepoPath>,
+    /// kustomize's origin path, relative to a build directory we do not know.
+    pub origin_path: Option<String>,
+    /// The directory a reconciler renders (Flux `spec.path`, Argo `spec.source.path`).
+    pub render_root: Option<RepoPath>,
+    /// Whether a render root without a kustomization gets a generated one (Flux), or is read
+    /// as plain manifests (Argo), and whether subdirectories count (Argo `directory.recurse`).
+    pub generate_kustomization: bool,
+    pub recurse: bool,
+    pub overlay: Overlay,
+    /// Flux `postBuild.substitute` variables; values from Secrets are used, never shown.
+    pub substitute: Option<std::collections::BTreeMap<String, String>>,
+    /// The commit that was applied, when known.
+    pub applied_commit: Option<String>,
+    /// The branch, tag or revision the reconciler follows.
+    pub tracked_ref: Option<String>,
+    pub reconciler: Option<Reconciler>,
+}
+
+impl Pointer {
+    fn new(rule: Rule) -> Pointer {
+        Pointer {
+            rule,
+            repo: None,
+            file: None,
+            origin_path: None,
+            render_root: None,
+            generate_kustomization: false,
+            recurse: false,
+            overlay: Overlay::default(),
+            substitute: None,
+            applied_commit: None,
+            tracked_ref: None,
+            reconciler: None,
+        }
+    }
+}
+
+/// Why an object's source could not be found or used.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("bad annotation {0}")]
+    BadAnnotation(#[from] BadAnnotation),
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("{reconciler} named by the object's labels does not exist")]
+    ReconcilerMissing { reconciler: String },
+    #[error("{what} is not supported yet")]
+    Unsupported { what: String },
+    #[error("{file} at {commit} does not declare {key}")]
+    NotDeclared {
+        file: String,
+        commit: String,
+        key: String,
+    },
+    /// An error met before in this run, for another object using the same file.
+    #[error("{0}")]
+    Repeated(String),
+    #[error("no source found for {key}; looked for: {}", looked_for.join("; "))]
+    NoSource {
+        key: String,
+        looked_for: Vec<String>,
+    },
+}
+
+/// Reads what the object itself says, in rule order, asking the cluster for Flux and Argo CD
+/// objects. Ok(None) means "no rule but the fallback search can answer".
+pub async fn pointer(
+    cluster: &crate::cluster::Cluster,
+    discovery: &crate::cluster::discovery::Discovery,
+    live: &LiveObject,
+) -> Result<Option<Pointer>, SourceError> {
+    let annotation = |key: &str| {
+        live["metadata"]["annotations"][key]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let label = |key: &str| live["metadata"]["labels"][key].as_str().map(str::to_owned);
+
+    if let Some(stamp) = annotations::parse_stamp(annotation)? {
+        let mut p = Pointer::new(Rule::Annotations);
+        p.repo = Some(stamp.repo);
+        p.file = Some(stamp.path);
+        p.applied_commit = stamp.commit;
+        return Ok(Some(p));
+    }
+    if let Some(text) = annotation(annotations::KUSTOMIZE_ORIGIN) {
+        let origin = annotations::parse_origin(&text)?;
+        let mut p = Pointer::new(Rule::KustomizeOrigin);
+        p.repo = origin.repo;
+        p.origin_path = Some(origin.path);
+        p.tracked_ref = origin.reference;
+        return Ok(Some(p));
+    }
+    let key = ObjectKey::of(live);
+    if let Some(p) =
+        reconciler_pointer(cluster, discovery, live, key.as_ref(), &label, &annotation).await?
+    {
+        return Ok(Some(p));
+    }
+    Ok(None)
+}
