@@ -132,24 +132,57 @@ impl Command {
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// What to compare: TYPE, TYPE/NAME (as kubectl accepts them); all tracked objects if none
+    /// What to compare: TYPE, TYPE/NAME (as kubectl accepts them); every object with a source
+    /// in the namespace if none
     #[arg(value_name = "TYPE[/NAME]")]
     pub objects: Vec<String>,
-    /// Compare only the objects rendered from this file or directory of the repository
-    #[arg(short = 'f', long = "filename", value_name = "PATH")]
-    pub files: Vec<PathBuf>,
     /// Label selector, as in kubectl
     #[arg(short = 'l', long, value_name = "SELECTOR")]
     pub selector: Option<String>,
     /// The repository: a local checkout or a URL (else found from each object)
     #[arg(long, value_name = "PATH|URL")]
     pub repo: Option<String>,
-    /// The Git revision to compare with (else the tracked branch's tip)
+    /// The Git revision to compare with (else the tracked branch's tip, or HEAD of the local
+    /// checkout in use)
     #[arg(long, value_name = "REV")]
     pub against: Option<String>,
+    /// auto: prove in-sync offline, dry-run the rest; true: dry-run every object; false: never
+    /// (only GET and LIST requests)
+    #[arg(long, value_enum, default_value_t = ServerSide::Auto, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub server_side: ServerSide,
+    /// Dry runs in flight at once
+    #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Ignore a field: KIND[.GROUP][/NAME]:/json/pointer, or manager=NAME (repeatable)
+    #[arg(long = "ignore", value_name = "RULE")]
+    pub ignore: Vec<String>,
+    /// List ignored fields, and the fields that are always ignored
+    #[arg(long)]
+    pub show_ignored: bool,
+    /// Read discovery and OpenAPI schemas from the server, not the 10-minute disk cache
+    #[arg(long)]
+    pub refresh_discovery: bool,
     /// Output format
-    #[arg(short = 'o', long, value_name = "FORMAT", default_value = "diff")]
-    pub output: String,
+    #[arg(short = 'o', long, value_enum, default_value_t = crate::report::DiffFormat::Diff, value_name = "FORMAT")]
+    pub output: crate::report::DiffFormat,
+}
+
+/// `--server-side`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServerSide {
+    Auto,
+    True,
+    False,
+}
+
+impl ServerSide {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerSide::Auto => "auto",
+            ServerSide::True => "true",
+            ServerSide::False => "false",
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -13,11 +13,15 @@
 pub mod cli;
 pub mod cluster;
 pub mod commands;
+pub mod drift;
 pub mod env;
+pub mod fields;
 pub mod git;
+pub mod normalize;
 pub mod object;
 pub mod render;
 pub mod report;
+pub mod schema;
 pub mod source;
 
 use std::io::Write;

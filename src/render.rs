@@ -79,11 +79,27 @@ pub fn documents(file: &str, bytes: &[u8]) -> Result<Vec<Document>, RenderError>
     let mut docs = Vec::new();
     for chunk in chunks(text) {
         let value: Value = serde_saphyr::from_str(&chunk.text).map_err(|e| {
+            // Lines in the parsed text are the file's own (the chunk is padded), so the
+            // parser's location is the file's.
+            let line = e
+                .location()
+                .map(|l| l.line() as usize)
+                .filter(|l| *l > 0)
+                .unwrap_or(chunk.first_line);
             let message = e.to_string();
+            let first = message.lines().next().unwrap_or_default();
+            // "error: line 4 column 9: unclosed bracket" -> "unclosed bracket" (we say the line).
+            let reason = first
+                .trim_start_matches("error: ")
+                .split_once(": ")
+                .filter(|(at, _)| at.starts_with("line "))
+                .map(|(_, r)| r)
+                .unwrap_or(first)
+                .to_owned();
             RenderError::Yaml {
                 file: file.to_owned(),
-                line: chunk.first_line,
-                reason: message.lines().next().unwrap_or_default().to_owned(),
+                line,
+                reason,
             }
         })?;
         if value.is_null() {

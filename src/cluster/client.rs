@@ -231,6 +231,40 @@ impl Cluster {
         }
     }
 
+    /// Server-side apply of `object` with `dryRun=All` and `force`, under `field_manager`: what
+    /// the object would become if the reconciler applied it now. Nothing is written.
+    pub async fn apply_dry_run(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        object: &LiveObject,
+        field_manager: &str,
+    ) -> Result<LiveObject, ClusterError> {
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        let path = format!(
+            "{}/{}?dryRun=All&force=true&fieldManager={}",
+            resource.collection_path(namespace),
+            name,
+            query_escape(field_manager)
+        );
+        let body = serde_json::to_vec(object).map_err(|e| ClusterError::Request {
+            server: self.target.server.clone(),
+            what: format!("PATCH {name}"),
+            reason: e.to_string(),
+        })?;
+        let request = http::Request::patch(&path)
+            .header(http::header::CONTENT_TYPE, "application/apply-patch+yaml")
+            .body(body)
+            .map_err(|e| ClusterError::Request {
+                server: self.target.server.clone(),
+                what: format!("PATCH {path}"),
+                reason: e.to_string(),
+            })?;
+        let what = format!("PATCH (dry run) {}/{name}", resource.qualified_name());
+        self.request(&what, self.client.request::<LiveObject>(request))
+            .await
+    }
+
     async fn get_path(&self, path: &str) -> Result<LiveObject, ClusterError> {
         let request =
             http::Request::get(path)
@@ -306,4 +340,30 @@ fn query_escape(value: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+impl Cluster {
+    /// `GET` a path with its query (an OpenAPI document: `/openapi/v3/apis/apps/v1?hash=...`)
+    /// and returns the body as text, under `--request-timeout` and with errors classified.
+    /// `accept` is the `Accept` header; None leaves the client's default.
+    pub async fn get_text(
+        &self,
+        path_and_query: &str,
+        accept: Option<&str>,
+    ) -> Result<String, ClusterError> {
+        let path = path_and_query.split('?').next().unwrap_or(path_and_query);
+        let what = format!("GET {path}");
+        let mut builder = http::Request::get(path_and_query);
+        if let Some(accept) = accept {
+            builder = builder.header(http::header::ACCEPT, accept);
+        }
+        let request = builder
+            .body(Vec::new())
+            .map_err(|e| ClusterError::Request {
+                server: self.target.server.clone(),
+                what: what.clone(),
+                reason: e.to_string(),
+            })?;
+        self.request(&what, self.client.request_text(request)).await
+    }
 }

@@ -1,6 +1,7 @@
 //! One file per subcommand: each wires cluster/Git/render steps and hands results to report/.
 
 mod context;
+mod diff;
 mod stamp;
 mod trace;
 
@@ -22,13 +23,13 @@ pub async fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) 
         Command::Context(args) => context::run(&cli.global, args, env, &log, out, err).await,
         Command::Trace(args) => trace::run(&cli.global, args, env, &log, out, err).await,
         Command::Stamp(args) => stamp::run(args, env, &log, out, err),
+        Command::Diff(args) => diff::run(&cli.global, args, env, &log, out, err).await,
         Command::Version(args) => {
             report::render_version(out, &report::VersionReport::current(), args.output)?;
             Ok(Outcome::Clean)
         }
         other => {
             let issue = match other {
-                Command::Diff(_) => "diff",
                 Command::Blame(_) => "blame",
                 Command::Revert(_) => "revert",
                 _ => "watch",

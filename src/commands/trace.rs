@@ -54,13 +54,15 @@ pub async fn run(
             .clone()
             .unwrap_or_else(std::env::temp_dir)
             .join("repos"),
+        against: None,
     });
+    let reconcilers = source::ReconcilerCache::default();
     let mut items = Vec::new();
     for live in &live_objects {
         let Some(key) = ObjectKey::of(live) else {
             continue;
         };
-        let located = match source::pointer(&cluster, &discovery, live).await {
+        let located = match source::pointer(&cluster, &discovery, &reconcilers, live).await {
             Ok(pointer) => locator.locate(pointer, &key),
             Err(e) => Err(e),
         };

@@ -3,12 +3,14 @@
 //! strips the styles when colour is off.
 
 mod context;
+mod diff;
 mod log;
 pub mod time;
 mod trace;
 mod version;
 
 pub use context::{ContextReport, render_context};
+pub use diff::{DiffFormat, render_diff, summary_line};
 pub use log::Log;
 pub use trace::{TraceFormat, TraceItem, TraceReport, render_trace};
 pub use version::{VersionReport, render_version};

@@ -26,6 +26,8 @@ pub struct RepoChoice {
     pub cwd: Option<PathBuf>,
     /// Where remote repositories are cloned: `<cache>/kubectl-gitops/repos`.
     pub cache_root: PathBuf,
+    /// `--against REV`: the revision desired is read at, instead of the tracked tip.
+    pub against: Option<String>,
 }
 
 /// How much Git work a run did (for `-v` and for tests that check reads are shared).
@@ -76,9 +78,20 @@ pub struct Located {
     pub commits_since_applied: Option<usize>,
     /// Whether the tracked tip changed `file` after the applied commit.
     pub file_changed_since_applied: Option<bool>,
+    /// The last commit that changed `file` after the applied one (what a pending change is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_commit: Option<CommitInfo>,
     pub reconciler: Option<Reconciler>,
+    /// The locator's key of the repository, to read more from it.
+    #[serde(skip)]
+    pub repo_key: String,
+    /// Desired as applied (at `read_at`).
     #[serde(skip)]
     pub desired: Value,
+    /// Desired at the tracked tip or `--against`; None when Git no longer declares the object
+    /// there (orphaned).
+    #[serde(skip)]
+    pub desired_at_tip: Option<Value>,
 }
 
 type Shared<T> = Arc<Result<T, String>>;
@@ -119,7 +132,9 @@ impl Locator {
             && !matches!(repo.cache_use(), CacheUse::Cloned | CacheUse::Reused);
 
         // The tracked tip: the local checkout's HEAD, else the reconciler's ref.
-        let tip_rev = if local {
+        let tip_rev = if let Some(rev) = &self.choice.against {
+            rev.clone()
+        } else if local {
             "HEAD".to_owned()
         } else {
             pointer
@@ -134,7 +149,77 @@ impl Locator {
         };
         let read_at = applied.unwrap_or(tip);
 
-        let (doc, render_root) = match pointer.rule {
+        let (doc, render_root) = self.find(&pointer, &repo_key, &repo, read_at, key)?;
+        // Desired at the tracked tip (or --against), when that is not what was applied.
+        let at_tip = if read_at == tip {
+            Some(doc.object.clone())
+        } else {
+            match self.find(&pointer, &repo_key, &repo, tip, key) {
+                Ok((d, _)) => Some(d.object),
+                // The object, or its whole file, is gone from Git at the tip: orphaned.
+                Err(SourceError::NotDeclared { .. })
+                | Err(SourceError::Git(GitError::FileNotFound { .. })) => None,
+                Err(e) => return Err(e),
+            }
+        };
+        let file = RepoPath::parse(&doc.file)?;
+        let last_change = match self.last_change(&repo_key, &repo, read_at, &file)? {
+            Some(id) => Some(repo.commit_info(id)?),
+            None => None,
+        };
+        let mut pending_commit = None;
+        let (commits_since_applied, file_changed_since_applied) = match applied {
+            Some(a) if a != tip => {
+                let count = repo.count_commits_between(a, tip)?;
+                let at_tip = self.last_change(&repo_key, &repo, tip, &file)?;
+                let at_applied = self.last_change(&repo_key, &repo, a, &file)?;
+                if at_tip != at_applied
+                    && let Some(id) = at_tip
+                {
+                    pending_commit = Some(repo.commit_info(id)?);
+                }
+                (Some(count), Some(at_tip != at_applied))
+            }
+            Some(_) => (Some(0), Some(false)),
+            None => (None, None),
+        };
+        Ok(Located {
+            rule: pointer.rule,
+            repo: repo.display_name(),
+            local_checkout: local,
+            file: doc.file.clone(),
+            lines: doc.lines,
+            render_root,
+            read_at: read_at.to_string(),
+            applied_commit: match applied {
+                Some(a) => Some(repo.commit_info(a)?),
+                None => None,
+            },
+            last_change,
+            tracked_ref: pointer.tracked_ref.clone().or(Some(tip_rev)),
+            tracked_commit: Some(tip.to_string()),
+            commits_since_applied,
+            file_changed_since_applied,
+            pending_commit,
+            reconciler: pointer.reconciler.clone(),
+            desired: doc.object,
+            desired_at_tip: at_tip,
+            repo_key: repo_key.clone(),
+        })
+    }
+
+    /// The document declaring `key` at `commit`, by the pointer's rule, and the render root.
+    fn find(
+        &self,
+        pointer: &Pointer,
+        repo_key: &str,
+        repo: &Arc<Repo>,
+        read_at: CommitId,
+        key: &ObjectKey,
+    ) -> Result<(Document, String), SourceError> {
+        let repo_key = repo_key.to_owned();
+        let repo = repo.clone();
+        Ok(match pointer.rule {
             Rule::Annotations => {
                 let file = pointer
                     .file
@@ -158,7 +243,7 @@ impl Locator {
             }
             Rule::Flux | Rule::ArgoCd => {
                 let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);
-                let rendered = self.render(&repo_key, &repo, read_at, &root, &pointer)?;
+                let rendered = self.render(&repo_key, &repo, read_at, &root, pointer)?;
                 let found = rendered
                     .iter()
                     .find(|d| d.key().is_some_and(|k| key.declared_by(&k)))
@@ -180,43 +265,67 @@ impl Locator {
                 let (doc, root) = self.search(&repo_key, &repo, read_at, key)?;
                 (doc, root)
             }
-        };
-
-        let file = RepoPath::parse(&doc.file)?;
-        let last_change = match self.last_change(&repo_key, &repo, read_at, &file)? {
-            Some(id) => Some(repo.commit_info(id)?),
-            None => None,
-        };
-        let (commits_since_applied, file_changed_since_applied) = match applied {
-            Some(a) if a != tip => {
-                let count = repo.count_commits_between(a, tip)?;
-                let at_tip = self.last_change(&repo_key, &repo, tip, &file)?;
-                let at_applied = self.last_change(&repo_key, &repo, a, &file)?;
-                (Some(count), Some(at_tip != at_applied))
-            }
-            Some(_) => (Some(0), Some(false)),
-            None => (None, None),
-        };
-        Ok(Located {
-            rule: pointer.rule,
-            repo: repo.display_name(),
-            local_checkout: local,
-            file: doc.file.clone(),
-            lines: doc.lines,
-            render_root,
-            read_at: read_at.to_string(),
-            applied_commit: match applied {
-                Some(a) => Some(repo.commit_info(a)?),
-                None => None,
-            },
-            last_change,
-            tracked_ref: pointer.tracked_ref.clone().or(Some(tip_rev)),
-            tracked_commit: Some(tip.to_string()),
-            commits_since_applied,
-            file_changed_since_applied,
-            reconciler: pointer.reconciler.clone(),
-            desired: doc.object,
         })
+    }
+
+    /// Every document the located object's source declares at the tracked tip (or
+    /// `--against`): the file, or the whole render root. What `diff` needs to see objects that
+    /// are in Git and not in the cluster.
+    pub fn siblings(
+        &self,
+        located: &Located,
+        pointer: Option<&Pointer>,
+    ) -> Result<Vec<Document>, SourceError> {
+        let repo = self
+            .repos
+            .lock()
+            .expect("repo cache lock")
+            .get(&located.repo_key)
+            .cloned();
+        let (Some(repo), Some(commit)) = (repo, &located.tracked_commit) else {
+            return Ok(Vec::new());
+        };
+        let commit: CommitId = commit.parse()?;
+        match pointer {
+            Some(pointer) if matches!(pointer.rule, Rule::Flux | Rule::ArgoCd) => {
+                let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);
+                self.render(&located.repo_key, &repo, commit, &root, pointer)
+            }
+            _ => match self.documents(
+                &located.repo_key,
+                &repo,
+                commit,
+                &RepoPath::parse(&located.file)?,
+            ) {
+                Ok(docs) => Ok(docs),
+                Err(SourceError::Git(GitError::FileNotFound { .. })) => Ok(Vec::new()),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// A file at the root of a located object's repository, at its tracked commit; None when
+    /// the file does not exist there.
+    pub fn read_config(
+        &self,
+        located: &Located,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, SourceError> {
+        let repo = self
+            .repos
+            .lock()
+            .expect("repo cache lock")
+            .get(&located.repo_key)
+            .cloned();
+        let (Some(repo), Some(commit)) = (repo, &located.tracked_commit) else {
+            return Ok(None);
+        };
+        let commit: CommitId = commit.parse()?;
+        match repo.read_file(commit, &RepoPath::parse(name)?) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(GitError::FileNotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Picks the repository: `--repo`, else the working directory's checkout when its remote is

@@ -8,7 +8,7 @@ mod locate;
 mod reconciler;
 
 pub use locate::{GitReads, Located, Locator, RepoChoice};
-pub use reconciler::{Reconciler, reconciler_pointer};
+pub use reconciler::{Reconciler, ReconcilerCache, reconciler_pointer};
 
 use serde::Serialize;
 
@@ -47,7 +47,7 @@ impl Rule {
 }
 
 /// Where to look in Git, as the object and its reconciler tell it (nothing read from Git yet).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pointer {
     pub rule: Rule,
     /// The repository URL; None when only a local checkout can answer (origin without repo).
@@ -127,6 +127,7 @@ pub enum SourceError {
 pub async fn pointer(
     cluster: &crate::cluster::Cluster,
     discovery: &crate::cluster::discovery::Discovery,
+    cache: &ReconcilerCache,
     live: &LiveObject,
 ) -> Result<Option<Pointer>, SourceError> {
     let annotation = |key: &str| {
@@ -152,10 +153,35 @@ pub async fn pointer(
         return Ok(Some(p));
     }
     let key = ObjectKey::of(live);
-    if let Some(p) =
-        reconciler_pointer(cluster, discovery, live, key.as_ref(), &label, &annotation).await?
+    if let Some(p) = reconciler_pointer(
+        cluster,
+        discovery,
+        cache,
+        live,
+        key.as_ref(),
+        &label,
+        &annotation,
+    )
+    .await?
     {
         return Ok(Some(p));
     }
     Ok(None)
+}
+
+/// Whether an object carries any marker a mapping rule reads (without the fallback search):
+/// the cheap test of which objects `diff` considers when no object is named.
+pub fn has_marker(live: &LiveObject) -> bool {
+    let annotations = &live["metadata"]["annotations"];
+    let labels = &live["metadata"]["labels"];
+    [
+        annotations::REPO,
+        annotations::PATH,
+        annotations::KUSTOMIZE_ORIGIN,
+        annotations::ARGO_TRACKING_ID,
+    ]
+    .iter()
+    .any(|k| annotations[*k].is_string())
+        || labels[annotations::FLUX_NAME].is_string()
+        || labels[annotations::ARGO_INSTANCE].is_string()
 }

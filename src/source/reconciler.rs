@@ -41,17 +41,51 @@ const FLUX_KUSTOMIZATION: &str = "kustomizations.kustomize.toolkit.fluxcd.io";
 const FLUX_GIT_REPOSITORY: &str = "gitrepositories.source.toolkit.fluxcd.io";
 const ARGO_APPLICATION: &str = "applications.argoproj.io";
 
+/// Reconciler lookups of one run: many objects share one Kustomization or Application, which
+/// is read once (never a GET per object).
+#[derive(Default)]
+pub struct ReconcilerCache {
+    found: std::sync::Mutex<std::collections::HashMap<String, Result<Option<Pointer>, String>>>,
+}
+
+impl ReconcilerCache {
+    fn get(&self, key: &str) -> Option<Result<Option<Pointer>, SourceError>> {
+        let found = self.found.lock().expect("reconciler cache lock");
+        found
+            .get(key)
+            .map(|r| r.clone().map_err(SourceError::Repeated))
+    }
+
+    fn put(&self, key: String, result: &Result<Option<Pointer>, SourceError>) {
+        let stored = match result {
+            Ok(p) => Ok(p.clone()),
+            Err(e) => Err(e.to_string()),
+        };
+        self.found
+            .lock()
+            .expect("reconciler cache lock")
+            .insert(key, stored);
+    }
+}
+
 /// The Flux or Argo CD pointer of an object, if its labels name a reconciler.
 pub async fn reconciler_pointer(
     cluster: &Cluster,
     discovery: &Discovery,
+    cache: &ReconcilerCache,
     live: &LiveObject,
     key: Option<&ObjectKey>,
     label: &dyn Fn(&str) -> Option<String>,
     annotation: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<Pointer>, SourceError> {
     if let (Some(name), Some(namespace)) = (label(FLUX_NAME), label(FLUX_NAMESPACE)) {
-        return flux(cluster, discovery, &namespace, &name).await.map(Some);
+        let cache_key = format!("flux:{namespace}/{name}");
+        if let Some(hit) = cache.get(&cache_key) {
+            return hit;
+        }
+        let result = flux(cluster, discovery, &namespace, &name).await.map(Some);
+        cache.put(cache_key, &result);
+        return result;
     }
     if let Some(text) = annotation(ARGO_TRACKING_ID) {
         let id = annotations::parse_tracking_id(&text)?;
@@ -76,7 +110,13 @@ pub async fn reconciler_pointer(
     if let Some(app) = label(ARGO_INSTANCE) {
         // Helm uses the same label for release names: only an existing Application counts.
         let _ = live;
-        return argo(cluster, discovery, None, &app, false).await;
+        let cache_key = format!("argo:{app}:instance");
+        if let Some(hit) = cache.get(&cache_key) {
+            return hit;
+        }
+        let result = argo(cluster, discovery, None, &app, false).await;
+        cache.put(cache_key, &result);
+        return result;
     }
     Ok(None)
 }

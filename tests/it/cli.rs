@@ -61,8 +61,7 @@ fn version_names_the_commit_it_was_built_from() {
 #[test]
 fn unimplemented_commands_say_so_and_exit_2() {
     for args in [
-        &["diff"][..],
-        &["blame", "deploy/web"],
+        &["blame", "deploy/web"][..],
         &["revert", "--all"],
         &["watch"],
     ] {

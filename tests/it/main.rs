@@ -3,7 +3,9 @@
 
 mod cli;
 mod context;
+mod diff;
 mod fixture;
+mod openapi;
 mod stamp;
 mod support;
 mod trace;

@@ -23,7 +23,8 @@ pub use process::Lifetime;
 
 /// The context of the admin user (group `system:masters`); the kubeconfig's current context.
 pub const ADMIN_CONTEXT: &str = "testenv-admin";
-/// The context of `viewer`, bound to the built-in `view` ClusterRole and nothing else.
+/// The context of `viewer`, who may get, list and watch common kinds (not Secrets) and
+/// nothing else.
 pub const VIEWER_CONTEXT: &str = "testenv-viewer";
 /// The user name the server knows the limited user by.
 pub const VIEWER_USER: &str = "viewer";
@@ -130,13 +131,8 @@ impl ControlPlane {
                 Command::new(&kubectl)
                     .arg("--kubeconfig")
                     .arg(dir.join("boot.kubeconfig"))
-                    .args([
-                        "create",
-                        "clusterrolebinding",
-                        "testenv-viewer",
-                        "--clusterrole=view",
-                        &format!("--user={VIEWER_USER}"),
-                    ]),
+                    .args(["apply", "-f"])
+                    .arg(write_viewer_rbac(dir)?),
             )
         });
         if let Err(e) = setup {
@@ -440,6 +436,38 @@ contexts:
 current-context: {ADMIN_CONTEXT}
 "
     )
+}
+
+/// The viewer's rights: read what a GitOps tool reads, never Secrets, never write. (The
+/// built-in `view` role is aggregated by a controller that does not run here, so it is empty.)
+fn write_viewer_rbac(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("viewer-rbac.yaml");
+    fs::write(
+        &path,
+        format!(
+            "apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: testenv-view}}
+rules:
+  - apiGroups: ['', apps, batch, networking.k8s.io, policy, autoscaling, rbac.authorization.k8s.io,
+                apiextensions.k8s.io, kustomize.toolkit.fluxcd.io, source.toolkit.fluxcd.io, argoproj.io]
+    resources: [configmaps, services, serviceaccounts, namespaces, pods, endpoints, events,
+                persistentvolumeclaims, deployments, statefulsets, daemonsets, replicasets, jobs,
+                cronjobs, ingresses, networkpolicies, poddisruptionbudgets, horizontalpodautoscalers,
+                roles, rolebindings, customresourcedefinitions, kustomizations, gitrepositories,
+                applications]
+    verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: testenv-viewer}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: testenv-view}}
+subjects:
+  - {{apiGroup: rbac.authorization.k8s.io, kind: User, name: {VIEWER_USER}}}
+"
+        ),
+    )?;
+    Ok(path)
 }
 
 fn random_token() -> Result<String> {

@@ -1,0 +1,795 @@
+//! Pure drift computation: desired and live in, changed fields out. No I/O.
+//!
+//! Two ways to find what would change, which must agree:
+//! - [`compare_offline`]: the fields desired declares, against live, under Kubernetes'
+//!   equivalences and each list's merge semantics from the schema; plus the fields the
+//!   reconciler applied before and desired no longer declares (apply would remove them).
+//! - [`compare_objects`]: a server-side-apply dry run's result against live.
+//!
+//! Either way, fields that Git does not declare and that only an out-of-band manager owns come
+//! from managedFields ([`out_of_band_additions`]): apply keeps other managers' fields, so no dry
+//! run shows them.
+
+use serde_json::Value;
+
+use crate::fields::{FieldPath, ManagedFields, Segment};
+use crate::normalize;
+use crate::schema::{ListKind, Node, Shape};
+
+/// One field that differs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub path: FieldPath,
+    /// What Git (or the dry run) says; None when the field would be absent.
+    pub desired: Option<Value>,
+    /// What the cluster has; None when absent.
+    pub live: Option<Value>,
+}
+
+/// The verdict of the offline comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Offline {
+    /// Proven: applying desired would change nothing.
+    InSync,
+    /// These fields differ (a dry run may still explain them away).
+    Drifted(Vec<Change>),
+}
+
+/// Compares the fields desired declares with live.
+pub fn compare_offline(desired: &Value, live: &Value, schema: Option<Node<'_>>) -> Offline {
+    let mut changes = Vec::new();
+    let mut desired = desired.clone();
+    normalize::strip(&mut desired);
+    secret_string_data(&mut desired);
+    walk(
+        &FieldPath::root(),
+        &desired,
+        Some(live),
+        schema,
+        &mut changes,
+    );
+    if changes.is_empty() {
+        Offline::InSync
+    } else {
+        Offline::Drifted(changes)
+    }
+}
+
+/// `stringData` is write-only: the server stores it base64-encoded in `data`. Compare as it
+/// would be stored.
+fn secret_string_data(desired: &mut Value) {
+    if desired["kind"] != "Secret" || desired["apiVersion"] != "v1" {
+        return;
+    }
+    let Some(map) = desired.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(string_data)) = map.remove("stringData") else {
+        return;
+    };
+    let data = map
+        .entry("data")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in string_data {
+            if let Some(text) = v.as_str() {
+                data.insert(k, Value::String(base64(text.as_bytes())));
+            }
+        }
+    }
+}
+
+fn walk(
+    path: &FieldPath,
+    desired: &Value,
+    live: Option<&Value>,
+    node: Option<Node<'_>>,
+    out: &mut Vec<Change>,
+) {
+    let shape = node.map(|n| n.shape());
+    match desired {
+        Value::Object(map) => {
+            if map.is_empty() || is_empty(desired) {
+                return; // empty and absent are the same to the API server
+            }
+            let Some(Value::Object(live_map)) = live else {
+                out.push(change(path, desired, live));
+                return;
+            };
+            if matches!(shape, Some(Shape::Object { atomic: true })) {
+                if !equivalent(desired, &Value::Object(live_map.clone()), node) {
+                    out.push(change(path, desired, live));
+                }
+                return;
+            }
+            for (key, value) in map {
+                let child = path.child(Segment::Field(key.clone()));
+                walk(
+                    &child,
+                    value,
+                    live_map.get(key),
+                    node.and_then(|n| n.field(key)),
+                    out,
+                );
+            }
+        }
+        Value::Array(items) => {
+            if items.is_empty() {
+                if live.is_some_and(|l| !is_empty(l)) {
+                    out.push(change(path, desired, live));
+                }
+                return;
+            }
+            let Some(Value::Array(live_items)) = live else {
+                out.push(change(path, desired, live));
+                return;
+            };
+            let item_node = node.and_then(|n| n.items());
+            match shape {
+                Some(Shape::List(ListKind::Map { keys })) => {
+                    for item in items {
+                        let matching: Vec<&Value> = live_items
+                            .iter()
+                            .filter(|l| keys_match(item, l, &keys))
+                            .collect();
+                        match matching.as_slice() {
+                            [one] => {
+                                let child = path.child(key_segment(one, &keys));
+                                walk(&child, item, Some(one), item_node, out);
+                            }
+                            _ => {
+                                out.push(change(&path.child(key_segment(item, &keys)), item, None))
+                            }
+                        }
+                    }
+                }
+                Some(Shape::List(ListKind::Set)) => {
+                    for item in items {
+                        if !live_items.iter().any(|l| equivalent(item, l, item_node)) {
+                            out.push(change(
+                                &path.child(Segment::Value(canonical(item))),
+                                item,
+                                None,
+                            ));
+                        }
+                    }
+                }
+                _ => {
+                    if !equivalent(desired, live.expect("checked above"), node) {
+                        out.push(change(path, desired, live));
+                    }
+                }
+            }
+        }
+        Value::Null => {
+            if live.is_some_and(|l| !l.is_null()) {
+                out.push(change(path, desired, live));
+            }
+        }
+        scalar => match live {
+            Some(l) if equivalent(scalar, l, node) => {}
+            _ => out.push(change(path, desired, live)),
+        },
+    }
+}
+
+/// Whether the desired item and a live item agree on every key the desired item sets. A key
+/// the desired item leaves out takes the API server's default where there is a well-known one
+/// (a port's protocol is TCP).
+fn keys_match(desired: &Value, live: &Value, keys: &[String]) -> bool {
+    keys.iter().all(|k| match (&desired[k], &live[k]) {
+        (Value::Null, Value::Null) => true,
+        (Value::Null, l) => k == "protocol" && l == "TCP",
+        (d, l) => equivalent(d, l, None),
+    })
+}
+
+fn key_segment(item: &Value, keys: &[String]) -> Segment {
+    Segment::Key(
+        keys.iter()
+            .filter(|k| !item[k.as_str()].is_null())
+            .map(|k| (k.clone(), canonical(&item[k.as_str()])))
+            .collect(),
+    )
+}
+
+fn canonical(value: &Value) -> String {
+    serde_json::to_string(value).expect("JSON values serialise")
+}
+
+fn change(path: &FieldPath, desired: &Value, live: Option<&Value>) -> Change {
+    Change {
+        path: path.clone(),
+        desired: Some(desired.clone()),
+        live: live.cloned(),
+    }
+}
+
+/// Empty maps, empty lists and nulls, all the way down: what the server drops.
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Object(m) => m.values().all(is_empty),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+/// Equality under Kubernetes' equivalences: quantities by value, numbers by value, maps
+/// regardless of key order, empty like absent; lists element by element.
+pub fn equivalent(a: &Value, b: &Value, node: Option<Node<'_>>) -> bool {
+    let shape = node.map(|n| n.shape());
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().all(|k| match (x.get(k), y.get(k)) {
+                (Some(p), Some(q)) => equivalent(p, q, node.and_then(|n| n.field(k))),
+                (Some(p), None) | (None, Some(p)) => is_empty(p),
+                (None, None) => true,
+            })
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            let items = node.and_then(|n| n.items());
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equivalent(p, q, items))
+        }
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::String(x), Value::String(y)) if x == y => true,
+        (Value::String(_) | Value::Number(_), Value::String(_) | Value::Number(_))
+            if matches!(shape, Some(Shape::Quantity))
+                || (shape.is_none() && looks_like_quantity(a, b)) =>
+        {
+            match (quantity(a), quantity(b)) {
+                (Some(p), Some(q)) => (p - q).abs() <= f64::EPSILON * p.abs().max(q.abs()) * 4.0,
+                _ => false,
+            }
+        }
+        _ => a == b,
+    }
+}
+
+/// Without a schema, two values that both read as quantities with a unit are compared as such
+/// (`1Gi` and `1024Mi`); plain numbers and words are not.
+fn looks_like_quantity(a: &Value, b: &Value) -> bool {
+    let has_unit = |v: &Value| {
+        v.as_str().is_some_and(|s| {
+            s.ends_with(|c: char| c.is_ascii_alphabetic()) && quantity(v).is_some()
+        })
+    };
+    (has_unit(a) || has_unit(b)) && quantity(a).is_some() && quantity(b).is_some()
+}
+
+/// The value of a Kubernetes quantity (`500m`, `0.5`, `1Gi`, `1e3`, `2k`).
+pub fn quantity(value: &Value) -> Option<f64> {
+    if let Some(n) = value.as_f64() {
+        return Some(n);
+    }
+    let text = value.as_str()?.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let base: f64 = number.parse().ok()?;
+    let multiplier = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        exp if exp.starts_with(['e', 'E']) => 10f64.powi(exp[1..].parse().ok()?),
+        _ => return None,
+    };
+    Some(base * multiplier)
+}
+
+/// The whole-object comparison of a dry run's result with live: every field that differs,
+/// bookkeeping removed, lists matched by their keys where the schema gives keys.
+pub fn compare_objects(after: &Value, live: &Value, schema: Option<Node<'_>>) -> Vec<Change> {
+    let mut a = after.clone();
+    let mut l = live.clone();
+    normalize::strip(&mut a);
+    normalize::strip(&mut l);
+    let mut out = Vec::new();
+    diff_values(&FieldPath::root(), Some(&a), Some(&l), schema, &mut out);
+    out
+}
+
+fn diff_values(
+    path: &FieldPath,
+    after: Option<&Value>,
+    live: Option<&Value>,
+    node: Option<Node<'_>>,
+    out: &mut Vec<Change>,
+) {
+    match (after, live) {
+        (Some(Value::Object(a)), Some(Value::Object(l)))
+            if !matches!(
+                node.map(|n| n.shape()),
+                Some(Shape::Object { atomic: true })
+            ) =>
+        {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(l.keys()).collect();
+            for key in keys {
+                diff_values(
+                    &path.child(Segment::Field(key.clone())),
+                    a.get(key),
+                    l.get(key),
+                    node.and_then(|n| n.field(key)),
+                    out,
+                );
+            }
+        }
+        (Some(Value::Array(a)), Some(Value::Array(l))) => {
+            let item_node = node.and_then(|n| n.items());
+            match node.map(|n| n.shape()) {
+                Some(Shape::List(ListKind::Map { keys })) => {
+                    let key_of = |v: &Value| key_segment(v, &keys);
+                    let mut seen = std::collections::BTreeSet::new();
+                    for item in a.iter().chain(l.iter()) {
+                        let segment = key_of(item);
+                        if !seen.insert(segment.clone()) {
+                            continue;
+                        }
+                        let in_after = a.iter().find(|v| key_of(v) == segment);
+                        let in_live = l.iter().find(|v| key_of(v) == segment);
+                        diff_values(
+                            &path.child(segment.clone()),
+                            in_after,
+                            in_live,
+                            item_node,
+                            out,
+                        );
+                    }
+                }
+                Some(Shape::List(ListKind::Set)) => {
+                    for item in a
+                        .iter()
+                        .filter(|x| !l.contains(x))
+                        .chain(l.iter().filter(|x| !a.contains(x)))
+                    {
+                        let segment = Segment::Value(canonical(item));
+                        let in_after = a.contains(item).then_some(item);
+                        let in_live = l.contains(item).then_some(item);
+                        out.push(Change {
+                            path: path.child(segment),
+                            desired: in_after.cloned(),
+                            live: in_live.cloned(),
+                        });
+                    }
+                }
+                _ => {
+                    if !equivalent(&Value::Array(a.clone()), &Value::Array(l.clone()), node) {
+                        out.push(Change {
+                            path: path.clone(),
+                            desired: Some(Value::Array(a.clone())),
+                            live: Some(Value::Array(l.clone())),
+                        });
+                    }
+                }
+            }
+        }
+        (Some(a), Some(l)) => {
+            if !equivalent(a, l, node) {
+                out.push(Change {
+                    path: path.clone(),
+                    desired: Some(a.clone()),
+                    live: Some(l.clone()),
+                });
+            }
+        }
+        (a, l) => {
+            if a.is_some_and(|v| !is_empty(v)) || l.is_some_and(|v| !is_empty(v)) {
+                out.push(Change {
+                    path: path.clone(),
+                    desired: a.cloned(),
+                    live: l.cloned(),
+                });
+            }
+        }
+    }
+}
+
+/// Whether desired declares `path` (the field itself, or lies inside a value desired sets as
+/// a whole: an atomic list or a scalar).
+pub fn declares(desired: &Value, path: &FieldPath) -> bool {
+    resolve(desired, path).is_some()
+}
+
+/// Like [`FieldPath::get`], but an associative-list item that leaves out a key field with a
+/// server default (a port's `protocol`) matches the key the server filled in: desired as
+/// written in Git, paths as the server records them.
+fn resolve<'a>(value: &'a Value, path: &FieldPath) -> Option<&'a Value> {
+    let mut current = value;
+    for segment in path.segments() {
+        current = match segment {
+            Segment::Field(name) => current.get(name)?,
+            Segment::Key(keys) => current.as_array()?.iter().find(|item| {
+                keys.iter().all(|(k, v)| match item.get(k) {
+                    Some(actual) => &canonical(actual) == v,
+                    None => k == "protocol" && v == "\"TCP\"",
+                })
+            })?,
+            Segment::Value(v) => current
+                .as_array()?
+                .iter()
+                .find(|item| &canonical(item) == v)?,
+            Segment::Index(i) => current.as_array()?.get(*i)?,
+        };
+    }
+    Some(current)
+}
+
+/// The shallowest prefix of `path` that desired does not declare; never `.metadata` or its
+/// label and annotation maps as a whole, which hold bookkeeping we ignore: there, one key.
+/// None when `path` is one of those maps itself (its keys are reported one by one).
+fn first_undeclared(desired: &Value, path: &FieldPath) -> Option<FieldPath> {
+    let containers = [".metadata", ".metadata.labels", ".metadata.annotations"];
+    let mut prefix = FieldPath::root();
+    for segment in path.segments() {
+        prefix = prefix.child(segment.clone());
+        let container = containers.contains(&prefix.to_string().as_str());
+        if !declares(desired, &prefix) && !container {
+            return Some(prefix);
+        }
+    }
+    (!containers.contains(&prefix.to_string().as_str())).then_some(prefix)
+}
+
+/// Fields the reconciler applied earlier and desired no longer declares, that no other manager
+/// also owns: server-side apply would remove them.
+pub fn dropped_by_reconciler(
+    desired: &Value,
+    live: &Value,
+    managed: &ManagedFields,
+    reconciler: &[String],
+) -> Vec<Change> {
+    let mut out: Vec<Change> = Vec::new();
+    for entry in managed
+        .entries
+        .iter()
+        .filter(|e| e.operation == "Apply" && reconciler.contains(&e.manager))
+    {
+        for leaf in entry.fields.leaves() {
+            if declares(desired, leaf) || leaf.get(live).is_none() || is_ignored(leaf, live) {
+                continue;
+            }
+            let others = managed
+                .owners(leaf)
+                .iter()
+                .any(|o| o.manager != entry.manager);
+            if others {
+                continue;
+            }
+            let Some(top) = first_undeclared(desired, leaf) else {
+                continue;
+            };
+            if is_ignored(&top, live) || out.iter().any(|c| top.starts_with(&c.path)) {
+                continue;
+            }
+            out.retain(|c| !c.path.starts_with(&top));
+            out.push(Change {
+                path: top.clone(),
+                desired: None,
+                live: top.get(live).cloned(),
+            });
+        }
+    }
+    out
+}
+
+/// Fields Git does not declare that only out-of-band managers own (not the reconciler, not
+/// the cluster's own components): a label added with `kubectl label`, a container added with
+/// `kubectl patch`. Reported at the shallowest undeclared path.
+pub fn out_of_band_additions(
+    desired: &Value,
+    live: &Value,
+    managed: &ManagedFields,
+    reconciler: &[String],
+) -> Vec<Change> {
+    let out_of_band = |manager: &str| {
+        !reconciler.iter().any(|r| r == manager) && !normalize::SYSTEM_MANAGERS.contains(&manager)
+    };
+    let mut out: Vec<Change> = Vec::new();
+    for entry in managed.entries.iter().filter(|e| out_of_band(&e.manager)) {
+        for leaf in entry.fields.leaves() {
+            if declares(desired, leaf) || leaf.get(live).is_none() || is_ignored(leaf, live) {
+                continue;
+            }
+            if managed
+                .owners(leaf)
+                .iter()
+                .any(|o| !out_of_band(&o.manager))
+            {
+                continue;
+            }
+            let Some(top) = first_undeclared(desired, leaf) else {
+                continue;
+            };
+            if is_ignored(&top, live) || out.iter().any(|c| top.starts_with(&c.path)) {
+                continue;
+            }
+            out.retain(|c| !c.path.starts_with(&top));
+            out.push(Change {
+                path: top.clone(),
+                desired: None,
+                live: top.get(live).cloned(),
+            });
+        }
+    }
+    out
+}
+
+fn is_ignored(path: &FieldPath, live: &Value) -> bool {
+    path.to_json_pointer(live)
+        .is_some_and(|p: String| normalize::always_ignored(&p).is_some())
+}
+
+/// Standard base64 (for Secret `stringData`, compared as stored).
+pub fn base64(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn quantities_compare_by_value() {
+        for (a, b) in [
+            ("500m", "0.5"),
+            ("1Gi", "1024Mi"),
+            ("1k", "1000"),
+            ("1e3", "1k"),
+            ("2", "2000m"),
+        ] {
+            assert_eq!(quantity(&json!(a)), quantity(&json!(b)), "{a} {b}");
+        }
+        assert!(equivalent(&json!("500m"), &json!("0.5"), None));
+        assert!(!equivalent(&json!("500m"), &json!("0.6"), None));
+        // Plain words are not quantities.
+        assert!(!equivalent(&json!("web"), &json!("api"), None));
+        assert_eq!(quantity(&json!("abc")), None);
+    }
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"hunter2"), "aHVudGVyMg==");
+    }
+
+    #[test]
+    fn offline_ignores_key_order_empties_and_server_defaults() {
+        let desired = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "labels": {}, "annotations": {"x": "1"}}, "data": {"k": "v"}});
+        let live = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"annotations": {"x": "1"}, "name": "a", "uid": "u", "namespace": "n"},
+            "data": {"k": "v"}});
+        assert_eq!(compare_offline(&desired, &live, None), Offline::InSync);
+        let changed = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "annotations": {"x": "1"}}, "data": {"k": "w"}});
+        match compare_offline(&desired, &changed, None) {
+            Offline::Drifted(changes) => {
+                assert_eq!(changes.len(), 1);
+                assert_eq!(changes[0].path.to_string(), ".data.k");
+                assert_eq!(changes[0].live, Some(json!("w")));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn secret_string_data_compares_as_stored() {
+        let desired = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                             "stringData": {"password": "hunter2"}});
+        let live = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                          "data": {"password": "aHVudGVyMg=="}, "type": "Opaque"});
+        assert_eq!(compare_offline(&desired, &live, None), Offline::InSync);
+    }
+
+    #[test]
+    fn dry_run_result_compared_with_live() {
+        let after =
+            json!({"metadata": {"name": "a", "resourceVersion": "2"}, "spec": {"replicas": 3}});
+        let live = json!({"metadata": {"name": "a", "resourceVersion": "1"}, "spec": {"replicas": 5}, "status": {}});
+        let changes = compare_objects(&after, &live, None);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].path.to_string(), ".spec.replicas");
+        assert_eq!(
+            (changes[0].desired.clone(), changes[0].live.clone()),
+            (Some(json!(3)), Some(json!(5)))
+        );
+    }
+}
+
+/// How an object compares with Git.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    InSync,
+    Drifted,
+    /// In Git, not in the cluster.
+    Missing,
+    /// In the cluster, pointing at a source that no longer declares it.
+    Orphaned,
+    NoSource,
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::InSync => "in-sync",
+            Status::Drifted => "drifted",
+            Status::Missing => "missing",
+            Status::Orphaned => "orphaned",
+            Status::NoSource => "no-source",
+            Status::Error => "error",
+        }
+    }
+}
+
+/// Which comparison decided an object's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Offline,
+    DryRun,
+}
+
+/// Why a field drifted.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Why {
+    /// Git changed it after the applied revision; not applied yet.
+    #[serde(rename_all = "camelCase")]
+    Pending {
+        commit: String,
+        author: String,
+        time: i64,
+        subject: String,
+    },
+    /// Changed in the cluster: the manager that owns the live value.
+    #[serde(rename_all = "camelCase")]
+    OutOfBand {
+        manager: String,
+        operation: String,
+        time: Option<String>,
+        subresource: Option<String>,
+    },
+    /// Changed in the cluster by something managedFields does not record (a JSON-patch
+    /// removal leaves no trace).
+    Unrecorded,
+}
+
+/// One drifted field, as reported. Secret values are already masked here.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldReport {
+    pub path: String,
+    pub git: Option<Value>,
+    pub live: Option<Value>,
+    pub why: Why,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored_by: Option<String>,
+}
+
+/// Where the desired state came from, for report headers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceSummary {
+    pub repo: String,
+    pub file: String,
+    pub lines: (usize, usize),
+    pub commit: String,
+    pub rule: String,
+}
+
+/// One object of the report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectReport {
+    pub object: crate::object::ObjectKey,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceSummary>,
+    pub fields: Vec<FieldReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<FieldReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Counts per status, and of ignored fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub in_sync: usize,
+    pub drifted: usize,
+    pub missing: usize,
+    pub orphaned: usize,
+    pub no_source: usize,
+    pub errors: usize,
+    pub ignored_fields: usize,
+}
+
+/// The whole `diff` answer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftReport {
+    /// `auto`, `true` or `false`, as `--server-side` was given.
+    pub server_side: String,
+    pub summary: Summary,
+    pub items: Vec<ObjectReport>,
+}
+
+impl DriftReport {
+    pub fn new(server_side: &str, mut items: Vec<ObjectReport>) -> DriftReport {
+        items.sort_by(|a, b| a.object.cmp(&b.object));
+        let mut summary = Summary::default();
+        for item in &items {
+            summary.ignored_fields += item.ignored.len();
+            *match item.status {
+                Status::InSync => &mut summary.in_sync,
+                Status::Drifted => &mut summary.drifted,
+                Status::Missing => &mut summary.missing,
+                Status::Orphaned => &mut summary.orphaned,
+                Status::NoSource => &mut summary.no_source,
+                Status::Error => &mut summary.errors,
+            } += 1;
+        }
+        DriftReport {
+            server_side: server_side.to_owned(),
+            summary,
+            items,
+        }
+    }
+
+    /// Whether anything drifted (exit 1).
+    pub fn has_drift(&self) -> bool {
+        self.summary.drifted + self.summary.missing + self.summary.orphaned > 0
+    }
+}
+
+/// The mask shown instead of a Secret value: distinct for Git and live, never the value.
+pub fn mask_secret(value: &Option<Value>, side: &str) -> Option<Value> {
+    value
+        .as_ref()
+        .map(|_| Value::String(format!("(hidden {side} value)")))
+}
+
+/// Whether `path` of an object of `kind` holds a Secret value.
+pub fn is_secret_value(group: &str, kind: &str, path: &FieldPath) -> bool {
+    group.is_empty()
+        && kind == "Secret"
+        && matches!(path.segments().first(), Some(Segment::Field(f)) if f == "data" || f == "stringData")
+}

@@ -1,0 +1,425 @@
+//! `kubectl gitops diff` renderers: unified diff per object, table, JSON/YAML, markdown.
+
+use std::io::Write;
+
+use anstyle::AnsiColor;
+use serde_json::Value;
+
+use super::LABEL;
+use super::time::format_time;
+use crate::drift::{DriftReport, FieldReport, ObjectReport, Status, Why};
+
+/// Output formats of `diff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFormat {
+    Diff,
+    Table,
+    Json,
+    Yaml,
+    Markdown,
+}
+
+const REMOVED: anstyle::Style = AnsiColor::Red.on_default();
+const ADDED: anstyle::Style = AnsiColor::Green.on_default();
+const HUNK: anstyle::Style = AnsiColor::Cyan.on_default();
+
+pub fn render_diff(
+    out: &mut dyn Write,
+    report: &DriftReport,
+    format: DiffFormat,
+) -> std::io::Result<()> {
+    match format {
+        DiffFormat::Json => super::write_json(out, "DriftReport", report),
+        DiffFormat::Yaml => super::write_yaml(out, "DriftReport", report),
+        DiffFormat::Table => table(out, report),
+        DiffFormat::Markdown => markdown(out, report),
+        DiffFormat::Diff => {
+            for item in report.items.iter().filter(|i| i.status != Status::InSync) {
+                unified(out, item, true)?;
+                writeln!(out)?;
+            }
+            writeln!(out, "{}", summary_line(report))
+        }
+    }
+}
+
+/// `3 in sync, 1 drifted, 0 missing, 0 orphaned (2 ignored fields)`.
+pub fn summary_line(report: &DriftReport) -> String {
+    let s = &report.summary;
+    let mut line = format!(
+        "{} in sync, {} drifted, {} missing, {} orphaned",
+        s.in_sync, s.drifted, s.missing, s.orphaned
+    );
+    if s.no_source > 0 {
+        line.push_str(&format!(", {} without source", s.no_source));
+    }
+    if s.errors > 0 {
+        line.push_str(&format!(", {} errors", s.errors));
+    }
+    if s.ignored_fields > 0 {
+        line.push_str(&format!(
+            " ({} ignored fields; --show-ignored lists them)",
+            s.ignored_fields
+        ));
+    }
+    line
+}
+
+fn why_text(why: &Why) -> String {
+    match why {
+        Why::Pending {
+            commit,
+            author,
+            time,
+            subject,
+        } => format!(
+            "pending: {} {author} {} \"{subject}\"",
+            &commit[..commit.len().min(7)],
+            format_time(*time, 0)
+        ),
+        Why::OutOfBand {
+            manager,
+            operation,
+            time,
+            subresource,
+        } => {
+            let sub = subresource
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            let at = time
+                .as_deref()
+                .map(|t| format!(", {t}"))
+                .unwrap_or_default();
+            format!("out of band: {manager}, {operation}{sub}{at}")
+        }
+        Why::Unrecorded => "out of band: not recorded in managedFields (a removal?)".to_owned(),
+    }
+}
+
+/// A value as YAML lines (scalars on one line).
+fn value_lines(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) if !s.contains('\n') => vec![s.clone()],
+        Value::Number(_) | Value::Bool(_) | Value::Null => vec![value.to_string()],
+        _ => serde_saphyr::to_string(value)
+            .unwrap_or_else(|_| value.to_string())
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+    }
+}
+
+fn header(item: &ObjectReport) -> String {
+    let status = item.status.as_str();
+    match &item.source {
+        Some(s) => format!(
+            "{} ({status}) from {}:{}-{} @ {}",
+            item.object,
+            s.file,
+            s.lines.0,
+            s.lines.1,
+            &s.commit[..s.commit.len().min(7)]
+        ),
+        None => format!("{} ({status})", item.object),
+    }
+}
+
+fn unified(out: &mut dyn Write, item: &ObjectReport, color: bool) -> std::io::Result<()> {
+    let (r, a, h, l) = if color {
+        (REMOVED, ADDED, HUNK, LABEL)
+    } else {
+        Default::default()
+    };
+    writeln!(out, "{l}--- live {}{l:#}", item.object)?;
+    match &item.source {
+        Some(s) => writeln!(
+            out,
+            "{l}+++ git  {}:{}-{} @ {} ({}){l:#}",
+            s.file,
+            s.lines.0,
+            s.lines.1,
+            &s.commit[..s.commit.len().min(7)],
+            s.repo
+        )?,
+        None => writeln!(out, "{l}+++ git  (no source){l:#}")?,
+    }
+    match item.status {
+        Status::Missing => writeln!(out, "{h}@@ missing: in Git, not in the cluster @@{h:#}")?,
+        Status::Orphaned => writeln!(
+            out,
+            "{h}@@ orphaned: the source no longer declares this object @@{h:#}"
+        )?,
+        Status::Error => writeln!(
+            out,
+            "{h}@@ error: {} @@{h:#}",
+            item.error.as_deref().unwrap_or("")
+        )?,
+        Status::NoSource => writeln!(out, "{h}@@ no source @@{h:#}")?,
+        _ => {}
+    }
+    for field in &item.fields {
+        hunk(out, field, r, a, h)?;
+    }
+    Ok(())
+}
+
+fn hunk(
+    out: &mut dyn Write,
+    field: &FieldReport,
+    r: anstyle::Style,
+    a: anstyle::Style,
+    h: anstyle::Style,
+) -> std::io::Result<()> {
+    writeln!(out, "{h}@@ {} @@ {}{h:#}", field.path, why_text(&field.why))?;
+    if let Some(live) = &field.live {
+        for line in value_lines(live) {
+            writeln!(out, "{r}-{line}{r:#}")?;
+        }
+    }
+    if let Some(git) = &field.git {
+        for line in value_lines(git) {
+            writeln!(out, "{a}+{line}{a:#}")?;
+        }
+    }
+    Ok(())
+}
+
+fn changed_by(item: &ObjectReport) -> String {
+    let mut who: Vec<String> = Vec::new();
+    for f in &item.fields {
+        let name = match &f.why {
+            Why::Pending { commit, .. } => format!("pending {}", &commit[..commit.len().min(7)]),
+            Why::OutOfBand { manager, .. } => manager.clone(),
+            Why::Unrecorded => "unrecorded".to_owned(),
+        };
+        if !who.contains(&name) {
+            who.push(name);
+        }
+    }
+    who.join(", ")
+}
+
+fn table(out: &mut dyn Write, report: &DriftReport) -> std::io::Result<()> {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_style(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header([
+            "KIND",
+            "NAMESPACE",
+            "NAME",
+            "STATUS",
+            "FIELDS",
+            "CHANGED BY",
+            "SOURCE",
+        ]);
+    for item in &report.items {
+        let kind = if item.object.group.is_empty() {
+            item.object.kind.clone()
+        } else {
+            format!("{}.{}", item.object.kind, item.object.group)
+        };
+        let source = item
+            .source
+            .as_ref()
+            .map(|s| format!("{}:{}", s.file, s.lines.0))
+            .unwrap_or_else(|| "-".to_owned());
+        table.add_row([
+            kind,
+            item.object
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "-".to_owned()),
+            item.object.name.clone(),
+            item.status.as_str().to_owned(),
+            item.fields.len().to_string(),
+            changed_by(item),
+            source,
+        ]);
+    }
+    // Left-aligned columns separated by spaces, like kubectl get.
+    for line in table.to_string().lines() {
+        writeln!(out, "{}", line.trim_end().trim_start_matches(' '))?;
+    }
+    writeln!(out, "{}", summary_line(report))
+}
+
+fn markdown(out: &mut dyn Write, report: &DriftReport) -> std::io::Result<()> {
+    writeln!(out, "### kubectl gitops diff\n")?;
+    writeln!(out, "{}\n", summary_line(report))?;
+    writeln!(out, "| Object | Status | Fields | Changed by | Source |")?;
+    writeln!(out, "|---|---|---|---|---|")?;
+    for item in report.items.iter().filter(|i| i.status != Status::InSync) {
+        let source = item
+            .source
+            .as_ref()
+            .map(|s| format!("`{}:{}`", s.file, s.lines.0))
+            .unwrap_or_else(|| "-".to_owned());
+        writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} |",
+            item.object,
+            item.status.as_str(),
+            item.fields.len(),
+            changed_by(item),
+            source
+        )?;
+    }
+    for item in report.items.iter().filter(|i| i.status != Status::InSync) {
+        writeln!(
+            out,
+            "\n<details><summary>{}</summary>\n\n```diff",
+            header(item)
+        )?;
+        unified(out, item, false)?;
+        writeln!(out, "```\n\n</details>")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod golden {
+    //! Golden files for every format, colour off, width fixed. Regenerate with
+    //! `UPDATE_GOLDEN=1 cargo test --lib report::diff::golden`, never by hand.
+
+    use super::*;
+    use crate::drift::{
+        DriftReport, FieldReport, ObjectReport, SourceSummary, Status, Verdict, Why,
+    };
+    use crate::object::ObjectKey;
+    use serde_json::json;
+
+    fn key(group: &str, kind: &str, name: &str) -> ObjectKey {
+        ObjectKey {
+            group: group.into(),
+            kind: kind.into(),
+            namespace: Some("shop".into()),
+            name: name.into(),
+        }
+    }
+
+    fn source(file: &str, lines: (usize, usize)) -> Option<SourceSummary> {
+        Some(SourceSummary {
+            repo: "https://git.example.com/acme/deploy".into(),
+            file: file.into(),
+            lines,
+            commit: "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d".into(),
+            rule: "Flux Kustomization labels".into(),
+        })
+    }
+
+    fn report() -> DriftReport {
+        let items = vec![
+            ObjectReport {
+                object: key("apps", "Deployment", "web"),
+                status: Status::Drifted,
+                verdict: Some(Verdict::DryRun),
+                source: source("apps/web.yaml", (1, 30)),
+                fields: vec![
+                    FieldReport {
+                        path: ".spec.replicas".into(),
+                        git: Some(json!(2)),
+                        live: Some(json!(5)),
+                        why: Why::OutOfBand {
+                            manager: "kubectl".into(),
+                            operation: "Update".into(),
+                            time: Some("2026-11-26T07:00:00Z".into()),
+                            subresource: Some("scale".into()),
+                        },
+                        ignored_by: None,
+                    },
+                    FieldReport {
+                        path: ".spec.template.spec.containers[name=web].image".into(),
+                        git: Some(json!("nginx:1.28")),
+                        live: Some(json!("nginx:1.27")),
+                        why: Why::Pending {
+                            commit: "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432".into(),
+                            author: "Bob Builder".into(),
+                            time: 1_764_140_400,
+                            subject: "Bump web to 1.28".into(),
+                        },
+                        ignored_by: None,
+                    },
+                ],
+                ignored: vec![],
+                error: None,
+            },
+            ObjectReport {
+                object: key("", "Secret", "creds"),
+                status: Status::Drifted,
+                verdict: Some(Verdict::DryRun),
+                source: source("apps/secret.yaml", (1, 8)),
+                fields: vec![FieldReport {
+                    path: ".data.password".into(),
+                    git: Some(json!("(hidden git value)")),
+                    live: Some(json!("(hidden live value)")),
+                    why: Why::OutOfBand {
+                        manager: "kubectl-patch".into(),
+                        operation: "Update".into(),
+                        time: Some("2026-11-26T08:00:00Z".into()),
+                        subresource: None,
+                    },
+                    ignored_by: None,
+                }],
+                ignored: vec![],
+                error: None,
+            },
+            ObjectReport {
+                object: key("", "ConfigMap", "settings"),
+                status: Status::InSync,
+                verdict: Some(Verdict::Offline),
+                source: source("apps/config.yaml", (1, 9)),
+                fields: vec![],
+                ignored: vec![],
+                error: None,
+            },
+            ObjectReport {
+                object: key("", "ConfigMap", "gone"),
+                status: Status::Missing,
+                verdict: Some(Verdict::Offline),
+                source: source("apps/config.yaml", (11, 17)),
+                fields: vec![],
+                ignored: vec![],
+                error: None,
+            },
+        ];
+        DriftReport::new("auto", items)
+    }
+
+    #[test]
+    fn every_format_matches_its_golden_file() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+        let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+        for (format, file) in [
+            (DiffFormat::Diff, "diff.txt"),
+            (DiffFormat::Table, "diff-table.txt"),
+            (DiffFormat::Json, "diff.json"),
+            (DiffFormat::Yaml, "diff.yaml"),
+            (DiffFormat::Markdown, "diff.md"),
+        ] {
+            let mut out = Vec::new();
+            // Renderers write styles; the stream strips them when colour is off.
+            let mut stream = anstream::StripStream::new(&mut out);
+            render_diff(&mut stream, &report(), format).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            assert!(!text.contains('\x1b'), "{file}: colour off");
+            let path = dir.join(file);
+            if update {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &text).unwrap();
+                continue;
+            }
+            let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
+                    path.display()
+                )
+            });
+            assert_eq!(
+                text, want,
+                "{file} differs; if the change is intended, regenerate with UPDATE_GOLDEN=1"
+            );
+        }
+    }
+}
