@@ -31,6 +31,7 @@ pub struct Cli {
 
 /// Flags with kubectl's meaning, valid with every subcommand.
 #[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Global flags (as in kubectl)")]
 pub struct GlobalArgs {
     /// Path to the kubeconfig file to use (else $KUBECONFIG, else ~/.kube/config)
     #[arg(long, global = true, value_name = "PATH")]
@@ -136,6 +137,9 @@ pub struct DiffArgs {
     /// in the namespace if none
     #[arg(value_name = "TYPE[/NAME]")]
     pub objects: Vec<String>,
+    /// The objects a file or directory of the local checkout declares (repeatable)
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
+    pub files: Vec<PathBuf>,
     /// Label selector, as in kubectl
     #[arg(short = 'l', long, value_name = "SELECTOR")]
     pub selector: Option<String>,

@@ -310,6 +310,40 @@ fn run_kustomize(dir: &Path, root_name: &str) -> Result<String, RenderError> {
     })
 }
 
+/// The documents PATH renders to: a file's own, a kustomization's build, or every manifest of
+/// a plain directory.
+pub fn render_path(
+    repo: &Repo,
+    commit: CommitId,
+    path: &RepoPath,
+) -> Result<Vec<Document>, RenderError> {
+    let files = repo.list_files(commit, path).unwrap_or_default();
+    if files.is_empty() {
+        let bytes = repo.read_file(commit, path)?;
+        return documents(path.as_str(), &bytes);
+    }
+    let prefix = if path.as_str().is_empty() {
+        String::new()
+    } else {
+        format!("{}/", path.as_str())
+    };
+    let has_kustomization = KUSTOMIZATION_FILES
+        .iter()
+        .any(|k| files.iter().any(|f| f.as_str() == format!("{prefix}{k}")));
+    if has_kustomization {
+        return kustomize(repo, commit, path, &Overlay::default(), false);
+    }
+    let mut docs = Vec::new();
+    for file in files.iter().filter(|f| {
+        let p = f.as_str();
+        p.ends_with(".yaml") || p.ends_with(".yml") || p.ends_with(".json")
+    }) {
+        let bytes = repo.read_file(commit, file)?;
+        docs.extend(documents(file.as_str(), &bytes)?);
+    }
+    Ok(docs)
+}
+
 /// Lists every manifest under `dir` (recursively, sorted), as kustomize-controller's generator
 /// does for a path without a kustomization.
 fn generated_kustomization(dir: &Path) -> Result<serde_json::Map<String, Value>, RenderError> {

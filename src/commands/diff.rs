@@ -88,6 +88,60 @@ pub async fn run(
             }
         }
     }
+    // `-f PATH`: the objects the local checkout declares there, at --against or HEAD.
+    let mut declared: std::collections::BTreeMap<ObjectKey, crate::render::Document> =
+        Default::default();
+    if !args.files.is_empty() {
+        let cwd = env
+            .cwd
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from("."));
+        let repo_dir = args
+            .repo
+            .as_deref()
+            .map(|r| super::absolute(&cwd, std::path::Path::new(r)))
+            .unwrap_or_else(|| cwd.clone());
+        let repo = crate::git::Repo::open_local(&repo_dir)?;
+        let workdir = repo
+            .workdir()
+            .ok_or_else(|| anyhow::anyhow!("-f needs a checkout with a working tree"))?
+            .to_path_buf();
+        let (commit, _) = repo.resolve(args.against.as_deref().unwrap_or("HEAD"))?;
+        for file in &args.files {
+            let target = super::absolute(&cwd, file);
+            let relative = super::relative_to(&workdir, &target).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "-f {}: not inside the repository at {}",
+                    file.display(),
+                    workdir.display()
+                )
+            })?;
+            let path = if relative.is_empty() {
+                crate::git::RepoPath::root()
+            } else {
+                crate::git::RepoPath::parse(&relative)?
+            };
+            for doc in crate::render::render_path(&repo, commit, &path)? {
+                let Some(mut key) = doc.key() else { continue };
+                let api_version = doc.object["apiVersion"].as_str().unwrap_or_default();
+                let Some(resource) = discovery.for_kind(api_version, &key.kind) else {
+                    failed = true;
+                    writeln!(
+                        err,
+                        "error: {}: the server doesn't have a resource type \"{}\" ({api_version})",
+                        doc.file, key.kind
+                    )?;
+                    continue;
+                };
+                if resource.namespaced && key.namespace.is_none() {
+                    key.namespace = Some(cluster.target.namespace.clone());
+                }
+                targets.push((resource.clone(), Some(key.name.clone())));
+                declared.insert(key, doc);
+            }
+        }
+    }
+    let explicit = explicit || !args.files.is_empty();
     if !explicit {
         targets = discovery
             .resources
@@ -129,6 +183,27 @@ pub async fn run(
                 .iter()
                 .any(|o| o["metadata"]["name"] == name.as_str())
             {
+                let in_files = declared.iter().find(|(k, _)| {
+                    k.name == **name && k.kind == resource.kind && k.group == resource.group
+                });
+                if let Some((key, doc)) = in_files {
+                    items.push(ObjectReport {
+                        object: key.clone(),
+                        status: Status::Missing,
+                        verdict: Some(Verdict::Offline),
+                        source: Some(SourceSummary {
+                            repo: "local checkout".into(),
+                            file: doc.file.clone(),
+                            lines: doc.lines,
+                            commit: String::new(),
+                            rule: "-f".into(),
+                        }),
+                        fields: Vec::new(),
+                        ignored: Vec::new(),
+                        error: None,
+                    });
+                    continue;
+                }
                 failed = true;
                 writeln!(
                     err,
@@ -173,7 +248,20 @@ pub async fn run(
     });
     let reconcilers = ReconcilerCache::default();
     let mut work: Vec<Work> = Vec::new();
+    // Progress on stderr, only on a terminal and only when the run is long.
+    let progress = if env.stderr_tty && live_objects.len() > 50 {
+        let bar = indicatif::ProgressBar::new(live_objects.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}")
+                .expect("a valid progress template"),
+        );
+        bar.set_message("mapping to Git");
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     for (resource, live) in live_objects {
+        progress.inc(1);
         let Some(key) = ObjectKey::of(&live) else {
             continue;
         };
@@ -372,8 +460,12 @@ pub async fn run(
             (i, result)
         });
     }
+    progress.set_position(0);
+    progress.set_length(wanted.len() as u64);
+    progress.set_message("dry runs");
     let mut forbidden_said = false;
     while let Some(joined) = tasks.join_next().await {
+        progress.inc(1);
         let (i, result) = joined.expect("a dry-run task does not panic");
         let w = &mut work[i];
         match result {
@@ -396,6 +488,8 @@ pub async fn run(
             Err(e) => w.dry_run = Some(Err(single_line(&e.to_string()))),
         }
     }
+
+    progress.finish_and_clear();
 
     // Verdicts, attribution, ignore rules.
     let repo_rules: Vec<IgnoreRule> = repo_ignore_rules(&work, &locator, err);

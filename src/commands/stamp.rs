@@ -11,7 +11,7 @@ use crate::Outcome;
 use crate::cli::StampArgs;
 use crate::env::Env;
 use crate::git::{Repo, RepoPath};
-use crate::render::{self, Document, Overlay};
+use crate::render;
 use crate::report::Log;
 use crate::source::annotations::{COMMIT, PATH, REPO};
 
@@ -23,11 +23,11 @@ pub fn run(
     err: &mut dyn Write,
 ) -> Result<Outcome> {
     let cwd = env.cwd.clone().unwrap_or_else(|| PathBuf::from("."));
-    let target = absolute(&cwd, &args.path);
+    let target = super::absolute(&cwd, &args.path);
     let repo_dir = args
         .repo
         .as_ref()
-        .map(|r| absolute(&cwd, r))
+        .map(|r| super::absolute(&cwd, r))
         .unwrap_or_else(|| {
             if target.is_dir() {
                 target.clone()
@@ -43,7 +43,7 @@ pub fn run(
         .workdir()
         .context("stamp needs a checkout with a working tree, not a bare repository")?
         .to_path_buf();
-    let relative = relative_to(&workdir, &target).with_context(|| {
+    let relative = super::relative_to(&workdir, &target).with_context(|| {
         format!(
             "{} is not inside the repository at {}",
             args.path.display(),
@@ -88,7 +88,7 @@ pub fn run(
         )
     });
 
-    let docs = render_path(&repo, commit, &path)?;
+    let docs = render::render_path(&repo, commit, &path)?;
     let mut last_change = std::collections::HashMap::new();
     for (i, mut doc) in docs.into_iter().enumerate() {
         let file = RepoPath::parse(&doc.file)?;
@@ -117,46 +117,6 @@ pub fn run(
     Ok(Outcome::Clean)
 }
 
-/// The documents PATH renders to: a file's own, a kustomization's build, or every manifest of
-/// a plain directory.
-fn render_path(
-    repo: &Repo,
-    commit: crate::git::CommitId,
-    path: &RepoPath,
-) -> Result<Vec<Document>> {
-    let files = repo.list_files(commit, path).unwrap_or_default();
-    if files.is_empty() {
-        let bytes = repo.read_file(commit, path)?;
-        return Ok(render::documents(path.as_str(), &bytes)?);
-    }
-    let prefix = if path.as_str().is_empty() {
-        String::new()
-    } else {
-        format!("{}/", path.as_str())
-    };
-    let has_kustomization = render::KUSTOMIZATION_FILES
-        .iter()
-        .any(|k| files.iter().any(|f| f.as_str() == format!("{prefix}{k}")));
-    if has_kustomization {
-        return Ok(render::kustomize(
-            repo,
-            commit,
-            path,
-            &Overlay::default(),
-            false,
-        )?);
-    }
-    let mut docs = Vec::new();
-    for file in files.iter().filter(|f| {
-        let p = f.as_str();
-        p.ends_with(".yaml") || p.ends_with(".yml") || p.ends_with(".json")
-    }) {
-        let bytes = repo.read_file(commit, file)?;
-        docs.extend(render::documents(file.as_str(), &bytes)?);
-    }
-    Ok(docs)
-}
-
 fn annotate(object: &mut Value, repo: &str, path: &str, commit: &str) {
     let metadata = object.as_object_mut().map(|o| {
         o.entry("metadata")
@@ -173,21 +133,6 @@ fn annotate(object: &mut Value, repo: &str, path: &str, commit: &str) {
         map.insert(PATH.into(), path.into());
         map.insert(COMMIT.into(), commit.into());
     }
-}
-
-fn absolute(cwd: &Path, path: &Path) -> PathBuf {
-    let joined = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        cwd.join(path)
-    };
-    joined.canonicalize().unwrap_or(joined)
-}
-
-fn relative_to(base: &Path, path: &Path) -> Option<String> {
-    let base = base.canonicalize().unwrap_or_else(|_| base.to_path_buf());
-    let rel = path.strip_prefix(&base).ok()?;
-    Some(rel.to_string_lossy().replace('\\', "/"))
 }
 
 fn display(path: &RepoPath) -> &str {

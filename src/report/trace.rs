@@ -94,10 +94,15 @@ fn text(out: &mut dyn Write, item: &TraceItem) -> std::io::Result<()> {
         let short = &t[..t.len().min(7)];
         let moved = match (s.commits_since_applied, s.file_changed_since_applied) {
             (Some(0), _) => ", at the applied commit".to_owned(),
-            (Some(n), Some(true)) => {
-                format!(", {n} commits past the applied one; this file changed")
+            (Some(n), changed) => {
+                let commits = if n == 1 { "commit" } else { "commits" };
+                let file = if changed == Some(true) {
+                    "this file changed"
+                } else {
+                    "this file did not change"
+                };
+                format!(", {n} {commits} past the applied one; {file}")
             }
-            (Some(n), _) => format!(", {n} commits past the applied one; this file did not change"),
             (None, _) => String::new(),
         };
         row("Tracking", format!("{r} at {short}{moved}"))?;

@@ -694,3 +694,30 @@ fn a_user_without_patch_rights_gets_offline_verdicts_in_auto() {
     assert_eq!(items["cm-value"]["status"], "drifted");
     assert_eq!(items["cm-value"]["verdict"], "offline");
 }
+
+#[test]
+fn dash_f_limits_the_scope_to_what_a_file_declares() {
+    let cp = testenv::shared();
+    let ns = cp.namespace("diff-file");
+    let repo = setup(&ns);
+    kubectl(&ns, &["delete", "configmap/cm-deleted"], None);
+    let cache = tempfile::tempdir().unwrap();
+    let ran = diff(
+        &ns,
+        &repo,
+        cache.path(),
+        &["-f", "apps/config.yaml", "-o", "json"],
+    );
+    assert_eq!(ran.code, Some(1), "missing is drift: {}", ran.stderr);
+    let doc = report(&ran);
+    let items = by_name(&doc);
+    assert_eq!(
+        items.len(),
+        6,
+        "only the ConfigMaps of that file: {:?}",
+        items.keys()
+    );
+    assert_eq!(items["cm-deleted"]["status"], "missing");
+    assert_eq!(items["cm-deleted"]["source"]["file"], "apps/config.yaml");
+    assert_eq!(items["cm-clean"]["status"], "in-sync");
+}
