@@ -602,9 +602,14 @@ fn repo_ignore_rules(work: &[Work], locator: &Locator, err: &mut dyn Write) -> V
 fn verdict(w: Work, rules: &[IgnoreRule], repo_rules: &[IgnoreRule]) -> ObjectReport {
     let source = Some(SourceSummary {
         repo: w.located.repo.clone(),
-        file: w.located.file.clone(),
-        lines: w.located.lines,
-        commit: w.located.read_at.clone(),
+        file: w.located.tip_place.0.clone(),
+        lines: w.located.tip_place.1,
+        // Desired is read at the tracked tip (or --against).
+        commit: w
+            .located
+            .tracked_commit
+            .clone()
+            .unwrap_or_else(|| w.located.read_at.clone()),
         rule: w.located.rule.describe().to_owned(),
     });
     if w.located.desired_at_tip.is_none() {

@@ -82,6 +82,9 @@ pub struct Located {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending_commit: Option<CommitInfo>,
     pub reconciler: Option<Reconciler>,
+    /// Where desired is written at the tracked tip: file and lines (they move between commits).
+    #[serde(skip)]
+    pub tip_place: (String, (usize, usize)),
     /// The locator's key of the repository, to read more from it.
     #[serde(skip)]
     pub repo_key: String,
@@ -105,6 +108,7 @@ pub struct Locator {
     files: Mutex<HashMap<FileKey, Shared<Vec<Document>>>>,
     renders: Mutex<HashMap<String, Shared<Vec<Document>>>>,
     history: Mutex<HashMap<FileKey, Option<CommitId>>>,
+    counts: Mutex<HashMap<(String, CommitId, CommitId), usize>>,
     pub reads: GitReads,
 }
 
@@ -116,6 +120,7 @@ impl Locator {
             files: Mutex::default(),
             renders: Mutex::default(),
             history: Mutex::default(),
+            counts: Mutex::default(),
             reads: GitReads::default(),
         }
     }
@@ -151,11 +156,15 @@ impl Locator {
 
         let (doc, render_root) = self.find(&pointer, &repo_key, &repo, read_at, key)?;
         // Desired at the tracked tip (or --against), when that is not what was applied.
+        let mut tip_place = (doc.file.clone(), doc.lines);
         let at_tip = if read_at == tip {
             Some(doc.object.clone())
         } else {
             match self.find(&pointer, &repo_key, &repo, tip, key) {
-                Ok((d, _)) => Some(d.object),
+                Ok((d, _)) => {
+                    tip_place = (d.file.clone(), d.lines);
+                    Some(d.object)
+                }
                 // The object, or its whole file, is gone from Git at the tip: orphaned.
                 Err(SourceError::NotDeclared { .. })
                 | Err(SourceError::Git(GitError::FileNotFound { .. })) => None,
@@ -170,7 +179,7 @@ impl Locator {
         let mut pending_commit = None;
         let (commits_since_applied, file_changed_since_applied) = match applied {
             Some(a) if a != tip => {
-                let count = repo.count_commits_between(a, tip)?;
+                let count = self.commits_between(&repo_key, &repo, a, tip)?;
                 let at_tip = self.last_change(&repo_key, &repo, tip, &file)?;
                 let at_applied = self.last_change(&repo_key, &repo, a, &file)?;
                 if at_tip != at_applied
@@ -205,6 +214,7 @@ impl Locator {
             desired: doc.object,
             desired_at_tip: at_tip,
             repo_key: repo_key.clone(),
+            tip_place,
         })
     }
 
@@ -526,6 +536,23 @@ impl Locator {
             }
         }
         Ok(docs)
+    }
+
+    /// `git rev-list --count from..to`, once per pair in a run.
+    fn commits_between(
+        &self,
+        repo_key: &str,
+        repo: &Repo,
+        from: CommitId,
+        to: CommitId,
+    ) -> Result<usize, SourceError> {
+        let key = (repo_key.to_owned(), from, to);
+        if let Some(n) = self.counts.lock().expect("count cache lock").get(&key) {
+            return Ok(*n);
+        }
+        let n = repo.count_commits_between(from, to)?;
+        self.counts.lock().expect("count cache lock").insert(key, n);
+        Ok(n)
     }
 
     fn last_change(

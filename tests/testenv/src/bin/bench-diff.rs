@@ -106,7 +106,9 @@ impl Args {
             bail!("--objects, --runs and --concurrency must be at least 1");
         }
         if !(0.0..=100.0).contains(&args.drift_percent) || args.drift_percent == 0.0 {
-            bail!("--drift-percent must be above 0 and at most 100: with no drift, both tools exit 0");
+            bail!(
+                "--drift-percent must be above 0 and at most 100: with no drift, both tools exit 0"
+            );
         }
         Ok(args)
     }
@@ -199,7 +201,9 @@ fn bench(
     ));
 
     apply_as_flux(cp, &repo, &fixture, &head)?;
-    progress.step("applied with --server-side --field-manager=kustomize-controller, Kustomization Ready");
+    progress.step(
+        "applied with --server-side --field-manager=kustomize-controller, Kustomization Ready",
+    );
 
     let tools = Tools::new(cp, plugin, &repo, work)?;
 
@@ -319,7 +323,15 @@ fn bench(
     }
 
     let env = Environment::read(cp, plugin)?;
-    print_results(args, &fixture, &drifted, &env, &benches, &tools, kubectl_found);
+    print_results(
+        args,
+        &fixture,
+        &drifted,
+        &env,
+        &benches,
+        &tools,
+        kubectl_found,
+    );
     if !problems.is_empty() {
         println!();
         println!("PROBLEMS (kubectl gitops diff answered wrongly on the drifted objects):");
@@ -401,8 +413,12 @@ fn app_objects(app: &str, index: usize, cluster_ip: bool) -> Vec<(Object, String
         name: name.to_owned(),
     };
     // Quantities written the way people write them: the server stores them canonically.
-    let (cpu, memory) = [("0.5", "1Gi"), ("0.25", "512Mi"), ("1", "256Mi"), ("1.5", "2Gi")]
-        [index % 4];
+    let (cpu, memory) = [
+        ("0.5", "1Gi"),
+        ("0.25", "512Mi"),
+        ("1", "256Mi"),
+        ("1.5", "2Gi"),
+    ][index % 4];
     let sidecar = if index % 2 == 1 {
         "        - name: proxy
           image: envoyproxy/envoy:v1.31.2
@@ -474,7 +490,11 @@ kind: Deployment
         replicas = 2 + index % 3,
         minor = index % 20,
     );
-    let headless = if cluster_ip { "" } else { "  clusterIP: None\n" };
+    let headless = if cluster_ip {
+        ""
+    } else {
+        "  clusterIP: None\n"
+    };
     let service = format!(
         "apiVersion: v1
 kind: Service
@@ -567,7 +587,7 @@ kind: Widget
         (obj("rolebinding", "RoleBinding", app), binding),
         (obj("widget", "Widget", app), widget),
     ];
-    if index % 3 == 0 {
+    if index.is_multiple_of(3) {
         let name = format!("{app}-nginx");
         let extra = format!(
             "apiVersion: v1
@@ -671,7 +691,12 @@ fn git(repo: &Path, args: &[&str]) -> Result<String> {
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_AUTHOR_DATE", "2026-01-05T10:00:00Z")
         .env("GIT_COMMITTER_DATE", "2026-01-05T10:00:00Z")
-        .args(["-c", "user.name=Bench", "-c", "user.email=bench@example.com"])
+        .args([
+            "-c",
+            "user.name=Bench",
+            "-c",
+            "user.email=bench@example.com",
+        ])
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -1063,11 +1088,7 @@ impl Tools {
     fn shell_line(&self, cmd: &Command) -> String {
         let mut line = format!("cd {} && ", self.repo.display());
         if cmd.get_program() == self.plugin.as_os_str() {
-            let _ = write!(
-                line,
-                "XDG_CACHE_HOME={} ",
-                self.gitops_cache.display()
-            );
+            let _ = write!(line, "XDG_CACHE_HOME={} ", self.gitops_cache.display());
         }
         line.push_str(&cmd.get_program().to_string_lossy());
         for arg in cmd.get_args() {
@@ -1171,7 +1192,10 @@ impl Bench {
     }
 
     fn peak_rss(&self) -> f64 {
-        self.samples.iter().map(|s| s.max_rss_mb).fold(0.0, f64::max)
+        self.samples
+            .iter()
+            .map(|s| s.max_rss_mb)
+            .fold(0.0, f64::max)
     }
 
     fn median_of(&self, f: impl Fn(&Sample) -> f64) -> f64 {
@@ -1219,11 +1243,9 @@ struct Environment {
 
 impl Environment {
     fn read(cp: &ControlPlane, plugin: &Path) -> Result<Environment> {
-        let kubectl: Value = serde_json::from_str(&kubectl_ok(
-            cp,
-            &["version", "--client", "-o", "json"],
-        )?)
-        .unwrap_or_default();
+        let kubectl: Value =
+            serde_json::from_str(&kubectl_ok(cp, &["version", "--client", "-o", "json"])?)
+                .unwrap_or_default();
         let out = Command::new(plugin)
             .arg("version")
             .stdin(Stdio::null())
@@ -1389,7 +1411,10 @@ fn print_results(
         let at = if fixture.objects.len() >= 10_000 {
             String::new()
         } else {
-            format!(" (measured at N={}; the target is stated at 10000)", fixture.objects.len())
+            format!(
+                " (measured at N={}; the target is stated at 10000)",
+                fixture.objects.len()
+            )
         };
         checks.push(format!(
             "{} peak memory of auto < 300 MB: {rss:.0} MB{at}",
@@ -1496,10 +1521,7 @@ fn print_not_in_sync(report: &Value, limit: usize) {
     }
     eprintln!("first {} items not in sync:", items.len());
     for item in items {
-        eprintln!(
-            "{}",
-            serde_json::to_string_pretty(item).unwrap_or_default()
-        );
+        eprintln!("{}", serde_json::to_string_pretty(item).unwrap_or_default());
     }
 }
 
