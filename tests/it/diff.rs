@@ -721,3 +721,186 @@ fn dash_f_limits_the_scope_to_what_a_file_declares() {
     assert_eq!(items["cm-deleted"]["source"]["file"], "apps/config.yaml");
     assert_eq!(items["cm-clean"]["status"], "in-sync");
 }
+
+#[test]
+fn ignore_rules_are_applied_and_counted() {
+    let cp = testenv::shared();
+    let ns = cp.namespace("diff-ignore");
+    let mut repo = setup(&ns);
+    repo.write(
+        ".kubectl-gitops.yaml",
+        "ignore:\n  - kind: ConfigMap\n    name: cm-value\n    jsonPointers: [/data/key]\n",
+    );
+    repo.commit(ALICE, "Ignore cm-value's key");
+    kubectl(
+        &ns,
+        &[
+            "patch",
+            "configmap/cm-value",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"key":"changed"}}"#,
+        ],
+        None,
+    );
+    kubectl(&ns, &["scale", "deployment/d-scale", "--replicas=7"], None);
+    let cache = tempfile::tempdir().unwrap();
+    let ran = diff(
+        &ns,
+        &repo,
+        cache.path(),
+        &["--ignore", "Deployment:/spec/replicas", "-o", "json"],
+    );
+    assert_eq!(
+        ran.code,
+        Some(0),
+        "everything left is ignored: {}",
+        ran.stderr
+    );
+    let doc = report(&ran);
+    assert_eq!(doc["summary"]["drifted"], 0);
+    assert_eq!(
+        doc["summary"]["ignoredFields"], 2,
+        "ignored drift is counted: {:#}",
+        doc["summary"]
+    );
+    let items = by_name(&doc);
+    assert_eq!(items["cm-value"]["ignored"][0]["path"], ".data.key");
+    assert_eq!(
+        items["d-scale"]["ignored"][0]["ignoredBy"],
+        "Deployment /spec/replicas"
+    );
+    let ran = diff(
+        &ns,
+        &repo,
+        cache.path(),
+        &["--ignore", "Deployment:/spec/replicas", "--show-ignored"],
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(
+        ran.stdout
+            .contains("(2 ignored fields; --show-ignored lists them)"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("Always ignored:") && ran.stdout.contains("/metadata/managedFields")
+    );
+    assert!(
+        ran.stdout
+            .contains("d-scale .spec.replicas (Deployment /spec/replicas)"),
+        "{}",
+        ran.stdout
+    );
+}
+
+#[test]
+fn a_server_that_dies_mid_run_gives_a_clear_error() {
+    use std::io::BufRead;
+    // A control plane of this test's own, so that killing it harms no other test.
+    let dir = tempfile::tempdir().unwrap();
+    let cp =
+        testenv::ControlPlane::start(&dir.path().join("cp"), testenv::Lifetime::TiedToThisProcess)
+            .unwrap();
+    let run_kubectl = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&cp.kubeconfig)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        assert!(
+            child.wait_with_output().unwrap().status.success(),
+            "kubectl {args:?}"
+        );
+    };
+    run_kubectl(&["create", "namespace", "dies"], "");
+    let mut repo = GitRepo::new();
+    repo.write("apps/config.yaml", &configmaps(true));
+    repo.commit(ALICE, "Config");
+    let stamped = run(kubectl_gitops(&["stamp", "apps"]).current_dir(repo.path()));
+    run_kubectl(
+        &["apply", "--server-side", "-n", "dies", "-f", "-"],
+        &stamped.stdout,
+    );
+    run_kubectl(
+        &[
+            "patch",
+            "-n",
+            "dies",
+            "configmap/cm-value",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"key":"x"}}"#,
+        ],
+        "",
+    );
+
+    let cache = tempfile::tempdir().unwrap();
+    let kc = cp.kubeconfig.display().to_string();
+    let mut child = kubectl_gitops(&[
+        "diff",
+        "--kubeconfig",
+        &kc,
+        "-n",
+        "dies",
+        "-v",
+        "--request-timeout=10s",
+    ])
+    .env("XDG_CACHE_HOME", cache.path())
+    .current_dir(repo.path())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    // Once the LISTs are done, the API server dies.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let listed = line.contains("live objects in scope");
+        seen.push(line);
+        if listed {
+            let apiserver = cp.pids()[1].to_string();
+            assert!(
+                std::process::Command::new("kill")
+                    .args(["-9", &apiserver])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            break;
+        }
+    }
+    seen.extend(lines.map(|l| l.unwrap()));
+    let started = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "no hang"
+    );
+    assert_eq!(status.code(), Some(2), "{seen:#?}");
+    let errors: Vec<&String> = seen.iter().filter(|l| l.starts_with("error: ")).collect();
+    assert!(!errors.is_empty(), "{seen:#?}");
+    assert!(
+        errors
+            .iter()
+            .all(|l| l.contains("cannot connect to") || l.contains("did not answer")),
+        "clear messages: {errors:#?}"
+    );
+    assert!(!seen.iter().any(|l| l.contains("panicked")), "{seen:#?}");
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &cp.pids()[0].to_string()])
+        .status();
+}
