@@ -210,9 +210,15 @@ pub struct BlameArgs {
     /// The object, as TYPE/NAME
     #[arg(value_name = "TYPE/NAME")]
     pub object: String,
-    /// Output format: text or json
-    #[arg(short = 'o', long, value_name = "FORMAT", default_value = "text")]
-    pub output: String,
+    /// The repository: a local checkout or a URL (else found from the object)
+    #[arg(long, value_name = "PATH|URL")]
+    pub repo: Option<String>,
+    /// Output format: text, or json (one record per line)
+    #[arg(short = 'o', long, value_enum, default_value_t = crate::report::BlameFormat::Text, value_name = "FORMAT")]
+    pub output: crate::report::BlameFormat,
+    /// How to show times
+    #[arg(long, value_enum, default_value_t = crate::report::TimeFormat::Relative, value_name = "WHEN")]
+    pub time: crate::report::TimeFormat,
 }
 
 #[derive(Debug, Args)]

@@ -12,7 +12,7 @@
 
 use serde_json::Value;
 
-use crate::fields::{FieldPath, ManagedFields, Segment};
+use crate::fields::{FieldPath, ManagedEntry, ManagedFields, Segment};
 use crate::normalize;
 use crate::schema::{ListKind, Node, Shape};
 
@@ -408,7 +408,7 @@ pub fn declares(desired: &Value, path: &FieldPath) -> bool {
 /// Like [`FieldPath::get`], but an associative-list item that leaves out a key field with a
 /// server default (a port's `protocol`) matches the key the server filled in: desired as
 /// written in Git, paths as the server records them.
-fn resolve<'a>(value: &'a Value, path: &FieldPath) -> Option<&'a Value> {
+pub fn resolve<'a>(value: &'a Value, path: &FieldPath) -> Option<&'a Value> {
     let mut current = value;
     for segment in path.segments() {
         current = match segment {
@@ -453,38 +453,10 @@ pub fn dropped_by_reconciler(
     managed: &ManagedFields,
     reconciler: &[String],
 ) -> Vec<Change> {
-    let mut out: Vec<Change> = Vec::new();
-    for entry in managed
-        .entries
-        .iter()
-        .filter(|e| e.operation == "Apply" && reconciler.contains(&e.manager))
-    {
-        for leaf in entry.fields.leaves() {
-            if declares(desired, leaf) || leaf.get(live).is_none() || is_ignored(leaf, live) {
-                continue;
-            }
-            let others = managed
-                .owners(leaf)
-                .iter()
-                .any(|o| o.manager != entry.manager);
-            if others {
-                continue;
-            }
-            let Some(top) = first_undeclared(desired, leaf) else {
-                continue;
-            };
-            if is_ignored(&top, live) || out.iter().any(|c| top.starts_with(&c.path)) {
-                continue;
-            }
-            out.retain(|c| !c.path.starts_with(&top));
-            out.push(Change {
-                path: top.clone(),
-                desired: None,
-                live: top.get(live).cloned(),
-            });
-        }
-    }
-    out
+    let applied_by = |e: &ManagedEntry| e.operation == "Apply" && reconciler.contains(&e.manager);
+    undeclared_owned(desired, live, managed, &applied_by, &|entry, owner| {
+        owner.manager == entry.manager
+    })
 }
 
 /// Fields Git does not declare that only out-of-band managers own (not the reconciler, not
@@ -496,20 +468,32 @@ pub fn out_of_band_additions(
     managed: &ManagedFields,
     reconciler: &[String],
 ) -> Vec<Change> {
-    let out_of_band = |manager: &str| {
-        !reconciler.iter().any(|r| r == manager) && !normalize::SYSTEM_MANAGERS.contains(&manager)
+    let out_of_band = |e: &ManagedEntry| {
+        !reconciler.contains(&e.manager)
+            && !normalize::SYSTEM_MANAGERS.contains(&e.manager.as_str())
     };
+    undeclared_owned(desired, live, managed, &out_of_band, &|_, owner| {
+        out_of_band(owner)
+    })
+}
+
+/// The live fields that `selected` managers own, that desired does not declare, and whose every
+/// owner passes `sole` (given the selected entry and an owner): reported once each, at the
+/// shallowest path desired does not declare, never for always-ignored fields.
+fn undeclared_owned(
+    desired: &Value,
+    live: &Value,
+    managed: &ManagedFields,
+    selected: &dyn Fn(&ManagedEntry) -> bool,
+    sole: &dyn Fn(&ManagedEntry, &ManagedEntry) -> bool,
+) -> Vec<Change> {
     let mut out: Vec<Change> = Vec::new();
-    for entry in managed.entries.iter().filter(|e| out_of_band(&e.manager)) {
+    for entry in managed.entries.iter().filter(|e| selected(e)) {
         for leaf in entry.fields.leaves() {
             if declares(desired, leaf) || leaf.get(live).is_none() || is_ignored(leaf, live) {
                 continue;
             }
-            if managed
-                .owners(leaf)
-                .iter()
-                .any(|o| !out_of_band(&o.manager))
-            {
+            if !managed.owners(leaf).iter().all(|owner| sole(entry, owner)) {
                 continue;
             }
             let Some(top) = first_undeclared(desired, leaf) else {

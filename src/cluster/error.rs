@@ -180,6 +180,16 @@ fn classify_transport(
             }
         }
         let text = e.to_string();
+        // Some layers keep the OS error only as text.
+        for (needle, reason) in [
+            ("Connection refused", "connection refused"),
+            ("Connection reset", "connection reset"),
+            ("Broken pipe", "connection closed"),
+        ] {
+            if text.contains(needle) {
+                return unreachable(at, reason.to_owned());
+            }
+        }
         if text.contains("dns error") || text.contains("failed to lookup address") {
             return unreachable(at, single_line(&text));
         }

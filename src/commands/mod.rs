@@ -1,5 +1,6 @@
 //! One file per subcommand: each wires cluster/Git/render steps and hands results to report/.
 
+mod blame;
 mod context;
 mod diff;
 mod stamp;
@@ -25,13 +26,13 @@ pub async fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) 
         Command::Trace(args) => trace::run(&cli.global, args, env, &log, out, err).await,
         Command::Stamp(args) => stamp::run(args, env, &log, out, err),
         Command::Diff(args) => diff::run(&cli.global, args, env, &log, out, err).await,
+        Command::Blame(args) => blame::run(&cli.global, args, env, &log, out, err).await,
         Command::Version(args) => {
             report::render_version(out, &report::VersionReport::current(), args.output)?;
             Ok(Outcome::Clean)
         }
         other => {
             let issue = match other {
-                Command::Blame(_) => "blame",
                 Command::Revert(_) => "revert",
                 _ => "watch",
             };

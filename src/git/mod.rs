@@ -4,6 +4,7 @@
 //! can write, so they are parsed into [`RepoUrl`] and [`RepoPath`] under a strict policy before
 //! anything reaches Git or the filesystem.
 
+mod blame;
 mod path;
 mod remote;
 mod repo;
@@ -15,6 +16,7 @@ mod fixture;
 
 use std::path::PathBuf;
 
+pub use blame::BlameLine;
 pub use path::RepoPath;
 pub use repo::{CacheUse, CommitId, CommitInfo, Repo};
 pub use url::RepoUrl;

@@ -2,6 +2,7 @@
 //! `NO_COLOR` and whether the stream is a terminal; renderers write styled text and the stream
 //! strips the styles when colour is off.
 
+mod blame;
 mod context;
 mod diff;
 mod log;
@@ -9,6 +10,7 @@ pub mod time;
 mod trace;
 mod version;
 
+pub use blame::{BlameFormat, TimeFormat, parse_rfc3339, render_blame};
 pub use context::{ContextReport, render_context};
 pub use diff::{DiffFormat, render_diff, summary_line};
 pub use log::Log;

@@ -91,13 +91,17 @@ pub struct Located {
     /// Desired as applied (at `read_at`).
     #[serde(skip)]
     pub desired: Value,
+    /// The document as written in `file` (before kustomize's patches and transformers).
+    #[serde(skip)]
+    pub written: Value,
     /// Desired at the tracked tip or `--against`; None when Git no longer declares the object
     /// there (orphaned).
     #[serde(skip)]
     pub desired_at_tip: Option<Value>,
 }
 
-type Shared<T> = Arc<Result<T, String>>;
+/// A cached result, shared without copying (a render of a thousand objects is read by each).
+type Shared<T> = Result<Arc<T>, String>;
 /// Repository key, commit and path: what a file read or a history lookup depends on.
 type FileKey = (String, CommitId, String);
 
@@ -109,6 +113,7 @@ pub struct Locator {
     renders: Mutex<HashMap<String, Shared<Vec<Document>>>>,
     history: Mutex<HashMap<FileKey, Option<CommitId>>>,
     counts: Mutex<HashMap<(String, CommitId, CommitId), usize>>,
+    revisions: Mutex<HashMap<(String, String), CommitId>>,
     pub reads: GitReads,
 }
 
@@ -121,6 +126,7 @@ impl Locator {
             renders: Mutex::default(),
             history: Mutex::default(),
             counts: Mutex::default(),
+            revisions: Mutex::default(),
             reads: GitReads::default(),
         }
     }
@@ -172,6 +178,12 @@ impl Locator {
             }
         };
         let file = RepoPath::parse(&doc.file)?;
+        let written = self
+            .documents(&repo_key, &repo, read_at, &file)
+            .ok()
+            .and_then(|docs| pick(&docs, key))
+            .map(|d| d.object)
+            .unwrap_or_else(|| doc.object.clone());
         let last_change = match self.last_change(&repo_key, &repo, read_at, &file)? {
             Some(id) => Some(repo.commit_info(id)?),
             None => None,
@@ -212,6 +224,7 @@ impl Locator {
             pending_commit,
             reconciler: pointer.reconciler.clone(),
             desired: doc.object,
+            written,
             desired_at_tip: at_tip,
             repo_key: repo_key.clone(),
             tip_place,
@@ -254,8 +267,13 @@ impl Locator {
             Rule::Flux | Rule::ArgoCd => {
                 let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);
                 let rendered = self.render(&repo_key, &repo, read_at, &root, pointer)?;
+                // Names compared first: building a key allocates, and a render has many objects.
                 let found = rendered
                     .iter()
+                    .filter(|d| {
+                        d.object["metadata"]["name"] == key.name.as_str()
+                            && d.object["kind"] == key.kind.as_str()
+                    })
                     .find(|d| d.key().is_some_and(|k| key.declared_by(&k)))
                     .cloned()
                     .ok_or_else(|| not_declared(&display_root(&root), read_at, key))?;
@@ -286,12 +304,7 @@ impl Locator {
         located: &Located,
         pointer: Option<&Pointer>,
     ) -> Result<Vec<Document>, SourceError> {
-        let repo = self
-            .repos
-            .lock()
-            .expect("repo cache lock")
-            .get(&located.repo_key)
-            .cloned();
+        let repo = self.repo_of(located);
         let (Some(repo), Some(commit)) = (repo, &located.tracked_commit) else {
             return Ok(Vec::new());
         };
@@ -300,6 +313,7 @@ impl Locator {
             Some(pointer) if matches!(pointer.rule, Rule::Flux | Rule::ArgoCd) => {
                 let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);
                 self.render(&located.repo_key, &repo, commit, &root, pointer)
+                    .map(|docs| docs.as_ref().clone())
             }
             _ => match self.documents(
                 &located.repo_key,
@@ -307,11 +321,107 @@ impl Locator {
                 commit,
                 &RepoPath::parse(&located.file)?,
             ) {
-                Ok(docs) => Ok(docs),
+                Ok(docs) => Ok(docs.as_ref().clone()),
                 Err(SourceError::Git(GitError::FileNotFound { .. })) => Ok(Vec::new()),
                 Err(e) => Err(e),
             },
         }
+    }
+
+    /// The repository a located object came from (opened during `locate`).
+    fn repo_of(&self, located: &Located) -> Option<Arc<Repo>> {
+        self.repos
+            .lock()
+            .expect("repo cache lock")
+            .get(&located.repo_key)
+            .cloned()
+    }
+
+    /// The located object's source file as applied (at `read_at`), and its blame there.
+    pub fn source_file(
+        &self,
+        located: &Located,
+        blame_cache: Option<&Path>,
+    ) -> Result<(Vec<u8>, Vec<crate::git::BlameLine>), SourceError> {
+        let repo = self
+            .repo_of(located)
+            .ok_or_else(|| SourceError::Repeated("the repository is not open".into()))?;
+        let commit: CommitId = located.read_at.parse()?;
+        let file = RepoPath::parse(&located.file)?;
+        let text = repo.read_file(commit, &file)?;
+        let blame = repo.blame(commit, &file, blame_cache)?;
+        Ok((text, blame))
+    }
+
+    /// The patch files and inline patches of the kustomization at the render root (as applied):
+    /// where a patched value was written. Each: file, its documents' text, and its blame.
+    pub fn patch_files(
+        &self,
+        located: &Located,
+        blame_cache: Option<&Path>,
+    ) -> Vec<(String, Vec<u8>, Vec<crate::git::BlameLine>)> {
+        let Some(repo) = self.repo_of(located) else {
+            return Vec::new();
+        };
+        let Ok(commit) = located.read_at.parse::<CommitId>() else {
+            return Vec::new();
+        };
+        let root = if located.render_root == "." {
+            String::new()
+        } else {
+            located.render_root.clone()
+        };
+        let mut out = Vec::new();
+        for name in render::KUSTOMIZATION_FILES {
+            let path = if root.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{root}/{name}")
+            };
+            let Ok(path) = RepoPath::parse(&path) else {
+                continue;
+            };
+            let Ok(bytes) = repo.read_file(commit, &path) else {
+                continue;
+            };
+            let Ok(docs) = render::documents(path.as_str(), &bytes) else {
+                continue;
+            };
+            let Some(k) = docs.first().map(|d| d.object.clone()) else {
+                continue;
+            };
+            let mut files: Vec<String> = Vec::new();
+            for p in k["patches"].as_array().into_iter().flatten() {
+                if let Some(f) = p["path"].as_str() {
+                    files.push(f.to_owned());
+                }
+            }
+            for p in k["patchesStrategicMerge"].as_array().into_iter().flatten() {
+                if let Some(f) = p.as_str() {
+                    files.push(f.to_owned());
+                }
+            }
+            let base = RepoPath::parse(&root).unwrap_or_else(|_| RepoPath::root());
+            for f in files {
+                let Ok(file) = base.join(&f) else { continue };
+                if let (Ok(text), Ok(blame)) = (
+                    repo.read_file(commit, &file),
+                    repo.blame(commit, &file, blame_cache),
+                ) {
+                    out.push((file.as_str().to_owned(), text, blame));
+                }
+            }
+            // Inline patches live in the kustomization itself.
+            if k["patches"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|p| p["patch"].is_string()))
+                && let Ok(blame) = repo.blame(commit, &path, blame_cache)
+            {
+                out.push((path.as_str().to_owned(), bytes.clone(), blame));
+            }
+            break;
+        }
+        out
     }
 
     /// A file at the root of a located object's repository, at its tracked commit; None when
@@ -321,12 +431,7 @@ impl Locator {
         located: &Located,
         name: &str,
     ) -> Result<Option<Vec<u8>>, SourceError> {
-        let repo = self
-            .repos
-            .lock()
-            .expect("repo cache lock")
-            .get(&located.repo_key)
-            .cloned();
+        let repo = self.repo_of(located);
         let (Some(repo), Some(commit)) = (repo, &located.tracked_commit) else {
             return Ok(None);
         };
@@ -416,11 +521,25 @@ impl Locator {
         Ok((key, repo))
     }
 
+    /// A revision resolved once per repository and run (many objects name the same one).
     fn resolve(&self, repo: &Repo, rev: &str) -> Result<CommitId, SourceError> {
+        let key = (repo.display_name(), rev.to_owned());
+        if let Some(id) = self
+            .revisions
+            .lock()
+            .expect("revision cache lock")
+            .get(&key)
+        {
+            return Ok(*id);
+        }
         let (id, fetched) = repo.resolve(rev)?;
         if fetched {
             self.reads.fetches.fetch_add(1, Ordering::Relaxed);
         }
+        self.revisions
+            .lock()
+            .expect("revision cache lock")
+            .insert(key, id);
         Ok(id)
     }
 
@@ -431,17 +550,17 @@ impl Locator {
         repo: &Repo,
         commit: CommitId,
         file: &RepoPath,
-    ) -> Result<Vec<Document>, SourceError> {
+    ) -> Result<Arc<Vec<Document>>, SourceError> {
         let cache_key = (repo_key.to_owned(), commit, file.as_str().to_owned());
         if let Some(hit) = self.files.lock().expect("file cache lock").get(&cache_key) {
-            return hit.as_ref().clone().map_err(|e| cached_error(&e));
+            return hit.clone().map_err(|e| cached_error(&e));
         }
         self.reads.files.fetch_add(1, Ordering::Relaxed);
         let result = repo
             .read_file(commit, file)
             .map_err(SourceError::from)
-            .and_then(|bytes| Ok(render::documents(file.as_str(), &bytes)?));
-        let shared = Arc::new(result.as_ref().map(Clone::clone).map_err(|e| e.to_string()));
+            .and_then(|bytes| Ok(Arc::new(render::documents(file.as_str(), &bytes)?)));
+        let shared = result.as_ref().map(Arc::clone).map_err(|e| e.to_string());
         self.files
             .lock()
             .expect("file cache lock")
@@ -457,7 +576,7 @@ impl Locator {
         commit: CommitId,
         root: &RepoPath,
         pointer: &Pointer,
-    ) -> Result<Vec<Document>, SourceError> {
+    ) -> Result<Arc<Vec<Document>>, SourceError> {
         let cache_key = format!(
             "{repo_key}|{commit}|{}|{:?}|{:?}|{}|{}",
             root.as_str(),
@@ -472,11 +591,13 @@ impl Locator {
             .expect("render cache lock")
             .get(&cache_key)
         {
-            return hit.as_ref().clone().map_err(|e| cached_error(&e));
+            return hit.clone().map_err(|e| cached_error(&e));
         }
         self.reads.renders.fetch_add(1, Ordering::Relaxed);
-        let result = self.render_uncached(repo_key, repo, commit, root, pointer);
-        let shared = Arc::new(result.as_ref().map(Clone::clone).map_err(|e| e.to_string()));
+        let result = self
+            .render_uncached(repo_key, repo, commit, root, pointer)
+            .map(Arc::new);
+        let shared = result.as_ref().map(Arc::clone).map_err(|e| e.to_string());
         self.renders
             .lock()
             .expect("render cache lock")
@@ -517,7 +638,11 @@ impl Locator {
             for file in files.iter().filter(|f| is_manifest(f.as_str())) {
                 let top_level = f_parent(file) == root.as_str();
                 if top_level || pointer.recurse {
-                    docs.extend(self.documents(repo_key, repo, commit, file)?);
+                    docs.extend(
+                        self.documents(repo_key, repo, commit, file)?
+                            .iter()
+                            .cloned(),
+                    );
                 }
             }
             docs
@@ -658,7 +783,7 @@ impl Locator {
             let Ok(docs) = self.documents(repo_key, repo, commit, file) else {
                 continue; // not a manifest we can read; the search goes on
             };
-            for doc in docs {
+            for doc in docs.iter() {
                 let Some(mut doc_key) = doc.key() else {
                     continue;
                 };
@@ -675,7 +800,7 @@ impl Locator {
                 }
                 if key.declared_by(&doc_key) {
                     let root = file.as_str().to_owned();
-                    return Ok((doc, root));
+                    return Ok((doc.clone(), root));
                 }
             }
         }

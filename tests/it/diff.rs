@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::fixture::{ALICE, BOB, GitRepo};
-use crate::support::{Ran, kubectl_gitops, run};
+use crate::support::{Ran, kubectl, kubectl_gitops, run};
 
 const PLANTED: &str = "planted-Secret-value-7f3a";
 
@@ -109,32 +109,6 @@ fn setup(ns: &str) -> GitRepo {
         Some(&stamped.stdout),
     );
     repo
-}
-
-fn kubectl(ns: &str, args: &[&str], stdin: Option<&str>) {
-    use std::io::Write;
-    let mut child = testenv::shared()
-        .kubectl()
-        .arg("-n")
-        .arg(ns)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.unwrap_or_default().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn diff(ns: &str, repo: &GitRepo, cache: &std::path::Path, extra: &[&str]) -> Ran {

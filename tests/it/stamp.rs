@@ -3,7 +3,11 @@
 use serde_json::Value;
 
 use crate::fixture::{ALICE, BOB, GitRepo};
-use crate::support::{kubectl_gitops, run};
+use crate::support::{kubectl, kubectl_gitops, run};
+
+fn apply_stdin(ns: &str, yaml: &str) {
+    kubectl(ns, &["apply", "-f", "-"], Some(yaml));
+}
 
 const CONFIG: &str = "\
 apiVersion: v1
@@ -25,30 +29,6 @@ fn stamp(repo: &GitRepo, args: &[&str]) -> crate::support::Ran {
     let mut full = vec!["stamp"];
     full.extend_from_slice(args);
     run(kubectl_gitops(&full).current_dir(repo.path()))
-}
-
-fn apply_stdin(ns: &str, yaml: &str) {
-    use std::io::Write;
-    let mut child = testenv::shared()
-        .kubectl()
-        .args(["apply", "-n", ns, "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn trace_json(ns: &str, object: &str, cache: &std::path::Path) -> Value {

@@ -97,3 +97,31 @@ impl Ran {
         lines[0]
     }
 }
+
+/// `kubectl --kubeconfig <admin> -n NS ARGS`, with `stdin` fed to it; panics with kubectl's
+/// own message when it fails (test setup must not fail silently).
+pub fn kubectl(ns: &str, args: &[&str], stdin: Option<&str>) {
+    use std::io::Write;
+    let mut child = testenv::shared()
+        .kubectl()
+        .arg("-n")
+        .arg(ns)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(stdin.unwrap_or_default().as_bytes())
+        .expect("writing to kubectl");
+    let out = child.wait_with_output().expect("waiting for kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -6,35 +6,15 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::fixture::{ALICE, BOB, GitRepo};
-use crate::support::{Ran, kubectl_gitops, run};
-
-fn kubeconfig() -> String {
-    testenv::shared().kubeconfig.display().to_string()
-}
+use crate::support::{Ran, kubectl, kubectl_gitops, run};
 
 /// `kubectl apply --server-side -n NS -f -` with `yaml`.
 fn apply(ns: &str, yaml: &str) {
-    use std::io::Write;
-    let mut child = testenv::shared()
-        .kubectl()
-        .args(["apply", "--server-side", "-n", ns, "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kubectl(ns, &["apply", "--server-side", "-f", "-"], Some(yaml));
+}
+
+fn kubeconfig() -> String {
+    testenv::shared().kubeconfig.display().to_string()
 }
 
 /// Sets `.status` of an object, through the status subresource when its CRD has one (Flux's

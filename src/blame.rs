@@ -1,0 +1,360 @@
+//! Pure blame: the live object as YAML, each line tied to the commit that wrote its value in
+//! Git, or to the field manager that changed it in the cluster, or to the server's defaults.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::drift;
+use crate::fields::lines::LineIndex;
+use crate::fields::{FieldPath, ManagedFields, Segment};
+use crate::git::BlameLine;
+use crate::schema::{ListKind, Node, Shape};
+
+/// Where one line's value comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Origin {
+    /// The live value equals Git's; the commit that last changed its source line.
+    #[serde(rename_all = "camelCase")]
+    Git {
+        commit: String,
+        author: String,
+        email: String,
+        time: i64,
+        offset_seconds: i32,
+        file: String,
+        line: usize,
+    },
+    /// Git does not declare it, or declares another value: who owns the live value.
+    #[serde(rename_all = "camelCase")]
+    Drift {
+        manager: String,
+        operation: String,
+        time: Option<String>,
+        subresource: Option<String>,
+    },
+    /// Nobody set it: the API server's default.
+    ServerDefault,
+}
+
+/// One line of the blamed object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BlameRecord {
+    pub path: String,
+    pub text: String,
+    pub origin: Origin,
+}
+
+/// What Git says about the object, when it has a source.
+pub struct GitSide<'a> {
+    /// Desired as applied (rendered: kustomize patches and transformers included).
+    pub desired: &'a Value,
+    /// The document as written in `file`, before kustomize.
+    pub written: &'a Value,
+    /// The file that declares it, its line index, and its blame at the applied commit.
+    pub file: &'a str,
+    pub lines: &'a LineIndex,
+    pub blame: &'a [BlameLine],
+    /// kustomize patches that may have set a value instead of `file`.
+    pub patches: &'a [PatchSide],
+}
+
+/// One kustomize patch, as written in its file.
+pub struct PatchSide {
+    pub file: String,
+    pub object: Value,
+    pub lines: LineIndex,
+    /// For an inline patch (a string in the kustomization), the line of that string.
+    pub fixed_line: Option<usize>,
+    pub blame: Vec<BlameLine>,
+}
+
+/// Blames every line of `live` (bookkeeping already removed by the caller).
+pub fn blame(
+    live: &Value,
+    git: Option<&GitSide<'_>>,
+    managed: &ManagedFields,
+    schema: Option<Node<'_>>,
+) -> Vec<BlameRecord> {
+    let mut lines = Vec::new();
+    emit(live, &FieldPath::root(), 0, schema, &mut lines);
+    lines
+        .into_iter()
+        .map(|(text, path, value)| BlameRecord {
+            origin: origin(&path, &value, git, managed),
+            path: path.to_string(),
+            text,
+        })
+        .collect()
+}
+
+fn git_origin(b: &BlameLine, file: &str, line: usize) -> Origin {
+    Origin::Git {
+        commit: b.commit.clone(),
+        author: b.author_name.clone(),
+        email: b.author_email.clone(),
+        time: b.author_time,
+        offset_seconds: b.author_offset_seconds,
+        file: file.to_owned(),
+        line,
+    }
+}
+
+fn origin(
+    path: &FieldPath,
+    live: &Value,
+    git: Option<&GitSide<'_>>,
+    managed: &ManagedFields,
+) -> Origin {
+    if let Some(git) = git
+        && let Some(desired) = drift::resolve(git.desired, path)
+        && equal_here(desired, live)
+    {
+        // Written so in the source file, or set by a patch: the patch's line.
+        let as_written = drift::resolve(git.written, path).is_some_and(|w| equal_here(w, live));
+        if !as_written {
+            for patch in git.patches {
+                if drift::resolve(&patch.object, path).is_some_and(|p| equal_here(p, live))
+                    && let Some(line) = patch.fixed_line.or_else(|| patch.lines.line(path))
+                    && let Some(b) = patch.blame.get(line.saturating_sub(1))
+                {
+                    return git_origin(b, &patch.file, line);
+                }
+            }
+        }
+        if let Some(line) = git.lines.line(path)
+            && let Some(b) = git.blame.get(line.saturating_sub(1))
+        {
+            return git_origin(b, git.file, line);
+        }
+    }
+    let mut owners = managed.owners(path);
+    if owners.is_empty() {
+        // A container line: whoever owns something inside it.
+        owners = managed
+            .entries
+            .iter()
+            .filter(|e| e.fields.leaves().any(|p| p.starts_with(path)))
+            .collect();
+    }
+    owners.sort_by(|a, b| b.time.cmp(&a.time));
+    match owners.first() {
+        Some(e) => Origin::Drift {
+            manager: e.manager.clone(),
+            operation: e.operation.clone(),
+            time: e.time.clone(),
+            subresource: e.subresource.clone(),
+        },
+        None => Origin::ServerDefault,
+    }
+}
+
+/// A scalar must be equal; a container line is Git's when Git declares the container.
+fn equal_here(desired: &Value, live: &Value) -> bool {
+    match (desired, live) {
+        (Value::Object(_), Value::Object(_)) | (Value::Array(_), Value::Array(_)) => true,
+        _ => drift::equivalent(desired, live, None),
+    }
+}
+
+/// Writes `value` as YAML lines, each with the path of the field it shows.
+fn emit(
+    value: &Value,
+    path: &FieldPath,
+    indent: usize,
+    node: Option<Node<'_>>,
+    out: &mut Vec<(String, FieldPath, Value)>,
+) {
+    let Value::Object(map) = value else { return };
+    let pad = " ".repeat(indent);
+    for (key, v) in map {
+        let child = path.child(Segment::Field(key.clone()));
+        let child_node = node.and_then(|n| n.field(key));
+        let label = yaml_key(key);
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                out.push((format!("{pad}{label}:"), child.clone(), v.clone()));
+                emit(v, &child, indent + 2, child_node, out);
+            }
+            Value::Array(items) if !items.is_empty() => {
+                out.push((format!("{pad}{label}:"), child.clone(), v.clone()));
+                emit_list(items, &child, indent, child_node, out);
+            }
+            scalar => out.push((
+                format!("{pad}{label}: {}", yaml_scalar(scalar)),
+                child,
+                scalar.clone(),
+            )),
+        }
+    }
+}
+
+fn emit_list(
+    items: &[Value],
+    path: &FieldPath,
+    indent: usize,
+    node: Option<Node<'_>>,
+    out: &mut Vec<(String, FieldPath, Value)>,
+) {
+    let pad = " ".repeat(indent);
+    let keys = match node.map(|n| n.shape()) {
+        Some(Shape::List(ListKind::Map { keys })) => Some(keys),
+        _ => None,
+    };
+    let set = matches!(node.map(|n| n.shape()), Some(Shape::List(ListKind::Set)));
+    let item_node = node.and_then(|n| n.items());
+    for (i, item) in items.iter().enumerate() {
+        let segment = match (&keys, item) {
+            (Some(keys), Value::Object(_)) => Segment::key(
+                keys.iter()
+                    .filter(|k| !item[k.as_str()].is_null())
+                    .map(|k| (k.as_str(), &item[k.as_str()])),
+            ),
+            (None, Value::Object(m)) if m.contains_key("name") && node.is_none() => {
+                Segment::key([("name", &item["name"])])
+            }
+            (_, v) if set && !v.is_object() => Segment::value(v),
+            _ => Segment::Index(i),
+        };
+        let item_path = path.child(segment);
+        match item {
+            Value::Object(m) if !m.is_empty() => {
+                // `- first: value` then the rest under it.
+                let mut lines = Vec::new();
+                emit(item, &item_path, indent + 2, item_node, &mut lines);
+                for (n, (text, p, v)) in lines.into_iter().enumerate() {
+                    let text = if n == 0 {
+                        format!("{pad}- {}", &text[indent + 2..])
+                    } else {
+                        text
+                    };
+                    out.push((text, p, v));
+                }
+            }
+            scalar => out.push((
+                format!("{pad}- {}", yaml_scalar(scalar)),
+                item_path,
+                scalar.clone(),
+            )),
+        }
+    }
+}
+
+fn yaml_key(key: &str) -> String {
+    yaml_scalar(&Value::String(key.to_owned()))
+}
+
+/// One-line YAML for a scalar (quoted when YAML would read it otherwise).
+fn yaml_scalar(value: &Value) -> String {
+    match value {
+        Value::Object(_) => "{}".to_owned(),
+        Value::Array(_) => "[]".to_owned(),
+        Value::String(s) if s.contains('\n') => {
+            serde_json::to_string(s).expect("strings serialise")
+        }
+        other => serde_saphyr::to_string(other)
+            .map(|t| t.trim_end().to_owned())
+            .unwrap_or_else(|_| other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn blame_line(commit: &str, author: &str) -> BlameLine {
+        BlameLine {
+            line: 0,
+            commit: commit.into(),
+            original_path: "a.yaml".into(),
+            original_line: 0,
+            author_name: author.into(),
+            author_email: format!("{author}@x"),
+            author_time: 0,
+            author_offset_seconds: 0,
+            summary: "s".into(),
+        }
+    }
+
+    #[test]
+    fn git_drift_and_defaults() {
+        let file =
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: '1'\n  b: '2'\n";
+        let desired = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
+        let live = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"},
+                          "data": {"a": "1", "b": "changed", "c": "new"}});
+        let managed = ManagedFields::of(&json!({"metadata": {"managedFields": [
+            {"manager": "kubectl", "operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:data": {"f:a": {}}}},
+            {"manager": "kubectl-edit", "operation": "Update", "apiVersion": "v1", "time": "2026-11-26T07:00:00Z",
+             "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:b": {}, "f:c": {}}}}]}}))
+        .unwrap();
+        let index = LineIndex::of_document(file, (1, 7)).unwrap();
+        let lines: Vec<BlameLine> = (1..=7)
+            .map(|n| blame_line(&format!("{n:040}"), if n == 6 { "alice" } else { "bob" }))
+            .collect();
+        let git = GitSide {
+            desired: &desired,
+            written: &desired,
+            file: "a.yaml",
+            lines: &index,
+            blame: &lines,
+            patches: &[],
+        };
+        let records = blame(&live, Some(&git), &managed, None);
+        let by_path = |p: &str| {
+            records
+                .iter()
+                .find(|r| r.path == p)
+                .unwrap_or_else(|| panic!("{p}: {records:#?}"))
+        };
+        match &by_path(".data.a").origin {
+            Origin::Git { author, line, .. } => assert_eq!((author.as_str(), *line), ("alice", 6)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(by_path(".data.a").text, "  a: \"1\"");
+        for p in [".data.b", ".data.c"] {
+            assert!(
+                matches!(&by_path(p).origin, Origin::Drift { manager, .. } if manager == "kubectl-edit"),
+                "{p}"
+            );
+        }
+        assert_eq!(by_path(".metadata.namespace").origin, Origin::ServerDefault);
+    }
+
+    #[test]
+    fn list_items_are_emitted_with_their_keys() {
+        let live = json!({"spec": {"containers": [{"name": "web", "image": "a"}, {"name": "side", "image": "b"}]}});
+        let mut out = Vec::new();
+        emit(&live, &FieldPath::root(), 0, None, &mut out);
+        let texts: Vec<(String, String)> = out
+            .iter()
+            .map(|(t, p, _)| (t.clone(), p.to_string()))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                ("spec:".into(), ".spec".into()),
+                ("  containers:".into(), ".spec.containers".into()),
+                // Keys in alphabetical order, as `kubectl get -o yaml` writes them.
+                (
+                    "  - image: a".into(),
+                    ".spec.containers[name=web].image".into()
+                ),
+                (
+                    "    name: web".into(),
+                    ".spec.containers[name=web].name".into()
+                ),
+                (
+                    "  - image: b".into(),
+                    ".spec.containers[name=side].image".into()
+                ),
+                (
+                    "    name: side".into(),
+                    ".spec.containers[name=side].name".into()
+                ),
+            ]
+        );
+    }
+}
