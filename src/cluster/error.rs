@@ -232,7 +232,7 @@ fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Collapses a multi-line message into one line.
-pub(crate) fn single_line(text: &str) -> String {
+pub fn single_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

@@ -8,4 +8,4 @@ pub mod kubeconfig;
 pub mod openapi;
 
 pub use client::{Cluster, ConnectOptions, Impersonation, LiveObject, Target, USER_AGENT, connect};
-pub use error::ClusterError;
+pub use error::{ClusterError, single_line};

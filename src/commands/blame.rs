@@ -148,7 +148,7 @@ pub async fn run(
             writeln!(
                 err,
                 "error: {key}: {}; lines show their field managers only",
-                reason.split_whitespace().collect::<Vec<_>>().join(" ")
+                crate::cluster::single_line(&reason)
             )?;
             Ok(Outcome::Failed)
         }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::Outcome;
 use crate::cli::{DiffArgs, GlobalArgs, ServerSide};
 use crate::cluster::discovery::Resource;
-use crate::cluster::{self, ClusterError, LiveObject};
+use crate::cluster::{self, ClusterError, LiveObject, single_line};
 use crate::drift::{
     self, Change, DriftReport, FieldReport, ObjectReport, Offline, SourceSummary, Status, Verdict,
     Why,
@@ -321,9 +321,16 @@ pub async fn run(
     let mut sources_seen = BTreeSet::new();
     let mut missing = BTreeSet::new();
     for w in &work {
+        // A render root is listed once for all its files; a plain file once.
+        let rendered = matches!(w.located.rule, source::Rule::Flux | source::Rule::ArgoCd);
+        let file = if rendered {
+            String::new()
+        } else {
+            w.located.file.clone()
+        };
         if !sources_seen.insert((
             w.located.repo_key.clone(),
-            w.located.file.clone(),
+            file,
             w.located.render_root.clone(),
         )) {
             continue;
@@ -794,8 +801,4 @@ fn show_ignored(out: &mut dyn Write, report: &DriftReport) -> std::io::Result<()
         }
     }
     Ok(())
-}
-
-fn single_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -31,7 +31,7 @@ pub async fn run(
         let _ = writeln!(
             err,
             "error: {what}: {}",
-            message.split_whitespace().collect::<Vec<_>>().join(" ")
+            crate::cluster::single_line(&message)
         );
     };
 

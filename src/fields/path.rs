@@ -155,7 +155,7 @@ impl FieldPath {
         self.walk(object, |step| {
             pointer.push('/');
             match step {
-                Step::Member(name) => pointer.push_str(&name.replace('~', "~0").replace('/', "~1")),
+                Step::Member(name) => pointer.push_str(&crate::normalize::escape(name)),
                 Step::Element(index) => pointer.push_str(&index.to_string()),
             }
         })?;

@@ -66,7 +66,7 @@ impl Terminal {
 
     /// Prints `error: <message>` as one line.
     pub fn error_line(&self, err: &mut dyn Write, message: &str) {
-        let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+        let one_line = crate::cluster::single_line(message);
         let _ = writeln!(err, "{ERROR}error:{ERROR:#} {one_line}");
     }
 }
