@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod commands;
 pub mod drift;
 pub mod env;
+pub mod evaluate;
 pub mod fields;
 pub mod git;
 pub mod normalize;

@@ -56,6 +56,11 @@ impl Schemas {
         Schemas::default()
     }
 
+    /// Takes in another set's documents, replacing any of the same group-version.
+    pub fn extend(&mut self, other: Schemas) {
+        self.documents.extend(other.documents);
+    }
+
     /// Adds one group-version document (the JSON text of `/openapi/v3/apis/apps/v1` or
     /// `/openapi/v3/api/v1`), replacing any earlier one of the same group-version. A document
     /// without `components.schemas` declares nothing and is accepted.

@@ -199,6 +199,17 @@ impl Cluster {
         namespace: Option<&str>,
         selector: Option<&str>,
     ) -> Result<Vec<LiveObject>, ClusterError> {
+        Ok(self.list_versioned(resource, namespace, selector).await?.0)
+    }
+
+    /// [`Cluster::list`], with the list's resourceVersion: where a watch of the same scope
+    /// starts so that nothing is missed between the two.
+    pub async fn list_versioned(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        selector: Option<&str>,
+    ) -> Result<(Vec<LiveObject>, String), ClusterError> {
         let base = resource.collection_path(namespace);
         let mut items = Vec::new();
         let mut continue_token: Option<String> = None;
@@ -210,12 +221,12 @@ impl Cluster {
             if let Some(token) = &continue_token {
                 query.push(format!("continue={}", query_escape(token)));
             }
-            let page = self
+            let mut page = self
                 .get_path(&format!("{base}?{}", query.join("&")))
                 .await?;
-            if let Some(list) = page["items"].as_array() {
+            if let serde_json::Value::Array(list) = page["items"].take() {
                 // Items of a LIST carry no apiVersion/kind; give them back, as kubectl does.
-                items.extend(list.iter().cloned().map(|mut item| {
+                items.extend(list.into_iter().map(|mut item| {
                     item["apiVersion"] = resource.api_version().into();
                     item["kind"] = resource.kind.clone().into();
                     item
@@ -226,7 +237,11 @@ impl Cluster {
                 .filter(|t| !t.is_empty())
                 .map(str::to_owned);
             if continue_token.is_none() {
-                return Ok(items);
+                let version = page["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                return Ok((items, version));
             }
         }
     }
