@@ -79,12 +79,11 @@ pub fn documents(file: &str, bytes: &[u8]) -> Result<Vec<Document>, RenderError>
     let mut docs = Vec::new();
     for chunk in chunks(text) {
         let value: Value = serde_saphyr::from_str(&chunk.text).map_err(|e| {
-            // Lines in the parsed text are the file's own (the chunk is padded), so the
-            // parser's location is the file's.
             let line = e
                 .location()
                 .map(|l| l.line() as usize)
                 .filter(|l| *l > 0)
+                .map(|l| l + chunk.offset)
                 .unwrap_or(chunk.first_line);
             let message = e.to_string();
             let first = message.lines().next().unwrap_or_default();
@@ -127,13 +126,15 @@ pub fn documents(file: &str, bytes: &[u8]) -> Result<Vec<Document>, RenderError>
 
 struct Chunk {
     text: String,
+    /// Lines of the file before the chunk's text: the parser's line N is the file's N + offset.
+    offset: usize,
     first_line: usize,
     last_line: usize,
 }
 
 /// Document boundaries are `---` lines (and `...` ends); a document's range runs from its first
-/// to its last line that is neither blank nor a comment. The text given to the parser keeps the
-/// original line numbers by padding with empty lines, so parse errors point at the right line.
+/// to its last line that is neither blank nor a comment. Each chunk knows its offset in the file,
+/// so parse errors point at the file's line.
 fn chunks(text: &str) -> Vec<Chunk> {
     let mut out = Vec::new();
     let mut current: Vec<(usize, &str)> = Vec::new();
@@ -147,13 +148,14 @@ fn chunks(text: &str) -> Vec<Chunk> {
             .map(|(n, _)| *n)
             .collect();
         if let (Some(&first), Some(&last)) = (content.first(), content.last()) {
-            let mut text = "\n".repeat(lines[0].0 - 1);
+            let mut text = String::with_capacity(lines.iter().map(|(_, l)| l.len() + 1).sum());
             for (_, l) in lines.iter() {
                 text.push_str(l);
                 text.push('\n');
             }
             out.push(Chunk {
                 text,
+                offset: lines[0].0 - 1,
                 first_line: first,
                 last_line: last,
             });

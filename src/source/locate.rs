@@ -303,17 +303,16 @@ impl Locator {
         &self,
         located: &Located,
         pointer: Option<&Pointer>,
-    ) -> Result<Vec<Document>, SourceError> {
+    ) -> Result<Arc<Vec<Document>>, SourceError> {
         let repo = self.repo_of(located);
         let (Some(repo), Some(commit)) = (repo, &located.tracked_commit) else {
-            return Ok(Vec::new());
+            return Ok(Arc::default());
         };
         let commit: CommitId = commit.parse()?;
         match pointer {
             Some(pointer) if matches!(pointer.rule, Rule::Flux | Rule::ArgoCd) => {
                 let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);
                 self.render(&located.repo_key, &repo, commit, &root, pointer)
-                    .map(|docs| docs.as_ref().clone())
             }
             _ => match self.documents(
                 &located.repo_key,
@@ -321,8 +320,8 @@ impl Locator {
                 commit,
                 &RepoPath::parse(&located.file)?,
             ) {
-                Ok(docs) => Ok(docs.as_ref().clone()),
-                Err(SourceError::Git(GitError::FileNotFound { .. })) => Ok(Vec::new()),
+                Ok(docs) => Ok(docs),
+                Err(SourceError::Git(GitError::FileNotFound { .. })) => Ok(Arc::default()),
                 Err(e) => Err(e),
             },
         }
@@ -624,7 +623,28 @@ impl Locator {
                     .iter()
                     .any(|k| f.as_str().ends_with(&format!("/{k}")) || f.as_str() == *k)
         });
-        let mut docs = if has_kustomization || pointer.generate_kustomization {
+        // A Flux path with no kustomization and no overlay: kustomize-controller's generated
+        // kustomization lists every manifest under it, and kustomize gives them back as they
+        // are. Read them directly; a nested kustomization still goes through kustomize.
+        let plain_flux = pointer.generate_kustomization
+            && !has_kustomization
+            && pointer.overlay == render::Overlay::default()
+            && !files.iter().any(|f| {
+                render::KUSTOMIZATION_FILES
+                    .iter()
+                    .any(|k| f.as_str().ends_with(&format!("/{k}")) || f.as_str() == *k)
+            });
+        let mut docs = if plain_flux {
+            let mut docs = Vec::new();
+            for file in files.iter().filter(|f| is_manifest(f.as_str())) {
+                docs.extend(
+                    self.documents(repo_key, repo, commit, file)?
+                        .iter()
+                        .cloned(),
+                );
+            }
+            docs
+        } else if has_kustomization || pointer.generate_kustomization {
             render::kustomize(
                 repo,
                 commit,
