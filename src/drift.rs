@@ -35,6 +35,12 @@ pub enum Offline {
     Drifted(Vec<Change>),
 }
 
+impl Offline {
+    pub fn is_in_sync(&self) -> bool {
+        matches!(self, Offline::InSync)
+    }
+}
+
 /// Compares the fields desired declares with live.
 pub fn compare_offline(desired: &Value, live: &Value, schema: Option<Node<'_>>) -> Offline {
     let mut changes = Vec::new();

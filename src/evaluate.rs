@@ -84,9 +84,20 @@ impl Work {
     /// Desired as the API takes it (in the live object's namespace), when Git still declares
     /// the object.
     pub fn desired(&self) -> Option<Value> {
-        let mut desired = self.located.desired_at_tip.clone()?;
+        Some(self.desired_shared()?.into_owned())
+    }
+
+    /// [`Work::desired`], copied only when it needs the namespace filled in.
+    fn desired_shared(&self) -> Option<std::borrow::Cow<'_, Value>> {
+        let at_tip = self.located.desired_at_tip.as_deref()?;
+        let placed = !at_tip["metadata"]["namespace"].is_null()
+            || self.live["metadata"]["namespace"].is_null();
+        if placed {
+            return Some(std::borrow::Cow::Borrowed(at_tip));
+        }
+        let mut desired = at_tip.clone();
         place(&mut desired, &self.live);
-        Some(desired)
+        Some(std::borrow::Cow::Owned(desired))
     }
 
     /// The field manager to apply desired as: the reconciler's own.
@@ -142,7 +153,11 @@ pub struct Engine {
     cache_dir: Option<PathBuf>,
     schemas: Schemas,
     schema_versions: BTreeSet<String>,
-    repo_rules: Option<Vec<IgnoreRule>>,
+    schemas_warned: bool,
+    /// `.kubectl-gitops.yaml` rules of the repositories seen, and which (repository, commit)
+    /// were read.
+    repo_rules: Vec<IgnoreRule>,
+    repo_rules_read: BTreeSet<(String, String)>,
 }
 
 impl Engine {
@@ -172,7 +187,9 @@ impl Engine {
             cache_dir,
             schemas: Schemas::new(),
             schema_versions: BTreeSet::new(),
-            repo_rules: None,
+            schemas_warned: false,
+            repo_rules: Vec::new(),
+            repo_rules_read: BTreeSet::new(),
         })
     }
 
@@ -181,11 +198,16 @@ impl Engine {
     pub fn refresh_git(&mut self, env: &Env) {
         self.locator = Locator::new(repo_choice(&self.scope, env));
         self.reconcilers = ReconcilerCache::default();
-        self.repo_rules = None;
+        self.repo_rules.clear();
+        self.repo_rules_read.clear();
     }
 
     /// Every object in scope: listed, located, compared, judged. Problems with one object or
     /// kind are said on `err` and reported; the others go on.
+    ///
+    /// Objects stream through: the LISTs run in parallel, each object is compared as its list
+    /// arrives, dry runs start as soon as an object needs one, and an object found in sync
+    /// keeps only its report (`work: None`), so memory does not grow with everything listed.
     pub async fn evaluate(
         &mut self,
         env: &Env,
@@ -198,9 +220,7 @@ impl Engine {
         let mut failed = false;
         let mut kinds_listed: Vec<ListedKind> = Vec::new();
 
-        // Live objects: one paginated LIST per kind in scope.
         let explicit = !scope.objects.is_empty();
-        let mut live_objects: Vec<(Resource, LiveObject)> = Vec::new();
         let mut targets: Vec<(Resource, Option<String>)> = Vec::new();
         for arg in &scope.objects {
             let (type_text, name) = match arg.split_once('/') {
@@ -218,52 +238,7 @@ impl Engine {
         // `-f PATH`: the objects the local checkout declares there, at --against or HEAD.
         let mut declared: BTreeMap<ObjectKey, crate::render::Document> = BTreeMap::new();
         if !scope.files.is_empty() {
-            let cwd = env.cwd.clone().unwrap_or_else(|| PathBuf::from("."));
-            let repo_dir = scope
-                .repo
-                .as_deref()
-                .map(|r| crate::commands::absolute(&cwd, std::path::Path::new(r)))
-                .unwrap_or_else(|| cwd.clone());
-            let repo = crate::git::Repo::open_local(&repo_dir)?;
-            let workdir = repo
-                .workdir()
-                .ok_or_else(|| anyhow::anyhow!("-f needs a checkout with a working tree"))?
-                .to_path_buf();
-            let (commit, _) = repo.resolve(scope.against.as_deref().unwrap_or("HEAD"))?;
-            for file in &scope.files {
-                let target = crate::commands::absolute(&cwd, file);
-                let relative =
-                    crate::commands::relative_to(&workdir, &target).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "-f {}: not inside the repository at {}",
-                            file.display(),
-                            workdir.display()
-                        )
-                    })?;
-                let path = if relative.is_empty() {
-                    crate::git::RepoPath::root()
-                } else {
-                    crate::git::RepoPath::parse(&relative)?
-                };
-                for doc in crate::render::render_path(&repo, commit, &path)? {
-                    let Some(mut key) = doc.key() else { continue };
-                    let api_version = doc.object["apiVersion"].as_str().unwrap_or_default();
-                    let Some(resource) = self.discovery.for_kind(api_version, &key.kind) else {
-                        failed = true;
-                        writeln!(
-                            err,
-                            "error: {}: the server doesn't have a resource type \"{}\" ({api_version})",
-                            doc.file, key.kind
-                        )?;
-                        continue;
-                    };
-                    if resource.namespaced && key.namespace.is_none() {
-                        key.namespace = Some(self.cluster.target.namespace.clone());
-                    }
-                    targets.push((resource.clone(), Some(key.name.clone())));
-                    declared.insert(key, doc);
-                }
-            }
+            failed |= self.declared_by_files(&scope, env, &mut targets, &mut declared, err)?;
         }
         let explicit = explicit || !scope.files.is_empty();
         if !explicit {
@@ -277,29 +252,62 @@ impl Engine {
                 .map(|r| (r.clone(), None))
                 .collect();
         }
+
+        // One paginated LIST per kind in scope, several in flight.
         let kinds: BTreeSet<String> = targets.iter().map(|(r, _)| r.qualified_name()).collect();
-        let mut all_live: BTreeSet<ObjectKey> = BTreeSet::new();
-        let mut listed_kinds: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut lists = tokio::task::JoinSet::new();
+        let list_permits = Arc::new(tokio::sync::Semaphore::new(LISTS_IN_FLIGHT));
         for qualified in &kinds {
             let (resource, _) = targets
                 .iter()
                 .find(|(r, _)| &r.qualified_name() == qualified)
                 .expect("kinds come from targets");
-            let names: Vec<&String> = targets
-                .iter()
-                .filter(|(r, _)| &r.qualified_name() == qualified)
-                .filter_map(|(_, n)| n.as_ref())
-                .collect();
-            let all = targets
-                .iter()
-                .any(|(r, n)| &r.qualified_name() == qualified && n.is_none());
-            let ns = namespace.as_deref().filter(|_| resource.namespaced);
-            let (listed, resource_version) = match self
-                .cluster
-                .list_versioned(resource, ns, scope.selector.as_deref())
-                .await
-            {
-                Ok(listed) => listed,
+            let resource = resource.clone();
+            let ns = namespace.clone().filter(|_| resource.namespaced);
+            let cluster = self.cluster.clone();
+            let selector = scope.selector.clone();
+            let permits = list_permits.clone();
+            let qualified = qualified.clone();
+            lists.spawn(async move {
+                let _permit = permits
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
+                let result = cluster
+                    .list_versioned(&resource, ns.as_deref(), selector.as_deref())
+                    .await;
+                (qualified, resource, ns, result)
+            });
+        }
+
+        // Progress on stderr, only on a terminal and only when the run is long.
+        let progress = if env.stderr_tty {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}")
+                    .expect("a valid progress template"),
+            );
+            bar.set_message("comparing with Git");
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+
+        let mut all_live: BTreeSet<ObjectKey> = BTreeSet::new();
+        let mut listed_kinds: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut in_git = Declared::default();
+        let mut kept: Vec<Work> = Vec::new();
+        let mut dry_runs = DryRuns::new(self.options.concurrency);
+        let mut in_scope_count = 0usize;
+        while let Some(joined) = lists.join_next().await {
+            let (qualified, resource, ns, result) = joined.expect("a LIST task does not panic");
+            let (listed, resource_version) = match result {
+                Ok(listed) => {
+                    log.debug(err, 2, || {
+                        format!("listed {qualified}: {} objects", listed.0.len())
+                    });
+                    listed
+                }
                 Err(ClusterError::Forbidden { .. }) if !explicit => continue,
                 Err(e) => {
                     failed = true;
@@ -309,46 +317,56 @@ impl Engine {
             };
             kinds_listed.push(ListedKind {
                 resource: resource.clone(),
-                namespace: ns.map(str::to_owned),
+                namespace: ns.clone(),
                 resource_version,
             });
+            let names: Vec<&String> = targets
+                .iter()
+                .filter(|(r, _)| r.qualified_name() == qualified)
+                .filter_map(|(_, n)| n.as_ref())
+                .collect();
+            let all = targets
+                .iter()
+                .any(|(r, n)| r.qualified_name() == qualified && n.is_none());
             for name in &names {
-                if !listed
+                if listed
                     .iter()
                     .any(|o| o["metadata"]["name"] == name.as_str())
                 {
-                    let in_files = declared.iter().find(|(k, _)| {
-                        k.name == **name && k.kind == resource.kind && k.group == resource.group
-                    });
-                    if let Some((key, doc)) = in_files {
-                        items.push(Evaluated {
-                            report: ObjectReport {
-                                object: key.clone(),
-                                status: Status::Missing,
-                                verdict: Some(Verdict::Offline),
-                                source: Some(SourceSummary {
-                                    repo: "local checkout".into(),
-                                    file: doc.file.clone(),
-                                    lines: doc.lines,
-                                    commit: String::new(),
-                                    rule: "-f".into(),
-                                }),
-                                fields: Vec::new(),
-                                ignored: Vec::new(),
-                                error: None,
-                            },
-                            work: None,
-                        });
-                        continue;
-                    }
-                    failed = true;
-                    writeln!(
-                        err,
-                        "error: {qualified} \"{name}\" not found{}",
-                        ns.map(|n| format!(" in namespace \"{n}\""))
-                            .unwrap_or_default()
-                    )?;
+                    continue;
                 }
+                let in_files = declared.iter().find(|(k, _)| {
+                    k.name == **name && k.kind == resource.kind && k.group == resource.group
+                });
+                if let Some((key, doc)) = in_files {
+                    items.push(Evaluated {
+                        report: ObjectReport {
+                            object: key.clone(),
+                            status: Status::Missing,
+                            verdict: Some(Verdict::Offline),
+                            source: Some(SourceSummary {
+                                repo: "local checkout".into(),
+                                file: doc.file.clone(),
+                                lines: doc.lines,
+                                commit: String::new(),
+                                rule: "-f".into(),
+                            }),
+                            fields: Vec::new(),
+                            ignored: Vec::new(),
+                            error: None,
+                        },
+                        work: None,
+                    });
+                    continue;
+                }
+                failed = true;
+                writeln!(
+                    err,
+                    "error: {qualified} \"{name}\" not found{}",
+                    ns.as_deref()
+                        .map(|n| format!(" in namespace \"{n}\""))
+                        .unwrap_or_default()
+                )?;
             }
             for object in &listed {
                 if let Some(key) = ObjectKey::of(object) {
@@ -356,68 +374,97 @@ impl Engine {
                 }
             }
             listed_kinds.insert((resource.group.clone(), resource.kind.clone()));
-            for object in listed {
-                let named = names
-                    .iter()
-                    .any(|n| object["metadata"]["name"] == n.as_str());
-                if (all && (explicit || source::has_marker(&object))) || named {
-                    live_objects.push((resource.clone(), object));
+            let wanted: Vec<LiveObject> = listed
+                .into_iter()
+                .filter(|object| {
+                    let named = names
+                        .iter()
+                        .any(|n| object["metadata"]["name"] == n.as_str());
+                    (all && (explicit || source::has_marker(object))) || named
+                })
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            in_scope_count += wanted.len();
+            progress.inc_length(wanted.len() as u64);
+            self.load_schemas(&resource, err).await?;
+            for live in wanted {
+                progress.inc(1);
+                let mut w = match self.prepare(resource.clone(), live, explicit, err).await? {
+                    Prepared::Work(w) => *w,
+                    Prepared::Report(report) => {
+                        failed |= report.status == Status::Error;
+                        items.push(Evaluated {
+                            report: *report,
+                            work: None,
+                        });
+                        continue;
+                    }
+                    Prepared::Nothing => continue,
+                };
+                if let Err(e) = in_git.note(&self.locator, &w) {
+                    writeln!(
+                        err,
+                        "warning: {}: cannot list its source's other objects: {}",
+                        w.key,
+                        single_line(&e.to_string())
+                    )?;
+                }
+                self.compare_offline(&mut w);
+                if self.needs_dry_run(&w) {
+                    dry_runs.spawn(&self.cluster, kept.len(), &w);
+                    kept.push(w);
+                } else if w.located.desired_at_tip.is_some()
+                    && w.offline.is_in_sync()
+                    && w.extra.is_empty()
+                {
+                    // In sync offline and no dry run wanted: the report is all that is kept.
+                    let report = self.verdict(&w, err);
+                    items.push(Evaluated { report, work: None });
+                } else {
+                    kept.push(w);
                 }
             }
         }
         log.debug(err, 1, || {
             format!(
-                "{} live objects in scope ({} kinds listed)",
-                live_objects.len(),
-                kinds.len()
+                "{in_scope_count} live objects in scope ({} kinds listed); {}",
+                kinds.len(),
+                self.locator.reads.summary()
             )
         });
-
-        // Progress on stderr, only on a terminal and only when the run is long.
-        let progress = if env.stderr_tty && live_objects.len() > 50 {
-            let bar = indicatif::ProgressBar::new(live_objects.len() as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}")
-                    .expect("a valid progress template"),
-            );
-            bar.set_message("mapping to Git");
-            bar
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
-
-        // Where each came from, and what Git says now.
-        let mut work: Vec<Work> = Vec::new();
-        for (resource, live) in live_objects {
-            progress.inc(1);
-            match self.prepare(resource, live, explicit, err).await? {
-                Prepared::Work(w) => work.push(*w),
-                Prepared::Report(report) => {
-                    failed |= report.status == Status::Error;
-                    items.push(Evaluated {
-                        report: *report,
-                        work: None,
-                    });
-                }
-                Prepared::Nothing => {}
-            }
-        }
-        log.debug(err, 1, || self.locator.reads.summary());
 
         // Missing: declared next to objects we found (same file or render root), not in the
         // cluster.
         let named_elsewhere = explicit && targets.iter().all(|(_, n)| n.is_some());
         if !named_elsewhere {
-            for report in self.missing(&work, &all_live, &listed_kinds, err)? {
+            for report in in_git.missing(&all_live, &listed_kinds, self.namespace.as_deref()) {
                 items.push(Evaluated { report, work: None });
             }
         }
 
-        let judged = self.judge(work, &progress, log, err).await?;
+        log.debug(err, 1, || format!("{} dry runs", dry_runs.started));
+        progress.set_position(0);
+        progress.set_length(dry_runs.started as u64);
+        progress.set_message("dry runs");
+        dry_runs
+            .collect(
+                &mut kept,
+                &self.schemas,
+                self.options.server_side,
+                &progress,
+                err,
+            )
+            .await?;
         progress.finish_and_clear();
-        for e in judged {
-            failed |= e.report.status == Status::Error;
-            items.push(e);
+        for w in kept {
+            let report = self.verdict(&w, err);
+            failed |= report.status == Status::Error;
+            items.push(Evaluated {
+                report,
+                work: Some(w),
+            });
         }
         Ok(Evaluation {
             items,
@@ -426,33 +473,115 @@ impl Engine {
         })
     }
 
+    /// The objects `-f` names: what the local checkout declares there at `--against` or HEAD.
+    /// Returns whether some could not be resolved (said on `err`).
+    fn declared_by_files(
+        &self,
+        scope: &Scope,
+        env: &Env,
+        targets: &mut Vec<(Resource, Option<String>)>,
+        declared: &mut BTreeMap<ObjectKey, crate::render::Document>,
+        err: &mut dyn Write,
+    ) -> Result<bool> {
+        let mut failed = false;
+        let cwd = env.cwd.clone().unwrap_or_else(|| PathBuf::from("."));
+        let repo_dir = scope
+            .repo
+            .as_deref()
+            .map(|r| crate::commands::absolute(&cwd, std::path::Path::new(r)))
+            .unwrap_or_else(|| cwd.clone());
+        let repo = crate::git::Repo::open_local(&repo_dir)?;
+        let workdir = repo
+            .workdir()
+            .ok_or_else(|| anyhow::anyhow!("-f needs a checkout with a working tree"))?
+            .to_path_buf();
+        let (commit, _) = repo.resolve(scope.against.as_deref().unwrap_or("HEAD"))?;
+        for file in &scope.files {
+            let target = crate::commands::absolute(&cwd, file);
+            let relative = crate::commands::relative_to(&workdir, &target).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "-f {}: not inside the repository at {}",
+                    file.display(),
+                    workdir.display()
+                )
+            })?;
+            let path = if relative.is_empty() {
+                crate::git::RepoPath::root()
+            } else {
+                crate::git::RepoPath::parse(&relative)?
+            };
+            for doc in crate::render::render_path(&repo, commit, &path)? {
+                let Some(mut key) = doc.key() else { continue };
+                let api_version = doc.object["apiVersion"].as_str().unwrap_or_default();
+                let Some(resource) = self.discovery.for_kind(api_version, &key.kind) else {
+                    failed = true;
+                    writeln!(
+                        err,
+                        "error: {}: the server doesn't have a resource type \"{}\" ({api_version})",
+                        doc.file, key.kind
+                    )?;
+                    continue;
+                };
+                if resource.namespaced && key.namespace.is_none() {
+                    key.namespace = Some(self.cluster.target.namespace.clone());
+                }
+                targets.push((resource.clone(), Some(key.name.clone())));
+                declared.insert(key, doc);
+            }
+        }
+        Ok(failed)
+    }
+
     /// One live object, evaluated on its own (watch, after an event): located, compared, and
     /// dry-run if the mode asks for it. `None` when it has no source.
     pub async fn evaluate_one(
         &mut self,
         resource: &Resource,
         live: LiveObject,
-        log: &Log,
+        _log: &Log,
         err: &mut dyn Write,
     ) -> Result<Option<Evaluated>> {
-        match self.prepare(resource.clone(), live, false, err).await? {
-            Prepared::Work(w) => {
-                let progress = indicatif::ProgressBar::hidden();
-                Ok(self.judge(vec![*w], &progress, log, err).await?.pop())
+        self.load_schemas(resource, err).await?;
+        let mut w = match self.prepare(resource.clone(), live, false, err).await? {
+            Prepared::Work(w) => *w,
+            Prepared::Report(report) => {
+                return Ok(Some(Evaluated {
+                    report: *report,
+                    work: None,
+                }));
             }
-            Prepared::Report(report) => Ok(Some(Evaluated {
-                report: *report,
-                work: None,
-            })),
-            Prepared::Nothing => Ok(None),
+            Prepared::Nothing => return Ok(None),
+        };
+        self.compare_offline(&mut w);
+        let mut kept = Vec::new();
+        let mut dry_runs = DryRuns::new(self.options.concurrency);
+        if self.needs_dry_run(&w) {
+            dry_runs.spawn(&self.cluster, 0, &w);
         }
+        kept.push(w);
+        let progress = indicatif::ProgressBar::hidden();
+        dry_runs
+            .collect(
+                &mut kept,
+                &self.schemas,
+                self.options.server_side,
+                &progress,
+                err,
+            )
+            .await?;
+        let w = kept.pop().expect("one object was pushed");
+        let report = self.verdict(&w, err);
+        Ok(Some(Evaluated {
+            report,
+            work: Some(w),
+        }))
     }
 
     /// Locates one live object in Git and reads its managedFields.
     async fn prepare(
         &mut self,
         resource: Resource,
-        live: LiveObject,
+        mut live: LiveObject,
         explicit: bool,
         err: &mut dyn Write,
     ) -> Result<Prepared> {
@@ -501,6 +630,16 @@ impl Engine {
                 }
             }
         };
+        // Parsed; the raw list (often the larger half of an object) is not needed again.
+        if let Some(meta) = live.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+        }
+        if !self.repo_rules_read.contains(&(
+            located.repo_key.clone(),
+            located.tracked_commit.clone().unwrap_or_default(),
+        )) {
+            self.read_repo_rules(&located, err);
+        }
         let reconciler = reconciler_managers(&located, &managed);
         Ok(Prepared::Work(Box::new(Work {
             key,
@@ -516,92 +655,51 @@ impl Engine {
         })))
     }
 
-    /// The objects Git declares next to the ones found (same file or render root) that the
-    /// cluster does not have.
-    fn missing(
-        &self,
-        work: &[Work],
-        all_live: &BTreeSet<ObjectKey>,
-        listed_kinds: &BTreeSet<(String, String)>,
-        err: &mut dyn Write,
-    ) -> Result<Vec<ObjectReport>> {
-        let mut reports = Vec::new();
-        let mut sources_seen = BTreeSet::new();
-        let mut missing = BTreeSet::new();
-        for w in work {
-            // A render root is listed once for all its files; a plain file once.
-            let rendered = matches!(w.located.rule, source::Rule::Flux | source::Rule::ArgoCd);
-            let file = if rendered {
-                String::new()
-            } else {
-                w.located.file.clone()
-            };
-            if !sources_seen.insert((
-                w.located.repo_key.clone(),
-                file,
-                w.located.render_root.clone(),
-            )) {
-                continue;
-            }
-            let docs = match self.locator.siblings(&w.located, w.pointer.as_ref()) {
-                Ok(docs) => docs,
+    /// The `ignore:` rules of `.kubectl-gitops.yaml` at the root of the object's repository,
+    /// read at the commit desired comes from. A broken file is a warning, not a reason to stop.
+    fn read_repo_rules(&mut self, located: &Located, err: &mut dyn Write) {
+        let Some(commit) = located.tracked_commit.clone() else {
+            return;
+        };
+        self.repo_rules_read
+            .insert((located.repo_key.clone(), commit));
+        match self.locator.read_config(located, ".kubectl-gitops.yaml") {
+            Ok(None) => {}
+            Ok(Some(bytes)) => match std::str::from_utf8(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_saphyr::from_str::<RepoConfig>(t).map_err(|e| e.to_string()))
+            {
+                Ok(config) => self.repo_rules.extend(config.ignore),
                 Err(e) => {
-                    writeln!(
+                    let _ = writeln!(
                         err,
-                        "warning: {}: cannot list its source's other objects: {}",
-                        w.key,
-                        single_line(&e.to_string())
-                    )?;
-                    continue;
+                        "warning: {}: .kubectl-gitops.yaml is not valid ({}); its rules are not used",
+                        located.repo,
+                        single_line(&e)
+                    );
                 }
-            };
-            for doc in docs.iter() {
-                let Some(mut key) = doc.key() else { continue };
-                if key.namespace.is_none() && w.resource.namespaced {
-                    key.namespace = w.key.namespace.clone();
-                }
-                let in_scope = self.namespace.is_none()
-                    || key.namespace.is_none()
-                    || key.namespace == self.namespace;
-                let listed = listed_kinds.contains(&(key.group.clone(), key.kind.clone()));
-                if in_scope && listed && !all_live.contains(&key) && missing.insert(key.clone()) {
-                    reports.push(ObjectReport {
-                        object: key,
-                        status: Status::Missing,
-                        verdict: Some(Verdict::Offline),
-                        source: Some(SourceSummary {
-                            repo: w.located.repo.clone(),
-                            file: doc.file.clone(),
-                            lines: doc.lines,
-                            commit: w.located.tracked_commit.clone().unwrap_or_default(),
-                            rule: w.located.rule.describe().to_owned(),
-                        }),
-                        fields: Vec::new(),
-                        ignored: Vec::new(),
-                        error: None,
-                    });
-                }
+            },
+            Err(e) => {
+                let _ = writeln!(
+                    err,
+                    "warning: {}: {}",
+                    located.repo,
+                    single_line(&e.to_string())
+                );
             }
         }
-        Ok(reports)
     }
 
-    /// Schemas for the kinds involved (list merge semantics, quantities), fetched once per
-    /// group-version.
-    async fn load_schemas(&mut self, work: &[Work], err: &mut dyn Write) -> Result<()> {
-        let wanted: Vec<String> = work
-            .iter()
-            .map(|w| w.resource.api_version())
-            .filter(|gv| !self.schema_versions.contains(gv))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if wanted.is_empty() {
+    /// The schema of the resource's group-version (list merge semantics, quantities), fetched
+    /// once.
+    async fn load_schemas(&mut self, resource: &Resource, err: &mut dyn Write) -> Result<()> {
+        let group_version = resource.api_version();
+        if !self.schema_versions.insert(group_version.clone()) {
             return Ok(());
         }
         match cluster::openapi::schemas(
             &self.cluster,
-            &wanted,
+            &[group_version],
             self.cache_dir.as_deref(),
             self.options.refresh_discovery,
         )
@@ -609,102 +707,129 @@ impl Engine {
         {
             Ok(s) => self.schemas.extend(s),
             Err(e) => {
-                writeln!(
-                    err,
-                    "warning: no OpenAPI schemas ({}); lists are compared as wholes",
-                    single_line(&e.to_string())
-                )?;
+                if !self.schemas_warned {
+                    self.schemas_warned = true;
+                    writeln!(
+                        err,
+                        "warning: no OpenAPI schemas ({}); lists are compared as wholes",
+                        single_line(&e.to_string())
+                    )?;
+                }
             }
         }
-        self.schema_versions.extend(wanted);
         Ok(())
     }
 
-    /// Offline comparison, dry runs where the mode asks for them, verdicts.
-    async fn judge(
-        &mut self,
-        mut work: Vec<Work>,
-        progress: &indicatif::ProgressBar,
-        log: &Log,
-        err: &mut dyn Write,
-    ) -> Result<Vec<Evaluated>> {
-        self.load_schemas(&work, err).await?;
-        // Offline comparison, and the fields managedFields alone can tell.
-        for w in &mut work {
-            let node = self
-                .schemas
-                .kind(&w.resource.group, &w.resource.version, &w.resource.kind);
-            let Some(desired) = w.desired() else {
-                continue;
-            };
-            let mut changes = match drift::compare_offline(&desired, &w.live, node) {
-                Offline::InSync => Vec::new(),
-                Offline::Drifted(c) => c,
-            };
-            changes.extend(drift::dropped_by_reconciler(
-                &desired,
-                &w.live,
-                &w.managed,
-                &w.reconciler,
-            ));
-            w.offline = if changes.is_empty() {
-                Offline::InSync
-            } else {
-                Offline::Drifted(changes)
-            };
-            w.extra = drift::out_of_band_additions(&desired, &w.live, &w.managed, &w.reconciler);
-        }
+    /// The offline comparison, and the fields managedFields alone can tell.
+    fn compare_offline(&self, w: &mut Work) {
+        let Some(desired) = w.desired_shared() else {
+            return;
+        };
+        let node = self
+            .schemas
+            .kind(&w.resource.group, &w.resource.version, &w.resource.kind);
+        let mut changes = match drift::compare_offline(&desired, &w.live, node) {
+            Offline::InSync => Vec::new(),
+            Offline::Drifted(c) => c,
+        };
+        changes.extend(drift::dropped_by_reconciler(
+            &desired,
+            &w.live,
+            &w.managed,
+            &w.reconciler,
+        ));
+        let extra = drift::out_of_band_additions(&desired, &w.live, &w.managed, &w.reconciler);
+        drop(desired);
+        w.offline = if changes.is_empty() {
+            Offline::InSync
+        } else {
+            Offline::Drifted(changes)
+        };
+        w.extra = extra;
+    }
 
-        // Dry runs where the mode asks for them, a bounded number in flight.
-        let server_side = self.options.server_side;
-        let wanted: Vec<usize> = work
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| w.located.desired_at_tip.is_some())
-            .filter(|(_, w)| match server_side {
+    fn needs_dry_run(&self, w: &Work) -> bool {
+        w.located.desired_at_tip.is_some()
+            && match self.options.server_side {
                 ServerSide::True => true,
                 ServerSide::False => false,
-                ServerSide::Auto => matches!(w.offline, Offline::Drifted(_)),
-            })
-            .map(|(i, _)| i)
-            .collect();
-        log.debug(err, 1, || format!("{} dry runs", wanted.len()));
-        let semaphore = Arc::new(tokio::sync::Semaphore::new(usize::from(
-            self.options.concurrency,
-        )));
-        let mut tasks = tokio::task::JoinSet::new();
-        for &i in &wanted {
-            let w = &work[i];
-            let desired = w.desired().expect("filtered above");
-            let cluster = self.cluster.clone();
-            let resource = w.resource.clone();
-            let ns = w.key.namespace.clone();
-            let manager = w.manager();
-            let permit = semaphore.clone();
-            tasks.spawn(async move {
-                let _permit = permit
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed");
-                let result = cluster
-                    .apply_dry_run(&resource, ns.as_deref(), &desired, &manager)
-                    .await;
-                (i, result)
-            });
+                ServerSide::Auto => !w.offline.is_in_sync(),
+            }
+    }
+
+    /// The report of a compared object: its fields attributed, ignore rules applied.
+    fn verdict(&self, w: &Work, err: &mut dyn Write) -> ObjectReport {
+        let report = verdict(w, &self.options.ignore, &self.repo_rules);
+        if report.status == Status::Error {
+            let _ = writeln!(
+                err,
+                "error: {}: {}",
+                report.object,
+                report.error.as_deref().unwrap_or("")
+            );
         }
-        progress.set_position(0);
-        progress.set_length(wanted.len() as u64);
-        progress.set_message("dry runs");
+        report
+    }
+}
+
+/// LISTs in flight at once: enough to hide their latency, few enough not to crowd the server.
+const LISTS_IN_FLIGHT: usize = 8;
+
+/// Server-side-apply dry runs in flight, a bounded number at once.
+struct DryRuns {
+    tasks: tokio::task::JoinSet<(usize, Result<Value, ClusterError>)>,
+    permits: Arc<tokio::sync::Semaphore>,
+    started: usize,
+}
+
+impl DryRuns {
+    fn new(concurrency: u16) -> DryRuns {
+        DryRuns {
+            tasks: tokio::task::JoinSet::new(),
+            permits: Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency))),
+            started: 0,
+        }
+    }
+
+    /// Starts the dry run of `w`, whose result goes to the work at `index`.
+    fn spawn(&mut self, cluster: &Cluster, index: usize, w: &Work) {
+        let desired = w.desired().expect("only objects Git declares are dry-run");
+        let cluster = cluster.clone();
+        let resource = w.resource.clone();
+        let ns = w.key.namespace.clone();
+        let manager = w.manager();
+        let permits = self.permits.clone();
+        self.started += 1;
+        self.tasks.spawn(async move {
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let result = cluster
+                .apply_dry_run(&resource, ns.as_deref(), &desired, &manager)
+                .await;
+            (index, result)
+        });
+    }
+
+    /// Waits for every dry run and compares its answer with live.
+    async fn collect(
+        mut self,
+        work: &mut [Work],
+        schemas: &Schemas,
+        server_side: ServerSide,
+        progress: &indicatif::ProgressBar,
+        err: &mut dyn Write,
+    ) -> Result<()> {
         let mut forbidden_said = false;
-        while let Some(joined) = tasks.join_next().await {
+        while let Some(joined) = self.tasks.join_next().await {
             progress.inc(1);
             let (i, result) = joined.expect("a dry-run task does not panic");
             let w = &mut work[i];
             match result {
                 Ok(after) => {
                     let node =
-                        self.schemas
-                            .kind(&w.resource.group, &w.resource.version, &w.resource.kind);
+                        schemas.kind(&w.resource.group, &w.resource.version, &w.resource.kind);
                     w.dry_run = Some(Ok(drift::compare_objects(&after, &w.live, node)));
                 }
                 Err(ClusterError::Forbidden { message, .. }) if server_side == ServerSide::Auto => {
@@ -720,29 +845,81 @@ impl Engine {
                 Err(e) => w.dry_run = Some(Err(single_line(&e.to_string()))),
             }
         }
+        Ok(())
+    }
+}
 
-        // Verdicts, attribution, ignore rules.
-        if self.repo_rules.is_none() {
-            self.repo_rules = Some(repo_ignore_rules(&work, &self.locator, err));
+/// What Git declares next to the objects found (same file, or same render root): the
+/// candidates for *missing*. Each source is listed once, when its first object is seen.
+#[derive(Default)]
+struct Declared {
+    sources_seen: BTreeSet<(String, String, String)>,
+    candidates: Vec<(ObjectKey, ObjectReport)>,
+}
+
+impl Declared {
+    fn note(&mut self, locator: &Locator, w: &Work) -> Result<(), SourceError> {
+        // A render root is listed once for all its files; a plain file once.
+        let rendered = matches!(w.located.rule, source::Rule::Flux | source::Rule::ArgoCd);
+        let file = if rendered {
+            String::new()
+        } else {
+            w.located.file.clone()
+        };
+        if !self.sources_seen.insert((
+            w.located.repo_key.clone(),
+            file,
+            w.located.render_root.clone(),
+        )) {
+            return Ok(());
         }
-        let repo_rules = self.repo_rules.as_deref().unwrap_or_default();
-        let mut judged = Vec::with_capacity(work.len());
-        for w in work {
-            let report = verdict(&w, &self.options.ignore, repo_rules);
-            if report.status == Status::Error {
-                writeln!(
-                    err,
-                    "error: {}: {}",
-                    report.object,
-                    report.error.as_deref().unwrap_or("")
-                )?;
+        let docs = locator.siblings(&w.located, w.pointer.as_ref())?;
+        for doc in docs.iter() {
+            let Some(mut key) = doc.key() else { continue };
+            if key.namespace.is_none() && w.resource.namespaced {
+                key.namespace = w.key.namespace.clone();
             }
-            judged.push(Evaluated {
-                report,
-                work: Some(w),
-            });
+            let report = ObjectReport {
+                object: key.clone(),
+                status: Status::Missing,
+                verdict: Some(Verdict::Offline),
+                source: Some(SourceSummary {
+                    repo: w.located.repo.clone(),
+                    file: doc.file.clone(),
+                    lines: doc.lines,
+                    commit: w.located.tracked_commit.clone().unwrap_or_default(),
+                    rule: w.located.rule.describe().to_owned(),
+                }),
+                fields: Vec::new(),
+                ignored: Vec::new(),
+                error: None,
+            };
+            self.candidates.push((key, report));
         }
-        Ok(judged)
+        Ok(())
+    }
+
+    /// The candidates of a listed kind, in scope, that the cluster does not have.
+    fn missing(
+        self,
+        all_live: &BTreeSet<ObjectKey>,
+        listed_kinds: &BTreeSet<(String, String)>,
+        namespace: Option<&str>,
+    ) -> Vec<ObjectReport> {
+        let mut seen = BTreeSet::new();
+        self.candidates
+            .into_iter()
+            .filter(|(key, _)| {
+                let in_scope = namespace.is_none()
+                    || key.namespace.is_none()
+                    || key.namespace.as_deref() == namespace;
+                in_scope
+                    && listed_kinds.contains(&(key.group.clone(), key.kind.clone()))
+                    && !all_live.contains(key)
+                    && seen.insert(key.clone())
+            })
+            .map(|(_, report)| report)
+            .collect()
     }
 }
 
@@ -801,47 +978,6 @@ pub fn place(desired: &mut Value, live: &Value) {
     {
         meta.insert("namespace".into(), ns.into());
     }
-}
-
-/// The `ignore:` rules of `.kubectl-gitops.yaml` at the root of each repository in use, read
-/// at the commit desired comes from. A broken file is a warning, not a reason to stop.
-fn repo_ignore_rules(work: &[Work], locator: &Locator, err: &mut dyn Write) -> Vec<IgnoreRule> {
-    let mut seen = BTreeSet::new();
-    let mut rules = Vec::new();
-    for w in work {
-        let Some(commit) = w.located.tracked_commit.clone() else {
-            continue;
-        };
-        if !seen.insert((w.located.repo.clone(), commit.clone())) {
-            continue;
-        }
-        match locator.read_config(&w.located, ".kubectl-gitops.yaml") {
-            Ok(None) => {}
-            Ok(Some(bytes)) => match std::str::from_utf8(&bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|t| serde_saphyr::from_str::<RepoConfig>(t).map_err(|e| e.to_string()))
-            {
-                Ok(config) => rules.extend(config.ignore),
-                Err(e) => {
-                    let _ = writeln!(
-                        err,
-                        "warning: {}: .kubectl-gitops.yaml is not valid ({}); its rules are not used",
-                        w.located.repo,
-                        single_line(&e)
-                    );
-                }
-            },
-            Err(e) => {
-                let _ = writeln!(
-                    err,
-                    "warning: {}: {}",
-                    w.located.repo,
-                    single_line(&e.to_string())
-                );
-            }
-        }
-    }
-    rules
 }
 
 fn verdict(w: &Work, rules: &[IgnoreRule], repo_rules: &[IgnoreRule]) -> ObjectReport {

@@ -185,6 +185,20 @@ fn classify_transport(
             ("Connection refused", "connection refused"),
             ("Connection reset", "connection reset"),
             ("Broken pipe", "connection closed"),
+            // The server went away in the middle of an answer (TLS ended without close_notify,
+            // or the HTTP connection closed before the response).
+            (
+                "peer closed connection",
+                "the server closed the connection mid-request",
+            ),
+            (
+                "UnexpectedEof",
+                "the server closed the connection mid-request",
+            ),
+            (
+                "connection closed before message completed",
+                "the server closed the connection mid-request",
+            ),
         ] {
             if text.contains(needle) {
                 return unreachable(at, reason.to_owned());
@@ -304,6 +318,34 @@ mod tests {
         assert_eq!(humanize(Duration::from_millis(1500)), "1500ms");
         assert_eq!(humanize(Duration::from_secs(30)), "30s");
         assert_eq!(humanize(Duration::from_secs(120)), "2m");
+    }
+
+    #[test]
+    fn a_connection_closed_mid_request_is_unreachable() {
+        #[derive(Debug)]
+        struct Text(&'static str);
+        impl std::fmt::Display for Text {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Text {}
+        let at = RequestContext {
+            server: "https://127.0.0.1:6443",
+            context: "kind",
+            what: "PATCH configmaps/a",
+            user: "admin",
+        };
+        let err = Text(
+            "client error (SendRequest): connection error: peer closed connection without \
+             sending TLS close_notify",
+        );
+        match classify_transport(&err, &at) {
+            ClusterError::Unreachable { reason, .. } => {
+                assert_eq!(reason, "the server closed the connection mid-request")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

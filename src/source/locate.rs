@@ -90,14 +90,51 @@ pub struct Located {
     pub repo_key: String,
     /// Desired as applied (at `read_at`).
     #[serde(skip)]
-    pub desired: Value,
+    pub desired: Arc<Value>,
     /// The document as written in `file` (before kustomize's patches and transformers).
     #[serde(skip)]
-    pub written: Value,
+    pub written: Arc<Value>,
     /// Desired at the tracked tip or `--against`; None when Git no longer declares the object
     /// there (orphaned).
     #[serde(skip)]
-    pub desired_at_tip: Option<Value>,
+    pub desired_at_tip: Option<Arc<Value>>,
+}
+
+/// A render's documents, with an index by kind and name: every object of a render root looks
+/// itself up in the same render.
+struct Rendered {
+    docs: Arc<Vec<Document>>,
+    by_name: HashMap<(String, String), Vec<usize>>,
+}
+
+impl Rendered {
+    fn new(docs: Vec<Document>) -> Rendered {
+        let mut by_name: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        for (i, doc) in docs.iter().enumerate() {
+            if let (Some(kind), Some(name)) = (
+                doc.object["kind"].as_str(),
+                doc.object["metadata"]["name"].as_str(),
+            ) {
+                by_name
+                    .entry((kind.to_owned(), name.to_owned()))
+                    .or_default()
+                    .push(i);
+            }
+        }
+        Rendered {
+            docs: Arc::new(docs),
+            by_name,
+        }
+    }
+
+    /// The documents of this kind and name (any group or namespace).
+    fn named<'a>(&'a self, kind: &str, name: &str) -> impl Iterator<Item = &'a Document> + 'a {
+        self.by_name
+            .get(&(kind.to_owned(), name.to_owned()))
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.docs[i])
+    }
 }
 
 /// A cached result, shared without copying (a render of a thousand objects is read by each).
@@ -110,7 +147,7 @@ pub struct Locator {
     choice: RepoChoice,
     repos: Mutex<HashMap<String, Arc<Repo>>>,
     files: Mutex<HashMap<FileKey, Shared<Vec<Document>>>>,
-    renders: Mutex<HashMap<String, Shared<Vec<Document>>>>,
+    renders: Mutex<HashMap<String, Shared<Rendered>>>,
     history: Mutex<HashMap<FileKey, Option<CommitId>>>,
     counts: Mutex<HashMap<(String, CommitId, CommitId), usize>>,
     revisions: Mutex<HashMap<(String, String), CommitId>>,
@@ -160,16 +197,18 @@ impl Locator {
         };
         let read_at = applied.unwrap_or(tip);
 
-        let (doc, render_root) = self.find(&pointer, &repo_key, &repo, read_at, key)?;
+        let (mut doc, render_root) = self.find(&pointer, &repo_key, &repo, read_at, key)?;
+        // One copy of desired, shared where it is the same at the tip and as written.
+        let desired = Arc::new(std::mem::take(&mut doc.object));
         // Desired at the tracked tip (or --against), when that is not what was applied.
         let mut tip_place = (doc.file.clone(), doc.lines);
         let at_tip = if read_at == tip {
-            Some(doc.object.clone())
+            Some(desired.clone())
         } else {
             match self.find(&pointer, &repo_key, &repo, tip, key) {
                 Ok((d, _)) => {
                     tip_place = (d.file.clone(), d.lines);
-                    Some(d.object)
+                    Some(Arc::new(d.object))
                 }
                 // The object, or its whole file, is gone from Git at the tip: orphaned.
                 Err(SourceError::NotDeclared { .. })
@@ -178,12 +217,13 @@ impl Locator {
             }
         };
         let file = RepoPath::parse(&doc.file)?;
-        let written = self
-            .documents(&repo_key, &repo, read_at, &file)
-            .ok()
-            .and_then(|docs| pick(&docs, key))
-            .map(|d| d.object)
-            .unwrap_or_else(|| doc.object.clone());
+        let written = match self.documents(&repo_key, &repo, read_at, &file).ok() {
+            Some(docs) => match pick_ref(&docs, key) {
+                Some(d) if d.object != *desired => Arc::new(d.object.clone()),
+                _ => desired.clone(),
+            },
+            None => desired.clone(),
+        };
         let last_change = match self.last_change(&repo_key, &repo, read_at, &file)? {
             Some(id) => Some(repo.commit_info(id)?),
             None => None,
@@ -223,7 +263,7 @@ impl Locator {
             file_changed_since_applied,
             pending_commit,
             reconciler: pointer.reconciler.clone(),
-            desired: doc.object,
+            desired,
             written,
             desired_at_tip: at_tip,
             repo_key: repo_key.clone(),
@@ -267,25 +307,25 @@ impl Locator {
             Rule::Flux | Rule::ArgoCd => {
                 let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);
                 let rendered = self.render(&repo_key, &repo, read_at, &root, pointer)?;
-                // Names compared first: building a key allocates, and a render has many objects.
                 let found = rendered
-                    .iter()
-                    .filter(|d| {
-                        d.object["metadata"]["name"] == key.name.as_str()
-                            && d.object["kind"] == key.kind.as_str()
-                    })
+                    .named(&key.kind, &key.name)
                     .find(|d| d.key().is_some_and(|k| key.declared_by(&k)))
-                    .cloned()
                     .ok_or_else(|| not_declared(&display_root(&root), read_at, key))?;
                 // Lines come from the source file the rendered object names.
-                let doc = match RepoPath::parse(&found.file) {
+                let (file, lines) = match RepoPath::parse(&found.file) {
                     Ok(file) => {
                         let docs = self.documents(&repo_key, &repo, read_at, &file)?;
-                        let mut source = pick(&docs, key).unwrap_or_else(|| found.clone());
-                        source.object = found.object.clone();
-                        source
+                        match pick_ref(&docs, key) {
+                            Some(source) => (source.file.clone(), source.lines),
+                            None => (found.file.clone(), found.lines),
+                        }
                     }
-                    Err(_) => found,
+                    Err(_) => (found.file.clone(), found.lines),
+                };
+                let doc = Document {
+                    file,
+                    lines,
+                    object: found.object.clone(),
                 };
                 (doc, display_root(&root))
             }
@@ -313,6 +353,7 @@ impl Locator {
             Some(pointer) if matches!(pointer.rule, Rule::Flux | Rule::ArgoCd) => {
                 let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);
                 self.render(&located.repo_key, &repo, commit, &root, pointer)
+                    .map(|r| r.docs.clone())
             }
             _ => match self.documents(
                 &located.repo_key,
@@ -575,7 +616,7 @@ impl Locator {
         commit: CommitId,
         root: &RepoPath,
         pointer: &Pointer,
-    ) -> Result<Arc<Vec<Document>>, SourceError> {
+    ) -> Result<Arc<Rendered>, SourceError> {
         let cache_key = format!(
             "{repo_key}|{commit}|{}|{:?}|{:?}|{}|{}",
             root.as_str(),
@@ -595,7 +636,7 @@ impl Locator {
         self.reads.renders.fetch_add(1, Ordering::Relaxed);
         let result = self
             .render_uncached(repo_key, repo, commit, root, pointer)
-            .map(Arc::new);
+            .map(|docs| Arc::new(Rendered::new(docs)));
         let shared = result.as_ref().map(Arc::clone).map_err(|e| e.to_string());
         self.renders
             .lock()
@@ -873,11 +914,17 @@ impl Locator {
 /// kustomization renamed it, the same kind whose name is part of the live name; else the only
 /// document of that kind.
 fn pick(docs: &[Document], key: &ObjectKey) -> Option<Document> {
+    pick_ref(docs, key).cloned()
+}
+
+/// [`pick`], without copying the document.
+fn pick_ref<'a>(docs: &'a [Document], key: &ObjectKey) -> Option<&'a Document> {
     let same_kind: Vec<&Document> = docs
         .iter()
         .filter(|d| {
-            d.key()
-                .is_some_and(|k| k.group == key.group && k.kind == key.kind)
+            d.object["kind"] == key.kind.as_str()
+                && d.key()
+                    .is_some_and(|k| k.group == key.group && k.kind == key.kind)
         })
         .collect();
     same_kind
@@ -889,7 +936,7 @@ fn pick(docs: &[Document], key: &ObjectKey) -> Option<Document> {
                 .find(|d| d.key().is_some_and(|k| key.name.contains(&k.name)))
         })
         .or_else(|| (same_kind.len() == 1).then(|| &same_kind[0]))
-        .map(|d| (*d).clone())
+        .copied()
 }
 
 /// The rules that come before the fallback search, for "no source" messages.

@@ -799,8 +799,19 @@ fn a_server_that_dies_mid_run_gives_a_clear_error() {
         );
     };
     run_kubectl(&["create", "namespace", "dies"], "");
+    // Many drifted objects and one dry run at a time: the dry runs are still going when the
+    // server dies, whatever the machine's speed.
+    let many = |value: &str| -> String {
+        (0..100)
+            .map(|i| {
+                format!(
+                    "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:03}\ndata:\n  key: {value}\n"
+                )
+            })
+            .collect()
+    };
     let mut repo = GitRepo::new();
-    repo.write("apps/config.yaml", &configmaps(true));
+    repo.write("apps/config.yaml", &many("value"));
     repo.commit(ALICE, "Config");
     let stamped = run(kubectl_gitops(&["stamp", "apps"]).current_dir(repo.path()));
     run_kubectl(
@@ -809,15 +820,16 @@ fn a_server_that_dies_mid_run_gives_a_clear_error() {
     );
     run_kubectl(
         &[
-            "patch",
+            "apply",
+            "--server-side",
+            "--field-manager=someone",
+            "--force-conflicts",
             "-n",
             "dies",
-            "configmap/cm-value",
-            "--type=merge",
-            "-p",
-            r#"{"data":{"key":"x"}}"#,
+            "-f",
+            "-",
         ],
-        "",
+        &many("changed"),
     );
 
     let cache = tempfile::tempdir().unwrap();
@@ -828,22 +840,23 @@ fn a_server_that_dies_mid_run_gives_a_clear_error() {
         &kc,
         "-n",
         "dies",
-        "-v",
+        "-v=2",
+        "--concurrency=1",
         "--request-timeout=10s",
     ])
     .env("XDG_CACHE_HOME", cache.path())
     .current_dir(repo.path())
-    .stdout(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::null())
     .stderr(std::process::Stdio::piped())
     .spawn()
     .unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = std::io::BufReader::new(stderr).lines();
     let mut seen = Vec::new();
-    // Once the LISTs are done, the API server dies.
+    // Once the ConfigMaps are listed (their dry runs begin), the API server dies.
     for line in lines.by_ref() {
         let line = line.unwrap();
-        let listed = line.contains("live objects in scope");
+        let listed = line.contains("listed configmaps");
         seen.push(line);
         if listed {
             let apiserver = cp.pids()[1].to_string();
