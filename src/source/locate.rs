@@ -98,6 +98,10 @@ pub struct Located {
     /// there (orphaned).
     #[serde(skip)]
     pub desired_at_tip: Option<Value>,
+    /// The kustomize generator and transformers that made desired (as applied), when the
+    /// locator records them ([`Locator::recording_transformers`]).
+    #[serde(skip)]
+    pub built_by: render::BuiltBy,
 }
 
 /// A cached result, shared without copying (a render of a thousand objects is read by each).
@@ -114,6 +118,7 @@ pub struct Locator {
     history: Mutex<HashMap<FileKey, Option<CommitId>>>,
     counts: Mutex<HashMap<(String, CommitId, CommitId), usize>>,
     revisions: Mutex<HashMap<(String, String), CommitId>>,
+    metadata: render::Metadata,
     pub reads: GitReads,
 }
 
@@ -127,8 +132,16 @@ impl Locator {
             history: Mutex::default(),
             counts: Mutex::default(),
             revisions: Mutex::default(),
+            metadata: render::Metadata::Origin,
             reads: GitReads::default(),
         }
+    }
+
+    /// Kustomize renders also record the generators and transformers that made each object
+    /// (what blame attributes to kustomization lines); renders get larger and slower to read.
+    pub fn recording_transformers(mut self) -> Locator {
+        self.metadata = render::Metadata::Transformers;
+        self
     }
 
     /// Resolves a pointer (or, with None, the fallback search) for the live object `key`.
@@ -178,12 +191,16 @@ impl Locator {
             }
         };
         let file = RepoPath::parse(&doc.file)?;
-        let written = self
-            .documents(&repo_key, &repo, read_at, &file)
-            .ok()
-            .and_then(|docs| pick(&docs, key))
-            .map(|d| d.object)
-            .unwrap_or_else(|| doc.object.clone());
+        // A generated object (configMapGenerator...) is written nowhere as a document.
+        let written = if doc.built_by.generator.is_some() {
+            Value::Null
+        } else {
+            self.documents(&repo_key, &repo, read_at, &file)
+                .ok()
+                .and_then(|docs| pick(&docs, key))
+                .map(|d| d.object)
+                .unwrap_or_else(|| doc.object.clone())
+        };
         let last_change = match self.last_change(&repo_key, &repo, read_at, &file)? {
             Some(id) => Some(repo.commit_info(id)?),
             None => None,
@@ -223,6 +240,7 @@ impl Locator {
             file_changed_since_applied,
             pending_commit,
             reconciler: pointer.reconciler.clone(),
+            built_by: doc.built_by,
             desired: doc.object,
             written,
             desired_at_tip: at_tip,
@@ -281,8 +299,18 @@ impl Locator {
                 let doc = match RepoPath::parse(&found.file) {
                     Ok(file) => {
                         let docs = self.documents(&repo_key, &repo, read_at, &file)?;
-                        let mut source = pick(&docs, key).unwrap_or_else(|| found.clone());
+                        let generated = found.built_by.generator.is_some();
+                        let mut source = match pick(&docs, key).filter(|_| !generated) {
+                            Some(source) => source,
+                            // Generated: `file` is the kustomization that configures it.
+                            None if generated => Document {
+                                lines: docs.first().map_or(found.lines, |k| k.lines),
+                                ..found.clone()
+                            },
+                            None => found.clone(),
+                        };
                         source.object = found.object.clone();
+                        source.built_by = found.built_by.clone();
                         source
                     }
                     Err(_) => found,
@@ -343,13 +371,23 @@ impl Locator {
         located: &Located,
         blame_cache: Option<&Path>,
     ) -> Result<(Vec<u8>, Vec<crate::git::BlameLine>), SourceError> {
+        self.file_with_blame(located, &RepoPath::parse(&located.file)?, blame_cache)
+    }
+
+    /// Any file of the located object's repository as applied (at `read_at`), and its blame
+    /// there: a kustomization that transformed the object, a file a generator read.
+    pub fn file_with_blame(
+        &self,
+        located: &Located,
+        file: &RepoPath,
+        blame_cache: Option<&Path>,
+    ) -> Result<(Vec<u8>, Vec<crate::git::BlameLine>), SourceError> {
         let repo = self
             .repo_of(located)
             .ok_or_else(|| SourceError::Repeated("the repository is not open".into()))?;
         let commit: CommitId = located.read_at.parse()?;
-        let file = RepoPath::parse(&located.file)?;
-        let text = repo.read_file(commit, &file)?;
-        let blame = repo.blame(commit, &file, blame_cache)?;
+        let text = repo.read_file(commit, file)?;
+        let blame = repo.blame(commit, file, blame_cache)?;
         Ok((text, blame))
     }
 
@@ -625,12 +663,13 @@ impl Locator {
                     .any(|k| f.as_str().ends_with(&format!("/{k}")) || f.as_str() == *k)
         });
         let mut docs = if has_kustomization || pointer.generate_kustomization {
-            render::kustomize(
+            render::kustomize_recording(
                 repo,
                 commit,
                 root,
                 &pointer.overlay,
                 pointer.generate_kustomization,
+                self.metadata,
             )?
         } else {
             // Plain manifests (an Argo CD directory source): top level, or every level.
