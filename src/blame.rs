@@ -1,8 +1,12 @@
 //! Pure blame: the live object as YAML, each line tied to the commit that wrote its value in
 //! Git, or to the field manager that changed it in the cluster, or to the server's defaults.
 
+mod kustomize;
+
 use serde::Serialize;
 use serde_json::Value;
+
+pub use kustomize::{GeneratorInput, KustomizationSide, generator_inputs};
 
 use crate::drift;
 use crate::fields::lines::LineIndex;
@@ -57,6 +61,8 @@ pub struct GitSide<'a> {
     pub blame: &'a [BlameLine],
     /// kustomize patches that may have set a value instead of `file`.
     pub patches: &'a [PatchSide],
+    /// The kustomizations whose generators and transformers made desired.
+    pub kustomizations: &'a [KustomizationSide],
 }
 
 /// One kustomize patch, as written in its file.
@@ -110,7 +116,8 @@ fn origin(
         && let Some(desired) = drift::resolve(git.desired, path)
         && equal_here(desired, live)
     {
-        // Written so in the source file, or set by a patch: the patch's line.
+        // Written so in the source file, or set by a patch: the patch's line; or by a
+        // generator or transformer: the kustomization's line that configures it.
         let as_written = drift::resolve(git.written, path).is_some_and(|w| equal_here(w, live));
         if !as_written {
             for patch in git.patches {
@@ -120,6 +127,11 @@ fn origin(
                 {
                     return git_origin(b, &patch.file, line);
                 }
+            }
+            if let Some(claim) =
+                kustomize::attribute(git.kustomizations, git.desired, git.written, path, desired)
+            {
+                return git_origin(claim.blame, claim.file, claim.line);
             }
         }
         if let Some(line) = git.lines.line(path)
@@ -301,6 +313,7 @@ mod tests {
             lines: &index,
             blame: &lines,
             patches: &[],
+            kustomizations: &[],
         };
         let records = blame(&live, Some(&git), &managed, None);
         let by_path = |p: &str| {
@@ -321,6 +334,84 @@ mod tests {
             );
         }
         assert_eq!(by_path(".metadata.namespace").origin, Origin::ServerDefault);
+    }
+
+    #[test]
+    fn values_from_kustomize_transformers_blame_the_kustomization() {
+        let file =
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n";
+        let kfile = "resources: [web.yaml]\nnamePrefix: prod-\ncommonLabels:\n  team: payments\n";
+        let written = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                             "metadata": {"name": "web"}, "spec": {"replicas": 1}});
+        let desired = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                             "metadata": {"name": "prod-web", "labels": {"team": "payments"}},
+                             "spec": {"replicas": 1}});
+        let live = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                          "metadata": {"name": "prod-web", "labels": {"team": "payments", "owner": "x"}},
+                          "spec": {"replicas": 1}});
+        let managed = ManagedFields::of(&json!({"metadata": {"managedFields": [
+            {"manager": "kubectl-label", "operation": "Update", "apiVersion": "apps/v1",
+             "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {"f:owner": {}}}}}]}}))
+        .unwrap();
+        let index = LineIndex::of_document(file, (1, 6)).unwrap();
+        let file_blame: Vec<BlameLine> = (1..=6)
+            .map(|_| blame_line(&"a".repeat(40), "alice"))
+            .collect();
+        let kustomization = KustomizationSide {
+            file: "apps/kustomization.yaml".into(),
+            object: crate::render::documents("k", kfile.as_bytes()).unwrap()[0]
+                .object
+                .clone(),
+            lines: LineIndex::of_document(kfile, (1, 4)).unwrap(),
+            blame: (1..=4)
+                .map(|n| blame_line(&format!("{n:040}"), if n == 2 { "bob" } else { "carol" }))
+                .collect(),
+            transformers: vec!["PrefixTransformer".into(), "LabelTransformer".into()],
+            generated: false,
+            inputs: Vec::new(),
+        };
+        let git = GitSide {
+            desired: &desired,
+            written: &written,
+            file: "apps/web.yaml",
+            lines: &index,
+            blame: &file_blame,
+            patches: &[],
+            kustomizations: std::slice::from_ref(&kustomization),
+        };
+        let records = blame(&live, Some(&git), &managed, None);
+        let origin = |p: &str| {
+            records
+                .iter()
+                .find(|r| r.path == p)
+                .map(|r| r.origin.clone())
+                .unwrap_or_else(|| panic!("{p}: {records:#?}"))
+        };
+        let place = |p: &str| match origin(p) {
+            Origin::Git {
+                file, line, author, ..
+            } => (file, line, author),
+            other => panic!("{p}: {other:?}"),
+        };
+        assert_eq!(
+            place(".metadata.name"),
+            ("apps/kustomization.yaml".into(), 2, "bob".into())
+        );
+        assert_eq!(
+            place(".metadata.labels.team"),
+            ("apps/kustomization.yaml".into(), 4, "carol".into())
+        );
+        assert_eq!(
+            place(".metadata.labels"),
+            ("apps/kustomization.yaml".into(), 4, "carol".into())
+        );
+        assert_eq!(
+            place(".spec.replicas"),
+            ("apps/web.yaml".into(), 6, "alice".into())
+        );
+        assert!(
+            matches!(origin(".metadata.labels.owner"), Origin::Drift { manager, .. } if manager == "kubectl-label")
+        );
     }
 
     #[test]

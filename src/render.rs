@@ -1,7 +1,7 @@
 //! Source → desired objects. A YAML file renders to its documents; a kustomization renders with
 //! the real `kubectl kustomize` over the tree exported at the commit, with origin annotations
 //! switched on so that every rendered object names its file. Each document knows its file and
-//! line range.
+//! line range, and, when asked, the kustomizations whose generators and transformers made it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,6 +12,9 @@ use serde_json::Value;
 use crate::git::{CommitId, GitError, Repo, RepoPath};
 use crate::object::ObjectKey;
 use crate::source::annotations::KUSTOMIZE_ORIGIN;
+
+/// kustomize's `buildMetadata: [transformerAnnotations]` record: each transformer that ran.
+pub const KUSTOMIZE_TRANSFORMATIONS: &str = "alpha.config.kubernetes.io/transformations";
 
 /// Largest manifest we parse; a bigger one is refused, not loaded.
 pub const MAX_FILE_BYTES: usize = 16 << 20;
@@ -28,6 +31,41 @@ pub struct Document {
     /// First and last line of the document in that file, 1-based, inclusive.
     pub lines: (usize, usize),
     pub object: Value,
+    /// For a kustomize render with [`Metadata::Transformers`]: what generated or changed it.
+    pub built_by: BuiltBy,
+}
+
+/// The kustomize builtins that made or changed a rendered object, each with the kustomization
+/// that configures it, as kustomize's build metadata names them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuiltBy {
+    /// The generator that made it (`ConfigMapGenerator`, `SecretGenerator`), for a generated
+    /// object.
+    pub generator: Option<Builtin>,
+    /// Every transformer that ran over it (`PrefixTransformer`, `LabelTransformer`,
+    /// `ImageTagTransformer`...), innermost kustomization first. A transformer runs over every
+    /// object of its kustomization, whether it changes it or not.
+    pub transformers: Vec<Builtin>,
+}
+
+/// One kustomize builtin and where it is configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Builtin {
+    /// `configuredBy.kind`: `PrefixTransformer`, `ConfigMapGenerator`...
+    pub kind: String,
+    /// The directory (repository path) of the kustomization that configures it; its file may
+    /// be any of [`KUSTOMIZATION_FILES`].
+    pub dir: String,
+}
+
+/// What a kustomize render records on each object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metadata {
+    /// The source file only (`originAnnotations`): enough to diff.
+    Origin,
+    /// Also the generators and transformers (`transformerAnnotations`): what blame needs. It
+    /// makes kustomize's output several times larger, so only blame asks for it.
+    Transformers,
 }
 
 impl Document {
@@ -112,6 +150,7 @@ pub fn documents(file: &str, bytes: &[u8]) -> Result<Vec<Document>, RenderError>
                 file: file.to_owned(),
                 lines: (chunk.first_line, chunk.last_line),
                 object: item.clone(),
+                built_by: BuiltBy::default(),
             }));
             continue;
         }
@@ -119,6 +158,7 @@ pub fn documents(file: &str, bytes: &[u8]) -> Result<Vec<Document>, RenderError>
             file: file.to_owned(),
             lines: (chunk.first_line, chunk.last_line),
             object: value,
+            built_by: BuiltBy::default(),
         });
     }
     Ok(docs)
@@ -206,6 +246,18 @@ pub fn kustomize(
     overlay: &Overlay,
     generate: bool,
 ) -> Result<Vec<Document>, RenderError> {
+    kustomize_recording(repo, commit, root, overlay, generate, Metadata::Origin)
+}
+
+/// [`kustomize`], recording `metadata` on each document.
+pub fn kustomize_recording(
+    repo: &Repo,
+    commit: CommitId,
+    root: &RepoPath,
+    overlay: &Overlay,
+    generate: bool,
+    metadata: Metadata,
+) -> Result<Vec<Document>, RenderError> {
     let tmp = tempfile::Builder::new()
         .prefix("kubectl-gitops-render-")
         .tempdir()
@@ -245,14 +297,25 @@ pub fn kustomize(
         }
     };
     apply_overlay(&mut kustomization, overlay);
-    let metadata = kustomization
+    let build_metadata = kustomization
         .entry("buildMetadata")
         .or_insert_with(|| Value::Array(Vec::new()));
-    let had_origin = metadata
-        .as_array()
-        .is_some_and(|a| a.iter().any(|v| v == "originAnnotations"));
-    if !had_origin && let Some(list) = metadata.as_array_mut() {
-        list.push("originAnnotations".into());
+    let has = |option: &str| {
+        build_metadata
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == option))
+    };
+    let had_origin = has("originAnnotations");
+    // Asked for here, the annotation is removed below; written by the user, it is kept, since
+    // the applied objects carry it too.
+    let add_transformers = metadata == Metadata::Transformers && !has("transformerAnnotations");
+    if let Some(list) = build_metadata.as_array_mut() {
+        if !had_origin {
+            list.push("originAnnotations".into());
+        }
+        if add_transformers {
+            list.push("transformerAnnotations".into());
+        }
     }
     if let Some(path) = &existing {
         std::fs::remove_file(path).map_err(|source| RenderError::Io {
@@ -271,6 +334,17 @@ pub fn kustomize(
     let output = run_kustomize(&dir, root_name)?;
     let mut rendered = documents(&format!("{root_name} (kustomize)"), output.as_bytes())?;
     for doc in &mut rendered {
+        if metadata == Metadata::Transformers {
+            let transformations = if add_transformers {
+                remove_annotation(&mut doc.object, KUSTOMIZE_TRANSFORMATIONS, false)
+            } else {
+                doc.object["metadata"]["annotations"][KUSTOMIZE_TRANSFORMATIONS]
+                    .as_str()
+                    .map(str::to_owned)
+            };
+            let origin = doc.object["metadata"]["annotations"][KUSTOMIZE_ORIGIN].as_str();
+            doc.built_by = built_by(root, origin, transformations.as_deref());
+        }
         let origin = remove_annotation(&mut doc.object, KUSTOMIZE_ORIGIN, !had_origin);
         if let Some(origin) = origin
             .as_deref()
@@ -281,6 +355,60 @@ pub fn kustomize(
         }
     }
     Ok(rendered)
+}
+
+/// An entry of kustomize's origin or transformations annotation.
+#[derive(serde::Deserialize)]
+struct BuildOrigin {
+    #[serde(rename = "configuredIn")]
+    configured_in: Option<String>,
+    #[serde(rename = "configuredBy")]
+    configured_by: Option<ConfiguredBy>,
+    /// Set when the kustomization is in another repository (a remote base): not ours to blame.
+    repo: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ConfiguredBy {
+    kind: Option<String>,
+}
+
+impl BuildOrigin {
+    /// The builtin, with its kustomization's directory resolved against the render root.
+    fn builtin(self, root: &RepoPath) -> Option<Builtin> {
+        if self.repo.is_some_and(|r| !r.is_empty()) {
+            return None;
+        }
+        let file = root.join(&self.configured_in?).ok()?;
+        Some(Builtin {
+            kind: self.configured_by?.kind?,
+            dir: file
+                .parent()
+                .unwrap_or_else(RepoPath::root)
+                .as_str()
+                .to_owned(),
+        })
+    }
+}
+
+/// Reads kustomize's build metadata: a generated object's origin names its generator; the
+/// transformations list every transformer that ran over the object. Unreadable text counts as
+/// none (blame then attributes less, and says nothing wrong).
+fn built_by(root: &RepoPath, origin: Option<&str>, transformations: Option<&str>) -> BuiltBy {
+    let generator = origin
+        .and_then(|o| serde_saphyr::from_str::<BuildOrigin>(o).ok())
+        .and_then(|o| o.builtin(root))
+        .filter(|b| b.kind.ends_with("Generator"));
+    let transformers = transformations
+        .and_then(|t| serde_saphyr::from_str::<Vec<BuildOrigin>>(t).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|o| o.builtin(root))
+        .collect();
+    BuiltBy {
+        generator,
+        transformers,
+    }
 }
 
 fn run_kustomize(dir: &Path, root_name: &str) -> Result<String, RenderError> {
@@ -603,6 +731,43 @@ items:
         for (input, want) in cases {
             assert_eq!(substitute(input, &vars), want, "{input}");
         }
+    }
+
+    #[test]
+    fn build_metadata_names_generators_and_transformers() {
+        let root = RepoPath::parse("overlays/prod").unwrap();
+        let origin = "configuredIn: kustomization.yaml\nconfiguredBy:\n  apiVersion: builtin\n  kind: ConfigMapGenerator\n";
+        let transformations = "\
+- configuredIn: ../../base/kustomization.yaml
+  configuredBy:
+    apiVersion: builtin
+    kind: PrefixTransformer
+- configuredIn: kustomization.yaml
+  configuredBy: {apiVersion: builtin, kind: ImageTagTransformer}
+- repo: https://github.com/acme/remote
+  configuredIn: base/kustomization.yaml
+  configuredBy: {apiVersion: builtin, kind: LabelTransformer}
+";
+        let builtin = |kind: &str, dir: &str| Builtin {
+            kind: kind.into(),
+            dir: dir.into(),
+        };
+        assert_eq!(
+            built_by(&root, Some(origin), Some(transformations)),
+            BuiltBy {
+                generator: Some(builtin("ConfigMapGenerator", "overlays/prod")),
+                // A remote base's kustomization is not in this repository: left out.
+                transformers: vec![
+                    builtin("PrefixTransformer", "base"),
+                    builtin("ImageTagTransformer", "overlays/prod"),
+                ],
+            }
+        );
+        // A resource's origin is its file, not a generator.
+        assert_eq!(
+            built_by(&root, Some("path: ../../base/web.yaml\n"), None),
+            BuiltBy::default()
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::{Result, anyhow};
 
 use crate::Outcome;
-use crate::blame::{self, GitSide, PatchSide};
+use crate::blame::{self, GeneratorInput, GitSide, KustomizationSide, PatchSide};
 use crate::cli::{BlameArgs, GlobalArgs};
 use crate::cluster;
 use crate::env::Env;
@@ -71,7 +71,8 @@ pub async fn run(
             .unwrap_or_else(std::env::temp_dir)
             .join("repos"),
         against: None,
-    });
+    })
+    .recording_transformers();
     let reconcilers = ReconcilerCache::default();
     let located = match source::pointer(&cluster, &discovery, &reconcilers, &live).await {
         Ok(pointer) => locator.locate(pointer, &key),
@@ -96,12 +97,17 @@ pub async fn run(
             let blame_cache = cache_dir.as_ref().map(|d| d.join("blame"));
             match locator.source_file(&located, blame_cache.as_deref()) {
                 Ok((text, lines)) => {
+                    // A generated object's file is the kustomization that configures it: its
+                    // lines are claimed by the generator entry, not by their field paths.
                     let index = std::str::from_utf8(&text)
                         .ok()
+                        .filter(|_| located.built_by.generator.is_none())
                         .and_then(|t| LineIndex::of_document(t, located.lines))
                         .unwrap_or_default();
                     let patches = patch_sides(&locator, &located, blame_cache.as_deref(), &key);
-                    Some((located, index, lines, patches))
+                    let kustomizations =
+                        kustomization_sides(&locator, &located, blame_cache.as_deref());
+                    Some((located, index, lines, patches, kustomizations))
                 }
                 Err(e) => {
                     failed = Some(e.to_string());
@@ -128,13 +134,14 @@ pub async fn run(
     normalize::strip(&mut shown);
     let side = git
         .as_ref()
-        .map(|(located, index, lines, patches)| GitSide {
+        .map(|(located, index, lines, patches, kustomizations)| GitSide {
             desired: &located.desired,
             written: &located.written,
             file: &located.file,
             lines: index,
             blame: lines,
             patches,
+            kustomizations,
         });
     let records = blame::blame(&shown, side.as_ref(), &managed, node);
     let records = mask_secret(&key, records);
@@ -221,6 +228,82 @@ fn patch_sides(
                 blame: blame.clone(),
             });
         }
+    }
+    sides
+}
+
+/// The kustomizations that generated the object or ran transformers over it, as kustomize's
+/// build metadata names them, each as written at the applied commit with its blame; and the
+/// render root's, whose generators may have made an object this one refers to. A kustomization
+/// that cannot be read is left out: its values then show as their nearest written line.
+fn kustomization_sides(
+    locator: &Locator,
+    located: &crate::source::Located,
+    blame_cache: Option<&std::path::Path>,
+) -> Vec<KustomizationSide> {
+    let built = &located.built_by;
+    let mut dirs: Vec<&str> = Vec::new();
+    for builtin in built.generator.iter().chain(&built.transformers) {
+        if !dirs.contains(&builtin.dir.as_str()) {
+            dirs.push(&builtin.dir);
+        }
+    }
+    let root = located.render_root.trim_start_matches("./");
+    let root = if root == "." { "" } else { root };
+    if !dirs.is_empty() && !dirs.contains(&root) {
+        dirs.push(root);
+    }
+    let mut sides = Vec::new();
+    for dir in dirs {
+        let Ok(base) = crate::git::RepoPath::parse(dir) else {
+            continue;
+        };
+        let Some((file, bytes, blame)) =
+            crate::render::KUSTOMIZATION_FILES.iter().find_map(|name| {
+                let file = base.join(name).ok()?;
+                let (bytes, blame) = locator.file_with_blame(located, &file, blame_cache).ok()?;
+                Some((file, bytes, blame))
+            })
+        else {
+            continue;
+        };
+        let Some(doc) = crate::render::documents(file.as_str(), &bytes)
+            .ok()
+            .and_then(|docs| docs.into_iter().next())
+        else {
+            continue;
+        };
+        let lines = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|t| LineIndex::of_document(t, doc.lines))
+            .unwrap_or_default();
+        let inputs = blame::generator_inputs(&doc.object, &located.desired)
+            .into_iter()
+            .filter_map(|written| {
+                let input = base.join(&written).ok()?;
+                let (bytes, blame) = locator.file_with_blame(located, &input, blame_cache).ok()?;
+                Some(GeneratorInput {
+                    written,
+                    file: input.as_str().to_owned(),
+                    text: String::from_utf8_lossy(&bytes).into_owned(),
+                    blame,
+                })
+            })
+            .collect();
+        sides.push(KustomizationSide {
+            file: file.as_str().to_owned(),
+            object: doc.object,
+            lines,
+            blame,
+            transformers: built
+                .transformers
+                .iter()
+                .filter(|t| t.dir == dir)
+                .map(|t| t.kind.clone())
+                .collect(),
+            generated: built.generator.as_ref().is_some_and(|g| g.dir == dir),
+            inputs,
+        });
     }
     sides
 }

@@ -98,6 +98,10 @@ pub struct Located {
     /// there (orphaned).
     #[serde(skip)]
     pub desired_at_tip: Option<Arc<Value>>,
+    /// The kustomize generator and transformers that made desired (as applied), when the
+    /// locator records them ([`Locator::recording_transformers`]).
+    #[serde(skip)]
+    pub built_by: render::BuiltBy,
 }
 
 /// A render's documents, with an index by kind and name: every object of a render root looks
@@ -151,6 +155,7 @@ pub struct Locator {
     history: Mutex<HashMap<FileKey, Option<CommitId>>>,
     counts: Mutex<HashMap<(String, CommitId, CommitId), usize>>,
     revisions: Mutex<HashMap<(String, String), CommitId>>,
+    metadata: render::Metadata,
     pub reads: GitReads,
 }
 
@@ -164,8 +169,16 @@ impl Locator {
             history: Mutex::default(),
             counts: Mutex::default(),
             revisions: Mutex::default(),
+            metadata: render::Metadata::Origin,
             reads: GitReads::default(),
         }
+    }
+
+    /// Kustomize renders also record the generators and transformers that made each object
+    /// (what blame attributes to kustomization lines); renders get larger and slower to read.
+    pub fn recording_transformers(mut self) -> Locator {
+        self.metadata = render::Metadata::Transformers;
+        self
     }
 
     /// Resolves a pointer (or, with None, the fallback search) for the live object `key`.
@@ -217,12 +230,17 @@ impl Locator {
             }
         };
         let file = RepoPath::parse(&doc.file)?;
-        let written = match self.documents(&repo_key, &repo, read_at, &file).ok() {
-            Some(docs) => match pick_ref(&docs, key) {
-                Some(d) if d.object != *desired => Arc::new(d.object.clone()),
-                _ => desired.clone(),
-            },
-            None => desired.clone(),
+        // A generated object (configMapGenerator...) is written nowhere as a document.
+        let written = if doc.built_by.generator.is_some() {
+            Arc::new(Value::Null)
+        } else {
+            match self.documents(&repo_key, &repo, read_at, &file).ok() {
+                Some(docs) => match pick_ref(&docs, key) {
+                    Some(d) if d.object != *desired => Arc::new(d.object.clone()),
+                    _ => desired.clone(),
+                },
+                None => desired.clone(),
+            }
         };
         let last_change = match self.last_change(&repo_key, &repo, read_at, &file)? {
             Some(id) => Some(repo.commit_info(id)?),
@@ -263,6 +281,7 @@ impl Locator {
             file_changed_since_applied,
             pending_commit,
             reconciler: pointer.reconciler.clone(),
+            built_by: doc.built_by,
             desired,
             written,
             desired_at_tip: at_tip,
@@ -315,8 +334,14 @@ impl Locator {
                 let (file, lines) = match RepoPath::parse(&found.file) {
                     Ok(file) => {
                         let docs = self.documents(&repo_key, &repo, read_at, &file)?;
-                        match pick_ref(&docs, key) {
+                        let generated = found.built_by.generator.is_some();
+                        match pick_ref(&docs, key).filter(|_| !generated) {
                             Some(source) => (source.file.clone(), source.lines),
+                            // Generated: `file` is the kustomization that configures it.
+                            None if generated => (
+                                found.file.clone(),
+                                docs.first().map_or(found.lines, |k| k.lines),
+                            ),
                             None => (found.file.clone(), found.lines),
                         }
                     }
@@ -326,6 +351,7 @@ impl Locator {
                     file,
                     lines,
                     object: found.object.clone(),
+                    built_by: found.built_by.clone(),
                 };
                 (doc, display_root(&root))
             }
@@ -383,13 +409,23 @@ impl Locator {
         located: &Located,
         blame_cache: Option<&Path>,
     ) -> Result<(Vec<u8>, Vec<crate::git::BlameLine>), SourceError> {
+        self.file_with_blame(located, &RepoPath::parse(&located.file)?, blame_cache)
+    }
+
+    /// Any file of the located object's repository as applied (at `read_at`), and its blame
+    /// there: a kustomization that transformed the object, a file a generator read.
+    pub fn file_with_blame(
+        &self,
+        located: &Located,
+        file: &RepoPath,
+        blame_cache: Option<&Path>,
+    ) -> Result<(Vec<u8>, Vec<crate::git::BlameLine>), SourceError> {
         let repo = self
             .repo_of(located)
             .ok_or_else(|| SourceError::Repeated("the repository is not open".into()))?;
         let commit: CommitId = located.read_at.parse()?;
-        let file = RepoPath::parse(&located.file)?;
-        let text = repo.read_file(commit, &file)?;
-        let blame = repo.blame(commit, &file, blame_cache)?;
+        let text = repo.read_file(commit, file)?;
+        let blame = repo.blame(commit, file, blame_cache)?;
         Ok((text, blame))
     }
 
@@ -686,12 +722,13 @@ impl Locator {
             }
             docs
         } else if has_kustomization || pointer.generate_kustomization {
-            render::kustomize(
+            render::kustomize_recording(
                 repo,
                 commit,
                 root,
                 &pointer.overlay,
                 pointer.generate_kustomization,
+                self.metadata,
             )?
         } else {
             // Plain manifests (an Argo CD directory source): top level, or every level.

@@ -391,3 +391,255 @@ fn values_from_an_overlay_patch_point_at_the_patch() {
         17
     );
 }
+
+const CAROL: (&str, &str) = ("Carol Clerk", "carol@example.com");
+const DAVE: (&str, &str) = ("Dave Deployer", "dave@example.com");
+const ERIN: (&str, &str) = ("Erin Engineer", "erin@example.com");
+
+#[test]
+fn values_from_kustomize_transformers_and_generators_point_at_the_kustomization() {
+    let cp = testenv::shared();
+    cp.install_gitops_crds();
+    let ns = cp.namespace("blame-transformers");
+    let mut repo = GitRepo::new();
+    repo.git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://git.example.com/acme/transformers.git",
+    ]);
+    let web = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: nginx:1.25
+      volumes:
+        - name: settings
+          configMap: {name: settings}
+";
+    // Each setting of the kustomization comes in its own commit, by its own author.
+    let mut kustomization = format!("namespace: {ns}\nresources:\n  - web.yaml\n");
+    repo.write("apps/web.yaml", web)
+        .write("apps/kustomization.yaml", &kustomization);
+    repo.commit(ALICE, "Add web");
+    for (setting, author) in [
+        ("namePrefix: prod-\n", BOB),
+        ("commonLabels:\n  team: payments\n", CAROL),
+        ("images:\n  - name: nginx\n    newTag: \"1.27\"\n", DAVE),
+        (
+            "configMapGenerator:\n  - name: settings\n    literals:\n      - MODE=prod\n      - LEVEL=info\n\
+             secretGenerator:\n  - name: creds\n    literals:\n      - PASSWORD=s3cr3t-value\n",
+            ERIN,
+        ),
+    ] {
+        kustomization.push_str(setting);
+        repo.write("apps/kustomization.yaml", &kustomization);
+        repo.commit(author, setting.lines().next().unwrap());
+    }
+    // A later change to one literal: that line, and only it, moves to the new commit.
+    kustomization = kustomization.replace("LEVEL=info", "LEVEL=debug");
+    repo.write("apps/kustomization.yaml", &kustomization);
+    let applied = repo.commit(ALICE, "Debug logging");
+
+    kubectl(
+        &ns,
+        &["apply", "--server-side", "-f", "-"],
+        Some(
+            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {name: apps}\n\
+             spec: {url: 'https://git.example.com/acme/transformers', interval: 1m, ref: {branch: main}}\n---\n\
+             apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: apps}\n\
+             spec: {interval: 5m, prune: true, path: ./apps, sourceRef: {kind: GitRepository, name: apps}}\n",
+        ),
+    );
+    let status =
+        serde_json::json!({"status": {"lastAppliedRevision": format!("main@sha1:{applied}")}});
+    kubectl(
+        &ns,
+        &[
+            "patch",
+            "kustomization/apps",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ],
+        None,
+    );
+    let rendered = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(repo.path().join("apps"))
+        .output()
+        .unwrap();
+    let rendered = String::from_utf8(rendered.stdout).unwrap();
+    // kustomize-controller adds its labels to every object's own labels (commonLabels gave
+    // each object a label map).
+    let labels = format!(
+        "\n  labels:\n    kustomize.toolkit.fluxcd.io/name: apps\n    kustomize.toolkit.fluxcd.io/namespace: {ns}\n"
+    );
+    let rendered = rendered.replace("\n  labels:\n", &labels);
+    kubectl(
+        &ns,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=kustomize-controller",
+            "-f",
+            "-",
+        ],
+        Some(&rendered),
+    );
+    let generated = |prefix: &str| -> String {
+        rendered
+            .lines()
+            .find_map(|l| l.strip_prefix("  name: ").filter(|n| n.starts_with(prefix)))
+            .unwrap_or_else(|| panic!("no {prefix}* in {rendered}"))
+            .to_owned()
+    };
+    let (configmap, secret) = (generated("prod-settings-"), generated("prod-creds-"));
+
+    // The reference: what `git blame --porcelain` says of each kustomization.yaml line.
+    let porcelain = repo.git(&[
+        "blame",
+        "--porcelain",
+        "HEAD",
+        "--",
+        "apps/kustomization.yaml",
+    ]);
+    let commit_of = |line: usize| -> String {
+        porcelain
+            .lines()
+            .find(|l| {
+                let parts: Vec<&str> = l.split(' ').collect();
+                parts.len() >= 3 && parts[0].len() == 40 && parts[2] == line.to_string()
+            })
+            .map(|l| l[..40].to_owned())
+            .unwrap_or_else(|| panic!("git blame has line {line}"))
+    };
+    let line_of = |needle: &str| -> usize {
+        kustomization
+            .lines()
+            .position(|l| l.trim_start() == needle)
+            .unwrap_or_else(|| panic!("{needle} in {kustomization}"))
+            + 1
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let kc = cp.kubeconfig.display().to_string();
+    let blame = |object: &str| -> (crate::support::Ran, Vec<Value>) {
+        let ran = run(kubectl_gitops(&[
+            "blame",
+            "--kubeconfig",
+            &kc,
+            "-n",
+            &ns,
+            object,
+            "-o",
+            "json",
+        ])
+        .env("XDG_CACHE_HOME", cache.path())
+        .current_dir(repo.path()));
+        assert_eq!(ran.code, Some(0), "{object}: {}", ran.stderr);
+        let records = ran
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        (ran, records)
+    };
+    let check = |object: &str, expected: &[(&str, &str, (&str, &str))]| {
+        let (ran, records) = blame(object);
+        for (path, needle, author) in expected {
+            let origin = &records
+                .iter()
+                .find(|r| r["path"] == *path)
+                .unwrap_or_else(|| panic!("{object}: no line for {path}: {}", ran.stdout))["origin"];
+            let line = line_of(needle);
+            assert_eq!(origin["kind"], "git", "{object} {path}: {origin}");
+            assert_eq!(
+                (origin["file"].as_str(), origin["line"].as_u64()),
+                (Some("apps/kustomization.yaml"), Some(line as u64)),
+                "{object} {path}: {origin}"
+            );
+            assert_eq!(
+                origin["commit"],
+                commit_of(line).as_str(),
+                "{object} {path} against git blame"
+            );
+            assert_eq!(origin["author"], author.0, "{object} {path}");
+        }
+        records
+    };
+
+    let records = check(
+        "deploy/prod-web",
+        &[
+            (".metadata.name", "namePrefix: prod-", BOB),
+            (".metadata.namespace", &format!("namespace: {ns}"), ALICE),
+            (".metadata.labels.team", "team: payments", CAROL),
+            (".spec.selector.matchLabels.team", "team: payments", CAROL),
+            (
+                ".spec.template.metadata.labels.team",
+                "team: payments",
+                CAROL,
+            ),
+            (
+                ".spec.template.spec.containers[name=web].image",
+                "newTag: \"1.27\"",
+                DAVE,
+            ),
+            // The generated name's prefix (Bob) and hash (Erin's generator): Erin's is newer.
+            (
+                ".spec.template.spec.volumes[name=settings].configMap.name",
+                "- name: settings",
+                ERIN,
+            ),
+        ],
+    );
+    // What kustomize left alone keeps its own file's line.
+    for path in [
+        ".spec.replicas",
+        ".spec.template.spec.containers[name=web].name",
+        ".metadata.labels.app",
+    ] {
+        let origin = &records.iter().find(|r| r["path"] == path).unwrap()["origin"];
+        assert_eq!(origin["file"], "apps/web.yaml", "{path}: {origin}");
+        assert_eq!(origin["author"], ALICE.0, "{path}");
+    }
+
+    check(
+        &format!("configmap/{configmap}"),
+        &[
+            (".data.MODE", "- MODE=prod", ERIN),
+            (".data.LEVEL", "- LEVEL=debug", ALICE),
+            (".metadata.name", "- name: settings", ERIN),
+            (".metadata.namespace", &format!("namespace: {ns}"), ALICE),
+            (".metadata.labels.team", "team: payments", CAROL),
+            (".kind", "- name: settings", ERIN),
+        ],
+    );
+    let secret_records = check(
+        &format!("secret/{secret}"),
+        &[
+            (".data.PASSWORD", "- PASSWORD=s3cr3t-value", ERIN),
+            (".metadata.name", "- name: creds", ERIN),
+        ],
+    );
+    // Secret values are never shown, whatever line they are tied to.
+    let text = serde_json::to_string(&secret_records).unwrap();
+    assert!(
+        !text.contains("s3cr3t") && !text.contains("czNjcjN0"),
+        "{text}"
+    );
+}
