@@ -103,6 +103,18 @@ impl Work {
 pub struct Evaluated {
     pub report: ObjectReport,
     pub work: Option<Work>,
+    /// For a missing object: what Git declares, for `revert` to create it again.
+    pub missing: Option<MissingObject>,
+}
+
+/// An object Git declares and the cluster does not have, ready to be created again: desired
+/// in the namespace it belongs in, carrying the source markers its siblings carry (so that it
+/// is found again the way they are), and who would apply it.
+pub struct MissingObject {
+    pub desired: Value,
+    /// The field manager the reconciler of its siblings applies as.
+    pub manager: String,
+    pub reconciler: Option<source::Reconciler>,
 }
 
 /// A kind that was listed, and from which resourceVersion a watch can follow it.
@@ -174,6 +186,14 @@ impl Engine {
             schema_versions: BTreeSet::new(),
             repo_rules: None,
         })
+    }
+
+    /// Evaluates another scope next time, keeping the caches (revert: the named objects first,
+    /// then the whole namespace to find named objects that are missing). The repository
+    /// choice (`--repo`, `--against`) must stay the same.
+    pub fn set_scope(&mut self, scope: Scope) {
+        self.namespace = (!scope.all_namespaces).then(|| self.cluster.target.namespace.clone());
+        self.scope = scope;
     }
 
     /// Forgets what Git said: the next evaluation reads the tracked branches again (watch,
@@ -321,6 +341,10 @@ impl Engine {
                         k.name == **name && k.kind == resource.kind && k.group == resource.group
                     });
                     if let Some((key, doc)) = in_files {
+                        let mut desired = doc.object.clone();
+                        if resource.namespaced {
+                            set_namespace(&mut desired, key.namespace.as_deref());
+                        }
                         items.push(Evaluated {
                             report: ObjectReport {
                                 object: key.clone(),
@@ -338,6 +362,11 @@ impl Engine {
                                 error: None,
                             },
                             work: None,
+                            missing: Some(MissingObject {
+                                desired,
+                                manager: "kubectl-gitops".into(),
+                                reconciler: None,
+                            }),
                         });
                         continue;
                     }
@@ -397,6 +426,7 @@ impl Engine {
                     items.push(Evaluated {
                         report: *report,
                         work: None,
+                        missing: None,
                     });
                 }
                 Prepared::Nothing => {}
@@ -408,8 +438,12 @@ impl Engine {
         // cluster.
         let named_elsewhere = explicit && targets.iter().all(|(_, n)| n.is_some());
         if !named_elsewhere {
-            for report in self.missing(&work, &all_live, &listed_kinds, err)? {
-                items.push(Evaluated { report, work: None });
+            for (report, missing) in self.missing(&work, &all_live, &listed_kinds, err)? {
+                items.push(Evaluated {
+                    report,
+                    work: None,
+                    missing: Some(missing),
+                });
             }
         }
 
@@ -443,6 +477,7 @@ impl Engine {
             Prepared::Report(report) => Ok(Some(Evaluated {
                 report: *report,
                 work: None,
+                missing: None,
             })),
             Prepared::Nothing => Ok(None),
         }
@@ -524,7 +559,7 @@ impl Engine {
         all_live: &BTreeSet<ObjectKey>,
         listed_kinds: &BTreeSet<(String, String)>,
         err: &mut dyn Write,
-    ) -> Result<Vec<ObjectReport>> {
+    ) -> Result<Vec<(ObjectReport, MissingObject)>> {
         let mut reports = Vec::new();
         let mut sources_seen = BTreeSet::new();
         let mut missing = BTreeSet::new();
@@ -565,7 +600,24 @@ impl Engine {
                     || key.namespace == self.namespace;
                 let listed = listed_kinds.contains(&(key.group.clone(), key.kind.clone()));
                 if in_scope && listed && !all_live.contains(&key) && missing.insert(key.clone()) {
-                    reports.push(ObjectReport {
+                    let namespaced = self
+                        .discovery
+                        .for_kind(
+                            doc.object["apiVersion"].as_str().unwrap_or_default(),
+                            &key.kind,
+                        )
+                        .is_none_or(|r| r.namespaced);
+                    let mut desired = doc.object.clone();
+                    if namespaced {
+                        set_namespace(&mut desired, key.namespace.as_deref());
+                    }
+                    copy_source_markers(&w.live, w.located.rule, &key, &mut desired);
+                    let recreate = MissingObject {
+                        desired,
+                        manager: w.manager(),
+                        reconciler: w.located.reconciler.clone(),
+                    };
+                    let report = ObjectReport {
                         object: key,
                         status: Status::Missing,
                         verdict: Some(Verdict::Offline),
@@ -579,7 +631,8 @@ impl Engine {
                         fields: Vec::new(),
                         ignored: Vec::new(),
                         error: None,
-                    });
+                    };
+                    reports.push((report, recreate));
                 }
             }
         }
@@ -740,6 +793,7 @@ impl Engine {
             judged.push(Evaluated {
                 report,
                 work: Some(w),
+                missing: None,
             });
         }
         Ok(judged)
@@ -795,11 +849,70 @@ pub fn reconciler_managers(located: &Located, managed: &ManagedFields) -> Vec<St
 
 /// Desired as the API would take it: in the live object's namespace, with its name.
 pub fn place(desired: &mut Value, live: &Value) {
-    if let Some(ns) = live["metadata"]["namespace"].as_str()
-        && desired["metadata"]["namespace"].is_null()
-        && let Some(meta) = desired.get_mut("metadata").and_then(Value::as_object_mut)
+    set_namespace(desired, live["metadata"]["namespace"].as_str());
+}
+
+/// Sets `metadata.namespace` when the document does not say.
+fn set_namespace(object: &mut Value, namespace: Option<&str>) {
+    if let Some(ns) = namespace
+        && object["metadata"]["namespace"].is_null()
+        && let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut)
     {
         meta.insert("namespace".into(), ns.into());
+    }
+}
+
+/// Gives an object about to be created again the source markers that `sibling` (found through
+/// the same file or render root) carries, as the tool that applied them would have written
+/// them: our stamp annotations and kustomize's origin (same file), Flux's labels, Argo CD's
+/// instance label and tracking id. Without them the new object would have no source.
+fn copy_source_markers(sibling: &Value, rule: source::Rule, key: &ObjectKey, object: &mut Value) {
+    use source::annotations::{
+        ARGO_INSTANCE, ARGO_TRACKING_ID, COMMIT, FLUX_NAME, FLUX_NAMESPACE, KUSTOMIZE_ORIGIN, PATH,
+        REPO,
+    };
+    let (annotations, labels): (Vec<&str>, Vec<&str>) = match rule {
+        source::Rule::Annotations => (vec![REPO, PATH, COMMIT], vec![]),
+        source::Rule::KustomizeOrigin => (vec![KUSTOMIZE_ORIGIN], vec![]),
+        source::Rule::Flux => (vec![], vec![FLUX_NAME, FLUX_NAMESPACE]),
+        source::Rule::ArgoCd => (vec![], vec![ARGO_INSTANCE]),
+        source::Rule::Fallback => (vec![], vec![]),
+    };
+    let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (section, keys) in [("annotations", annotations), ("labels", labels)] {
+        for k in keys {
+            if let Some(value) = sibling["metadata"][section][k].as_str() {
+                let map = meta
+                    .entry(section)
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if let Some(map) = map.as_object_mut() {
+                    map.entry(k).or_insert_with(|| value.into());
+                }
+            }
+        }
+    }
+    // `<app>:<group>/<kind>:<namespace>/<name>`: the app is the sibling's, the rest this one's.
+    if rule == source::Rule::ArgoCd
+        && let Some(id) = sibling["metadata"]["annotations"][ARGO_TRACKING_ID].as_str()
+        && let Some((app, _)) = id.split_once(':')
+    {
+        let map = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(map) = map.as_object_mut() {
+            map.entry(ARGO_TRACKING_ID).or_insert_with(|| {
+                format!(
+                    "{app}:{}/{}:{}/{}",
+                    key.group,
+                    key.kind,
+                    key.namespace.as_deref().unwrap_or_default(),
+                    key.name
+                )
+                .into()
+            });
+        }
     }
 }
 
@@ -1009,5 +1122,63 @@ fn bare(key: ObjectKey, status: Status, error: Option<String>) -> ObjectReport {
         fields: Vec::new(),
         ignored: Vec::new(),
         error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_object_created_again_carries_its_siblings_markers() {
+        let key = |kind: &str, name: &str| ObjectKey {
+            group: String::new(),
+            kind: kind.into(),
+            namespace: Some("shop".into()),
+            name: name.into(),
+        };
+        let argo = json!({"metadata": {
+            "labels": {"app.kubernetes.io/instance": "shop", "team": "x"},
+            "annotations": {"argocd.argoproj.io/tracking-id": "argocd_shop:apps/Deployment:shop/web"}}});
+        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gone"}});
+        copy_source_markers(
+            &argo,
+            source::Rule::ArgoCd,
+            &key("ConfigMap", "gone"),
+            &mut cm,
+        );
+        assert_eq!(
+            cm["metadata"],
+            json!({"name": "gone",
+                   "labels": {"app.kubernetes.io/instance": "shop"},
+                   "annotations": {"argocd.argoproj.io/tracking-id": "argocd_shop:/ConfigMap:shop/gone"}})
+        );
+
+        let flux = json!({"metadata": {"labels": {
+            "kustomize.toolkit.fluxcd.io/name": "apps",
+            "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}}});
+        let mut cm = json!({"metadata": {"name": "gone", "labels": {"app": "web"}}});
+        copy_source_markers(
+            &flux,
+            source::Rule::Flux,
+            &key("ConfigMap", "gone"),
+            &mut cm,
+        );
+        assert_eq!(
+            cm["metadata"]["labels"],
+            json!({"app": "web", "kustomize.toolkit.fluxcd.io/name": "apps",
+                   "kustomize.toolkit.fluxcd.io/namespace": "flux-system"})
+        );
+
+        // The fallback search needs no marker: nothing is added.
+        let mut cm = json!({"metadata": {"name": "gone"}});
+        copy_source_markers(
+            &flux,
+            source::Rule::Fallback,
+            &key("ConfigMap", "gone"),
+            &mut cm,
+        );
+        assert_eq!(cm, json!({"metadata": {"name": "gone"}}));
     }
 }
