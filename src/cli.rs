@@ -222,19 +222,43 @@ pub struct BlameArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["objects", "all"]))]
 pub struct RevertArgs {
-    /// The objects, as TYPE/NAME
+    /// The objects, as TYPE/NAME (as kubectl accepts them)
     #[arg(value_name = "TYPE/NAME")]
     pub objects: Vec<String>,
-    /// Every drifted object in scope
-    #[arg(long)]
+    /// Every drifted or missing object in scope (-n, -A, -l, -f)
+    #[arg(long, conflicts_with = "objects")]
     pub all: bool,
-    /// Do everything with dryRun=All: nothing is written
+    /// With --all: the objects a file or directory of the local checkout declares (repeatable)
+    #[arg(short = 'f', long = "filename", value_name = "PATH", requires = "all")]
+    pub files: Vec<PathBuf>,
+    /// With --all: label selector, as in kubectl
+    #[arg(short = 'l', long, value_name = "SELECTOR", requires = "all")]
+    pub selector: Option<String>,
+    /// The repository: a local checkout or a URL (else found from each object)
+    #[arg(long, value_name = "PATH|URL")]
+    pub repo: Option<String>,
+    /// The Git revision to put back (else the tracked branch's tip, or HEAD of the local
+    /// checkout in use)
+    #[arg(long, value_name = "REV")]
+    pub to: Option<String>,
+    /// Do every step with dryRun=All: nothing is written
     #[arg(long)]
     pub dry_run: bool,
-    /// Do not ask for confirmation
+    /// Do not ask for confirmation (needed when stdin is not a terminal)
     #[arg(short = 'y', long)]
     pub yes: bool,
+    /// Apply as this field manager (else the reconciler's: kustomize-controller,
+    /// argocd-controller, the pipeline's kubectl, else kubectl-gitops)
+    #[arg(long, value_name = "NAME")]
+    pub field_manager: Option<String>,
+    /// Leave a field alone: KIND[.GROUP][/NAME]:/json/pointer, or manager=NAME (repeatable)
+    #[arg(long = "ignore", value_name = "RULE")]
+    pub ignore: Vec<String>,
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = crate::report::RevertFormat::Text, value_name = "FORMAT")]
+    pub output: crate::report::RevertFormat,
 }
 
 #[derive(Debug, Args)]

@@ -478,7 +478,11 @@ pub fn out_of_band_additions(
         !reconciler.contains(&e.manager)
             && !normalize::SYSTEM_MANAGERS.contains(&e.manager.as_str())
     };
-    undeclared_owned(desired, live, managed, &out_of_band, &|_, owner| {
+    // A Secret's `stringData` key declares the `data` key the server stores it in: a manager
+    // that patched that value out of band keeps listing it after the value is put back.
+    let mut desired = desired.clone();
+    secret_string_data(&mut desired);
+    undeclared_owned(&desired, live, managed, &out_of_band, &|_, owner| {
         out_of_band(owner)
     })
 }
@@ -602,6 +606,26 @@ mod tests {
         let live = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
                           "data": {"password": "aHVudGVyMg=="}, "type": "Opaque"});
         assert_eq!(compare_offline(&desired, &live, None), Offline::InSync);
+    }
+
+    #[test]
+    fn a_secret_value_from_string_data_is_declared() {
+        // kubectl-patch set the value out of band; it was put back through stringData, and
+        // kubectl-patch still lists `.data.password`: the key is Git's, not an addition.
+        let desired = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                             "stringData": {"password": "hunter2"}});
+        let live = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s",
+            "managedFields": [
+                {"manager": "kubectl", "operation": "Apply", "apiVersion": "v1",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:stringData": {"f:password": {}}}},
+                {"manager": "kubectl-patch", "operation": "Update", "apiVersion": "v1",
+                 "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:data": {"f:password": {}, "f:added": {}}}}]},
+            "data": {"password": "aHVudGVyMg==", "added": "eA=="}});
+        let managed = ManagedFields::of(&live).unwrap();
+        let extra = out_of_band_additions(&desired, &live, &managed, &["kubectl".into()]);
+        let paths: Vec<String> = extra.iter().map(|c| c.path.to_string()).collect();
+        assert_eq!(paths, [".data.added"]);
     }
 
     #[test]

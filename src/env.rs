@@ -13,7 +13,8 @@ pub struct Env {
     pub home: Option<PathBuf>,
     /// `NO_COLOR` set to a non-empty value.
     pub no_color: bool,
-    /// Whether stdout and stderr are terminals.
+    /// Whether stdin, stdout and stderr are terminals (revert asks on stdin only when it is).
+    pub stdin_tty: bool,
     pub stdout_tty: bool,
     pub stderr_tty: bool,
     /// The working directory.
@@ -22,6 +23,9 @@ pub struct Env {
     pub cache_dir: Option<PathBuf>,
     /// Set when running in a pod: `KUBERNETES_SERVICE_HOST` and `_PORT` both present.
     pub in_cluster: bool,
+    /// Test only: `KUBECTL_GITOPS_TEST_HOOK`, a shell command `revert` runs at fixed points
+    /// (after planning, after each apply) so that a test can change an object in that window.
+    pub test_hook: Option<OsString>,
 }
 
 impl Env {
@@ -32,12 +36,14 @@ impl Env {
             kubeconfig: non_empty("KUBECONFIG"),
             home: dirs::home_dir(),
             no_color: non_empty("NO_COLOR").is_some(),
+            stdin_tty: std::io::stdin().is_terminal(),
             stdout_tty: std::io::stdout().is_terminal(),
             stderr_tty: std::io::stderr().is_terminal(),
             cwd: std::env::current_dir().ok(),
             cache_dir: dirs::cache_dir().map(|d| d.join("kubectl-gitops")),
             in_cluster: non_empty("KUBERNETES_SERVICE_HOST").is_some()
                 && non_empty("KUBERNETES_SERVICE_PORT").is_some(),
+            test_hook: non_empty("KUBECTL_GITOPS_TEST_HOOK"),
         }
     }
 }

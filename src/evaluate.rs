@@ -114,6 +114,18 @@ impl Work {
 pub struct Evaluated {
     pub report: ObjectReport,
     pub work: Option<Work>,
+    /// For a missing object: what Git declares, for `revert` to create it again.
+    pub missing: Option<MissingObject>,
+}
+
+/// An object Git declares and the cluster does not have, ready to be created again: desired
+/// in the namespace it belongs in, carrying the source markers its siblings carry (so that it
+/// is found again the way they are), and who would apply it.
+pub struct MissingObject {
+    pub desired: Value,
+    /// The field manager the reconciler of its siblings applies as.
+    pub manager: String,
+    pub reconciler: Option<source::Reconciler>,
 }
 
 /// A kind that was listed, and from which resourceVersion a watch can follow it.
@@ -191,6 +203,14 @@ impl Engine {
             repo_rules: Vec::new(),
             repo_rules_read: BTreeSet::new(),
         })
+    }
+
+    /// Evaluates another scope next time, keeping the caches (revert: the named objects first,
+    /// then the whole namespace to find named objects that are missing). The repository
+    /// choice (`--repo`, `--against`) must stay the same.
+    pub fn set_scope(&mut self, scope: Scope) {
+        self.namespace = (!scope.all_namespaces).then(|| self.cluster.target.namespace.clone());
+        self.scope = scope;
     }
 
     /// Forgets what Git said: the next evaluation reads the tracked branches again (watch,
@@ -339,6 +359,10 @@ impl Engine {
                     k.name == **name && k.kind == resource.kind && k.group == resource.group
                 });
                 if let Some((key, doc)) = in_files {
+                    let mut desired = doc.object.clone();
+                    if resource.namespaced {
+                        set_namespace(&mut desired, key.namespace.as_deref());
+                    }
                     items.push(Evaluated {
                         report: ObjectReport {
                             object: key.clone(),
@@ -356,6 +380,11 @@ impl Engine {
                             error: None,
                         },
                         work: None,
+                        missing: Some(MissingObject {
+                            desired,
+                            manager: "kubectl-gitops".into(),
+                            reconciler: None,
+                        }),
                     });
                     continue;
                 }
@@ -398,12 +427,13 @@ impl Engine {
                         items.push(Evaluated {
                             report: *report,
                             work: None,
+                            missing: None,
                         });
                         continue;
                     }
                     Prepared::Nothing => continue,
                 };
-                if let Err(e) = in_git.note(&self.locator, &w) {
+                if let Err(e) = in_git.note(&self.locator, &self.discovery, &w) {
                     writeln!(
                         err,
                         "warning: {}: cannot list its source's other objects: {}",
@@ -421,7 +451,11 @@ impl Engine {
                 {
                     // In sync offline and no dry run wanted: the report is all that is kept.
                     let report = self.verdict(&w, err);
-                    items.push(Evaluated { report, work: None });
+                    items.push(Evaluated {
+                        report,
+                        work: None,
+                        missing: None,
+                    });
                 } else {
                     kept.push(w);
                 }
@@ -439,8 +473,14 @@ impl Engine {
         // cluster.
         let named_elsewhere = explicit && targets.iter().all(|(_, n)| n.is_some());
         if !named_elsewhere {
-            for report in in_git.missing(&all_live, &listed_kinds, self.namespace.as_deref()) {
-                items.push(Evaluated { report, work: None });
+            for (report, missing) in
+                in_git.missing(&all_live, &listed_kinds, self.namespace.as_deref())
+            {
+                items.push(Evaluated {
+                    report,
+                    work: None,
+                    missing: Some(missing),
+                });
             }
         }
 
@@ -464,6 +504,7 @@ impl Engine {
             items.push(Evaluated {
                 report,
                 work: Some(w),
+                missing: None,
             });
         }
         Ok(Evaluation {
@@ -548,6 +589,7 @@ impl Engine {
                 return Ok(Some(Evaluated {
                     report: *report,
                     work: None,
+                    missing: None,
                 }));
             }
             Prepared::Nothing => return Ok(None),
@@ -574,6 +616,7 @@ impl Engine {
         Ok(Some(Evaluated {
             report,
             work: Some(w),
+            missing: None,
         }))
     }
 
@@ -850,15 +893,40 @@ impl DryRuns {
 }
 
 /// What Git declares next to the objects found (same file, or same render root): the
-/// candidates for *missing*. Each source is listed once, when its first object is seen.
+/// candidates for *missing*. Each source is listed once, when its first object is seen; the
+/// documents stay shared with the locator's cache until one turns out to be missing.
 #[derive(Default)]
 struct Declared {
     sources_seen: BTreeSet<(String, String, String)>,
-    candidates: Vec<(ObjectKey, ObjectReport)>,
+    candidates: Vec<Candidate>,
+}
+
+/// One object a source declares, and how it would be created again.
+struct Candidate {
+    key: ObjectKey,
+    report: ObjectReport,
+    namespaced: bool,
+    doc: usize,
+    source: Arc<SourceContext>,
+}
+
+/// A source (file or render root) as its first object found it.
+struct SourceContext {
+    docs: Arc<Vec<crate::render::Document>>,
+    /// The labels and annotations of that object: the markers a re-created sibling carries.
+    sibling: Value,
+    rule: source::Rule,
+    manager: String,
+    reconciler: Option<source::Reconciler>,
 }
 
 impl Declared {
-    fn note(&mut self, locator: &Locator, w: &Work) -> Result<(), SourceError> {
+    fn note(
+        &mut self,
+        locator: &Locator,
+        discovery: &Discovery,
+        w: &Work,
+    ) -> Result<(), SourceError> {
         // A render root is listed once for all its files; a plain file once.
         let rendered = matches!(w.located.rule, source::Rule::Flux | source::Rule::ArgoCd);
         let file = if rendered {
@@ -874,9 +942,26 @@ impl Declared {
             return Ok(());
         }
         let docs = locator.siblings(&w.located, w.pointer.as_ref())?;
-        for doc in docs.iter() {
+        let source = Arc::new(SourceContext {
+            docs: docs.clone(),
+            sibling: serde_json::json!({"metadata": {
+                "labels": w.live["metadata"]["labels"].clone(),
+                "annotations": w.live["metadata"]["annotations"].clone(),
+            }}),
+            rule: w.located.rule,
+            manager: w.manager(),
+            reconciler: w.located.reconciler.clone(),
+        });
+        for (index, doc) in docs.iter().enumerate() {
             let Some(mut key) = doc.key() else { continue };
-            if key.namespace.is_none() && w.resource.namespaced {
+            // The namespace is the sibling's, for a kind that has one.
+            let namespaced = discovery
+                .for_kind(
+                    doc.object["apiVersion"].as_str().unwrap_or_default(),
+                    &key.kind,
+                )
+                .map_or(w.resource.namespaced, |r| r.namespaced);
+            if key.namespace.is_none() && namespaced {
                 key.namespace = w.key.namespace.clone();
             }
             let report = ObjectReport {
@@ -894,22 +979,30 @@ impl Declared {
                 ignored: Vec::new(),
                 error: None,
             };
-            self.candidates.push((key, report));
+            self.candidates.push(Candidate {
+                key,
+                report,
+                namespaced,
+                doc: index,
+                source: source.clone(),
+            });
         }
         Ok(())
     }
 
-    /// The candidates of a listed kind, in scope, that the cluster does not have.
+    /// The candidates of a listed kind, in scope, that the cluster does not have, each with
+    /// what it takes to create it again.
     fn missing(
         self,
         all_live: &BTreeSet<ObjectKey>,
         listed_kinds: &BTreeSet<(String, String)>,
         namespace: Option<&str>,
-    ) -> Vec<ObjectReport> {
+    ) -> Vec<(ObjectReport, MissingObject)> {
         let mut seen = BTreeSet::new();
         self.candidates
             .into_iter()
-            .filter(|(key, _)| {
+            .filter(|c| {
+                let key = &c.key;
                 let in_scope = namespace.is_none()
                     || key.namespace.is_none()
                     || key.namespace.as_deref() == namespace;
@@ -918,7 +1011,19 @@ impl Declared {
                     && !all_live.contains(key)
                     && seen.insert(key.clone())
             })
-            .map(|(_, report)| report)
+            .map(|c| {
+                let mut desired = c.source.docs[c.doc].object.clone();
+                if c.namespaced {
+                    set_namespace(&mut desired, c.key.namespace.as_deref());
+                }
+                copy_source_markers(&c.source.sibling, c.source.rule, &c.key, &mut desired);
+                let missing = MissingObject {
+                    desired,
+                    manager: c.source.manager.clone(),
+                    reconciler: c.source.reconciler.clone(),
+                };
+                (c.report, missing)
+            })
             .collect()
     }
 }
@@ -972,11 +1077,70 @@ pub fn reconciler_managers(located: &Located, managed: &ManagedFields) -> Vec<St
 
 /// Desired as the API would take it: in the live object's namespace, with its name.
 pub fn place(desired: &mut Value, live: &Value) {
-    if let Some(ns) = live["metadata"]["namespace"].as_str()
-        && desired["metadata"]["namespace"].is_null()
-        && let Some(meta) = desired.get_mut("metadata").and_then(Value::as_object_mut)
+    set_namespace(desired, live["metadata"]["namespace"].as_str());
+}
+
+/// Sets `metadata.namespace` when the document does not say.
+fn set_namespace(object: &mut Value, namespace: Option<&str>) {
+    if let Some(ns) = namespace
+        && object["metadata"]["namespace"].is_null()
+        && let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut)
     {
         meta.insert("namespace".into(), ns.into());
+    }
+}
+
+/// Gives an object about to be created again the source markers that `sibling` (found through
+/// the same file or render root) carries, as the tool that applied them would have written
+/// them: our stamp annotations and kustomize's origin (same file), Flux's labels, Argo CD's
+/// instance label and tracking id. Without them the new object would have no source.
+fn copy_source_markers(sibling: &Value, rule: source::Rule, key: &ObjectKey, object: &mut Value) {
+    use source::annotations::{
+        ARGO_INSTANCE, ARGO_TRACKING_ID, COMMIT, FLUX_NAME, FLUX_NAMESPACE, KUSTOMIZE_ORIGIN, PATH,
+        REPO,
+    };
+    let (annotations, labels): (Vec<&str>, Vec<&str>) = match rule {
+        source::Rule::Annotations => (vec![REPO, PATH, COMMIT], vec![]),
+        source::Rule::KustomizeOrigin => (vec![KUSTOMIZE_ORIGIN], vec![]),
+        source::Rule::Flux => (vec![], vec![FLUX_NAME, FLUX_NAMESPACE]),
+        source::Rule::ArgoCd => (vec![], vec![ARGO_INSTANCE]),
+        source::Rule::Fallback => (vec![], vec![]),
+    };
+    let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (section, keys) in [("annotations", annotations), ("labels", labels)] {
+        for k in keys {
+            if let Some(value) = sibling["metadata"][section][k].as_str() {
+                let map = meta
+                    .entry(section)
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if let Some(map) = map.as_object_mut() {
+                    map.entry(k).or_insert_with(|| value.into());
+                }
+            }
+        }
+    }
+    // `<app>:<group>/<kind>:<namespace>/<name>`: the app is the sibling's, the rest this one's.
+    if rule == source::Rule::ArgoCd
+        && let Some(id) = sibling["metadata"]["annotations"][ARGO_TRACKING_ID].as_str()
+        && let Some((app, _)) = id.split_once(':')
+    {
+        let map = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(map) = map.as_object_mut() {
+            map.entry(ARGO_TRACKING_ID).or_insert_with(|| {
+                format!(
+                    "{app}:{}/{}:{}/{}",
+                    key.group,
+                    key.kind,
+                    key.namespace.as_deref().unwrap_or_default(),
+                    key.name
+                )
+                .into()
+            });
+        }
     }
 }
 
@@ -1145,5 +1309,63 @@ fn bare(key: ObjectKey, status: Status, error: Option<String>) -> ObjectReport {
         fields: Vec::new(),
         ignored: Vec::new(),
         error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_object_created_again_carries_its_siblings_markers() {
+        let key = |kind: &str, name: &str| ObjectKey {
+            group: String::new(),
+            kind: kind.into(),
+            namespace: Some("shop".into()),
+            name: name.into(),
+        };
+        let argo = json!({"metadata": {
+            "labels": {"app.kubernetes.io/instance": "shop", "team": "x"},
+            "annotations": {"argocd.argoproj.io/tracking-id": "argocd_shop:apps/Deployment:shop/web"}}});
+        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gone"}});
+        copy_source_markers(
+            &argo,
+            source::Rule::ArgoCd,
+            &key("ConfigMap", "gone"),
+            &mut cm,
+        );
+        assert_eq!(
+            cm["metadata"],
+            json!({"name": "gone",
+                   "labels": {"app.kubernetes.io/instance": "shop"},
+                   "annotations": {"argocd.argoproj.io/tracking-id": "argocd_shop:/ConfigMap:shop/gone"}})
+        );
+
+        let flux = json!({"metadata": {"labels": {
+            "kustomize.toolkit.fluxcd.io/name": "apps",
+            "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}}});
+        let mut cm = json!({"metadata": {"name": "gone", "labels": {"app": "web"}}});
+        copy_source_markers(
+            &flux,
+            source::Rule::Flux,
+            &key("ConfigMap", "gone"),
+            &mut cm,
+        );
+        assert_eq!(
+            cm["metadata"]["labels"],
+            json!({"app": "web", "kustomize.toolkit.fluxcd.io/name": "apps",
+                   "kustomize.toolkit.fluxcd.io/namespace": "flux-system"})
+        );
+
+        // The fallback search needs no marker: nothing is added.
+        let mut cm = json!({"metadata": {"name": "gone"}});
+        copy_source_markers(
+            &flux,
+            source::Rule::Fallback,
+            &key("ConfigMap", "gone"),
+            &mut cm,
+        );
+        assert_eq!(cm, json!({"metadata": {"name": "gone"}}));
     }
 }

@@ -255,28 +255,113 @@ impl Cluster {
         object: &LiveObject,
         field_manager: &str,
     ) -> Result<LiveObject, ClusterError> {
+        self.apply(resource, namespace, object, field_manager, true, true)
+            .await
+    }
+
+    /// Server-side apply of `object` under `field_manager`, creating it when it does not
+    /// exist. `force` takes over fields other managers own (else their differing values are a
+    /// 409 conflict). A `metadata.resourceVersion` (and `uid`) in `object` makes it conditional:
+    /// 409 when the object changed (or was deleted) since that version. `dry_run` sends
+    /// `dryRun=All`: nothing is written.
+    pub async fn apply(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        object: &LiveObject,
+        field_manager: &str,
+        force: bool,
+        dry_run: bool,
+    ) -> Result<LiveObject, ClusterError> {
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        let mut query = vec![format!("fieldManager={}", query_escape(field_manager))];
+        if force {
+            query.push("force=true".into());
+        }
+        let what = format!(
+            "PATCH{} {}/{name}",
+            if dry_run { " (dry run)" } else { "" },
+            resource.qualified_name()
+        );
+        self.patch(
+            resource,
+            namespace,
+            name,
+            "application/apply-patch+yaml",
+            object,
+            query,
+            dry_run,
+            &what,
+        )
+        .await
+    }
+
+    /// A JSON patch (RFC 6902) of one object, as `field_manager`. `ops` usually starts with a
+    /// `test` of `/metadata/resourceVersion`, so that it applies only to the version it was
+    /// made for; the server answers 422 when a test fails. `dry_run` sends `dryRun=All`.
+    pub async fn json_patch(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        ops: &serde_json::Value,
+        field_manager: &str,
+        dry_run: bool,
+    ) -> Result<LiveObject, ClusterError> {
+        let query = vec![format!("fieldManager={}", query_escape(field_manager))];
+        let what = format!(
+            "PATCH{} (JSON patch) {}/{name}",
+            if dry_run { " (dry run)" } else { "" },
+            resource.qualified_name()
+        );
+        self.patch(
+            resource,
+            namespace,
+            name,
+            "application/json-patch+json",
+            ops,
+            query,
+            dry_run,
+            &what,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn patch(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        content_type: &str,
+        body: &serde_json::Value,
+        mut query: Vec<String>,
+        dry_run: bool,
+        what: &str,
+    ) -> Result<LiveObject, ClusterError> {
+        if dry_run {
+            query.insert(0, "dryRun=All".into());
+        }
         let path = format!(
-            "{}/{}?dryRun=All&force=true&fieldManager={}",
+            "{}/{}?{}",
             resource.collection_path(namespace),
             name,
-            query_escape(field_manager)
+            query.join("&")
         );
-        let body = serde_json::to_vec(object).map_err(|e| ClusterError::Request {
+        let body = serde_json::to_vec(body).map_err(|e| ClusterError::Request {
             server: self.target.server.clone(),
-            what: format!("PATCH {name}"),
+            what: what.to_owned(),
             reason: e.to_string(),
         })?;
         let request = http::Request::patch(&path)
-            .header(http::header::CONTENT_TYPE, "application/apply-patch+yaml")
+            .header(http::header::CONTENT_TYPE, content_type)
             .body(body)
             .map_err(|e| ClusterError::Request {
                 server: self.target.server.clone(),
-                what: format!("PATCH {path}"),
+                what: what.to_owned(),
                 reason: e.to_string(),
             })?;
-        let what = format!("PATCH (dry run) {}/{name}", resource.qualified_name());
-        self.request(&what, self.client.request::<LiveObject>(request))
+        self.request(what, self.client.request::<LiveObject>(request))
             .await
     }
 

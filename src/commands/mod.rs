@@ -3,6 +3,7 @@
 mod blame;
 mod context;
 mod diff;
+mod revert;
 mod stamp;
 mod trace;
 
@@ -31,6 +32,7 @@ pub async fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) 
             report::render_version(out, &report::VersionReport::current(), args.output)?;
             Ok(Outcome::Clean)
         }
+        Command::Revert(args) => revert::run(&cli.global, args, env, &log, out, err).await,
         other => {
             let issue = match other {
                 Command::Revert(_) => "revert",

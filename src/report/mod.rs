@@ -6,6 +6,7 @@ mod blame;
 mod context;
 mod diff;
 mod log;
+mod revert;
 pub mod time;
 mod trace;
 mod version;
@@ -14,6 +15,10 @@ pub use blame::{BlameFormat, TimeFormat, parse_rfc3339, render_blame};
 pub use context::{ContextReport, render_context};
 pub use diff::{DiffFormat, render_diff, summary_line};
 pub use log::Log;
+pub use revert::{
+    HeldField, Notice, RevertAction, RevertFormat, RevertItem, RevertReport, RevertResult,
+    RevertSummary, confirm, render_notices, render_revert, revert_summary_line,
+};
 pub use trace::{TraceFormat, TraceItem, TraceReport, render_trace};
 pub use version::{VersionReport, render_version};
 

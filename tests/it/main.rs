@@ -7,6 +7,7 @@ mod context;
 mod diff;
 mod fixture;
 mod openapi;
+mod revert;
 mod stamp;
 mod support;
 mod trace;
