@@ -113,6 +113,8 @@ pub enum Command {
     Context(ContextArgs),
     /// Show the version and the commit it was built from
     Version(VersionArgs),
+    /// Print a shell completion script for kubectl-gitops run on its own
+    Completion(CompletionArgs),
 }
 
 impl Command {
@@ -127,6 +129,7 @@ impl Command {
             Command::Stamp(_) => "stamp",
             Command::Context(_) => "context",
             Command::Version(_) => "version",
+            Command::Completion(_) => "completion",
         }
     }
 }
@@ -296,6 +299,15 @@ pub struct VersionArgs {
     /// Output format
     #[arg(short = 'o', long, value_enum, default_value_t = InfoFormat::Text, value_name = "FORMAT")]
     pub output: InfoFormat,
+}
+
+/// `kubectl gitops completion SHELL`. (`kubectl gitops <TAB>` completes through kubectl and the
+/// `kubectl_complete-gitops` helper instead, with names from the kubeconfig and the cluster.)
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to print the script for
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 /// The formats of the informational commands.

@@ -14,6 +14,7 @@ pub mod blame;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
+pub mod completion;
 pub mod drift;
 pub mod env;
 pub mod evaluate;
@@ -63,4 +64,15 @@ pub fn run(
         .build()
         .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?;
     runtime.block_on(commands::run(cli, env, out, err))
+}
+
+/// Answers one completion request (`kubectl_complete-gitops WORDS...`, or
+/// `kubectl-gitops __complete WORDS...`): candidates on `out` in cobra's protocol, as kubectl
+/// reads them. Nothing worth an error happens while a user presses TAB: what cannot be looked
+/// up is not offered.
+pub fn complete(words: &[String], env: &env::Env, out: &mut dyn Write) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(commands::complete(words, env, out))
 }

@@ -10,6 +10,14 @@ use kubectl_gitops::report::Terminal;
 
 fn main() -> ExitCode {
     let env = Env::from_process();
+    // `kubectl-gitops __complete WORDS...` answers completion requests, as cobra's plugins do.
+    // It is taken before clap, which would read the words as our own flags.
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if args.get(1).map(String::as_str) == Some(kubectl_gitops::completion::HIDDEN_COMMAND) {
+        return answer_completion(&args[2..], &env);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -31,6 +39,14 @@ fn main() -> ExitCode {
             terminal.error_line(&mut err, &format!("{e:#}"));
             ExitCode::from(2)
         }
+    }
+}
+
+fn answer_completion(words: &[String], env: &Env) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match kubectl_gitops::complete(words, env, &mut out).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(2),
     }
 }
 

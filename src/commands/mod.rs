@@ -1,6 +1,7 @@
 //! One file per subcommand: each wires cluster/Git/render steps and hands results to report/.
 
 mod blame;
+mod completion;
 mod context;
 mod diff;
 mod revert;
@@ -19,6 +20,8 @@ use crate::cluster::{ConnectOptions, Impersonation};
 use crate::env::Env;
 use crate::report::{self, Log};
 
+pub use completion::complete;
+
 /// Runs the parsed command line.
 pub async fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> Result<Outcome> {
     let log = Log::new(cli.global.verbose);
@@ -28,6 +31,7 @@ pub async fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) 
         Command::Stamp(args) => stamp::run(args, env, &log, out, err),
         Command::Diff(args) => diff::run(&cli.global, args, env, &log, out, err).await,
         Command::Blame(args) => blame::run(&cli.global, args, env, &log, out, err).await,
+        Command::Completion(args) => completion::script(args, out),
         Command::Version(args) => {
             report::render_version(out, &report::VersionReport::current(), args.output)?;
             Ok(Outcome::Clean)

@@ -3,6 +3,7 @@
 //! strips the styles when colour is off.
 
 mod blame;
+mod completion;
 mod context;
 mod diff;
 mod log;
@@ -12,6 +13,7 @@ mod trace;
 mod version;
 
 pub use blame::{BlameFormat, TimeFormat, parse_rfc3339, render_blame};
+pub use completion::{render_candidates, render_completion_script};
 pub use context::{ContextReport, render_context};
 pub use diff::{DiffFormat, render_diff, summary_line};
 pub use log::Log;

@@ -3,9 +3,11 @@
 
 mod blame;
 mod cli;
+mod completion;
 mod context;
 mod diff;
 mod fixture;
+mod krew;
 mod openapi;
 mod revert;
 mod stamp;

@@ -27,7 +27,9 @@ fn plugin_dir() -> PathBuf {
     dir
 }
 
-fn hermetic(cmd: &mut Command) {
+/// Clears what the user's environment could change: KUBECONFIG, NO_COLOR, in-cluster settings,
+/// GIT_*; HOME is a scratch directory.
+pub fn hermetic(cmd: &mut Command) {
     let home = scratch().join("home");
     std::fs::create_dir_all(&home).unwrap();
     cmd.env_remove("KUBECONFIG")

@@ -1,5 +1,6 @@
-//! Builds kube-apiserver and etcd from the pinned Go tool modules under `tests/testenv/go/`, once,
-//! into a cache outside `target/` keyed by version and by the module's go.sum.
+//! Builds kube-apiserver, etcd and krew from the pinned Go tool modules under
+//! `tests/testenv/go/`, once, into a cache outside `target/` keyed by version and by the
+//! module's go.sum.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -33,6 +34,32 @@ const ETCD: Tool = Tool {
     package: "go.etcd.io/etcd/server/v3",
 };
 
+const KREW: Tool = Tool {
+    name: "krew",
+    module_dir: "krew",
+    versioned_module: "sigs.k8s.io/krew",
+    package: "sigs.k8s.io/krew/cmd/krew",
+};
+
+/// krew-index's own check of a plugin manifest, from the same module.
+const VALIDATE_KREW_MANIFEST: Tool = Tool {
+    name: "validate-krew-manifest",
+    module_dir: "krew",
+    versioned_module: "sigs.k8s.io/krew",
+    package: "sigs.k8s.io/krew/cmd/validate-krew-manifest",
+};
+
+/// Paths of the built Krew binaries.
+#[derive(Debug, Clone)]
+pub struct KrewBinaries {
+    /// `krew`, which kubectl runs as `kubectl krew` when it is on PATH as `kubectl-krew`.
+    pub krew: PathBuf,
+    /// `validate-krew-manifest`, the check krew-index runs on every submitted manifest.
+    pub validate_manifest: PathBuf,
+    /// The krew version, e.g. `v0.4.3`.
+    pub version: String,
+}
+
 /// Paths of the built control-plane binaries.
 #[derive(Debug, Clone)]
 pub struct Binaries {
@@ -59,11 +86,7 @@ pub fn cache_dir() -> PathBuf {
 
 /// Returns the control-plane binaries, building the ones not yet in the cache.
 pub fn ensure_binaries() -> Result<Binaries> {
-    let bin_root = cache_dir().join("bin");
-    fs::create_dir_all(&bin_root).with_context(|| format!("creating {}", bin_root.display()))?;
-    // Test binaries may start at the same time; one builds while the others wait.
-    let lock = File::create(bin_root.join(".lock")).context("creating the build lock")?;
-    lock.lock().context("taking the build lock")?;
+    let (bin_root, _lock) = lock_bin_root()?;
     let (kube_apiserver, kubernetes_version) = ensure(&KUBE_APISERVER, &bin_root)?;
     let (etcd, _) = ensure(&ETCD, &bin_root)?;
     Ok(Binaries {
@@ -71,6 +94,28 @@ pub fn ensure_binaries() -> Result<Binaries> {
         etcd,
         kubernetes_version,
     })
+}
+
+/// Returns krew and validate-krew-manifest, building them if they are not yet in the cache.
+pub fn ensure_krew() -> Result<KrewBinaries> {
+    let (bin_root, _lock) = lock_bin_root()?;
+    let (krew, version) = ensure(&KREW, &bin_root)?;
+    let (validate_manifest, _) = ensure(&VALIDATE_KREW_MANIFEST, &bin_root)?;
+    Ok(KrewBinaries {
+        krew,
+        validate_manifest,
+        version,
+    })
+}
+
+/// The cache's `bin/` directory, locked: test binaries may start at the same time, and one
+/// builds while the others wait. The lock is held until the returned file is dropped.
+fn lock_bin_root() -> Result<(PathBuf, File)> {
+    let bin_root = cache_dir().join("bin");
+    fs::create_dir_all(&bin_root).with_context(|| format!("creating {}", bin_root.display()))?;
+    let lock = File::create(bin_root.join(".lock")).context("creating the build lock")?;
+    lock.lock().context("taking the build lock")?;
+    Ok((bin_root, lock))
 }
 
 fn ensure(tool: &Tool, bin_root: &Path) -> Result<(PathBuf, String)> {
@@ -104,8 +149,17 @@ fn ensure(tool: &Tool, bin_root: &Path) -> Result<(PathBuf, String)> {
         .env("GOFLAGS", "-mod=readonly")
         .args(["build", "-trimpath", "-o"])
         .arg(&partial);
-    if tool.name == "kube-apiserver" {
-        cmd.arg("-ldflags").arg(kube_version_ldflags(&version)?);
+    match tool.versioned_module {
+        "k8s.io/kubernetes" => {
+            cmd.arg("-ldflags").arg(kube_version_ldflags(&version)?);
+        }
+        // Else `krew version` says "unknown".
+        "sigs.k8s.io/krew" => {
+            cmd.arg("-ldflags").arg(format!(
+                "-s -w -X sigs.k8s.io/krew/internal/version.gitTag={version}"
+            ));
+        }
+        _ => {}
     }
     cmd.arg(tool.package);
     let status = cmd
@@ -145,7 +199,7 @@ fn find_go() -> Result<PathBuf> {
     match found {
         Some(go) => Ok(go),
         None => bail!(
-            "Go is needed to build the test control plane (kube-apiserver and etcd) from its Go \
+            "Go is needed to build the test tools (kube-apiserver, etcd, krew) from their Go \
              modules, and `go` is not on PATH: install Go 1.25 or newer (Debian: apt-get install \
              golang-go; or https://go.dev/dl) and run the tests again"
         ),
@@ -203,6 +257,20 @@ mod tests {
             .collect();
         assert_eq!(replaces.len(), 29, "{replaces:?}");
         assert!(replaces.iter().all(|l| l.ends_with(" v0.35.4")));
+    }
+
+    #[test]
+    fn krew_is_pinned_with_a_reflect2_that_runs_on_current_go() {
+        let go_mod = fs::read_to_string(go_dir().join("krew").join("go.mod")).unwrap();
+        assert_eq!(
+            required_version(&go_mod, "sigs.k8s.io/krew").as_deref(),
+            Some("v0.4.3")
+        );
+        // The reflect2 krew v0.4.3 names (v1.0.1) panics at start on Go 1.26.
+        assert_eq!(
+            required_version(&go_mod, "github.com/modern-go/reflect2").as_deref(),
+            Some("v1.0.3-0.20250322232337-35a7c28c31ee")
+        );
     }
 
     #[test]

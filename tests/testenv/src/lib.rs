@@ -4,8 +4,12 @@
 //! Tests call [`shared`] to get the one control plane of their test binary; it stops when the
 //! binary ends (panics and kills included: the processes die with their parent). People run it
 //! through `tests/testenv/cluster up|down`.
+//!
+//! It also builds krew from its Go module ([`ensure_krew`]) and packages the plugin for Krew
+//! ([`krew`], run by people as `krew/package`).
 
 mod build;
+pub mod krew;
 mod process;
 
 use std::fs;
@@ -18,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-pub use build::{Binaries, cache_dir, ensure_binaries};
+pub use build::{Binaries, KrewBinaries, cache_dir, ensure_binaries, ensure_krew};
 pub use process::Lifetime;
 
 /// The context of the admin user (group `system:masters`); the kubeconfig's current context.
