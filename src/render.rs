@@ -80,6 +80,10 @@ pub enum RenderError {
     NotText { file: String },
     #[error("{file} is {size} bytes, over the {MAX_FILE_BYTES}-byte limit for a manifest")]
     TooLarge { file: String, size: usize },
+    /// YAML reads a lone CR as a line break and Git does not, so the lines named for such a
+    /// file would not be Git's (blame would point at the wrong ones).
+    #[error("{file}:{line}: a carriage return without a line feed; use LF or CRLF line endings")]
+    LoneCarriageReturn { file: String, line: usize },
     #[error("{file}:{line}: not valid YAML: {reason}")]
     Yaml {
         file: String,
@@ -114,6 +118,14 @@ pub fn documents(file: &str, bytes: &[u8]) -> Result<Vec<Document>, RenderError>
             file: file.to_owned(),
         });
     }
+    if let Some(at) =
+        (0..bytes.len()).find(|&i| bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n'))
+    {
+        return Err(RenderError::LoneCarriageReturn {
+            file: file.to_owned(),
+            line: 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count(),
+        });
+    }
     let mut docs = Vec::new();
     for chunk in chunks(text) {
         let value: Value = serde_saphyr::from_str(&chunk.text).map_err(|e| {
@@ -121,7 +133,8 @@ pub fn documents(file: &str, bytes: &[u8]) -> Result<Vec<Document>, RenderError>
                 .location()
                 .map(|l| l.line() as usize)
                 .filter(|l| *l > 0)
-                .map(|l| l + chunk.offset)
+                // The parser places an error at the end of the text after its last line break.
+                .map(|l| (l + chunk.offset).min(chunk.last_line))
                 .unwrap_or(chunk.first_line);
             let message = e.to_string();
             let first = message.lines().next().unwrap_or_default();
@@ -693,6 +706,39 @@ items:
         assert!(err.to_string().starts_with("b.yaml:3:"), "{err}");
         let err = documents("c.yaml", &[0x89, b'P', b'N', b'G', 0, 0]).unwrap_err();
         assert!(matches!(err, RenderError::NotText { .. }), "{err}");
+    }
+
+    /// Found by `fuzz/run` (yaml_lines): a parse error at the end of the text was reported on
+    /// the line after the file's last.
+    #[test]
+    fn an_error_at_the_end_names_the_last_line() {
+        let err = documents("g.yaml", b"# The: v1\n---\t%b.com/acme/deploy.kKnd: Ne").unwrap_err();
+        assert!(
+            err.to_string().starts_with("g.yaml:2: not valid YAML"),
+            "{err}"
+        );
+        let err = documents("h.yaml", b"a: 1\n---\nkey: \"open\n\n").unwrap_err();
+        assert!(
+            err.to_string().starts_with("h.yaml:3: not valid YAML"),
+            "{err}"
+        );
+    }
+
+    /// Found by `fuzz/run` (yaml_lines): YAML and Git counted the lines of this file
+    /// differently, so blame named line 2 of a one-line file.
+    #[test]
+    fn a_lone_carriage_return_is_refused() {
+        let err = documents("d.yaml", b"apiVersion: v9\rrror:  ConfigMb]\r\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "d.yaml:1: a carriage return without a line feed; use LF or CRLF line endings"
+        );
+        let err = documents("e.yaml", b"kind: A\n\nmetadata: {}\r").unwrap_err();
+        assert!(err.to_string().starts_with("e.yaml:3: "), "{err}");
+        // CRLF is one line break for both.
+        let docs = documents("f.yaml", b"kind: A\r\n---\r\n\r\nkind: B\r\nx: 1\r\n").unwrap();
+        let lines: Vec<_> = docs.iter().map(|d| d.lines).collect();
+        assert_eq!(lines, [(1, 1), (4, 5)]);
     }
 
     #[test]

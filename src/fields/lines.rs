@@ -1,10 +1,11 @@
 //! Where each field of a YAML document is written: field path → line, from the parser's
 //! positions (saphyr). What `blame` needs to tie a live field to its source line.
 //!
-//! List items are indexed under every name a live path may give them: their position, their
-//! `name` (the usual associative-list key), and, for scalars, their value.
+//! List items are found by every name a live path may give them: their position, their scalar
+//! fields as a key (`name`, the usual associative-list key; `containerPort` + `protocol`...),
+//! and, for scalars, their value.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 use serde_json::Value;
@@ -14,7 +15,56 @@ use super::path::{FieldPath, Segment, canonical_json};
 /// Field path → 1-based line, for one document of a file.
 #[derive(Debug, Default, Clone)]
 pub struct LineIndex {
+    /// Every field and list item written, list items by position.
     lines: HashMap<FieldPath, usize>,
+    /// The items of each list (by the list's path, items by position), so that an item's other
+    /// names are matched when a path asks for them. Indexing every name up front would not
+    /// scale: an item with n scalar fields has n(n+1)/2 keys, and nested lists multiply them.
+    lists: HashMap<FieldPath, Vec<Item>>,
+}
+
+/// What a list item can be named by besides its position.
+#[derive(Debug, Clone)]
+enum Item {
+    /// A mapping's scalar fields: name → canonical JSON.
+    Fields(BTreeMap<String, String>),
+    /// A scalar, as canonical JSON.
+    Scalar(String),
+    /// Anything else: named by position only.
+    Other,
+}
+
+impl Item {
+    fn of(node: &MarkedYaml<'_>) -> Item {
+        match &node.data {
+            YamlData::Mapping(map) => Item::Fields(
+                map.iter()
+                    .filter_map(|(k, v)| Some((scalar_text(k)?, canonical_json(&scalar_json(v)?))))
+                    .collect(),
+            ),
+            _ => scalar_json(node).map_or(Item::Other, |v| Item::Scalar(canonical_json(&v))),
+        }
+    }
+
+    /// Whether `segment` (a key or a set value) names this item. Any of its scalar fields can
+    /// be a list key (`name`; `containerPort` + `protocol`; `port` + `protocol`).
+    fn is_named(&self, segment: &Segment) -> bool {
+        match (self, segment) {
+            (Item::Fields(fields), Segment::Key(key)) => {
+                !key.is_empty()
+                    && key.iter().all(|(name, value)| {
+                        fields.get(name) == Some(value)
+                            // A port written without its protocol is recorded with TCP.
+                            || (name == "protocol"
+                                && value == "\"TCP\""
+                                && !fields.contains_key("protocol")
+                                && key.keys().any(|k| k.ends_with("ort") && fields.contains_key(k)))
+                    })
+            }
+            (Item::Scalar(value), Segment::Value(wanted)) => value == wanted,
+            _ => false,
+        }
+    }
 }
 
 impl LineIndex {
@@ -36,19 +86,44 @@ impl LineIndex {
 
     /// The line of `path`, or of its nearest ancestor that is written in the file.
     pub fn line(&self, path: &FieldPath) -> Option<usize> {
-        let mut current = Some(path.clone());
-        while let Some(p) = current {
-            if let Some(line) = self.lines.get(&p) {
+        let (mut current, _) = self.resolve(path);
+        loop {
+            if let Some(line) = self.lines.get(&current) {
                 return Some(*line);
             }
-            current = p.parent();
+            current = current.parent()?;
         }
-        None
     }
 
     /// The line of exactly `path`, when it is written in the file.
     pub fn exact(&self, path: &FieldPath) -> Option<usize> {
-        self.lines.get(path).copied()
+        match self.resolve(path) {
+            (resolved, true) => self.lines.get(&resolved).copied(),
+            (_, false) => None,
+        }
+    }
+
+    /// `path` with each key and set value replaced by the position of the first item it names,
+    /// up to the first that names none; and whether every segment was found.
+    fn resolve(&self, path: &FieldPath) -> (FieldPath, bool) {
+        let mut resolved = FieldPath::root();
+        for segment in path.segments() {
+            let segment = match segment {
+                Segment::Key(_) | Segment::Value(_) => {
+                    let position = self
+                        .lists
+                        .get(&resolved)
+                        .and_then(|items| items.iter().position(|item| item.is_named(segment)));
+                    match position {
+                        Some(i) => Segment::Index(i),
+                        None => return (resolved, false),
+                    }
+                }
+                other => other.clone(),
+            };
+            resolved.push(segment);
+        }
+        (resolved, true)
     }
 
     fn walk(&mut self, path: &FieldPath, node: &MarkedYaml<'_>) {
@@ -67,54 +142,12 @@ impl LineIndex {
             }
             YamlData::Sequence(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    let line = item.span.start.line();
                     let by_index = path.child(Segment::Index(i));
-                    self.lines.insert(by_index.clone(), line);
+                    self.lines.insert(by_index.clone(), item.span.start.line());
                     self.walk(&by_index, item);
-                    let mut aliases = Vec::new();
-                    match &item.data {
-                        YamlData::Mapping(map) => {
-                            let fields: Vec<(String, Value)> = map
-                                .iter()
-                                .filter_map(|(k, v)| Some((scalar_text(k)?, scalar_json(v)?)))
-                                .collect();
-                            // Every subset of one or two scalar fields can be a list key
-                            // (`name`; `containerPort` + `protocol`; `port` + `protocol`).
-                            for (k, v) in &fields {
-                                aliases.push(Segment::key([(k.as_str(), v)]));
-                            }
-                            for (a, (k1, v1)) in fields.iter().enumerate() {
-                                for (k2, v2) in fields.iter().skip(a + 1) {
-                                    aliases
-                                        .push(Segment::key([(k1.as_str(), v1), (k2.as_str(), v2)]));
-                                }
-                            }
-                            // A port written without its protocol is recorded with TCP.
-                            if fields.iter().any(|(k, _)| k.ends_with("ort"))
-                                && !fields.iter().any(|(k, _)| k == "protocol")
-                            {
-                                let tcp = Value::String("TCP".into());
-                                for (k, v) in fields.iter().filter(|(k, _)| k.ends_with("ort")) {
-                                    aliases
-                                        .push(Segment::key([(k.as_str(), v), ("protocol", &tcp)]));
-                                }
-                            }
-                        }
-                        _ => {
-                            if let Some(v) = scalar_json(item) {
-                                aliases.push(Segment::Value(canonical_json(&v)));
-                            }
-                        }
-                    }
-                    for alias in aliases {
-                        let aliased = path.child(alias);
-                        if self.lines.contains_key(&aliased) {
-                            continue;
-                        }
-                        self.lines.insert(aliased.clone(), line);
-                        self.walk(&aliased, item);
-                    }
                 }
+                self.lists
+                    .insert(path.clone(), items.iter().map(Item::of).collect());
             }
             _ => {}
         }
@@ -238,5 +271,29 @@ spec:
         // The other document of the file.
         let other = LineIndex::of_document(FILE, (1, 3)).unwrap();
         assert_eq!(other.exact(&path(".metadata.name")), Some(3));
+    }
+
+    /// Found while writing the `yaml_lines` fuzz target: every key of every list item was
+    /// indexed, each with a copy of everything below it, so nested lists of items with many
+    /// fields multiplied (a 700-byte file took gigabytes).
+    #[test]
+    fn nested_lists_of_keyed_items_stay_linear() {
+        let mut text = String::from("l:\n");
+        for depth in 0..4 {
+            let pad = " ".repeat(2 + 4 * depth);
+            text.push_str(&format!("{pad}- f0: {depth}\n"));
+            for f in 1..10 {
+                text.push_str(&format!("{pad}  f{f}: {f}\n"));
+            }
+            text.push_str(&format!("{pad}  l:\n"));
+        }
+        let index = LineIndex::of_document(&text, (1, 45)).unwrap();
+        assert!(index.lines.len() < 100, "{} paths", index.lines.len());
+        let deep = path(".l[f0=0,f9=9].l[f3=3].l[f0=2,f1=1].l[f0=3].f5");
+        assert_eq!(index.exact(&deep), Some(40));
+        // A key of three fields, and one that names no item.
+        assert_eq!(index.exact(&path(".l[f1=1,f2=2,f3=3].f4")), Some(6));
+        assert_eq!(index.exact(&path(".l[f1=2]")), None);
+        assert_eq!(index.line(&path(".l[f1=2].f4")), Some(1));
     }
 }
