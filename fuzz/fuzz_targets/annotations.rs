@@ -7,8 +7,8 @@
 
 use kubectl_gitops::git::RepoPath;
 use kubectl_gitops::source::annotations::{
-    BadAnnotation, COMMIT, PATH, REPO, is_k8s_name, parse_flux_revision, parse_origin,
-    parse_stamp, parse_tracking_id,
+    BadAnnotation, COMMIT, PATH, REPO, is_k8s_name, parse_flux_revision, parse_origin, parse_stamp,
+    parse_tracking_id,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -53,7 +53,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(is_k8s_name(&id.app), "{id:?}");
             assert!(is_k8s_name(&id.name), "{id:?}");
             assert!(!id.kind.is_empty(), "{id:?}");
-            assert!(id.namespace.is_empty() || is_k8s_name(&id.namespace), "{id:?}");
+            assert!(
+                id.namespace.is_empty() || is_k8s_name(&id.namespace),
+                "{id:?}"
+            );
             if let Some(ns) = &id.app_namespace {
                 assert!(is_k8s_name(ns), "{id:?}");
             }
@@ -70,7 +73,10 @@ fuzz_target!(|data: &[u8]| {
 fn inside_the_repository(path: &str) {
     assert!(!path.starts_with('/'), "{path:?}");
     assert!(!path.contains(['\\', '\0']), "{path:?}");
-    assert!(path.split('/').all(|c| !matches!(c, "" | "." | "..")) || path.is_empty(), "{path:?}");
+    assert!(
+        path.split('/').all(|c| !matches!(c, "" | "." | "..")) || path.is_empty(),
+        "{path:?}"
+    );
 }
 
 fn is_commit_id(text: &str) -> bool {

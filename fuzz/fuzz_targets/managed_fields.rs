@@ -35,10 +35,17 @@ fn check(object: &Value) {
             let printed = path.to_string();
             assert!(!printed.contains(['\n', '\r']), "{printed:?}");
             if let Some(pointer) = path.to_json_pointer(object) {
-                assert_eq!(object.pointer(&pointer), path.get(object), "{printed} {pointer}");
+                assert_eq!(
+                    object.pointer(&pointer),
+                    path.get(object),
+                    "{printed} {pointer}"
+                );
             }
             assert!(
-                managed.owners(path).iter().any(|owner| std::ptr::eq(*owner, entry)),
+                managed
+                    .owners(path)
+                    .iter()
+                    .any(|owner| std::ptr::eq(*owner, entry)),
                 "{printed} is listed by {} but not owned by it",
                 entry.manager
             );
