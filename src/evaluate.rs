@@ -469,6 +469,8 @@ impl Engine {
             )
         });
 
+        self.locator.flush_warnings(err);
+
         // Missing: declared next to objects we found (same file or render root), not in the
         // cluster.
         let named_elsewhere = explicit && targets.iter().all(|(_, n)| n.is_some());

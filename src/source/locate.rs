@@ -155,8 +155,12 @@ pub struct Locator {
     history: Mutex<HashMap<FileKey, Option<CommitId>>>,
     counts: Mutex<HashMap<(String, CommitId, CommitId), usize>>,
     revisions: Mutex<HashMap<(String, String), CommitId>>,
+    /// Cached clones whose branches were fetched in this run, to learn the tracked tip.
+    refreshed: Mutex<std::collections::HashSet<String>>,
     metadata: render::Metadata,
     pub reads: GitReads,
+    /// What the caller should tell the user once (a tip that could not be refreshed).
+    pub warnings: Mutex<Vec<String>>,
 }
 
 impl Locator {
@@ -169,8 +173,10 @@ impl Locator {
             history: Mutex::default(),
             counts: Mutex::default(),
             revisions: Mutex::default(),
+            refreshed: Mutex::default(),
             metadata: render::Metadata::Origin,
             reads: GitReads::default(),
+            warnings: Mutex::default(),
         }
     }
 
@@ -203,6 +209,11 @@ impl Locator {
                 .clone()
                 .unwrap_or_else(|| "HEAD".to_owned())
         };
+        // A branch's tip is the remote's: a clone reused from the cache is fetched once per run
+        // before it is read (a commit id needs no fetch unless it is missing).
+        if repo.cache_use() == CacheUse::Reused && tip_rev.parse::<CommitId>().is_err() {
+            self.refresh_once(&repo_key, &repo);
+        }
         let tip = self.resolve(&repo, &tip_rev)?;
         let applied = match &pointer.applied_commit {
             Some(rev) => Some(self.resolve(&repo, rev)?),
@@ -598,6 +609,37 @@ impl Locator {
     }
 
     /// A revision resolved once per repository and run (many objects name the same one).
+    /// Fetches a cached clone's branches, once per run. Offline, the cached tip is used and the
+    /// user is told it may be behind.
+    /// Writes the warnings gathered so far (each once) to `err`.
+    pub fn flush_warnings(&self, err: &mut dyn std::io::Write) {
+        for warning in self.warnings.lock().expect("warnings lock").drain(..) {
+            let _ = writeln!(err, "warning: {warning}");
+        }
+    }
+
+    fn refresh_once(&self, repo_key: &str, repo: &Repo) {
+        if !self
+            .refreshed
+            .lock()
+            .expect("refresh set lock")
+            .insert(repo_key.to_owned())
+        {
+            return;
+        }
+        match repo.fetch() {
+            Ok(()) => {
+                self.reads.fetches.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => self.warnings.lock().expect("warnings lock").push(format!(
+                "{}: could not fetch the tracked branch ({}); using the cached copy, which may be \
+                 behind the remote",
+                repo.display_name(),
+                crate::cluster::single_line(&e.to_string())
+            )),
+        }
+    }
+
     fn resolve(&self, repo: &Repo, rev: &str) -> Result<CommitId, SourceError> {
         let key = (repo.display_name(), rev.to_owned());
         if let Some(id) = self
