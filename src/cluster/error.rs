@@ -199,6 +199,19 @@ fn classify_transport(
                 "connection closed before message completed",
                 "the server closed the connection mid-request",
             ),
+            (
+                "IncompleteMessage",
+                "the server closed the connection mid-request",
+            ),
+            (
+                "channel closed",
+                "the server closed the connection mid-request",
+            ),
+            (
+                "connection error",
+                "the connection to the server failed mid-request",
+            ),
+            ("broken pipe", "connection closed"),
         ] {
             if text.contains(needle) {
                 return unreachable(at, reason.to_owned());
