@@ -5,6 +5,7 @@ mod blame;
 mod cli;
 mod completion;
 mod context;
+mod demo;
 mod diff;
 mod fixture;
 mod krew;

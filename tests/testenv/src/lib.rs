@@ -6,9 +6,11 @@
 //! through `tests/testenv/cluster up|down`.
 //!
 //! It also builds krew from its Go module ([`ensure_krew`]) and packages the plugin for Krew
-//! ([`krew`], run by people as `krew/package`).
+//! ([`krew`], run by people as `krew/package`), and holds the newcomer's demo ([`demo`], run
+//! as `./demo`).
 
 mod build;
+pub mod demo;
 pub mod krew;
 mod process;
 
