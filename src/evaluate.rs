@@ -518,7 +518,7 @@ impl Engine {
 
     /// The objects Git declares next to the ones found (same file or render root) that the
     /// cluster does not have.
-    fn missing(
+    pub fn missing(
         &self,
         work: &[Work],
         all_live: &BTreeSet<ObjectKey>,
@@ -752,7 +752,8 @@ enum Prepared {
     Nothing,
 }
 
-fn repo_choice(scope: &Scope, env: &Env) -> RepoChoice {
+/// Where Git comes from for `scope`: `--repo`, the working directory's checkout, the clone cache.
+pub fn repo_choice(scope: &Scope, env: &Env) -> RepoChoice {
     RepoChoice {
         flag: scope.repo.clone(),
         cwd: env.cwd.clone(),

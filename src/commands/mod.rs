@@ -5,6 +5,7 @@ mod context;
 mod diff;
 mod stamp;
 mod trace;
+mod watch;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub async fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) 
         Command::Stamp(args) => stamp::run(args, env, &log, out, err),
         Command::Diff(args) => diff::run(&cli.global, args, env, &log, out, err).await,
         Command::Blame(args) => blame::run(&cli.global, args, env, &log, out, err).await,
+        Command::Watch(args) => watch::run(&cli.global, args, env, &log, out, err).await,
         Command::Version(args) => {
             report::render_version(out, &report::VersionReport::current(), args.output)?;
             Ok(Outcome::Clean)

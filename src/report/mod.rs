@@ -9,6 +9,7 @@ mod log;
 pub mod time;
 mod trace;
 mod version;
+mod watch;
 
 pub use blame::{BlameFormat, TimeFormat, parse_rfc3339, render_blame};
 pub use context::{ContextReport, render_context};
@@ -16,6 +17,7 @@ pub use diff::{DiffFormat, render_diff, summary_line};
 pub use log::Log;
 pub use trace::{TraceFormat, TraceItem, TraceReport, render_trace};
 pub use version::{VersionReport, render_version};
+pub use watch::{Cause, DriftEvent, EventCommit, WatchCounts, WatchFormat, render_event};
 
 use std::io::Write;
 

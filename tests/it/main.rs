@@ -10,3 +10,4 @@ mod openapi;
 mod stamp;
 mod support;
 mod trace;
+mod watch;
