@@ -61,6 +61,9 @@ pub struct Options {
     /// Ignore rules from the command line.
     pub ignore: Vec<IgnoreRule>,
     pub refresh_discovery: bool,
+    /// Keep the work of objects found in sync too (watch follows every object); otherwise
+    /// only their reports are kept, so memory does not grow with the scope.
+    pub keep_work: bool,
 }
 
 /// One live object on its way through the comparison; kept after the verdict so that `revert`
@@ -445,7 +448,8 @@ impl Engine {
                 if self.needs_dry_run(&w) {
                     dry_runs.spawn(&self.cluster, kept.len(), &w);
                     kept.push(w);
-                } else if w.located.desired_at_tip.is_some()
+                } else if !self.options.keep_work
+                    && w.located.desired_at_tip.is_some()
                     && w.offline.is_in_sync()
                     && w.extra.is_empty()
                 {
@@ -733,6 +737,33 @@ impl Engine {
                 );
             }
         }
+    }
+
+    /// The objects Git declares next to the ones in `works` (same file or render root) that
+    /// are not in `all_live`, for kinds that were listed (watch, after Git moved).
+    pub fn missing(
+        &self,
+        works: &[Work],
+        all_live: &BTreeSet<ObjectKey>,
+        listed_kinds: &BTreeSet<(String, String)>,
+        err: &mut dyn Write,
+    ) -> Result<Vec<ObjectReport>> {
+        let mut in_git = Declared::default();
+        for w in works {
+            if let Err(e) = in_git.note(&self.locator, &self.discovery, w) {
+                writeln!(
+                    err,
+                    "warning: {}: cannot list its source's other objects: {}",
+                    w.key,
+                    single_line(&e.to_string())
+                )?;
+            }
+        }
+        Ok(in_git
+            .missing(all_live, listed_kinds, self.namespace.as_deref())
+            .into_iter()
+            .map(|(report, _)| report)
+            .collect())
     }
 
     /// The schema of the resource's group-version (list merge semantics, quantities), fetched
@@ -1036,7 +1067,8 @@ enum Prepared {
     Nothing,
 }
 
-fn repo_choice(scope: &Scope, env: &Env) -> RepoChoice {
+/// Where Git comes from for `scope`: `--repo`, the working directory's checkout, the clone cache.
+pub fn repo_choice(scope: &Scope, env: &Env) -> RepoChoice {
     RepoChoice {
         flag: scope.repo.clone(),
         cwd: env.cwd.clone(),

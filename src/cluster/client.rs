@@ -5,6 +5,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use futures_util::{Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::version::Info;
 use kube::config::KubeConfigOptions;
 use serde::Serialize;
@@ -154,6 +155,63 @@ fn in_cluster(options: &ConnectOptions, env: &Env) -> Result<(kube::Config, Targ
 /// A live object as the server returns it.
 pub type LiveObject = serde_json::Value;
 
+/// One change of a watched collection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchEvent {
+    Added(LiveObject),
+    Modified(LiveObject),
+    Deleted(LiveObject),
+    /// Nothing changed; the collection has reached this resourceVersion.
+    Bookmark(String),
+}
+
+type RawEvents = std::pin::Pin<
+    Box<dyn Stream<Item = Result<kube::core::WatchEvent<LiveObject>, kube::Error>> + Send>,
+>;
+
+/// The changes of one collection, as the server streams them.
+pub struct WatchStream {
+    events: RawEvents,
+    server: String,
+    context: String,
+    user: String,
+    what: String,
+}
+
+impl WatchStream {
+    /// The next change. `None` when the stream ended (the server's timeout, or a dropped
+    /// connection): resume from the last resourceVersion seen.
+    pub async fn next(&mut self) -> Option<Result<WatchEvent, ClusterError>> {
+        let event = match self.events.next().await? {
+            Ok(event) => event,
+            Err(e) => {
+                let at = RequestContext {
+                    server: &self.server,
+                    context: &self.context,
+                    user: &self.user,
+                    what: &self.what,
+                };
+                return Some(Err(ClusterError::from_kube(e, &at)));
+            }
+        };
+        Some(match event {
+            kube::core::WatchEvent::Added(o) => Ok(WatchEvent::Added(o)),
+            kube::core::WatchEvent::Modified(o) => Ok(WatchEvent::Modified(o)),
+            kube::core::WatchEvent::Deleted(o) => Ok(WatchEvent::Deleted(o)),
+            kube::core::WatchEvent::Bookmark(b) => {
+                Ok(WatchEvent::Bookmark(b.metadata.resource_version))
+            }
+            kube::core::WatchEvent::Error(status) => Err(ClusterError::Api {
+                server: self.server.clone(),
+                what: self.what.clone(),
+                code: status.code,
+                reason: status.reason.clone(),
+                message: super::error::single_line(&status.message),
+            }),
+        })
+    }
+}
+
 impl Cluster {
     /// The served resources (aggregated discovery: `GET /api` and `GET /apis`).
     pub async fn discovery(&self) -> Result<Discovery, ClusterError> {
@@ -244,6 +302,54 @@ impl Cluster {
                 return Ok((items, version));
             }
         }
+    }
+
+    /// `WATCH` a collection from `resource_version` (a LIST's, or the last one seen), with
+    /// bookmarks on; the server ends the stream after `timeout` and the caller resumes from the
+    /// last resourceVersion. A version the server no longer has is `Api { code: 410 }`, here or
+    /// from [`WatchStream::next`]: list again.
+    pub async fn watch(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        selector: Option<&str>,
+        resource_version: &str,
+        timeout: Duration,
+    ) -> Result<WatchStream, ClusterError> {
+        let base = resource.collection_path(namespace);
+        let mut query = vec![
+            "watch=1".to_owned(),
+            "allowWatchBookmarks=true".to_owned(),
+            format!("timeoutSeconds={}", timeout.as_secs().max(1)),
+        ];
+        if !resource_version.is_empty() {
+            query.push(format!(
+                "resourceVersion={}",
+                query_escape(resource_version)
+            ));
+        }
+        if let Some(sel) = selector {
+            query.push(format!("labelSelector={}", query_escape(sel)));
+        }
+        let what = format!("WATCH {base}");
+        let request = http::Request::get(format!("{base}?{}", query.join("&")))
+            .body(Vec::new())
+            .map_err(|e| ClusterError::Request {
+                server: self.target.server.clone(),
+                what: what.clone(),
+                reason: e.to_string(),
+            })?;
+        // The request timeout bounds the wait for the response's headers, not the stream.
+        let events = self
+            .request(&what, self.client.request_events::<LiveObject>(request))
+            .await?;
+        Ok(WatchStream {
+            events: Box::pin(events),
+            server: self.target.server.clone(),
+            context: self.target.context.clone(),
+            user: self.target.user.clone().unwrap_or_else(|| "(none)".into()),
+            what,
+        })
     }
 
     /// Server-side apply of `object` with `dryRun=All` and `force`, under `field_manager`: what

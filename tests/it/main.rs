@@ -14,3 +14,4 @@ mod revert;
 mod stamp;
 mod support;
 mod trace;
+mod watch;
