@@ -304,8 +304,12 @@ impl Engine {
         }
 
         // Progress on stderr, only on a terminal and only when the run is long.
+        // Hidden until the run turns out long (more than 50 objects), then drawn on a terminal.
         let progress = if env.stderr_tty {
-            let bar = indicatif::ProgressBar::new(0);
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(0),
+                indicatif::ProgressDrawTarget::hidden(),
+            );
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}")
                     .expect("a valid progress template"),
@@ -420,6 +424,9 @@ impl Engine {
             }
             in_scope_count += wanted.len();
             progress.inc_length(wanted.len() as u64);
+            if env.stderr_tty && progress.is_hidden() && in_scope_count > 50 {
+                progress.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
             self.load_schemas(&resource, err).await?;
             for live in wanted {
                 progress.inc(1);
