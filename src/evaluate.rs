@@ -34,6 +34,7 @@ pub const SKIPPED_KINDS: &[&str] = &[
     "pods",
     "replicasets.apps",
     "controllerrevisions.apps",
+    "csistoragecapacities.storage.k8s.io",
 ];
 
 /// What to evaluate, as the command line says it.
@@ -326,6 +327,7 @@ impl Engine {
         let mut kept: Vec<Work> = Vec::new();
         let mut dry_runs = DryRuns::new(self.options.concurrency);
         let mut in_scope_count = 0usize;
+        let mut forbidden: Vec<String> = Vec::new();
         while let Some(joined) = lists.join_next().await {
             let (qualified, resource, ns, result) = joined.expect("a LIST task does not panic");
             let (listed, resource_version) = match result {
@@ -335,7 +337,11 @@ impl Engine {
                     });
                     listed
                 }
-                Err(ClusterError::Forbidden { .. }) if !explicit => continue,
+                // Kinds the user may not list are left out of the default scope, and said.
+                Err(ClusterError::Forbidden { .. }) if !explicit => {
+                    forbidden.push(qualified);
+                    continue;
+                }
                 Err(e) => {
                     failed = true;
                     writeln!(err, "error: {qualified}: {}", single_line(&e.to_string()))?;
@@ -471,6 +477,23 @@ impl Engine {
                     kept.push(w);
                 }
             }
+        }
+        if !forbidden.is_empty() {
+            forbidden.sort();
+            writeln!(
+                err,
+                "warning: forbidden to list {} {}; objects of {} were not compared",
+                forbidden.join(", "),
+                namespace
+                    .as_deref()
+                    .map(|n| format!("in namespace \"{n}\""))
+                    .unwrap_or_else(|| "at the cluster scope".into()),
+                if forbidden.len() == 1 {
+                    "that kind"
+                } else {
+                    "those kinds"
+                }
+            )?;
         }
         log.debug(err, 1, || {
             format!(

@@ -34,6 +34,14 @@ pub const ADMIN_CONTEXT: &str = "testenv-admin";
 pub const VIEWER_CONTEXT: &str = "testenv-viewer";
 /// The user name the server knows the limited user by.
 pub const VIEWER_USER: &str = "viewer";
+/// Users with no rights until a test binds them to a role (RBAC tests); each has a kubeconfig
+/// of its own, [`ControlPlane::kubeconfig_of`]. None is in a group beyond `system:authenticated`.
+pub const UNBOUND_USERS: [&str; 4] = [
+    "gitops-audited",
+    "gitops-reader",
+    "gitops-reverter",
+    "gitops-partial",
+];
 
 /// A running etcd + kube-apiserver pair.
 #[derive(Debug)]
@@ -126,13 +134,17 @@ impl ControlPlane {
 
         let admin_token = random_token()?;
         let viewer_token = random_token()?;
-        fs::write(
-            dir.join("tokens.csv"),
-            format!(
-                "{admin_token},admin,uid-admin,\"system:masters\"\n\
-                 {viewer_token},{VIEWER_USER},uid-viewer,\"testenv:viewers\"\n"
-            ),
-        )?;
+        let mut tokens = format!(
+            "{admin_token},admin,uid-admin,\"system:masters\"\n\
+             {viewer_token},{VIEWER_USER},uid-viewer,\"testenv:viewers\"\n"
+        );
+        let mut unbound = Vec::new();
+        for user in UNBOUND_USERS {
+            let token = random_token()?;
+            tokens.push_str(&format!("{token},{user},uid-{user}\n"));
+            unbound.push((user, token));
+        }
+        fs::write(dir.join("tokens.csv"), tokens)?;
         fs::write(dir.join("audit-policy.yaml"), AUDIT_POLICY)?;
         let key = dir.join("service-account.key");
         run_ok(
@@ -182,6 +194,12 @@ impl ControlPlane {
                 .collect::<Vec<_>>()
                 .join(" "),
         )?;
+        for (user, token) in &unbound {
+            fs::write(
+                cp.kubeconfig_of(user),
+                user_kubeconfig_yaml(&cp.server, user, token),
+            )?;
+        }
         // Write the kubeconfig with both users only now: its existence means "ready".
         fs::write(
             &cp.kubeconfig,
@@ -409,6 +427,12 @@ impl ControlPlane {
         &self.pids
     }
 
+    /// A kubeconfig for one of [`UNBOUND_USERS`], whose only (and current) context is
+    /// `testenv-<user>`.
+    pub fn kubeconfig_of(&self, user: &str) -> PathBuf {
+        self.dir.join(format!("kubeconfig-{user}"))
+    }
+
     /// The kubeconfig with both users (what [`ControlPlane::kubeconfig`] holds).
     pub fn admin_kubeconfig(&self) -> &Path {
         &self.kubeconfig
@@ -566,6 +590,29 @@ contexts:
       cluster: testenv
       user: {VIEWER_USER}
 current-context: {ADMIN_CONTEXT}
+"
+    )
+}
+
+fn user_kubeconfig_yaml(server: &str, user: &str, token: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+  - name: testenv
+    cluster:
+      server: {server}
+      insecure-skip-tls-verify: true
+users:
+  - name: {user}
+    user:
+      token: {token}
+contexts:
+  - name: testenv-{user}
+    context:
+      cluster: testenv
+      user: {user}
+current-context: testenv-{user}
 "
     )
 }
