@@ -266,9 +266,56 @@ pub struct RevertArgs {
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// What to follow: TYPE, TYPE/NAME; all tracked objects if none
+    /// What to follow: TYPE, TYPE/NAME (as kubectl accepts them); every object with a source in
+    /// the namespace if none
     #[arg(value_name = "TYPE[/NAME]")]
     pub objects: Vec<String>,
+    /// Label selector, as in kubectl
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// The repository: a local checkout or a URL (else found from each object)
+    #[arg(long, value_name = "PATH|URL")]
+    pub repo: Option<String>,
+    /// auto: prove in-sync offline, dry-run the rest; true: dry-run every object; false: never
+    /// (only GET, LIST and WATCH requests)
+    #[arg(long, value_enum, default_value_t = ServerSide::Auto, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub server_side: ServerSide,
+    /// Dry runs in flight at once (the first evaluation)
+    #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Ignore a field: KIND[.GROUP][/NAME]:/json/pointer, or manager=NAME (repeatable)
+    #[arg(long = "ignore", value_name = "RULE")]
+    pub ignore: Vec<String>,
+    /// How often to look for new commits on the tracked branches (fetch for remote
+    /// repositories, HEAD for a local checkout)
+    #[arg(long, default_value = "1m", value_name = "DURATION", value_parser = parse_interval)]
+    pub git_interval: Duration,
+    /// Output format: one line per event (text), or one DriftEvent JSON object per line
+    #[arg(short = 'o', long, value_enum, default_value_t = crate::report::WatchFormat::Text, value_name = "FORMAT")]
+    pub output: crate::report::WatchFormat,
+    /// Run CMD (with `sh -c`) once per event, the event's JSON on its stdin; one at a time
+    #[arg(long, value_name = "CMD")]
+    pub exec: Option<String>,
+    /// How long one --exec run may take before it is killed
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_interval)]
+    pub exec_timeout: Duration,
+    /// Exit 1 at the first drift (drifted, missing or orphaned), including drift found at start
+    #[arg(long)]
+    pub exit_on_drift: bool,
+    /// Stop after this long (30s, 10m, 2h); exit 0 unless --exit-on-drift saw drift
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    pub timeout: Option<Duration>,
+}
+
+/// A positive duration, written as `--request-timeout` takes it: `1m`, `30s`, `500ms`, `1h`.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let RequestTimeout(d) = parse_request_timeout(text)?;
+    if d.is_zero() {
+        return Err(format!(
+            "invalid duration '{text}': it must be more than zero"
+        ));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]

@@ -34,6 +34,7 @@ pub const SKIPPED_KINDS: &[&str] = &[
     "pods",
     "replicasets.apps",
     "controllerrevisions.apps",
+    "csistoragecapacities.storage.k8s.io",
 ];
 
 /// What to evaluate, as the command line says it.
@@ -61,6 +62,9 @@ pub struct Options {
     /// Ignore rules from the command line.
     pub ignore: Vec<IgnoreRule>,
     pub refresh_discovery: bool,
+    /// Keep the work of objects found in sync too (watch follows every object); otherwise
+    /// only their reports are kept, so memory does not grow with the scope.
+    pub keep_work: bool,
 }
 
 /// One live object on its way through the comparison; kept after the verdict so that `revert`
@@ -301,8 +305,12 @@ impl Engine {
         }
 
         // Progress on stderr, only on a terminal and only when the run is long.
+        // Hidden until the run turns out long (more than 50 objects), then drawn on a terminal.
         let progress = if env.stderr_tty {
-            let bar = indicatif::ProgressBar::new(0);
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(0),
+                indicatif::ProgressDrawTarget::hidden(),
+            );
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}")
                     .expect("a valid progress template"),
@@ -319,6 +327,7 @@ impl Engine {
         let mut kept: Vec<Work> = Vec::new();
         let mut dry_runs = DryRuns::new(self.options.concurrency);
         let mut in_scope_count = 0usize;
+        let mut forbidden: Vec<String> = Vec::new();
         while let Some(joined) = lists.join_next().await {
             let (qualified, resource, ns, result) = joined.expect("a LIST task does not panic");
             let (listed, resource_version) = match result {
@@ -328,7 +337,11 @@ impl Engine {
                     });
                     listed
                 }
-                Err(ClusterError::Forbidden { .. }) if !explicit => continue,
+                // Kinds the user may not list are left out of the default scope, and said.
+                Err(ClusterError::Forbidden { .. }) if !explicit => {
+                    forbidden.push(qualified);
+                    continue;
+                }
                 Err(e) => {
                     failed = true;
                     writeln!(err, "error: {qualified}: {}", single_line(&e.to_string()))?;
@@ -417,6 +430,9 @@ impl Engine {
             }
             in_scope_count += wanted.len();
             progress.inc_length(wanted.len() as u64);
+            if env.stderr_tty && progress.is_hidden() && in_scope_count > 50 {
+                progress.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
             self.load_schemas(&resource, err).await?;
             for live in wanted {
                 progress.inc(1);
@@ -445,7 +461,8 @@ impl Engine {
                 if self.needs_dry_run(&w) {
                     dry_runs.spawn(&self.cluster, kept.len(), &w);
                     kept.push(w);
-                } else if w.located.desired_at_tip.is_some()
+                } else if !self.options.keep_work
+                    && w.located.desired_at_tip.is_some()
                     && w.offline.is_in_sync()
                     && w.extra.is_empty()
                 {
@@ -461,6 +478,23 @@ impl Engine {
                 }
             }
         }
+        if !forbidden.is_empty() {
+            forbidden.sort();
+            writeln!(
+                err,
+                "warning: forbidden to list {} {}; objects of {} were not compared",
+                forbidden.join(", "),
+                namespace
+                    .as_deref()
+                    .map(|n| format!("in namespace \"{n}\""))
+                    .unwrap_or_else(|| "at the cluster scope".into()),
+                if forbidden.len() == 1 {
+                    "that kind"
+                } else {
+                    "those kinds"
+                }
+            )?;
+        }
         log.debug(err, 1, || {
             format!(
                 "{in_scope_count} live objects in scope ({} kinds listed); {}",
@@ -468,6 +502,8 @@ impl Engine {
                 self.locator.reads.summary()
             )
         });
+
+        self.locator.flush_warnings(err);
 
         // Missing: declared next to objects we found (same file or render root), not in the
         // cluster.
@@ -731,6 +767,33 @@ impl Engine {
                 );
             }
         }
+    }
+
+    /// The objects Git declares next to the ones in `works` (same file or render root) that
+    /// are not in `all_live`, for kinds that were listed (watch, after Git moved).
+    pub fn missing(
+        &self,
+        works: &[Work],
+        all_live: &BTreeSet<ObjectKey>,
+        listed_kinds: &BTreeSet<(String, String)>,
+        err: &mut dyn Write,
+    ) -> Result<Vec<ObjectReport>> {
+        let mut in_git = Declared::default();
+        for w in works {
+            if let Err(e) = in_git.note(&self.locator, &self.discovery, w) {
+                writeln!(
+                    err,
+                    "warning: {}: cannot list its source's other objects: {}",
+                    w.key,
+                    single_line(&e.to_string())
+                )?;
+            }
+        }
+        Ok(in_git
+            .missing(all_live, listed_kinds, self.namespace.as_deref())
+            .into_iter()
+            .map(|(report, _)| report)
+            .collect())
     }
 
     /// The schema of the resource's group-version (list merge semantics, quantities), fetched
@@ -1034,7 +1097,8 @@ enum Prepared {
     Nothing,
 }
 
-fn repo_choice(scope: &Scope, env: &Env) -> RepoChoice {
+/// Where Git comes from for `scope`: `--repo`, the working directory's checkout, the clone cache.
+pub fn repo_choice(scope: &Scope, env: &Env) -> RepoChoice {
     RepoChoice {
         flag: scope.repo.clone(),
         cwd: env.cwd.clone(),

@@ -63,7 +63,10 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?;
-    runtime.block_on(commands::run(cli, env, out, err))
+    let outcome = runtime.block_on(commands::run(cli, env, out, err));
+    // A credential plugin left hanging past --request-timeout is not waited for.
+    runtime.shutdown_background();
+    outcome
 }
 
 /// Answers one completion request (`kubectl_complete-gitops WORDS...`, or
@@ -74,5 +77,7 @@ pub fn complete(words: &[String], env: &env::Env, out: &mut dyn Write) -> std::i
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(commands::complete(words, env, out))
+    let answered = runtime.block_on(commands::complete(words, env, out));
+    runtime.shutdown_background();
+    answered
 }

@@ -3,6 +3,8 @@
 //! switched on so that every rendered object names its file. Each document knows its file and
 //! line range, and, when asked, the kustomizations whose generators and transformers made it.
 
+mod remote;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -92,6 +94,8 @@ pub enum RenderError {
     },
     #[error("kustomize build of {root} failed: {reason}")]
     Kustomize { root: String, reason: String },
+    #[error("not rendering {root}: {reason}")]
+    Refused { root: String, reason: String },
     #[error(transparent)]
     Git(#[from] GitError),
     #[error("{what}: {source}")]
@@ -344,6 +348,10 @@ pub fn kustomize_recording(
         what: format!("writing {}", target.display()),
         source,
     })?;
+    remote::check(tmp.path(), &dir).map_err(|reason| RenderError::Refused {
+        root: root_name.to_owned(),
+        reason,
+    })?;
     let output = run_kustomize(&dir, root_name)?;
     let mut rendered = documents(&format!("{root_name} (kustomize)"), output.as_bytes())?;
     for doc in &mut rendered {
@@ -428,6 +436,8 @@ fn run_kustomize(dir: &Path, root_name: &str) -> Result<String, RenderError> {
     let output = Command::new("kubectl")
         .arg("kustomize")
         .arg(dir)
+        // Never a credential prompt on the terminal behind our back.
+        .env("GIT_TERMINAL_PROMPT", "0")
         .stdin(Stdio::null())
         .output()
         .map_err(|source| RenderError::Io {

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use futures_util::{Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::version::Info;
 use kube::config::KubeConfigOptions;
 use serde::Serialize;
@@ -102,20 +103,93 @@ pub async fn connect(options: &ConnectOptions, env: &Env) -> Result<Cluster, Clu
         config.auth_info.impersonate_groups = (!imp.groups.is_empty()).then(|| imp.groups.clone());
         target.impersonate = Some(imp.clone());
     }
+    // kube's own retry layer tries 15 times with waits of up to 1000 s: minutes, for a server
+    // that stays overloaded. Ours ([`retrying`]) is bounded.
+    config.default_retry = false;
     if let Some(limit) = options.request_timeout {
         config.connect_timeout = Some(config.connect_timeout.map_or(limit, |c| c.min(limit)));
         config.read_timeout = Some(limit);
         config.write_timeout = Some(limit);
     }
-    let client = kube::Client::try_from(config).map_err(|e| ClusterError::InvalidConfig {
-        context: target.context.clone(),
-        reason: super::error::single_line(&e.to_string()),
-    })?;
+    let client = build_client(config, &target, options.request_timeout).await?;
     Ok(Cluster {
         target,
         client,
         request_timeout: options.request_timeout,
     })
+}
+
+/// Builds the client. An exec credential plugin runs here, and may fail or hang (a login
+/// that waits for a browser, a dead network): it is run off the async threads and waited for
+/// no longer than `--request-timeout`.
+async fn build_client(
+    config: kube::Config,
+    target: &Target,
+    request_timeout: Option<Duration>,
+) -> Result<kube::Client, ClusterError> {
+    let plugin = config
+        .auth_info
+        .exec
+        .as_ref()
+        .and_then(|exec| exec.command.clone());
+    let user = target.user.clone().unwrap_or_else(|| "(none)".to_owned());
+    let build = tokio::task::spawn_blocking(move || kube::Client::try_from(config));
+    let built = match request_timeout {
+        Some(limit) => match tokio::time::timeout(limit, build).await {
+            Ok(built) => built,
+            Err(_) => {
+                return Err(ClusterError::Credentials {
+                    user,
+                    reason: format!(
+                        "the exec plugin '{}' did not answer within {} (--request-timeout)",
+                        plugin.as_deref().unwrap_or("?"),
+                        super::error::humanize(limit)
+                    ),
+                });
+            }
+        },
+        None => build.await,
+    };
+    let built = built.map_err(|e| ClusterError::InvalidConfig {
+        context: target.context.clone(),
+        reason: format!("building the client failed: {e}"),
+    })?;
+    built.map_err(|e| match e {
+        kube::Error::Auth(auth) => ClusterError::Credentials {
+            user,
+            reason: credential_failure(&auth, plugin.as_deref().unwrap_or("?")),
+        },
+        other => ClusterError::InvalidConfig {
+            context: target.context.clone(),
+            reason: super::error::single_line(&other.to_string()),
+        },
+    })
+}
+
+/// Why credentials could not be had, without what kube's own message carries: the plugin's
+/// whole command line with its environment, and its output (which may hold a token).
+fn credential_failure(err: &kube::client::AuthError, plugin: &str) -> String {
+    use kube::client::AuthError;
+    match err {
+        AuthError::AuthExecStart(io) => format!("cannot run the exec plugin '{plugin}': {io}"),
+        AuthError::AuthExecRun { out, .. } => {
+            // Its stderr went to ours already (interactive mode); else its last line says why.
+            let said = String::from_utf8_lossy(&out.stderr);
+            let last = said.lines().rev().find(|l| !l.trim().is_empty());
+            match last {
+                Some(line) => format!(
+                    "the exec plugin '{plugin}' failed ({}): {}",
+                    out.status,
+                    super::error::single_line(line)
+                ),
+                None => format!("the exec plugin '{plugin}' failed ({})", out.status),
+            }
+        }
+        AuthError::AuthExecParse(_) | AuthError::ExecPluginFailed => {
+            format!("the exec plugin '{plugin}' did not print an ExecCredential with a status")
+        }
+        other => super::error::single_line(&other.to_string()),
+    }
 }
 
 /// No kubeconfig anywhere: in a pod, use its service account as kubectl does; elsewhere, say
@@ -154,6 +228,63 @@ fn in_cluster(options: &ConnectOptions, env: &Env) -> Result<(kube::Config, Targ
 /// A live object as the server returns it.
 pub type LiveObject = serde_json::Value;
 
+/// One change of a watched collection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchEvent {
+    Added(LiveObject),
+    Modified(LiveObject),
+    Deleted(LiveObject),
+    /// Nothing changed; the collection has reached this resourceVersion.
+    Bookmark(String),
+}
+
+type RawEvents = std::pin::Pin<
+    Box<dyn Stream<Item = Result<kube::core::WatchEvent<LiveObject>, kube::Error>> + Send>,
+>;
+
+/// The changes of one collection, as the server streams them.
+pub struct WatchStream {
+    events: RawEvents,
+    server: String,
+    context: String,
+    user: String,
+    what: String,
+}
+
+impl WatchStream {
+    /// The next change. `None` when the stream ended (the server's timeout, or a dropped
+    /// connection): resume from the last resourceVersion seen.
+    pub async fn next(&mut self) -> Option<Result<WatchEvent, ClusterError>> {
+        let event = match self.events.next().await? {
+            Ok(event) => event,
+            Err(e) => {
+                let at = RequestContext {
+                    server: &self.server,
+                    context: &self.context,
+                    user: &self.user,
+                    what: &self.what,
+                };
+                return Some(Err(ClusterError::from_kube(e, &at)));
+            }
+        };
+        Some(match event {
+            kube::core::WatchEvent::Added(o) => Ok(WatchEvent::Added(o)),
+            kube::core::WatchEvent::Modified(o) => Ok(WatchEvent::Modified(o)),
+            kube::core::WatchEvent::Deleted(o) => Ok(WatchEvent::Deleted(o)),
+            kube::core::WatchEvent::Bookmark(b) => {
+                Ok(WatchEvent::Bookmark(b.metadata.resource_version))
+            }
+            kube::core::WatchEvent::Error(status) => Err(ClusterError::Api {
+                server: self.server.clone(),
+                what: self.what.clone(),
+                code: status.code,
+                reason: status.reason.clone(),
+                message: super::error::single_line(&status.message),
+            }),
+        })
+    }
+}
+
 impl Cluster {
     /// The served resources (aggregated discovery: `GET /api` and `GET /apis`).
     pub async fn discovery(&self) -> Result<Discovery, ClusterError> {
@@ -164,10 +295,7 @@ impl Cluster {
                 .body(Vec::new())
                 .expect("a GET request with a static path is valid");
             let what = format!("GET {path}");
-            documents.push(
-                self.request(&what, self.client.request_text(request))
-                    .await?,
-            );
+            documents.push(self.send(&what, request).await?);
         }
         let refs: Vec<&str> = documents.iter().map(String::as_str).collect();
         Discovery::from_aggregated(&refs).map_err(|e| ClusterError::Request {
@@ -244,6 +372,54 @@ impl Cluster {
                 return Ok((items, version));
             }
         }
+    }
+
+    /// `WATCH` a collection from `resource_version` (a LIST's, or the last one seen), with
+    /// bookmarks on; the server ends the stream after `timeout` and the caller resumes from the
+    /// last resourceVersion. A version the server no longer has is `Api { code: 410 }`, here or
+    /// from [`WatchStream::next`]: list again.
+    pub async fn watch(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        selector: Option<&str>,
+        resource_version: &str,
+        timeout: Duration,
+    ) -> Result<WatchStream, ClusterError> {
+        let base = resource.collection_path(namespace);
+        let mut query = vec![
+            "watch=1".to_owned(),
+            "allowWatchBookmarks=true".to_owned(),
+            format!("timeoutSeconds={}", timeout.as_secs().max(1)),
+        ];
+        if !resource_version.is_empty() {
+            query.push(format!(
+                "resourceVersion={}",
+                query_escape(resource_version)
+            ));
+        }
+        if let Some(sel) = selector {
+            query.push(format!("labelSelector={}", query_escape(sel)));
+        }
+        let what = format!("WATCH {base}");
+        let request = http::Request::get(format!("{base}?{}", query.join("&")))
+            .body(Vec::new())
+            .map_err(|e| ClusterError::Request {
+                server: self.target.server.clone(),
+                what: what.clone(),
+                reason: e.to_string(),
+            })?;
+        // The request timeout bounds the wait for the response's headers, not the stream.
+        let events = self
+            .request(&what, self.client.request_events::<LiveObject>(request))
+            .await?;
+        Ok(WatchStream {
+            events: Box::pin(events),
+            server: self.target.server.clone(),
+            context: self.target.context.clone(),
+            user: self.target.user.clone().unwrap_or_else(|| "(none)".into()),
+            what,
+        })
     }
 
     /// Server-side apply of `object` with `dryRun=All` and `force`, under `field_manager`: what
@@ -361,8 +537,7 @@ impl Cluster {
                 what: what.to_owned(),
                 reason: e.to_string(),
             })?;
-        self.request(what, self.client.request::<LiveObject>(request))
-            .await
+        self.send_json(what, request).await
     }
 
     async fn get_path(&self, path: &str) -> Result<LiveObject, ClusterError> {
@@ -375,14 +550,41 @@ impl Cluster {
                     reason: e.to_string(),
                 })?;
         let what = format!("GET {}", path.split('?').next().unwrap_or(path));
-        self.request(&what, self.client.request::<LiveObject>(request))
-            .await
+        self.send_json(&what, request).await
     }
 
     /// `GET /version`.
     pub async fn server_version(&self) -> Result<Info, ClusterError> {
-        self.request("GET /version", self.client.apiserver_version())
-            .await
+        let request = http::Request::get("/version")
+            .body(Vec::new())
+            .expect("a GET request with a static path is valid");
+        self.send_json("GET /version", request).await
+    }
+
+    /// [`Cluster::send`], with the answer read as JSON.
+    async fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<T, ClusterError> {
+        let text = self.send(what, request).await?;
+        serde_json::from_str(&text).map_err(|e| ClusterError::Request {
+            server: self.target.server.clone(),
+            what: what.to_owned(),
+            reason: format!("unreadable answer: {e}"),
+        })
+    }
+
+    /// Sends one request and returns the body of its answer. An answer of 429 (too many
+    /// requests), 503 (unavailable) or 504 (gateway timeout) is asked again, after the server's
+    /// `Retry-After` or an exponential backoff, at most [`ATTEMPTS`] times in all.
+    /// `--request-timeout` bounds the whole, retries included.
+    async fn send(
+        &self,
+        what: &str,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<String, ClusterError> {
+        self.request(what, retrying(&self.client, request)).await
     }
 
     /// Runs one request under `--request-timeout` and classifies its failure.
@@ -429,6 +631,103 @@ impl Cluster {
     }
 }
 
+/// Tries of one request in all, when the server answers 429, 503 or 504.
+const ATTEMPTS: u32 = 5;
+/// The first wait when the server names none; it doubles after each try (0.25, 0.5, 1, 2 s).
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest wait between two tries, whatever `Retry-After` asks.
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+/// Sends `request` until it gets an answer that is not 429, 503 or 504, or [`ATTEMPTS`] are
+/// used; the last answer's message then says how many. 429 and 503 mean the server did
+/// not act on the request (API priority and fairness rejects before doing anything; 503 is an
+/// apiserver not ready or a proxy without a backend); after a 504 it may have, but every write
+/// we send is a server-side apply or a patch guarded by a `test` of `resourceVersion`, so
+/// trying again is safe for all of them.
+async fn retrying(
+    client: &kube::Client,
+    request: http::Request<Vec<u8>>,
+) -> Result<String, kube::Error> {
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        let retry_after = match send_once(client, copy_request(&request)).await {
+            Err((kube::Error::Api(status), retry_after))
+                if matches!(status.code, 429 | 503 | 504) && attempt < ATTEMPTS =>
+            {
+                retry_after
+            }
+            Err((kube::Error::Api(mut status), _)) if matches!(status.code, 429 | 503 | 504) => {
+                status.message = format!("{} (gave up after {attempt} attempts)", status.message);
+                return Err(kube::Error::Api(status));
+            }
+            result => return result.map_err(|(e, _)| e),
+        };
+        let wait = retry_after.unwrap_or(backoff).min(MAX_BACKOFF);
+        tokio::time::sleep(wait).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        attempt += 1;
+    }
+}
+
+/// One try: the body of a 2xx answer; else the server's `Status` as [`kube::Error::Api`] (as
+/// kube's own request functions make it), with the wait `Retry-After` asks for, if any (the
+/// header, else the Status's `details.retryAfterSeconds`).
+async fn send_once(
+    client: &kube::Client,
+    request: http::Request<Vec<u8>>,
+) -> Result<String, (kube::Error, Option<Duration>)> {
+    let response = client
+        .send(request.map(kube::client::Body::from))
+        .await
+        .map_err(|e| (e, None))?;
+    let code = response.status();
+    let header_wait = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let bytes = response
+        .into_body()
+        .collect_bytes()
+        .await
+        .map_err(|e| (e, None))?;
+    let text = String::from_utf8(bytes.to_vec()).map_err(|e| (kube::Error::FromUtf8(e), None))?;
+    if !(code.is_client_error() || code.is_server_error()) {
+        return Ok(text);
+    }
+    let status = match serde_json::from_str::<kube::core::Status>(&text) {
+        Ok(status) if status.code != 0 => status,
+        // A proxy or load balancer answers in text or HTML: its start is enough to say.
+        _ => {
+            let start: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let start: String = start.chars().take(200).collect();
+            kube::core::Status::failure(&start, code.canonical_reason().unwrap_or(""))
+                .with_code(code.as_u16())
+        }
+    };
+    let wait = header_wait.or_else(|| {
+        status
+            .details
+            .as_ref()
+            .map(|d| d.retry_after_seconds)
+            .filter(|s| *s > 0)
+            .map(|s| Duration::from_secs(s.into()))
+    });
+    Err((kube::Error::Api(Box::new(status)), wait))
+}
+
+/// A copy of a request to send again (`http::Request` is not `Clone`).
+fn copy_request(request: &http::Request<Vec<u8>>) -> http::Request<Vec<u8>> {
+    let mut copy = http::Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    copy
+}
+
 /// Percent-encodes a query value (label selectors have `=`, `,`, `!` and spaces).
 fn query_escape(value: &str) -> String {
     value
@@ -464,6 +763,6 @@ impl Cluster {
                 what: what.clone(),
                 reason: e.to_string(),
             })?;
-        self.request(&what, self.client.request_text(request)).await
+        self.send(&what, request).await
     }
 }

@@ -199,6 +199,19 @@ fn classify_transport(
                 "connection closed before message completed",
                 "the server closed the connection mid-request",
             ),
+            (
+                "IncompleteMessage",
+                "the server closed the connection mid-request",
+            ),
+            (
+                "channel closed",
+                "the server closed the connection mid-request",
+            ),
+            (
+                "connection error",
+                "the connection to the server failed mid-request",
+            ),
+            ("broken pipe", "connection closed"),
         ] {
             if text.contains(needle) {
                 return unreachable(at, reason.to_owned());
@@ -276,7 +289,7 @@ fn forbidden_verb_and_resource(message: &str) -> (Option<String>, Option<String>
 }
 
 /// `1.5s`, `30s`, `2m`.
-fn humanize(d: Duration) -> String {
+pub(super) fn humanize(d: Duration) -> String {
     let ms = d.as_millis();
     if ms.is_multiple_of(60_000) && ms > 0 {
         format!("{}m", ms / 60_000)

@@ -7,5 +7,8 @@ mod error;
 pub mod kubeconfig;
 pub mod openapi;
 
-pub use client::{Cluster, ConnectOptions, Impersonation, LiveObject, Target, USER_AGENT, connect};
+pub use client::{
+    Cluster, ConnectOptions, Impersonation, LiveObject, Target, USER_AGENT, WatchEvent,
+    WatchStream, connect,
+};
 pub use error::{ClusterError, single_line};

@@ -121,6 +121,7 @@ pub async fn run(
         }
     };
     log.debug(err, 1, || locator.reads.summary());
+    locator.flush_warnings(err);
     let schemas = cluster::openapi::schemas(
         &cluster,
         &[resource.api_version()],

@@ -7,6 +7,7 @@ mod diff;
 mod revert;
 mod stamp;
 mod trace;
+mod watch;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -32,22 +33,12 @@ pub async fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) 
         Command::Diff(args) => diff::run(&cli.global, args, env, &log, out, err).await,
         Command::Blame(args) => blame::run(&cli.global, args, env, &log, out, err).await,
         Command::Completion(args) => completion::script(args, out),
+        Command::Watch(args) => watch::run(&cli.global, args, env, &log, out, err).await,
         Command::Version(args) => {
             report::render_version(out, &report::VersionReport::current(), args.output)?;
             Ok(Outcome::Clean)
         }
         Command::Revert(args) => revert::run(&cli.global, args, env, &log, out, err).await,
-        other => {
-            let issue = match other {
-                Command::Revert(_) => "revert",
-                _ => "watch",
-            };
-            bail!(
-                "`kubectl gitops {}` is not implemented yet (it comes with the {issue} work); \
-                 see `kubectl gitops --help` for what works today",
-                other.name()
-            )
-        }
     }
 }
 

@@ -69,6 +69,7 @@ pub async fn run(
         concurrency: 8,
         ignore,
         refresh_discovery: false,
+        keep_work: false,
     };
     let mut engine = Engine::connect(global, env, scope.clone(), options).await?;
 

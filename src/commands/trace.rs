@@ -83,6 +83,7 @@ pub async fn run(
         }
     }
     log.debug(err, 1, || locator.reads.summary());
+    locator.flush_warnings(err);
     let report = TraceReport {
         items: match args.output {
             // Text shows what was found; errors are already on stderr.

@@ -158,7 +158,10 @@ fn lock(url: &RepoUrl, lock_path: &Path) -> Result<File, GitError> {
     Ok(file)
 }
 
-/// Opens a cache directory if it is a bare clone of `url`.
+/// Opens a cache directory if it is a sound bare clone of `url`: cloned from it, and its HEAD
+/// (unless unborn: an empty repository) a commit whose tree can be read. A clone damaged by
+/// hand, by a full disk or by a crash fails this and is cloned again, rather than answer
+/// wrong or fail on every run.
 fn open_clone(dir: &Path, url: &RepoUrl) -> Result<gix::ThreadSafeRepository, String> {
     let repo = gix::ThreadSafeRepository::open(dir).map_err(|e| error_chain(&e))?;
     if repo.work_dir().is_some() {
@@ -172,9 +175,18 @@ fn open_clone(dir: &Path, url: &RepoUrl) -> Result<gix::ThreadSafeRepository, St
         .map(|u| u.to_bstring().to_string())
         .ok_or("no origin URL")?;
     match RepoUrl::parse(&origin) {
-        Ok(origin) if origin.same_repo(url) => Ok(repo),
-        _ => Err(format!("cloned from '{origin}', not '{url}'")),
+        Ok(origin) if origin.same_repo(url) => {}
+        _ => return Err(format!("cloned from '{origin}', not '{url}'")),
     }
+    let head = local.head().map_err(|e| error_chain(&e))?;
+    if !head.is_unborn() {
+        let commit = local.head_commit().map_err(|e| error_chain(&e))?;
+        let tree = commit.tree().map_err(|e| error_chain(&e))?;
+        for entry in tree.iter() {
+            entry.map_err(|e| error_chain(&e))?;
+        }
+    }
+    Ok(repo)
 }
 
 fn clone_into(url: &RepoUrl, dest: &Path) -> Result<(), GitError> {

@@ -65,7 +65,7 @@ pub fn summary_line(report: &DriftReport) -> String {
     line
 }
 
-fn why_text(why: &Why) -> String {
+pub(super) fn why_text(why: &Why) -> String {
     match why {
         Why::Pending {
             commit,

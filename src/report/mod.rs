@@ -11,6 +11,7 @@ mod revert;
 pub mod time;
 mod trace;
 mod version;
+mod watch;
 
 pub use blame::{BlameFormat, TimeFormat, parse_rfc3339, render_blame};
 pub use completion::{render_candidates, render_completion_script};
@@ -23,6 +24,7 @@ pub use revert::{
 };
 pub use trace::{TraceFormat, TraceItem, TraceReport, render_trace};
 pub use version::{VersionReport, render_version};
+pub use watch::{Cause, DriftEvent, EventCommit, WatchCounts, WatchFormat, render_event};
 
 use std::io::Write;
 

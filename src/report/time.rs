@@ -17,6 +17,19 @@ pub fn format_time(unix: i64, offset_seconds: i32) -> String {
     )
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ`: RFC 3339 in UTC, as the API server writes times.
+pub fn rfc3339(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 /// `42s ago`, `5m ago`, `3h ago`, `12d ago`.
 pub fn relative(unix: i64, now: i64) -> String {
     let ago = (now - unix).max(0);
@@ -56,6 +69,13 @@ mod tests {
             "2024-02-28 19:00 -0500"
         );
         assert_eq!(format_time(951_782_400, 0), "2000-02-29 00:00 +0000");
+    }
+
+    #[test]
+    fn rfc3339_is_utc_with_seconds() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        // date -u -d @1700000000 +%Y-%m-%dT%H:%M:%SZ
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
     }
 
     #[test]

@@ -108,11 +108,13 @@ pub struct Located {
 /// itself up in the same render.
 struct Rendered {
     docs: Arc<Vec<Document>>,
+    /// The documents are the files' own, untransformed (no kustomize, no substitution).
+    plain: bool,
     by_name: HashMap<(String, String), Vec<usize>>,
 }
 
 impl Rendered {
-    fn new(docs: Vec<Document>) -> Rendered {
+    fn new(docs: Vec<Document>, plain: bool) -> Rendered {
         let mut by_name: HashMap<(String, String), Vec<usize>> = HashMap::new();
         for (i, doc) in docs.iter().enumerate() {
             if let (Some(kind), Some(name)) = (
@@ -127,6 +129,7 @@ impl Rendered {
         }
         Rendered {
             docs: Arc::new(docs),
+            plain,
             by_name,
         }
     }
@@ -155,8 +158,12 @@ pub struct Locator {
     history: Mutex<HashMap<FileKey, Option<CommitId>>>,
     counts: Mutex<HashMap<(String, CommitId, CommitId), usize>>,
     revisions: Mutex<HashMap<(String, String), CommitId>>,
+    /// Cached clones whose branches were fetched in this run, to learn the tracked tip.
+    refreshed: Mutex<std::collections::HashSet<String>>,
     metadata: render::Metadata,
     pub reads: GitReads,
+    /// What the caller should tell the user once (a tip that could not be refreshed).
+    pub warnings: Mutex<Vec<String>>,
 }
 
 impl Locator {
@@ -169,8 +176,10 @@ impl Locator {
             history: Mutex::default(),
             counts: Mutex::default(),
             revisions: Mutex::default(),
+            refreshed: Mutex::default(),
             metadata: render::Metadata::Origin,
             reads: GitReads::default(),
+            warnings: Mutex::default(),
         }
     }
 
@@ -203,6 +212,11 @@ impl Locator {
                 .clone()
                 .unwrap_or_else(|| "HEAD".to_owned())
         };
+        // A branch's tip is the remote's: a clone reused from the cache is fetched once per run
+        // before it is read (a commit id needs no fetch unless it is missing).
+        if repo.cache_use() == CacheUse::Reused && tip_rev.parse::<CommitId>().is_err() {
+            self.refresh_once(&repo_key, &repo);
+        }
         let tip = self.resolve(&repo, &tip_rev)?;
         let applied = match &pointer.applied_commit {
             Some(rev) => Some(self.resolve(&repo, rev)?),
@@ -210,7 +224,8 @@ impl Locator {
         };
         let read_at = applied.unwrap_or(tip);
 
-        let (mut doc, render_root) = self.find(&pointer, &repo_key, &repo, read_at, key)?;
+        let (mut doc, render_root, as_written) =
+            self.find(&pointer, &repo_key, &repo, read_at, key)?;
         // One copy of desired, shared where it is the same at the tip and as written.
         let desired = Arc::new(std::mem::take(&mut doc.object));
         // Desired at the tracked tip (or --against), when that is not what was applied.
@@ -219,7 +234,7 @@ impl Locator {
             Some(desired.clone())
         } else {
             match self.find(&pointer, &repo_key, &repo, tip, key) {
-                Ok((d, _)) => {
+                Ok((d, _, _)) => {
                     tip_place = (d.file.clone(), d.lines);
                     Some(Arc::new(d.object))
                 }
@@ -233,6 +248,8 @@ impl Locator {
         // A generated object (configMapGenerator...) is written nowhere as a document.
         let written = if doc.built_by.generator.is_some() {
             Arc::new(Value::Null)
+        } else if as_written {
+            desired.clone()
         } else {
             match self.documents(&repo_key, &repo, read_at, &file).ok() {
                 Some(docs) => match pick_ref(&docs, key) {
@@ -290,7 +307,8 @@ impl Locator {
         })
     }
 
-    /// The document declaring `key` at `commit`, by the pointer's rule, and the render root.
+    /// The document declaring `key` at `commit`, by the pointer's rule, the render root, and
+    /// whether the document is exactly as its file writes it (no kustomize transformation).
     fn find(
         &self,
         pointer: &Pointer,
@@ -298,7 +316,7 @@ impl Locator {
         repo: &Arc<Repo>,
         read_at: CommitId,
         key: &ObjectKey,
-    ) -> Result<(Document, String), SourceError> {
+    ) -> Result<(Document, String, bool), SourceError> {
         let repo_key = repo_key.to_owned();
         let repo = repo.clone();
         Ok(match pointer.rule {
@@ -310,7 +328,7 @@ impl Locator {
                 let docs = self.documents(&repo_key, &repo, read_at, &file)?;
                 let doc =
                     pick(&docs, key).ok_or_else(|| not_declared(file.as_str(), read_at, key))?;
-                (doc, file.as_str().to_owned())
+                (doc, file.as_str().to_owned(), true)
             }
             Rule::KustomizeOrigin => {
                 let origin = pointer.origin_path.clone().unwrap_or_default();
@@ -321,7 +339,7 @@ impl Locator {
                 let root = self
                     .origin_render_root(&repo, read_at, &file, &origin)
                     .unwrap_or_else(|| file.as_str().to_owned());
-                (doc, root)
+                (doc, root, true)
             }
             Rule::Flux | Rule::ArgoCd => {
                 let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);
@@ -332,6 +350,8 @@ impl Locator {
                     .ok_or_else(|| not_declared(&display_root(&root), read_at, key))?;
                 // Lines come from the source file the rendered object names.
                 let (file, lines) = match RepoPath::parse(&found.file) {
+                    // Read from the file itself: its lines are already the file's.
+                    _ if rendered.plain => (found.file.clone(), found.lines),
                     Ok(file) => {
                         let docs = self.documents(&repo_key, &repo, read_at, &file)?;
                         let generated = found.built_by.generator.is_some();
@@ -353,11 +373,11 @@ impl Locator {
                     object: found.object.clone(),
                     built_by: found.built_by.clone(),
                 };
-                (doc, display_root(&root))
+                (doc, display_root(&root), rendered.plain)
             }
             Rule::Fallback => {
                 let (doc, root) = self.search(&repo_key, &repo, read_at, key)?;
-                (doc, root)
+                (doc, root, true)
             }
         })
     }
@@ -598,6 +618,37 @@ impl Locator {
     }
 
     /// A revision resolved once per repository and run (many objects name the same one).
+    /// Fetches a cached clone's branches, once per run. Offline, the cached tip is used and the
+    /// user is told it may be behind.
+    /// Writes the warnings gathered so far (each once) to `err`.
+    pub fn flush_warnings(&self, err: &mut dyn std::io::Write) {
+        for warning in self.warnings.lock().expect("warnings lock").drain(..) {
+            let _ = writeln!(err, "warning: {warning}");
+        }
+    }
+
+    fn refresh_once(&self, repo_key: &str, repo: &Repo) {
+        if !self
+            .refreshed
+            .lock()
+            .expect("refresh set lock")
+            .insert(repo_key.to_owned())
+        {
+            return;
+        }
+        match repo.fetch() {
+            Ok(()) => {
+                self.reads.fetches.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => self.warnings.lock().expect("warnings lock").push(format!(
+                "{}: could not fetch the tracked branch ({}); using the cached copy, which may be \
+                 behind the remote",
+                repo.display_name(),
+                crate::cluster::single_line(&e.to_string())
+            )),
+        }
+    }
+
     fn resolve(&self, repo: &Repo, rev: &str) -> Result<CommitId, SourceError> {
         let key = (repo.display_name(), rev.to_owned());
         if let Some(id) = self
@@ -620,6 +671,27 @@ impl Locator {
     }
 
     /// The documents of one file at one commit, read and parsed once per run.
+    /// A file's documents for a render, which keeps them: copied from the file cache when they
+    /// are there, else read without filling it, so that the render holds the only copy.
+    fn documents_owned(
+        &self,
+        repo_key: &str,
+        repo: &Repo,
+        commit: CommitId,
+        file: &RepoPath,
+    ) -> Result<Vec<Document>, SourceError> {
+        let cache_key = (repo_key.to_owned(), commit, file.as_str().to_owned());
+        if let Some(hit) = self.files.lock().expect("file cache lock").get(&cache_key) {
+            return hit
+                .clone()
+                .map(|docs| docs.as_ref().clone())
+                .map_err(|e| cached_error(&e));
+        }
+        self.reads.files.fetch_add(1, Ordering::Relaxed);
+        let bytes = repo.read_file(commit, file)?;
+        Ok(render::documents(file.as_str(), &bytes)?)
+    }
+
     fn documents(
         &self,
         repo_key: &str,
@@ -672,7 +744,7 @@ impl Locator {
         self.reads.renders.fetch_add(1, Ordering::Relaxed);
         let result = self
             .render_uncached(repo_key, repo, commit, root, pointer)
-            .map(|docs| Arc::new(Rendered::new(docs)));
+            .map(|(docs, plain)| Arc::new(Rendered::new(docs, plain)));
         let shared = result.as_ref().map(Arc::clone).map_err(|e| e.to_string());
         self.renders
             .lock()
@@ -688,7 +760,7 @@ impl Locator {
         commit: CommitId,
         root: &RepoPath,
         pointer: &Pointer,
-    ) -> Result<Vec<Document>, SourceError> {
+    ) -> Result<(Vec<Document>, bool), SourceError> {
         let files = repo.list_files(commit, root)?;
         let has_kustomization = files.iter().any(|f| {
             f.parent()
@@ -711,14 +783,11 @@ impl Locator {
                     .iter()
                     .any(|k| f.as_str().ends_with(&format!("/{k}")) || f.as_str() == *k)
             });
+        let kustomized = !plain_flux && (has_kustomization || pointer.generate_kustomization);
         let mut docs = if plain_flux {
             let mut docs = Vec::new();
             for file in files.iter().filter(|f| is_manifest(f.as_str())) {
-                docs.extend(
-                    self.documents(repo_key, repo, commit, file)?
-                        .iter()
-                        .cloned(),
-                );
+                docs.extend(self.documents_owned(repo_key, repo, commit, file)?);
             }
             docs
         } else if has_kustomization || pointer.generate_kustomization {
@@ -736,11 +805,7 @@ impl Locator {
             for file in files.iter().filter(|f| is_manifest(f.as_str())) {
                 let top_level = f_parent(file) == root.as_str();
                 if top_level || pointer.recurse {
-                    docs.extend(
-                        self.documents(repo_key, repo, commit, file)?
-                            .iter()
-                            .cloned(),
-                    );
+                    docs.extend(self.documents_owned(repo_key, repo, commit, file)?);
                 }
             }
             docs
@@ -758,7 +823,8 @@ impl Locator {
                 }
             }
         }
-        Ok(docs)
+        let plain = !kustomized && pointer.substitute.is_none();
+        Ok((docs, plain))
     }
 
     /// `git rev-list --count from..to`, once per pair in a run.

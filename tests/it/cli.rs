@@ -59,14 +59,6 @@ fn version_names_the_commit_it_was_built_from() {
 }
 
 #[test]
-fn unimplemented_commands_say_so_and_exit_2() {
-    let ran = run(&mut gitops(&["watch"]));
-    let line = ran.assert_one_line_error();
-    assert!(line.contains("is not implemented yet"), "{line}");
-    assert!(line.contains("`kubectl gitops watch`"), "{line}");
-}
-
-#[test]
 fn usage_mistakes_exit_2() {
     let ran = run(&mut gitops(&["context", "--request-timeout", "soon"]));
     assert_eq!(ran.code, Some(2));

@@ -584,6 +584,12 @@ fn remote_is_cloned_once_reused_offline_and_fetched_for_a_missing_commit() {
     let ran = trace_v("cm/first");
     assert_eq!(ran.code, Some(0), "works offline: {}", ran.stderr);
     assert!(ran.stderr.contains("0 clones, 0 fetches"), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("using the cached copy, which may be behind the remote"),
+        "an unrefreshed tip is said: {}",
+        ran.stderr
+    );
     std::fs::rename(&moved, repo.path()).unwrap();
 
     // A commit the cache does not have: fetched once.
@@ -593,6 +599,32 @@ fn remote_is_cloned_once_reused_offline_and_fetched_for_a_missing_commit() {
     let ran = trace_v("cm/second");
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
     assert!(ran.stderr.contains("0 clones, 1 fetches"), "{}", ran.stderr);
+
+    // The branch moves on without any object naming the new commit: the tracked tip is the
+    // remote's, not the cache's.
+    repo.write("config.yaml", &TWO_CONFIGMAPS.replace("blue", "teal"));
+    let third = repo.commit(ALICE, "Teal");
+    let kc = kubeconfig();
+    let ran = run(kubectl_gitops(&[
+        "trace",
+        "--kubeconfig",
+        &kc,
+        "-n",
+        &ns,
+        "cm/first",
+        "-o",
+        "json",
+    ])
+    .env("XDG_CACHE_HOME", cache.path()));
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let traced: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    let source = &traced["items"][0]["source"];
+    assert_eq!(
+        source["trackedCommit"].as_str(),
+        Some(third.as_str()),
+        "{traced:#}"
+    );
+    assert_eq!(source["commitsSinceApplied"], 2, "{traced:#}");
 }
 
 #[test]

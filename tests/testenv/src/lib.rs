@@ -6,9 +6,11 @@
 //! through `tests/testenv/cluster up|down`.
 //!
 //! It also builds krew from its Go module ([`ensure_krew`]) and packages the plugin for Krew
-//! ([`krew`], run by people as `krew/package`).
+//! ([`krew`], run by people as `krew/package`), and holds the newcomer's demo ([`demo`], run
+//! as `./demo`).
 
 mod build;
+pub mod demo;
 pub mod krew;
 mod process;
 
@@ -32,6 +34,14 @@ pub const ADMIN_CONTEXT: &str = "testenv-admin";
 pub const VIEWER_CONTEXT: &str = "testenv-viewer";
 /// The user name the server knows the limited user by.
 pub const VIEWER_USER: &str = "viewer";
+/// Users with no rights until a test binds them to a role (RBAC tests); each has a kubeconfig
+/// of its own, [`ControlPlane::kubeconfig_of`]. None is in a group beyond `system:authenticated`.
+pub const UNBOUND_USERS: [&str; 4] = [
+    "gitops-audited",
+    "gitops-reader",
+    "gitops-reverter",
+    "gitops-partial",
+];
 
 /// A running etcd + kube-apiserver pair.
 #[derive(Debug)]
@@ -47,6 +57,33 @@ pub struct ControlPlane {
     /// The version kube-apiserver reports, e.g. `v1.35.4`.
     pub version: String,
     pids: Vec<u32>,
+    /// How kube-apiserver was started, to start it again ([`ControlPlane::start_apiserver`]).
+    apiserver: ApiserverSpec,
+    lifetime: Lifetime,
+}
+
+/// A kube-apiserver started by [`ControlPlane::start_second_apiserver`]; killed when dropped.
+#[derive(Debug)]
+pub struct SecondApiserver {
+    /// `https://127.0.0.1:<port>`.
+    pub server: String,
+    /// A kubeconfig like the first server's, pointing at this one.
+    pub kubeconfig: PathBuf,
+    pid: u32,
+}
+
+impl Drop for SecondApiserver {
+    fn drop(&mut self) {
+        process::kill_all(&[self.pid]);
+    }
+}
+
+/// What kube-apiserver needs to start again on the same port with the same etcd.
+#[derive(Debug, Clone)]
+struct ApiserverSpec {
+    binary: PathBuf,
+    etcd_url: String,
+    port: u16,
 }
 
 /// The shared control plane, or why it could not start (kept, so that every test that needs it
@@ -97,13 +134,17 @@ impl ControlPlane {
 
         let admin_token = random_token()?;
         let viewer_token = random_token()?;
-        fs::write(
-            dir.join("tokens.csv"),
-            format!(
-                "{admin_token},admin,uid-admin,\"system:masters\"\n\
-                 {viewer_token},{VIEWER_USER},uid-viewer,\"testenv:viewers\"\n"
-            ),
-        )?;
+        let mut tokens = format!(
+            "{admin_token},admin,uid-admin,\"system:masters\"\n\
+             {viewer_token},{VIEWER_USER},uid-viewer,\"testenv:viewers\"\n"
+        );
+        let mut unbound = Vec::new();
+        for user in UNBOUND_USERS {
+            let token = random_token()?;
+            tokens.push_str(&format!("{token},{user},uid-{user}\n"));
+            unbound.push((user, token));
+        }
+        fs::write(dir.join("tokens.csv"), tokens)?;
         fs::write(dir.join("audit-policy.yaml"), AUDIT_POLICY)?;
         let key = dir.join("service-account.key");
         run_ok(
@@ -115,7 +156,7 @@ impl ControlPlane {
 
         let mut pids = Vec::new();
         let result = start_processes(dir, &binaries, lifetime, &mut pids);
-        let (server, kubeconfig) = match result {
+        let (server, kubeconfig, apiserver) = match result {
             Ok(started) => started,
             Err(e) => {
                 process::kill_all(&pids);
@@ -129,6 +170,8 @@ impl ControlPlane {
             audit_log: dir.join("audit.log"),
             version: binaries.kubernetes_version.clone(),
             pids,
+            apiserver,
+            lifetime,
         };
         let setup = cp.wait_ready(&kubectl).and_then(|()| {
             run_ok(
@@ -151,6 +194,12 @@ impl ControlPlane {
                 .collect::<Vec<_>>()
                 .join(" "),
         )?;
+        for (user, token) in &unbound {
+            fs::write(
+                cp.kubeconfig_of(user),
+                user_kubeconfig_yaml(&cp.server, user, token),
+            )?;
+        }
         // Write the kubeconfig with both users only now: its existence means "ready".
         fs::write(
             &cp.kubeconfig,
@@ -209,7 +258,10 @@ impl ControlPlane {
     pub fn audit_events(&self) -> Result<Vec<serde_json::Value>> {
         let text = fs::read_to_string(&self.audit_log)
             .with_context(|| format!("reading {}", self.audit_log.display()))?;
-        text.lines()
+        // The server may be writing the last line right now: only whole lines count.
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        whole
+            .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).context("parsing an audit event"))
             .collect()
@@ -288,9 +340,97 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Stops kube-apiserver (SIGKILL, as a crash would) and leaves etcd running: clients see
+    /// their connections drop and new ones refused.
+    pub fn stop_apiserver(&mut self) {
+        process::kill_all(&self.pids[1..]);
+    }
+
+    /// Starts kube-apiserver again, on the same port with the same etcd, certificates and
+    /// audit log, and waits until it is ready. Objects and resourceVersions are kept (they
+    /// live in etcd).
+    pub fn start_apiserver(&mut self) -> Result<()> {
+        let kubectl = find_on_path("kubectl").context("kubectl is not on PATH")?;
+        let spec = self.apiserver.clone();
+        let log = self.dir.join("kube-apiserver.log");
+        let cmd = apiserver_command(&self.dir, &spec, &self.dir);
+        let pid = process::spawn(cmd, &log, self.lifetime)?;
+        self.pids.truncate(1);
+        self.pids.push(pid);
+        fs::write(
+            self.dir.join("state"),
+            self.pids
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+        )?;
+        self.wait_ready(&kubectl)
+    }
+
+    /// A second kube-apiserver on the same etcd, on a port of its own, as in a control plane
+    /// with several: it serves while the first is stopped. Stopped when dropped.
+    pub fn start_second_apiserver(&self) -> Result<SecondApiserver> {
+        let kubectl = find_on_path("kubectl").context("kubectl is not on PATH")?;
+        let spec = ApiserverSpec {
+            port: free_port()?,
+            ..self.apiserver.clone()
+        };
+        let own = self.dir.join(format!("apiserver-{}", spec.port));
+        fs::create_dir_all(&own).with_context(|| format!("creating {}", own.display()))?;
+        let log = own.join("kube-apiserver.log");
+        let pid = process::spawn(
+            apiserver_command(&self.dir, &spec, &own),
+            &log,
+            self.lifetime,
+        )?;
+        let second = SecondApiserver {
+            server: format!("https://127.0.0.1:{}", spec.port),
+            kubeconfig: own.join("kubeconfig"),
+            pid,
+        };
+        let tokens = fs::read_to_string(self.dir.join("tokens.csv"))?;
+        let token = |line: usize| {
+            tokens
+                .lines()
+                .nth(line)
+                .and_then(|l| l.split(',').next())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        fs::write(
+            &second.kubeconfig,
+            kubeconfig_yaml(&second.server, &token(0), &token(1)),
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let out = Command::new(&kubectl)
+                .arg("--kubeconfig")
+                .arg(&second.kubeconfig)
+                .args(["get", "--raw", "/readyz", "--request-timeout=5s"])
+                .output()?;
+            if out.status.success() {
+                return Ok(second);
+            }
+            if process::first_exited(&[pid]).is_some() || Instant::now() > deadline {
+                bail!(
+                    "the second kube-apiserver did not become ready; the end of its log:\n{}",
+                    log_tail(&log)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     /// The pids of etcd and kube-apiserver.
     pub fn pids(&self) -> &[u32] {
         &self.pids
+    }
+
+    /// A kubeconfig for one of [`UNBOUND_USERS`], whose only (and current) context is
+    /// `testenv-<user>`.
+    pub fn kubeconfig_of(&self, user: &str) -> PathBuf {
+        self.dir.join(format!("kubeconfig-{user}"))
     }
 
     /// The kubeconfig with both users (what [`ControlPlane::kubeconfig`] holds).
@@ -333,7 +473,7 @@ fn start_processes(
     binaries: &Binaries,
     lifetime: Lifetime,
     pids: &mut Vec<u32>,
-) -> Result<(String, PathBuf)> {
+) -> Result<(String, PathBuf, ApiserverSpec)> {
     let etcd_port = free_port()?;
     let peer_port = free_port()?;
     let etcd_url = format!("http://127.0.0.1:{etcd_port}");
@@ -353,12 +493,39 @@ fn start_processes(
 
     let port = free_port()?;
     let server = format!("https://127.0.0.1:{port}");
-    let mut apiserver = Command::new(&binaries.kube_apiserver);
+    let spec = ApiserverSpec {
+        binary: binaries.kube_apiserver.clone(),
+        etcd_url,
+        port,
+    };
+    let apiserver = apiserver_command(dir, &spec, dir);
+    pids.push(process::spawn(
+        apiserver,
+        &dir.join("kube-apiserver.log"),
+        lifetime,
+    )?);
+    // A kubeconfig for the readiness probe; the real one is written once the server is ready.
+    let admin_token = fs::read_to_string(dir.join("tokens.csv"))?
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    fs::write(
+        dir.join("boot.kubeconfig"),
+        kubeconfig_yaml(&server, &admin_token, "unused"),
+    )?;
+    Ok((server, dir.join("kubeconfig"), spec))
+}
+
+/// kube-apiserver with the keys, tokens and audit policy of `dir`, its serving certificate and
+/// audit log in `own` (`dir` itself for the first server).
+fn apiserver_command(dir: &Path, spec: &ApiserverSpec, own: &Path) -> Command {
+    let mut apiserver = Command::new(&spec.binary);
     apiserver
-        .args(["--etcd-servers", &etcd_url])
+        .args(["--etcd-servers", &spec.etcd_url])
         .arg("--cert-dir")
-        .arg(dir.join("certs"))
-        .args(["--secure-port", &port.to_string()])
+        .arg(own.join("certs"))
+        .args(["--secure-port", &spec.port.to_string()])
         .args([
             "--bind-address",
             "127.0.0.1",
@@ -382,25 +549,10 @@ fn start_processes(
         .arg("--audit-policy-file")
         .arg(dir.join("audit-policy.yaml"))
         .arg("--audit-log-path")
-        .arg(dir.join("audit.log"))
+        .arg(own.join("audit.log"))
         .args(["--audit-log-mode", "blocking"])
         .args(["--v", "1"]);
-    pids.push(process::spawn(
-        apiserver,
-        &dir.join("kube-apiserver.log"),
-        lifetime,
-    )?);
-    // A kubeconfig for the readiness probe; the real one is written once the server is ready.
-    let admin_token = fs::read_to_string(dir.join("tokens.csv"))?
-        .split(',')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    fs::write(
-        dir.join("boot.kubeconfig"),
-        kubeconfig_yaml(&server, &admin_token, "unused"),
-    )?;
-    Ok((server, dir.join("kubeconfig")))
+    apiserver
 }
 
 const AUDIT_POLICY: &str = "\
@@ -438,6 +590,29 @@ contexts:
       cluster: testenv
       user: {VIEWER_USER}
 current-context: {ADMIN_CONTEXT}
+"
+    )
+}
+
+fn user_kubeconfig_yaml(server: &str, user: &str, token: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+  - name: testenv
+    cluster:
+      server: {server}
+      insecure-skip-tls-verify: true
+users:
+  - name: {user}
+    user:
+      token: {token}
+contexts:
+  - name: testenv-{user}
+    context:
+      cluster: testenv
+      user: {user}
+current-context: testenv-{user}
 "
     )
 }

@@ -152,3 +152,42 @@ fn without_go_the_build_fails_saying_what_to_install() {
         "{stderr}"
     );
 }
+
+#[test]
+fn kube_apiserver_restarts_on_its_port_and_keeps_the_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cp =
+        ControlPlane::start(&dir.path().join("cluster"), Lifetime::TiedToThisProcess).unwrap();
+    let kubeconfig = cp.kubeconfig.clone();
+    let kubectl = |args: &[&str]| {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--request-timeout=5s"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(kubectl(&["create", "namespace", "kept"]).status.success());
+    let before = cp.pids().to_vec();
+    cp.stop_apiserver();
+    wait_gone(&before[1..]);
+    assert!(running(before[0]), "etcd keeps running");
+    let down = kubectl(&["get", "namespace", "kept"]);
+    assert!(!down.status.success(), "nothing answers while it is down");
+    cp.start_apiserver().unwrap();
+    assert_eq!(cp.pids()[0], before[0]);
+    assert_ne!(cp.pids()[1], before[1]);
+    let up = kubectl(&["get", "namespace", "kept", "-o", "name"]);
+    assert_eq!(
+        String::from_utf8_lossy(&up.stdout).trim(),
+        "namespace/kept",
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    cp.stop_apiserver();
+    wait_gone(&cp.pids()[1..]);
+    let _ = Command::new("kill")
+        .args(["-9", &cp.pids()[0].to_string()])
+        .status();
+}
