@@ -62,9 +62,28 @@ pub struct Options {
     /// Ignore rules from the command line.
     pub ignore: Vec<IgnoreRule>,
     pub refresh_discovery: bool,
-    /// Keep the work of objects found in sync too (watch follows every object); otherwise
-    /// only their reports are kept, so memory does not grow with the scope.
-    pub keep_work: bool,
+    /// Give every object evaluated a [`Summary`] and keep no work at all (watch follows every
+    /// object, and memory must not grow with what it follows). Otherwise the work of objects
+    /// that are not in sync is kept (revert writes them back), and of the others only the
+    /// report.
+    pub summaries: bool,
+}
+
+/// What a caller that follows objects (watch) keeps of one once its verdict is made: enough to
+/// tell a later change of the live object from bookkeeping, and where Git's side is read.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub resource_version: String,
+    /// [`crate::object::content_digest`] of live as the server sent it.
+    pub content: u64,
+    pub repo_key: String,
+    /// The checkout's path, or the URL.
+    pub repo: String,
+    pub local_checkout: bool,
+    pub tracked_ref: Option<String>,
+    pub tracked_commit: Option<String>,
+    /// Git declares the object at the tip.
+    pub declared: bool,
 }
 
 /// One live object on its way through the comparison; kept after the verdict so that `revert`
@@ -82,9 +101,31 @@ pub struct Work {
     /// Fields Git does not declare that only out-of-band managers own.
     pub extra: Vec<Change>,
     pub dry_run: Option<Result<Vec<Change>, String>>,
+    /// The digest of live before managedFields was dropped, when summaries are wanted.
+    content: Option<u64>,
 }
 
 impl Work {
+    /// What a follower keeps of this work.
+    pub fn summary(&self) -> Summary {
+        let located = &self.located;
+        Summary {
+            resource_version: self.live["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            content: self
+                .content
+                .unwrap_or_else(|| crate::object::content_digest(&self.live)),
+            repo_key: located.repo_key.clone(),
+            repo: located.repo.clone(),
+            local_checkout: located.local_checkout,
+            tracked_ref: located.tracked_ref.clone(),
+            tracked_commit: located.tracked_commit.clone(),
+            declared: located.desired_at_tip.is_some(),
+        }
+    }
+
     /// Desired as the API takes it (in the live object's namespace), when Git still declares
     /// the object.
     pub fn desired(&self) -> Option<Value> {
@@ -118,6 +159,8 @@ impl Work {
 pub struct Evaluated {
     pub report: ObjectReport,
     pub work: Option<Work>,
+    /// With [`Options::summaries`], for every object that was located.
+    pub summary: Option<Summary>,
     /// For a missing object: what Git declares, for `revert` to create it again.
     pub missing: Option<MissingObject>,
 }
@@ -393,6 +436,7 @@ impl Engine {
                             error: None,
                         },
                         work: None,
+                        summary: None,
                         missing: Some(MissingObject {
                             desired,
                             manager: "kubectl-gitops".into(),
@@ -443,6 +487,7 @@ impl Engine {
                         items.push(Evaluated {
                             report: *report,
                             work: None,
+                            summary: None,
                             missing: None,
                         });
                         continue;
@@ -461,18 +506,14 @@ impl Engine {
                 if self.needs_dry_run(&w) {
                     dry_runs.spawn(&self.cluster, kept.len(), &w);
                     kept.push(w);
-                } else if !self.options.keep_work
-                    && w.located.desired_at_tip.is_some()
-                    && w.offline.is_in_sync()
-                    && w.extra.is_empty()
+                } else if self.options.summaries
+                    || (w.located.desired_at_tip.is_some()
+                        && w.offline.is_in_sync()
+                        && w.extra.is_empty())
                 {
-                    // In sync offline and no dry run wanted: the report is all that is kept.
-                    let report = self.verdict(&w, err);
-                    items.push(Evaluated {
-                        report,
-                        work: None,
-                        missing: None,
-                    });
+                    // No dry run wanted, and nothing to write back: the report (or summary)
+                    // is all that is kept.
+                    items.push(self.finish(w, false, err));
                 } else {
                     kept.push(w);
                 }
@@ -515,6 +556,7 @@ impl Engine {
                 items.push(Evaluated {
                     report,
                     work: None,
+                    summary: None,
                     missing: Some(missing),
                 });
             }
@@ -535,13 +577,9 @@ impl Engine {
             .await?;
         progress.finish_and_clear();
         for w in kept {
-            let report = self.verdict(&w, err);
-            failed |= report.status == Status::Error;
-            items.push(Evaluated {
-                report,
-                work: Some(w),
-                missing: None,
-            });
+            let item = self.finish(w, true, err);
+            failed |= item.report.status == Status::Error;
+            items.push(item);
         }
         Ok(Evaluation {
             items,
@@ -625,6 +663,7 @@ impl Engine {
                 return Ok(Some(Evaluated {
                     report: *report,
                     work: None,
+                    summary: None,
                     missing: None,
                 }));
             }
@@ -651,9 +690,27 @@ impl Engine {
         let report = self.verdict(&w, err);
         Ok(Some(Evaluated {
             report,
+            summary: self.options.summaries.then(|| w.summary()),
             work: Some(w),
             missing: None,
         }))
+    }
+
+    /// The verdict on `w`, with its work when `keep` (and no summaries are wanted), or its
+    /// summary.
+    fn finish(&self, w: Work, keep: bool, err: &mut dyn Write) -> Evaluated {
+        let report = self.verdict(&w, err);
+        let (work, summary) = if self.options.summaries {
+            (None, Some(w.summary()))
+        } else {
+            (keep.then_some(w), None)
+        };
+        Evaluated {
+            report,
+            work,
+            summary,
+            missing: None,
+        }
     }
 
     /// Locates one live object in Git and reads its managedFields.
@@ -709,6 +766,10 @@ impl Engine {
                 }
             }
         };
+        let content = self
+            .options
+            .summaries
+            .then(|| crate::object::content_digest(&live));
         // Parsed; the raw list (often the larger half of an object) is not needed again.
         if let Some(meta) = live.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.remove("managedFields");
@@ -731,6 +792,7 @@ impl Engine {
             offline: Offline::InSync,
             extra: Vec::new(),
             dry_run: None,
+            content,
         })))
     }
 

@@ -2,8 +2,10 @@
 //! and desired documents so that the two can be matched.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 use serde::Serialize;
+use serde_json::Value;
 
 /// Group, kind, namespace and name: what makes an object the same object in Git and cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -66,6 +68,65 @@ impl fmt::Display for ObjectKey {
     }
 }
 
+/// A digest of the live object without what never changes a verdict: `status`, the
+/// resourceVersion, and the managedFields entries of the status subresource.
+pub fn content_digest(live: &serde_json::Value) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    if let Value::Object(map) = live {
+        for (k, v) in map {
+            if k == "status" {
+                continue;
+            }
+            k.hash(&mut hasher);
+            if k == "metadata"
+                && let Value::Object(meta) = v
+            {
+                for (mk, mv) in meta {
+                    if mk == "resourceVersion" {
+                        continue;
+                    }
+                    mk.hash(&mut hasher);
+                    if mk == "managedFields"
+                        && let Value::Array(entries) = mv
+                    {
+                        for e in entries.iter().filter(|e| e["subresource"] != "status") {
+                            hash_value(e, &mut hasher);
+                        }
+                    } else {
+                        hash_value(mv, &mut hasher);
+                    }
+                }
+            } else {
+                hash_value(v, &mut hasher);
+            }
+        }
+    }
+    hasher.finish()
+}
+
+/// Feeds a JSON value to a hasher, numbers by their text.
+pub fn hash_value(value: &Value, hasher: &mut impl Hasher) {
+    match value {
+        Value::Null => 0u8.hash(hasher),
+        Value::Bool(b) => (1u8, b).hash(hasher),
+        Value::Number(n) => (2u8, n.to_string()).hash(hasher),
+        Value::String(s) => (3u8, s).hash(hasher),
+        Value::Array(items) => {
+            (4u8, items.len()).hash(hasher);
+            for i in items {
+                hash_value(i, hasher);
+            }
+        }
+        Value::Object(map) => {
+            (5u8, map.len()).hash(hasher);
+            for (k, v) in map {
+                k.hash(hasher);
+                hash_value(v, hasher);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +148,29 @@ mod tests {
         };
         assert!(live.declared_by(&desired));
         assert!(ObjectKey::of(&json!({"kind": "ConfigMap"})).is_none());
+    }
+
+    #[test]
+    fn status_and_bookkeeping_do_not_change_the_content() {
+        let live = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "resourceVersion": "1", "managedFields": [
+                {"manager": "kustomize-controller", "operation": "Apply", "time": "t1"},
+                {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status", "time": "t1"}
+            ]},
+            "spec": {"replicas": 2},
+            "status": {"replicas": 0}
+        });
+        let mut touched = live.clone();
+        touched["metadata"]["resourceVersion"] = json!("2");
+        touched["status"]["replicas"] = json!(2);
+        touched["metadata"]["managedFields"][1]["time"] = json!("t2");
+        assert_eq!(content_digest(&live), content_digest(&touched));
+        let mut scaled = touched.clone();
+        scaled["spec"]["replicas"] = json!(5);
+        assert_ne!(content_digest(&live), content_digest(&scaled));
+        let mut relabelled = live.clone();
+        relabelled["metadata"]["labels"] = json!({"team": "x"});
+        assert_ne!(content_digest(&live), content_digest(&relabelled));
     }
 }

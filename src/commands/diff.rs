@@ -39,7 +39,7 @@ pub async fn run(
         concurrency: args.concurrency,
         ignore,
         refresh_discovery: args.refresh_discovery,
-        keep_work: false,
+        summaries: false,
     };
     let mut engine = Engine::connect(global, env, scope, options).await?;
     let evaluation = engine.evaluate(env, log, err).await?;

@@ -69,7 +69,7 @@ pub async fn run(
         concurrency: 8,
         ignore,
         refresh_discovery: false,
-        keep_work: false,
+        summaries: false,
     };
     let mut engine = Engine::connect(global, env, scope.clone(), options).await?;
 
@@ -275,6 +275,7 @@ fn plan(e: Evaluated, manager_flag: Option<&str>, discovery: &Discovery) -> Plan
         report,
         work,
         missing,
+        ..
     } = e;
     let key = report.object.clone();
     let done = |result, message: &str| Step::Done(result, message.to_owned());

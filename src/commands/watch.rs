@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
-use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::Outcome;
@@ -19,12 +18,11 @@ use crate::cluster::discovery::{Discovery, Resource};
 use crate::cluster::{Cluster, ClusterError, LiveObject, WatchEvent, single_line};
 use crate::drift::{ObjectReport, SourceSummary, Status, Verdict, Why};
 use crate::env::Env;
-use crate::evaluate::{Engine, Evaluated, ListedKind, Options, Scope, Work};
+use crate::evaluate::{Engine, Evaluated, ListedKind, Options, Scope, Summary, Work};
 use crate::git::{Repo, RepoUrl};
 use crate::normalize::IgnoreRule;
 use crate::object::ObjectKey;
 use crate::report::{self, Cause, DriftEvent, Log, WatchCounts};
-use crate::source::Located;
 
 /// Messages waiting for the main loop; watches wait when it is this far behind.
 const QUEUE: usize = 1024;
@@ -61,7 +59,7 @@ pub async fn run(
         concurrency: args.concurrency,
         ignore,
         refresh_discovery: false,
-        keep_work: true,
+        summaries: true,
     };
     let mut engine = Engine::connect(global, env, scope, options).await?;
     let filter = ScopeFilter::new(&engine.discovery, &args.objects);
@@ -471,12 +469,12 @@ impl Watch {
     /// What to remember of an evaluated object.
     fn followed_from(&mut self, item: &Evaluated, kind: Option<usize>) -> Followed {
         let report = &item.report;
-        let (resource_version, content, tip, declared) = match &item.work {
-            Some(w) => (
-                resource_version(&w.live),
-                content_digest(&w.live),
-                Some(self.tip_of(&w.located)),
-                w.located.desired_at_tip.is_some(),
+        let (resource_version, content, tip, declared) = match &item.summary {
+            Some(s) => (
+                s.resource_version.clone(),
+                s.content,
+                Some(self.tip_of(s)),
+                s.declared,
             ),
             None => (String::new(), 0, None, false),
         };
@@ -494,27 +492,27 @@ impl Watch {
     }
 
     /// The tip an object's desired state was read at, added when new.
-    fn tip_of(&mut self, located: &Located) -> usize {
-        let rev = if located.local_checkout {
+    fn tip_of(&mut self, summary: &Summary) -> usize {
+        let rev = if summary.local_checkout {
             "HEAD".to_owned()
         } else {
-            located
+            summary
                 .tracked_ref
                 .clone()
                 .unwrap_or_else(|| "HEAD".to_owned())
         };
-        let commit = located.tracked_commit.clone().unwrap_or_default();
+        let commit = summary.tracked_commit.clone().unwrap_or_default();
         if let Some(i) = self
             .tips
             .iter()
-            .position(|t| t.repo_key == located.repo_key && t.rev == rev)
+            .position(|t| t.repo_key == summary.repo_key && t.rev == rev)
         {
             return i;
         }
         self.tips.push(Tip {
-            repo_key: located.repo_key.clone(),
-            local: located.local_checkout,
-            location: located.repo.clone(),
+            repo_key: summary.repo_key.clone(),
+            local: summary.local_checkout,
+            location: summary.repo.clone(),
             rev,
             commit,
             last_error: None,
@@ -696,7 +694,7 @@ impl Watch {
         ctx: &mut Context<'_>,
     ) -> Result<Option<Work>> {
         let rv = resource_version(&live);
-        let content = content_digest(&live);
+        let content = crate::object::content_digest(&live);
         let old = self.followed.get(&key).cloned();
         if let Some(f) = &old
             && f.present
@@ -749,6 +747,7 @@ impl Watch {
                         error: Some(message),
                     },
                     work: None,
+                    summary: None,
                     missing: None,
                 })
             }
@@ -1141,64 +1140,6 @@ fn created_at(object: &LiveObject) -> Option<i64> {
     report::parse_rfc3339(object["metadata"]["creationTimestamp"].as_str()?)
 }
 
-/// A digest of the live object without what never changes a verdict: `status`, the
-/// resourceVersion, and the managedFields entries of the status subresource.
-fn content_digest(live: &LiveObject) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    if let Value::Object(map) = live {
-        for (k, v) in map {
-            if k == "status" {
-                continue;
-            }
-            k.hash(&mut hasher);
-            if k == "metadata"
-                && let Value::Object(meta) = v
-            {
-                for (mk, mv) in meta {
-                    if mk == "resourceVersion" {
-                        continue;
-                    }
-                    mk.hash(&mut hasher);
-                    if mk == "managedFields"
-                        && let Value::Array(entries) = mv
-                    {
-                        for e in entries.iter().filter(|e| e["subresource"] != "status") {
-                            hash_value(e, &mut hasher);
-                        }
-                    } else {
-                        hash_value(mv, &mut hasher);
-                    }
-                }
-            } else {
-                hash_value(v, &mut hasher);
-            }
-        }
-    }
-    hasher.finish()
-}
-
-fn hash_value(value: &Value, hasher: &mut impl Hasher) {
-    match value {
-        Value::Null => 0u8.hash(hasher),
-        Value::Bool(b) => (1u8, b).hash(hasher),
-        Value::Number(n) => (2u8, n.to_string()).hash(hasher),
-        Value::String(s) => (3u8, s).hash(hasher),
-        Value::Array(items) => {
-            (4u8, items.len()).hash(hasher);
-            for i in items {
-                hash_value(i, hasher);
-            }
-        }
-        Value::Object(map) => {
-            (5u8, map.len()).hash(hasher);
-            for (k, v) in map {
-                k.hash(hasher);
-                hash_value(v, hasher);
-            }
-        }
-    }
-}
-
 /// A digest of a verdict beyond its status: which fields drifted, to what, and whose change
 /// (not when: a manager touching another field must not re-announce the same drift).
 fn verdict_digest(report: &ObjectReport) -> u64 {
@@ -1209,7 +1150,7 @@ fn verdict_digest(report: &ObjectReport) -> u64 {
         f.path.hash(&mut hasher);
         for v in [&f.git, &f.live] {
             match v {
-                Some(v) => hash_value(v, &mut hasher),
+                Some(v) => crate::object::hash_value(v, &mut hasher),
                 None => 9u8.hash(&mut hasher),
             }
         }
@@ -1640,7 +1581,7 @@ fn hook_stdout() -> std::process::Stdio {
 mod tests {
     use super::*;
     use crate::drift::FieldReport;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn report(status: Status, fields: Vec<FieldReport>) -> ObjectReport {
         ObjectReport {
@@ -1699,30 +1640,6 @@ mod tests {
             verdict_digest(&report(Status::InSync, vec![])),
             verdict_digest(&report(Status::Missing, vec![]))
         );
-    }
-
-    #[test]
-    fn status_and_bookkeeping_do_not_change_the_content() {
-        let live = json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "resourceVersion": "1", "managedFields": [
-                {"manager": "kustomize-controller", "operation": "Apply", "time": "t1"},
-                {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status", "time": "t1"}
-            ]},
-            "spec": {"replicas": 2},
-            "status": {"replicas": 0}
-        });
-        let mut touched = live.clone();
-        touched["metadata"]["resourceVersion"] = json!("2");
-        touched["status"]["replicas"] = json!(2);
-        touched["metadata"]["managedFields"][1]["time"] = json!("t2");
-        assert_eq!(content_digest(&live), content_digest(&touched));
-        let mut scaled = touched.clone();
-        scaled["spec"]["replicas"] = json!(5);
-        assert_ne!(content_digest(&live), content_digest(&scaled));
-        let mut relabelled = live.clone();
-        relabelled["metadata"]["labels"] = json!({"team": "x"});
-        assert_ne!(content_digest(&live), content_digest(&relabelled));
     }
 
     #[test]
