@@ -81,6 +81,7 @@ pub async fn run(
     };
     let mut watch = Watch::new(filter, args.selector.clone(), start_unix);
     let counts = watch.follow_evaluation(evaluation);
+    engine.locator.pack();
     release_freed_memory();
     for line in counts.lines() {
         writeln!(err, "{line}")?;
@@ -185,6 +186,10 @@ pub async fn run(
             }
         }
         watch.handle(batch, &mut ctx).await?;
+        // What the batch read from Git is kept packed until the next one.
+        if ctx.engine.locator.pack() {
+            release_freed_memory();
+        }
         if watch.targets_changed {
             watch.targets_changed = false;
             let _ = targets_tx.send(watch.poll_targets());
@@ -1168,8 +1173,8 @@ fn verdict_digest(report: &ObjectReport) -> u64 {
     hasher.finish()
 }
 
-/// Gives back to the system what the first evaluation freed (the live objects of every kind):
-/// glibc keeps freed heap otherwise, and watch then idles at the evaluation's peak.
+/// Gives back to the system what an evaluation freed (live objects, parsed documents): glibc
+/// keeps freed heap otherwise, and watch then idles at the evaluation's peak.
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the kernel.

@@ -4,6 +4,7 @@
 //! Everything read is cached for the run (files by commit and path, renders, history), so many
 //! objects from the same files cost one read per file; [`GitReads`] counts what was read.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -107,10 +108,47 @@ pub struct Located {
 /// A render's documents, with an index by kind and name: every object of a render root looks
 /// itself up in the same render.
 struct Rendered {
-    docs: Arc<Vec<Document>>,
+    docs: RenderedDocs,
     /// The documents are the files' own, untransformed (no kustomize, no substitution).
     plain: bool,
     by_name: HashMap<(String, String), Vec<usize>>,
+}
+
+enum RenderedDocs {
+    Parsed(Arc<Vec<Document>>),
+    /// After [`Locator::pack`]: each object as compact JSON, parsed again when looked up (a
+    /// parsed object takes about ten times the memory of its JSON).
+    Packed(Vec<Packed>),
+}
+
+/// A document whose object is kept as JSON text.
+struct Packed {
+    file: String,
+    lines: (usize, usize),
+    object: Box<str>,
+    built_by: render::BuiltBy,
+}
+
+impl Packed {
+    fn pack(doc: &Document) -> Packed {
+        Packed {
+            file: doc.file.clone(),
+            lines: doc.lines,
+            object: serde_json::to_string(&doc.object)
+                .expect("a JSON value serialises")
+                .into_boxed_str(),
+            built_by: doc.built_by.clone(),
+        }
+    }
+
+    fn unpack(&self) -> Document {
+        Document {
+            file: self.file.clone(),
+            lines: self.lines,
+            object: serde_json::from_str(&self.object).expect("packed from a JSON value"),
+            built_by: self.built_by.clone(),
+        }
+    }
 }
 
 impl Rendered {
@@ -128,19 +166,46 @@ impl Rendered {
             }
         }
         Rendered {
-            docs: Arc::new(docs),
+            docs: RenderedDocs::Parsed(Arc::new(docs)),
             plain,
             by_name,
         }
     }
 
     /// The documents of this kind and name (any group or namespace).
-    fn named<'a>(&'a self, kind: &str, name: &str) -> impl Iterator<Item = &'a Document> + 'a {
-        self.by_name
+    fn named(&self, kind: &str, name: &str) -> Vec<Cow<'_, Document>> {
+        let indices = self
+            .by_name
             .get(&(kind.to_owned(), name.to_owned()))
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.docs[i])
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        indices
+            .iter()
+            .map(|&i| match &self.docs {
+                RenderedDocs::Parsed(docs) => Cow::Borrowed(&docs[i]),
+                RenderedDocs::Packed(docs) => Cow::Owned(docs[i].unpack()),
+            })
+            .collect()
+    }
+
+    /// Every document.
+    fn all(&self) -> Arc<Vec<Document>> {
+        match &self.docs {
+            RenderedDocs::Parsed(docs) => docs.clone(),
+            RenderedDocs::Packed(docs) => Arc::new(docs.iter().map(Packed::unpack).collect()),
+        }
+    }
+
+    /// The same render, packed; `None` when it already is.
+    fn packed(&self) -> Option<Rendered> {
+        let RenderedDocs::Parsed(docs) = &self.docs else {
+            return None;
+        };
+        Some(Rendered {
+            docs: RenderedDocs::Packed(docs.iter().map(Packed::pack).collect()),
+            plain: self.plain,
+            by_name: self.by_name.clone(),
+        })
     }
 }
 
@@ -346,6 +411,7 @@ impl Locator {
                 let rendered = self.render(&repo_key, &repo, read_at, &root, pointer)?;
                 let found = rendered
                     .named(&key.kind, &key.name)
+                    .into_iter()
                     .find(|d| d.key().is_some_and(|k| key.declared_by(&k)))
                     .ok_or_else(|| not_declared(&display_root(&root), read_at, key))?;
                 // Lines come from the source file the rendered object names.
@@ -367,11 +433,12 @@ impl Locator {
                     }
                     Err(_) => (found.file.clone(), found.lines),
                 };
+                let found = found.into_owned();
                 let doc = Document {
                     file,
                     lines,
-                    object: found.object.clone(),
-                    built_by: found.built_by.clone(),
+                    object: found.object,
+                    built_by: found.built_by,
                 };
                 (doc, display_root(&root), rendered.plain)
             }
@@ -399,7 +466,7 @@ impl Locator {
             Some(pointer) if matches!(pointer.rule, Rule::Flux | Rule::ArgoCd) => {
                 let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);
                 self.render(&located.repo_key, &repo, commit, &root, pointer)
-                    .map(|r| r.docs.clone())
+                    .map(|r| r.all())
             }
             _ => match self.documents(
                 &located.repo_key,
@@ -615,6 +682,27 @@ impl Locator {
         let repo = Arc::new(open()?);
         repos.insert(key.clone(), repo.clone());
         Ok((key, repo))
+    }
+
+    /// Packs what is kept between evaluations, for a caller that runs long (watch): each
+    /// render's objects as compact JSON, parsed again when looked up, and the files read are
+    /// forgotten (one file is quick to read again; a render is not). Memory drops to about a
+    /// tenth; a lookup then costs a JSON parse instead of a copy. Returns whether anything was
+    /// packed or forgotten.
+    pub fn pack(&self) -> bool {
+        let mut files = self.files.lock().expect("file cache lock");
+        let mut freed = !files.is_empty();
+        files.clear();
+        let mut renders = self.renders.lock().expect("render cache lock");
+        for entry in renders.values_mut() {
+            if let Ok(rendered) = entry
+                && let Some(packed) = rendered.packed()
+            {
+                *entry = Ok(Arc::new(packed));
+                freed = true;
+            }
+        }
+        freed
     }
 
     /// A revision resolved once per repository and run (many objects name the same one).
@@ -1077,5 +1165,29 @@ fn display_root(root: &RepoPath) -> String {
         ".".to_owned()
     } else {
         root.as_str().to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packed_render_finds_what_the_parsed_one_did() {
+        let text = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  n: \"1\"\n\
+            ---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: a\nspec:\n  replicas: 3\n  \
+            minReadySeconds: 0\n  progress: 1.5\n  paused: false\n  selector: {matchLabels: {}}\n";
+        let docs = render::documents("apps/a.yaml", text).unwrap();
+        let parsed = Rendered::new(docs.clone(), true);
+        let packed = parsed.packed().expect("a parsed render packs");
+        assert!(packed.packed().is_none(), "packed twice");
+        for kind in ["ConfigMap", "Deployment"] {
+            let (p, q) = (parsed.named(kind, "a"), packed.named(kind, "a"));
+            assert_eq!(p.len(), 1);
+            assert_eq!(p[0].as_ref(), q[0].as_ref());
+        }
+        assert!(packed.named("Secret", "a").is_empty());
+        assert_eq!(*packed.all(), docs);
+        assert!(packed.plain);
     }
 }
