@@ -82,6 +82,8 @@ pub struct Summary {
     pub local_checkout: bool,
     pub tracked_ref: Option<String>,
     pub tracked_commit: Option<String>,
+    /// The commit desired was read at (the applied one, else the tip).
+    pub read_at: String,
     /// Git declares the object at the tip.
     pub declared: bool,
 }
@@ -122,6 +124,7 @@ impl Work {
             local_checkout: located.local_checkout,
             tracked_ref: located.tracked_ref.clone(),
             tracked_commit: located.tracked_commit.clone(),
+            read_at: located.read_at.clone(),
             declared: located.desired_at_tip.is_some(),
         }
     }

@@ -186,6 +186,12 @@ pub async fn run(
             }
         }
         watch.handle(batch, &mut ctx).await?;
+        if watch.tips_moved {
+            watch.tips_moved = false;
+            ctx.engine
+                .locator
+                .forget_commits_except(&watch.commits_in_use());
+        }
         // What the batch read from Git is kept packed until the next one.
         if ctx.engine.locator.pack() {
             release_freed_memory();
@@ -362,6 +368,8 @@ struct Followed {
     /// Git declares it at the tip: deleting it makes it missing.
     declared: bool,
     source: Option<SourceSummary>,
+    /// The commit its desired state was read at.
+    read_at: Option<String>,
 }
 
 /// A tracked branch (or a checkout's HEAD) of one repository, and the commit it was at.
@@ -395,6 +403,8 @@ struct Watch {
     followed: HashMap<ObjectKey, Followed>,
     tips: Vec<Tip>,
     targets_changed: bool,
+    /// A tip moved: what was read at older commits may be forgotten.
+    tips_moved: bool,
     /// Kinds whose watch cannot reach the server right now.
     down: HashSet<usize>,
     /// Kinds whose watch runs (or retries).
@@ -412,6 +422,7 @@ impl Watch {
             followed: HashMap::new(),
             tips: Vec::new(),
             targets_changed: false,
+            tips_moved: false,
             down: HashSet::new(),
             watching: 0,
             start_unix,
@@ -451,6 +462,7 @@ impl Watch {
                 tip,
                 declared: true,
                 source: report.source.clone(),
+                read_at: None,
             };
             self.followed.insert(report.object, followed);
         }
@@ -474,14 +486,15 @@ impl Watch {
     /// What to remember of an evaluated object.
     fn followed_from(&mut self, item: &Evaluated, kind: Option<usize>) -> Followed {
         let report = &item.report;
-        let (resource_version, content, tip, declared) = match &item.summary {
+        let (resource_version, content, tip, declared, read_at) = match &item.summary {
             Some(s) => (
                 s.resource_version.clone(),
                 s.content,
                 Some(self.tip_of(s)),
                 s.declared,
+                Some(s.read_at.clone()),
             ),
-            None => (String::new(), 0, None, false),
+            None => (String::new(), 0, None, false, None),
         };
         Followed {
             status: report.status,
@@ -493,7 +506,15 @@ impl Watch {
             tip,
             declared,
             source: report.source.clone(),
+            read_at,
         }
+    }
+
+    /// The commits what is followed was read at, and the tips: what Git reads must be kept.
+    fn commits_in_use(&self) -> HashSet<String> {
+        let mut commits: HashSet<String> = self.tips.iter().map(|t| t.commit.clone()).collect();
+        commits.extend(self.followed.values().filter_map(|f| f.read_at.clone()));
+        commits
     }
 
     /// The tip an object's desired state was read at, added when new.
@@ -841,6 +862,7 @@ impl Watch {
                 tip: None,
                 declared: false,
                 source: None,
+                read_at: None,
             },
         );
         Ok(())
@@ -949,6 +971,7 @@ impl Watch {
         if moved.is_empty() {
             return Ok(());
         }
+        self.tips_moved = true;
         for (index, commit) in &moved {
             let tip = &self.tips[*index];
             ctx.log.debug(ctx.err, 1, || {
@@ -1088,6 +1111,7 @@ impl Watch {
                     tip,
                     declared: true,
                     source: report.source.clone(),
+                    read_at: None,
                 },
             );
         }

@@ -219,7 +219,8 @@ pub struct Locator {
     choice: RepoChoice,
     repos: Mutex<HashMap<String, Arc<Repo>>>,
     files: Mutex<HashMap<FileKey, Shared<Vec<Document>>>>,
-    renders: Mutex<HashMap<String, Shared<Rendered>>>,
+    /// By the commit rendered at, and the rest of what the render depends on.
+    renders: Mutex<HashMap<(CommitId, String), Shared<Rendered>>>,
     history: Mutex<HashMap<FileKey, Option<CommitId>>>,
     counts: Mutex<HashMap<(String, CommitId, CommitId), usize>>,
     revisions: Mutex<HashMap<(String, String), CommitId>>,
@@ -684,6 +685,19 @@ impl Locator {
         Ok((key, repo))
     }
 
+    /// Forgets the renders and history read at commits other than `commits` (full ids): for a
+    /// caller that runs long (watch), whose tips move on while it runs.
+    pub fn forget_commits_except(&self, commits: &std::collections::HashSet<String>) {
+        self.renders
+            .lock()
+            .expect("render cache lock")
+            .retain(|(commit, _), _| commits.contains(&commit.to_string()));
+        self.history
+            .lock()
+            .expect("history cache lock")
+            .retain(|(_, commit, _), _| commits.contains(&commit.to_string()));
+    }
+
     /// Packs what is kept between evaluations, for a caller that runs long (watch): each
     /// render's objects as compact JSON, parsed again when looked up, and the files read are
     /// forgotten (one file is quick to read again; a render is not). Memory drops to about a
@@ -813,13 +827,16 @@ impl Locator {
         root: &RepoPath,
         pointer: &Pointer,
     ) -> Result<Arc<Rendered>, SourceError> {
-        let cache_key = format!(
-            "{repo_key}|{commit}|{}|{:?}|{:?}|{}|{}",
-            root.as_str(),
-            pointer.overlay,
-            pointer.substitute,
-            pointer.generate_kustomization,
-            pointer.recurse
+        let cache_key = (
+            commit,
+            format!(
+                "{repo_key}|{}|{:?}|{:?}|{}|{}",
+                root.as_str(),
+                pointer.overlay,
+                pointer.substitute,
+                pointer.generate_kustomization,
+                pointer.recurse
+            ),
         );
         if let Some(hit) = self
             .renders
