@@ -62,6 +62,9 @@ pub struct Cluster {
 
 /// Resolves the context and builds a client for it. Makes no request.
 pub async fn connect(options: &ConnectOptions, env: &Env) -> Result<Cluster, ClusterError> {
+    // Both ring and aws-lc are linked (gix's HTTPS brings aws-lc), so rustls has no default
+    // provider of its own: the first call installs ring; later ones find it installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let files = kubeconfig::kubeconfig_files(options.selectors.kubeconfig.as_deref(), env)?;
     let (mut config, mut target) = if files.paths.is_empty() {
         in_cluster(options, env)?
