@@ -161,7 +161,8 @@ impl Work {
 /// missing, no source, errors).
 pub struct Evaluated {
     pub report: ObjectReport,
-    pub work: Option<Work>,
+    /// Boxed: most objects keep none, and a run keeps an `Evaluated` for every object.
+    pub work: Option<Box<Work>>,
     /// With [`Options::summaries`], for every object that was located.
     pub summary: Option<Summary>,
     /// For a missing object: what Git declares, for `revert` to create it again.
@@ -323,10 +324,14 @@ impl Engine {
                 .collect();
         }
 
-        // One paginated LIST per kind in scope, several in flight.
+        // One paginated LIST per kind in scope, several in flight. Their pages come through
+        // one short queue: a LIST waits while the comparison is behind, so what is held is a
+        // few pages, not every object listed.
         let kinds: BTreeSet<String> = targets.iter().map(|(r, _)| r.qualified_name()).collect();
         let mut lists = tokio::task::JoinSet::new();
         let list_permits = Arc::new(tokio::sync::Semaphore::new(LISTS_IN_FLIGHT));
+        let (pages_tx, mut pages) = tokio::sync::mpsc::channel::<(usize, Listed)>(1);
+        let mut listing: Vec<(String, Resource, Option<String>)> = Vec::new();
         for qualified in &kinds {
             let (resource, _) = targets
                 .iter()
@@ -337,18 +342,27 @@ impl Engine {
             let cluster = self.cluster.clone();
             let selector = scope.selector.clone();
             let permits = list_permits.clone();
-            let qualified = qualified.clone();
+            let index = listing.len();
+            listing.push((qualified.clone(), resource.clone(), ns.clone()));
+            let tx = pages_tx.clone();
             lists.spawn(async move {
                 let _permit = permits
                     .acquire_owned()
                     .await
                     .expect("the semaphore is never closed");
                 let result = cluster
-                    .list_versioned(&resource, ns.as_deref(), selector.as_deref())
+                    .list_pages(&resource, ns.as_deref(), selector.as_deref(), |page| {
+                        let tx = tx.clone();
+                        async move {
+                            // A closed queue: the evaluation has stopped, and aborts this task.
+                            let _ = tx.send((index, Listed::Page(page))).await;
+                        }
+                    })
                     .await;
-                (qualified, resource, ns, result)
+                let _ = tx.send((index, Listed::Done(result))).await;
             });
         }
+        drop(pages_tx);
 
         // Progress on stderr, only on a terminal and only when the run is long.
         // Hidden until the run turns out long (more than 50 objects), then drawn on a terminal.
@@ -374,95 +388,66 @@ impl Engine {
         let mut dry_runs = DryRuns::new(self.options.concurrency);
         let mut in_scope_count = 0usize;
         let mut forbidden: Vec<String> = Vec::new();
-        while let Some(joined) = lists.join_next().await {
-            let (qualified, resource, ns, result) = joined.expect("a LIST task does not panic");
-            let (listed, resource_version) = match result {
-                Ok(listed) => {
+        // Per kind listed: how many objects so far, and which of the names asked for.
+        let mut listed_count: Vec<usize> = vec![0; listing.len()];
+        let mut names_found: BTreeSet<(usize, String)> = BTreeSet::new();
+        while let Some((index, message)) = pages.recv().await {
+            let (qualified, resource, ns) = &listing[index];
+            let names: Vec<&String> = targets
+                .iter()
+                .filter(|(r, _)| &r.qualified_name() == qualified)
+                .filter_map(|(_, n)| n.as_ref())
+                .collect();
+            let listed = match message {
+                Listed::Page(listed) => listed,
+                Listed::Done(Ok(resource_version)) => {
                     log.debug(err, 2, || {
-                        format!("listed {qualified}: {} objects", listed.0.len())
+                        format!("listed {qualified}: {} objects", listed_count[index])
                     });
-                    listed
-                }
-                // Kinds the user may not list are left out of the default scope, and said.
-                Err(ClusterError::Forbidden { .. }) if !explicit => {
-                    forbidden.push(qualified);
+                    kinds_listed.push(ListedKind {
+                        resource: resource.clone(),
+                        namespace: ns.clone(),
+                        resource_version,
+                    });
+                    listed_kinds.insert((resource.group.clone(), resource.kind.clone()));
+                    failed |= named_not_listed(
+                        (qualified, resource, ns.as_deref()),
+                        &names,
+                        |name| names_found.contains(&(index, name.to_owned())),
+                        &declared,
+                        &mut items,
+                        err,
+                    )?;
                     continue;
                 }
-                Err(e) => {
+                // Kinds the user may not list are left out of the default scope, and said.
+                Listed::Done(Err(ClusterError::Forbidden { .. })) if !explicit => {
+                    forbidden.push(qualified.clone());
+                    continue;
+                }
+                Listed::Done(Err(e)) => {
                     failed = true;
                     writeln!(err, "error: {qualified}: {}", single_line(&e.to_string()))?;
                     continue;
                 }
             };
-            kinds_listed.push(ListedKind {
-                resource: resource.clone(),
-                namespace: ns.clone(),
-                resource_version,
-            });
-            let names: Vec<&String> = targets
-                .iter()
-                .filter(|(r, _)| r.qualified_name() == qualified)
-                .filter_map(|(_, n)| n.as_ref())
-                .collect();
+            listed_count[index] += listed.len();
             let all = targets
                 .iter()
-                .any(|(r, n)| r.qualified_name() == qualified && n.is_none());
+                .any(|(r, n)| &r.qualified_name() == qualified && n.is_none());
             for name in &names {
                 if listed
                     .iter()
                     .any(|o| o["metadata"]["name"] == name.as_str())
                 {
-                    continue;
+                    names_found.insert((index, (*name).clone()));
                 }
-                let in_files = declared.iter().find(|(k, _)| {
-                    k.name == **name && k.kind == resource.kind && k.group == resource.group
-                });
-                if let Some((key, doc)) = in_files {
-                    let mut desired = doc.object.clone();
-                    if resource.namespaced {
-                        set_namespace(&mut desired, key.namespace.as_deref());
-                    }
-                    items.push(Evaluated {
-                        report: ObjectReport {
-                            object: key.clone(),
-                            status: Status::Missing,
-                            verdict: Some(Verdict::Offline),
-                            source: Some(SourceSummary {
-                                repo: "local checkout".into(),
-                                file: doc.file.clone(),
-                                lines: doc.lines,
-                                commit: String::new(),
-                                rule: "-f".into(),
-                            }),
-                            fields: Vec::new(),
-                            ignored: Vec::new(),
-                            error: None,
-                        },
-                        work: None,
-                        summary: None,
-                        missing: Some(MissingObject {
-                            desired,
-                            manager: "kubectl-gitops".into(),
-                            reconciler: None,
-                        }),
-                    });
-                    continue;
-                }
-                failed = true;
-                writeln!(
-                    err,
-                    "error: {qualified} \"{name}\" not found{}",
-                    ns.as_deref()
-                        .map(|n| format!(" in namespace \"{n}\""))
-                        .unwrap_or_default()
-                )?;
             }
             for object in &listed {
                 if let Some(key) = ObjectKey::of(object) {
                     all_live.insert(key);
                 }
             }
-            listed_kinds.insert((resource.group.clone(), resource.kind.clone()));
             let wanted: Vec<LiveObject> = listed
                 .into_iter()
                 .filter(|object| {
@@ -480,7 +465,7 @@ impl Engine {
             if env.stderr_tty && progress.is_hidden() && in_scope_count > 50 {
                 progress.set_draw_target(indicatif::ProgressDrawTarget::stderr());
             }
-            self.load_schemas(&resource, err).await?;
+            self.load_schemas(resource, err).await?;
             for live in wanted {
                 progress.inc(1);
                 let mut w = match self.prepare(resource.clone(), live, explicit, err).await? {
@@ -521,6 +506,9 @@ impl Engine {
                     kept.push(w);
                 }
             }
+        }
+        while let Some(joined) = lists.join_next().await {
+            joined.expect("a LIST task does not panic");
         }
         if !forbidden.is_empty() {
             forbidden.sort();
@@ -694,7 +682,7 @@ impl Engine {
         Ok(Some(Evaluated {
             report,
             summary: self.options.summaries.then(|| w.summary()),
-            work: Some(w),
+            work: Some(Box::new(w)),
             missing: None,
         }))
     }
@@ -706,7 +694,7 @@ impl Engine {
         let (work, summary) = if self.options.summaries {
             (None, Some(w.summary()))
         } else {
-            (keep.then_some(w), None)
+            (keep.then(|| Box::new(w)), None)
         };
         Evaluated {
             report,
@@ -945,6 +933,74 @@ impl Engine {
 
 /// LISTs in flight at once: enough to hide their latency, few enough not to crowd the server.
 const LISTS_IN_FLIGHT: usize = 8;
+
+/// What a LIST in flight hands the evaluation: a page of objects, then how it ended (the
+/// list's resourceVersion).
+enum Listed {
+    Page(Vec<LiveObject>),
+    Done(Result<String, ClusterError>),
+}
+
+/// The objects named on the command line (`TYPE/NAME`, or `-f`) that a complete LIST of their
+/// kind did not have: missing when the local checkout declares them, else an error (said on
+/// `err`). Returns whether one was an error.
+fn named_not_listed(
+    (qualified, resource, ns): (&str, &Resource, Option<&str>),
+    names: &[&String],
+    was_listed: impl Fn(&str) -> bool,
+    declared: &BTreeMap<ObjectKey, crate::render::Document>,
+    items: &mut Vec<Evaluated>,
+    err: &mut dyn Write,
+) -> Result<bool> {
+    let mut failed = false;
+    for name in names {
+        if was_listed(name) {
+            continue;
+        }
+        let in_files = declared.iter().find(|(k, _)| {
+            k.name == **name && k.kind == resource.kind && k.group == resource.group
+        });
+        if let Some((key, doc)) = in_files {
+            let mut desired = doc.object.clone();
+            if resource.namespaced {
+                set_namespace(&mut desired, key.namespace.as_deref());
+            }
+            items.push(Evaluated {
+                report: ObjectReport {
+                    object: key.clone(),
+                    status: Status::Missing,
+                    verdict: Some(Verdict::Offline),
+                    source: Some(SourceSummary {
+                        repo: "local checkout".into(),
+                        file: doc.file.clone(),
+                        lines: doc.lines,
+                        commit: String::new(),
+                        rule: "-f".into(),
+                    }),
+                    fields: Vec::new(),
+                    ignored: Vec::new(),
+                    error: None,
+                },
+                work: None,
+                summary: None,
+                missing: Some(MissingObject {
+                    desired,
+                    manager: "kubectl-gitops".into(),
+                    reconciler: None,
+                }),
+            });
+            continue;
+        }
+        failed = true;
+        writeln!(
+            err,
+            "error: {qualified} \"{name}\" not found{}",
+            ns.map(|n| format!(" in namespace \"{n}\""))
+                .unwrap_or_default()
+        )?;
+    }
+    Ok(failed)
+}
 
 /// Server-side-apply dry runs in flight, a bounded number at once.
 struct DryRuns {

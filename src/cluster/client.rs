@@ -341,8 +341,31 @@ impl Cluster {
         namespace: Option<&str>,
         selector: Option<&str>,
     ) -> Result<(Vec<LiveObject>, String), ClusterError> {
-        let base = resource.collection_path(namespace);
         let mut items = Vec::new();
+        let version = self
+            .list_pages(resource, namespace, selector, |page| {
+                items.extend(page);
+                std::future::ready(())
+            })
+            .await?;
+        Ok((items, version))
+    }
+
+    /// [`Cluster::list_versioned`], one page (500 objects) at a time: `page` gets each as it
+    /// arrives, and the next is asked for once it returns, so a caller that waits holds the
+    /// LIST back and memory follows the pages, not the whole list.
+    pub async fn list_pages<F, Fut>(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        selector: Option<&str>,
+        mut page_done: F,
+    ) -> Result<String, ClusterError>
+    where
+        F: FnMut(Vec<LiveObject>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let base = resource.collection_path(namespace);
         let mut continue_token: Option<String> = None;
         loop {
             let mut query = vec!["limit=500".to_owned()];
@@ -355,24 +378,30 @@ impl Cluster {
             let mut page = self
                 .get_path(&format!("{base}?{}", query.join("&")))
                 .await?;
-            if let serde_json::Value::Array(list) = page["items"].take() {
-                // Items of a LIST carry no apiVersion/kind; give them back, as kubectl does.
-                items.extend(list.into_iter().map(|mut item| {
-                    item["apiVersion"] = resource.api_version().into();
-                    item["kind"] = resource.kind.clone().into();
-                    item
-                }));
-            }
             continue_token = page["metadata"]["continue"]
                 .as_str()
                 .filter(|t| !t.is_empty())
                 .map(str::to_owned);
+            if let serde_json::Value::Array(list) = page["items"].take() {
+                // Items of a LIST carry no apiVersion/kind; give them back, as kubectl does.
+                let api_version = resource.api_version();
+                page_done(
+                    list.into_iter()
+                        .map(|mut item| {
+                            item["apiVersion"] = api_version.as_str().into();
+                            item["kind"] = resource.kind.as_str().into();
+                            item
+                        })
+                        .collect(),
+                )
+                .await;
+            }
             if continue_token.is_none() {
                 let version = page["metadata"]["resourceVersion"]
                     .as_str()
                     .unwrap_or_default()
                     .to_owned();
-                return Ok((items, version));
+                return Ok(version);
             }
         }
     }

@@ -815,7 +815,7 @@ impl Watch {
             ctx.emit(event)?;
         }
         self.followed.insert(key, followed);
-        Ok(evaluated.work.take())
+        Ok(evaluated.work.take().map(|w| *w))
     }
 
     #[allow(clippy::too_many_arguments)]
