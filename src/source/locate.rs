@@ -218,6 +218,9 @@ type FileKey = (String, CommitId, String);
 pub struct Locator {
     choice: RepoChoice,
     repos: Mutex<HashMap<String, Arc<Repo>>>,
+    /// Repositories that could not be opened or cloned, when and why: not tried again for
+    /// [`RETRY_FAILED_REPO`] (each of a thousand objects would clone again, and fail again).
+    failed_repos: Mutex<HashMap<String, (std::time::Instant, String)>>,
     files: Mutex<HashMap<FileKey, Shared<Vec<Document>>>>,
     /// By the commit rendered at, and the rest of what the render depends on.
     renders: Mutex<HashMap<(CommitId, String), Shared<Rendered>>>,
@@ -237,6 +240,7 @@ impl Locator {
         Locator {
             choice,
             repos: Mutex::default(),
+            failed_repos: Mutex::default(),
             files: Mutex::default(),
             renders: Mutex::default(),
             history: Mutex::default(),
@@ -680,9 +684,25 @@ impl Locator {
         if let Some(repo) = repos.get(&key) {
             return Ok((key, repo.clone()));
         }
-        let repo = Arc::new(open()?);
-        repos.insert(key.clone(), repo.clone());
-        Ok((key, repo))
+        let mut failed = self.failed_repos.lock().expect("failed repo lock");
+        if let Some((at, message)) = failed.get(&key)
+            && at.elapsed() < RETRY_FAILED_REPO
+        {
+            return Err(cached_error(message));
+        }
+        match open() {
+            Ok(repo) => {
+                failed.remove(&key);
+                let repo = Arc::new(repo);
+                repos.insert(key.clone(), repo.clone());
+                Ok((key, repo))
+            }
+            Err(e) => {
+                let e = SourceError::from(e);
+                failed.insert(key, (std::time::Instant::now(), e.to_string()));
+                Err(e)
+            }
+        }
     }
 
     /// Forgets the renders and history read at commits other than `commits` (full ids): for a
@@ -1165,6 +1185,10 @@ fn not_declared(file: &str, commit: CommitId, key: &ObjectKey) -> SourceError {
     }
 }
 
+/// How long a repository that could not be opened or cloned is not tried again: once per run of
+/// diff, and again a minute later for watch.
+const RETRY_FAILED_REPO: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn cached_error(message: &str) -> SourceError {
     SourceError::Repeated(message.to_owned())
 }
@@ -1188,6 +1212,32 @@ fn display_root(root: &RepoPath) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repository_that_failed_is_not_tried_again_at_once() {
+        let locator = Locator::new(RepoChoice {
+            flag: None,
+            cwd: None,
+            cache_root: std::env::temp_dir(),
+            against: None,
+        });
+        let mut tries = 0;
+        let mut open = || {
+            tries += 1;
+            Err(GitError::Clone {
+                url: "https://git.example.com/a.git".into(),
+                reason: "could not resolve host".into(),
+            })
+        };
+        let first = locator.cached_repo("a".into(), &mut open).unwrap_err();
+        let second = locator.cached_repo("a".into(), &mut open).unwrap_err();
+        assert_eq!(tries, 1);
+        assert_eq!(first.to_string(), second.to_string());
+        assert!(
+            first.to_string().contains("could not resolve host"),
+            "{first}"
+        );
+    }
 
     #[test]
     fn a_packed_render_finds_what_the_parsed_one_did() {
