@@ -14,11 +14,22 @@ fn main() {
     println!("cargo:rerun-if-env-changed=KUBECTL_GITOPS_COMMIT");
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=Cargo.toml");
-    if let Some(git_dir) = git(&["rev-parse", "--git-dir"]) {
-        println!("cargo:rerun-if-changed={git_dir}/HEAD");
-        println!("cargo:rerun-if-changed={git_dir}/packed-refs");
-        if let Some(head_ref) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            println!("cargo:rerun-if-changed={git_dir}/{head_ref}");
+    // `--git-path` finds each where it is (in a worktree, refs and packed-refs live in the
+    // common directory). A watched path that does not exist makes cargo run this on every
+    // build: packed-refs is watched only when there is one, and a branch written only there
+    // through its directory of loose refs.
+    let path = |name: &str| git(&["rev-parse", "--git-path", name]).map(std::path::PathBuf::from);
+    let watch = |found: &std::path::Path| println!("cargo:rerun-if-changed={}", found.display());
+    for name in ["HEAD", "packed-refs"] {
+        if let Some(found) = path(name).filter(|p| p.exists()) {
+            watch(&found);
+        }
+    }
+    if let Some(found) = git(&["symbolic-ref", "-q", "HEAD"]).and_then(|r| path(&r)) {
+        match found.parent() {
+            _ if found.exists() => watch(&found),
+            Some(dir) if dir.exists() => watch(dir),
+            _ => {}
         }
     }
     let commit = std::env::var("KUBECTL_GITOPS_COMMIT")
