@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::fixture::{ALICE, GitRepo};
-use crate::support::{Ran, gitops, kubectl, kubectl_gitops, run};
+use crate::support::{Ran, gitops, kubectl, kubectl_gitops, reconciled_by_flux, run};
 
 pub const WEB: &str = "\
 apiVersion: apps/v1
@@ -46,7 +46,6 @@ pub fn configmaps(names: &[&str]) -> String {
 /// whose `deploy/` holds `flux_files`, applied as Flux's kustomize-controller applies them
 /// (its field manager and labels, under a Ready Kustomization at the commit).
 pub fn applied(ns: &str, apps_files: &[(&str, String)], flux_files: &[(&str, String)]) -> GitRepo {
-    let cp = testenv::shared();
     let mut repo = GitRepo::new();
     repo.git(&[
         "remote",
@@ -71,49 +70,11 @@ pub fn applied(ns: &str, apps_files: &[(&str, String)], flux_files: &[(&str, Str
         );
     }
     if !flux_files.is_empty() {
-        cp.install_gitops_crds();
-        kubectl(
+        reconciled_by_flux(
             ns,
-            &["apply", "--server-side", "-f", "-"],
-            Some(
-                "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {name: apps}\n\
-                 spec: {url: 'https://git.example.com/acme/apps', interval: 1m, ref: {branch: main}}\n---\n\
-                 apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: apps}\n\
-                 spec: {interval: 5m, prune: true, path: ./deploy, sourceRef: {kind: GitRepository, name: apps}}\n",
-            ),
-        );
-        let status = serde_json::json!({"status": {"lastAppliedRevision": format!("main@sha1:{commit}"),
-            "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
-                            "message": "Applied", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
-        kubectl(
-            ns,
-            &[
-                "patch",
-                "kustomization/apps",
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                &status.to_string(),
-            ],
-            None,
-        );
-        let labels = format!(
-            "metadata:\n  labels: {{kustomize.toolkit.fluxcd.io/name: apps, kustomize.toolkit.fluxcd.io/namespace: {ns}}}\n  name: "
-        );
-        let rendered: String = flux_files
-            .iter()
-            .map(|(_, text)| format!("---\n{}", text.replace("metadata:\n  name: ", &labels)))
-            .collect();
-        kubectl(
-            ns,
-            &[
-                "apply",
-                "--server-side",
-                "--field-manager=kustomize-controller",
-                "-f",
-                "-",
-            ],
-            Some(&rendered),
+            "https://git.example.com/acme/apps",
+            &commit,
+            flux_files.iter().map(|(_, text)| text),
         );
     }
     repo

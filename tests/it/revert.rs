@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::fixture::{ALICE, GitRepo};
-use crate::support::{Ran, kubectl, kubectl_gitops, run};
+use crate::support::{Ran, kubectl, kubectl_gitops, reconciled_by_flux, run};
 
 const PLANTED: &str = "planted-Secret-value-9c2e";
 
@@ -117,8 +117,6 @@ fn stamped(ns: &str) -> GitRepo {
 /// The objects applied as Flux's kustomize-controller applies them: its field manager and its
 /// labels, under a Kustomization that is Ready at the commit.
 fn flux(ns: &str) -> GitRepo {
-    let cp = testenv::shared();
-    cp.install_gitops_crds();
     let mut repo = GitRepo::new();
     repo.git(&[
         "remote",
@@ -131,48 +129,11 @@ fn flux(ns: &str) -> GitRepo {
         repo.write(&format!("deploy/{path}"), text);
     }
     let applied = repo.commit(ALICE, "Apps");
-    kubectl(
+    reconciled_by_flux(
         ns,
-        &["apply", "--server-side", "-f", "-"],
-        Some(
-            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {name: apps}\n\
-             spec: {url: 'https://git.example.com/acme/apps', interval: 1m, ref: {branch: main}}\n---\n\
-             apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: apps}\n\
-             spec: {interval: 5m, prune: true, path: ./deploy, sourceRef: {kind: GitRepository, name: apps}}\n",
-        ),
-    );
-    let status = serde_json::json!({"status": {"lastAppliedRevision": format!("main@sha1:{applied}"),
-        "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
-                        "message": "Applied", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
-    kubectl(
-        ns,
-        &[
-            "patch",
-            "kustomization/apps",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ],
-        None,
-    );
-    let labels = format!(
-        "metadata:\n  labels: {{kustomize.toolkit.fluxcd.io/name: apps, kustomize.toolkit.fluxcd.io/namespace: {ns}}}\n  name: "
-    );
-    let rendered: String = files
-        .iter()
-        .map(|(_, text)| format!("---\n{}", text.replace("metadata:\n  name: ", &labels)))
-        .collect();
-    kubectl(
-        ns,
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=kustomize-controller",
-            "-f",
-            "-",
-        ],
-        Some(&rendered),
+        "https://git.example.com/acme/apps",
+        &applied,
+        files.iter().map(|(_, text)| text),
     );
     repo
 }

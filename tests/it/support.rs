@@ -127,3 +127,61 @@ pub fn kubectl(ns: &str, args: &[&str], stdin: Option<&str>) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// What Flux leaves in `ns` once it reconciled commit `applied` of `url` (path `./deploy`): a
+/// GitRepository and a Kustomization `apps`, Ready at that commit, and `docs` applied as
+/// kustomize-controller applies them (its field manager and its labels).
+pub fn reconciled_by_flux(
+    ns: &str,
+    url: &str,
+    applied: &str,
+    docs: impl IntoIterator<Item = impl AsRef<str>>,
+) {
+    testenv::shared().install_gitops_crds();
+    kubectl(
+        ns,
+        &["apply", "--server-side", "-f", "-"],
+        Some(&format!(
+            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {{name: apps}}\n\
+             spec: {{url: '{url}', interval: 1m, ref: {{branch: main}}}}\n---\n\
+             apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {{name: apps}}\n\
+             spec: {{interval: 5m, prune: true, path: ./deploy, sourceRef: {{kind: GitRepository, name: apps}}}}\n",
+        )),
+    );
+    let status = serde_json::json!({"status": {"lastAppliedRevision": format!("main@sha1:{applied}"),
+        "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
+                        "message": "Applied", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+    kubectl(
+        ns,
+        &[
+            "patch",
+            "kustomization/apps",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ],
+        None,
+    );
+    let labels = format!(
+        "metadata:\n  labels: {{kustomize.toolkit.fluxcd.io/name: apps, kustomize.toolkit.fluxcd.io/namespace: {ns}}}\n  name: "
+    );
+    let rendered: String = docs
+        .into_iter()
+        .map(|text| {
+            let text = text.as_ref().replace("metadata:\n  name: ", &labels);
+            format!("---\n{text}")
+        })
+        .collect();
+    kubectl(
+        ns,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=kustomize-controller",
+            "-f",
+            "-",
+        ],
+        Some(&rendered),
+    );
+}

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::fixture::{ALICE, BOB, GitRepo};
-use crate::support::{kubectl, kubectl_gitops, run};
+use crate::support::{kubectl, kubectl_gitops, reconciled_by_flux, run};
 
 /// A Secret value that must never be printed.
 const PLANTED: &str = "planted-Secret-value-5c1e";
@@ -590,48 +590,11 @@ fn flux_objects_from_a_local_checkout_show_pending_and_new_objects_missing() {
     repo.write("deploy/web.yaml", &deployment("web", 3))
         .write("deploy/config.yaml", &configmap("settings"));
     let applied = repo.commit(ALICE, "Apps");
-    kubectl(
+    reconciled_by_flux(
         &ns,
-        &["apply", "--server-side", "-f", "-"],
-        Some(
-            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {name: apps}\n\
-             spec: {url: 'https://git.example.com/acme/watch', interval: 1m, ref: {branch: main}}\n---\n\
-             apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: apps}\n\
-             spec: {interval: 5m, prune: true, path: ./deploy, sourceRef: {kind: GitRepository, name: apps}}\n",
-        ),
-    );
-    let status = serde_json::json!({"status": {"lastAppliedRevision": format!("main@sha1:{applied}"),
-        "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
-                        "message": "Applied", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
-    kubectl(
-        &ns,
-        &[
-            "patch",
-            "kustomization/apps",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ],
-        None,
-    );
-    let labels = format!(
-        "metadata:\n  labels: {{kustomize.toolkit.fluxcd.io/name: apps, kustomize.toolkit.fluxcd.io/namespace: {ns}}}\n  name: "
-    );
-    let rendered = [deployment("web", 3), configmap("settings")]
-        .iter()
-        .map(|text| format!("---\n{}", text.replace("metadata:\n  name: ", &labels)))
-        .collect::<String>();
-    kubectl(
-        &ns,
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=kustomize-controller",
-            "-f",
-            "-",
-        ],
-        Some(&rendered),
+        "https://git.example.com/acme/watch",
+        &applied,
+        [deployment("web", 3), configmap("settings")],
     );
 
     let cache = tempfile::tempdir().unwrap();
