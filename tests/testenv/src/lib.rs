@@ -229,6 +229,38 @@ impl ControlPlane {
         cmd
     }
 
+    /// Runs `kubectl ARGS` as the admin, with `input` on its stdin; its stdout, or an error
+    /// with kubectl's own message.
+    pub fn kubectl_run(&self, args: &[&str], input: Option<&str>) -> Result<String> {
+        use std::io::Write;
+        let mut cmd = self.kubectl();
+        cmd.args(args)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("running kubectl")?;
+        if let Some(text) = input {
+            child
+                .stdin
+                .take()
+                .expect("stdin is piped")
+                .write_all(text.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "kubectl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Creates a fresh namespace for one test and returns its name.
     pub fn namespace(&self, hint: &str) -> String {
         static COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -289,7 +289,7 @@ fn bench(
         .iter()
         .map(|n| format!("---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n"))
         .collect();
-    kubectl_input(cp, &["create", "-f", "-"], Some(&manifest))?;
+    cp.kubectl_run(&["create", "-f", "-"], Some(&manifest))?;
     progress.step(&format!(
         "Flux and Argo CD CRDs installed, {} created",
         match namespaces.len() {
@@ -898,40 +898,6 @@ fn init_repo(repo: &Path) -> Result<String> {
 // ---------------------------------------------------------------------------------------------
 // The cluster.
 
-fn kubectl_ok(cp: &ControlPlane, args: &[&str]) -> Result<String> {
-    kubectl_input(cp, args, None)
-}
-
-fn kubectl_input(cp: &ControlPlane, args: &[&str], input: Option<&str>) -> Result<String> {
-    use std::io::Write;
-    let mut cmd = cp.kubectl();
-    cmd.args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().context("running kubectl")?;
-    if let Some(text) = input {
-        child
-            .stdin
-            .take()
-            .expect("stdin is piped")
-            .write_all(text.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "kubectl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// What kustomize-controller would have done: the CRD first, then every app, applied server-side
 /// under its field manager (each object names its namespace); then the Flux objects with a Ready
 /// status at HEAD.
@@ -945,15 +911,15 @@ fn apply_as_flux(cp: &ControlPlane, repo: &Path, fixture: &Fixture, head: &str) 
     let mut args = apply.to_vec();
     let crd_path = file(&fixture.crd_file);
     args.extend(["-f", &crd_path]);
-    kubectl_ok(cp, &args)?;
-    kubectl_ok(
-        cp,
+    cp.kubectl_run(&args, None)?;
+    cp.kubectl_run(
         &[
             "wait",
             "--for=condition=Established",
             "--timeout=60s",
             "crd/widgets.bench.example.com",
         ],
+        None,
     )?;
 
     // A few kubectl processes at once: each applies its files one object after another.
@@ -1012,7 +978,7 @@ spec:
 "
         );
     }
-    kubectl_input(cp, &["apply", "--server-side", "-f", "-"], Some(&flux))?;
+    cp.kubectl_run(&["apply", "--server-side", "-f", "-"], Some(&flux))?;
     let status = json!({"status": {
         "lastAppliedRevision": format!("main@sha1:{head}"),
         "lastAttemptedRevision": format!("main@sha1:{head}"),
@@ -1024,8 +990,7 @@ spec:
         }],
     }});
     for (name, _) in &fixture.kustomizations {
-        kubectl_ok(
-            cp,
+        cp.kubectl_run(
             &[
                 "patch",
                 "-n",
@@ -1036,6 +1001,7 @@ spec:
                 "-p",
                 &status.to_string(),
             ],
+            None,
         )?;
     }
     Ok(())
@@ -1102,8 +1068,7 @@ fn drift(cp: &ControlPlane, fixture: &Fixture, percent: f64) -> Result<Drifted> 
 fn apply_drift(cp: &ControlPlane, action: usize, picked: &[&Object]) -> Result<()> {
     if action == 4 {
         for o in picked {
-            kubectl_ok(
-                cp,
+            cp.kubectl_run(
                 &[
                     "patch",
                     "-n",
@@ -1114,6 +1079,7 @@ fn apply_drift(cp: &ControlPlane, action: usize, picked: &[&Object]) -> Result<(
                     "-p",
                     r#"{"data":{"LOG_LEVEL":"debug"}}"#,
                 ],
+                None,
             )?;
         }
         return Ok(());
@@ -1145,7 +1111,7 @@ fn apply_drift(cp: &ControlPlane, action: usize, picked: &[&Object]) -> Result<(
             2 => args.push("team.example.com/owner=oncall"),
             _ => args.push("team.example.com/note=changed by hand"),
         }
-        kubectl_ok(cp, &args)?;
+        cp.kubectl_run(&args, None)?;
     }
     Ok(())
 }
@@ -1497,7 +1463,7 @@ struct Environment {
 impl Environment {
     fn read(cp: &ControlPlane, plugin: &Path, load_before: String) -> Result<Environment> {
         let kubectl: Value =
-            serde_json::from_str(&kubectl_ok(cp, &["version", "--client", "-o", "json"])?)
+            serde_json::from_str(&cp.kubectl_run(&["version", "--client", "-o", "json"], None)?)
                 .unwrap_or_default();
         let out = Command::new(plugin)
             .arg("version")

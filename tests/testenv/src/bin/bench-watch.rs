@@ -153,7 +153,7 @@ fn bench(
 ) -> Result<ExitCode> {
     progress.step(&format!("kube-apiserver {} at {}", cp.version, cp.server));
     cp.install_gitops_crds();
-    kubectl(cp, &["create", "namespace", NS], None)?;
+    cp.kubectl_run(&["create", "namespace", NS], None)?;
     let repo = work.join("repo");
     let fixture = generate(&repo, args.objects)?;
     let head = init_repo(&repo)?;
@@ -190,11 +190,7 @@ fn bench(
         let edit = edit_args(object, i);
         let before = Instant::now();
         let sent = unix_now();
-        kubectl(
-            cp,
-            &edit.iter().map(String::as_str).collect::<Vec<_>>(),
-            None,
-        )?;
+        cp.kubectl_run(&edit.iter().map(String::as_str).collect::<Vec<_>>(), None)?;
         let kubectl_done = before.elapsed().as_secs_f64();
         let (event, arrived, arrived_unix) = watch.event_for(object, Duration::from_secs(60))?;
         if event["newStatus"] != "drifted" {
@@ -522,36 +518,6 @@ fn init_repo(repo: &Path) -> Result<String> {
     git(repo, &["rev-parse", "HEAD"])
 }
 
-fn kubectl(cp: &ControlPlane, args: &[&str], input: Option<&str>) -> Result<String> {
-    use std::io::Write;
-    let mut cmd = cp.kubectl();
-    cmd.args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().context("running kubectl")?;
-    if let Some(text) = input {
-        child
-            .stdin
-            .take()
-            .expect("stdin is piped")
-            .write_all(text.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "kubectl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// What kustomize-controller would have done: every file applied server-side under its field
 /// manager, then the Flux objects with a Ready status at HEAD.
 fn apply_as_flux(cp: &ControlPlane, repo: &Path, fixture: &Fixture, head: &str) -> Result<()> {
@@ -601,7 +567,7 @@ spec: {{interval: 10m, prune: true, path: ./{path}, sourceRef: {{kind: GitReposi
 "
         );
     }
-    kubectl(cp, &["apply", "--server-side", "-f", "-"], Some(&flux))?;
+    cp.kubectl_run(&["apply", "--server-side", "-f", "-"], Some(&flux))?;
     let status = json!({"status": {
         "lastAppliedRevision": format!("main@sha1:{head}"),
         "lastAttemptedRevision": format!("main@sha1:{head}"),
@@ -613,8 +579,7 @@ spec: {{interval: 10m, prune: true, path: ./{path}, sourceRef: {{kind: GitReposi
         }],
     }});
     for (name, _) in &fixture.kustomizations {
-        kubectl(
-            cp,
+        cp.kubectl_run(
             &[
                 "patch",
                 "-n",
