@@ -731,3 +731,48 @@ fn log_tail(path: &Path) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
+
+/// Makes `repo` (generated files already in it) a repository whose origin is `origin`, with one
+/// commit of everything; returns its id. For the benchmarks: no user or system configuration,
+/// fixed identity and dates.
+pub fn init_bench_repo(repo: &Path, origin: &str) -> Result<String> {
+    git(repo, &["init", "-q", "-b", "main"])?;
+    git(repo, &["remote", "add", "origin", origin])?;
+    git(repo, &["add", "-A"])?;
+    git(repo, &["commit", "-q", "-m", "Bench apps"])?;
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+/// `git` with no user or system configuration and fixed identities and dates.
+fn git(repo: &Path, args: &[&str]) -> Result<String> {
+    let mut cmd = Command::new("git");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("GIT_") {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd
+        .current_dir(repo)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_DATE", "2026-01-05T10:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2026-01-05T10:00:00Z")
+        .args([
+            "-c",
+            "user.name=Bench",
+            "-c",
+            "user.email=bench@example.com",
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running git")?;
+    if !out.status.success() {
+        bail!(
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}

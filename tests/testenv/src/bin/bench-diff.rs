@@ -304,7 +304,7 @@ fn bench(
 
     let repo = work.join("repo");
     let fixture = generate(&repo, args.objects, args.kustomizations, args.namespaces)?;
-    let head = init_repo(&repo)?;
+    let head = testenv::init_bench_repo(&repo, REPO_URL)?;
     progress.step(&format!(
         "repository: {} objects + 1 CRD in {} files under apps/ for {} Kustomization(s), in {} \
          namespace(s), commit {}",
@@ -851,48 +851,6 @@ metadata:
               x-kubernetes-preserve-unknown-fields: true
 "
     )
-}
-
-/// `git` with no user or system configuration and fixed identities and dates.
-fn git(repo: &Path, args: &[&str]) -> Result<String> {
-    let mut cmd = Command::new("git");
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("GIT_") {
-            cmd.env_remove(key);
-        }
-    }
-    let out = cmd
-        .current_dir(repo)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_DATE", "2026-01-05T10:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2026-01-05T10:00:00Z")
-        .args([
-            "-c",
-            "user.name=Bench",
-            "-c",
-            "user.email=bench@example.com",
-        ])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context("running git")?;
-    if !out.status.success() {
-        bail!(
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-fn init_repo(repo: &Path) -> Result<String> {
-    git(repo, &["init", "-q", "-b", "main"])?;
-    git(repo, &["remote", "add", "origin", REPO_URL])?;
-    git(repo, &["add", "-A"])?;
-    git(repo, &["commit", "-q", "-m", "Bench apps"])?;
-    git(repo, &["rev-parse", "HEAD"])
 }
 
 // ---------------------------------------------------------------------------------------------

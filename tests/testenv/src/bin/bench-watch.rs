@@ -156,7 +156,7 @@ fn bench(
     cp.kubectl_run(&["create", "namespace", NS], None)?;
     let repo = work.join("repo");
     let fixture = generate(&repo, args.objects)?;
-    let head = init_repo(&repo)?;
+    let head = testenv::init_bench_repo(&repo, REPO_URL)?;
     progress.step(&format!(
         "repository: {} objects in {} files for {} Kustomization(s), commit {}",
         fixture.objects.len(),
@@ -477,45 +477,6 @@ metadata:
         app += 1;
     }
     Ok(fixture)
-}
-
-fn git(repo: &Path, args: &[&str]) -> Result<String> {
-    let mut cmd = Command::new("git");
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("GIT_") {
-            cmd.env_remove(key);
-        }
-    }
-    let out = cmd
-        .current_dir(repo)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .args([
-            "-c",
-            "user.name=Bench",
-            "-c",
-            "user.email=bench@example.com",
-        ])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context("running git")?;
-    if !out.status.success() {
-        bail!(
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-fn init_repo(repo: &Path) -> Result<String> {
-    git(repo, &["init", "-q", "-b", "main"])?;
-    git(repo, &["remote", "add", "origin", REPO_URL])?;
-    git(repo, &["add", "-A"])?;
-    git(repo, &["commit", "-q", "-m", "Bench apps"])?;
-    git(repo, &["rev-parse", "HEAD"])
 }
 
 /// What kustomize-controller would have done: every file applied server-side under its field
