@@ -53,6 +53,47 @@ impl ObjectKey {
     }
 }
 
+/// Whether a document is a list of objects, as `kubectl apply` reads one: `kind: List` or any
+/// `*List` kind (`ConfigMapList`) with an `items` array. Its items are the objects; the List's
+/// own metadata is a ListMeta, which takes no labels or annotations.
+pub fn is_list(document: &Value) -> bool {
+    document["kind"]
+        .as_str()
+        .is_some_and(|kind| kind.ends_with("List"))
+        && document["items"].is_array()
+}
+
+/// The objects of a List document, each with the `apiVersion` and `kind` a typed List implies
+/// when the item leaves them out (`ConfigMapList` → `v1` `ConfigMap`), as the API server
+/// serves them.
+pub fn list_items(document: &Value) -> Vec<Value> {
+    let api_version = document["apiVersion"].clone();
+    let kind = document["kind"]
+        .as_str()
+        .and_then(|k| k.strip_suffix("List"))
+        .filter(|k| !k.is_empty())
+        .map(|k| Value::String(k.to_owned()));
+    document["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|item| {
+            let mut item = item.clone();
+            if let Some(map) = item.as_object_mut() {
+                if !map.contains_key("apiVersion") && api_version.is_string() {
+                    map.insert("apiVersion".into(), api_version.clone());
+                }
+                if let Some(kind) = &kind
+                    && !map.contains_key("kind")
+                {
+                    map.insert("kind".into(), kind.clone());
+                }
+            }
+            item
+        })
+        .collect()
+}
+
 impl fmt::Display for ObjectKey {
     /// `Deployment.apps web/frontend`, kubectl-style.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -159,15 +159,23 @@ pub fn documents(file: &str, bytes: &[u8]) -> Result<Vec<Document>, RenderError>
         if value.is_null() {
             continue;
         }
-        // A `List` of items is how `kubectl get -o yaml` writes several objects.
-        if value["kind"] == "List"
-            && let Some(items) = value["items"].as_array()
-        {
-            docs.extend(items.iter().map(|item| Document {
-                file: file.to_owned(),
-                lines: (chunk.first_line, chunk.last_line),
-                object: item.clone(),
-                built_by: BuiltBy::default(),
+        // A `List` (or `ConfigMapList`...) is how `kubectl get -o yaml` writes several objects;
+        // `kubectl apply` applies its items, so its items are the documents, each with its lines.
+        if crate::object::is_list(&value) {
+            let items = crate::object::list_items(&value);
+            let ranges = crate::fields::lines::list_item_ranges(&chunk.text)
+                .filter(|r| r.len() == items.len());
+            docs.extend(items.into_iter().enumerate().map(|(i, object)| {
+                Document {
+                    file: file.to_owned(),
+                    lines: ranges
+                        .as_ref()
+                        .map_or((chunk.first_line, chunk.last_line), |r| {
+                            (r[i].0 + chunk.offset, r[i].1 + chunk.offset)
+                        }),
+                    object,
+                    built_by: BuiltBy::default(),
+                }
             }));
             continue;
         }
@@ -695,7 +703,7 @@ items:
             [
                 ("a".to_owned(), (2, 7)),
                 ("b".to_owned(), (11, 18)),
-                ("s".to_owned(), (21, 24)),
+                ("s".to_owned(), (24, 24)),
             ]
         );
         // Anchors and aliases are resolved.
@@ -703,6 +711,58 @@ items:
             docs[1].object["spec"]["template"]["metadata"]["labels"]["app"],
             "b"
         );
+    }
+
+    #[test]
+    fn the_items_of_a_typed_list_are_the_documents() {
+        let text = "\
+apiVersion: v1
+kind: ConfigMapList
+items:
+- metadata:
+    name: first
+  data: {a: '1'}
+
+# the second
+- apiVersion: v1
+  kind: ConfigMap
+  metadata:
+    name: second
+-
+  metadata: {name: third}
+metadata:
+  resourceVersion: \"\"
+---
+apiVersion: v1
+kind: List
+items: []
+";
+        let docs = documents("lists.yaml", text.as_bytes()).unwrap();
+        let summary: Vec<(ObjectKey, (usize, usize))> =
+            docs.iter().map(|d| (d.key().unwrap(), d.lines)).collect();
+        let cm = |name: &str| ObjectKey {
+            group: String::new(),
+            kind: "ConfigMap".into(),
+            namespace: None,
+            name: name.into(),
+        };
+        assert_eq!(
+            summary,
+            [
+                (cm("first"), (4, 6)),
+                (cm("second"), (9, 12)),
+                (cm("third"), (14, 14)),
+            ]
+        );
+        assert_eq!(docs[0].object["apiVersion"], "v1");
+        // Not a List: a kind that merely ends in "List" without items stays one object.
+        let docs = documents(
+            "x.yaml",
+            b"apiVersion: example.com/v1\nkind: AllowList\nmetadata: {name: a}\n",
+        )
+        .unwrap();
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0].object["kind"], "AllowList");
     }
 
     #[test]

@@ -79,6 +79,8 @@ impl LineIndex {
                 docs.iter()
                     .find(|d| d.span.start.line() <= range.1 && d.span.end.line() >= range.0)
             })?;
+        // An item of a List document: its fields are the object's, from the item down.
+        let doc = list_item_at(doc, range.0).unwrap_or(doc);
         let mut index = LineIndex::default();
         index.walk(&FieldPath::root(), doc);
         Some(index)
@@ -152,6 +154,73 @@ impl LineIndex {
             _ => {}
         }
     }
+}
+
+/// The `items` of a List document (`kind: List`, `ConfigMapList`...), if `doc` is one.
+fn list_items<'a, 'b>(doc: &'a MarkedYaml<'b>) -> Option<&'a [MarkedYaml<'b>]> {
+    let YamlData::Mapping(map) = &doc.data else {
+        return None;
+    };
+    let field = |name: &str| {
+        map.iter()
+            .find(|(k, _)| scalar_text(k).as_deref() == Some(name))
+            .map(|(_, v)| v)
+    };
+    let is_list = field("kind")
+        .and_then(scalar_text)
+        .is_some_and(|k| k.ends_with("List"));
+    match field("items").map(|v| &v.data) {
+        Some(YamlData::Sequence(items)) if is_list => Some(items),
+        _ => None,
+    }
+}
+
+/// The item of the List document `doc` that starts on `line`, when `line` is below the List's
+/// own first line (a range naming the whole List keeps the List).
+fn list_item_at<'a, 'b>(doc: &'a MarkedYaml<'b>, line: usize) -> Option<&'a MarkedYaml<'b>> {
+    if line <= doc.span.start.line() {
+        return None;
+    }
+    list_items(doc)?
+        .iter()
+        .rfind(|item| item.span.start.line() <= line)
+}
+
+/// The line range of each item of the List document in `text` (one document), 1-based and
+/// inclusive: from the item's first line to the last before the next item or the List's next
+/// key, less trailing blank, comment and bare `-` lines. None when `text` is not a List.
+pub fn list_item_ranges(text: &str) -> Option<Vec<(usize, usize)>> {
+    let docs = MarkedYaml::load_from_str(text).ok()?;
+    let doc = docs.first()?;
+    let items = list_items(doc)?;
+    let YamlData::Mapping(map) = &doc.data else {
+        return None;
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let mut boundaries: Vec<usize> = map.iter().map(|(k, _)| k.span.start.line()).collect();
+    boundaries.extend(items.iter().map(|item| item.span.start.line()));
+    boundaries.sort_unstable();
+    let ranges = items
+        .iter()
+        .map(|item| {
+            let first = item.span.start.line();
+            let mut last = boundaries
+                .iter()
+                .find(|&&b| b > first)
+                .map_or(lines.len(), |next| next - 1)
+                .max(first);
+            while last > first {
+                let t = lines.get(last - 1).map_or("", |l| l.trim());
+                if t.is_empty() || t.starts_with('#') || t == "-" {
+                    last -= 1;
+                } else {
+                    break;
+                }
+            }
+            (first, last)
+        })
+        .collect();
+    Some(ranges)
 }
 
 fn scalar_text(node: &MarkedYaml<'_>) -> Option<String> {
@@ -271,6 +340,33 @@ spec:
         // The other document of the file.
         let other = LineIndex::of_document(FILE, (1, 3)).unwrap();
         assert_eq!(other.exact(&path(".metadata.name")), Some(3));
+    }
+
+    #[test]
+    fn an_item_of_a_list_document_is_indexed_from_the_item() {
+        let text = "\
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata:
+    name: a
+- apiVersion: v1
+  kind: ConfigMap
+  metadata:
+    name: b
+  data:
+    k: v
+";
+        assert_eq!(list_item_ranges(text), Some(vec![(4, 7), (8, 13)]));
+        let second = LineIndex::of_document(text, (8, 13)).unwrap();
+        assert_eq!(second.exact(&path(".metadata.name")), Some(11));
+        assert_eq!(second.exact(&path(".data.k")), Some(13));
+        // The whole List is still the List.
+        let whole = LineIndex::of_document(text, (1, 13)).unwrap();
+        assert_eq!(whole.exact(&path(".kind")), Some(2));
+        assert_eq!(list_item_ranges(FILE), None);
     }
 
     /// Found while writing the `yaml_lines` fuzz target: every key of every list item was

@@ -136,3 +136,146 @@ fn a_dirty_tree_is_refused_unless_allowed() {
     // The committed tree is what is stamped, not the edit.
     assert!(ran.stdout.contains("color: blue"), "{}", ran.stdout);
 }
+
+/// A typed List (items without apiVersion and kind, as `kubectl get -o yaml` of one type can
+/// write them) and a `v1` List, in one file. Alice writes them, Bob changes one item.
+const LISTS: &str = "\
+apiVersion: v1
+kind: ConfigMapList
+items:
+- metadata:
+    name: list-first
+  data:
+    color: blue
+- metadata:
+    name: list-second
+  data:
+    color: green
+    size: large
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Service
+  metadata:
+    name: list-web
+  spec:
+    ports:
+    - port: 80
+metadata:
+  resourceVersion: \"\"
+";
+
+/// Regression: stamp put our annotations on the List's own metadata (a ListMeta, which takes
+/// none), so `kubectl apply` refused the whole output. The items are the objects, for stamp and
+/// for everything that reads a List afterwards: trace, diff, blame and revert.
+#[test]
+fn the_items_of_a_list_document_are_the_objects() {
+    let cp = testenv::shared();
+    let ns = cp.namespace("stamp-list");
+    let mut repo = GitRepo::new();
+    repo.write(
+        "apps/lists.yaml",
+        &LISTS.replace("size: large", "size: small"),
+    );
+    repo.commit(ALICE, "Lists");
+    repo.write("apps/lists.yaml", LISTS);
+    let bob = repo.commit(BOB, "Large");
+
+    let ran = stamp(&repo, &["apps"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(
+        !ran.stdout.contains("List"),
+        "items, not Lists: {}",
+        ran.stdout
+    );
+    assert_eq!(
+        ran.stdout
+            .matches("kubectl-gitops.dev/path: apps/lists.yaml")
+            .count(),
+        3,
+        "{}",
+        ran.stdout
+    );
+    // kubectl applies what stamp printed (it refused the List before).
+    kubectl(
+        &ns,
+        &["apply", "--server-side", "-f", "-"],
+        Some(&ran.stdout),
+    );
+
+    let kc = cp.kubeconfig.display().to_string();
+    let cache = tempfile::tempdir().unwrap();
+    for (object, lines) in [
+        ("cm/list-first", [4, 7]),
+        ("cm/list-second", [8, 12]),
+        ("svc/list-web", [17, 23]),
+    ] {
+        let s = trace_json(&ns, object, cache.path());
+        assert_eq!(s["file"], "apps/lists.yaml", "{object}");
+        assert_eq!(s["lines"], serde_json::json!(lines), "{object}");
+    }
+    let gitops = |args: &[&str]| {
+        let mut full = args.to_vec();
+        full.extend(["--kubeconfig", &kc, "-n", &ns]);
+        run(kubectl_gitops(&full)
+            .env("XDG_CACHE_HOME", cache.path())
+            .current_dir(repo.path()))
+    };
+    let ran = gitops(&["diff", "-o", "json"]);
+    assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
+
+    // An out-of-band change to one item is that item's drift, and blame points at the item's
+    // lines with git's commits.
+    kubectl(
+        &ns,
+        &[
+            "patch",
+            "cm/list-second",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"color":"red"}}"#,
+        ],
+        None,
+    );
+    let ran = gitops(&["diff", "-o", "json"]);
+    assert_eq!(ran.code, Some(1), "{}\n{}", ran.stdout, ran.stderr);
+    let report: Value = serde_json::from_str(&ran.stdout).unwrap();
+    let drifted: Vec<&str> = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["status"] == "drifted")
+        .map(|i| i["object"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(drifted, ["list-second"], "{}", ran.stdout);
+
+    let ran = gitops(&["blame", "cm/list-second", "-o", "json"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let records: Vec<Value> = ran
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let origin = |path: &str| {
+        records
+            .iter()
+            .find(|r| r["path"] == path)
+            .unwrap_or_else(|| panic!("no line for {path}: {}", ran.stdout))["origin"]
+            .clone()
+    };
+    let size = origin(".data.size");
+    assert_eq!(size["kind"], "git", "{size}");
+    assert_eq!(size["line"], 12);
+    assert_eq!(size["commit"], bob.as_str());
+    let name = origin(".metadata.name");
+    assert_eq!(name["line"], 9, "{name}");
+    assert_eq!(name["author"], ALICE.0);
+    assert_eq!(origin(".data.color")["kind"], "drift");
+
+    let ran = gitops(&["revert", "cm/list-second", "--yes"]);
+    assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
+    let ran = gitops(&["diff"]);
+    assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
+}
