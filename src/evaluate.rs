@@ -11,7 +11,8 @@ use anyhow::Result;
 use serde_json::Value;
 
 use crate::cli::ServerSide;
-use crate::cluster::discovery::{Discovery, Resource};
+use crate::cluster::cache::CachedDiscovery;
+use crate::cluster::discovery::Resource;
 use crate::cluster::{self, Cluster, ClusterError, LiveObject, single_line};
 use crate::drift::{
     self, Change, FieldReport, ObjectReport, Offline, SourceSummary, Status, Verdict, Why,
@@ -206,7 +207,7 @@ impl Evaluation {
 /// again; its caches make that cheap).
 pub struct Engine {
     pub cluster: Cluster,
-    pub discovery: Discovery,
+    pub discovery: CachedDiscovery,
     pub locator: Locator,
     pub reconcilers: ReconcilerCache,
     /// The namespace in scope; `None` with `-A`.
@@ -235,7 +236,7 @@ impl Engine {
         let cluster = cluster::connect(&connect_options, env).await?;
         let cache_dir = env.cache_dir.clone();
         let discovery =
-            cluster::cache::discovery(&cluster, cache_dir.as_deref(), options.refresh_discovery)
+            CachedDiscovery::read(&cluster, cache_dir.as_deref(), options.refresh_discovery)
                 .await?;
         let namespace = (!scope.all_namespaces).then(|| cluster.target.namespace.clone());
         let locator = Locator::new(repo_choice(&scope, env));
@@ -298,8 +299,8 @@ impl Engine {
                 Some((t, n)) => (t, Some(n.to_owned())),
                 None => (arg.as_str(), None),
             };
-            match self.discovery.resolve(type_text) {
-                Ok(r) => targets.push((r.clone(), name)),
+            match self.discovery.resolve(type_text).await {
+                Ok(r) => targets.push((r, name)),
                 Err(e) => {
                     failed = true;
                     writeln!(err, "error: {arg}: {e}")?;
@@ -309,12 +310,15 @@ impl Engine {
         // `-f PATH`: the objects the local checkout declares there, at --against or HEAD.
         let mut declared: BTreeMap<ObjectKey, crate::render::Document> = BTreeMap::new();
         if !scope.files.is_empty() {
-            failed |= self.declared_by_files(&scope, env, &mut targets, &mut declared, err)?;
+            failed |= self
+                .declared_by_files(&scope, env, &mut targets, &mut declared, err)
+                .await?;
         }
         let explicit = explicit || !scope.files.is_empty();
         if !explicit {
             targets = self
                 .discovery
+                .snapshot()
                 .resources
                 .iter()
                 .filter(|r| r.verbs.iter().any(|v| v == "list"))
@@ -482,7 +486,7 @@ impl Engine {
                     }
                     Prepared::Nothing => continue,
                 };
-                if let Err(e) = in_git.note(&self.locator, &self.discovery, &w) {
+                if let Err(e) = in_git.note(&self.locator, &self.discovery, &w).await {
                     writeln!(
                         err,
                         "warning: {}: cannot list its source's other objects: {}",
@@ -581,7 +585,7 @@ impl Engine {
 
     /// The objects `-f` names: what the local checkout declares there at `--against` or HEAD.
     /// Returns whether some could not be resolved (said on `err`).
-    fn declared_by_files(
+    async fn declared_by_files(
         &self,
         scope: &Scope,
         env: &Env,
@@ -619,7 +623,7 @@ impl Engine {
             for doc in crate::render::render_path(&repo, commit, &path)? {
                 let Some(mut key) = doc.key() else { continue };
                 let api_version = doc.object["apiVersion"].as_str().unwrap_or_default();
-                let Some(resource) = self.discovery.for_kind(api_version, &key.kind) else {
+                let Some(resource) = self.discovery.for_kind(api_version, &key.kind).await else {
                     failed = true;
                     writeln!(
                         err,
@@ -631,7 +635,7 @@ impl Engine {
                 if resource.namespaced && key.namespace.is_none() {
                     key.namespace = Some(self.cluster.target.namespace.clone());
                 }
-                targets.push((resource.clone(), Some(key.name.clone())));
+                targets.push((resource, Some(key.name.clone())));
                 declared.insert(key, doc);
             }
         }
@@ -824,7 +828,7 @@ impl Engine {
 
     /// The objects Git declares next to the ones in `works` (same file or render root) that
     /// are not in `all_live`, for kinds that were listed (watch, after Git moved).
-    pub fn missing(
+    pub async fn missing(
         &self,
         works: &[Work],
         all_live: &BTreeSet<ObjectKey>,
@@ -833,7 +837,7 @@ impl Engine {
     ) -> Result<Vec<ObjectReport>> {
         let mut in_git = Declared::default();
         for w in works {
-            if let Err(e) = in_git.note(&self.locator, &self.discovery, w) {
+            if let Err(e) = in_git.note(&self.locator, &self.discovery, w).await {
                 writeln!(
                     err,
                     "warning: {}: cannot list its source's other objects: {}",
@@ -1105,10 +1109,10 @@ struct SourceContext {
 }
 
 impl Declared {
-    fn note(
+    async fn note(
         &mut self,
         locator: &Locator,
-        discovery: &Discovery,
+        discovery: &CachedDiscovery,
         w: &Work,
     ) -> Result<(), SourceError> {
         // A render root is listed once for all its files; a plain file once.
@@ -1144,6 +1148,7 @@ impl Declared {
                     doc.object["apiVersion"].as_str().unwrap_or_default(),
                     &key.kind,
                 )
+                .await
                 .map_or(w.resource.namespaced, |r| r.namespaced);
             if key.namespace.is_none() && namespaced {
                 key.namespace = w.key.namespace.clone();

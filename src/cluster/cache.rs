@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::discovery::Discovery;
+use super::discovery::{Discovery, Resource, UnknownType};
 use super::{Cluster, ClusterError};
 
 /// How long a cached answer is used without asking the server: ten minutes, kubectl's discovery
@@ -24,6 +24,17 @@ pub async fn discovery(
     cache_dir: Option<&Path>,
     refresh: bool,
 ) -> Result<Discovery, ClusterError> {
+    read_discovery(cluster, cache_dir, refresh)
+        .await
+        .map(|(discovery, _)| discovery)
+}
+
+/// [`discovery`], and whether it came from the server (not the cache).
+async fn read_discovery(
+    cluster: &Cluster,
+    cache_dir: Option<&Path>,
+    refresh: bool,
+) -> Result<(Discovery, bool), ClusterError> {
     let file = cache_dir
         .map(|dir| server_dir(dir, "discovery", &cluster.target.server).join("aggregated.json"));
     if !refresh {
@@ -34,7 +45,7 @@ pub async fn discovery(
             // A server always serves something: an empty answer is a damaged file.
             .filter(|d| !d.resources.is_empty());
         if let Some(cached) = cached {
-            return Ok(cached);
+            return Ok((cached, false));
         }
     }
     let discovery = cluster.discovery().await?;
@@ -43,7 +54,100 @@ pub async fn discovery(
         // Best effort: see the module comment.
         let _ = write(file, &text);
     }
-    Ok(discovery)
+    Ok((discovery, true))
+}
+
+/// Discovery as a run sees it: the disk cache's answer, read again from the server once, on the
+/// first lookup that misses, as kubectl re-reads its cache when a kind it needs is not there.
+/// A CRD installed since the cache was written is then found; a miss after a fresh read is an
+/// answer (the server does not serve that type).
+pub struct CachedDiscovery {
+    current: std::sync::RwLock<std::sync::Arc<Discovery>>,
+    /// Whether `current` came from the server during this run.
+    fresh: std::sync::atomic::AtomicBool,
+    /// Held while the server is asked again, so concurrent misses wait for one read.
+    reading: tokio::sync::Mutex<()>,
+    /// Where to ask again: the cluster, and the cache directory to write the answer to.
+    server: Option<(Cluster, Option<PathBuf>)>,
+}
+
+impl CachedDiscovery {
+    /// Reads [`discovery`] (from the cache when it is fresh enough and `refresh` is unset).
+    pub async fn read(
+        cluster: &Cluster,
+        cache_dir: Option<&Path>,
+        refresh: bool,
+    ) -> Result<CachedDiscovery, ClusterError> {
+        let (discovery, fresh) = read_discovery(cluster, cache_dir, refresh).await?;
+        Ok(CachedDiscovery {
+            current: std::sync::RwLock::new(std::sync::Arc::new(discovery)),
+            fresh: fresh.into(),
+            reading: tokio::sync::Mutex::new(()),
+            server: Some((cluster.clone(), cache_dir.map(Path::to_path_buf))),
+        })
+    }
+
+    /// A discovery that is never read again: one just read from the server, or a test's.
+    pub fn fixed(discovery: Discovery) -> CachedDiscovery {
+        CachedDiscovery {
+            current: std::sync::RwLock::new(std::sync::Arc::new(discovery)),
+            fresh: true.into(),
+            reading: tokio::sync::Mutex::new(()),
+            server: None,
+        }
+    }
+
+    /// What is known now, for walking every served type.
+    pub fn snapshot(&self) -> std::sync::Arc<Discovery> {
+        self.current.read().expect("discovery lock").clone()
+    }
+
+    /// [`Discovery::resolve`], asking the server again on a miss.
+    pub async fn resolve(&self, text: &str) -> Result<Resource, UnknownType> {
+        match self.snapshot().resolve(text) {
+            Ok(found) => return Ok(found.clone()),
+            Err(e) if !self.read_again().await => return Err(e),
+            Err(_) => {}
+        }
+        self.snapshot().resolve(text).cloned()
+    }
+
+    /// [`Discovery::for_kind`], asking the server again on a miss.
+    pub async fn for_kind(&self, api_version: &str, kind: &str) -> Option<Resource> {
+        if let Some(found) = self.snapshot().for_kind(api_version, kind) {
+            return Some(found.clone());
+        }
+        if !self.read_again().await {
+            return None;
+        }
+        self.snapshot().for_kind(api_version, kind).cloned()
+    }
+
+    /// Reads discovery from the server once, unless this run already did; whether a lookup
+    /// should be tried again. A failed read keeps what was known (the miss stands).
+    async fn read_again(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let Some((cluster, cache_dir)) = &self.server else {
+            return false;
+        };
+        if self.fresh.load(Ordering::Acquire) {
+            return false;
+        }
+        let _reading = self.reading.lock().await;
+        if self.fresh.load(Ordering::Acquire) {
+            return true; // another lookup read it while this one waited
+        }
+        let read = read_discovery(cluster, cache_dir.as_deref(), true).await;
+        // Once per run, whatever the outcome: a server that fails now is not asked per object.
+        self.fresh.store(true, Ordering::Release);
+        match read {
+            Ok((discovery, _)) => {
+                *self.current.write().expect("discovery lock") = std::sync::Arc::new(discovery);
+                true
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 /// `<cache_dir>/<what>/<server>`, the server named by its host, port and path

@@ -28,14 +28,15 @@ pub async fn run(
     let options = super::connect_options(global)?;
     let cluster = cluster::connect(&options, env).await?;
     let cache_dir = env.cache_dir.clone();
-    let discovery = cluster::cache::discovery(&cluster, cache_dir.as_deref(), false).await?;
+    let discovery =
+        cluster::cache::CachedDiscovery::read(&cluster, cache_dir.as_deref(), false).await?;
     let (type_text, name) = args.object.split_once('/').ok_or_else(|| {
         anyhow!(
             "{}: name the object as TYPE/NAME, e.g. deploy/web",
             args.object
         )
     })?;
-    let resource = discovery.resolve(type_text)?.clone();
+    let resource = discovery.resolve(type_text).await?;
     let namespace = cluster.target.namespace.clone();
     let ns = resource.namespaced.then_some(namespace.as_str());
     let live = cluster

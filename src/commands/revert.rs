@@ -96,9 +96,10 @@ pub async fn run(
 
     // The plan: every write decided before the first is sent.
     let manager_flag = args.field_manager.as_deref();
+    let discovery = engine.discovery.snapshot();
     let mut plans: Vec<Plan> = evaluated
         .into_iter()
-        .map(|e| plan(e, manager_flag, &engine.discovery))
+        .map(|e| plan(e, manager_flag, &discovery))
         .collect();
     plans.sort_by(|a, b| a.key.cmp(&b.key));
     let writes = plans.iter().filter(|p| p.writes()).count();
@@ -178,8 +179,8 @@ async fn named(
         let resource = engine
             .discovery
             .resolve(type_text)
-            .map_err(|e| anyhow::anyhow!("{arg}: {e}"))?
-            .clone();
+            .await
+            .map_err(|e| anyhow::anyhow!("{arg}: {e}"))?;
         let ns = resource.namespaced.then_some(namespace.as_str());
         match engine.cluster.get(&resource, ns, name).await? {
             Some(_) => present.push(arg.clone()),

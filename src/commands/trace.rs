@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use crate::Outcome;
 use crate::cli::{GlobalArgs, TraceArgs};
-use crate::cluster::discovery::Discovery;
+use crate::cluster::cache::CachedDiscovery;
 use crate::cluster::{self, Cluster, LiveObject};
 use crate::env::Env;
 use crate::object::ObjectKey;
@@ -24,7 +24,8 @@ pub async fn run(
 ) -> Result<Outcome> {
     let options = super::connect_options(global)?;
     let cluster = cluster::connect(&options, env).await?;
-    let discovery = cluster.discovery().await?;
+    // Read from the server, not the cache: a miss is then final.
+    let discovery = CachedDiscovery::fixed(cluster.discovery().await?);
     let mut failed = false;
     let mut report_error = |err: &mut dyn Write, what: &str, message: String| {
         failed = true;
@@ -102,7 +103,7 @@ pub async fn run(
 /// The live objects one argument names: `TYPE/NAME` (a GET) or `TYPE` (a LIST).
 async fn fetch(
     cluster: &Cluster,
-    discovery: &Discovery,
+    discovery: &CachedDiscovery,
     global: &GlobalArgs,
     args: &TraceArgs,
     arg: &str,
@@ -111,13 +112,16 @@ async fn fetch(
         Some((t, n)) => (t, Some(n)),
         None => (arg, None),
     };
-    let resource = discovery.resolve(type_text).map_err(|e| e.to_string())?;
+    let resource = discovery
+        .resolve(type_text)
+        .await
+        .map_err(|e| e.to_string())?;
     let namespace = cluster.target.namespace.as_str();
     match name {
         Some(name) => {
             let ns = resource.namespaced.then_some(namespace);
             match cluster
-                .get(resource, ns, name)
+                .get(&resource, ns, name)
                 .await
                 .map_err(|e| e.to_string())?
             {
@@ -134,7 +138,7 @@ async fn fetch(
         None => {
             let ns = (resource.namespaced && !global.all_namespaces).then_some(namespace);
             cluster
-                .list(resource, ns, args.selector.as_deref())
+                .list(&resource, ns, args.selector.as_deref())
                 .await
                 .map_err(|e| e.to_string())
         }

@@ -62,7 +62,6 @@ pub async fn run(
         summaries: true,
     };
     let mut engine = Engine::connect(global, env, scope, options).await?;
-    let filter = ScopeFilter::new(&engine.discovery, &args.objects);
     // Signals are caught from here on, so that Ctrl-C during the first evaluation stops as
     // cleanly as later.
     let mut stop = StopSignals::new()?;
@@ -79,6 +78,8 @@ pub async fn run(
             return Ok(Outcome::Clean);
         }
     };
+    // After the first evaluation, which read discovery again if a TYPE was not in the cache.
+    let filter = ScopeFilter::new(&engine.discovery.snapshot(), &args.objects);
     let mut watch = Watch::new(filter, args.selector.clone(), start_unix);
     let counts = watch.follow_evaluation(evaluation);
     engine.locator.pack();
@@ -1059,7 +1060,8 @@ impl Watch {
         let covered: HashSet<String> = works.iter().map(|w| w.located.repo_key.clone()).collect();
         let candidates = ctx
             .engine
-            .missing(&works, &present, &listed_kinds, ctx.err)?;
+            .missing(&works, &present, &listed_kinds, ctx.err)
+            .await?;
         let mut still_missing = HashSet::new();
         for report in candidates {
             let key = report.object.clone();

@@ -106,6 +106,16 @@ pub enum SourceError {
     ReconcilerMissing { reconciler: String },
     #[error("{what} is not supported yet")]
     Unsupported { what: String },
+    /// The object's markers name a reconciler object of a type the cluster does not serve.
+    #[error(
+        "{named} is named by {by}, but the cluster has no {crd} CRD: the object cannot be mapped \
+         to its source without it (install the CRD, or check that this is the right context)"
+    )]
+    MissingCrd {
+        named: String,
+        by: String,
+        crd: String,
+    },
     #[error("{file} at {commit} does not declare {key}")]
     NotDeclared {
         file: String,
@@ -126,7 +136,7 @@ pub enum SourceError {
 /// objects. Ok(None) means "no rule but the fallback search can answer".
 pub async fn pointer(
     cluster: &crate::cluster::Cluster,
-    discovery: &crate::cluster::discovery::Discovery,
+    discovery: &crate::cluster::cache::CachedDiscovery,
     cache: &ReconcilerCache,
     live: &LiveObject,
 ) -> Result<Option<Pointer>, SourceError> {

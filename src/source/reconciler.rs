@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::annotations::{self, ARGO_INSTANCE, ARGO_TRACKING_ID, FLUX_NAME, FLUX_NAMESPACE};
 use super::{Pointer, Rule, SourceError};
-use crate::cluster::discovery::Discovery;
+use crate::cluster::cache::CachedDiscovery;
 use crate::cluster::{Cluster, LiveObject};
 use crate::git::{RepoPath, RepoUrl};
 use crate::object::ObjectKey;
@@ -71,7 +71,7 @@ impl ReconcilerCache {
 /// The Flux or Argo CD pointer of an object, if its labels name a reconciler.
 pub async fn reconciler_pointer(
     cluster: &Cluster,
-    discovery: &Discovery,
+    discovery: &CachedDiscovery,
     cache: &ReconcilerCache,
     live: &LiveObject,
     key: Option<&ObjectKey>,
@@ -123,19 +123,22 @@ pub async fn reconciler_pointer(
 
 async fn flux(
     cluster: &Cluster,
-    discovery: &Discovery,
+    discovery: &CachedDiscovery,
     namespace: &str,
     name: &str,
 ) -> Result<Pointer, SourceError> {
+    let reconciler_name = format!("Kustomization {namespace}/{name}");
     let ks_resource =
         discovery
             .resolve(FLUX_KUSTOMIZATION)
-            .map_err(|_| SourceError::Unsupported {
-                what: "Flux labels on a cluster without the Kustomization CRD".into(),
+            .await
+            .map_err(|_| SourceError::MissingCrd {
+                named: reconciler_name.clone(),
+                by: "the object's Flux labels".into(),
+                crd: FLUX_KUSTOMIZATION.into(),
             })?;
-    let reconciler_name = format!("Kustomization {namespace}/{name}");
     let ks = cluster
-        .get(ks_resource, Some(namespace), name)
+        .get(&ks_resource, Some(namespace), name)
         .await?
         .ok_or_else(|| SourceError::ReconcilerMissing {
             reconciler: reconciler_name.clone(),
@@ -154,11 +157,14 @@ async fn flux(
     let repo_resource =
         discovery
             .resolve(FLUX_GIT_REPOSITORY)
-            .map_err(|_| SourceError::Unsupported {
-                what: "Flux without the GitRepository CRD".into(),
+            .await
+            .map_err(|_| SourceError::MissingCrd {
+                named: format!("GitRepository {source_ns}/{source_name}"),
+                by: format!("the sourceRef of {reconciler_name}"),
+                crd: FLUX_GIT_REPOSITORY.into(),
             })?;
     let git_repo = cluster
-        .get(repo_resource, Some(source_ns), source_name)
+        .get(&repo_resource, Some(source_ns), source_name)
         .await?
         .ok_or_else(|| SourceError::ReconcilerMissing {
             reconciler: format!(
@@ -240,7 +246,7 @@ fn bad_ks(reconciler: &str, field: &str, reason: String) -> SourceError {
 /// kustomize-controller, where `substitute` overrides `substituteFrom`).
 async fn substitutions(
     cluster: &Cluster,
-    discovery: &Discovery,
+    discovery: &CachedDiscovery,
     namespace: &str,
     post_build: &Value,
 ) -> Result<BTreeMap<String, String>, SourceError> {
@@ -258,10 +264,10 @@ async fn substitutions(
             "Secret" => "secrets",
             _ => continue,
         };
-        let Ok(resource) = discovery.resolve(type_name) else {
+        let Ok(resource) = discovery.resolve(type_name).await else {
             continue;
         };
-        let object = match cluster.get(resource, Some(namespace), name).await? {
+        let object = match cluster.get(&resource, Some(namespace), name).await? {
             Some(object) => object,
             None if optional => continue,
             None => {
@@ -285,27 +291,29 @@ async fn substitutions(
 
 async fn argo(
     cluster: &Cluster,
-    discovery: &Discovery,
+    discovery: &CachedDiscovery,
     app_namespace: Option<&str>,
     app: &str,
     from_tracking_id: bool,
 ) -> Result<Option<Pointer>, SourceError> {
-    let Ok(resource) = discovery.resolve(ARGO_APPLICATION) else {
+    let Ok(resource) = discovery.resolve(ARGO_APPLICATION).await else {
         return if from_tracking_id {
-            Err(SourceError::Unsupported {
-                what: "Argo CD tracking on a cluster without the Application CRD".into(),
+            Err(SourceError::MissingCrd {
+                named: format!("Application {}/{app}", app_namespace.unwrap_or("argocd")),
+                by: "the object's Argo CD tracking id".into(),
+                crd: ARGO_APPLICATION.into(),
             })
         } else {
             Ok(None)
         };
     };
     let application = match app_namespace {
-        Some(ns) => cluster.get(resource, Some(ns), app).await?,
-        None => match cluster.get(resource, Some("argocd"), app).await? {
+        Some(ns) => cluster.get(&resource, Some(ns), app).await?,
+        None => match cluster.get(&resource, Some("argocd"), app).await? {
             Some(found) => Some(found),
             // Applications outside the argocd namespace: the one with that name, if unique.
             None => {
-                let all = cluster.list(resource, None, None).await?;
+                let all = cluster.list(&resource, None, None).await?;
                 let mut named = all.into_iter().filter(|a| a["metadata"]["name"] == app);
                 match (named.next(), named.next()) {
                     (Some(one), None) => Some(one),

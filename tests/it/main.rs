@@ -7,6 +7,7 @@ mod completion;
 mod context;
 mod demo;
 mod diff;
+mod discovery;
 mod faults;
 mod fixture;
 mod hardening;

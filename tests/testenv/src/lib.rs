@@ -326,7 +326,9 @@ impl ControlPlane {
         }
     }
 
-    fn install_crds(&self) -> Result<()> {
+    /// Installs the real Flux and Argo CD CRDs on this control plane, every time it is called
+    /// ([`ControlPlane::install_gitops_crds`] does it once, for the shared one).
+    pub fn install_crds(&self) -> Result<()> {
         let module_dir = build::go_dir().join("crds");
         let files = [
             (

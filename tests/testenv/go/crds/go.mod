@@ -2,7 +2,7 @@
 // `go mod download -json MODULE` gives the module's directory, and the CRD files are read from it.
 module kubectl-gitops.dev/testenv/crds
 
-go 1.25.0
+go 1.26.0
 
 require (
 	github.com/argoproj/argo-cd/v3 v3.2.0
