@@ -1641,6 +1641,7 @@ mod tests {
                 subresource: None,
             },
             ignored_by: None,
+            may_be_server_default: Vec::new(),
         }
     }
 
