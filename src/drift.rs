@@ -12,6 +12,7 @@
 
 use serde_json::Value;
 
+use crate::defaults::{self, Defaults, is_empty};
 use crate::fields::{FieldPath, ManagedEntry, ManagedFields, Segment};
 use crate::normalize;
 use crate::schema::{ListKind, Node, Shape};
@@ -24,6 +25,11 @@ pub struct Change {
     pub desired: Option<Value>,
     /// What the cluster has; None when absent.
     pub live: Option<Value>,
+    /// Fields live sets inside this value and desired leaves out, that are not known server
+    /// defaults: offline cannot tell a default the server filled in from an out-of-band
+    /// addition (a value compared whole, an omitted list key). Empty when the difference is
+    /// proven.
+    pub unproven: Vec<FieldPath>,
 }
 
 /// The verdict of the offline comparison.
@@ -47,13 +53,12 @@ pub fn compare_offline(desired: &Value, live: &Value, schema: Option<Node<'_>>) 
     let mut desired = desired.clone();
     normalize::strip(&mut desired);
     secret_string_data(&mut desired);
-    walk(
-        &FieldPath::root(),
-        &desired,
-        Some(live),
-        schema,
-        &mut changes,
-    );
+    let kind = desired["kind"].as_str().unwrap_or_default().to_owned();
+    let cx = Cx {
+        defaults: Defaults::of_kind(&kind),
+        out: &mut changes,
+    };
+    walk(&FieldPath::root(), &desired, Some(live), schema, cx);
     if changes.is_empty() {
         Offline::InSync
     } else {
@@ -85,13 +90,29 @@ fn secret_string_data(desired: &mut Value) {
     }
 }
 
+/// What the offline walk carries along: the defaults in force, and the changes found.
+struct Cx<'a, 'k> {
+    defaults: Defaults<'k>,
+    out: &'a mut Vec<Change>,
+}
+
+impl Cx<'_, '_> {
+    fn reborrow(&mut self) -> Cx<'_, '_> {
+        Cx {
+            defaults: self.defaults,
+            out: self.out,
+        }
+    }
+}
+
 fn walk(
     path: &FieldPath,
     desired: &Value,
     live: Option<&Value>,
     node: Option<Node<'_>>,
-    out: &mut Vec<Change>,
+    mut cx: Cx<'_, '_>,
 ) {
+    let defaults = cx.defaults;
     let shape = node.map(|n| n.shape());
     match desired {
         Value::Object(map) => {
@@ -99,13 +120,11 @@ fn walk(
                 return; // empty and absent are the same to the API server
             }
             let Some(Value::Object(live_map)) = live else {
-                out.push(change(path, desired, live));
+                cx.out.push(change(path, desired, live));
                 return;
             };
             if matches!(shape, Some(Shape::Object { atomic: true })) {
-                if !equivalent(desired, &Value::Object(live_map.clone()), node) {
-                    out.push(change(path, desired, live));
-                }
+                compare_whole(path, desired, live.expect("checked above"), node, cx);
                 return;
             }
             for (key, value) in map {
@@ -115,19 +134,19 @@ fn walk(
                     value,
                     live_map.get(key),
                     node.and_then(|n| n.field(key)),
-                    out,
+                    cx.reborrow(),
                 );
             }
         }
         Value::Array(items) => {
             if items.is_empty() {
                 if live.is_some_and(|l| !is_empty(l)) {
-                    out.push(change(path, desired, live));
+                    cx.out.push(change(path, desired, live));
                 }
                 return;
             }
             let Some(Value::Array(live_items)) = live else {
-                out.push(change(path, desired, live));
+                cx.out.push(change(path, desired, live));
                 return;
             };
             let item_node = node.and_then(|n| n.items());
@@ -136,23 +155,23 @@ fn walk(
                     for item in items {
                         let matching: Vec<&Value> = live_items
                             .iter()
-                            .filter(|l| keys_match(item, l, &keys))
+                            .filter(|l| keys_match(item, l, &keys, item_node, &defaults))
                             .collect();
-                        match matching.as_slice() {
-                            [one] => {
-                                let child = path.child(key_segment(one, &keys));
-                                walk(&child, item, Some(one), item_node, out);
-                            }
-                            _ => {
-                                out.push(change(&path.child(key_segment(item, &keys)), item, None))
-                            }
+                        if let [one] = matching.as_slice() {
+                            let child = path.child(key_segment(one, &keys));
+                            walk(&child, item, Some(one), item_node, cx.reborrow());
+                            continue;
                         }
+                        let mut missing = change(&path.child(key_segment(item, &keys)), item, None);
+                        missing.unproven =
+                            omitted_keys(path, (item, item_node), live_items, &keys, &defaults);
+                        cx.out.push(missing);
                     }
                 }
                 Some(Shape::List(ListKind::Set)) => {
                     for item in items {
                         if !live_items.iter().any(|l| equivalent(item, l, item_node)) {
-                            out.push(change(
+                            cx.out.push(change(
                                 &path.child(Segment::Value(canonical(item))),
                                 item,
                                 None,
@@ -160,34 +179,135 @@ fn walk(
                         }
                     }
                 }
-                _ => {
-                    if !equivalent(desired, live.expect("checked above"), node) {
-                        out.push(change(path, desired, live));
-                    }
-                }
+                _ => compare_whole(path, desired, live.expect("checked above"), node, cx),
             }
         }
         Value::Null => {
             if live.is_some_and(|l| !l.is_null()) {
-                out.push(change(path, desired, live));
+                cx.out.push(change(path, desired, live));
             }
         }
         scalar => match live {
             Some(l) if equivalent(scalar, l, node) => {}
-            _ => out.push(change(path, desired, live)),
+            _ => cx.out.push(change(path, desired, live)),
         },
     }
 }
 
 /// Whether the desired item and a live item agree on every key the desired item sets. A key
-/// the desired item leaves out takes the API server's default where there is a well-known one
-/// (a port's protocol is TCP).
-fn keys_match(desired: &Value, live: &Value, keys: &[String]) -> bool {
+/// the desired item leaves out matches the live item's when that is the server's default (a
+/// port's protocol is TCP).
+fn keys_match(
+    desired: &Value,
+    live: &Value,
+    keys: &[String],
+    item: Option<Node<'_>>,
+    defaults: &Defaults<'_>,
+) -> bool {
     keys.iter().all(|k| match (&desired[k], &live[k]) {
         (Value::Null, Value::Null) => true,
-        (Value::Null, l) => k == "protocol" && l == "TCP",
+        (Value::Null, l) => live
+            .as_object()
+            .is_some_and(|parent| defaults.is_default(item, parent, k, l)),
         (d, l) => equivalent(d, l, None),
     })
+}
+
+/// For a desired item no live item matches: when exactly one live item agrees on the keys the
+/// desired item sets, the keys it leaves out (and live sets) with no default known here may be
+/// server defaults we do not know; those keys, at the live item's path. `node` is the items'.
+fn omitted_keys(
+    path: &FieldPath,
+    (item, node): (&Value, Option<Node<'_>>),
+    live_items: &[Value],
+    keys: &[String],
+    defaults: &Defaults<'_>,
+) -> Vec<FieldPath> {
+    let near: Vec<&Value> = live_items
+        .iter()
+        .filter(|l| {
+            keys.iter()
+                .all(|k| item[k].is_null() || equivalent(&item[k], &l[k], None))
+        })
+        .collect();
+    let [one] = near.as_slice() else {
+        return Vec::new();
+    };
+    let Some(parent) = one.as_object() else {
+        return Vec::new();
+    };
+    let at = path.child(key_segment(one, keys));
+    keys.iter()
+        .filter(|k| item[k.as_str()].is_null() && !one[k.as_str()].is_null())
+        .filter(|k| !defaults.knows(node, parent, k))
+        .map(|k| at.child(Segment::Field(k.clone())))
+        .collect()
+}
+
+/// A value desired sets as a whole (an atomic map or list): a change unless live equals it,
+/// where live may also hold server defaults desired leaves out. Fields live adds that are not
+/// known defaults make the change unproven.
+fn compare_whole(
+    path: &FieldPath,
+    desired: &Value,
+    live: &Value,
+    node: Option<Node<'_>>,
+    cx: Cx<'_, '_>,
+) {
+    let mut extra = Vec::new();
+    let same = covers(path, desired, live, node, &cx.defaults, &mut extra);
+    if same && extra.is_empty() {
+        return;
+    }
+    let mut whole = change(path, desired, Some(live));
+    // A value that differs somewhere desired speaks is drift, whatever live adds.
+    if same {
+        whole.unproven = extra;
+    }
+    cx.out.push(whole);
+}
+
+/// Whether live holds everything desired sets, equal under Kubernetes' equivalences, list
+/// items in the same places; the fields live adds that are neither empty nor a server default
+/// go to `extra`.
+fn covers(
+    path: &FieldPath,
+    desired: &Value,
+    live: &Value,
+    node: Option<Node<'_>>,
+    defaults: &Defaults<'_>,
+    extra: &mut Vec<FieldPath>,
+) -> bool {
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => {
+            let keys: std::collections::BTreeSet<&String> = d.keys().chain(l.keys()).collect();
+            keys.into_iter().all(|k| {
+                let child = node.and_then(|n| n.field(k));
+                let at = || path.child(Segment::Field(k.clone()));
+                match (d.get(k), l.get(k)) {
+                    (Some(p), Some(q)) => covers(&at(), p, q, child, defaults, extra),
+                    (Some(p), None) => is_empty(p),
+                    // The server fills in a known default: another value is drift; with none
+                    // known, it may still be one.
+                    (None, Some(q)) if defaults.is_default(node, l, k, q) => true,
+                    (None, Some(_)) if defaults.knows(node, l, k) => false,
+                    (None, Some(_)) => {
+                        extra.push(at());
+                        true
+                    }
+                    (None, None) => true,
+                }
+            })
+        }
+        (Value::Array(d), Value::Array(l)) => {
+            let items = node.and_then(|n| n.items());
+            d.len() == l.len()
+                && d.iter().zip(l).enumerate().all(|(i, (p, q))| {
+                    covers(&path.child(Segment::Index(i)), p, q, items, defaults, extra)
+                })
+        }
+        _ => equivalent(desired, live, node),
+    }
 }
 
 fn key_segment(item: &Value, keys: &[String]) -> Segment {
@@ -208,16 +328,7 @@ fn change(path: &FieldPath, desired: &Value, live: Option<&Value>) -> Change {
         path: path.clone(),
         desired: Some(desired.clone()),
         live: live.cloned(),
-    }
-}
-
-/// Empty maps, empty lists and nulls, all the way down: what the server drops.
-fn is_empty(value: &Value) -> bool {
-    match value {
-        Value::Null => true,
-        Value::Object(m) => m.values().all(is_empty),
-        Value::Array(a) => a.is_empty(),
-        _ => false,
+        unproven: Vec::new(),
     }
 }
 
@@ -370,6 +481,7 @@ fn diff_values(
                             path: path.child(segment),
                             desired: in_after.cloned(),
                             live: in_live.cloned(),
+                            unproven: Vec::new(),
                         });
                     }
                 }
@@ -379,6 +491,7 @@ fn diff_values(
                             path: path.clone(),
                             desired: Some(Value::Array(a.clone())),
                             live: Some(Value::Array(l.clone())),
+                            unproven: Vec::new(),
                         });
                     }
                 }
@@ -390,6 +503,7 @@ fn diff_values(
                     path: path.clone(),
                     desired: Some(a.clone()),
                     live: Some(l.clone()),
+                    unproven: Vec::new(),
                 });
             }
         }
@@ -399,6 +513,7 @@ fn diff_values(
                     path: path.clone(),
                     desired: a.cloned(),
                     live: l.cloned(),
+                    unproven: Vec::new(),
                 });
             }
         }
@@ -412,8 +527,8 @@ pub fn declares(desired: &Value, path: &FieldPath) -> bool {
 }
 
 /// Like [`FieldPath::get`], but an associative-list item that leaves out a key field with a
-/// server default (a port's `protocol`) matches the key the server filled in: desired as
-/// written in Git, paths as the server records them.
+/// server default (a port's `protocol`, [`defaults::fills_list_key`]) matches the key the
+/// server filled in: desired as written in Git, paths as the server records them.
 pub fn resolve<'a>(value: &'a Value, path: &FieldPath) -> Option<&'a Value> {
     let mut current = value;
     for segment in path.segments() {
@@ -422,7 +537,7 @@ pub fn resolve<'a>(value: &'a Value, path: &FieldPath) -> Option<&'a Value> {
             Segment::Key(keys) => current.as_array()?.iter().find(|item| {
                 keys.iter().all(|(k, v)| match item.get(k) {
                     Some(actual) => &canonical(actual) == v,
-                    None => k == "protocol" && v == "\"TCP\"",
+                    None => defaults::fills_list_key(keys.keys().map(String::as_str), k, v),
                 })
             })?,
             Segment::Value(v) => current
@@ -517,10 +632,47 @@ fn undeclared_owned(
                 path: top.clone(),
                 desired: None,
                 live: top.get(live).cloned(),
+                unproven: Vec::new(),
             });
         }
     }
     out
+}
+
+/// The reconciler's bookkeeping labels and annotations (our stamp, Flux's labels, Argo CD's
+/// tracking id) are not in Git; when the manager we apply as owns them, an apply without them
+/// would remove them (and a Job would take its template's labels instead). They keep their
+/// live value in what we apply, for real (revert) or as a dry run.
+pub fn keep_bookkeeping(body: &mut Value, live: &Value, managed: &ManagedFields, manager: &str) {
+    for section in ["labels", "annotations"] {
+        let Some(map) = live["metadata"][section].as_object() else {
+            continue;
+        };
+        for (name, value) in map {
+            let pointer = format!("/metadata/{section}/{}", normalize::escape(name));
+            if normalize::always_ignored(&pointer).is_none()
+                || !body["metadata"][section][name].is_null()
+            {
+                continue;
+            }
+            let path = FieldPath::fields(["metadata", section, name.as_str()]);
+            let owned = managed
+                .entries
+                .iter()
+                .any(|e| e.manager == manager && e.operation == "Apply" && e.fields.owns(&path));
+            let Some(metadata) = body.get_mut("metadata").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            if owned {
+                let entries = metadata
+                    .entry(section)
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if let Some(entries) = entries.as_object_mut() {
+                    entries.insert(name.clone(), value.clone());
+                }
+            }
+        }
+    }
 }
 
 fn is_ignored(path: &FieldPath, live: &Value) -> bool {
@@ -628,6 +780,252 @@ mod tests {
         assert_eq!(paths, [".data.added"]);
     }
 
+    /// A trimmed `/openapi/v3/apis/networking.k8s.io/v1` and `/apis/apps/v1`, with the list and
+    /// map types the real ones have: ingress rules and their ports compared whole, a fieldRef an
+    /// atomic struct, container ports keyed by port and protocol (protocol published as TCP).
+    const SCHEMAS: &str = r##"{"components": {"schemas": {
+      "io.k8s.api.networking.v1.NetworkPolicy": {"type": "object", "properties": {
+        "spec": {"default": {}, "allOf": [{"$ref": "#/components/schemas/io.k8s.api.networking.v1.NetworkPolicySpec"}]}},
+        "x-kubernetes-group-version-kind": [{"group": "networking.k8s.io", "kind": "NetworkPolicy", "version": "v1"}]},
+      "io.k8s.api.networking.v1.NetworkPolicySpec": {"type": "object", "properties": {
+        "ingress": {"type": "array", "x-kubernetes-list-type": "atomic",
+          "items": {"default": {}, "allOf": [{"$ref": "#/components/schemas/io.k8s.api.networking.v1.NetworkPolicyIngressRule"}]}},
+        "policyTypes": {"type": "array", "items": {"type": "string", "default": ""}, "x-kubernetes-list-type": "atomic"}}},
+      "io.k8s.api.networking.v1.NetworkPolicyIngressRule": {"type": "object", "properties": {
+        "ports": {"type": "array", "x-kubernetes-list-type": "atomic",
+          "items": {"default": {}, "allOf": [{"$ref": "#/components/schemas/io.k8s.api.networking.v1.NetworkPolicyPort"}]}}}},
+      "io.k8s.api.networking.v1.NetworkPolicyPort": {"type": "object", "properties": {
+        "protocol": {"type": "string"}, "endPort": {"type": "integer", "format": "int32"},
+        "port": {"allOf": [{"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.util.intstr.IntOrString"}]}}},
+      "io.k8s.apimachinery.pkg.util.intstr.IntOrString": {"format": "int-or-string", "oneOf": [{"type": "integer"}, {"type": "string"}]},
+      "io.k8s.api.core.v1.Pod": {"type": "object", "properties": {
+        "spec": {"default": {}, "allOf": [{"$ref": "#/components/schemas/io.k8s.api.core.v1.PodSpec"}]}},
+        "x-kubernetes-group-version-kind": [{"group": "", "kind": "Pod", "version": "v1"}]},
+      "io.k8s.api.core.v1.PodSpec": {"type": "object", "properties": {
+        "containers": {"type": "array", "x-kubernetes-list-map-keys": ["name"], "x-kubernetes-list-type": "map",
+          "items": {"default": {}, "allOf": [{"$ref": "#/components/schemas/io.k8s.api.core.v1.Container"}]}}}},
+      "io.k8s.api.core.v1.Container": {"type": "object", "properties": {
+        "name": {"type": "string", "default": ""},
+        "env": {"type": "array", "x-kubernetes-list-map-keys": ["name"], "x-kubernetes-list-type": "map",
+          "items": {"default": {}, "allOf": [{"$ref": "#/components/schemas/io.k8s.api.core.v1.EnvVar"}]}},
+        "ports": {"type": "array", "x-kubernetes-list-map-keys": ["containerPort", "protocol"], "x-kubernetes-list-type": "map",
+          "items": {"default": {}, "allOf": [{"$ref": "#/components/schemas/io.k8s.api.core.v1.ContainerPort"}]}}}},
+      "io.k8s.api.core.v1.ContainerPort": {"type": "object", "properties": {
+        "containerPort": {"type": "integer", "default": 0}, "protocol": {"type": "string", "default": "TCP"}}},
+      "io.k8s.api.core.v1.EnvVar": {"type": "object", "properties": {
+        "name": {"type": "string", "default": ""},
+        "valueFrom": {"allOf": [{"$ref": "#/components/schemas/io.k8s.api.core.v1.EnvVarSource"}]}}},
+      "io.k8s.api.core.v1.EnvVarSource": {"type": "object", "properties": {
+        "fieldRef": {"allOf": [{"$ref": "#/components/schemas/io.k8s.api.core.v1.ObjectFieldSelector"}]}}},
+      "io.k8s.api.core.v1.ObjectFieldSelector": {"type": "object", "x-kubernetes-map-type": "atomic", "properties": {
+        "apiVersion": {"type": "string"}, "fieldPath": {"type": "string", "default": ""}}},
+      "io.example.v1.Widget": {"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "rules": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["host", "port"],
+          "items": {"type": "object", "properties": {"host": {"type": "string"}, "port": {"type": "integer"}}}}}}},
+        "x-kubernetes-group-version-kind": [{"group": "example.io", "kind": "Widget", "version": "v1"}]}
+    }}}"##;
+
+    fn schemas() -> crate::schema::Schemas {
+        let mut schemas = crate::schema::Schemas::new();
+        schemas.add_document("v1", SCHEMAS).unwrap();
+        schemas
+    }
+
+    fn policy(ports: Value) -> Value {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "p"},
+               "spec": {"ingress": [{"ports": ports}]}})
+    }
+
+    fn pod(env: Value, ports: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+               "spec": {"containers": [{"name": "c", "env": env, "ports": ports}]}})
+    }
+
+    /// Regression (issue 16, defect 4): offline called these server defaults drift.
+    #[test]
+    fn server_defaults_inside_values_compared_whole_are_not_drift() {
+        let s = schemas();
+        let np = s.kind("networking.k8s.io", "v1", "NetworkPolicy");
+        let pod_node = s.kind("", "v1", "Pod");
+        // (desired, live, node)
+        let cases = [
+            // SetDefaults_NetworkPolicyPort; the server also defaults policyTypes.
+            (
+                policy(json!([{"port": 80}, {"port": "dns", "protocol": "UDP"}])),
+                {
+                    let mut live = policy(json!([{"port": 80, "protocol": "TCP"},
+                                                 {"port": "dns", "protocol": "UDP"}]));
+                    live["spec"]["policyTypes"] = json!(["Ingress"]);
+                    live
+                },
+                np,
+            ),
+            // SetDefaults_ObjectFieldSelector.
+            (
+                pod(
+                    json!([{"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]),
+                    json!([]),
+                ),
+                pod(
+                    json!([{"name": "NODE", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}}]),
+                    json!([]),
+                ),
+                pod_node,
+            ),
+            // A list key left out: the published default of ContainerPort.protocol.
+            (
+                pod(json!([]), json!([{"containerPort": 80}])),
+                pod(json!([]), json!([{"containerPort": 80, "protocol": "TCP"}])),
+                pod_node,
+            ),
+        ];
+        for (desired, live, node) in cases {
+            assert_eq!(
+                compare_offline(&desired, &live, node),
+                Offline::InSync,
+                "{desired}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_offline_cannot_prove_says_so_per_field() {
+        let s = schemas();
+        let np = s.kind("networking.k8s.io", "v1", "NetworkPolicy");
+        let pod_node = s.kind("", "v1", "Pod");
+        let unproven =
+            |desired: &Value, live: &Value, node| match compare_offline(desired, live, node) {
+                Offline::Drifted(changes) => changes
+                    .iter()
+                    .map(|c| {
+                        let paths: Vec<String> =
+                            c.unproven.iter().map(FieldPath::to_string).collect();
+                        (c.path.to_string(), paths)
+                    })
+                    .collect::<Vec<_>>(),
+                Offline::InSync => panic!("{desired} in sync"),
+            };
+        // Live adds a field that is no known default: maybe a default, maybe out of band.
+        assert_eq!(
+            unproven(
+                &policy(json!([{"port": 80}])),
+                &policy(json!([{"port": 80, "protocol": "TCP", "endPort": 90}])),
+                np
+            ),
+            [(
+                ".spec.ingress".to_owned(),
+                vec![".spec.ingress[0].ports[0].endPort".to_owned()]
+            )]
+        );
+        // A value desired sets differs: drift, whatever live adds.
+        assert_eq!(
+            unproven(
+                &policy(json!([{"port": 80}])),
+                &policy(json!([{"port": 81, "endPort": 90}])),
+                np
+            ),
+            [(".spec.ingress".to_owned(), vec![])]
+        );
+        assert_eq!(
+            unproven(
+                &policy(json!([{"port": 80}])),
+                &policy(json!([{"port": 80, "protocol": "UDP"}])),
+                np
+            ),
+            [(".spec.ingress".to_owned(), vec![])]
+        );
+        assert_eq!(
+            unproven(
+                &policy(json!([{"port": 80}])),
+                &policy(json!([{"port": 80}, {"port": 81}])),
+                np
+            ),
+            [(".spec.ingress".to_owned(), vec![])]
+        );
+        // A list key left out whose default is known and differs: another item.
+        assert_eq!(
+            unproven(
+                &pod(json!([]), json!([{"containerPort": 80}])),
+                &pod(
+                    json!([]),
+                    json!([{"containerPort": 80, "protocol": "SCTP"}])
+                ),
+                pod_node
+            ),
+            [(
+                ".spec.containers[name=c].ports[containerPort=80]".to_owned(),
+                vec![]
+            )]
+        );
+        // One with no default known: the only live item that could be it may carry one.
+        let widget = |rule: Value| {
+            json!({"apiVersion": "example.io/v1", "kind": "Widget",
+                                          "metadata": {"name": "w"}, "spec": {"rules": [rule]}})
+        };
+        assert_eq!(
+            unproven(
+                &widget(json!({"host": "a"})),
+                &widget(json!({"host": "a", "port": 8080})),
+                s.kind("example.io", "v1", "Widget")
+            ),
+            [(
+                ".spec.rules[host=a]".to_owned(),
+                vec![".spec.rules[host=a,port=8080].port".to_owned()]
+            )]
+        );
+        // Without a schema nothing is known to be a default, and lists are compared whole.
+        assert_eq!(
+            unproven(
+                &policy(json!([{"port": 80}])),
+                &policy(json!([{"port": 80, "protocol": "TCP"}])),
+                None
+            ),
+            [(
+                ".spec.ingress".to_owned(),
+                vec![".spec.ingress[0].ports[0].protocol".to_owned()]
+            )]
+        );
+    }
+
+    #[test]
+    fn paths_find_items_written_without_a_defaulted_key() {
+        let desired = json!({"spec": {"ports": [{"port": 80}, {"port": 53, "protocol": "UDP"}]}});
+        let key = |port: i64, protocol: &str| {
+            FieldPath::fields(["spec", "ports"]).child(Segment::key([
+                ("port", &json!(port)),
+                ("protocol", &json!(protocol)),
+            ]))
+        };
+        assert_eq!(
+            resolve(&desired, &key(80, "TCP")),
+            Some(&json!({"port": 80}))
+        );
+        assert_eq!(resolve(&desired, &key(80, "UDP")), None);
+        assert!(resolve(&desired, &key(53, "UDP")).is_some());
+        assert_eq!(resolve(&desired, &key(53, "TCP")), None);
+    }
+
+    #[test]
+    fn bookkeeping_the_manager_owns_is_kept() {
+        let live = json!({"metadata": {
+            "labels": {"kustomize.toolkit.fluxcd.io/name": "apps", "team": "x"},
+            "annotations": {"deployment.kubernetes.io/revision": "3"},
+            "managedFields": [
+                {"manager": "kustomize-controller", "operation": "Apply", "apiVersion": "v1",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {
+                     "f:kustomize.toolkit.fluxcd.io/name": {}}}}},
+                {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:annotations": {
+                     "f:deployment.kubernetes.io/revision": {}}}}}]}});
+        let managed = ManagedFields::of(&live).unwrap();
+        let mut body = json!({"metadata": {"name": "web"}});
+        keep_bookkeeping(&mut body, &live, &managed, "kustomize-controller");
+        assert_eq!(
+            body["metadata"],
+            json!({"name": "web", "labels": {"kustomize.toolkit.fluxcd.io/name": "apps"}})
+        );
+    }
+
     #[test]
     fn dry_run_result_compared_with_live() {
         let after =
@@ -713,6 +1111,11 @@ pub struct FieldReport {
     pub why: Why,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ignored_by: Option<String>,
+    /// Offline only: the fields live sets inside this one that Git leaves out and that are not
+    /// known server defaults. The drift may be nothing but defaults the server filled in; a
+    /// dry run (`--server-side=true`) tells.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub may_be_server_default: Vec<String>,
 }
 
 /// Where the desired state came from, for report headers.

@@ -1024,11 +1024,13 @@ impl DryRuns {
 
     /// Starts the dry run of `w`, whose result goes to the work at `index`.
     fn spawn(&mut self, cluster: &Cluster, index: usize, w: &Work) {
-        let desired = w.desired().expect("only objects Git declares are dry-run");
+        let mut desired = w.desired().expect("only objects Git declares are dry-run");
         let cluster = cluster.clone();
         let resource = w.resource.clone();
         let ns = w.key.namespace.clone();
         let manager = w.manager();
+        // As the reconciler applies it: with the bookkeeping labels it owns.
+        drift::keep_bookkeeping(&mut desired, &w.live, &w.managed, &manager);
         let permits = self.permits.clone();
         self.started += 1;
         self.tasks.spawn(async move {
@@ -1413,6 +1415,7 @@ fn verdict(w: &Work, rules: &[IgnoreRule], repo_rules: &[IgnoreRule]) -> ObjectR
             live,
             why,
             ignored_by: rule.map(IgnoreRule::describe),
+            may_be_server_default: change.unproven.iter().map(FieldPath::to_string).collect(),
         };
         if field.ignored_by.is_some() {
             ignored.push(field);

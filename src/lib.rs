@@ -15,6 +15,7 @@ pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod completion;
+pub mod defaults;
 pub mod drift;
 pub mod env;
 pub mod evaluate;

@@ -171,6 +171,9 @@ pub struct Node<'a> {
     map_type: Option<&'a str>,
     /// `x-kubernetes-preserve-unknown-fields` here or on an ancestor in the same component.
     preserve_unknown: bool,
+    /// The `default` of the field's own schema (before any `$ref`): what the server stores
+    /// when the field is left out.
+    default: Option<&'a Value>,
 }
 
 impl fmt::Debug for Node<'_> {
@@ -232,6 +235,18 @@ impl<'a> Node<'a> {
         })
     }
 
+    /// The OpenAPI definition (component) this value is an instance of, such as
+    /// `io.k8s.api.core.v1.ContainerPort`; None for a schema written inline.
+    pub fn definition(&self) -> Option<&'a str> {
+        self.name
+    }
+
+    /// The `default` the schema publishes for this field: what the server fills in when the
+    /// field is left out (built-ins' `+default` markers, CRDs' structural defaults).
+    pub fn declared_default(&self) -> Option<&'a Value> {
+        self.default
+    }
+
     /// How this value merges.
     pub fn shape(&self) -> Shape {
         let Some(schema) = self.schema else {
@@ -290,6 +305,7 @@ impl<'a> Node<'a> {
             name: None,
             map_type: None,
             preserve_unknown: true,
+            default: None,
         }
     }
 
@@ -309,6 +325,7 @@ impl<'a> Node<'a> {
             name: None,
             map_type: None,
             preserve_unknown: true,
+            default: value.get("default"),
         };
         let Some(mut schema) = value.as_object() else {
             // `true` or any non-object: no constraint.

@@ -21,6 +21,7 @@ use crate::Outcome;
 use crate::cli::{GlobalArgs, RevertArgs, ServerSide};
 use crate::cluster::discovery::{Discovery, Resource};
 use crate::cluster::{Cluster, ClusterError, single_line};
+use crate::defaults;
 use crate::drift::{self, Change, ObjectReport, Offline, Status};
 use crate::env::Env;
 use crate::evaluate::{Engine, Evaluated, Options, Scope, Work};
@@ -388,7 +389,7 @@ fn plan_apply(plan: &mut Plan, work: &Work, manager_flag: Option<&str>) {
     }
     let held: BTreeSet<String> = plan.held.iter().map(|h| h.path.clone()).collect();
     plan.shown.fields.retain(|f| !held.contains(&f.path));
-    keep_bookkeeping(&mut body, &work.live, &work.managed, &manager);
+    drift::keep_bookkeeping(&mut body, &work.live, &work.managed, &manager);
     let resource_version = work.live["metadata"]["resourceVersion"]
         .as_str()
         .unwrap_or_default()
@@ -523,42 +524,15 @@ fn step_into<'a>(here: &'a mut Value, segment: &Segment, create: bool) -> Option
 }
 
 /// Whether a list item is the one `segment` names. Like `drift::resolve`: an item written
-/// without `protocol` matches the server's default `TCP`.
+/// without `protocol` matches the server's default `TCP` ([`defaults::fills_list_key`]).
 fn matches(item: &Value, segment: &Segment) -> bool {
     match segment {
         Segment::Key(keys) => keys.iter().all(|(k, v)| match item.get(k) {
             Some(actual) => serde_json::from_str::<Value>(v).is_ok_and(|want| &want == actual),
-            None => k == "protocol" && v == "\"TCP\"",
+            None => defaults::fills_list_key(keys.keys().map(String::as_str), k, v),
         }),
         Segment::Value(v) => serde_json::from_str::<Value>(v).is_ok_and(|want| &want == item),
         Segment::Index(_) | Segment::Field(_) => false,
-    }
-}
-
-/// The reconciler's bookkeeping labels and annotations (our stamp, Flux's labels, Argo CD's
-/// tracking id) are not in Git; when the manager we apply as owns them, an apply without them
-/// would remove them. They keep their live value.
-fn keep_bookkeeping(body: &mut Value, live: &Value, managed: &ManagedFields, manager: &str) {
-    for section in ["labels", "annotations"] {
-        let Some(map) = live["metadata"][section].as_object() else {
-            continue;
-        };
-        for (name, value) in map {
-            let pointer = format!("/metadata/{section}/{}", normalize::escape(name));
-            if normalize::always_ignored(&pointer).is_none()
-                || !body["metadata"][section][name].is_null()
-            {
-                continue;
-            }
-            let path = FieldPath::fields(["metadata", section, name.as_str()]);
-            let owned = managed
-                .entries
-                .iter()
-                .any(|e| e.manager == manager && e.operation == "Apply" && e.fields.owns(&path));
-            if owned {
-                keep_live(body, &path, Some(value));
-            }
-        }
     }
 }
 
@@ -998,27 +972,6 @@ mod tests {
         assert_eq!(
             controller_owner(&managed, &path(&["spec", "paused"]), &reconciler),
             None
-        );
-    }
-
-    #[test]
-    fn bookkeeping_the_manager_owns_is_kept() {
-        let live = json!({"metadata": {
-            "labels": {"kustomize.toolkit.fluxcd.io/name": "apps", "team": "x"},
-            "annotations": {"deployment.kubernetes.io/revision": "3"},
-            "managedFields": [
-                {"manager": "kustomize-controller", "operation": "Apply", "apiVersion": "v1",
-                 "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {
-                     "f:kustomize.toolkit.fluxcd.io/name": {}}}}},
-                {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "v1",
-                 "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:annotations": {
-                     "f:deployment.kubernetes.io/revision": {}}}}}]}});
-        let managed = ManagedFields::of(&live).unwrap();
-        let mut body = json!({"metadata": {"name": "web"}});
-        keep_bookkeeping(&mut body, &live, &managed, "kustomize-controller");
-        assert_eq!(
-            body["metadata"],
-            json!({"name": "web", "labels": {"kustomize.toolkit.fluxcd.io/name": "apps"}})
         );
     }
 

@@ -1643,6 +1643,7 @@ mod tests {
                 subresource: None,
             },
             ignored_by: None,
+            may_be_server_default: Vec::new(),
         }
     }
 

@@ -55,10 +55,12 @@ impl Item {
                     && key.iter().all(|(name, value)| {
                         fields.get(name) == Some(value)
                             // A port written without its protocol is recorded with TCP.
-                            || (name == "protocol"
-                                && value == "\"TCP\""
-                                && !fields.contains_key("protocol")
-                                && key.keys().any(|k| k.ends_with("ort") && fields.contains_key(k)))
+                            || (!fields.contains_key(name)
+                                && crate::defaults::fills_list_key(
+                                    key.keys().map(String::as_str),
+                                    name,
+                                    value,
+                                ))
                     })
             }
             (Item::Scalar(value), Segment::Value(wanted)) => value == wanted,

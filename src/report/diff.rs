@@ -97,6 +97,24 @@ pub(super) fn why_text(why: &Why) -> String {
     }
 }
 
+/// Why a field is reported: its cause, or, where the offline comparison could not prove the
+/// difference, that it may be nothing but defaults the server filled in.
+pub(super) fn reason(field: &FieldReport) -> String {
+    const SHOWN: usize = 3;
+    let unproven = &field.may_be_server_default;
+    if unproven.is_empty() {
+        return why_text(&field.why);
+    }
+    let mut named = unproven[..unproven.len().min(SHOWN)].join(", ");
+    if unproven.len() > SHOWN {
+        named.push_str(&format!(" and {} more", unproven.len() - SHOWN));
+    }
+    let them = if unproven.len() == 1 { "it" } else { "them" };
+    format!(
+        "may be a server default; run with --server-side=true to confirm (live sets {named}, Git leaves {them} out)"
+    )
+}
+
 /// A value as YAML lines (scalars on one line).
 fn value_lines(value: &Value) -> Vec<String> {
     match value {
@@ -171,7 +189,7 @@ fn hunk(
     a: anstyle::Style,
     h: anstyle::Style,
 ) -> std::io::Result<()> {
-    writeln!(out, "{h}@@ {} @@ {}{h:#}", field.path, why_text(&field.why))?;
+    writeln!(out, "{h}@@ {} @@ {}{h:#}", field.path, reason(field))?;
     if let Some(live) = &field.live {
         for line in value_lines(live) {
             writeln!(out, "{r}-{line}{r:#}")?;
@@ -189,6 +207,7 @@ fn changed_by(item: &ObjectReport) -> String {
     let mut who: Vec<String> = Vec::new();
     for f in &item.fields {
         let name = match &f.why {
+            _ if !f.may_be_server_default.is_empty() => "server default?".to_owned(),
             Why::Pending { commit, .. } => format!("pending {}", &commit[..commit.len().min(7)]),
             Why::OutOfBand { manager, .. } => manager.clone(),
             Why::Unrecorded => "unrecorded".to_owned(),
@@ -328,6 +347,7 @@ mod golden {
                             subresource: Some("scale".into()),
                         },
                         ignored_by: None,
+                        may_be_server_default: Vec::new(),
                     },
                     FieldReport {
                         path: ".spec.template.spec.containers[name=web].image".into(),
@@ -340,6 +360,7 @@ mod golden {
                             subject: "Bump web to 1.28".into(),
                         },
                         ignored_by: None,
+                        may_be_server_default: Vec::new(),
                     },
                 ],
                 ignored: vec![],
@@ -361,6 +382,7 @@ mod golden {
                         subresource: None,
                     },
                     ignored_by: None,
+                    may_be_server_default: Vec::new(),
                 }],
                 ignored: vec![],
                 error: None,
@@ -421,5 +443,67 @@ mod golden {
                 "{file} differs; if the change is intended, regenerate with UPDATE_GOLDEN=1"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field(unproven: &[&str]) -> FieldReport {
+        FieldReport {
+            path: ".spec.ingress".into(),
+            git: Some(json!([{"ports": [{"port": 80}]}])),
+            live: Some(json!([{"ports": [{"port": 80, "endPort": 90}]}])),
+            why: Why::Unrecorded,
+            ignored_by: None,
+            may_be_server_default: unproven.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_unproven_field_says_it_may_be_a_server_default() {
+        let cases = [
+            (
+                vec![],
+                "out of band: not recorded in managedFields (a removal?)".to_owned(),
+            ),
+            (
+                vec![".spec.ingress[0].ports[0].endPort"],
+                "may be a server default; run with --server-side=true to confirm \
+                 (live sets .spec.ingress[0].ports[0].endPort, Git leaves it out)"
+                    .to_owned(),
+            ),
+            (
+                vec![".a", ".b", ".c", ".d", ".e"],
+                "may be a server default; run with --server-side=true to confirm \
+                 (live sets .a, .b, .c and 2 more, Git leaves them out)"
+                    .to_owned(),
+            ),
+        ];
+        for (unproven, want) in cases {
+            assert_eq!(reason(&field(&unproven)), want);
+        }
+        // JSON gains one field, only where there is something to say.
+        let json = serde_json::to_value(field(&[".x"])).unwrap();
+        assert_eq!(json["mayBeServerDefault"], json!([".x"]));
+        let json = serde_json::to_value(field(&[])).unwrap();
+        assert!(json.get("mayBeServerDefault").is_none());
+        let item = ObjectReport {
+            object: crate::object::ObjectKey {
+                group: "networking.k8s.io".into(),
+                kind: "NetworkPolicy".into(),
+                namespace: Some("shop".into()),
+                name: "web".into(),
+            },
+            status: Status::Drifted,
+            verdict: None,
+            source: None,
+            fields: vec![field(&[".x"])],
+            ignored: vec![],
+            error: None,
+        };
+        assert_eq!(changed_by(&item), "server default?");
     }
 }

@@ -303,6 +303,7 @@ mod tests {
             live: Some(json!("changed")),
             why: Why::Unrecorded,
             ignored_by: None,
+            may_be_server_default: Vec::new(),
         });
         applied.removed.push(".metadata.labels.team".into());
         let mut held = item("b", RevertResult::Unchanged, RevertAction::None);

@@ -7,7 +7,7 @@ use anstyle::{AnsiColor, Style};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::diff::why_text;
+use super::diff::reason;
 use super::time::rfc3339;
 use crate::drift::{DriftReport, FieldReport, ObjectReport, SourceSummary, Status, Summary, Why};
 use crate::object::ObjectKey;
@@ -214,7 +214,7 @@ fn field_text(field: &FieldReport) -> String {
         field.path,
         short_value(field.git.as_ref()),
         short_value(field.live.as_ref()),
-        why_text(&field.why)
+        reason(field)
     )
 }
 
@@ -360,6 +360,7 @@ mod tests {
                 live: Some(json!(5)),
                 why: out_of_band("kubectl", "2026-01-01T10:00:00Z"),
                 ignored_by: None,
+                may_be_server_default: Vec::new(),
             },
             FieldReport {
                 path: ".spec.template.spec.containers[name=web].image".into(),
@@ -367,6 +368,7 @@ mod tests {
                 live: Some(json!("nginx:1.28")),
                 why: out_of_band("kubectl-set", "2026-01-01T11:00:00Z"),
                 ignored_by: None,
+                may_be_server_default: Vec::new(),
             },
             FieldReport {
                 path: ".metadata.labels.tier".into(),
@@ -379,6 +381,7 @@ mod tests {
                     subject: "Label it".into(),
                 },
                 ignored_by: None,
+                may_be_server_default: Vec::new(),
             },
         ]);
         let event = DriftEvent::new(

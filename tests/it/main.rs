@@ -5,6 +5,7 @@ mod blame;
 mod cli;
 mod completion;
 mod context;
+mod defaults;
 mod demo;
 mod diff;
 mod discovery;
