@@ -290,7 +290,7 @@ pub fn kustomize_recording(
             what: "creating a temporary directory".into(),
             source,
         })?;
-    repo.export_tree(commit, tmp.path())?;
+    repo.export_paths(commit, &paths_read(repo, commit, root)?, tmp.path())?;
     let dir = tmp.path().join(root.as_str());
     let root_name = if root.as_str().is_empty() {
         "."
@@ -384,6 +384,57 @@ pub fn kustomize_recording(
         }
     }
     Ok(rendered)
+}
+
+/// What a build of `root` reads from the repository: `root`, and every local file and
+/// directory its kustomizations refer to, transitively. Only trees and kustomization files are
+/// read here; an entry that leaves the repository or names a remote base is not followed
+/// (`remote::check` refuses it once exported).
+fn paths_read(
+    repo: &Repo,
+    commit: CommitId,
+    root: &RepoPath,
+) -> Result<Vec<RepoPath>, RenderError> {
+    let mut needed = Vec::new();
+    let mut dirs_seen = std::collections::BTreeSet::new();
+    let mut todo = vec![root.clone()];
+    while let Some(dir) = todo.pop() {
+        if !dirs_seen.insert(dir.as_str().to_owned()) {
+            continue;
+        }
+        // Every kustomization below it: a generated kustomization lists subdirectories that have
+        // one as resources, and those may refer further.
+        let files = match repo.list_files(commit, &dir) {
+            Ok(files) => files,
+            Err(GitError::NotADirectory { .. }) => {
+                needed.push(dir);
+                continue;
+            }
+            Err(GitError::FileNotFound { .. }) => continue, // kustomize names it
+            Err(e) => return Err(e.into()),
+        };
+        needed.push(dir);
+        for file in files
+            .iter()
+            .filter(|f| KUSTOMIZATION_FILES.contains(&f.file_name()))
+        {
+            let bytes = repo.read_file(commit, file)?;
+            // Text kustomize cannot read is kustomize's to report.
+            let Some(kustomization) = documents(file.as_str(), &bytes)
+                .ok()
+                .and_then(|docs| docs.into_iter().next())
+            else {
+                continue;
+            };
+            let base = file.parent().unwrap_or_else(RepoPath::root);
+            for entry in remote::local_references(&kustomization.object) {
+                if let Ok(path) = base.join(&entry) {
+                    todo.push(path);
+                }
+            }
+        }
+    }
+    Ok(needed)
 }
 
 /// An entry of kustomize's origin or transformations annotation.

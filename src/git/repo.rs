@@ -241,7 +241,12 @@ impl Repo {
         let root = self.root_tree(&repo, commit)?;
         match self.lookup(&repo, root, commit, path)? {
             Found::File(id) => {
-                let mut blob = repo.find_blob(id).map_err(|e| self.other(&e))?;
+                let mut blob = repo.find_blob(id).map_err(|e| {
+                    self.walk_err(WalkError::Unreadable {
+                        path: path.to_string(),
+                        reason: error_chain(&e),
+                    })
+                })?;
                 Ok(blob.take_data())
             }
             Found::Dir(_) | Found::Submodule => Err(GitError::NotAFile {
@@ -272,9 +277,15 @@ impl Repo {
             .collect::<Result<Vec<_>, _>>()
     }
 
-    /// Writes the whole tree of `commit` into the empty directory `dest` (for `kubectl kustomize`):
-    /// regular files, symlinks only when their target stays inside the tree; no submodules.
-    pub fn export_tree(&self, commit: CommitId, dest: &Path) -> Result<(), GitError> {
+    /// Writes only `paths` (files or directories) of the tree of `commit` into the empty
+    /// directory `dest`, at their places: what one render reads, and nothing else, so that a
+    /// blob elsewhere that cannot be read (a partial clone, a damaged pack) does not fail it.
+    pub fn export_paths(
+        &self,
+        commit: CommitId,
+        paths: &[RepoPath],
+        dest: &Path,
+    ) -> Result<(), GitError> {
         let mut entries = std::fs::read_dir(dest).map_err(|e| GitError::Other {
             repo: self.display_name(),
             reason: format!("cannot export into '{}': {e}", dest.display()),
@@ -290,7 +301,7 @@ impl Repo {
         }
         let repo = self.repo.to_thread_local();
         let root = self.root_tree(&repo, commit)?;
-        tree::export(&repo, root, dest).map_err(|e| self.walk_err(e))
+        tree::export_paths(&repo, root, paths, dest).map_err(|e| self.walk_err(e))
     }
 
     /// Author, time and subject of `commit`.
@@ -487,6 +498,13 @@ impl Repo {
             WalkError::Git(reason) => GitError::Other {
                 repo: self.display_name(),
                 reason,
+            },
+            WalkError::Unreadable { path, reason } => GitError::Other {
+                repo: self.display_name(),
+                reason: format!(
+                    "cannot read '{path}': {reason} (a partial clone that has not fetched it, or a \
+                     damaged pack: fetch it, or widen the sparse checkout)"
+                ),
             },
             WalkError::Io { path, reason } => GitError::Other {
                 repo: self.display_name(),
@@ -751,12 +769,13 @@ mod tests {
     }
 
     #[test]
-    fn export_tree_writes_files_and_only_inner_symlinks() {
+    fn export_of_the_root_writes_files_and_only_inner_symlinks() {
         let h = fixture::history();
         let repo = open(&h);
         let head = &h.commits[8];
         let dest = tempfile::TempDir::new().unwrap();
-        repo.export_tree(id(head), dest.path()).unwrap();
+        repo.export_paths(id(head), &[RepoPath::root()], dest.path())
+            .unwrap();
 
         let listing = h.repo.git(&["ls-tree", "-r", head]);
         for line in listing.lines() {
@@ -804,8 +823,46 @@ mod tests {
         );
 
         // Only into an empty directory.
-        let err = repo.export_tree(id(head), dest.path()).unwrap_err();
+        let err = repo
+            .export_paths(id(head), &[RepoPath::root()], dest.path())
+            .unwrap_err();
         assert!(err.to_string().contains("not empty"), "{err}");
+    }
+
+    #[test]
+    fn export_of_some_paths_writes_them_and_what_their_links_reach() {
+        let h = fixture::history();
+        let repo = open(&h);
+        let head = &h.commits[8];
+        let dest = tempfile::TempDir::new().unwrap();
+        let paths = [
+            RepoPath::parse("links/appdir").unwrap(),
+            RepoPath::parse("bin").unwrap(),
+        ];
+        repo.export_paths(id(head), &paths, dest.path()).unwrap();
+        let mut top: Vec<String> = std::fs::read_dir(dest.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        top.sort();
+        assert_eq!(top, ["app", "bin", "links"]);
+        let links: Vec<_> = std::fs::read_dir(dest.path().join("links"))
+            .unwrap()
+            .collect();
+        assert_eq!(links.len(), 1, "only the link asked for");
+        assert_eq!(
+            std::fs::read(dest.path().join("links/appdir/deploy.yaml")).unwrap(),
+            fixture::git_show(&h.repo.path, head, "app/deploy.yaml")
+        );
+        // A path that does not exist is left out; kustomize names it.
+        let empty = tempfile::TempDir::new().unwrap();
+        repo.export_paths(
+            id(head),
+            &[RepoPath::parse("nowhere").unwrap()],
+            empty.path(),
+        )
+        .unwrap();
+        assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
     }
 
     #[test]

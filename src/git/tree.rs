@@ -175,9 +175,20 @@ fn child(dir: &str, name: &str) -> String {
 /// A problem walking a tree: a bad entry name (at `path`) or a Git error.
 #[derive(Debug)]
 pub(super) enum WalkError {
-    BadName { path: String, reason: String },
+    BadName {
+        path: String,
+        reason: String,
+    },
     Git(String),
-    Io { path: String, reason: String },
+    /// A blob that the object database cannot give (a partial clone without it, a damaged pack).
+    Unreadable {
+        path: String,
+        reason: String,
+    },
+    Io {
+        path: String,
+        reason: String,
+    },
 }
 
 fn walk_git_err(err: impl std::error::Error + 'static) -> WalkError {
@@ -212,15 +223,84 @@ pub(super) fn list_files(
     Ok(files)
 }
 
-/// Writes the tree `root` into the empty directory `dest`: directories and regular files first,
-/// then the symlinks whose target resolves inside the tree. Submodules are skipped.
-pub(super) fn export(repo: &gix::Repository, root: ObjectId, dest: &Path) -> Result<(), WalkError> {
-    let io_err = |path: &Path, err: std::io::Error| WalkError::Io {
-        path: path.display().to_string(),
-        reason: err.to_string(),
-    };
-    let mut links = Vec::new();
-    let mut todo = vec![(String::new(), root)];
+/// Writes only `paths` (files or directories, repo-relative, as a checkout would name them)
+/// of the tree `root` into `dest`, at their places: what a render reads, so that a blob it
+/// does not read (outside a partial clone's sparse cone, in a damaged pack) cannot fail it.
+/// A symlink met on the way is written when its target stays inside the tree, and its target
+/// is exported too. A path that does not exist is left out (kustomize then names it).
+pub(super) fn export_paths(
+    repo: &gix::Repository,
+    root: ObjectId,
+    paths: &[RepoPath],
+    dest: &Path,
+) -> Result<(), WalkError> {
+    let mut todo: Vec<String> = paths.iter().map(|p| p.as_str().to_owned()).collect();
+    let mut done = std::collections::HashSet::new();
+    let mut hops = 0;
+    while let Some(path) = todo.pop() {
+        if !done.insert(path.clone()) {
+            continue;
+        }
+        let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+        let mut dir = String::new();
+        let mut id = root;
+        let mut kind = EntryKind::Tree;
+        for (i, name) in components.iter().enumerate() {
+            let tree = repo.find_tree(id).map_err(walk_git_err)?;
+            let Some(entry) = tree.find_entry(*name) else {
+                kind = EntryKind::Commit; // nothing there: nothing to write
+                break;
+            };
+            check_name(entry.filename()).map_err(|reason| WalkError::BadName {
+                path: dir.clone(),
+                reason,
+            })?;
+            let here = child(&dir, name);
+            id = entry.object_id();
+            kind = entry.mode().kind();
+            match kind {
+                EntryKind::Tree => {
+                    create_dir_in(dest, &here)?;
+                    dir = here;
+                }
+                EntryKind::Link => {
+                    hops += 1;
+                    if hops <= 64 * MAX_SYMLINK_HOPS
+                        && let Some(target) = write_link(repo, root, id, &here, dest)?
+                    {
+                        let rest = components[i + 1..].join("/");
+                        todo.push(child(&target, &rest).trim_end_matches('/').to_owned());
+                    }
+                    break;
+                }
+                _ => {
+                    if i + 1 == components.len() {
+                        write_blob(repo, id, kind, &here, dest)?;
+                    }
+                    break;
+                }
+            }
+        }
+        if kind == EntryKind::Tree {
+            for link_target in export_subtree(repo, root, id, &dir, dest)? {
+                todo.push(link_target);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the tree `id` at `prefix` below `dest`, over what is already there; returns the
+/// repo paths the symlinks written in it point at, for the caller to export too.
+fn export_subtree(
+    repo: &gix::Repository,
+    root: ObjectId,
+    id: ObjectId,
+    prefix: &str,
+    dest: &Path,
+) -> Result<Vec<String>, WalkError> {
+    let mut targets = Vec::new();
+    let mut todo = vec![(prefix.to_owned(), id)];
     while let Some((dir, id)) = todo.pop() {
         let tree = repo.find_tree(id).map_err(walk_git_err)?;
         for entry in tree.iter() {
@@ -230,44 +310,91 @@ pub(super) fn export(repo: &gix::Repository, root: ObjectId, dest: &Path) -> Res
                 reason,
             })?;
             let path = child(&dir, name);
-            let on_disk = dest.join(&path);
             match entry.mode().kind() {
                 EntryKind::Tree => {
-                    // create_dir, not create_dir_all: an existing entry means something is off.
-                    std::fs::create_dir(&on_disk).map_err(|e| io_err(&on_disk, e))?;
+                    create_dir_in(dest, &path)?;
                     todo.push((path, entry.object_id()));
                 }
                 kind @ (EntryKind::Blob | EntryKind::BlobExecutable) => {
-                    let blob = repo.find_blob(entry.object_id()).map_err(walk_git_err)?;
-                    write_new_file(&on_disk, &blob.data, kind == EntryKind::BlobExecutable)
-                        .map_err(|e| io_err(&on_disk, e))?;
+                    write_blob(repo, entry.object_id(), kind, &path, dest)?;
                 }
-                EntryKind::Link => links.push((path, entry.object_id())),
+                EntryKind::Link => {
+                    if let Some(target) = write_link(repo, root, entry.object_id(), &path, dest)? {
+                        targets.push(target);
+                    }
+                }
                 EntryKind::Commit => {}
             }
         }
     }
-    // Links last, so that no file above was written through one of them.
-    for (path, id) in links {
-        let rel = RepoPath::parse(&path).map_err(|e| WalkError::BadName {
-            path: path.clone(),
+    Ok(targets)
+}
+
+fn create_dir_in(dest: &Path, path: &str) -> Result<(), WalkError> {
+    let on_disk = dest.join(path);
+    match std::fs::create_dir(&on_disk) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(WalkError::Io {
+            path: on_disk.display().to_string(),
+            reason: e.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Writes one blob at `path` below `dest`, unless an earlier path wrote it already.
+fn write_blob(
+    repo: &gix::Repository,
+    id: ObjectId,
+    kind: EntryKind,
+    path: &str,
+    dest: &Path,
+) -> Result<(), WalkError> {
+    let on_disk = dest.join(path);
+    if std::fs::symlink_metadata(&on_disk).is_ok() {
+        return Ok(());
+    }
+    let blob = repo.find_blob(id).map_err(|e| WalkError::Unreadable {
+        path: path.to_owned(),
+        reason: super::error_chain(&e),
+    })?;
+    write_new_file(&on_disk, &blob.data, kind == EntryKind::BlobExecutable).map_err(|e| {
+        WalkError::Io {
+            path: on_disk.display().to_string(),
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// Writes the symlink at `path` when its target resolves inside the tree; returns the target as
+/// a repo path (lexically, from the link's directory).
+fn write_link(
+    repo: &gix::Repository,
+    root: ObjectId,
+    id: ObjectId,
+    path: &str,
+    dest: &Path,
+) -> Result<Option<String>, WalkError> {
+    let Ok(rel) = RepoPath::parse(path) else {
+        return Ok(None);
+    };
+    if !matches!(
+        resolve(repo, root, &rel),
+        Ok(Found::File(_) | Found::Dir(_))
+    ) {
+        return Ok(None); // points out of the tree, dangles, loops, or into a submodule
+    }
+    let Ok(target) = link_target(repo, id) else {
+        return Ok(None);
+    };
+    let on_disk = dest.join(path);
+    if std::fs::symlink_metadata(&on_disk).is_err() {
+        create_symlink(&target, &on_disk).map_err(|e| WalkError::Io {
+            path: on_disk.display().to_string(),
             reason: e.to_string(),
         })?;
-        let inside = matches!(
-            resolve(repo, root, &rel),
-            Ok(Found::File(_) | Found::Dir(_))
-        );
-        if !inside {
-            continue; // points out of the tree, dangles, loops, or into a submodule
-        }
-        let target = match link_target(repo, id) {
-            Ok(target) => target,
-            Err(_) => continue,
-        };
-        let on_disk = dest.join(&path);
-        create_symlink(&target, &on_disk).map_err(|e| io_err(&on_disk, e))?;
     }
-    Ok(())
+    let dir = rel.parent().unwrap_or_else(RepoPath::root);
+    Ok(dir.join(&target).ok().map(|p| p.as_str().to_owned()))
 }
 
 fn write_new_file(path: &Path, data: &[u8], executable: bool) -> std::io::Result<()> {

@@ -82,6 +82,53 @@ pub(super) fn check(export: &Path, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Every local file or directory a kustomization names (relative to its own directory): its
+/// resources, bases and components, patch files, generator inputs (`files`, `envs`), CRD and
+/// configuration files, replacements and the OpenAPI schema. Remote bases and inline patches
+/// are left out. What an export must hold for the build to read what it reads.
+pub(super) fn local_references(kustomization: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |entry: &str| {
+        // An inline patch or plugin configuration is YAML, not a path.
+        if !entry.is_empty() && !entry.contains('\n') && !is_remote(entry) {
+            out.push(entry.to_owned());
+        }
+    };
+    for field in ENTRY_FIELDS
+        .iter()
+        .chain(&["crds", "configurations", "patchesStrategicMerge"])
+    {
+        for entry in kustomization[field].as_array().into_iter().flatten() {
+            if let Some(entry) = entry.as_str() {
+                add(entry);
+            }
+        }
+    }
+    for field in ["patches", "patchesJson6902", "replacements"] {
+        for entry in kustomization[field].as_array().into_iter().flatten() {
+            if let Some(path) = entry["path"].as_str() {
+                add(path);
+            }
+        }
+    }
+    for field in ["configMapGenerator", "secretGenerator"] {
+        for generator in kustomization[field].as_array().into_iter().flatten() {
+            let files = generator["files"].as_array().into_iter().flatten();
+            let envs = generator["envs"].as_array().into_iter().flatten();
+            for entry in files.chain(envs).chain(std::iter::once(&generator["env"])) {
+                // `files` entries may be `key=path`.
+                if let Some(entry) = entry.as_str() {
+                    add(entry.split_once('=').map_or(entry, |(_, path)| path));
+                }
+            }
+        }
+    }
+    if let Some(path) = kustomization["openapi"]["path"].as_str() {
+        add(path);
+    }
+    out
+}
+
 /// Whether kustomize would fetch `entry` instead of reading a file: a URL (any scheme), an
 /// scp-like `user@host:path`, `gh:` and `git@` forms, or `host.tld/org/repo...` with a query
 /// such as `?ref=`, as kustomize's remote syntax allows.
@@ -154,6 +201,40 @@ mod tests {
             std::fs::write(full, text).unwrap();
         }
         dir
+    }
+
+    #[test]
+    fn local_references_are_every_path_a_build_reads() {
+        let kustomization: Value = serde_saphyr::from_str(
+            "resources: [../base, web.yaml, https://github.com/acme/x//y?ref=v1]\n\
+             components: [../components/tls]\n\
+             patches:\n- path: patches/replicas.yaml\n- patch: |\n    kind: Deployment\n\
+             patchesStrategicMerge: [legacy.yaml]\n\
+             configMapGenerator:\n- name: c\n  files: [app.conf, key=../shared/k.txt]\n  envs: [c.env]\n\
+             secretGenerator:\n- name: s\n  env: s.env\n\
+             crds: [crds/gadget.yaml]\n\
+             replacements:\n- path: replacements.yaml\n\
+             openapi: {path: schema.json}\n",
+        )
+        .unwrap();
+        let mut got = local_references(&kustomization);
+        got.sort();
+        let mut want = [
+            "../base",
+            "web.yaml",
+            "../components/tls",
+            "patches/replicas.yaml",
+            "legacy.yaml",
+            "app.conf",
+            "../shared/k.txt",
+            "c.env",
+            "s.env",
+            "crds/gadget.yaml",
+            "replacements.yaml",
+            "schema.json",
+        ];
+        want.sort();
+        assert_eq!(got, want);
     }
 
     #[test]

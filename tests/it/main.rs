@@ -15,6 +15,7 @@ mod hardening;
 mod hostile;
 mod krew;
 mod openapi;
+mod partial;
 mod privilege;
 mod revert;
 mod stamp;
