@@ -5,15 +5,25 @@
 use serde_json::Value;
 
 use crate::fixture::{ALICE, GitRepo};
-use crate::support::{kubectl, kubectl_gitops, run};
+use crate::support::{kubectl_gitops, run};
+
+/// A control plane of the test's own: a CRD made on the shared one would be in scope of every
+/// other test's `diff`. Stopped when the returned guard is dropped.
+fn private_control_plane() -> (testenv::ControlPlane, StopOnDrop) {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let cp = testenv::ControlPlane::start(&dir.join("cp"), testenv::Lifetime::TiedToThisProcess)
+        .expect("starting a control plane of the test's own");
+    (cp, StopOnDrop(dir))
+}
 
 /// Regression: a TYPE argument of a CRD made after the last run's discovery was cached was
 /// "the server doesn't have a resource type" until the cache expired.
 #[test]
 fn a_type_installed_after_discovery_was_cached_is_found() {
-    let cp = testenv::shared();
-    let ns = cp.namespace("discovery-type");
-    let group = format!("{ns}.example.com");
+    let (cp, _stop) = private_control_plane();
+    let ns = "gadgets".to_owned();
+    cp.kubectl_run(&["create", "namespace", &ns], None).unwrap();
+    let group = "gadgets.example.com";
     let kc = cp.kubeconfig.display().to_string();
     let cache = tempfile::tempdir().unwrap();
     let gitops = |args: &[&str]| {
@@ -33,16 +43,16 @@ fn a_type_installed_after_discovery_was_cached_is_found() {
          \x20 versions:\n  - name: v1\n    served: true\n    storage: true\n\
          \x20   schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}\n"
     );
-    kubectl(&ns, &["apply", "-f", "-"], Some(&crd));
-    kubectl(
-        &ns,
+    cp.kubectl_run(&["apply", "-f", "-"], Some(&crd)).unwrap();
+    cp.kubectl_run(
         &[
             "wait",
             "--for=condition=Established",
             &format!("crd/gadgets.{group}"),
         ],
         None,
-    );
+    )
+    .unwrap();
     let mut repo = GitRepo::new();
     repo.write(
         "apps/gadget.yaml",
@@ -51,11 +61,11 @@ fn a_type_installed_after_discovery_was_cached_is_found() {
     repo.commit(ALICE, "A gadget");
     let stamped = run(kubectl_gitops(&["stamp", "apps"]).current_dir(repo.path()));
     assert_eq!(stamped.code, Some(0), "{}", stamped.stderr);
-    kubectl(
-        &ns,
-        &["apply", "--server-side", "-f", "-"],
+    cp.kubectl_run(
+        &["apply", "--server-side", "-n", &ns, "-f", "-"],
         Some(&stamped.stdout),
-    );
+    )
+    .unwrap();
 
     // Within the cache's ten minutes: TYPE arguments, in diff and blame.
     let ran = gitops(&["diff", "gdg", "-o", "json"]);
@@ -79,17 +89,13 @@ fn a_type_installed_after_discovery_was_cached_is_found() {
 
 /// Regression: install the Flux CRDs on a cluster that did not have them, then run `diff`
 /// within ten minutes of a run against that cluster: every Flux object failed with "Flux labels
-/// on a cluster without the Kustomization CRD is not supported yet". A control plane of its own,
-/// since the shared one has the CRDs from the first test that needs them.
+/// on a cluster without the Kustomization CRD is not supported yet". On a control plane of its
+/// own, since the shared one has the CRDs from the first test that needs them.
 #[test]
 fn flux_objects_map_once_the_flux_crds_appear() {
     let mut repo = GitRepo::new();
     let checkout = repo.path().display().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let cp =
-        testenv::ControlPlane::start(&dir.path().join("cp"), testenv::Lifetime::TiedToThisProcess)
-            .expect("starting a second control plane");
-    let _stop = StopOnDrop(dir.path().join("cp"));
+    let (cp, _stop) = private_control_plane();
     let kc = cp.kubeconfig.display().to_string();
     let cache = tempfile::tempdir().unwrap();
     let gitops = |args: &[&str]| {
@@ -166,11 +172,13 @@ fn flux_objects_map_once_the_flux_crds_appear() {
     assert_eq!(item["source"]["file"], "deploy/settings.yaml", "{report}");
 }
 
-/// Stops a control plane started in a test, when the test ends however it ends.
+/// Stops a control plane started in a test and removes its directory, when the test ends
+/// however it ends.
 struct StopOnDrop(std::path::PathBuf);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        let _ = testenv::ControlPlane::stop_dir(&self.0);
+        let _ = testenv::ControlPlane::stop_dir(&self.0.join("cp"));
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

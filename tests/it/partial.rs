@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::fixture::{ALICE, GitRepo};
+use crate::fixture::{ALICE, GitRepo, git};
 use crate::support::{kubectl, kubectl_gitops, reconciled_by_flux, run};
 
 const BASE_DEPLOY: &str = "\
@@ -26,29 +26,6 @@ spec:
         - name: web
           image: nginx:1.27
 ";
-
-/// Runs git with a clean environment.
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let mut cmd = Command::new("git");
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("GIT_") {
-            cmd.env_remove(key);
-        }
-    }
-    let out = cmd
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .args(args)
-        .output()
-        .expect("running git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Regression: the render exported the whole tree at the commit, so one blob that could not be
 /// read anywhere in the repository made every object of the run an error.
