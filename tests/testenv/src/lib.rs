@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-pub use build::{Binaries, KrewBinaries, cache_dir, ensure_binaries, ensure_krew};
+pub use build::{
+    Binaries, FluxBinaries, KrewBinaries, cache_dir, ensure_binaries, ensure_flux, ensure_krew,
+};
 pub use process::Lifetime;
 
 /// The context of the admin user (group `system:masters`); the kubeconfig's current context.

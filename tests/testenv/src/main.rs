@@ -1,4 +1,5 @@
-//! `testenv up|down|status|build`: the test control plane for people (see `tests/testenv/cluster`).
+//! `testenv up|down|status|build|build-flux`: the test control plane for people (see
+//! `tests/testenv/cluster`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +72,18 @@ fn run() -> Result<()> {
             println!("{}", bins.etcd.display());
             Ok(())
         }
+        Some("build-flux") => {
+            let bins = testenv::ensure_flux()?;
+            for path in [
+                &bins.source_controller,
+                &bins.kustomize_controller,
+                &bins.flux,
+                &bins.gitserver,
+            ] {
+                println!("{}", path.display());
+            }
+            Ok(())
+        }
         // For the lifecycle test: start a control plane tied to this process, print its pids,
         // and die without any cleanup; the processes must die with it.
         Some("start-then-abort") => {
@@ -82,6 +95,6 @@ fn run() -> Result<()> {
             std::io::stdout().flush()?;
             std::process::abort();
         }
-        _ => bail!("usage: tests/testenv/cluster up|down|status|build"),
+        _ => bail!("usage: tests/testenv/cluster up|down|status|build|build-flux"),
     }
 }
