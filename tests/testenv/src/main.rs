@@ -95,6 +95,20 @@ fn run() -> Result<()> {
             std::io::stdout().flush()?;
             std::process::abort();
         }
+        // The same with Flux's controllers and Git server started too.
+        Some("start-flux-then-abort") => {
+            let dir = PathBuf::from(args.get(1).map(String::as_str).unwrap_or("."));
+            let cp = ControlPlane::start(&dir, Lifetime::TiedToThisProcess)?;
+            let flux = testenv::flux::Flux::start(&cp)?;
+            let mut pids: Vec<u32> = cp.pids().to_vec();
+            pids.extend(flux.pids());
+            pids.push(flux.git.pid());
+            let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+            println!("{}", pids.join(" "));
+            use std::io::Write;
+            std::io::stdout().flush()?;
+            std::process::abort();
+        }
         _ => bail!("usage: tests/testenv/cluster up|down|status|build|build-flux"),
     }
 }
