@@ -1,6 +1,6 @@
-//! Builds kube-apiserver, etcd and krew from the pinned Go tool modules under
-//! `tests/testenv/go/`, once, into a cache outside `target/` keyed by version and by the
-//! module's go.sum.
+//! Builds kube-apiserver, etcd, krew and Flux (source-controller, kustomize-controller, the flux
+//! CLI and a Git smart-HTTP server) from the pinned Go tool modules under `tests/testenv/go/`,
+//! once, into a cache outside `target/` keyed by version and by the module's go.sum.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -18,6 +18,20 @@ struct Tool {
     versioned_module: &'static str,
     /// The package that `go build` builds.
     package: &'static str,
+    /// Where it is built.
+    build_in: BuildIn,
+}
+
+/// Where `go build` runs.
+#[derive(Clone, Copy)]
+enum BuildIn {
+    /// The tool module, which requires the versioned module.
+    ToolModule,
+    /// A copy of the versioned module's own tree, as its release is built, with a placeholder
+    /// file added in the given directory: flux2's `cmd/flux` embeds `manifests/*.yaml`, which its
+    /// release process generates and its module zip lacks (and Go refuses an `-overlay` of files
+    /// in the module cache). Only `flux install` and `flux bootstrap` read those manifests.
+    CopyWithPlaceholder(&'static str),
 }
 
 const KUBE_APISERVER: Tool = Tool {
@@ -25,6 +39,7 @@ const KUBE_APISERVER: Tool = Tool {
     module_dir: "kube-apiserver",
     versioned_module: "k8s.io/kubernetes",
     package: "k8s.io/kubernetes/cmd/kube-apiserver",
+    build_in: BuildIn::ToolModule,
 };
 
 const ETCD: Tool = Tool {
@@ -32,6 +47,7 @@ const ETCD: Tool = Tool {
     module_dir: "etcd",
     versioned_module: "go.etcd.io/etcd/server/v3",
     package: "go.etcd.io/etcd/server/v3",
+    build_in: BuildIn::ToolModule,
 };
 
 const KREW: Tool = Tool {
@@ -39,6 +55,7 @@ const KREW: Tool = Tool {
     module_dir: "krew",
     versioned_module: "sigs.k8s.io/krew",
     package: "sigs.k8s.io/krew/cmd/krew",
+    build_in: BuildIn::ToolModule,
 };
 
 /// krew-index's own check of a plugin manifest, from the same module.
@@ -47,7 +64,56 @@ const VALIDATE_KREW_MANIFEST: Tool = Tool {
     module_dir: "krew",
     versioned_module: "sigs.k8s.io/krew",
     package: "sigs.k8s.io/krew/cmd/validate-krew-manifest",
+    build_in: BuildIn::ToolModule,
 };
+
+const SOURCE_CONTROLLER: Tool = Tool {
+    name: "source-controller",
+    module_dir: "source-controller",
+    versioned_module: "github.com/fluxcd/source-controller",
+    package: "github.com/fluxcd/source-controller",
+    build_in: BuildIn::ToolModule,
+};
+
+const KUSTOMIZE_CONTROLLER: Tool = Tool {
+    name: "kustomize-controller",
+    module_dir: "kustomize-controller",
+    versioned_module: "github.com/fluxcd/kustomize-controller",
+    package: "github.com/fluxcd/kustomize-controller",
+    build_in: BuildIn::ToolModule,
+};
+
+const FLUX_CLI: Tool = Tool {
+    name: "flux",
+    module_dir: "flux",
+    versioned_module: "github.com/fluxcd/flux2/v2",
+    package: "./cmd/flux",
+    build_in: BuildIn::CopyWithPlaceholder("cmd/flux/manifests"),
+};
+
+/// Our `main` around fluxcd/pkg's gittestserver (`go/gitserver/main.go`).
+const GITSERVER: Tool = Tool {
+    name: "gitserver",
+    module_dir: "gitserver",
+    versioned_module: "github.com/fluxcd/pkg/gittestserver",
+    package: "kubectl-gitops.dev/testenv/gitserver",
+    build_in: BuildIn::ToolModule,
+};
+
+/// Paths of the built Flux binaries, and their versions (e.g. `v1.9.6`).
+#[derive(Debug, Clone)]
+pub struct FluxBinaries {
+    pub source_controller: PathBuf,
+    pub source_controller_version: String,
+    pub kustomize_controller: PathBuf,
+    pub kustomize_controller_version: String,
+    /// The flux CLI (`flux diff kustomization`, `flux trace`); `flux install` cannot work, see
+    /// [`BuildIn::CopyWithPlaceholder`].
+    pub flux: PathBuf,
+    pub flux_version: String,
+    /// A Git smart-HTTP server for a directory of repositories: `gitserver -root DIR -addr-file F`.
+    pub gitserver: PathBuf,
+}
 
 /// Paths of the built Krew binaries.
 #[derive(Debug, Clone)]
@@ -108,6 +174,50 @@ pub fn ensure_krew() -> Result<KrewBinaries> {
     })
 }
 
+/// Returns the Flux binaries, building the ones not yet in the cache.
+pub fn ensure_flux() -> Result<FluxBinaries> {
+    let (bin_root, _lock) = lock_bin_root()?;
+    let (gitserver, _) = ensure(&GITSERVER, &bin_root)?;
+    let (source_controller, source_controller_version) = ensure(&SOURCE_CONTROLLER, &bin_root)?;
+    let (kustomize_controller, kustomize_controller_version) =
+        ensure(&KUSTOMIZE_CONTROLLER, &bin_root)?;
+    let (flux, flux_version) = ensure(&FLUX_CLI, &bin_root)?;
+    Ok(FluxBinaries {
+        source_controller,
+        source_controller_version,
+        kustomize_controller,
+        kustomize_controller_version,
+        flux,
+        flux_version,
+        gitserver,
+    })
+}
+
+/// The directory of `module` as the tool module in `go/<module_dir>` pins it, downloaded into
+/// the Go module cache if it is not there yet.
+pub(crate) fn module_source(module_dir: &str, module: &str) -> Result<PathBuf> {
+    let go = find_go()?;
+    let out = Command::new(go)
+        .current_dir(go_dir().join(module_dir))
+        .args(["mod", "download", "-json", module])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("running go mod download {module}"))?;
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "reading go mod download output for {module}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })?;
+    if let Some(error) = info["Error"].as_str() {
+        bail!("go mod download {module}: {error}");
+    }
+    let dir = info["Dir"]
+        .as_str()
+        .with_context(|| format!("go mod download gave no Dir for {module}"))?;
+    Ok(PathBuf::from(dir))
+}
+
 /// The cache's `bin/` directory, locked: test binaries may start at the same time, and one
 /// builds while the others wait. The lock is held until the returned file is dropped.
 fn lock_bin_root() -> Result<(PathBuf, File)> {
@@ -129,8 +239,12 @@ fn ensure(tool: &Tool, bin_root: &Path) -> Result<(PathBuf, String)> {
             tool.versioned_module
         )
     })?;
-    let go_sum = fs::read(module.join("go.sum")).unwrap_or_default();
-    let key = format!("{}-{}-{:016x}", tool.name, version, fnv1a(&go_sum));
+    let mut inputs = fs::read(module.join("go.sum")).unwrap_or_default();
+    // A main package of ours is part of what is built.
+    if let Ok(main) = fs::read(module.join("main.go")) {
+        inputs.extend(main);
+    }
+    let key = format!("{}-{}-{:016x}", tool.name, version, fnv1a(&inputs));
     let dir = bin_root.join(key);
     let binary = dir.join(tool.name);
     if binary.is_file() {
@@ -143,8 +257,26 @@ fn ensure(tool: &Tool, bin_root: &Path) -> Result<(PathBuf, String)> {
     );
     fs::create_dir_all(&dir)?;
     let partial = dir.join(format!("{}.partial", tool.name));
+    let build_dir = match tool.build_in {
+        BuildIn::ToolModule => module.clone(),
+        BuildIn::CopyWithPlaceholder(placeholder_dir) => {
+            let source = module_source(tool.module_dir, tool.versioned_module)?;
+            let copy = dir.join("src");
+            if copy.exists() {
+                fs::remove_dir_all(&copy)?;
+            }
+            copy_tree(&source, &copy)
+                .with_context(|| format!("copying {} to {}", source.display(), copy.display()))?;
+            fs::create_dir_all(copy.join(placeholder_dir))?;
+            fs::write(
+                copy.join(placeholder_dir).join("placeholder.yaml"),
+                "# Not built for the tests: the release process generates these manifests.\n",
+            )?;
+            copy
+        }
+    };
     let mut cmd = Command::new(go);
-    cmd.current_dir(&module)
+    cmd.current_dir(&build_dir)
         .env("CGO_ENABLED", "0")
         .env("GOFLAGS", "-mod=readonly")
         .args(["build", "-trimpath", "-o"])
@@ -159,9 +291,17 @@ fn ensure(tool: &Tool, bin_root: &Path) -> Result<(PathBuf, String)> {
                 "-s -w -X sigs.k8s.io/krew/internal/version.gitTag={version}"
             ));
         }
+        // Else `flux version` says 0.0.0-dev.0; the CLI's own Makefile sets it so.
+        "github.com/fluxcd/flux2/v2" => {
+            cmd.arg("-ldflags").arg(format!(
+                "-s -w -X main.VERSION={}",
+                version.trim_start_matches('v')
+            ));
+        }
         _ => {}
     }
     cmd.arg(tool.package);
+    let started = std::time::Instant::now();
     let status = cmd
         .status()
         .with_context(|| format!("running go build for {}", tool.name))?;
@@ -174,7 +314,33 @@ fn ensure(tool: &Tool, bin_root: &Path) -> Result<(PathBuf, String)> {
         );
     }
     fs::rename(&partial, &binary)?;
+    eprintln!(
+        "testenv: built {} {} in {} s",
+        tool.name,
+        version,
+        started.elapsed().as_secs()
+    );
+    if build_dir != module {
+        let _ = fs::remove_dir_all(&build_dir);
+    }
     Ok((binary, version))
+}
+
+/// Copies a directory tree of plain files, writable (the module cache's files are read-only).
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), &target)?;
+            fs::set_permissions(&target, fs::Permissions::from_mode(0o644))?;
+        }
+    }
+    Ok(())
 }
 
 /// Without these the server reports `v0.0.0-master+$Format:%H$`, which kubectl cannot parse.
@@ -270,6 +436,37 @@ mod tests {
         assert_eq!(
             required_version(&go_mod, "github.com/modern-go/reflect2").as_deref(),
             Some("v1.0.3-0.20250322232337-35a7c28c31ee")
+        );
+    }
+
+    #[test]
+    fn flux_modules_pin_the_versions_that_build_here() {
+        let read = |dir: &str| fs::read_to_string(go_dir().join(dir).join("go.mod")).unwrap();
+        // v1.10 and later need Go 1.27.
+        for tool in [&SOURCE_CONTROLLER, &KUSTOMIZE_CONTROLLER] {
+            assert_eq!(
+                required_version(&read(tool.module_dir), tool.versioned_module).as_deref(),
+                Some("v1.9.6"),
+                "{}",
+                tool.name
+            );
+        }
+        assert_eq!(
+            required_version(&read("flux"), "github.com/fluxcd/flux2/v2").as_deref(),
+            Some("v2.9.5")
+        );
+        assert_eq!(
+            required_version(&read("gitserver"), "github.com/fluxcd/pkg/gittestserver").as_deref(),
+            Some("v0.25.0")
+        );
+        // The proxy refuses the artifact module v1.9.6 names (v0.18.3): see go/pin-flux.
+        assert!(read("source-controller").contains(
+            "replace github.com/fluxcd/pkg/artifact => github.com/fluxcd/pkg/artifact v0.18.1"
+        ));
+        // The controllers' own published replaces are carried over.
+        assert!(
+            read("kustomize-controller")
+                .contains("replace sigs.k8s.io/kustomize/api => sigs.k8s.io/kustomize/api v0.21.1")
         );
     }
 

@@ -11,6 +11,7 @@
 
 mod build;
 pub mod demo;
+pub mod flux;
 pub mod krew;
 mod process;
 
@@ -24,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-pub use build::{Binaries, KrewBinaries, cache_dir, ensure_binaries, ensure_krew};
+pub use build::{
+    Binaries, FluxBinaries, KrewBinaries, cache_dir, ensure_binaries, ensure_flux, ensure_krew,
+};
 pub use process::Lifetime;
 
 /// The context of the admin user (group `system:masters`); the kubeconfig's current context.
@@ -232,33 +235,7 @@ impl ControlPlane {
     /// Runs `kubectl ARGS` as the admin, with `input` on its stdin; its stdout, or an error
     /// with kubectl's own message.
     pub fn kubectl_run(&self, args: &[&str], input: Option<&str>) -> Result<String> {
-        use std::io::Write;
-        let mut cmd = self.kubectl();
-        cmd.args(args)
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().context("running kubectl")?;
-        if let Some(text) = input {
-            child
-                .stdin
-                .take()
-                .expect("stdin is piped")
-                .write_all(text.as_bytes())?;
-        }
-        let out = child.wait_with_output()?;
-        if !out.status.success() {
-            bail!(
-                "kubectl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        kubectl_run_with(self.admin_kubeconfig(), args, input)
     }
 
     /// Creates a fresh namespace for one test and returns its name.
@@ -317,7 +294,8 @@ impl ControlPlane {
 
     /// Installs the real Flux (Kustomization, GitRepository) and Argo CD (Application) CRDs,
     /// once per test binary, and waits until they are served. Their definitions come from the
-    /// controllers' Go modules pinned in `go/crds/go.mod`; no controller runs.
+    /// Go modules pinned under `go/`: Flux's from the very controllers [`flux::Flux`] runs
+    /// (`go/source-controller`, `go/kustomize-controller`), Argo CD's from `go/crds`.
     pub fn install_gitops_crds(&self) {
         static DONE: OnceLock<Result<(), String>> = OnceLock::new();
         let done = DONE.get_or_init(|| self.install_crds().map_err(|e| format!("{e:#}")));
@@ -326,51 +304,49 @@ impl ControlPlane {
         }
     }
 
+    /// Installs every CRD of the pinned source-controller and kustomize-controller (what they
+    /// watch: Git, OCI, Bucket, Helm and external sources, Kustomizations), once per test binary.
+    pub fn install_flux_crds(&self) -> Result<()> {
+        static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+        let done = DONE.get_or_init(|| {
+            flux_crd_files()
+                .and_then(|files| self.apply_crd_files(&files))
+                .map_err(|e| format!("{e:#}"))
+        });
+        done.clone()
+            .map_err(|e| anyhow::anyhow!("installing the Flux CRDs: {e}"))
+    }
+
     /// Installs the real Flux and Argo CD CRDs on this control plane, every time it is called
     /// ([`ControlPlane::install_gitops_crds`] does it once, for the shared one).
     pub fn install_crds(&self) -> Result<()> {
-        let module_dir = build::go_dir().join("crds");
-        let files = [
-            (
-                "github.com/fluxcd/kustomize-controller",
-                "config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml",
-            ),
-            (
-                "github.com/fluxcd/source-controller",
-                "config/crd/bases/source.toolkit.fluxcd.io_gitrepositories.yaml",
-            ),
-            (
-                "github.com/argoproj/argo-cd/v3",
-                "manifests/crds/application-crd.yaml",
-            ),
-        ];
-        let go =
-            find_on_path("go").context("Go is needed to download the Flux and Argo CD CRDs")?;
-        for (module, file) in files {
-            let out = run_ok(
-                Command::new(&go)
-                    .current_dir(&module_dir)
-                    .args(["mod", "download", "-json", module]),
-            )?;
-            let info: serde_json::Value = serde_json::from_slice(&out.stdout)
-                .with_context(|| format!("reading go mod download output for {module}"))?;
-            let dir = info["Dir"]
-                .as_str()
-                .with_context(|| format!("go mod download gave no Dir for {module}"))?;
-            run_ok(
-                self.kubectl()
-                    .args(["apply", "--server-side", "-f"])
-                    .arg(Path::new(dir).join(file)),
-            )?;
+        let mut files = Vec::new();
+        for (module_dir, module, file) in GITOPS_CRDS {
+            files.push(build::module_source(module_dir, module)?.join(file));
         }
-        run_ok(self.kubectl().args([
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/kustomizations.kustomize.toolkit.fluxcd.io",
-            "crd/gitrepositories.source.toolkit.fluxcd.io",
-            "crd/applications.argoproj.io",
-        ]))?;
+        self.apply_crd_files(&files)
+    }
+
+    /// Applies CRD definitions and waits until every one is served.
+    fn apply_crd_files(&self, files: &[PathBuf]) -> Result<()> {
+        let mut names = Vec::new();
+        for file in files {
+            let out = run_ok(
+                self.kubectl()
+                    .args(["apply", "--server-side", "-o", "name", "-f"])
+                    .arg(file),
+            )?;
+            names.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .map(str::to_owned),
+            );
+        }
+        run_ok(
+            self.kubectl()
+                .args(["wait", "--for=condition=Established", "--timeout=60s"])
+                .args(&names),
+        )?;
         Ok(())
     }
 
@@ -589,6 +565,42 @@ fn apiserver_command(dir: &Path, spec: &ApiserverSpec, own: &Path) -> Command {
     apiserver
 }
 
+/// Every CRD definition in the pinned Flux controllers' `config/crd/bases`.
+fn flux_crd_files() -> Result<Vec<PathBuf>> {
+    let mut crds = Vec::new();
+    for (module_dir, module, _) in &GITOPS_CRDS[..2] {
+        let bases = build::module_source(module_dir, module)?.join("config/crd/bases");
+        let mut files: Vec<_> = fs::read_dir(&bases)
+            .with_context(|| format!("reading {}", bases.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect();
+        files.sort();
+        crds.extend(files);
+    }
+    Ok(crds)
+}
+
+/// The CRDs [`ControlPlane::install_gitops_crds`] installs: the tool module under `go/` that
+/// pins the module, the module, and the file in it.
+const GITOPS_CRDS: [(&str, &str, &str); 3] = [
+    (
+        "kustomize-controller",
+        "github.com/fluxcd/kustomize-controller",
+        "config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml",
+    ),
+    (
+        "source-controller",
+        "github.com/fluxcd/source-controller",
+        "config/crd/bases/source.toolkit.fluxcd.io_gitrepositories.yaml",
+    ),
+    (
+        "crds",
+        "github.com/argoproj/argo-cd/v3",
+        "manifests/crds/application-crd.yaml",
+    ),
+];
+
 const AUDIT_POLICY: &str = "\
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -703,6 +715,40 @@ fn wait_port(port: u16, within: Duration) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
+}
+
+/// Runs `kubectl --kubeconfig KUBECONFIG ARGS` with `input` on its stdin; its stdout, or an
+/// error with kubectl's own message.
+fn kubectl_run_with(kubeconfig: &Path, args: &[&str], input: Option<&str>) -> Result<String> {
+    use std::io::Write;
+    let mut cmd = Command::new("kubectl");
+    cmd.arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("running kubectl")?;
+    if let Some(text) = input {
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(text.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Finds `name` in PATH.

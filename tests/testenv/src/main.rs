@@ -1,4 +1,5 @@
-//! `testenv up|down|status|build`: the test control plane for people (see `tests/testenv/cluster`).
+//! `testenv up|down|status|build|build-flux`: the test control plane for people (see
+//! `tests/testenv/cluster`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +72,18 @@ fn run() -> Result<()> {
             println!("{}", bins.etcd.display());
             Ok(())
         }
+        Some("build-flux") => {
+            let bins = testenv::ensure_flux()?;
+            for path in [
+                &bins.source_controller,
+                &bins.kustomize_controller,
+                &bins.flux,
+                &bins.gitserver,
+            ] {
+                println!("{}", path.display());
+            }
+            Ok(())
+        }
         // For the lifecycle test: start a control plane tied to this process, print its pids,
         // and die without any cleanup; the processes must die with it.
         Some("start-then-abort") => {
@@ -82,6 +95,20 @@ fn run() -> Result<()> {
             std::io::stdout().flush()?;
             std::process::abort();
         }
-        _ => bail!("usage: tests/testenv/cluster up|down|status|build"),
+        // The same with Flux's controllers and Git server started too.
+        Some("start-flux-then-abort") => {
+            let dir = PathBuf::from(args.get(1).map(String::as_str).unwrap_or("."));
+            let cp = ControlPlane::start(&dir, Lifetime::TiedToThisProcess)?;
+            let flux = testenv::flux::Flux::start(&cp)?;
+            let mut pids: Vec<u32> = cp.pids().to_vec();
+            pids.extend(flux.pids());
+            pids.push(flux.git.pid());
+            let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+            println!("{}", pids.join(" "));
+            use std::io::Write;
+            std::io::stdout().flush()?;
+            std::process::abort();
+        }
+        _ => bail!("usage: tests/testenv/cluster up|down|status|build|build-flux"),
     }
 }

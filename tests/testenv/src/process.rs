@@ -152,7 +152,7 @@ pub(crate) fn first_exited(pids: &[u32]) -> Option<&'static str> {
 }
 
 /// Whether `pid` runs (a zombie does not).
-fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised command name.
         Ok(stat) => !matches!(
