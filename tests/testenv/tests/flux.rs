@@ -191,35 +191,6 @@ fn real_flux_applies_a_repository_and_the_next_reconcile_changes_nothing() {
 }
 
 #[test]
-fn flux_processes_die_with_an_owner_that_aborts() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_testenv"))
-        .arg("start-flux-then-abort")
-        .arg(dir.path().join("cluster"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "the owner aborted");
-    let pids: Vec<u32> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect();
-    assert_eq!(
-        pids.len(),
-        5,
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let deadline = Instant::now() + std::time::Duration::from_secs(15);
-    while pids
-        .iter()
-        .any(|p| Path::new(&format!("/proc/{p}/exe")).exists())
-    {
-        assert!(Instant::now() < deadline, "still running: {pids:?}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
-#[test]
 fn the_flux_cli_sees_no_drift_after_a_clean_reconcile() {
     let cp = testenv::shared();
     let flux = testenv::flux::shared();

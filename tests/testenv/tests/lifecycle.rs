@@ -72,11 +72,12 @@ fn detached_up_then_down_leaves_nothing() {
     );
 }
 
-#[test]
-fn processes_die_with_an_owner_that_aborts() {
+/// Runs the testenv binary's `COMMAND DIR`, which starts processes, prints their pids and
+/// aborts; checks that `count` pids were printed and that all of them end.
+fn owner_aborts_and_nothing_is_left(command: &str, count: usize) {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_testenv"))
-        .arg("start-then-abort")
+        .arg(command)
         .arg(dir.path().join("cluster"))
         .output()
         .unwrap();
@@ -87,11 +88,22 @@ fn processes_die_with_an_owner_that_aborts() {
         .collect();
     assert_eq!(
         pids.len(),
-        2,
+        count,
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     wait_gone(&pids);
+}
+
+#[test]
+fn processes_die_with_an_owner_that_aborts() {
+    owner_aborts_and_nothing_is_left("start-then-abort", 2);
+}
+
+/// etcd, kube-apiserver, source-controller, kustomize-controller and the Git server.
+#[test]
+fn flux_processes_die_with_an_owner_that_aborts() {
+    owner_aborts_and_nothing_is_left("start-flux-then-abort", 5);
 }
 
 #[test]
