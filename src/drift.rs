@@ -68,7 +68,7 @@ pub fn compare_offline(desired: &Value, live: &Value, schema: Option<Node<'_>>) 
 
 /// `stringData` is write-only: the server stores it base64-encoded in `data`. Compare as it
 /// would be stored.
-fn secret_string_data(desired: &mut Value) {
+pub(crate) fn secret_string_data(desired: &mut Value) {
     if desired["kind"] != "Secret" || desired["apiVersion"] != "v1" {
         return;
     }
@@ -567,17 +567,25 @@ fn first_undeclared(desired: &Value, path: &FieldPath) -> Option<FieldPath> {
 }
 
 /// Fields the reconciler applied earlier and desired no longer declares, that no other manager
-/// also owns: server-side apply would remove them.
+/// also owns: server-side apply would remove them. With `applied` (desired at the commit the
+/// reconciler applied), only the fields Git declared there: one it owns that Git did not declare
+/// either is the reconciler's own making (Flux writes a Service port's `targetPort` and every
+/// struct field of a built-in), and it will make it again.
 pub fn dropped_by_reconciler(
     desired: &Value,
+    applied: Option<&Value>,
     live: &Value,
     managed: &ManagedFields,
     reconciler: &[String],
 ) -> Vec<Change> {
     let applied_by = |e: &ManagedEntry| e.operation == "Apply" && reconciler.contains(&e.manager);
-    undeclared_owned(desired, live, managed, &applied_by, &|entry, owner| {
+    let mut dropped = undeclared_owned(desired, live, managed, &applied_by, &|entry, owner| {
         owner.manager == entry.manager
-    })
+    });
+    if let Some(applied) = applied {
+        dropped.retain(|c| declares(applied, &c.path));
+    }
+    dropped
 }
 
 /// Fields Git does not declare that only out-of-band managers own (not the reconciler, not
@@ -778,6 +786,33 @@ mod tests {
         let extra = out_of_band_additions(&desired, &live, &managed, &["kubectl".into()]);
         let paths: Vec<String> = extra.iter().map(|c| c.path.to_string()).collect();
         assert_eq!(paths, [".data.added"]);
+    }
+
+    #[test]
+    fn a_field_the_reconciler_made_itself_is_not_dropped_from_git() {
+        // kustomize-controller sent `targetPort` (Git has none) and `data.gone` (Git had it at
+        // the applied commit, not at the tip).
+        let live = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c",
+            "managedFields": [
+                {"manager": "kustomize-controller", "operation": "Apply", "apiVersion": "v1",
+                 "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:data": {"f:kept": {}, "f:gone": {}, "f:made": {}}}}]},
+            "data": {"kept": "1", "gone": "2", "made": "3"}});
+        let tip = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                         "data": {"kept": "1"}});
+        let applied = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                             "data": {"kept": "1", "gone": "2"}});
+        let managed = ManagedFields::of(&live).unwrap();
+        let reconciler = ["kustomize-controller".to_owned()];
+        let paths = |applied: Option<&Value>| -> Vec<String> {
+            dropped_by_reconciler(&tip, applied, &live, &managed, &reconciler)
+                .iter()
+                .map(|c| c.path.to_string())
+                .collect()
+        };
+        assert_eq!(paths(Some(&applied)), [".data.gone"]);
+        // Without the applied commit nothing tells the two apart.
+        assert_eq!(paths(None), [".data.gone", ".data.made"]);
     }
 
     /// A trimmed `/openapi/v3/apis/networking.k8s.io/v1` and `/apis/apps/v1`, with the list and

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde_json::Value;
 
+use crate::applied;
 use crate::cli::ServerSide;
 use crate::cluster::cache::CachedDiscovery;
 use crate::cluster::discovery::Resource;
@@ -728,7 +729,7 @@ impl Engine {
                 }
                 Err(e) => Err(e),
             };
-        let located = match located {
+        let mut located = match located {
             Ok(l) => l,
             Err(SourceError::NoSource { .. }) if explicit => {
                 return Ok(Prepared::Report(Box::new(bare(
@@ -776,6 +777,9 @@ impl Engine {
             self.read_repo_rules(&located, err);
         }
         let reconciler = reconciler_managers(&located, &managed);
+        if reconciler.iter().any(|m| m == "kustomize-controller") {
+            self.as_flux_applies(&resource, &mut located);
+        }
         Ok(Prepared::Work(Box::new(Work {
             key,
             resource,
@@ -789,6 +793,18 @@ impl Engine {
             dry_run: None,
             content,
         })))
+    }
+
+    /// Desired, as applied and at the tip, the way kustomize-controller sends it
+    /// ([`crate::applied`]).
+    fn as_flux_applies(&self, resource: &Resource, located: &mut Located) {
+        let node = self
+            .schemas
+            .kind(&resource.group, &resource.version, &resource.kind);
+        applied::as_flux_applies(Arc::make_mut(&mut located.desired), node);
+        if let Some(tip) = located.desired_at_tip.as_mut() {
+            applied::as_flux_applies(Arc::make_mut(tip), node);
+        }
     }
 
     /// The `ignore:` rules of `.kubectl-gitops.yaml` at the root of the object's repository,
@@ -895,8 +911,14 @@ impl Engine {
             Offline::InSync => Vec::new(),
             Offline::Drifted(c) => c,
         };
+        let applied = w
+            .located
+            .applied_commit
+            .is_some()
+            .then_some(w.located.desired.as_ref());
         changes.extend(drift::dropped_by_reconciler(
             &desired,
+            applied,
             &w.live,
             &w.managed,
             &w.reconciler,

@@ -10,6 +10,7 @@
 //! - **out of band**: changed in the cluster, not through Git (`kubectl edit`, a patch).
 //! - **reconciler**: what applies Git to the cluster: Flux, Argo CD, or a pipeline.
 
+pub mod applied;
 pub mod blame;
 pub mod cli;
 pub mod cluster;

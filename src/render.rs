@@ -373,6 +373,11 @@ pub fn kustomize_recording(
             };
             let origin = doc.object["metadata"]["annotations"][KUSTOMIZE_ORIGIN].as_str();
             doc.built_by = built_by(root, origin, transformations.as_deref());
+        } else {
+            // Which generator made an object is known in every mode: its source is the
+            // kustomization that configures the generator, not a document.
+            let origin = doc.object["metadata"]["annotations"][KUSTOMIZE_ORIGIN].as_str();
+            doc.built_by.generator = built_by(root, origin, None).generator;
         }
         let origin = remove_annotation(&mut doc.object, KUSTOMIZE_ORIGIN, !had_origin);
         if let Some(origin) = origin

@@ -218,6 +218,16 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// The names of the properties this object's schema lists (none for a map or an unknown
+    /// value).
+    pub fn properties(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        self.schema
+            .and_then(|s| s.get("properties"))
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|p| p.keys().map(String::as_str))
+    }
+
     /// The items of a list; None when this is not a list.
     pub fn items(&self) -> Option<Node<'a>> {
         let Some(schema) = self.schema else {

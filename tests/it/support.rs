@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use crate::fixture::GitRepo;
+
 /// The built plugin binary.
 pub fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_kubectl-gitops"))
@@ -128,60 +130,34 @@ pub fn kubectl(ns: &str, args: &[&str], stdin: Option<&str>) {
     );
 }
 
-/// What Flux leaves in `ns` once it reconciled commit `applied` of `url` (path `./deploy`): a
-/// GitRepository and a Kustomization `apps`, Ready at that commit, and `docs` applied as
-/// kustomize-controller applies them (its field manager and its labels).
-pub fn reconciled_by_flux(
-    ns: &str,
-    url: &str,
-    applied: &str,
-    docs: impl IntoIterator<Item = impl AsRef<str>>,
-) {
-    testenv::shared().install_gitops_crds();
-    kubectl(
-        ns,
-        &["apply", "--server-side", "-f", "-"],
-        Some(&format!(
-            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {{name: apps}}\n\
-             spec: {{url: '{url}', interval: 1m, ref: {{branch: main}}}}\n---\n\
-             apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {{name: apps}}\n\
-             spec: {{interval: 5m, prune: true, path: ./deploy, sourceRef: {{kind: GitRepository, name: apps}}}}\n",
-        )),
-    );
-    let status = serde_json::json!({"status": {"lastAppliedRevision": format!("main@sha1:{applied}"),
-        "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
-                        "message": "Applied", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
-    kubectl(
-        ns,
-        &[
-            "patch",
-            "kustomization/apps",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ],
-        None,
-    );
-    let labels = format!(
-        "metadata:\n  labels: {{kustomize.toolkit.fluxcd.io/name: apps, kustomize.toolkit.fluxcd.io/namespace: {ns}}}\n  name: "
-    );
-    let rendered: String = docs
-        .into_iter()
-        .map(|text| {
-            let text = text.as_ref().replace("metadata:\n  name: ", &labels);
-            format!("---\n{text}")
-        })
-        .collect();
-    kubectl(
-        ns,
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=kustomize-controller",
-            "-f",
-            "-",
-        ],
-        Some(&rendered),
-    );
+/// Makes `repo`'s `origin` the URL real Flux reads it from (testenv's Git server), so that our
+/// commands run in the work tree use it as the local checkout, and stamped objects name it.
+pub fn flux_origin(repo: &GitRepo) -> String {
+    let url = testenv::flux::shared()
+        .git
+        .url_of(repo.path())
+        .expect("serving the repository to Flux");
+    if repo.git(&["remote"]).lines().any(|r| r == "origin") {
+        repo.git(&["remote", "set-url", "origin", &url]);
+    } else {
+        repo.git(&["remote", "add", "origin", &url]);
+    }
+    url
+}
+
+/// Real Flux (tests/testenv's source-controller and kustomize-controller) reconciles branch
+/// `main` of `repo` at `path` into `ns`: a GitRepository and a Kustomization `apps`, with
+/// `targetNamespace: ns` and `prune: true`, Ready at the branch's tip, which it returns. The
+/// repository's `origin` becomes the URL Flux reads ([`flux_origin`]).
+pub fn reconciled_by_flux(ns: &str, repo: &GitRepo, path: &str) -> String {
+    flux_origin(repo);
+    testenv::flux::shared()
+        .reconcile(
+            ns,
+            "apps",
+            repo.path(),
+            path,
+            serde_json::json!({"targetNamespace": ns}),
+        )
+        .unwrap_or_else(|e| panic!("Flux reconciling {path} into {ns}: {e:#}"))
 }
