@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::fixture::{ALICE, GitRepo};
-use crate::support::{Ran, gitops, kubectl, kubectl_gitops, reconciled_by_flux, run};
+use crate::support::{Ran, flux_origin, gitops, kubectl, kubectl_gitops, reconciled_by_flux, run};
 
 pub const WEB: &str = "\
 apiVersion: apps/v1
@@ -41,18 +41,22 @@ pub fn configmaps(names: &[&str]) -> String {
         .collect()
 }
 
-/// A checkout (its origin is `https://git.example.com/acme/apps.git`) whose `apps/` holds
-/// `apps_files`, committed and applied with `stamp apps | kubectl apply --server-side`, and
-/// whose `deploy/` holds `flux_files`, applied as Flux's kustomize-controller applies them
-/// (its field manager and labels, under a Ready Kustomization at the commit).
+/// A checkout whose `apps/` holds `apps_files`, committed and applied with
+/// `stamp apps | kubectl apply --server-side`, and whose `deploy/` holds `flux_files`,
+/// reconciled by real Flux (a Kustomization `apps`). Its origin is the URL Flux reads it from
+/// when there are Flux files, else `https://git.example.com/acme/apps.git`.
 pub fn applied(ns: &str, apps_files: &[(&str, String)], flux_files: &[(&str, String)]) -> GitRepo {
     let mut repo = GitRepo::new();
-    repo.git(&[
-        "remote",
-        "add",
-        "origin",
-        "https://git.example.com/acme/apps.git",
-    ]);
+    if flux_files.is_empty() {
+        repo.git(&[
+            "remote",
+            "add",
+            "origin",
+            "https://git.example.com/acme/apps.git",
+        ]);
+    } else {
+        flux_origin(&repo);
+    }
     for (path, text) in apps_files {
         repo.write(&format!("apps/{path}"), text);
     }
@@ -70,12 +74,7 @@ pub fn applied(ns: &str, apps_files: &[(&str, String)], flux_files: &[(&str, Str
         );
     }
     if !flux_files.is_empty() {
-        reconciled_by_flux(
-            ns,
-            "https://git.example.com/acme/apps",
-            &commit,
-            flux_files.iter().map(|(_, text)| text),
-        );
+        assert_eq!(reconciled_by_flux(ns, &repo, "./deploy"), commit);
     }
     repo
 }
@@ -418,13 +417,15 @@ fn no_secret_value_appears_in_any_output_of_any_command() {
     let stamped = run(kubectl_gitops(&["stamp", "client/secret.yaml"]).current_dir(repo.path()));
     assert_eq!(stamped.code, Some(0), "{}", stamped.stderr);
     kubectl(&ns, &["apply", "-f", "-"], Some(&stamped.stdout));
+    let origin = repo.git(&["remote", "get-url", "origin"]);
     kubectl(
         &ns,
         &["apply", "--server-side", "-f", "-"],
         Some(&format!(
             "apiVersion: v1\nkind: Secret\nmetadata:\n  name: broken\n  annotations:\n    \
-             kubectl-gitops.dev/repo: https://git.example.com/acme/apps.git\n    \
+             kubectl-gitops.dev/repo: {}\n    \
              kubectl-gitops.dev/path: broken/secret.yaml\ndata:\n  password: {}\n",
+            origin.trim(),
             b64(broken_value)
         )),
     );

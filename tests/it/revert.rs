@@ -114,27 +114,14 @@ fn stamped(ns: &str) -> GitRepo {
     repo
 }
 
-/// The objects applied as Flux's kustomize-controller applies them: its field manager and its
-/// labels, under a Kustomization that is Ready at the commit.
+/// The objects applied by real Flux: a Kustomization `apps` Ready at the commit.
 fn flux(ns: &str) -> GitRepo {
     let mut repo = GitRepo::new();
-    repo.git(&[
-        "remote",
-        "add",
-        "origin",
-        "https://git.example.com/acme/apps.git",
-    ]);
-    let files = files();
-    for (path, text) in &files {
+    for (path, text) in &files() {
         repo.write(&format!("deploy/{path}"), text);
     }
     let applied = repo.commit(ALICE, "Apps");
-    reconciled_by_flux(
-        ns,
-        "https://git.example.com/acme/apps",
-        &applied,
-        files.iter().map(|(_, text)| text),
-    );
+    assert_eq!(reconciled_by_flux(ns, &repo, "./deploy"), applied);
     repo
 }
 
@@ -306,39 +293,6 @@ fn every_out_of_band_change_is_put_back_and_owned_by_the_reconciler_again() {
     change_out_of_band(&ns);
     let cache = tempfile::tempdir().unwrap();
 
-    // A suspended Kustomization: a warning, as nothing will keep the objects in line after.
-    kubectl(
-        &ns,
-        &[
-            "patch",
-            "kustomization/apps",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"suspend":true}}"#,
-        ],
-        None,
-    );
-    let ran = gitops(&ns, &repo, cache.path(), &["revert", "--all", "--dry-run"]);
-    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
-    assert!(
-        ran.stderr
-            .contains(&format!("warning: Kustomization {ns}/apps"))
-            && ran.stderr.contains("is suspended"),
-        "{}",
-        ran.stderr
-    );
-    kubectl(
-        &ns,
-        &[
-            "patch",
-            "kustomization/apps",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"suspend":false}}"#,
-        ],
-        None,
-    );
-
     let ran = gitops(
         &ns,
         &repo,
@@ -472,7 +426,8 @@ fn every_out_of_band_change_is_put_back_and_owned_by_the_reconciler_again() {
         secret["data"]["password"],
         kubectl_gitops::drift::base64(PLANTED.as_bytes())
     );
-    assert_owned_by(&secret, &["f:stringData", "f:password"], kc);
+    // kustomize-controller applies a Secret's stringData as data.
+    assert_owned_by(&secret, &["f:data", "f:password"], kc);
 }
 
 #[test]
@@ -563,6 +518,37 @@ fn named_objects_are_reverted_and_a_deleted_one_created_again() {
         "{}",
         ran.stderr
     );
+}
+
+/// A suspended Kustomization: a warning, as nothing will keep the objects in line after. (It
+/// stays suspended: resuming it makes kustomize-controller correct the drift itself.)
+#[test]
+fn reverting_under_a_suspended_kustomization_warns() {
+    let ns = testenv::shared().namespace("revert-suspended");
+    let repo = flux(&ns);
+    kubectl(
+        &ns,
+        &[
+            "patch",
+            "kustomization/apps",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"suspend":true}}"#,
+        ],
+        None,
+    );
+    kubectl(&ns, &["label", "configmap/cm-label", "team=payments"], None);
+    let cache = tempfile::tempdir().unwrap();
+    let ran = gitops(&ns, &repo, cache.path(), &["revert", "--all", "--dry-run"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains(&format!("warning: Kustomization {ns}/apps"))
+            && ran.stderr.contains("is suspended"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stdout.contains("cm-label"), "{}", ran.stdout);
 }
 
 #[test]

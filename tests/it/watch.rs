@@ -581,21 +581,10 @@ fn flux_objects_from_a_local_checkout_show_pending_and_new_objects_missing() {
     cp.install_gitops_crds();
     let ns = cp.namespace("watch-flux");
     let mut repo = GitRepo::new();
-    repo.git(&[
-        "remote",
-        "add",
-        "origin",
-        "https://git.example.com/acme/watch.git",
-    ]);
     repo.write("deploy/web.yaml", &deployment("web", 3))
         .write("deploy/config.yaml", &configmap("settings"));
     let applied = repo.commit(ALICE, "Apps");
-    reconciled_by_flux(
-        &ns,
-        "https://git.example.com/acme/watch",
-        &applied,
-        [deployment("web", 3), configmap("settings")],
-    );
+    assert_eq!(reconciled_by_flux(&ns, &repo, "./deploy"), applied);
 
     let cache = tempfile::tempdir().unwrap();
     let mut watch = Watcher::start(

@@ -191,7 +191,7 @@ impl Flux {
             .with_context(|| format!("reading branch main of {}", repo_dir.display()))?;
         let token = request_token();
         let mut spec = json!({
-            "interval": "10m",
+            "interval": "1h",
             "retryInterval": "2s",
             "timeout": "1m",
             "path": path,
@@ -222,7 +222,8 @@ impl Flux {
                     "spec": {
                         "url": url,
                         "ref": {"branch": "main"},
-                        "interval": "1m",
+                        // Long: a commit made after a reconcile stays pending until asked for.
+                        "interval": "1h",
                         "timeout": "30s",
                     },
                 },
