@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::fixture::{ALICE, BOB, GitRepo};
-use crate::support::{kubectl, kubectl_gitops, run};
+use crate::support::{kubectl, kubectl_gitops, reconciled_by_flux, run};
 
 const WEB: &str = "\
 apiVersion: apps/v1
@@ -299,12 +299,6 @@ fn values_from_an_overlay_patch_point_at_the_patch() {
     cp.install_gitops_crds();
     let ns = cp.namespace("blame-patch");
     let mut repo = GitRepo::new();
-    repo.git(&[
-        "remote",
-        "add",
-        "origin",
-        "https://git.example.com/acme/blame.git",
-    ]);
     repo.write("base/kustomization.yaml", "resources: [web.yaml]\n")
         .write("base/web.yaml", WEB)
         .write(
@@ -316,54 +310,7 @@ fn values_from_an_overlay_patch_point_at_the_patch() {
             "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 5\n",
         );
     let applied = repo.commit(ALICE, "Base and prod overlay");
-    kubectl(
-        &ns,
-        &["apply", "--server-side", "-f", "-"],
-        Some(
-            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {name: apps}\n\
-             spec: {url: 'https://git.example.com/acme/blame', interval: 1m, ref: {branch: main}}\n---\n\
-             apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: apps}\n\
-             spec: {interval: 5m, prune: true, path: ./overlays/prod, sourceRef: {kind: GitRepository, name: apps}}\n",
-        ),
-    );
-    let status =
-        serde_json::json!({"status": {"lastAppliedRevision": format!("main@sha1:{applied}")}});
-    kubectl(
-        &ns,
-        &[
-            "patch",
-            "kustomization/apps",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ],
-        None,
-    );
-    let rendered = std::process::Command::new("kubectl")
-        .arg("kustomize")
-        .arg(repo.path().join("overlays/prod"))
-        .output()
-        .unwrap();
-    // kustomize-controller adds its labels to the object's own labels.
-    let labels = format!(
-        "\n  labels:\n    kustomize.toolkit.fluxcd.io/name: apps\n    kustomize.toolkit.fluxcd.io/namespace: {ns}\n"
-    );
-    let rendered =
-        String::from_utf8(rendered.stdout)
-            .unwrap()
-            .replacen("\n  labels:\n", &labels, 1);
-    kubectl(
-        &ns,
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=kustomize-controller",
-            "-f",
-            "-",
-        ],
-        Some(&rendered),
-    );
+    assert_eq!(reconciled_by_flux(&ns, &repo, "./overlays/prod"), applied);
 
     let cache = tempfile::tempdir().unwrap();
     let (ran, lines) = records(&ns, &repo, cache.path());
@@ -402,12 +349,6 @@ fn values_from_kustomize_transformers_and_generators_point_at_the_kustomization(
     cp.install_gitops_crds();
     let ns = cp.namespace("blame-transformers");
     let mut repo = GitRepo::new();
-    repo.git(&[
-        "remote",
-        "add",
-        "origin",
-        "https://git.example.com/acme/transformers.git",
-    ]);
     let web = "\
 apiVersion: apps/v1
 kind: Deployment
@@ -453,59 +394,20 @@ spec:
     kustomization = kustomization.replace("LEVEL=info", "LEVEL=debug");
     repo.write("apps/kustomization.yaml", &kustomization);
     let applied = repo.commit(ALICE, "Debug logging");
-
-    kubectl(
-        &ns,
-        &["apply", "--server-side", "-f", "-"],
-        Some(
-            "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {name: apps}\n\
-             spec: {url: 'https://git.example.com/acme/transformers', interval: 1m, ref: {branch: main}}\n---\n\
-             apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: apps}\n\
-             spec: {interval: 5m, prune: true, path: ./apps, sourceRef: {kind: GitRepository, name: apps}}\n",
-        ),
-    );
-    let status =
-        serde_json::json!({"status": {"lastAppliedRevision": format!("main@sha1:{applied}")}});
-    kubectl(
-        &ns,
-        &[
-            "patch",
-            "kustomization/apps",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ],
-        None,
-    );
-    let rendered = std::process::Command::new("kubectl")
-        .arg("kustomize")
-        .arg(repo.path().join("apps"))
-        .output()
+    assert_eq!(reconciled_by_flux(&ns, &repo, "./apps"), applied);
+    // The generated names, as kustomize-controller made them.
+    let names = testenv::shared()
+        .kubectl_run(
+            &["get", "-n", &ns, "configmaps,secrets", "-o", "name"],
+            None,
+        )
         .unwrap();
-    let rendered = String::from_utf8(rendered.stdout).unwrap();
-    // kustomize-controller adds its labels to every object's own labels (commonLabels gave
-    // each object a label map).
-    let labels = format!(
-        "\n  labels:\n    kustomize.toolkit.fluxcd.io/name: apps\n    kustomize.toolkit.fluxcd.io/namespace: {ns}\n"
-    );
-    let rendered = rendered.replace("\n  labels:\n", &labels);
-    kubectl(
-        &ns,
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=kustomize-controller",
-            "-f",
-            "-",
-        ],
-        Some(&rendered),
-    );
     let generated = |prefix: &str| -> String {
-        rendered
+        names
             .lines()
-            .find_map(|l| l.strip_prefix("  name: ").filter(|n| n.starts_with(prefix)))
-            .unwrap_or_else(|| panic!("no {prefix}* in {rendered}"))
+            .filter_map(|l| l.split_once('/').map(|(_, n)| n))
+            .find(|n| n.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix}* in {names}"))
             .to_owned()
     };
     let (configmap, secret) = (generated("prod-settings-"), generated("prod-creds-"));

@@ -58,7 +58,7 @@ fn demo_finds_blames_and_reverts_drift() {
         color: false,
     };
     let mut transcript = Vec::new();
-    let result = demo::run(cp, &options, &mut transcript);
+    let result = demo::run(cp, testenv::flux::shared(), &options, &mut transcript);
     let transcript = String::from_utf8(transcript).expect("the transcript is UTF-8");
     // `./demo` exits 0 exactly when this is Ok.
     if let Err(e) = result {

@@ -188,7 +188,9 @@ fn flux_kustomization_gives_repo_path_revision_and_readiness() {
     cp.install_gitops_crds();
     let ns = cp.namespace("trace-flux");
     // Flux accepts only http(s) and ssh URLs; the repository is found as the local checkout
-    // whose remote is that URL (spelled differently: scp-style, with .git).
+    // whose remote is that URL (spelled differently: scp-style, with .git). The one case where
+    // Flux's state is written by hand, not by the real controllers (tests/it/flux.rs): they
+    // cannot be Ready at a host that does not exist, and the spelling is what is tested.
     let url = "https://git.example.com/Acme/deploy";
     let mut repo = GitRepo::new();
     repo.git(&[

@@ -18,11 +18,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 
+use crate::flux::Flux;
 use crate::{ControlPlane, Lifetime, run_ok};
 
-/// The repository's URL: its `origin` remote and the Flux GitRepository's `spec.url`. Nothing is
-/// fetched from it: the commands run in the checkout, which kubectl gitops uses as it is.
-const REPO_URL: &str = "https://git.example.com/acme/shop";
 /// The Flux GitRepository and Kustomization.
 const FLUX_NAME: &str = "shop";
 
@@ -51,38 +49,43 @@ pub struct Options {
     pub color: bool,
 }
 
-/// Runs the scenario on `cp`, writing the transcript to `out`. Fails when a command does not
-/// end as a user should see it end (for example, `diff` finding no drift after the changes).
-pub fn run(cp: &ControlPlane, options: &Options, out: &mut dyn Write) -> Result<()> {
+/// Runs the scenario on `cp`, whose Flux controllers are `flux`, writing the transcript to
+/// `out`. Fails when a command does not end as a user should see it end (for example, `diff`
+/// finding no drift after the changes).
+pub fn run(cp: &ControlPlane, flux: &Flux, options: &Options, out: &mut dyn Write) -> Result<()> {
     let ns = options.namespace.as_str();
     let mut shell = Shell::new(cp, options, out)?;
-
-    shell.say("Installing the Flux and Argo CD CRDs from their Go modules (downloaded once).")?;
-    shell.say("No controller runs: the demo applies the repository the way Flux does.")?;
-    cp.install_crds()?;
     for namespace in [ns, options.flux_namespace.as_str()] {
         run_ok(cp.kubectl().args(["create", "namespace", namespace]))?;
     }
 
     let mut repo = Repo::create(&shell.repo)?;
     repo.history()?;
+    // Served over HTTP on loopback to source-controller; the checkout's origin is that URL.
+    let url = flux.git.url_of(&shell.repo)?;
+    repo.git(&["remote", "add", "origin", &url], None)?;
     shell.blank()?;
     shell.say(&format!(
-        "A GitOps repository, {REPO_URL}, checked out in {}.",
+        "A GitOps repository, served at {url}, checked out in {}.",
         shell.repo.display()
     ))?;
     shell.say("Every command below runs in that checkout: kubectl gitops reads Git from it.")?;
     shell.show(&["git", "log", LOG_FORMAT], 0)?;
 
-    let applied = repo.head()?;
-    apply_as_flux(cp, options, &shell.repo, &applied)?;
+    let applied = flux.reconcile(
+        &options.flux_namespace,
+        FLUX_NAME,
+        &shell.repo,
+        "./apps",
+        serde_json::json!({"targetNamespace": ns}),
+    )?;
     shell.blank()?;
     shell.say(&format!(
-        "Flux applied {}: server-side, as kustomize-controller, with its labels.",
+        "Flux's source-controller and kustomize-controller reconciled {}: Kustomization",
         &applied[..7]
     ))?;
     shell.say(&format!(
-        "Kustomization {}/{FLUX_NAME} is Ready at that revision.",
+        "{}/{FLUX_NAME} is Ready at that revision.",
         options.flux_namespace
     ))?;
 
@@ -322,10 +325,6 @@ impl Repo {
             clock: now - 6 * 86_400,
         };
         repo.git(&["init", "-q", "-b", "main"], None)?;
-        repo.git(
-            &["remote", "add", "origin", &format!("{REPO_URL}.git")],
-            None,
-        )?;
         Ok(repo)
     }
 
@@ -345,10 +344,6 @@ impl Repo {
     fn pending(&mut self) -> Result<()> {
         self.write("apps/web-settings.yaml", &web_settings("debug"))?;
         self.commit(DANA, "Log at debug level", 2 * 86_400 - 3 * 3600)
-    }
-
-    fn head(&self) -> Result<String> {
-        self.git(&["rev-parse", "HEAD"], None)
     }
 
     fn write(&self, path: &str, text: &str) -> Result<()> {
@@ -453,125 +448,6 @@ data:
   CACHE_TTL: 60s
 "
     )
-}
-
-// ---------------------------------------------------------------------------------------------
-// Flux, without its controllers.
-
-/// What Flux would have done at `commit`: a GitRepository and a Kustomization for `apps/`; the
-/// manifests built by kustomize with the target namespace and kustomize-controller's labels,
-/// applied server-side under its field manager; the Kustomization Ready at `commit`.
-fn apply_as_flux(cp: &ControlPlane, options: &Options, repo: &Path, commit: &str) -> Result<()> {
-    let (ns, flux_ns) = (&options.namespace, &options.flux_namespace);
-    apply(
-        cp,
-        &[],
-        &format!(
-            "apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata: {{name: {FLUX_NAME}, namespace: {flux_ns}}}
-spec: {{url: '{REPO_URL}', interval: 1m, ref: {{branch: main}}}}
----
-apiVersion: kustomize.toolkit.fluxcd.io/v1
-kind: Kustomization
-metadata: {{name: {FLUX_NAME}, namespace: {flux_ns}}}
-spec:
-  interval: 10m
-  prune: true
-  path: ./apps
-  targetNamespace: {ns}
-  sourceRef: {{kind: GitRepository, name: {FLUX_NAME}}}
-"
-        ),
-    )?;
-
-    // kustomize-controller builds a directory without a kustomization.yaml from a generated
-    // one that lists every manifest, then sets the target namespace and its own labels.
-    let build = options.work.join("flux-build");
-    fs::create_dir_all(&build)?;
-    let mut resources = Vec::new();
-    for entry in fs::read_dir(repo.join("apps"))? {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .expect("a directory entry has a name")
-            .to_string_lossy()
-            .into_owned();
-        fs::copy(&path, build.join(&name))?;
-        resources.push(name);
-    }
-    resources.sort();
-    fs::write(
-        build.join("kustomization.yaml"),
-        format!(
-            "apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-namespace: {ns}
-resources: [{}]
-labels:
-  - pairs:
-      kustomize.toolkit.fluxcd.io/name: {FLUX_NAME}
-      kustomize.toolkit.fluxcd.io/namespace: {flux_ns}
-",
-            resources.join(", ")
-        ),
-    )?;
-    let built = run_ok(cp.kubectl().arg("kustomize").arg(&build))?;
-    apply(
-        cp,
-        &["--field-manager=kustomize-controller"],
-        &String::from_utf8_lossy(&built.stdout),
-    )?;
-
-    let revision = format!("main@sha1:{commit}");
-    let status = serde_json::json!({"status": {
-        "lastAppliedRevision": revision,
-        "lastAttemptedRevision": revision,
-        "observedGeneration": 1,
-        "conditions": [{
-            "type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
-            "message": format!("Applied revision: {revision}"),
-            "lastTransitionTime": "2026-01-01T00:00:00Z",
-        }],
-    }});
-    run_ok(cp.kubectl().args([
-        "patch",
-        "-n",
-        flux_ns,
-        &format!("kustomization/{FLUX_NAME}"),
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &status.to_string(),
-    ]))?;
-    Ok(())
-}
-
-/// `kubectl apply --server-side EXTRA -f -` with `yaml` on stdin.
-fn apply(cp: &ControlPlane, extra: &[&str], yaml: &str) -> Result<()> {
-    let mut child = cp
-        .kubectl()
-        .args(["apply", "--server-side"])
-        .args(extra)
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running kubectl apply")?;
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(yaml.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "kubectl apply: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -695,8 +571,11 @@ fn demo_on_own_cluster(
         "kube-apiserver {} is up at {}.",
         cp.version, cp.server
     ))?;
+    transcript.say("Starting Flux's source-controller and kustomize-controller against it. The")?;
+    transcript.say("first run builds them from their Go modules (about 10 minutes).")?;
+    let flux = Flux::start(&cp)?;
     transcript.blank()?;
-    run(&cp, options, transcript.out)?;
+    run(&cp, &flux, options, transcript.out)?;
     if keep {
         transcript.blank()?;
         transcript
