@@ -574,7 +574,6 @@ fn demo_on_own_cluster(
     transcript.say("Starting Flux's source-controller and kustomize-controller against it. The")?;
     transcript.say("first run builds them from their Go modules (about 10 minutes).")?;
     let flux = Flux::start(&cp)?;
-    transcript.blank()?;
     run(&cp, &flux, options, transcript.out)?;
     if keep {
         transcript.blank()?;
