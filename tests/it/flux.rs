@@ -370,9 +370,10 @@ fn git_blame(repo: &GitRepo, file: &str) -> BTreeMap<u64, String> {
         .collect()
 }
 
-/// `flux diff kustomization NAME --path PATH`: the objects it says drifted (`Kind/name`), and
-/// its exit code.
-fn flux_diff(ns: &str, name: &str, path: &Path) -> (Option<i32>, Vec<String>, String) {
+/// `flux diff kustomization NAME --path PATH`: its exit code, the fields it says its drift
+/// correction would change (`Kind/name`, dyff's path such as `spec.template.spec.containers.web.image`;
+/// no path for an object it names without fields), and its output.
+fn flux_diff(ns: &str, name: &str, path: &Path) -> (Option<i32>, Vec<(String, String)>, String) {
     let out = testenv::flux::shared()
         .flux_cli()
         .args([
@@ -389,15 +390,21 @@ fn flux_diff(ns: &str, name: &str, path: &Path) -> (Option<i32>, Vec<String>, St
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let text = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    let drifted = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("► ")?.strip_suffix(" drifted"))
-        .map(|o| {
-            // Kind/namespace/name
+    // "► Kind/namespace/name drifted", then per field its path, "± value change" and values.
+    let mut drifted = Vec::new();
+    let mut object = None;
+    let lines: Vec<&str> = stdout.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(o) = line.strip_prefix("► ") {
+            let o = o.split_whitespace().next().unwrap_or_default();
             let parts: Vec<&str> = o.split('/').collect();
-            format!("{}/{}", parts[0], parts[parts.len() - 1])
-        })
-        .collect();
+            object = Some(format!("{}/{}", parts[0], parts[parts.len() - 1]));
+        } else if lines.get(i + 1).is_some_and(|next| next.starts_with("± "))
+            && let Some(object) = &object
+        {
+            drifted.push((object.clone(), line.trim().to_owned()));
+        }
+    }
     (out.status.code(), drifted, text)
 }
 
@@ -661,24 +668,43 @@ fn real_flux_reconciles_and_every_command_agrees() {
             }
         }
     }
-    // Flux's own drift correction would undo some of them: every object it names, we name.
-    let mut flux_drifted = Vec::new();
+    // Flux's own drift correction would undo some of them (the values it owns; not what others
+    // added): every field it would change is one we found.
+    let mut flux_fields = Vec::new();
     for (name, path) in [("plain", "plain"), ("shop", "overlays/prod")] {
         let (code, drifted, text) = flux_diff(&ns, name, &repo.path().join(path));
         assert_eq!(code, Some(1), "flux diff {name}: {text}");
-        flux_drifted.extend(drifted);
+        // A dry run's own bookkeeping, not a field of the object.
+        flux_fields.extend(
+            drifted
+                .into_iter()
+                .filter(|(_, f)| f != "metadata.generation"),
+        );
     }
-    flux_drifted.sort();
+    flux_fields.sort();
+    // Our path in dyff's spelling: no leading dot, a keyed list item by its name.
+    let dyff = |path: &str| {
+        path.trim_start_matches('.')
+            .replace("[name=", ".")
+            .replace(']', "")
+    };
+    let ours: Vec<(String, String)> = edits
+        .iter()
+        .map(|(o, p, _)| ((*o).to_owned(), dyff(p)))
+        .collect();
     assert_eq!(
-        flux_drifted,
+        flux_fields,
         [
-            "ConfigMap/plain-settings",
-            "Deployment/prod-web",
-            "Secret/plain-credentials"
+            ("ConfigMap/plain-settings".into(), "data.color".into()),
+            (
+                "Deployment/prod-web".into(),
+                "spec.template.spec.containers.web.image".into()
+            ),
+            ("Secret/plain-credentials".into(), "data.password".into()),
         ]
     );
-    for object in &flux_drifted {
-        assert!(edits.iter().any(|(o, _, _)| o == object), "{object}");
+    for field in &flux_fields {
+        assert!(ours.contains(field), "{field:?} is not among {ours:?}");
     }
 
     // revert puts every edit back; the next reconcile by kustomize-controller then changes
