@@ -61,8 +61,11 @@ pub fn as_flux_applies(desired: &mut Value, node: Option<Node<'_>>) {
             }
         }
     }
-    if kind == "Service" && desired["apiVersion"] == "v1" {
-        default_protocols(&mut desired["spec"]["ports"]);
+    if kind == "Service"
+        && desired["apiVersion"] == "v1"
+        && let Some(ports) = desired.get_mut("spec").and_then(|s| s.get_mut("ports"))
+    {
+        default_protocols(ports);
     }
     if let Some((_, path)) = POD_SPECS.iter().find(|(k, _)| *k == kind) {
         let spec = path.iter().try_fold(&mut *desired, |v, p| v.get_mut(*p));
@@ -70,8 +73,9 @@ pub fn as_flux_applies(desired: &mut Value, node: Option<Node<'_>>) {
             .and_then(|s| s.get_mut("containers"))
             .and_then(Value::as_array_mut)
         {
-            for container in containers {
-                default_protocols(&mut container["ports"]);
+            // Never `container["ports"]`: indexing would write `ports: null`.
+            for ports in containers.iter_mut().filter_map(|c| c.get_mut("ports")) {
+                default_protocols(ports);
             }
         }
     }
@@ -222,6 +226,15 @@ mod tests {
             "pointers (selector's absence, securityContext) stay out, scalars keep no zero value"
         );
         assert!(d.get("status").is_none(), "status is never written");
+
+        // No ports, no `ports`; no spec, no `spec`.
+        let mut d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w"},
+                           "spec": {"template": {"spec": {"containers": [{"name": "w"}]}}}});
+        as_flux_applies(&mut d, schemas.kind("apps", "v1", "Deployment"));
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0],
+            json!({"name": "w", "resources": {}})
+        );
     }
 
     #[test]
@@ -261,6 +274,9 @@ mod tests {
                     "properties": {}}}}}"#,
             )
             .unwrap();
+        let mut bare = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b"}});
+        as_flux_applies(&mut bare, schemas.kind("", "v1", "Service"));
+        assert!(bare.get("spec").is_none(), "{bare}");
         as_flux_applies(&mut s, schemas.kind("", "v1", "Service"));
         assert_eq!(
             s["spec"]["ports"],

@@ -546,9 +546,21 @@ impl Engine {
         // cluster.
         let named_elsewhere = explicit && targets.iter().all(|(_, n)| n.is_some());
         if !named_elsewhere {
-            for (report, missing) in
+            for (report, mut missing) in
                 in_git.missing(&all_live, &listed_kinds, self.namespace.as_deref())
             {
+                // Created again (revert) as kustomize-controller would create it.
+                if missing.manager == "kustomize-controller" {
+                    let api_version = missing.desired["apiVersion"].as_str().unwrap_or_default();
+                    let (group, version) =
+                        api_version.rsplit_once('/').unwrap_or(("", api_version));
+                    let kind = missing.desired["kind"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let node = self.schemas.kind(group, version, &kind);
+                    applied::as_flux_applies(&mut missing.desired, node);
+                }
                 items.push(Evaluated {
                     report,
                     work: None,

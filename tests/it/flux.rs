@@ -49,6 +49,31 @@ subjects:
     name: plain-runner
 ";
 
+/// Deleted out of band, and created again by revert as kustomize-controller creates it.
+const PLAIN_WORKER: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: plain-worker
+spec:
+  selector:
+    matchLabels:
+      app: worker
+  template:
+    metadata:
+      labels:
+        app: worker
+    spec:
+      containers:
+        - name: worker
+          image: busybox:1.36
+          ports:
+            - containerPort: 9000
+";
+
+/// The object [`edit_out_of_band`] deletes.
+const DELETED: &str = "Deployment/plain-worker";
+
 /// A Secret value that must never be printed.
 const PLANTED: &str = "planted-Secret-value-4d8b";
 
@@ -150,6 +175,7 @@ fn repository() -> GitRepo {
     repo.write("plain/config.yaml", PLAIN)
         .write("plain/rbac.yaml", PLAIN_RBAC)
         .write("plain/secret.yaml", &plain_secret())
+        .write("plain/worker.yaml", PLAIN_WORKER)
         .write(
             "bases/common/kustomization.yaml",
             "resources:\n  - settings.yaml\n",
@@ -291,6 +317,10 @@ fn expected(ns: &str) -> BTreeMap<String, (&'static str, &'static str, Option<&'
             ("plain", "plain/config.yaml", Some("plain-runner")),
         ),
         (
+            DELETED.into(),
+            ("plain", "plain/worker.yaml", Some("plain-worker")),
+        ),
+        (
             "Secret/plain-credentials".into(),
             ("plain", "plain/secret.yaml", Some("plain-credentials")),
         ),
@@ -371,8 +401,9 @@ fn git_blame(repo: &GitRepo, file: &str) -> BTreeMap<u64, String> {
 }
 
 /// `flux diff kustomization NAME --path PATH`: its exit code, the fields it says its drift
-/// correction would change (`Kind/name`, dyff's path such as `spec.template.spec.containers.web.image`;
-/// no path for an object it names without fields), and its output.
+/// correction would change (`Kind/name`, dyff's path such as
+/// `spec.template.spec.containers.web.image`, or `(created)` for an object it would create),
+/// and its output.
 fn flux_diff(ns: &str, name: &str, path: &Path) -> (Option<i32>, Vec<(String, String)>, String) {
     let out = testenv::flux::shared()
         .flux_cli()
@@ -396,9 +427,13 @@ fn flux_diff(ns: &str, name: &str, path: &Path) -> (Option<i32>, Vec<(String, St
     let lines: Vec<&str> = stdout.lines().collect();
     for (i, line) in lines.iter().enumerate() {
         if let Some(o) = line.strip_prefix("► ") {
-            let o = o.split_whitespace().next().unwrap_or_default();
+            let (o, what) = o.split_once(' ').unwrap_or((o, ""));
             let parts: Vec<&str> = o.split('/').collect();
-            object = Some(format!("{}/{}", parts[0], parts[parts.len() - 1]));
+            let named = format!("{}/{}", parts[0], parts[parts.len() - 1]);
+            if what == "created" {
+                drifted.push((named.clone(), "(created)".to_owned()));
+            }
+            object = Some(named);
         } else if lines.get(i + 1).is_some_and(|next| next.starts_with("± "))
             && let Some(object) = &object
         {
@@ -424,6 +459,27 @@ fn snapshot(
                     live["metadata"]["resourceVersion"].clone(),
                 ),
             )
+        })
+        .collect()
+}
+
+/// What kustomize-controller owns of every object (its managedFields entry's fieldsV1).
+fn owned_by_flux(
+    ns: &str,
+    objects: &BTreeMap<String, (&str, &str, Option<&str>)>,
+) -> BTreeMap<String, Value> {
+    objects
+        .keys()
+        .map(|object| {
+            let live = live(ns, object);
+            let entry = live["metadata"]["managedFields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["manager"] == FIELD_MANAGER)
+                .map(|e| e["fieldsV1"].clone())
+                .unwrap_or_default();
+            (object.clone(), entry)
         })
         .collect()
 }
@@ -469,6 +525,8 @@ fn edit_out_of_band(ns: &str) -> Vec<(&'static str, &'static str, &'static str)>
         ],
         None,
     );
+    // A deleted object, missing.
+    kubectl(ns, &["delete", "deployment/plain-worker"], None);
     // And a Secret, whose values must stay hidden all along.
     kubectl(
         ns,
@@ -628,6 +686,8 @@ fn real_flux_reconciles_and_every_command_agrees() {
     }
     assert!(git_lines > 30, "blame named Git lines: {git_lines}");
 
+    let owned_as_applied = owned_by_flux(&ns, &objects);
+
     // Six kinds of out-of-band edit: each found, attributed to its manager, in every mode, and
     // nothing else drifted.
     let edits = edit_out_of_band(&ns);
@@ -635,7 +695,12 @@ fn real_flux_reconciles_and_every_command_agrees() {
         let (ran, report) = diff(mode);
         assert_eq!(ran.code, Some(1), "{mode}: {}\n{report:#}", ran.stderr);
         let found = items(&report);
-        for object in objects.keys() {
+        assert_eq!(
+            found[DELETED]["status"], "missing",
+            "{mode}: {:#}",
+            found[DELETED]
+        );
+        for object in objects.keys().filter(|o| *o != DELETED) {
             let mine: Vec<_> = edits.iter().filter(|(o, _, _)| o == object).collect();
             let fields = found[object]["fields"].as_array().unwrap();
             if mine.is_empty() {
@@ -696,6 +761,7 @@ fn real_flux_reconciles_and_every_command_agrees() {
         flux_fields,
         [
             ("ConfigMap/plain-settings".into(), "data.color".into()),
+            (DELETED.into(), "(created)".into()),
             (
                 "Deployment/prod-web".into(),
                 "spec.template.spec.containers.web.image".into()
@@ -703,7 +769,7 @@ fn real_flux_reconciles_and_every_command_agrees() {
             ("Secret/plain-credentials".into(), "data.password".into()),
         ]
     );
-    for field in &flux_fields {
+    for field in flux_fields.iter().filter(|(o, _)| o != DELETED) {
         assert!(ours.contains(field), "{field:?} is not among {ours:?}");
     }
 
@@ -718,6 +784,7 @@ fn real_flux_reconciles_and_every_command_agrees() {
     assert_eq!(ran.code, Some(0), "{}\n{}", ran.stderr, ran.stdout);
     let reverted = items(&json_of(&ran));
     let mut edited: Vec<&str> = edits.iter().map(|(o, _, _)| *o).collect();
+    edited.push(DELETED);
     edited.sort();
     edited.dedup();
     assert_eq!(
@@ -733,6 +800,7 @@ fn real_flux_reconciles_and_every_command_agrees() {
         );
         assert_eq!(reverted[*object]["fieldManager"], FIELD_MANAGER, "{object}");
     }
+    assert_eq!(reverted[DELETED]["action"], "create");
     for mode in ["false", "auto", "true"] {
         let (ran, report) = diff(mode);
         assert_eq!(
@@ -754,6 +822,9 @@ fn real_flux_reconciles_and_every_command_agrees() {
             "{object}: the reconcile after revert changed it"
         );
     }
+    // And kustomize-controller owns what it owned before the edits, field for field: revert
+    // applied, and created again, what it sends.
+    assert_eq!(owned_by_flux(&ns, &objects), owned_as_applied);
     let d = live(&ns, "deployment/prod-web");
     let containers = &d["spec"]["template"]["spec"]["containers"];
     assert_eq!(containers.as_array().unwrap().len(), 1, "{containers:#}");
