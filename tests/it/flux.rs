@@ -833,4 +833,27 @@ fn real_flux_reconciles_and_every_command_agrees() {
         live(&ns, "secret/plain-credentials")["data"]["password"],
         kubectl_gitops::drift::base64(PLANTED.as_bytes())
     );
+
+    // Git stops declaring an object: orphaned until Flux prunes it, then gone from both.
+    repo.git(&["rm", "-q", "plain/worker.yaml"]);
+    repo.git(&[
+        "-c",
+        "user.name=Alice Example",
+        "-c",
+        "user.email=alice@example.com",
+        "commit",
+        "-q",
+        "-m",
+        "Retire the worker",
+    ]);
+    let retired = repo.head();
+    let (ran, report) = diff("auto");
+    assert_eq!(ran.code, Some(1), "{}\n{report:#}", ran.stderr);
+    assert_eq!(items(&report)[DELETED]["status"], "orphaned", "{report:#}");
+    assert_eq!(flux.reconcile_now(&ns, "plain").unwrap(), retired);
+    let gone = testenv::shared().kubectl_run(&["get", "-n", &ns, "deployment/plain-worker"], None);
+    assert!(gone.is_err(), "Flux pruned it: {gone:?}");
+    let (ran, report) = diff("auto");
+    assert_eq!(ran.code, Some(0), "{}\n{report:#}", ran.stderr);
+    assert!(!items(&report).contains_key(DELETED), "{report:#}");
 }

@@ -17,7 +17,8 @@
 //! ```
 //!
 //! One [`Flux`] per control plane: its controllers watch every namespace, so each test keeps to
-//! namespaces of its own. No kube-controller-manager runs, so there are no service-account
+//! namespaces of its own. They reconcile only the Flux objects [`Flux::reconcile`] makes
+//! ([`WATCH_LABEL`]); ones a test writes by hand stay as written. No kube-controller-manager runs, so there are no service-account
 //! tokens: kustomize-controller applies as itself (the admin), never impersonating.
 
 use std::collections::HashMap;
@@ -42,6 +43,11 @@ pub const RECONCILE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The field manager kustomize-controller applies with.
 pub const FIELD_MANAGER: &str = "kustomize-controller";
+
+/// The label that makes the controllers reconcile a GitRepository or Kustomization
+/// (`--watch-label-selector`): [`Flux::reconcile`] sets it, so Flux objects a test writes by
+/// hand (to make a state the controllers cannot) are left as they are.
+pub const WATCH_LABEL: &str = "testenv.kubectl-gitops.dev/flux";
 
 /// The annotation that asks a Flux controller to reconcile now; it answers by copying the value
 /// to `status.lastHandledReconcileAt`.
@@ -209,6 +215,7 @@ impl Flux {
         let metadata = json!({
             "name": name,
             "namespace": ns,
+            "labels": {WATCH_LABEL: "real"},
             "annotations": {REQUESTED_AT: token},
         });
         let objects = json!({
@@ -396,6 +403,7 @@ fn controller_command(binary: &Path, kubeconfig: &Path, health_port: u16) -> Res
             "--enable-leader-election=false",
             "--watch-all-namespaces=true",
         ])
+        .arg(format!("--watch-label-selector={WATCH_LABEL}=real"))
         .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port()?)])
         .args(["--health-addr", &format!("127.0.0.1:{health_port}")])
         .args(["--concurrent", "2"])
