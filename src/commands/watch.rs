@@ -17,8 +17,8 @@ use crate::cli::{GlobalArgs, WatchArgs};
 use crate::cluster::discovery::{Discovery, Resource};
 use crate::cluster::{Cluster, ClusterError, LiveObject, WatchEvent, single_line};
 use crate::drift::{ObjectReport, SourceSummary, Status, Verdict, Why};
+use crate::engine::{Engine, Evaluated, ListedKind, Options, Scope, Summary, Work};
 use crate::env::Env;
-use crate::evaluate::{Engine, Evaluated, ListedKind, Options, Scope, Summary, Work};
 use crate::git::{Repo, RepoUrl};
 use crate::normalize::IgnoreRule;
 use crate::object::ObjectKey;
@@ -53,7 +53,7 @@ pub async fn run(
         repo: args.repo.clone(),
         against: None,
     };
-    let cache_root = crate::evaluate::repo_choice(&scope, env).cache_root;
+    let cache_root = crate::engine::repo_choice(&scope, env).cache_root;
     let options = Options {
         server_side: args.server_side,
         concurrency: args.concurrency,
@@ -431,7 +431,7 @@ impl Watch {
     }
 
     /// Takes over what the first evaluation found; the live objects themselves are dropped.
-    fn follow_evaluation(&mut self, evaluation: crate::evaluate::Evaluation) -> WatchCounts {
+    fn follow_evaluation(&mut self, evaluation: crate::engine::Evaluation) -> WatchCounts {
         for kind in evaluation.kinds {
             let id = (kind.resource.group.clone(), kind.resource.kind.clone());
             self.kind_index.insert(id, self.kinds.len());
