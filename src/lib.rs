@@ -21,6 +21,7 @@ pub mod engine;
 pub mod env;
 pub mod fields;
 pub mod git;
+pub mod markers;
 pub mod normalize;
 pub mod object;
 pub mod render;

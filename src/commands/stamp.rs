@@ -11,9 +11,9 @@ use crate::Outcome;
 use crate::cli::StampArgs;
 use crate::env::Env;
 use crate::git::{Repo, RepoPath};
+use crate::markers::{COMMIT, PATH, REPO};
 use crate::render;
 use crate::report::Log;
-use crate::source::annotations::{COMMIT, PATH, REPO};
 
 pub fn run(
     args: &StampArgs,

@@ -1287,7 +1287,7 @@ fn set_namespace(object: &mut Value, namespace: Option<&str>) {
 /// them: our stamp annotations and kustomize's origin (same file), Flux's labels, Argo CD's
 /// instance label and tracking id. Without them the new object would have no source.
 fn copy_source_markers(sibling: &Value, rule: source::Rule, key: &ObjectKey, object: &mut Value) {
-    use source::annotations::{
+    use crate::markers::{
         ARGO_INSTANCE, ARGO_TRACKING_ID, COMMIT, FLUX_NAME, FLUX_NAMESPACE, KUSTOMIZE_ORIGIN, PATH,
         REPO,
     };
