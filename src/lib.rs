@@ -28,6 +28,7 @@ pub mod render;
 pub mod report;
 pub mod schema;
 pub mod source;
+pub mod text;
 
 use std::io::Write;
 

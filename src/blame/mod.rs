@@ -113,15 +113,19 @@ fn origin(
     managed: &ManagedFields,
 ) -> Origin {
     if let Some(git) = git
-        && let Some(desired) = drift::resolve(git.desired, path)
+        && let Some(desired) = path.resolve(git.desired)
         && equal_here(desired, live)
     {
         // Written so in the source file, or set by a patch: the patch's line; or by a
         // generator or transformer: the kustomization's line that configures it.
-        let as_written = drift::resolve(git.written, path).is_some_and(|w| equal_here(w, live));
+        let as_written = path
+            .resolve(git.written)
+            .is_some_and(|w| equal_here(w, live));
         if !as_written {
             for patch in git.patches {
-                if drift::resolve(&patch.object, path).is_some_and(|p| equal_here(p, live))
+                if path
+                    .resolve(&patch.object)
+                    .is_some_and(|p| equal_here(p, live))
                     && let Some(line) = patch.fixed_line.or_else(|| patch.lines.line(path))
                     && let Some(b) = patch.blame.get(line.saturating_sub(1))
                 {

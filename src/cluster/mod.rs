@@ -11,4 +11,4 @@ pub use client::{
     Cluster, ConnectOptions, Impersonation, LiveObject, Target, USER_AGENT, WatchEvent,
     WatchStream, connect,
 };
-pub use error::{ClusterError, single_line};
+pub use error::ClusterError;

@@ -157,7 +157,7 @@ pub async fn run(
             writeln!(
                 err,
                 "error: {key}: {}; lines show their field managers only",
-                crate::cluster::single_line(&reason)
+                crate::text::single_line(&reason)
             )?;
             Ok(Outcome::Failed)
         }

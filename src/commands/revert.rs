@@ -18,12 +18,12 @@ use anyhow::{Result, bail};
 use serde_json::Value;
 
 use crate::Outcome;
-use crate::cli::{GlobalArgs, RevertArgs, ServerSide};
+use crate::cli::{GlobalArgs, RevertArgs};
 use crate::cluster::discovery::{Discovery, Resource};
-use crate::cluster::{Cluster, ClusterError, single_line};
+use crate::cluster::{Cluster, ClusterError};
 use crate::defaults;
 use crate::drift::{self, Change, ObjectReport, Offline, Status};
-use crate::engine::{Engine, Evaluated, Options, Scope, Work};
+use crate::engine::{Engine, Evaluated, Options, Scope, ServerSide, Work};
 use crate::env::Env;
 use crate::fields::{FieldPath, ManagedFields, Segment};
 use crate::normalize::{self, IgnoreRule};
@@ -33,6 +33,7 @@ use crate::report::{
     RevertResult,
 };
 use crate::source::Reconciler;
+use crate::text::single_line;
 
 pub async fn run(
     global: &GlobalArgs,
@@ -72,7 +73,13 @@ pub async fn run(
         refresh_discovery: false,
         summaries: false,
     };
-    let mut engine = Engine::connect(global, env, scope.clone(), options).await?;
+    let mut engine = Engine::connect(
+        &super::connect_options(global)?,
+        env,
+        scope.clone(),
+        options,
+    )
+    .await?;
 
     // What is in scope, evaluated as `diff` evaluates it.
     let mut notices = Vec::new();
@@ -523,7 +530,7 @@ fn step_into<'a>(here: &'a mut Value, segment: &Segment, create: bool) -> Option
     }
 }
 
-/// Whether a list item is the one `segment` names. Like `drift::resolve`: an item written
+/// Whether a list item is the one `segment` names. Like [`FieldPath::resolve`]: an item written
 /// without `protocol` matches the server's default `TCP` ([`defaults::fills_list_key`]).
 fn matches(item: &Value, segment: &Segment) -> bool {
     match segment {

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use crate::Outcome;
 use crate::cli::{GlobalArgs, WatchArgs};
 use crate::cluster::discovery::{Discovery, Resource};
-use crate::cluster::{Cluster, ClusterError, LiveObject, WatchEvent, single_line};
+use crate::cluster::{Cluster, ClusterError, LiveObject, WatchEvent};
 use crate::drift::{ObjectReport, SourceSummary, Status, Verdict, Why};
 use crate::engine::{Engine, Evaluated, ListedKind, Options, Scope, Summary, Work};
 use crate::env::Env;
@@ -23,6 +23,7 @@ use crate::git::{Repo, RepoUrl};
 use crate::normalize::IgnoreRule;
 use crate::object::ObjectKey;
 use crate::report::{self, Cause, DriftEvent, Log, WatchCounts};
+use crate::text::single_line;
 
 /// Messages waiting for the main loop; watches wait when it is this far behind.
 const QUEUE: usize = 1024;
@@ -61,7 +62,7 @@ pub async fn run(
         refresh_discovery: false,
         summaries: true,
     };
-    let mut engine = Engine::connect(global, env, scope, options).await?;
+    let mut engine = Engine::connect(&super::connect_options(global)?, env, scope, options).await?;
     // Signals are caught from here on, so that Ctrl-C during the first evaluation stops as
     // cleanly as later.
     let mut stop = StopSignals::new()?;
@@ -1168,7 +1169,7 @@ fn resource_version(object: &LiveObject) -> String {
 
 /// `metadata.creationTimestamp` as Unix seconds.
 fn created_at(object: &LiveObject) -> Option<i64> {
-    report::parse_rfc3339(object["metadata"]["creationTimestamp"].as_str()?)
+    report::time::parse_rfc3339(object["metadata"]["creationTimestamp"].as_str()?)
 }
 
 /// A digest of a verdict beyond its status: which fields drifted, to what, and whose change

@@ -10,10 +10,9 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde_json::Value;
 
-use crate::cli::ServerSide;
 use crate::cluster::cache::CachedDiscovery;
 use crate::cluster::discovery::Resource;
-use crate::cluster::{self, Cluster, ClusterError, LiveObject, single_line};
+use crate::cluster::{self, Cluster, ClusterError, ConnectOptions, LiveObject};
 use crate::drift::{
     self, Change, FieldReport, ObjectReport, Offline, SourceSummary, Status, Verdict, Why,
 };
@@ -24,6 +23,7 @@ use crate::object::ObjectKey;
 use crate::report::Log;
 use crate::schema::Schemas;
 use crate::source::{self, Located, Locator, ReconcilerCache, RepoChoice, SourceError};
+use crate::text::single_line;
 
 /// Kinds never listed for the default scope: high-churn, controller-made, never from Git.
 pub const SKIPPED_KINDS: &[&str] = &[
@@ -53,6 +53,27 @@ pub struct Scope {
     pub repo: Option<String>,
     /// `--against` / `--to`.
     pub against: Option<String>,
+}
+
+/// When to ask the server for a server-side-apply dry run (`--server-side`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerSide {
+    /// Only for objects the offline comparison could not prove in sync.
+    Auto,
+    /// For every object.
+    True,
+    /// Never.
+    False,
+}
+
+impl ServerSide {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerSide::Auto => "auto",
+            ServerSide::True => "true",
+            ServerSide::False => "false",
+        }
+    }
 }
 
 /// How to evaluate.
@@ -225,15 +246,14 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Connects to the cluster the global flags name and reads discovery (disk-cached).
+    /// Connects to the cluster `connect` names and reads discovery (disk-cached).
     pub async fn connect(
-        global: &crate::cli::GlobalArgs,
+        connect: &ConnectOptions,
         env: &Env,
         scope: Scope,
         options: Options,
     ) -> Result<Engine> {
-        let connect_options = crate::commands::connect_options(global)?;
-        let cluster = cluster::connect(&connect_options, env).await?;
+        let cluster = cluster::connect(connect, env).await?;
         let cache_dir = env.cache_dir.clone();
         let discovery =
             CachedDiscovery::read(&cluster, cache_dir.as_deref(), options.refresh_discovery)
@@ -598,7 +618,7 @@ impl Engine {
         let repo_dir = scope
             .repo
             .as_deref()
-            .map(|r| crate::commands::absolute(&cwd, std::path::Path::new(r)))
+            .map(|r| crate::env::absolute(&cwd, std::path::Path::new(r)))
             .unwrap_or_else(|| cwd.clone());
         let repo = crate::git::Repo::open_local(&repo_dir)?;
         let workdir = repo
@@ -607,8 +627,8 @@ impl Engine {
             .to_path_buf();
         let (commit, _) = repo.resolve(scope.against.as_deref().unwrap_or("HEAD"))?;
         for file in &scope.files {
-            let target = crate::commands::absolute(&cwd, file);
-            let relative = crate::commands::relative_to(&workdir, &target).ok_or_else(|| {
+            let target = crate::env::absolute(&cwd, file);
+            let relative = crate::env::relative_to(&workdir, &target).ok_or_else(|| {
                 anyhow::anyhow!(
                     "-f {}: not inside the repository at {}",
                     file.display(),
