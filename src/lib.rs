@@ -26,6 +26,7 @@ pub mod normalize;
 pub mod object;
 pub mod render;
 pub mod report;
+pub mod revert;
 pub mod schema;
 pub mod source;
 pub mod text;

@@ -74,7 +74,7 @@ pub async fn run(
         summaries: false,
     };
     let mut engine = Engine::connect(
-        &super::connect_options(global)?,
+        &crate::commands::connect_options(global)?,
         env,
         scope.clone(),
         options,
