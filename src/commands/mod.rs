@@ -4,6 +4,7 @@ mod blame;
 mod completion;
 mod context;
 mod diff;
+mod revert;
 mod stamp;
 mod trace;
 mod watch;
@@ -36,7 +37,7 @@ pub async fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) 
             report::render_version(out, &report::VersionReport::current(), args.output)?;
             Ok(Outcome::Clean)
         }
-        Command::Revert(args) => crate::revert::run(&cli.global, args, env, &log, out, err).await,
+        Command::Revert(args) => revert::run(&cli.global, args, env, &log, out, err).await,
     }
 }
 
