@@ -30,6 +30,7 @@ pub mod revert;
 pub mod schema;
 pub mod source;
 pub mod text;
+pub mod watch;
 
 use std::io::Write;
 

@@ -62,7 +62,13 @@ pub async fn run(
         refresh_discovery: false,
         summaries: true,
     };
-    let mut engine = Engine::connect(&super::connect_options(global)?, env, scope, options).await?;
+    let mut engine = Engine::connect(
+        &crate::commands::connect_options(global)?,
+        env,
+        scope,
+        options,
+    )
+    .await?;
     // Signals are caught from here on, so that Ctrl-C during the first evaluation stops as
     // cleanly as later.
     let mut stop = StopSignals::new()?;
