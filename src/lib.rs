@@ -24,6 +24,7 @@ pub mod git;
 pub mod markers;
 pub mod normalize;
 pub mod object;
+pub mod process;
 pub mod render;
 pub mod report;
 pub mod revert;

@@ -6,6 +6,7 @@ pub mod discovery;
 mod error;
 pub mod kubeconfig;
 pub mod openapi;
+pub mod watcher;
 
 pub use client::{
     Cluster, ConnectOptions, Impersonation, LiveObject, Target, USER_AGENT, WatchEvent,

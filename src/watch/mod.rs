@@ -4,9 +4,9 @@
 //! branches, which show as pending.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
@@ -15,11 +15,10 @@ use tokio::sync::mpsc;
 use crate::Outcome;
 use crate::cli::{GlobalArgs, WatchArgs};
 use crate::cluster::discovery::{Discovery, Resource};
-use crate::cluster::{Cluster, ClusterError, LiveObject, WatchEvent};
+use crate::cluster::{LiveObject, WatchEvent, watcher};
 use crate::drift::{ObjectReport, SourceSummary, Status, Verdict, Why};
 use crate::engine::{Engine, Evaluated, ListedKind, Options, Scope, Summary, Work};
 use crate::env::Env;
-use crate::git::{Repo, RepoUrl};
 use crate::normalize::IgnoreRule;
 use crate::object::ObjectKey;
 use crate::report::{self, Cause, DriftEvent, Log, WatchCounts};
@@ -71,7 +70,7 @@ pub async fn run(
     .await?;
     // Signals are caught from here on, so that Ctrl-C during the first evaluation stops as
     // cleanly as later.
-    let mut stop = StopSignals::new()?;
+    let mut stop = crate::process::StopSignals::new()?;
 
     // The first evaluation can be long: a stop signal ends it too.
     let evaluated = tokio::select! {
@@ -90,7 +89,7 @@ pub async fn run(
     let mut watch = Watch::new(filter, args.selector.clone(), start_unix);
     let counts = watch.follow_evaluation(evaluation);
     engine.locator.pack();
-    release_freed_memory();
+    crate::process::release_freed_memory();
     for line in counts.lines() {
         writeln!(err, "{line}")?;
     }
@@ -129,12 +128,17 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     for &i in &watched {
         let kind = &watch.kinds[i];
-        tasks.spawn(follow_kind(
+        let kind = watcher::Kind {
+            resource: kind.resource.clone(),
+            namespace: kind.namespace.clone(),
+            selector: watch.selector.clone(),
+            resource_version: kind.resource_version.clone(),
+        };
+        tasks.spawn(watcher::follow(
             engine.cluster.clone(),
-            i,
-            kind.clone(),
-            watch.selector.clone(),
+            kind,
             tx.clone(),
+            move |event| Msg::of_kind(i, event),
         ));
     }
     let (targets_tx, targets_rx) = tokio::sync::watch::channel(watch.poll_targets());
@@ -162,7 +166,7 @@ pub async fn run(
         err,
         "watching {} kinds {scope_text}; Git every {}; Ctrl-C to stop",
         watched.len(),
-        humanize(args.git_interval)
+        crate::text::duration(args.git_interval)
     )?;
 
     let deadline = args.timeout.map(|t| tokio::time::Instant::now() + t);
@@ -202,7 +206,7 @@ pub async fn run(
         }
         // What the batch read from Git is kept packed until the next one.
         if ctx.engine.locator.pack() {
-            release_freed_memory();
+            crate::process::release_freed_memory();
         }
         if watch.targets_changed {
             watch.targets_changed = false;
@@ -240,7 +244,7 @@ pub async fn run(
     writeln!(
         err,
         "stopped ({reason}) after {}: {events} events; now {}",
-        humanize(Duration::from_secs(started.elapsed().as_secs())),
+        crate::text::duration(Duration::from_secs(started.elapsed().as_secs())),
         watch.counts().line()
     )?;
     Ok(if args.exit_on_drift && drift_seen {
@@ -304,6 +308,20 @@ enum Msg {
     Debug(String),
     /// An `--exec` run failed.
     Hook(String),
+}
+
+impl Msg {
+    /// What the watch of kind `kind` (an index into the watched kinds) tells.
+    fn of_kind(kind: usize, event: watcher::Event) -> Msg {
+        match event {
+            watcher::Event::Changed(event) => Msg::Event { kind, event },
+            watcher::Event::Relisted(objects) => Msg::Relisted { kind, objects },
+            watcher::Event::Down(error) => Msg::Down { kind, error },
+            watcher::Event::Up => Msg::Up { kind },
+            watcher::Event::Stopped(error) => Msg::Stopped { kind, error },
+            watcher::Event::Debug(line) => Msg::Debug(line),
+        }
+    }
 }
 
 /// Which live objects the command line puts in scope, beyond what the first evaluation found.
@@ -391,15 +409,6 @@ struct Tip {
     commit: String,
     /// The last poll error said, to say each only once.
     last_error: Option<String>,
-}
-
-/// What the Git poller looks at.
-#[derive(Debug, Clone)]
-struct PollTarget {
-    index: usize,
-    local: bool,
-    location: String,
-    rev: String,
 }
 
 /// The state of a watch: the kinds, the objects and their verdicts, the tips.
@@ -555,11 +564,11 @@ impl Watch {
         self.tips.len() - 1
     }
 
-    fn poll_targets(&self) -> Vec<PollTarget> {
+    fn poll_targets(&self) -> Vec<crate::git::poll::PollTarget> {
         self.tips
             .iter()
             .enumerate()
-            .map(|(index, t)| PollTarget {
+            .map(|(index, t)| crate::git::poll::PollTarget {
                 index,
                 local: t.local,
                 location: t.location.clone(),
@@ -1206,16 +1215,6 @@ fn verdict_digest(report: &ObjectReport) -> u64 {
     hasher.finish()
 }
 
-/// Gives back to the system what an evaluation freed (live objects, parsed documents): glibc
-/// keeps freed heap otherwise, and watch then idles at the evaluation's peak.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1226,21 +1225,6 @@ fn short(commit: &str) -> &str {
     &commit[..commit.len().min(7)]
 }
 
-/// `1m`, `30s`, `1m30s`, `500ms`.
-fn humanize(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 && ms > 0 {
-        return format!("{ms}ms");
-    }
-    let secs = d.as_secs();
-    match (secs / 3600, secs % 3600 / 60, secs % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, 0) => format!("{m}m"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, m, _) => format!("{h}h{m}m"),
-    }
-}
-
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -1248,242 +1232,10 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Ctrl-C, and SIGTERM where there is one.
-struct StopSignals {
-    #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    fn new() -> Result<StopSignals> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let catch =
-                |kind| signal(kind).map_err(|e| anyhow::anyhow!("cannot catch signals: {e}"));
-            Ok(StopSignals {
-                interrupt: catch(SignalKind::interrupt())?,
-                terminate: catch(SignalKind::terminate())?,
-            })
-        }
-        #[cfg(not(unix))]
-        Ok(StopSignals {})
-    }
-
-    /// Waits for the next stop signal and names it.
-    async fn next(&mut self) -> &'static str {
-        #[cfg(unix)]
-        {
-            tokio::select! {
-                _ = self.interrupt.recv() => "interrupted",
-                _ = self.terminate.recv() => "SIGTERM",
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-            "interrupted"
-        }
-    }
-}
-
-/// Delays between attempts to reach a server that went away: 0.5 s doubling to 30 s, with
-/// jitter so that many watches do not knock at once.
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(500);
-    const MAX: Duration = Duration::from_secs(30);
-
-    fn new() -> Backoff {
-        Backoff { next: Self::FIRST }
-    }
-
-    fn reset(&mut self) {
-        self.next = Self::FIRST;
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        // ±20 %.
-        let jitter = (random() % 400) as f64 / 1000.0 - 0.2;
-        delay.mul_f64(1.0 + jitter)
-    }
-}
-
-/// A random number from the standard library's per-process hash keys.
-fn random() -> u64 {
-    std::collections::hash_map::RandomState::new().hash_one(Instant::now())
-}
-
-/// How long the server keeps one watch open: 5 to 10 minutes, spread as client-go spreads it.
-fn watch_timeout() -> Duration {
-    Duration::from_secs(300 + random() % 300)
-}
-
-/// Follows one kind: WATCH from the LIST's resourceVersion; on a closed stream, resume from
-/// the last resourceVersion seen (bookmarks keep it fresh); on 410 Gone, LIST again and hand the
-/// whole list over; when the server is unreachable, retry with backoff.
-async fn follow_kind(
-    cluster: Cluster,
-    index: usize,
-    kind: ListedKind,
-    selector: Option<String>,
-    tx: mpsc::Sender<Msg>,
-) {
-    let name = kind.resource.qualified_name();
-    let ns = kind.namespace.as_deref();
-    let mut rv = kind.resource_version.clone();
-    let mut backoff = Backoff::new();
-    // Failures in a row; from two on, the main loop knows the server is down.
-    let mut failures = 0;
-    let mut relist = false;
-    loop {
-        if relist {
-            match cluster
-                .list_versioned(&kind.resource, ns, selector.as_deref())
-                .await
-            {
-                Ok((objects, version)) => {
-                    rv = version;
-                    relist = false;
-                    if tx
-                        .send(Msg::Relisted {
-                            kind: index,
-                            objects,
-                        })
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    if !report_down(&tx, index, &name, &e, &mut failures).await {
-                        return;
-                    }
-                    tokio::time::sleep(backoff.next_delay()).await;
-                    continue;
-                }
-            }
-        }
-        let timeout = watch_timeout();
-        let mut stream = match cluster
-            .watch(&kind.resource, ns, selector.as_deref(), &rv, timeout)
-            .await
-        {
-            Ok(stream) => stream,
-            Err(ClusterError::Api { code: 410, .. }) => {
-                relist = true;
-                continue;
-            }
-            Err(e @ (ClusterError::Forbidden { .. } | ClusterError::NotFound { .. })) => {
-                let _ = tx
-                    .send(Msg::Stopped {
-                        kind: index,
-                        error: single_line(&e.to_string()),
-                    })
-                    .await;
-                return;
-            }
-            Err(e) => {
-                if !report_down(&tx, index, &name, &e, &mut failures).await {
-                    return;
-                }
-                tokio::time::sleep(backoff.next_delay()).await;
-                continue;
-            }
-        };
-        if failures >= 2 && tx.send(Msg::Up { kind: index }).await.is_err() {
-            return;
-        }
-        failures = 0;
-        let _ = tx
-            .send(Msg::Debug(format!(
-                "{name}: watching from resourceVersion {rv}"
-            )))
-            .await;
-        let opened = Instant::now();
-        let mut received = false;
-        // The server ends the stream after `timeout`; silence well past it is a dead connection.
-        let silence = timeout + Duration::from_secs(30);
-        loop {
-            let next = match tokio::time::timeout(silence, stream.next()).await {
-                Ok(Some(next)) => next,
-                Ok(None) | Err(_) => break,
-            };
-            match next {
-                Ok(WatchEvent::Bookmark(version)) => {
-                    received = true;
-                    rv = version;
-                }
-                Ok(event) => {
-                    received = true;
-                    if let WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) =
-                        &event
-                    {
-                        let version = resource_version(o);
-                        if !version.is_empty() {
-                            rv = version;
-                        }
-                    }
-                    if tx.send(Msg::Event { kind: index, event }).await.is_err() {
-                        return;
-                    }
-                }
-                Err(ClusterError::Api { code: 410, .. }) => {
-                    relist = true;
-                    break;
-                }
-                Err(e) => {
-                    let _ = tx
-                        .send(Msg::Debug(format!(
-                            "{name}: the watch broke: {}",
-                            single_line(&e.to_string())
-                        )))
-                        .await;
-                    break;
-                }
-            }
-        }
-        // A stream that ends at once, with nothing in it, is a server in trouble: wait.
-        if received || relist || opened.elapsed() > Duration::from_secs(5) {
-            backoff.reset();
-        } else {
-            tokio::time::sleep(backoff.next_delay()).await;
-        }
-    }
-}
-
-/// Tells the main loop the server is out of reach, from the second failure in a row on (a
-/// pooled connection the server closed fails once, and the retry works); false when the loop is
-/// gone.
-async fn report_down(
-    tx: &mpsc::Sender<Msg>,
-    index: usize,
-    name: &str,
-    error: &ClusterError,
-    failures: &mut u32,
-) -> bool {
-    *failures += 1;
-    let error = single_line(&error.to_string());
-    let msg = if *failures >= 2 {
-        Msg::Down { kind: index, error }
-    } else {
-        Msg::Debug(format!("{name}: the watch failed once: {error}"))
-    };
-    tx.send(msg).await.is_ok()
-}
-
 /// Reads the tracked tips every `interval`: HEAD of a local checkout, or the tracked ref of a
 /// cache clone after a fetch.
 async fn poll_git(
-    targets: tokio::sync::watch::Receiver<Vec<PollTarget>>,
+    targets: tokio::sync::watch::Receiver<Vec<crate::git::poll::PollTarget>>,
     interval: Duration,
     cache_root: PathBuf,
     tx: mpsc::Sender<Msg>,
@@ -1497,7 +1249,7 @@ async fn poll_git(
         let root = cache_root.clone();
         let polled = tokio::task::spawn_blocking(move || {
             list.iter()
-                .map(|t| (t.index, tip_now(t, &root)))
+                .map(|t| (t.index, crate::git::poll::tip_now(t, &root)))
                 .collect::<Vec<_>>()
         })
         .await;
@@ -1510,21 +1262,6 @@ async fn poll_git(
     }
 }
 
-/// The commit a tip is at now.
-fn tip_now(target: &PollTarget, cache_root: &Path) -> Result<String, String> {
-    let text = |e: &dyn std::fmt::Display| single_line(&e.to_string());
-    let repo = if target.local {
-        Repo::open_local(Path::new(&target.location)).map_err(|e| text(&e))?
-    } else {
-        let url = RepoUrl::parse(&target.location).map_err(|e| text(&e))?;
-        let (repo, _) = Repo::open_remote(&url, cache_root).map_err(|e| text(&e))?;
-        repo.fetch().map_err(|e| text(&e))?;
-        repo
-    };
-    let (commit, _) = repo.resolve(&target.rev).map_err(|e| text(&e))?;
-    Ok(commit.to_string())
-}
-
 /// Runs `--exec` once per event, one at a time, each bounded by `timeout`.
 async fn run_hooks(
     command: String,
@@ -1533,7 +1270,7 @@ async fn run_hooks(
     tx: mpsc::Sender<Msg>,
 ) {
     while let Some((object, json)) = events.recv().await {
-        if let Err(message) = run_hook(&command, &json, timeout).await {
+        if let Err(message) = crate::process::run_hook(&command, &json, timeout).await {
             let _ = tx
                 .send(Msg::Hook(format!(
                     "--exec for the event of {object}: {message}"
@@ -1541,78 +1278,6 @@ async fn run_hooks(
                 .await;
         }
     }
-}
-
-async fn run_hook(command: &str, json: &str, timeout: Duration) -> Result<(), String> {
-    use tokio::io::AsyncWriteExt;
-    let mut cmd = tokio::process::Command::new("sh");
-    cmd.arg("-c")
-        .arg(command)
-        .stdin(std::process::Stdio::piped())
-        // Its output goes to our stderr: stdout carries the events.
-        .stdout(hook_stdout())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true);
-    #[cfg(unix)]
-    cmd.process_group(0);
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start sh: {e}"))?;
-    let mut group = KillGroup(child.id());
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let work = async {
-        // A hook that does not read its input closes the pipe; that is its choice.
-        let _ = stdin.write_all(json.as_bytes()).await;
-        let _ = stdin.write_all(b"\n").await;
-        drop(stdin);
-        child.wait().await
-    };
-    let result = tokio::time::timeout(timeout, work).await;
-    match result {
-        Ok(Ok(status)) if status.success() => {
-            group.0 = None;
-            Ok(())
-        }
-        Ok(Ok(status)) => {
-            group.0 = None;
-            Err(format!("it failed ({status})"))
-        }
-        Ok(Err(e)) => Err(format!("waiting for it: {e}")),
-        Err(_) => Err(format!(
-            "it did not finish within {} (--exec-timeout); it was killed",
-            humanize(timeout)
-        )),
-    }
-}
-
-/// Kills a hook's whole process group when dropped armed: on a timeout, or when watch stops
-/// while it runs (a shell's children would outlive it otherwise).
-struct KillGroup(Option<u32>);
-
-impl Drop for KillGroup {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        if let Some(pid) = self.0
-            && let Ok(pid) = libc::pid_t::try_from(pid)
-        {
-            // SAFETY: kill(2) on the process group this program created for its own child.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
-#[cfg(unix)]
-fn hook_stdout() -> std::process::Stdio {
-    use std::os::fd::AsFd;
-    match std::io::stderr().as_fd().try_clone_to_owned() {
-        Ok(fd) => std::process::Stdio::from(fd),
-        Err(_) => std::process::Stdio::null(),
-    }
-}
-
-#[cfg(not(unix))]
-fn hook_stdout() -> std::process::Stdio {
-    std::process::Stdio::null()
 }
 
 #[cfg(test)]
@@ -1724,49 +1389,5 @@ mod tests {
             json!({"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux"}),
         );
         assert!(default.wants(&services, &flux), "a source marker");
-    }
-
-    #[test]
-    fn durations_read_like_flags() {
-        assert_eq!(humanize(Duration::from_millis(500)), "500ms");
-        assert_eq!(humanize(Duration::from_secs(1)), "1s");
-        assert_eq!(humanize(Duration::ZERO), "0s");
-        assert_eq!(humanize(Duration::from_secs(60)), "1m");
-        assert_eq!(humanize(Duration::from_secs(90)), "1m30s");
-        assert_eq!(humanize(Duration::from_secs(7260)), "2h1m");
-    }
-
-    #[test]
-    fn backoff_doubles_to_a_cap_with_jitter() {
-        let mut b = Backoff::new();
-        let first = b.next_delay();
-        assert!(first >= Duration::from_millis(400) && first <= Duration::from_millis(600));
-        for _ in 0..10 {
-            b.next_delay();
-        }
-        let capped = b.next_delay();
-        assert!(capped <= Duration::from_secs(36) && capped >= Duration::from_secs(24));
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(600));
-    }
-
-    #[tokio::test]
-    async fn a_failing_or_hanging_hook_is_reported_not_fatal() {
-        assert_eq!(
-            run_hook("cat >/dev/null", "{}", Duration::from_secs(10)).await,
-            Ok(())
-        );
-        let failed = run_hook("exit 3", "{}", Duration::from_secs(10)).await;
-        assert!(
-            failed.as_ref().is_err_and(|m| m.contains('3')),
-            "{failed:?}"
-        );
-        let started = Instant::now();
-        let hung = run_hook("sleep 30", "{}", Duration::from_millis(300)).await;
-        assert!(
-            hung.as_ref().is_err_and(|m| m.contains("killed")),
-            "{hung:?}"
-        );
-        assert!(started.elapsed() < Duration::from_secs(10));
     }
 }
