@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What the plugin takes from its environment.
 #[derive(Debug, Clone, Default)]
@@ -64,4 +65,11 @@ pub fn relative_to(base: &Path, path: &Path) -> Option<String> {
     let base = base.canonicalize().unwrap_or_else(|_| base.to_path_buf());
     let rel = path.strip_prefix(&base).ok()?;
     Some(rel.to_string_lossy().replace('\\', "/"))
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -7,6 +7,7 @@ mod diff;
 mod revert;
 mod stamp;
 mod trace;
+mod watch;
 
 use std::io::Write;
 
@@ -31,7 +32,7 @@ pub async fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) 
         Command::Diff(args) => diff::run(&cli.global, args, env, &log, out, err).await,
         Command::Blame(args) => blame::run(&cli.global, args, env, &log, out, err).await,
         Command::Completion(args) => completion::script(args, out),
-        Command::Watch(args) => crate::watch::run(&cli.global, args, env, &log, out, err).await,
+        Command::Watch(args) => watch::run(&cli.global, args, env, &log, out, err).await,
         Command::Version(args) => {
             report::render_version(out, &report::VersionReport::current(), args.output)?;
             Ok(Outcome::Clean)
