@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::engine::ServerSide;
+use crate::report::{ColorMode, InfoFormat};
+
 /// Drift, trace, blame and revert of live Kubernetes objects against Git.
 #[derive(Debug, Parser)]
 #[command(
@@ -85,14 +88,6 @@ impl RequestTimeout {
     pub fn limit(self) -> Option<Duration> {
         (!self.0.is_zero()).then_some(self.0)
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum ColorMode {
-    #[default]
-    Auto,
-    Always,
-    Never,
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,21 +169,14 @@ pub struct DiffArgs {
     pub output: crate::report::DiffFormat,
 }
 
-/// `--server-side`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ServerSide {
-    Auto,
-    True,
-    False,
-}
+/// `--server-side`: the engine's mode, parsed by its name.
+impl ValueEnum for ServerSide {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[ServerSide::Auto, ServerSide::True, ServerSide::False]
+    }
 
-impl ServerSide {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServerSide::Auto => "auto",
-            ServerSide::True => "true",
-            ServerSide::False => "false",
-        }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
     }
 }
 
@@ -355,13 +343,6 @@ pub struct CompletionArgs {
     /// The shell to print the script for
     #[arg(value_enum, value_name = "SHELL")]
     pub shell: clap_complete::Shell,
-}
-
-/// The formats of the informational commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum InfoFormat {
-    Text,
-    Json,
 }
 
 /// Parses kubectl's `--request-timeout`: `0`, a plain number of seconds, or a Go-style duration

@@ -12,7 +12,7 @@
 
 use serde_json::Value;
 
-use crate::defaults::{self, Defaults, is_empty};
+use crate::defaults::{Defaults, is_empty};
 use crate::fields::{FieldPath, ManagedEntry, ManagedFields, Segment};
 use crate::normalize;
 use crate::schema::{ListKind, Node, Shape};
@@ -523,31 +523,7 @@ fn diff_values(
 /// Whether desired declares `path` (the field itself, or lies inside a value desired sets as
 /// a whole: an atomic list or a scalar).
 pub fn declares(desired: &Value, path: &FieldPath) -> bool {
-    resolve(desired, path).is_some()
-}
-
-/// Like [`FieldPath::get`], but an associative-list item that leaves out a key field with a
-/// server default (a port's `protocol`, [`defaults::fills_list_key`]) matches the key the
-/// server filled in: desired as written in Git, paths as the server records them.
-pub fn resolve<'a>(value: &'a Value, path: &FieldPath) -> Option<&'a Value> {
-    let mut current = value;
-    for segment in path.segments() {
-        current = match segment {
-            Segment::Field(name) => current.get(name)?,
-            Segment::Key(keys) => current.as_array()?.iter().find(|item| {
-                keys.iter().all(|(k, v)| match item.get(k) {
-                    Some(actual) => &canonical(actual) == v,
-                    None => defaults::fills_list_key(keys.keys().map(String::as_str), k, v),
-                })
-            })?,
-            Segment::Value(v) => current
-                .as_array()?
-                .iter()
-                .find(|item| &canonical(item) == v)?,
-            Segment::Index(i) => current.as_array()?.get(*i)?,
-        };
-    }
-    Some(current)
+    path.resolve(desired).is_some()
 }
 
 /// The shallowest prefix of `path` that desired does not declare; never `.metadata` or its
@@ -657,7 +633,7 @@ pub fn keep_bookkeeping(body: &mut Value, live: &Value, managed: &ManagedFields,
             continue;
         };
         for (name, value) in map {
-            let pointer = format!("/metadata/{section}/{}", normalize::escape(name));
+            let pointer = format!("/metadata/{section}/{}", crate::fields::path::escape(name));
             if normalize::always_ignored(&pointer).is_none()
                 || !body["metadata"][section][name].is_null()
             {
@@ -1020,24 +996,6 @@ mod tests {
                 vec![".spec.ingress[0].ports[0].protocol".to_owned()]
             )]
         );
-    }
-
-    #[test]
-    fn paths_find_items_written_without_a_defaulted_key() {
-        let desired = json!({"spec": {"ports": [{"port": 80}, {"port": 53, "protocol": "UDP"}]}});
-        let key = |port: i64, protocol: &str| {
-            FieldPath::fields(["spec", "ports"]).child(Segment::key([
-                ("port", &json!(port)),
-                ("protocol", &json!(protocol)),
-            ]))
-        };
-        assert_eq!(
-            resolve(&desired, &key(80, "TCP")),
-            Some(&json!({"port": 80}))
-        );
-        assert_eq!(resolve(&desired, &key(80, "UDP")), None);
-        assert!(resolve(&desired, &key(53, "UDP")).is_some());
-        assert_eq!(resolve(&desired, &key(53, "TCP")), None);
     }
 
     #[test]

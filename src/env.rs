@@ -1,8 +1,10 @@
 //! The process environment, read once in `main` and passed down: nothing deeper reads `std::env`.
+//! Paths from the command line are resolved against the working directory read here.
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What the plugin takes from its environment.
 #[derive(Debug, Clone, Default)]
@@ -46,4 +48,28 @@ impl Env {
             test_hook: non_empty("KUBECTL_GITOPS_TEST_HOOK"),
         }
     }
+}
+
+/// `path` made absolute against the working directory, symlinks resolved when it exists.
+pub fn absolute(cwd: &Path, path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        cwd.join(path)
+    };
+    joined.canonicalize().unwrap_or(joined)
+}
+
+/// `path` relative to `base`, with `/` separators; None when it is not inside.
+pub fn relative_to(base: &Path, path: &Path) -> Option<String> {
+    let base = base.canonicalize().unwrap_or_else(|_| base.to_path_buf());
+    let rel = path.strip_prefix(&base).ok()?;
+    Some(rel.to_string_lossy().replace('\\', "/"))
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -18,16 +18,21 @@ pub mod commands;
 pub mod completion;
 pub mod defaults;
 pub mod drift;
+pub mod engine;
 pub mod env;
-pub mod evaluate;
 pub mod fields;
 pub mod git;
+pub mod markers;
 pub mod normalize;
 pub mod object;
+pub mod process;
 pub mod render;
 pub mod report;
+pub mod revert;
 pub mod schema;
 pub mod source;
+pub mod text;
+pub mod watch;
 
 use std::io::Write;
 

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::fields::path::escape;
 use crate::object::ObjectKey;
 
 /// A field that is never drift, with the reason shown by `--show-ignored`.
@@ -140,11 +141,6 @@ pub fn strip(object: &mut Value) {
             metadata.remove(section);
         }
     }
-}
-
-/// RFC 6901 escaping of one reference token.
-pub fn escape(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
 }
 
 /// A user's ignore rule, as Argo CD's `ignoreDifferences`.

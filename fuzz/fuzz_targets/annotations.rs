@@ -6,7 +6,7 @@
 #![no_main]
 
 use kubectl_gitops::git::RepoPath;
-use kubectl_gitops::source::annotations::{
+use kubectl_gitops::markers::{
     BadAnnotation, COMMIT, PATH, REPO, is_k8s_name, parse_flux_revision, parse_origin, parse_stamp,
     parse_tracking_id,
 };

@@ -129,7 +129,7 @@ fn claims_for<'a>(
     path: &FieldPath,
     value: &Value,
 ) -> Vec<Claim<'a>> {
-    let as_written = drift::resolve(written, path);
+    let as_written = path.resolve(written);
     if as_written == Some(value) {
         return Vec::new();
     }
@@ -261,7 +261,7 @@ fn generated_claims<'a>(
         ]
         .into_iter()
         .map(|base| names.iter().fold(base, |p, n| p.child(Segment::field(*n))))
-        .find(|p| drift::resolve(&side.object, p).is_some())
+        .find(|p| p.resolve(&side.object).is_some())
     };
     let mut paths = Vec::new();
     match fields.as_slice() {
@@ -626,7 +626,9 @@ secretGenerator:
         p: &str,
     ) -> Option<(String, usize)> {
         let p = path(p);
-        let value = drift::resolve(desired, &p).unwrap_or_else(|| panic!("{p} in desired"));
+        let value = p
+            .resolve(desired)
+            .unwrap_or_else(|| panic!("{p} in desired"));
         attribute(sides, desired, written, &p, value).map(|c| (c.file.to_owned(), c.line))
     }
 

@@ -80,7 +80,7 @@ pub async fn connect(options: &ConnectOptions, env: &Env) -> Result<Cluster, Clu
             .await
             .map_err(|e| ClusterError::InvalidConfig {
                 context: selection.context.clone(),
-                reason: super::error::single_line(&e.to_string()),
+                reason: crate::text::single_line(&e.to_string()),
             })?;
         let target = Target {
             context: selection.context,
@@ -164,7 +164,7 @@ async fn build_client(
         },
         other => ClusterError::InvalidConfig {
             context: target.context.clone(),
-            reason: super::error::single_line(&other.to_string()),
+            reason: crate::text::single_line(&other.to_string()),
         },
     })
 }
@@ -183,7 +183,7 @@ fn credential_failure(err: &kube::client::AuthError, plugin: &str) -> String {
                 Some(line) => format!(
                     "the exec plugin '{plugin}' failed ({}): {}",
                     out.status,
-                    super::error::single_line(line)
+                    crate::text::single_line(line)
                 ),
                 None => format!("the exec plugin '{plugin}' failed ({})", out.status),
             }
@@ -191,7 +191,7 @@ fn credential_failure(err: &kube::client::AuthError, plugin: &str) -> String {
         AuthError::AuthExecParse(_) | AuthError::ExecPluginFailed => {
             format!("the exec plugin '{plugin}' did not print an ExecCredential with a status")
         }
-        other => super::error::single_line(&other.to_string()),
+        other => crate::text::single_line(&other.to_string()),
     }
 }
 
@@ -208,7 +208,7 @@ fn in_cluster(options: &ConnectOptions, env: &Env) -> Result<(kube::Config, Targ
     }
     let config = kube::Config::incluster().map_err(|e| ClusterError::InvalidConfig {
         context: "in-cluster".to_owned(),
-        reason: super::error::single_line(&e.to_string()),
+        reason: crate::text::single_line(&e.to_string()),
     })?;
     let (namespace, namespace_origin) = match &options.selectors.namespace {
         Some(ns) => (ns.clone(), NamespaceOrigin::Flag),
@@ -282,7 +282,7 @@ impl WatchStream {
                 what: self.what.clone(),
                 code: status.code,
                 reason: status.reason.clone(),
-                message: super::error::single_line(&status.message),
+                message: crate::text::single_line(&status.message),
             }),
         })
     }

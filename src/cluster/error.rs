@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::text::single_line;
+
 /// A failure to reach, authenticate to, or get an answer from the cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -256,11 +258,6 @@ fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
         source = e.source();
     }
     parts.join(": ")
-}
-
-/// Collapses a multi-line message into one line.
-pub fn single_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Reads verb and resource from the API server's RBAC message:

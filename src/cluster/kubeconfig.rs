@@ -142,7 +142,7 @@ fn read_one(path: &Path) -> Result<Kubeconfig, ClusterError> {
     }
     Kubeconfig::read_from(path).map_err(|e| ClusterError::KubeconfigMalformed {
         path: path.to_path_buf(),
-        reason: super::error::single_line(&match &e {
+        reason: crate::text::single_line(&match &e {
             kube::config::KubeconfigError::Parse(inner) => inner.to_string(),
             other => other.to_string(),
         }),

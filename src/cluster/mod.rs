@@ -6,9 +6,10 @@ pub mod discovery;
 mod error;
 pub mod kubeconfig;
 pub mod openapi;
+pub mod watcher;
 
 pub use client::{
     Cluster, ConnectOptions, Impersonation, LiveObject, Target, USER_AGENT, WatchEvent,
     WatchStream, connect,
 };
-pub use error::{ClusterError, single_line};
+pub use error::ClusterError;

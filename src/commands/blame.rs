@@ -1,12 +1,12 @@
 //! `kubectl gitops blame TYPE/NAME`: one GET, the mapping rules, the source file's Git blame at
-//! the applied commit (cached on disk), and managedFields; the pure join is in `blame.rs`.
+//! the applied commit (cached on disk), and managedFields; the pure join is in `crate::blame`.
 
 use std::io::Write;
 
 use anyhow::{Result, anyhow};
 
 use crate::Outcome;
-use crate::blame::{self, GeneratorInput, GitSide, KustomizationSide, PatchSide};
+use crate::blame::{self, GitSide, sides};
 use crate::cli::{BlameArgs, GlobalArgs};
 use crate::cluster;
 use crate::env::Env;
@@ -105,9 +105,9 @@ pub async fn run(
                         .filter(|_| located.built_by.generator.is_none())
                         .and_then(|t| LineIndex::of_document(t, located.lines))
                         .unwrap_or_default();
-                    let patches = patch_sides(&locator, &located, blame_cache.as_deref(), &key);
+                    let patches = sides::patches(&locator, &located, blame_cache.as_deref(), &key);
                     let kustomizations =
-                        kustomization_sides(&locator, &located, blame_cache.as_deref());
+                        sides::kustomizations(&locator, &located, blame_cache.as_deref());
                     Some((located, index, lines, patches, kustomizations))
                 }
                 Err(e) => {
@@ -145,8 +145,8 @@ pub async fn run(
             patches,
             kustomizations,
         });
-    let records = blame::blame(&shown, side.as_ref(), &managed, node);
-    let records = mask_secret(&key, records);
+    let records = blame::annotate(&shown, side.as_ref(), &managed, node);
+    let records = blame::mask_secret(&key, records);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -157,184 +157,10 @@ pub async fn run(
             writeln!(
                 err,
                 "error: {key}: {}; lines show their field managers only",
-                crate::cluster::single_line(&reason)
+                crate::text::single_line(&reason)
             )?;
             Ok(Outcome::Failed)
         }
         None => Ok(Outcome::Clean),
     }
-}
-
-/// The kustomize patches of the object's render root that name this object (same kind and
-/// name, or a `target`), each with its documents' lines and blame.
-fn patch_sides(
-    locator: &Locator,
-    located: &crate::source::Located,
-    blame_cache: Option<&std::path::Path>,
-    key: &ObjectKey,
-) -> Vec<PatchSide> {
-    let mut sides = Vec::new();
-    for (file, bytes, blame) in locator.patch_files(located, blame_cache) {
-        let Ok(text) = std::str::from_utf8(&bytes) else {
-            continue;
-        };
-        let Ok(docs) = crate::render::documents(&file, &bytes) else {
-            continue;
-        };
-        let is_kustomization = crate::render::KUSTOMIZATION_FILES
-            .iter()
-            .any(|k| file.ends_with(k));
-        if is_kustomization {
-            // Inline patches: YAML inside a string; their line is the `patch:` entry's.
-            let Some(k) = docs.first() else { continue };
-            let index = LineIndex::of_document(text, k.lines).unwrap_or_default();
-            for (i, entry) in k.object["patches"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
-                let Some(inline) = entry["patch"].as_str() else {
-                    continue;
-                };
-                let Ok(patch_docs) = crate::render::documents(&file, inline.as_bytes()) else {
-                    continue;
-                };
-                let line = index.line(
-                    &crate::fields::FieldPath::fields(["patches"])
-                        .child(crate::fields::Segment::Index(i))
-                        .child(crate::fields::Segment::field("patch")),
-                );
-                for doc in patch_docs.into_iter().filter(|d| names(d, entry, key)) {
-                    sides.push(PatchSide {
-                        file: file.clone(),
-                        object: doc.object,
-                        lines: LineIndex::default(),
-                        fixed_line: line,
-                        blame: blame.clone(),
-                    });
-                }
-            }
-            continue;
-        }
-        for doc in docs
-            .into_iter()
-            .filter(|d| names(d, &serde_json::Value::Null, key))
-        {
-            let lines = LineIndex::of_document(text, doc.lines).unwrap_or_default();
-            sides.push(PatchSide {
-                file: file.clone(),
-                object: doc.object,
-                lines,
-                fixed_line: None,
-                blame: blame.clone(),
-            });
-        }
-    }
-    sides
-}
-
-/// The kustomizations that generated the object or ran transformers over it, as kustomize's
-/// build metadata names them, each as written at the applied commit with its blame; and the
-/// render root's, whose generators may have made an object this one refers to. A kustomization
-/// that cannot be read is left out: its values then show as their nearest written line.
-fn kustomization_sides(
-    locator: &Locator,
-    located: &crate::source::Located,
-    blame_cache: Option<&std::path::Path>,
-) -> Vec<KustomizationSide> {
-    let built = &located.built_by;
-    let mut dirs: Vec<&str> = Vec::new();
-    for builtin in built.generator.iter().chain(&built.transformers) {
-        if !dirs.contains(&builtin.dir.as_str()) {
-            dirs.push(&builtin.dir);
-        }
-    }
-    let root = located.render_root.trim_start_matches("./");
-    let root = if root == "." { "" } else { root };
-    if !dirs.is_empty() && !dirs.contains(&root) {
-        dirs.push(root);
-    }
-    let mut sides = Vec::new();
-    for dir in dirs {
-        let Ok(base) = crate::git::RepoPath::parse(dir) else {
-            continue;
-        };
-        let Some((file, bytes, blame)) =
-            crate::render::KUSTOMIZATION_FILES.iter().find_map(|name| {
-                let file = base.join(name).ok()?;
-                let (bytes, blame) = locator.file_with_blame(located, &file, blame_cache).ok()?;
-                Some((file, bytes, blame))
-            })
-        else {
-            continue;
-        };
-        let Some(doc) = crate::render::documents(file.as_str(), &bytes)
-            .ok()
-            .and_then(|docs| docs.into_iter().next())
-        else {
-            continue;
-        };
-        let lines = std::str::from_utf8(&bytes)
-            .ok()
-            .and_then(|t| LineIndex::of_document(t, doc.lines))
-            .unwrap_or_default();
-        let inputs = blame::generator_inputs(&doc.object, &located.desired)
-            .into_iter()
-            .filter_map(|written| {
-                let input = base.join(&written).ok()?;
-                let (bytes, blame) = locator.file_with_blame(located, &input, blame_cache).ok()?;
-                Some(GeneratorInput {
-                    written,
-                    file: input.as_str().to_owned(),
-                    text: String::from_utf8_lossy(&bytes).into_owned(),
-                    blame,
-                })
-            })
-            .collect();
-        sides.push(KustomizationSide {
-            file: file.as_str().to_owned(),
-            object: doc.object,
-            lines,
-            blame,
-            transformers: built
-                .transformers
-                .iter()
-                .filter(|t| t.dir == dir)
-                .map(|t| t.kind.clone())
-                .collect(),
-            generated: built.generator.as_ref().is_some_and(|g| g.dir == dir),
-            inputs,
-        });
-    }
-    sides
-}
-
-/// Whether a patch document (or its kustomization entry's `target`) names the object, by kind
-/// and by a name the live name contains (namePrefix and nameSuffix apply to patches too).
-fn names(doc: &crate::render::Document, entry: &serde_json::Value, key: &ObjectKey) -> bool {
-    let kind = entry["target"]["kind"]
-        .as_str()
-        .or(doc.object["kind"].as_str());
-    let name = entry["target"]["name"]
-        .as_str()
-        .or(doc.object["metadata"]["name"].as_str());
-    kind == Some(key.kind.as_str()) && name.is_some_and(|n| key.name.contains(n))
-}
-
-/// Secret values never reach the output: their lines keep the key, the value is masked.
-fn mask_secret(key: &ObjectKey, mut records: Vec<blame::BlameRecord>) -> Vec<blame::BlameRecord> {
-    if !(key.group.is_empty() && key.kind == "Secret") {
-        return records;
-    }
-    for r in &mut records {
-        if (r.path.starts_with(".data.")
-            || r.path.starts_with(".stringData.")
-            || r.path.starts_with(".data["))
-            && let Some((label, _)) = r.text.split_once(": ")
-        {
-            r.text = format!("{label}: (hidden)");
-        }
-    }
-    records
 }

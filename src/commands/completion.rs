@@ -26,7 +26,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `kubectl gitops completion SHELL`.
 pub fn script(args: &CompletionArgs, out: &mut dyn Write) -> Result<Outcome> {
-    report::render_completion_script(out, args.shell)?;
+    report::render_completion_script(out, Cli::command(), args.shell)?;
     Ok(Outcome::Clean)
 }
 

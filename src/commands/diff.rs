@@ -8,8 +8,8 @@ use anyhow::Result;
 use crate::Outcome;
 use crate::cli::{DiffArgs, GlobalArgs};
 use crate::drift::{DriftReport, FieldReport};
+use crate::engine::{Engine, Options, Scope};
 use crate::env::Env;
-use crate::evaluate::{Engine, Options, Scope};
 use crate::normalize::{self, IgnoreRule};
 use crate::object::ObjectKey;
 use crate::report::{self, Log};
@@ -41,7 +41,7 @@ pub async fn run(
         refresh_discovery: args.refresh_discovery,
         summaries: false,
     };
-    let mut engine = Engine::connect(global, env, scope, options).await?;
+    let mut engine = Engine::connect(&super::connect_options(global)?, env, scope, options).await?;
     let evaluation = engine.evaluate(env, log, err).await?;
     let report = DriftReport::new(args.server_side.as_str(), evaluation.reports());
     report::render_diff(out, &report, args.output)?;

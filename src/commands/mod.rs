@@ -10,7 +10,6 @@ mod trace;
 mod watch;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
@@ -63,21 +62,4 @@ pub(crate) fn connect_options(global: &GlobalArgs) -> Result<ConnectOptions> {
         impersonate,
         request_timeout: global.request_timeout.and_then(|t| t.limit()),
     })
-}
-
-/// `path` made absolute against the working directory, symlinks resolved when it exists.
-pub(crate) fn absolute(cwd: &Path, path: &Path) -> PathBuf {
-    let joined = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        cwd.join(path)
-    };
-    joined.canonicalize().unwrap_or(joined)
-}
-
-/// `path` relative to `base`, with `/` separators; None when it is not inside.
-pub(crate) fn relative_to(base: &Path, path: &Path) -> Option<String> {
-    let base = base.canonicalize().unwrap_or_else(|_| base.to_path_buf());
-    let rel = path.strip_prefix(&base).ok()?;
-    Some(rel.to_string_lossy().replace('\\', "/"))
 }

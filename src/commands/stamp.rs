@@ -11,9 +11,9 @@ use crate::Outcome;
 use crate::cli::StampArgs;
 use crate::env::Env;
 use crate::git::{Repo, RepoPath};
+use crate::markers::{COMMIT, PATH, REPO};
 use crate::render;
 use crate::report::Log;
-use crate::source::annotations::{COMMIT, PATH, REPO};
 
 pub fn run(
     args: &StampArgs,
@@ -23,11 +23,11 @@ pub fn run(
     err: &mut dyn Write,
 ) -> Result<Outcome> {
     let cwd = env.cwd.clone().unwrap_or_else(|| PathBuf::from("."));
-    let target = super::absolute(&cwd, &args.path);
+    let target = crate::env::absolute(&cwd, &args.path);
     let repo_dir = args
         .repo
         .as_ref()
-        .map(|r| super::absolute(&cwd, r))
+        .map(|r| crate::env::absolute(&cwd, r))
         .unwrap_or_else(|| {
             if target.is_dir() {
                 target.clone()
@@ -43,7 +43,7 @@ pub fn run(
         .workdir()
         .context("stamp needs a checkout with a working tree, not a bare repository")?
         .to_path_buf();
-    let relative = super::relative_to(&workdir, &target).with_context(|| {
+    let relative = crate::env::relative_to(&workdir, &target).with_context(|| {
         format!(
             "{} is not inside the repository at {}",
             args.path.display(),

@@ -29,11 +29,7 @@ pub async fn run(
     let mut failed = false;
     let mut report_error = |err: &mut dyn Write, what: &str, message: String| {
         failed = true;
-        let _ = writeln!(
-            err,
-            "error: {what}: {}",
-            crate::cluster::single_line(&message)
-        );
+        let _ = writeln!(err, "error: {what}: {}", crate::text::single_line(&message));
     };
 
     let mut live_objects: Vec<LiveObject> = Vec::new();

@@ -147,6 +147,33 @@ impl FieldPath {
         self.walk(object, |_| {})
     }
 
+    /// Like [`FieldPath::get`], but an associative-list item that leaves out a key field with a
+    /// server default (a port's `protocol`, [`crate::defaults::fills_list_key`]) matches the key
+    /// the server filled in: desired as written in Git, paths as the server records them.
+    pub fn resolve<'a>(&self, value: &'a Value) -> Option<&'a Value> {
+        let canonical = |v: &Value| serde_json::to_string(v).expect("JSON values serialise");
+        let mut current = value;
+        for segment in self.segments() {
+            current = match segment {
+                Segment::Field(name) => current.get(name)?,
+                Segment::Key(keys) => current.as_array()?.iter().find(|item| {
+                    keys.iter().all(|(k, v)| match item.get(k) {
+                        Some(actual) => &canonical(actual) == v,
+                        None => {
+                            crate::defaults::fills_list_key(keys.keys().map(String::as_str), k, v)
+                        }
+                    })
+                })?,
+                Segment::Value(v) => current
+                    .as_array()?
+                    .iter()
+                    .find(|item| &canonical(item) == v)?,
+                Segment::Index(i) => current.as_array()?.get(*i)?,
+            };
+        }
+        Some(current)
+    }
+
     /// The RFC 6901 pointer to this path in a concrete object, keys and set values resolved to
     /// the index of the matching element (as [`FieldPath::get`]); `None` when it is absent.
     /// The root is `""`.
@@ -155,7 +182,7 @@ impl FieldPath {
         self.walk(object, |step| {
             pointer.push('/');
             match step {
-                Step::Member(name) => pointer.push_str(&crate::normalize::escape(name)),
+                Step::Member(name) => pointer.push_str(&escape(name)),
                 Step::Element(index) => pointer.push_str(&index.to_string()),
             }
         })?;
@@ -203,6 +230,11 @@ impl FieldPath {
         }
         Some(here)
     }
+}
+
+/// RFC 6901 escaping of one reference token.
+pub fn escape(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
 }
 
 enum Step<'a> {
@@ -579,5 +611,20 @@ mod tests {
         for (value, want) in cases {
             assert_eq!(canonical_json(&value), want);
         }
+    }
+
+    #[test]
+    fn paths_find_items_written_without_a_defaulted_key() {
+        let desired = json!({"spec": {"ports": [{"port": 80}, {"port": 53, "protocol": "UDP"}]}});
+        let key = |port: i64, protocol: &str| {
+            FieldPath::fields(["spec", "ports"]).child(Segment::key([
+                ("port", &json!(port)),
+                ("protocol", &json!(protocol)),
+            ]))
+        };
+        assert_eq!(key(80, "TCP").resolve(&desired), Some(&json!({"port": 80})));
+        assert_eq!(key(80, "UDP").resolve(&desired), None);
+        assert!(key(53, "UDP").resolve(&desired).is_some());
+        assert_eq!(key(53, "TCP").resolve(&desired), None);
     }
 }

@@ -6,6 +6,7 @@
 
 mod blame;
 mod path;
+pub mod poll;
 mod remote;
 mod repo;
 mod tree;

@@ -5,7 +5,7 @@ use std::io::Write;
 use anstyle::AnsiColor;
 use serde::Serialize;
 
-use super::time::{format_time, relative};
+use super::time::{format_time, parse_rfc3339, relative};
 use crate::blame::{BlameRecord, Origin};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -117,36 +117,5 @@ fn prefix(origin: &Origin, time: TimeFormat, now: i64) -> (String, anstyle::Styl
             )
         }
         Origin::ServerDefault => ("(server default)".to_owned(), DEFAULTED),
-    }
-}
-
-/// `2026-11-26T07:00:00Z` → Unix seconds (managedFields times are UTC, second precision).
-pub fn parse_rfc3339(text: &str) -> Option<i64> {
-    let (date, clock) = text.trim_end_matches('Z').split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut c = clock.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, min, s) = (c.next()??, c.next()??, c.next()??);
-    // Days from civil (Howard Hinnant).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + min * 60 + s)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_round_trips_with_format_time() {
-        let t = parse_rfc3339("2023-11-14T22:13:20Z").unwrap();
-        assert_eq!(t, 1_700_000_000);
-        assert_eq!(format_time(t, 0), "2023-11-14 22:13 +0000");
-        assert_eq!(parse_rfc3339("nonsense"), None);
     }
 }

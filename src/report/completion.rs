@@ -3,8 +3,6 @@
 
 use std::io::Write;
 
-use clap::CommandFactory;
-
 use crate::completion::Candidate;
 
 /// One candidate per line, `value<TAB>help` when there is help, then `:<directive>`.
@@ -30,13 +28,14 @@ pub fn render_candidates(
     writeln!(out, ":{directive}")
 }
 
-/// The completion script of `shell` for the `kubectl-gitops` command.
+/// The completion script of `shell` for `command`, the whole command line.
 pub fn render_completion_script(
     out: &mut dyn Write,
+    command: clap::Command,
     shell: clap_complete::Shell,
 ) -> std::io::Result<()> {
     // Named as the binary is on PATH: shells complete commands, and `kubectl gitops` is two.
-    let mut command = crate::cli::Cli::command().name("kubectl-gitops");
+    let mut command = command.name("kubectl-gitops");
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut command, "kubectl-gitops", &mut script);
     out.write_all(&script)
@@ -44,6 +43,8 @@ pub fn render_completion_script(
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
     #[test]
@@ -75,7 +76,7 @@ mod tests {
             clap_complete::Shell::Fish,
         ] {
             let mut out = Vec::new();
-            render_completion_script(&mut out, shell).unwrap();
+            render_completion_script(&mut out, crate::cli::Cli::command(), shell).unwrap();
             let script = String::from_utf8(out).unwrap();
             assert!(script.contains("kubectl-gitops"), "{shell}: {script}");
             assert!(script.contains("blame"), "{shell}");

@@ -5,8 +5,8 @@ use std::io::Write;
 use k8s_openapi::apimachinery::pkg::version::Info;
 use serde::Serialize;
 
+use super::InfoFormat;
 use super::LABEL;
-use crate::cli::InfoFormat;
 use crate::cluster::Target;
 use crate::cluster::kubeconfig::{KubeconfigOrigin, NamespaceOrigin};
 

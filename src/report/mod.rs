@@ -13,7 +13,7 @@ mod trace;
 mod version;
 mod watch;
 
-pub use blame::{BlameFormat, TimeFormat, parse_rfc3339, render_blame};
+pub use blame::{BlameFormat, TimeFormat, render_blame};
 pub use completion::{render_candidates, render_completion_script};
 pub use context::{ContextReport, render_context};
 pub use diff::{DiffFormat, render_diff, summary_line};
@@ -32,7 +32,6 @@ use anstream::{AutoStream, ColorChoice};
 use anstyle::{AnsiColor, Style};
 use serde::Serialize;
 
-use crate::cli::ColorMode;
 use crate::env::Env;
 
 /// The `apiVersion` of every machine-readable document we print.
@@ -42,6 +41,22 @@ pub const API_VERSION: &str = "kubectl-gitops.dev/v1alpha1";
 pub const LABEL: Style = Style::new().bold();
 pub const ERROR: Style = AnsiColor::Red.on_default().bold();
 pub const WARNING: Style = AnsiColor::Yellow.on_default().bold();
+
+/// `--color`: when to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorMode {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// The formats of the informational commands (`context`, `version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InfoFormat {
+    Text,
+    Json,
+}
 
 /// The colour decision for stdout and stderr.
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +90,7 @@ impl Terminal {
 
     /// Prints `error: <message>` as one line.
     pub fn error_line(&self, err: &mut dyn Write, message: &str) {
-        let one_line = crate::cluster::single_line(message);
+        let one_line = crate::text::single_line(message);
         let _ = writeln!(err, "{ERROR}error:{ERROR:#} {one_line}");
     }
 }

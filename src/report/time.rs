@@ -1,4 +1,5 @@
-//! Commit times for people: `2026-11-20 10:04 +0100`, or relative (`3h ago`).
+//! Commit times for people: `2026-11-20 10:04 +0100`, or relative (`3h ago`); the API server's
+//! RFC 3339 times, written and read.
 
 /// `YYYY-MM-DD HH:MM ±HHMM` in the commit's own offset.
 pub fn format_time(unix: i64, offset_seconds: i32) -> String {
@@ -28,6 +29,24 @@ pub fn rfc3339(unix: i64) -> String {
         secs % 3600 / 60,
         secs % 60
     )
+}
+
+/// `2026-11-26T07:00:00Z` → Unix seconds (managedFields times are UTC, second precision).
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let (date, clock) = text.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut c = clock.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, min, s) = (c.next()??, c.next()??, c.next()??);
+    // Days from civil (Howard Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + min * 60 + s)
 }
 
 /// `42s ago`, `5m ago`, `3h ago`, `12d ago`.
@@ -83,5 +102,13 @@ mod tests {
         assert_eq!(relative(100, 130), "30s ago");
         assert_eq!(relative(0, 3 * 3600 + 5), "3h ago");
         assert_eq!(relative(0, 3 * 86_400), "3d ago");
+    }
+
+    #[test]
+    fn rfc3339_round_trips_with_format_time() {
+        let t = parse_rfc3339("2023-11-14T22:13:20Z").unwrap();
+        assert_eq!(t, 1_700_000_000);
+        assert_eq!(format_time(t, 0), "2023-11-14 22:13 +0000");
+        assert_eq!(parse_rfc3339("nonsense"), None);
     }
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::cli::InfoFormat;
+use super::InfoFormat;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -27,7 +27,7 @@ impl VersionReport {
 pub fn render_version(
     out: &mut dyn Write,
     report: &VersionReport,
-    format: crate::cli::InfoFormat,
+    format: InfoFormat,
 ) -> std::io::Result<()> {
     match format {
         InfoFormat::Json => super::write_json(out, "Version", report),

@@ -226,7 +226,7 @@ fn short_value(value: Option<&Value>) -> String {
         Some(Value::String(s)) => s.clone(),
         Some(v) => v.to_string(),
     };
-    let text = crate::cluster::single_line(&text);
+    let text = crate::text::single_line(&text);
     if text.chars().count() > MAX {
         let cut: String = text.chars().take(MAX - 1).collect();
         format!("{cut}…")

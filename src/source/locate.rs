@@ -766,7 +766,7 @@ impl Locator {
                 "{}: could not fetch the tracked branch ({}); using the cached copy, which may be \
                  behind the remote",
                 repo.display_name(),
-                crate::cluster::single_line(&e.to_string())
+                crate::text::single_line(&e.to_string())
             )),
         }
     }

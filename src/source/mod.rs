@@ -3,7 +3,6 @@
 //! repository. [`pointer`] reads what the object and its reconciler say (cluster only);
 //! [`locate`] then reads Git to find the file, lines and commits.
 
-pub mod annotations;
 mod locate;
 mod reconciler;
 
@@ -14,9 +13,9 @@ use serde::Serialize;
 
 use crate::cluster::{ClusterError, LiveObject};
 use crate::git::{GitError, RepoPath, RepoUrl};
+use crate::markers::{self, BadAnnotation};
 use crate::object::ObjectKey;
 use crate::render::{Overlay, RenderError};
-use annotations::BadAnnotation;
 
 /// Which rule found the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -147,15 +146,15 @@ pub async fn pointer(
     };
     let label = |key: &str| live["metadata"]["labels"][key].as_str().map(str::to_owned);
 
-    if let Some(stamp) = annotations::parse_stamp(annotation)? {
+    if let Some(stamp) = markers::parse_stamp(annotation)? {
         let mut p = Pointer::new(Rule::Annotations);
         p.repo = Some(stamp.repo);
         p.file = Some(stamp.path);
         p.applied_commit = stamp.commit;
         return Ok(Some(p));
     }
-    if let Some(text) = annotation(annotations::KUSTOMIZE_ORIGIN) {
-        let origin = annotations::parse_origin(&text)?;
+    if let Some(text) = annotation(markers::KUSTOMIZE_ORIGIN) {
+        let origin = markers::parse_origin(&text)?;
         let mut p = Pointer::new(Rule::KustomizeOrigin);
         p.repo = origin.repo;
         p.origin_path = Some(origin.path);
@@ -185,13 +184,13 @@ pub fn has_marker(live: &LiveObject) -> bool {
     let annotations = &live["metadata"]["annotations"];
     let labels = &live["metadata"]["labels"];
     [
-        annotations::REPO,
-        annotations::PATH,
-        annotations::KUSTOMIZE_ORIGIN,
-        annotations::ARGO_TRACKING_ID,
+        markers::REPO,
+        markers::PATH,
+        markers::KUSTOMIZE_ORIGIN,
+        markers::ARGO_TRACKING_ID,
     ]
     .iter()
     .any(|k| annotations[*k].is_string())
-        || labels[annotations::FLUX_NAME].is_string()
-        || labels[annotations::ARGO_INSTANCE].is_string()
+        || labels[markers::FLUX_NAME].is_string()
+        || labels[markers::ARGO_INSTANCE].is_string()
 }

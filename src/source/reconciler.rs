@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::annotations::{self, ARGO_INSTANCE, ARGO_TRACKING_ID, FLUX_NAME, FLUX_NAMESPACE};
 use super::{Pointer, Rule, SourceError};
 use crate::cluster::cache::CachedDiscovery;
 use crate::cluster::{Cluster, LiveObject};
 use crate::git::{RepoPath, RepoUrl};
+use crate::markers::{self, ARGO_INSTANCE, ARGO_TRACKING_ID, FLUX_NAME, FLUX_NAMESPACE};
 use crate::object::ObjectKey;
 use crate::render::Overlay;
 
@@ -88,7 +88,7 @@ pub async fn reconciler_pointer(
         return result;
     }
     if let Some(text) = annotation(ARGO_TRACKING_ID) {
-        let id = annotations::parse_tracking_id(&text)?;
+        let id = markers::parse_tracking_id(&text)?;
         // Argo CD itself ignores a tracking id that names another object (a copied annotation).
         let names_this = key.is_some_and(|k| {
             k.kind == id.kind
@@ -173,7 +173,7 @@ async fn flux(
         })?;
     let url = git_repo["spec"]["url"].as_str().unwrap_or_default();
     let bad = |field: &str, reason: String| {
-        SourceError::BadAnnotation(annotations::BadAnnotation {
+        SourceError::BadAnnotation(markers::BadAnnotation {
             key: format!("GitRepository {source_ns}/{source_name} {field}"),
             value_hint: String::new(),
             reason,
@@ -200,7 +200,7 @@ async fn flux(
         .as_str()
         .filter(|r| !r.is_empty())
     {
-        p.applied_commit = Some(annotations::parse_flux_revision(rev)?.commit);
+        p.applied_commit = Some(markers::parse_flux_revision(rev)?.commit);
     }
     p.overlay = Overlay {
         target_namespace: spec["targetNamespace"].as_str().map(str::to_owned),
@@ -235,7 +235,7 @@ async fn flux(
 }
 
 fn bad_ks(reconciler: &str, field: &str, reason: String) -> SourceError {
-    SourceError::BadAnnotation(annotations::BadAnnotation {
+    SourceError::BadAnnotation(markers::BadAnnotation {
         key: format!("{reconciler} {field}"),
         value_hint: String::new(),
         reason,
@@ -367,7 +367,7 @@ async fn argo(
         .or_else(|| application["status"]["sync"]["revisions"][0].as_str());
     if let Some(rev) = revision.filter(|r| !r.is_empty()) {
         p.applied_commit = Some(
-            annotations::parse_flux_revision(rev)
+            markers::parse_flux_revision(rev)
                 .map_err(|e| bad_ks(&display, "status.sync.revision", e.reason))?
                 .commit,
         );

@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 use crate::git::{CommitId, GitError, Repo, RepoPath};
+use crate::markers::KUSTOMIZE_ORIGIN;
 use crate::object::ObjectKey;
-use crate::source::annotations::KUSTOMIZE_ORIGIN;
 
 /// kustomize's `buildMetadata: [transformerAnnotations]` record: each transformer that ran.
 pub const KUSTOMIZE_TRANSFORMATIONS: &str = "alpha.config.kubernetes.io/transformations";
@@ -382,7 +382,7 @@ pub fn kustomize_recording(
         let origin = remove_annotation(&mut doc.object, KUSTOMIZE_ORIGIN, !had_origin);
         if let Some(origin) = origin
             .as_deref()
-            .and_then(|o| crate::source::annotations::parse_origin(o).ok())
+            .and_then(|o| crate::markers::parse_origin(o).ok())
             && let Ok(file) = root.join(&origin.path)
         {
             doc.file = file.as_str().to_owned();

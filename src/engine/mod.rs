@@ -2,6 +2,11 @@
 //! Git, offline first, with server-side-apply dry runs where the mode asks for them, every
 //! drifted field attributed. Commands turn its results into reports or writes.
 
+mod dry_run;
+mod missing;
+mod verdict;
+mod work;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,20 +16,24 @@ use anyhow::Result;
 use serde_json::Value;
 
 use crate::applied;
-use crate::cli::ServerSide;
 use crate::cluster::cache::CachedDiscovery;
 use crate::cluster::discovery::Resource;
-use crate::cluster::{self, Cluster, ClusterError, LiveObject, single_line};
-use crate::drift::{
-    self, Change, FieldReport, ObjectReport, Offline, SourceSummary, Status, Verdict, Why,
-};
+use crate::cluster::{self, Cluster, ClusterError, ConnectOptions, LiveObject};
+use crate::drift::{self, ObjectReport, Offline, SourceSummary, Status, Verdict};
 use crate::env::Env;
-use crate::fields::{FieldPath, ManagedFields};
+use crate::fields::ManagedFields;
 use crate::normalize::{IgnoreRule, RepoConfig};
 use crate::object::ObjectKey;
 use crate::report::Log;
 use crate::schema::Schemas;
 use crate::source::{self, Located, Locator, ReconcilerCache, RepoChoice, SourceError};
+use crate::text::single_line;
+use dry_run::DryRuns;
+use missing::Declared;
+use verdict::{bare, verdict};
+use work::set_namespace;
+
+pub use work::{Evaluated, Evaluation, ListedKind, MissingObject, Summary, Work, place};
 
 /// Kinds never listed for the default scope: high-churn, controller-made, never from Git.
 pub const SKIPPED_KINDS: &[&str] = &[
@@ -56,6 +65,27 @@ pub struct Scope {
     pub against: Option<String>,
 }
 
+/// When to ask the server for a server-side-apply dry run (`--server-side`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerSide {
+    /// Only for objects the offline comparison could not prove in sync.
+    Auto,
+    /// For every object.
+    True,
+    /// Never.
+    False,
+}
+
+impl ServerSide {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerSide::Auto => "auto",
+            ServerSide::True => "true",
+            ServerSide::False => "false",
+        }
+    }
+}
+
 /// How to evaluate.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -69,139 +99,6 @@ pub struct Options {
     /// that are not in sync is kept (revert writes them back), and of the others only the
     /// report.
     pub summaries: bool,
-}
-
-/// What a caller that follows objects (watch) keeps of one once its verdict is made: enough to
-/// tell a later change of the live object from bookkeeping, and where Git's side is read.
-#[derive(Debug, Clone)]
-pub struct Summary {
-    pub resource_version: String,
-    /// [`crate::object::content_digest`] of live as the server sent it.
-    pub content: u64,
-    pub repo_key: String,
-    /// The checkout's path, or the URL.
-    pub repo: String,
-    pub local_checkout: bool,
-    pub tracked_ref: Option<String>,
-    pub tracked_commit: Option<String>,
-    /// The commit desired was read at (the applied one, else the tip).
-    pub read_at: String,
-    /// Git declares the object at the tip.
-    pub declared: bool,
-}
-
-/// One live object on its way through the comparison; kept after the verdict so that `revert`
-/// can write desired back and `watch` can compare the next version of the object.
-pub struct Work {
-    pub key: ObjectKey,
-    pub resource: Resource,
-    pub live: LiveObject,
-    pub pointer: Option<source::Pointer>,
-    pub located: Located,
-    pub managed: ManagedFields,
-    /// The reconciler's field managers (the first is the one to apply as).
-    pub reconciler: Vec<String>,
-    pub offline: Offline,
-    /// Fields Git does not declare that only out-of-band managers own.
-    pub extra: Vec<Change>,
-    pub dry_run: Option<Result<Vec<Change>, String>>,
-    /// The digest of live before managedFields was dropped, when summaries are wanted.
-    content: Option<u64>,
-}
-
-impl Work {
-    /// What a follower keeps of this work.
-    pub fn summary(&self) -> Summary {
-        let located = &self.located;
-        Summary {
-            resource_version: self.live["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            content: self
-                .content
-                .unwrap_or_else(|| crate::object::content_digest(&self.live)),
-            repo_key: located.repo_key.clone(),
-            repo: located.repo.clone(),
-            local_checkout: located.local_checkout,
-            tracked_ref: located.tracked_ref.clone(),
-            tracked_commit: located.tracked_commit.clone(),
-            read_at: located.read_at.clone(),
-            declared: located.desired_at_tip.is_some(),
-        }
-    }
-
-    /// Desired as the API takes it (in the live object's namespace), when Git still declares
-    /// the object.
-    pub fn desired(&self) -> Option<Value> {
-        Some(self.desired_shared()?.into_owned())
-    }
-
-    /// [`Work::desired`], copied only when it needs the namespace filled in.
-    fn desired_shared(&self) -> Option<std::borrow::Cow<'_, Value>> {
-        let at_tip = self.located.desired_at_tip.as_deref()?;
-        let placed = !at_tip["metadata"]["namespace"].is_null()
-            || self.live["metadata"]["namespace"].is_null();
-        if placed {
-            return Some(std::borrow::Cow::Borrowed(at_tip));
-        }
-        let mut desired = at_tip.clone();
-        place(&mut desired, &self.live);
-        Some(std::borrow::Cow::Owned(desired))
-    }
-
-    /// The field manager to apply desired as: the reconciler's own.
-    pub fn manager(&self) -> String {
-        self.reconciler
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "kubectl-gitops".into())
-    }
-}
-
-/// One object's verdict, with what it was made from (none for objects that never got that far:
-/// missing, no source, errors).
-pub struct Evaluated {
-    pub report: ObjectReport,
-    /// Boxed: most objects keep none, and a run keeps an `Evaluated` for every object.
-    pub work: Option<Box<Work>>,
-    /// With [`Options::summaries`], for every object that was located.
-    pub summary: Option<Summary>,
-    /// For a missing object: what Git declares, for `revert` to create it again.
-    pub missing: Option<MissingObject>,
-}
-
-/// An object Git declares and the cluster does not have, ready to be created again: desired
-/// in the namespace it belongs in, carrying the source markers its siblings carry (so that it
-/// is found again the way they are), and who would apply it.
-pub struct MissingObject {
-    pub desired: Value,
-    /// The field manager the reconciler of its siblings applies as.
-    pub manager: String,
-    pub reconciler: Option<source::Reconciler>,
-}
-
-/// A kind that was listed, and from which resourceVersion a watch can follow it.
-#[derive(Debug, Clone)]
-pub struct ListedKind {
-    pub resource: Resource,
-    pub namespace: Option<String>,
-    pub resource_version: String,
-}
-
-/// Everything one evaluation found.
-pub struct Evaluation {
-    pub items: Vec<Evaluated>,
-    /// Some object or kind could not be evaluated (already said on stderr).
-    pub failed: bool,
-    pub kinds: Vec<ListedKind>,
-}
-
-impl Evaluation {
-    /// The reports alone, for rendering.
-    pub fn reports(&self) -> Vec<ObjectReport> {
-        self.items.iter().map(|e| e.report.clone()).collect()
-    }
 }
 
 /// A connected cluster and a Git locator, reused across evaluations (watch evaluates again and
@@ -226,15 +123,14 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Connects to the cluster the global flags name and reads discovery (disk-cached).
+    /// Connects to the cluster `connect` names and reads discovery (disk-cached).
     pub async fn connect(
-        global: &crate::cli::GlobalArgs,
+        connect: &ConnectOptions,
         env: &Env,
         scope: Scope,
         options: Options,
     ) -> Result<Engine> {
-        let connect_options = crate::commands::connect_options(global)?;
-        let cluster = cluster::connect(&connect_options, env).await?;
+        let cluster = cluster::connect(connect, env).await?;
         let cache_dir = env.cache_dir.clone();
         let discovery =
             CachedDiscovery::read(&cluster, cache_dir.as_deref(), options.refresh_discovery)
@@ -611,7 +507,7 @@ impl Engine {
         let repo_dir = scope
             .repo
             .as_deref()
-            .map(|r| crate::commands::absolute(&cwd, std::path::Path::new(r)))
+            .map(|r| crate::env::absolute(&cwd, std::path::Path::new(r)))
             .unwrap_or_else(|| cwd.clone());
         let repo = crate::git::Repo::open_local(&repo_dir)?;
         let workdir = repo
@@ -620,8 +516,8 @@ impl Engine {
             .to_path_buf();
         let (commit, _) = repo.resolve(scope.against.as_deref().unwrap_or("HEAD"))?;
         for file in &scope.files {
-            let target = crate::commands::absolute(&cwd, file);
-            let relative = crate::commands::relative_to(&workdir, &target).ok_or_else(|| {
+            let target = crate::env::absolute(&cwd, file);
+            let relative = crate::env::relative_to(&workdir, &target).ok_or_else(|| {
                 anyhow::anyhow!(
                     "-f {}: not inside the repository at {}",
                     file.display(),
@@ -1040,219 +936,6 @@ fn named_not_listed(
     Ok(failed)
 }
 
-/// Server-side-apply dry runs in flight, a bounded number at once.
-struct DryRuns {
-    tasks: tokio::task::JoinSet<(usize, Result<Value, ClusterError>)>,
-    permits: Arc<tokio::sync::Semaphore>,
-    started: usize,
-}
-
-impl DryRuns {
-    fn new(concurrency: u16) -> DryRuns {
-        DryRuns {
-            tasks: tokio::task::JoinSet::new(),
-            permits: Arc::new(tokio::sync::Semaphore::new(usize::from(concurrency))),
-            started: 0,
-        }
-    }
-
-    /// Starts the dry run of `w`, whose result goes to the work at `index`.
-    fn spawn(&mut self, cluster: &Cluster, index: usize, w: &Work) {
-        let mut desired = w.desired().expect("only objects Git declares are dry-run");
-        let cluster = cluster.clone();
-        let resource = w.resource.clone();
-        let ns = w.key.namespace.clone();
-        let manager = w.manager();
-        // As the reconciler applies it: with the bookkeeping labels it owns.
-        drift::keep_bookkeeping(&mut desired, &w.live, &w.managed, &manager);
-        let permits = self.permits.clone();
-        self.started += 1;
-        self.tasks.spawn(async move {
-            let _permit = permits
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
-            let result = cluster
-                .apply_dry_run(&resource, ns.as_deref(), &desired, &manager)
-                .await;
-            (index, result)
-        });
-    }
-
-    /// Waits for every dry run and compares its answer with live.
-    async fn collect(
-        mut self,
-        work: &mut [Work],
-        schemas: &Schemas,
-        server_side: ServerSide,
-        progress: &indicatif::ProgressBar,
-        err: &mut dyn Write,
-    ) -> Result<()> {
-        let mut forbidden_said = false;
-        while let Some(joined) = self.tasks.join_next().await {
-            progress.inc(1);
-            let (i, result) = joined.expect("a dry-run task does not panic");
-            let w = &mut work[i];
-            match result {
-                Ok(after) => {
-                    let node =
-                        schemas.kind(&w.resource.group, &w.resource.version, &w.resource.kind);
-                    w.dry_run = Some(Ok(drift::compare_objects(&after, &w.live, node)));
-                }
-                Err(ClusterError::Forbidden { message, .. }) if server_side == ServerSide::Auto => {
-                    if !forbidden_said {
-                        forbidden_said = true;
-                        writeln!(
-                            err,
-                            "warning: dry runs are forbidden ({}); those verdicts are offline",
-                            single_line(&message)
-                        )?;
-                    }
-                }
-                Err(e) => w.dry_run = Some(Err(single_line(&e.to_string()))),
-            }
-        }
-        Ok(())
-    }
-}
-
-/// What Git declares next to the objects found (same file, or same render root): the
-/// candidates for *missing*. Each source is listed once, when its first object is seen; the
-/// documents stay shared with the locator's cache until one turns out to be missing.
-#[derive(Default)]
-struct Declared {
-    sources_seen: BTreeSet<(String, String, String)>,
-    candidates: Vec<Candidate>,
-}
-
-/// One object a source declares, and how it would be created again.
-struct Candidate {
-    key: ObjectKey,
-    report: ObjectReport,
-    namespaced: bool,
-    doc: usize,
-    source: Arc<SourceContext>,
-}
-
-/// A source (file or render root) as its first object found it.
-struct SourceContext {
-    docs: Arc<Vec<crate::render::Document>>,
-    /// The labels and annotations of that object: the markers a re-created sibling carries.
-    sibling: Value,
-    rule: source::Rule,
-    manager: String,
-    reconciler: Option<source::Reconciler>,
-}
-
-impl Declared {
-    async fn note(
-        &mut self,
-        locator: &Locator,
-        discovery: &CachedDiscovery,
-        w: &Work,
-    ) -> Result<(), SourceError> {
-        // A render root is listed once for all its files; a plain file once.
-        let rendered = matches!(w.located.rule, source::Rule::Flux | source::Rule::ArgoCd);
-        let file = if rendered {
-            String::new()
-        } else {
-            w.located.file.clone()
-        };
-        if !self.sources_seen.insert((
-            w.located.repo_key.clone(),
-            file,
-            w.located.render_root.clone(),
-        )) {
-            return Ok(());
-        }
-        let docs = locator.siblings(&w.located, w.pointer.as_ref())?;
-        let source = Arc::new(SourceContext {
-            docs: docs.clone(),
-            sibling: serde_json::json!({"metadata": {
-                "labels": w.live["metadata"]["labels"].clone(),
-                "annotations": w.live["metadata"]["annotations"].clone(),
-            }}),
-            rule: w.located.rule,
-            manager: w.manager(),
-            reconciler: w.located.reconciler.clone(),
-        });
-        for (index, doc) in docs.iter().enumerate() {
-            let Some(mut key) = doc.key() else { continue };
-            // The namespace is the sibling's, for a kind that has one.
-            let namespaced = discovery
-                .for_kind(
-                    doc.object["apiVersion"].as_str().unwrap_or_default(),
-                    &key.kind,
-                )
-                .await
-                .map_or(w.resource.namespaced, |r| r.namespaced);
-            if key.namespace.is_none() && namespaced {
-                key.namespace = w.key.namespace.clone();
-            }
-            let report = ObjectReport {
-                object: key.clone(),
-                status: Status::Missing,
-                verdict: Some(Verdict::Offline),
-                source: Some(SourceSummary {
-                    repo: w.located.repo.clone(),
-                    file: doc.file.clone(),
-                    lines: doc.lines,
-                    commit: w.located.tracked_commit.clone().unwrap_or_default(),
-                    rule: w.located.rule.describe().to_owned(),
-                }),
-                fields: Vec::new(),
-                ignored: Vec::new(),
-                error: None,
-            };
-            self.candidates.push(Candidate {
-                key,
-                report,
-                namespaced,
-                doc: index,
-                source: source.clone(),
-            });
-        }
-        Ok(())
-    }
-
-    /// The candidates of a listed kind, in scope, that the cluster does not have, each with
-    /// what it takes to create it again.
-    fn missing(
-        self,
-        all_live: &BTreeSet<ObjectKey>,
-        listed_kinds: &BTreeSet<(String, String)>,
-        namespace: Option<&str>,
-    ) -> Vec<(ObjectReport, MissingObject)> {
-        let mut seen = BTreeSet::new();
-        self.candidates
-            .into_iter()
-            .filter(|c| {
-                let key = &c.key;
-                let in_scope = namespace.is_none()
-                    || key.namespace.is_none()
-                    || key.namespace.as_deref() == namespace;
-                in_scope
-                    && listed_kinds.contains(&(key.group.clone(), key.kind.clone()))
-                    && !all_live.contains(key)
-                    && seen.insert(key.clone())
-            })
-            .map(|c| {
-                let mut desired = c.source.docs[c.doc].object.clone();
-                if c.namespaced {
-                    set_namespace(&mut desired, c.key.namespace.as_deref());
-                }
-                copy_source_markers(&c.source.sibling, c.source.rule, &c.key, &mut desired);
-                let missing = MissingObject {
-                    desired,
-                    manager: c.source.manager.clone(),
-                    reconciler: c.source.reconciler.clone(),
-                };
-                (c.report, missing)
-            })
-            .collect()
-    }
-}
-
 enum Prepared {
     Work(Box<Work>),
     Report(Box<ObjectReport>),
@@ -1298,301 +981,5 @@ pub fn reconciler_managers(located: &Located, managed: &ManagedFields) -> Vec<St
                 vec!["kubectl-gitops".into()]
             }
         }
-    }
-}
-
-/// Desired as the API would take it: in the live object's namespace, with its name.
-pub fn place(desired: &mut Value, live: &Value) {
-    set_namespace(desired, live["metadata"]["namespace"].as_str());
-}
-
-/// Sets `metadata.namespace` when the document does not say.
-fn set_namespace(object: &mut Value, namespace: Option<&str>) {
-    if let Some(ns) = namespace
-        && object["metadata"]["namespace"].is_null()
-        && let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut)
-    {
-        meta.insert("namespace".into(), ns.into());
-    }
-}
-
-/// Gives an object about to be created again the source markers that `sibling` (found through
-/// the same file or render root) carries, as the tool that applied them would have written
-/// them: our stamp annotations and kustomize's origin (same file), Flux's labels, Argo CD's
-/// instance label and tracking id. Without them the new object would have no source.
-fn copy_source_markers(sibling: &Value, rule: source::Rule, key: &ObjectKey, object: &mut Value) {
-    use source::annotations::{
-        ARGO_INSTANCE, ARGO_TRACKING_ID, COMMIT, FLUX_NAME, FLUX_NAMESPACE, KUSTOMIZE_ORIGIN, PATH,
-        REPO,
-    };
-    let (annotations, labels): (Vec<&str>, Vec<&str>) = match rule {
-        source::Rule::Annotations => (vec![REPO, PATH, COMMIT], vec![]),
-        source::Rule::KustomizeOrigin => (vec![KUSTOMIZE_ORIGIN], vec![]),
-        source::Rule::Flux => (vec![], vec![FLUX_NAME, FLUX_NAMESPACE]),
-        source::Rule::ArgoCd => (vec![], vec![ARGO_INSTANCE]),
-        source::Rule::Fallback => (vec![], vec![]),
-    };
-    let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
-        return;
-    };
-    for (section, keys) in [("annotations", annotations), ("labels", labels)] {
-        for k in keys {
-            if let Some(value) = sibling["metadata"][section][k].as_str() {
-                let map = meta
-                    .entry(section)
-                    .or_insert_with(|| Value::Object(Default::default()));
-                if let Some(map) = map.as_object_mut() {
-                    map.entry(k).or_insert_with(|| value.into());
-                }
-            }
-        }
-    }
-    // `<app>:<group>/<kind>:<namespace>/<name>`: the app is the sibling's, the rest this one's.
-    if rule == source::Rule::ArgoCd
-        && let Some(id) = sibling["metadata"]["annotations"][ARGO_TRACKING_ID].as_str()
-        && let Some((app, _)) = id.split_once(':')
-    {
-        let map = meta
-            .entry("annotations")
-            .or_insert_with(|| Value::Object(Default::default()));
-        if let Some(map) = map.as_object_mut() {
-            map.entry(ARGO_TRACKING_ID).or_insert_with(|| {
-                format!(
-                    "{app}:{}/{}:{}/{}",
-                    key.group,
-                    key.kind,
-                    key.namespace.as_deref().unwrap_or_default(),
-                    key.name
-                )
-                .into()
-            });
-        }
-    }
-}
-
-fn verdict(w: &Work, rules: &[IgnoreRule], repo_rules: &[IgnoreRule]) -> ObjectReport {
-    let source = Some(SourceSummary {
-        repo: w.located.repo.clone(),
-        file: w.located.tip_place.0.clone(),
-        lines: w.located.tip_place.1,
-        // Desired is read at the tracked tip (or --against).
-        commit: w
-            .located
-            .tracked_commit
-            .clone()
-            .unwrap_or_else(|| w.located.read_at.clone()),
-        rule: w.located.rule.describe().to_owned(),
-    });
-    if w.located.desired_at_tip.is_none() {
-        return ObjectReport {
-            object: w.key.clone(),
-            status: Status::Orphaned,
-            verdict: Some(Verdict::Offline),
-            source,
-            fields: Vec::new(),
-            ignored: Vec::new(),
-            error: None,
-        };
-    }
-    let (changes, verdict) = match (&w.dry_run, &w.offline) {
-        (Some(Err(e)), _) => {
-            return ObjectReport {
-                object: w.key.clone(),
-                status: Status::Error,
-                verdict: None,
-                source,
-                fields: Vec::new(),
-                ignored: Vec::new(),
-                error: Some(format!("dry run failed: {e}")),
-            };
-        }
-        (Some(Ok(changes)), _) => (changes.clone(), Verdict::DryRun),
-        (None, Offline::Drifted(changes)) => (changes.clone(), Verdict::Offline),
-        (None, Offline::InSync) => (Vec::new(), Verdict::Offline),
-    };
-    let mut fields = Vec::new();
-    let mut ignored = Vec::new();
-    for change in changes.iter().chain(w.extra.iter()) {
-        let why = attribute(change, w);
-        let secret = drift::is_secret_value(&w.key.group, &w.key.kind, &change.path);
-        let (git, live) = if secret {
-            (
-                drift::mask_secret(&change.desired, "git"),
-                drift::mask_secret(&change.live, "live"),
-            )
-        } else {
-            (change.desired.clone(), change.live.clone())
-        };
-        let pointer = change
-            .path
-            .to_json_pointer(&w.live)
-            .or_else(|| {
-                w.located
-                    .desired_at_tip
-                    .as_ref()
-                    .and_then(|d| change.path.to_json_pointer(d))
-            })
-            .unwrap_or_default();
-        let managers: Vec<&str> = w
-            .managed
-            .owners(&change.path)
-            .iter()
-            .map(|e| e.manager.as_str())
-            .collect();
-        let rule = rules
-            .iter()
-            .chain(repo_rules)
-            .find(|r| r.matches(&w.key, &pointer, &managers));
-        let field = FieldReport {
-            path: change.path.to_string(),
-            git,
-            live,
-            why,
-            ignored_by: rule.map(IgnoreRule::describe),
-            may_be_server_default: change.unproven.iter().map(FieldPath::to_string).collect(),
-        };
-        if field.ignored_by.is_some() {
-            ignored.push(field);
-        } else if !fields.iter().any(|f: &FieldReport| f.path == field.path) {
-            fields.push(field);
-        }
-    }
-    ObjectReport {
-        object: w.key.clone(),
-        status: if fields.is_empty() {
-            Status::InSync
-        } else {
-            Status::Drifted
-        },
-        verdict: Some(verdict),
-        source,
-        fields,
-        ignored,
-        error: None,
-    }
-}
-
-/// Why one field drifted: Git changed it after the applied revision (pending), or a manager
-/// other than the reconciler owns the live value (out of band), or nothing records it.
-fn attribute(change: &Change, w: &Work) -> Why {
-    let at_tip = w
-        .located
-        .desired_at_tip
-        .as_ref()
-        .and_then(|d| change.path.get(d));
-    let applied = change.path.get(&w.located.desired);
-    if at_tip != applied
-        && let Some(c) = &w.located.pending_commit
-    {
-        return Why::Pending {
-            commit: c.id.to_string(),
-            author: c.author_name.clone(),
-            time: c.time,
-            subject: c.subject.clone(),
-        };
-    }
-    let is_reconciler = |e: &&crate::fields::ManagedEntry| {
-        w.reconciler.contains(&e.manager)
-            && (e.operation == "Apply" || e.manager == "kubectl-client-side-apply")
-    };
-    let mut owners: Vec<&crate::fields::ManagedEntry> = w
-        .managed
-        .owners(&change.path)
-        .into_iter()
-        .filter(|e| !is_reconciler(e))
-        .collect();
-    if owners.is_empty() {
-        // A value removed or replaced as a whole: whoever owns something below it.
-        owners = w
-            .managed
-            .entries
-            .iter()
-            .filter(|e| !is_reconciler(e))
-            .filter(|e| {
-                e.fields
-                    .leaves()
-                    .any(|p: &FieldPath| p.starts_with(&change.path))
-            })
-            .collect();
-    }
-    owners.sort_by(|a, b| b.time.cmp(&a.time));
-    match owners.first() {
-        Some(e) => Why::OutOfBand {
-            manager: e.manager.clone(),
-            operation: e.operation.clone(),
-            time: e.time.clone(),
-            subresource: e.subresource.clone(),
-        },
-        None => Why::Unrecorded,
-    }
-}
-
-fn bare(key: ObjectKey, status: Status, error: Option<String>) -> ObjectReport {
-    ObjectReport {
-        object: key,
-        status,
-        verdict: None,
-        source: None,
-        fields: Vec::new(),
-        ignored: Vec::new(),
-        error,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn an_object_created_again_carries_its_siblings_markers() {
-        let key = |kind: &str, name: &str| ObjectKey {
-            group: String::new(),
-            kind: kind.into(),
-            namespace: Some("shop".into()),
-            name: name.into(),
-        };
-        let argo = json!({"metadata": {
-            "labels": {"app.kubernetes.io/instance": "shop", "team": "x"},
-            "annotations": {"argocd.argoproj.io/tracking-id": "argocd_shop:apps/Deployment:shop/web"}}});
-        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gone"}});
-        copy_source_markers(
-            &argo,
-            source::Rule::ArgoCd,
-            &key("ConfigMap", "gone"),
-            &mut cm,
-        );
-        assert_eq!(
-            cm["metadata"],
-            json!({"name": "gone",
-                   "labels": {"app.kubernetes.io/instance": "shop"},
-                   "annotations": {"argocd.argoproj.io/tracking-id": "argocd_shop:/ConfigMap:shop/gone"}})
-        );
-
-        let flux = json!({"metadata": {"labels": {
-            "kustomize.toolkit.fluxcd.io/name": "apps",
-            "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}}});
-        let mut cm = json!({"metadata": {"name": "gone", "labels": {"app": "web"}}});
-        copy_source_markers(
-            &flux,
-            source::Rule::Flux,
-            &key("ConfigMap", "gone"),
-            &mut cm,
-        );
-        assert_eq!(
-            cm["metadata"]["labels"],
-            json!({"app": "web", "kustomize.toolkit.fluxcd.io/name": "apps",
-                   "kustomize.toolkit.fluxcd.io/namespace": "flux-system"})
-        );
-
-        // The fallback search needs no marker: nothing is added.
-        let mut cm = json!({"metadata": {"name": "gone"}});
-        copy_source_markers(
-            &flux,
-            source::Rule::Fallback,
-            &key("ConfigMap", "gone"),
-            &mut cm,
-        );
-        assert_eq!(cm, json!({"metadata": {"name": "gone"}}));
     }
 }

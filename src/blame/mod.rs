@@ -1,7 +1,9 @@
 //! Pure blame: the live object as YAML, each line tied to the commit that wrote its value in
 //! Git, or to the field manager that changed it in the cluster, or to the server's defaults.
+//! `sides.rs` reads Git's side of it.
 
 mod kustomize;
+pub mod sides;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -12,6 +14,7 @@ use crate::drift;
 use crate::fields::lines::LineIndex;
 use crate::fields::{FieldPath, ManagedFields, Segment};
 use crate::git::BlameLine;
+use crate::object::ObjectKey;
 use crate::schema::{ListKind, Node, Shape};
 
 /// Where one line's value comes from.
@@ -76,7 +79,7 @@ pub struct PatchSide {
 }
 
 /// Blames every line of `live` (bookkeeping already removed by the caller).
-pub fn blame(
+pub fn annotate(
     live: &Value,
     git: Option<&GitSide<'_>>,
     managed: &ManagedFields,
@@ -113,15 +116,19 @@ fn origin(
     managed: &ManagedFields,
 ) -> Origin {
     if let Some(git) = git
-        && let Some(desired) = drift::resolve(git.desired, path)
+        && let Some(desired) = path.resolve(git.desired)
         && equal_here(desired, live)
     {
         // Written so in the source file, or set by a patch: the patch's line; or by a
         // generator or transformer: the kustomization's line that configures it.
-        let as_written = drift::resolve(git.written, path).is_some_and(|w| equal_here(w, live));
+        let as_written = path
+            .resolve(git.written)
+            .is_some_and(|w| equal_here(w, live));
         if !as_written {
             for patch in git.patches {
-                if drift::resolve(&patch.object, path).is_some_and(|p| equal_here(p, live))
+                if path
+                    .resolve(&patch.object)
+                    .is_some_and(|p| equal_here(p, live))
                     && let Some(line) = patch.fixed_line.or_else(|| patch.lines.line(path))
                     && let Some(b) = patch.blame.get(line.saturating_sub(1))
                 {
@@ -270,6 +277,23 @@ fn yaml_scalar(value: &Value) -> String {
     }
 }
 
+/// Secret values never reach the output: their lines keep the key, the value is masked.
+pub fn mask_secret(key: &ObjectKey, mut records: Vec<BlameRecord>) -> Vec<BlameRecord> {
+    if !(key.group.is_empty() && key.kind == "Secret") {
+        return records;
+    }
+    for r in &mut records {
+        if (r.path.starts_with(".data.")
+            || r.path.starts_with(".stringData.")
+            || r.path.starts_with(".data["))
+            && let Some((label, _)) = r.text.split_once(": ")
+        {
+            r.text = format!("{label}: (hidden)");
+        }
+    }
+    records
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,7 +339,7 @@ mod tests {
             patches: &[],
             kustomizations: &[],
         };
-        let records = blame(&live, Some(&git), &managed, None);
+        let records = annotate(&live, Some(&git), &managed, None);
         let by_path = |p: &str| {
             records
                 .iter()
@@ -379,7 +403,7 @@ mod tests {
             patches: &[],
             kustomizations: std::slice::from_ref(&kustomization),
         };
-        let records = blame(&live, Some(&git), &managed, None);
+        let records = annotate(&live, Some(&git), &managed, None);
         let origin = |p: &str| {
             records
                 .iter()

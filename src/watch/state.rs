@@ -1,0 +1,326 @@
+//! What a watch knows: the kinds it follows, each object's last verdict, the tracked tips.
+//! Everything here is pure; the changes that update it are in `changes.rs`.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+
+use super::scope::ScopeFilter;
+use crate::cluster::LiveObject;
+use crate::drift::{ObjectReport, SourceSummary, Status, Why};
+use crate::engine::{Evaluated, Evaluation, ListedKind, Summary};
+use crate::git::poll::PollTarget;
+use crate::object::ObjectKey;
+use crate::report::WatchCounts;
+
+/// An object watch follows, and its verdict.
+#[derive(Debug, Clone)]
+pub(super) struct Followed {
+    pub(super) status: Status,
+    /// A digest of the verdict beyond the status: the drifted fields, their values and whose.
+    pub(super) verdict: u64,
+    /// In the cluster (false: missing).
+    pub(super) present: bool,
+    pub(super) resource_version: String,
+    /// A digest of what in the live object can change a verdict.
+    pub(super) content: u64,
+    /// Index into the watched kinds.
+    pub(super) kind: Option<usize>,
+    /// Index into the tracked tips.
+    pub(super) tip: Option<usize>,
+    /// Git declares it at the tip: deleting it makes it missing.
+    pub(super) declared: bool,
+    pub(super) source: Option<SourceSummary>,
+    /// The commit its desired state was read at.
+    pub(super) read_at: Option<String>,
+}
+
+/// A tracked branch (or a checkout's HEAD) of one repository, and the commit it was at.
+#[derive(Debug, Clone)]
+pub(super) struct Tip {
+    pub(super) repo_key: String,
+    pub(super) local: bool,
+    /// The checkout's path, or the URL.
+    pub(super) location: String,
+    pub(super) rev: String,
+    pub(super) commit: String,
+    /// The last poll error said, to say each only once.
+    pub(super) last_error: Option<String>,
+}
+
+/// The state of a watch: the kinds, the objects and their verdicts, the tips.
+pub(super) struct Watch {
+    pub(super) kinds: Vec<ListedKind>,
+    pub(super) kind_index: HashMap<(String, String), usize>,
+    pub(super) filter: ScopeFilter,
+    pub(super) selector: Option<String>,
+    pub(super) followed: HashMap<ObjectKey, Followed>,
+    pub(super) tips: Vec<Tip>,
+    pub(super) targets_changed: bool,
+    /// A tip moved: what was read at older commits may be forgotten.
+    pub(super) tips_moved: bool,
+    /// Kinds whose watch cannot reach the server right now.
+    pub(super) down: HashSet<usize>,
+    /// Kinds whose watch runs (or retries).
+    pub(super) watching: usize,
+    pub(super) start_unix: i64,
+}
+
+impl Watch {
+    pub(super) fn new(filter: ScopeFilter, selector: Option<String>, start_unix: i64) -> Watch {
+        Watch {
+            kinds: Vec::new(),
+            kind_index: HashMap::new(),
+            filter,
+            selector,
+            followed: HashMap::new(),
+            tips: Vec::new(),
+            targets_changed: false,
+            tips_moved: false,
+            down: HashSet::new(),
+            watching: 0,
+            start_unix,
+        }
+    }
+
+    /// Takes over what the first evaluation found; the live objects themselves are dropped.
+    pub(super) fn follow_evaluation(&mut self, evaluation: Evaluation) -> WatchCounts {
+        for kind in evaluation.kinds {
+            let id = (kind.resource.group.clone(), kind.resource.kind.clone());
+            self.kind_index.insert(id, self.kinds.len());
+            self.kinds.push(kind);
+        }
+        let mut missing = Vec::new();
+        for item in evaluation.items {
+            if item.report.status == Status::Missing {
+                missing.push(item.report);
+                continue;
+            }
+            let key = item.report.object.clone();
+            let followed = self.followed_from(&item, None);
+            self.followed.insert(key, followed);
+        }
+        for report in missing {
+            let tip = report.source.as_ref().and_then(|s| {
+                self.tips
+                    .iter()
+                    .position(|t| t.location == s.repo && t.commit == s.commit)
+            });
+            let followed = Followed {
+                status: Status::Missing,
+                verdict: verdict_digest(&report),
+                present: false,
+                resource_version: String::new(),
+                content: 0,
+                kind: self.kind_of(&report.object),
+                tip,
+                declared: true,
+                source: report.source.clone(),
+                read_at: None,
+            };
+            self.followed.insert(report.object, followed);
+        }
+        self.counts()
+    }
+
+    pub(super) fn counts(&self) -> WatchCounts {
+        let mut counts = WatchCounts::default();
+        for (key, f) in &self.followed {
+            counts.add(f.status, key.clone());
+        }
+        counts
+    }
+
+    pub(super) fn kind_of(&self, key: &ObjectKey) -> Option<usize> {
+        self.kind_index
+            .get(&(key.group.clone(), key.kind.clone()))
+            .copied()
+    }
+
+    /// What to remember of an evaluated object.
+    pub(super) fn followed_from(&mut self, item: &Evaluated, kind: Option<usize>) -> Followed {
+        let report = &item.report;
+        let (resource_version, content, tip, declared, read_at) = match &item.summary {
+            Some(s) => (
+                s.resource_version.clone(),
+                s.content,
+                Some(self.tip_of(s)),
+                s.declared,
+                Some(s.read_at.clone()),
+            ),
+            None => (String::new(), 0, None, false, None),
+        };
+        Followed {
+            status: report.status,
+            verdict: verdict_digest(report),
+            present: report.status != Status::Missing,
+            resource_version,
+            content,
+            kind: kind.or_else(|| self.kind_of(&report.object)),
+            tip,
+            declared,
+            source: report.source.clone(),
+            read_at,
+        }
+    }
+
+    /// The commits what is followed was read at, and the tips: what Git reads must be kept.
+    pub(super) fn commits_in_use(&self) -> HashSet<String> {
+        let mut commits: HashSet<String> = self.tips.iter().map(|t| t.commit.clone()).collect();
+        commits.extend(self.followed.values().filter_map(|f| f.read_at.clone()));
+        commits
+    }
+
+    /// The tip an object's desired state was read at, added when new.
+    pub(super) fn tip_of(&mut self, summary: &Summary) -> usize {
+        let rev = if summary.local_checkout {
+            "HEAD".to_owned()
+        } else {
+            summary
+                .tracked_ref
+                .clone()
+                .unwrap_or_else(|| "HEAD".to_owned())
+        };
+        let commit = summary.tracked_commit.clone().unwrap_or_default();
+        if let Some(i) = self
+            .tips
+            .iter()
+            .position(|t| t.repo_key == summary.repo_key && t.rev == rev)
+        {
+            return i;
+        }
+        self.tips.push(Tip {
+            repo_key: summary.repo_key.clone(),
+            local: summary.local_checkout,
+            location: summary.repo.clone(),
+            rev,
+            commit,
+            last_error: None,
+        });
+        self.targets_changed = true;
+        self.tips.len() - 1
+    }
+
+    pub(super) fn poll_targets(&self) -> Vec<PollTarget> {
+        self.tips
+            .iter()
+            .enumerate()
+            .map(|(index, t)| PollTarget {
+                index,
+                local: t.local,
+                location: t.location.clone(),
+                rev: t.rev.clone(),
+            })
+            .collect()
+    }
+}
+
+pub(super) fn resource_version(object: &LiveObject) -> String {
+    object["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `metadata.creationTimestamp` as Unix seconds.
+pub(super) fn created_at(object: &LiveObject) -> Option<i64> {
+    crate::report::time::parse_rfc3339(object["metadata"]["creationTimestamp"].as_str()?)
+}
+
+/// A digest of a verdict beyond its status: which fields drifted, to what, and whose change
+/// (not when: a manager touching another field must not re-announce the same drift).
+pub(super) fn verdict_digest(report: &ObjectReport) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    report.status.as_str().hash(&mut hasher);
+    report.error.hash(&mut hasher);
+    for f in &report.fields {
+        f.path.hash(&mut hasher);
+        for v in [&f.git, &f.live] {
+            match v {
+                Some(v) => crate::object::hash_value(v, &mut hasher),
+                None => 9u8.hash(&mut hasher),
+            }
+        }
+        match &f.why {
+            Why::Pending { commit, .. } => ("pending", commit).hash(&mut hasher),
+            Why::OutOfBand {
+                manager,
+                operation,
+                subresource,
+                ..
+            } => ("out-of-band", manager, operation, subresource).hash(&mut hasher),
+            Why::Unrecorded => "unrecorded".hash(&mut hasher),
+        }
+    }
+    hasher.finish()
+}
+
+pub(super) fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(7)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drift::FieldReport;
+    use serde_json::json;
+
+    fn report(status: Status, fields: Vec<FieldReport>) -> ObjectReport {
+        ObjectReport {
+            object: ObjectKey {
+                group: String::new(),
+                kind: "ConfigMap".into(),
+                namespace: Some("ns".into()),
+                name: "c".into(),
+            },
+            status,
+            verdict: None,
+            source: None,
+            fields,
+            ignored: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn field(live: &str, manager: &str, time: &str) -> FieldReport {
+        FieldReport {
+            path: ".data.key".into(),
+            git: Some(json!("value")),
+            live: Some(json!(live)),
+            why: Why::OutOfBand {
+                manager: manager.into(),
+                operation: "Update".into(),
+                time: Some(time.into()),
+                subresource: None,
+            },
+            ignored_by: None,
+            may_be_server_default: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_verdict_changes_with_fields_values_and_managers_not_with_times() {
+        let base = verdict_digest(&report(
+            Status::Drifted,
+            vec![field("x", "kubectl-patch", "2026-01-01T00:00:00Z")],
+        ));
+        let later = verdict_digest(&report(
+            Status::Drifted,
+            vec![field("x", "kubectl-patch", "2026-01-02T00:00:00Z")],
+        ));
+        assert_eq!(base, later, "the same drift, touched again later");
+        let other_value = verdict_digest(&report(
+            Status::Drifted,
+            vec![field("y", "kubectl-patch", "2026-01-01T00:00:00Z")],
+        ));
+        assert_ne!(base, other_value);
+        let other_manager = verdict_digest(&report(
+            Status::Drifted,
+            vec![field("x", "kubectl-edit", "2026-01-01T00:00:00Z")],
+        ));
+        assert_ne!(base, other_manager);
+        assert_ne!(
+            verdict_digest(&report(Status::InSync, vec![])),
+            verdict_digest(&report(Status::Missing, vec![]))
+        );
+    }
+}
