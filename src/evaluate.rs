@@ -239,7 +239,9 @@ impl Engine {
             CachedDiscovery::read(&cluster, cache_dir.as_deref(), options.refresh_discovery)
                 .await?;
         let namespace = (!scope.all_namespaces).then(|| cluster.target.namespace.clone());
-        let locator = Locator::new(repo_choice(&scope, env));
+        let locator = Locator::new(repo_choice(&scope, env)).with_render_cache(
+            crate::render::RenderCache::for_env(env, global.render_cache_size),
+        );
         Ok(Engine {
             cluster,
             discovery,
@@ -268,7 +270,8 @@ impl Engine {
     /// Forgets what Git said: the next evaluation reads the tracked branches again (watch,
     /// after a poll found them moved).
     pub fn refresh_git(&mut self, env: &Env) {
-        self.locator = Locator::new(repo_choice(&self.scope, env));
+        self.locator = Locator::new(repo_choice(&self.scope, env))
+            .with_render_cache(self.locator.render_cache());
         self.reconcilers = ReconcilerCache::default();
         self.repo_rules.clear();
         self.repo_rules_read.clear();

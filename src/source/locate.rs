@@ -39,18 +39,27 @@ pub struct GitReads {
     pub history: AtomicUsize,
     pub clones: AtomicUsize,
     pub fetches: AtomicUsize,
+    /// `kubectl kustomize` runs, and kustomize renders read back from the render cache.
+    pub kustomize_builds: AtomicUsize,
+    pub cached_renders: AtomicUsize,
+    /// Damaged render cache entries found and built again.
+    pub damaged_renders: AtomicUsize,
 }
 
 impl GitReads {
     pub fn summary(&self) -> String {
         let get = |c: &AtomicUsize| c.load(Ordering::Relaxed);
         format!(
-            "git: {} file reads, {} renders, {} history lookups, {} clones, {} fetches",
+            "git: {} file reads, {} renders, {} history lookups, {} clones, {} fetches; \
+             kustomize: {} builds, {} from the render cache, {} damaged entries rebuilt",
             get(&self.files),
             get(&self.renders),
             get(&self.history),
             get(&self.clones),
-            get(&self.fetches)
+            get(&self.fetches),
+            get(&self.kustomize_builds),
+            get(&self.cached_renders),
+            get(&self.damaged_renders)
         )
     }
 }
@@ -230,6 +239,10 @@ pub struct Locator {
     /// Cached clones whose branches were fetched in this run, to learn the tracked tip.
     refreshed: Mutex<std::collections::HashSet<String>>,
     metadata: render::Metadata,
+    /// kustomize renders kept on disk between runs; None when off.
+    render_cache: Option<Arc<render::RenderCache>>,
+    /// The render cache could not be written (said once).
+    cache_write_warned: std::sync::atomic::AtomicBool,
     pub reads: GitReads,
     /// What the caller should tell the user once (a tip that could not be refreshed).
     pub warnings: Mutex<Vec<String>>,
@@ -248,6 +261,8 @@ impl Locator {
             revisions: Mutex::default(),
             refreshed: Mutex::default(),
             metadata: render::Metadata::Origin,
+            render_cache: None,
+            cache_write_warned: Default::default(),
             reads: GitReads::default(),
             warnings: Mutex::default(),
         }
@@ -258,6 +273,17 @@ impl Locator {
     pub fn recording_transformers(mut self) -> Locator {
         self.metadata = render::Metadata::Transformers;
         self
+    }
+
+    /// kustomize renders go through `cache` (on disk, shared between runs).
+    pub fn with_render_cache(mut self, cache: Option<Arc<render::RenderCache>>) -> Locator {
+        self.render_cache = cache;
+        self
+    }
+
+    /// The render cache in use, to hand to the next locator.
+    pub fn render_cache(&self) -> Option<Arc<render::RenderCache>> {
+        self.render_cache.clone()
     }
 
     /// Resolves a pointer (or, with None, the fallback search) for the live object `key`.
@@ -916,14 +942,17 @@ impl Locator {
             }
             docs
         } else if has_kustomization || pointer.generate_kustomization {
-            render::kustomize_recording(
+            let (docs, built) = render::kustomize_cached(
                 repo,
                 commit,
                 root,
                 &pointer.overlay,
                 pointer.generate_kustomization,
                 self.metadata,
-            )?
+                self.render_cache.as_deref(),
+            )?;
+            self.count_build(built);
+            docs
         } else {
             // Plain manifests (an Argo CD directory source): top level, or every level.
             let mut docs = Vec::new();
@@ -950,6 +979,31 @@ impl Locator {
         }
         let plain = !kustomized && pointer.substitute.is_none();
         Ok((docs, plain))
+    }
+
+    fn count_build(&self, built: render::Built) {
+        match built {
+            render::Built::Cached => {
+                self.reads.cached_renders.fetch_add(1, Ordering::Relaxed);
+            }
+            render::Built::Built {
+                replaced_damaged,
+                store_error,
+            } => {
+                self.reads.kustomize_builds.fetch_add(1, Ordering::Relaxed);
+                if replaced_damaged {
+                    self.reads.damaged_renders.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(e) = store_error
+                    && !self.cache_write_warned.swap(true, Ordering::Relaxed)
+                {
+                    self.warnings
+                        .lock()
+                        .expect("warnings lock")
+                        .push(format!("{e}; renders are not kept for the next run"));
+                }
+            }
+        }
     }
 
     /// `git rev-list --count from..to`, once per pair in a run.
