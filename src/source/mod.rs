@@ -5,9 +5,11 @@
 
 pub mod annotations;
 mod locate;
+mod prefetch;
 mod reconciler;
 
 pub use locate::{GitReads, Located, Locator, RepoChoice};
+pub use prefetch::Prefetch;
 pub use reconciler::{Reconciler, ReconcilerCache, reconciler_pointer};
 
 use serde::Serialize;

@@ -61,6 +61,11 @@ fn repository() -> (GitRepo, String) {
 /// whose `postBuild` substitutes from a Secret, and the objects as kustomize-controller applies
 /// them.
 fn reconciled(ns: &str, repo: &GitRepo, applied: &str) {
+    reconciled_paths(ns, repo, applied, &[("shop", "deploy")]);
+}
+
+/// [`reconciled`] for several Kustomizations, each `(name, path)`.
+fn reconciled_paths(ns: &str, repo: &GitRepo, applied: &str, kustomizations: &[(&str, &str)]) {
     testenv::shared().install_gitops_crds();
     kubectl(
         ns,
@@ -68,55 +73,69 @@ fn reconciled(ns: &str, repo: &GitRepo, applied: &str) {
         Some(&format!(
             "apiVersion: v1\nkind: Secret\nmetadata: {{name: vars}}\nstringData: {{token: {SECRET_VALUE}}}\n---\n\
              apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {{name: shop}}\n\
-             spec: {{url: 'https://git.example.com/acme/shop', interval: 1m, ref: {{branch: main}}}}\n---\n\
-             apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {{name: shop}}\n\
-             spec:\n  interval: 5m\n  prune: true\n  path: ./deploy\n  \
-             sourceRef: {{kind: GitRepository, name: shop}}\n  \
-             postBuild: {{substituteFrom: [{{kind: Secret, name: vars}}]}}\n",
+             spec: {{url: 'https://git.example.com/acme/shop', interval: 1m, ref: {{branch: main}}}}\n",
         )),
     );
-    let status = serde_json::json!({"status": {"lastAppliedRevision": format!("main@sha1:{applied}"),
-        "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
-                        "message": "Applied", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
-    kubectl(
-        ns,
-        &[
-            "patch",
-            "kustomization/shop",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ],
-        None,
-    );
-    let built = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(repo.path().join("deploy"))
-        .output()
-        .unwrap();
-    assert!(built.status.success());
-    let labels = format!(
-        "kustomize.toolkit.fluxcd.io/name: shop\n    kustomize.toolkit.fluxcd.io/namespace: {ns}\n    "
-    );
-    let rendered = String::from_utf8(built.stdout)
-        .unwrap()
-        .replace("${token}", SECRET_VALUE)
-        .replace(
-            "  labels:\n    team: shop",
-            &format!("  labels:\n    {labels}team: shop"),
+    for (name, path) in kustomizations {
+        kubectl(
+            ns,
+            &["apply", "--server-side", "-f", "-"],
+            Some(&format!(
+                "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {{name: {name}}}\n\
+                 spec:\n  interval: 5m\n  prune: true\n  path: ./{path}\n  \
+                 sourceRef: {{kind: GitRepository, name: shop}}\n  \
+                 postBuild: {{substituteFrom: [{{kind: Secret, name: vars}}]}}\n",
+            )),
         );
-    kubectl(
-        ns,
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=kustomize-controller",
-            "-f",
-            "-",
-        ],
-        Some(&rendered),
-    );
+        let status = serde_json::json!({"status": {"lastAppliedRevision": format!("main@sha1:{applied}"),
+            "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
+                            "message": "Applied", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+        kubectl(
+            ns,
+            &[
+                "patch",
+                &format!("kustomization/{name}"),
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &status.to_string(),
+            ],
+            None,
+        );
+        let built = Command::new("kubectl")
+            .arg("kustomize")
+            .arg(repo.path().join(path))
+            .output()
+            .unwrap();
+        let labels = format!(
+            "kustomize.toolkit.fluxcd.io/name: {name}\n    kustomize.toolkit.fluxcd.io/namespace: {ns}\n    "
+        );
+        let rendered = if built.status.success() {
+            String::from_utf8(built.stdout)
+                .unwrap()
+                .replace("${token}", SECRET_VALUE)
+                .replace(
+                    "  labels:\n    team: ",
+                    &format!("  labels:\n    {labels}team: "),
+                )
+        } else {
+            // A build that fails now: what it applied before, when it still built.
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}-left\n  labels:\n    {labels}team: x\n"
+            )
+        };
+        kubectl(
+            ns,
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=kustomize-controller",
+                "-f",
+                "-",
+            ],
+            Some(&rendered),
+        );
+    }
 }
 
 fn diff(ns: &str, repo: &GitRepo, cache: &Path, extra: &[&str]) -> Ran {
@@ -305,4 +324,69 @@ fn the_cache_can_be_turned_off_and_a_bad_size_is_refused() {
         "{}",
         ran.stderr
     );
+}
+
+/// Several Kustomizations render side by side: each once, each right, and one that does not
+/// build is an error for its own objects only.
+#[test]
+fn each_reconciler_renders_once_and_a_broken_one_fails_alone() {
+    let cp = testenv::shared();
+    let ns = cp.namespace("render-parallel");
+    let (mut repo, _) = repository();
+    repo.write(
+        "blog/kustomization.yaml",
+        "resources: [../bases/web]\nnamePrefix: blog-\nlabels:\n- pairs: {team: blog}\n",
+    )
+    .write(
+        "docs/kustomization.yaml",
+        "resources: [../bases/web]\nnamePrefix: docs-\nlabels:\n- pairs: {team: docs}\n\
+         replicas:\n- name: web\n  count: 5\n",
+    )
+    .write("broken/kustomization.yaml", "resources: [missing.yaml]\n");
+    let applied = repo.commit(ALICE, "Three sites and a broken one");
+    reconciled_paths(
+        &ns,
+        &repo,
+        &applied,
+        &[
+            ("shop", "deploy"),
+            ("blog", "blog"),
+            ("docs", "docs"),
+            ("broken", "broken"),
+        ],
+    );
+    let cache = tempfile::tempdir().unwrap();
+    for round in ["cold", "warm"] {
+        let ran = diff(&ns, &repo, cache.path(), &[]);
+        assert_eq!(ran.code, Some(2), "{round}: {}\n{}", ran.stdout, ran.stderr);
+        let expected_builds = if round == "cold" {
+            (3, 0, 0)
+        } else {
+            (0, 3, 0)
+        };
+        assert_eq!(builds(&ran), expected_builds, "{round}: {}", ran.stderr);
+        let got = statuses(&ran);
+        let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"docs-web"), "{round}: {names:?}");
+        for (name, status) in &got {
+            let want = if name == "broken-left" {
+                "error"
+            } else {
+                "in-sync"
+            };
+            assert_eq!(status, want, "{round}: {name}: {}", ran.stderr);
+        }
+        assert_eq!(got.len(), 6, "{round}: {got:?}");
+        let errors: Vec<&str> = ran
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{round}: {}", ran.stderr);
+        assert!(
+            errors[0].contains("kustomize build of broken failed"),
+            "{round}: {}",
+            errors[0]
+        );
+    }
 }
