@@ -77,6 +77,10 @@ pub struct GlobalArgs {
         default_missing_value = "1"
     )]
     pub verbose: Option<u8>,
+    /// Bound of the on-disk cache of kustomize renders (least recently used go first): bytes,
+    /// or 512Ki, 256Mi, 1Gi, 1G; 0 turns the cache off
+    #[arg(long, global = true, value_name = "SIZE", default_value = "256Mi", value_parser = crate::render::parse_cache_size)]
+    pub render_cache_size: u64,
 }
 
 /// A parsed `--request-timeout`: zero means "no limit", as in kubectl.

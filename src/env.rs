@@ -21,6 +21,8 @@ pub struct Env {
     pub stderr_tty: bool,
     /// The working directory.
     pub cwd: Option<PathBuf>,
+    /// `$PATH`, where `kubectl` is found (the render cache keys on which one it is).
+    pub path: Option<OsString>,
     /// Where the plugin keeps its caches: `dirs::cache_dir()/kubectl-gitops`.
     pub cache_dir: Option<PathBuf>,
     /// Set when running in a pod: `KUBERNETES_SERVICE_HOST` and `_PORT` both present.
@@ -42,6 +44,7 @@ impl Env {
             stdout_tty: std::io::stdout().is_terminal(),
             stderr_tty: std::io::stderr().is_terminal(),
             cwd: std::env::current_dir().ok(),
+            path: non_empty("PATH"),
             cache_dir: dirs::cache_dir().map(|d| d.join("kubectl-gitops")),
             in_cluster: non_empty("KUBERNETES_SERVICE_HOST").is_some()
                 && non_empty("KUBERNETES_SERVICE_PORT").is_some(),

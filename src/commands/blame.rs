@@ -73,6 +73,10 @@ pub async fn run(
             .join("repos"),
         against: None,
     })
+    .with_render_cache(crate::render::RenderCache::for_env(
+        env,
+        global.render_cache_size,
+    ))
     .recording_transformers();
     let reconcilers = ReconcilerCache::default();
     let located = match source::pointer(&cluster, &discovery, &reconcilers, &live).await {

@@ -52,7 +52,11 @@ pub async fn run(
             .unwrap_or_else(std::env::temp_dir)
             .join("repos"),
         against: None,
-    });
+    })
+    .with_render_cache(crate::render::RenderCache::for_env(
+        env,
+        global.render_cache_size,
+    ));
     let reconcilers = source::ReconcilerCache::default();
     let mut items = Vec::new();
     for live in &live_objects {

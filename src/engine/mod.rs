@@ -106,7 +106,8 @@ pub struct Options {
 pub struct Engine {
     pub cluster: Cluster,
     pub discovery: CachedDiscovery,
-    pub locator: Locator,
+    /// Shared with the renders started early ([`source::Prefetch`]).
+    pub locator: Arc<Locator>,
     pub reconcilers: ReconcilerCache,
     /// The namespace in scope; `None` with `-A`.
     pub namespace: Option<String>,
@@ -136,7 +137,9 @@ impl Engine {
             CachedDiscovery::read(&cluster, cache_dir.as_deref(), options.refresh_discovery)
                 .await?;
         let namespace = (!scope.all_namespaces).then(|| cluster.target.namespace.clone());
-        let locator = Locator::new(repo_choice(&scope, env));
+        let locator = Arc::new(Locator::new(repo_choice(&scope, env)).with_render_cache(
+            crate::render::RenderCache::for_env(env, global.render_cache_size),
+        ));
         Ok(Engine {
             cluster,
             discovery,
@@ -165,7 +168,10 @@ impl Engine {
     /// Forgets what Git said: the next evaluation reads the tracked branches again (watch,
     /// after a poll found them moved).
     pub fn refresh_git(&mut self, env: &Env) {
-        self.locator = Locator::new(repo_choice(&self.scope, env));
+        self.locator = Arc::new(
+            Locator::new(repo_choice(&self.scope, env))
+                .with_render_cache(self.locator.render_cache()),
+        );
         self.reconcilers = ReconcilerCache::default();
         self.repo_rules.clear();
         self.repo_rules_read.clear();
@@ -292,6 +298,7 @@ impl Engine {
         // Per kind listed: how many objects so far, and which of the names asked for.
         let mut listed_count: Vec<usize> = vec![0; listing.len()];
         let mut names_found: BTreeSet<(usize, String)> = BTreeSet::new();
+        let mut prefetch = source::Prefetch::new(self.locator.clone());
         while let Some((index, message)) = pages.recv().await {
             let (qualified, resource, ns) = &listing[index];
             let names: Vec<&String> = targets
@@ -366,6 +373,10 @@ impl Engine {
             if env.stderr_tty && progress.is_hidden() && in_scope_count > 50 {
                 progress.set_draw_target(indicatif::ProgressDrawTarget::stderr());
             }
+            // The renders these objects need start now, in parallel, before the first waits.
+            prefetch
+                .start(&self.cluster, &self.discovery, &self.reconcilers, &wanted)
+                .await;
             self.load_schemas(resource, err).await?;
             for live in wanted {
                 progress.inc(1);

@@ -5,6 +5,7 @@
 //! anything reaches Git or the filesystem.
 
 mod blame;
+mod digest;
 mod path;
 pub mod poll;
 mod remote;
@@ -18,6 +19,7 @@ mod fixture;
 use std::path::PathBuf;
 
 pub use blame::BlameLine;
+pub use digest::{Digest, digest_of};
 pub use path::RepoPath;
 pub use repo::{CacheUse, CommitId, CommitInfo, Repo};
 pub use url::RepoUrl;

@@ -304,6 +304,22 @@ impl Repo {
         tree::export_paths(&repo, root, paths, dest).map_err(|e| self.walk_err(e))
     }
 
+    /// The object ids of what [`Repo::export_paths`] would write for `paths` at `commit`
+    /// (see `tree::content_ids`), sorted: equal lists export equal files.
+    pub fn content_ids(
+        &self,
+        commit: CommitId,
+        paths: &[RepoPath],
+    ) -> Result<Vec<(String, Option<String>)>, GitError> {
+        let repo = self.repo.to_thread_local();
+        let root = self.root_tree(&repo, commit)?;
+        let ids = tree::content_ids(&repo, root, paths).map_err(|e| self.walk_err(e))?;
+        Ok(ids
+            .into_iter()
+            .map(|(path, id)| (path, id.map(|id| id.to_string())))
+            .collect())
+    }
+
     /// Author, time and subject of `commit`.
     pub fn commit_info(&self, commit: CommitId) -> Result<CommitInfo, GitError> {
         let repo = self.repo.to_thread_local();
@@ -985,5 +1001,43 @@ mod tests {
             repo.dirty_files(&RepoPath::root()).unwrap(),
             Vec::<String>::new()
         );
+    }
+
+    /// The render cache's key material: what export would write, as object ids. A commit that
+    /// changes nothing exported keeps the ids; a change in an exported tree, or behind a
+    /// symlink an exported tree holds, changes them.
+    #[cfg(unix)]
+    #[test]
+    fn content_ids_follow_what_export_writes() {
+        let mut f = fixture::Fixture::new();
+        f.write("apps/web/kustomization.yaml", "resources: [../../base]\n");
+        f.write("base/deploy.yaml", "kind: Deployment\n");
+        f.write("shared/cm.yaml", "kind: ConfigMap\n");
+        f.symlink("base/cm.yaml", "../shared/cm.yaml");
+        f.write("elsewhere/x.yaml", "kind: Secret\n");
+        let first = f.commit(fixture::ALICE, "first");
+        f.write("elsewhere/x.yaml", "kind: Secret\nmore: 1\n");
+        let unrelated = f.commit(fixture::ALICE, "outside the render");
+        f.write("shared/cm.yaml", "kind: ConfigMap\ndata: {a: b}\n");
+        let behind_link = f.commit(fixture::ALICE, "behind the link");
+        let repo = Repo::open_local(&f.path).unwrap();
+        let paths = [path("apps/web"), path("base"), path("missing")];
+        let ids = |c: &str| repo.content_ids(id(c), &paths).unwrap();
+        let at_first = ids(&first);
+        let listed: Vec<(&str, bool)> = at_first
+            .iter()
+            .map(|(p, i)| (p.as_str(), i.is_some()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("apps/web", true),
+                ("base", true),
+                ("missing", false),
+                ("shared/cm.yaml", true)
+            ]
+        );
+        assert_eq!(ids(&unrelated), at_first);
+        assert_ne!(ids(&behind_link), at_first);
     }
 }

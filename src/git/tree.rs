@@ -422,3 +422,74 @@ fn create_symlink(_target: &str, _link: &Path) -> std::io::Result<()> {
     // Without Unix symlinks the link is left out, as a checkout with core.symlinks=false would.
     Ok(())
 }
+
+/// What [`export_paths`] of the same `paths` would write, as object ids: each path (after its
+/// symlinks) with the id of the file or tree it names, or `None` when nothing is there, and the
+/// same for the target of every symlink inside an exported tree (those are exported too). Two
+/// commits that give the same list export the same files: what a render cache keys on.
+pub(super) fn content_ids(
+    repo: &gix::Repository,
+    root: ObjectId,
+    paths: &[RepoPath],
+) -> Result<Vec<(String, Option<ObjectId>)>, WalkError> {
+    let mut todo: Vec<String> = paths.iter().map(|p| p.as_str().to_owned()).collect();
+    let mut done = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    while let Some(path) = todo.pop() {
+        if done.len() > 64 * MAX_SYMLINK_HOPS + paths.len() {
+            break; // as export does, a web of links is cut off
+        }
+        if !done.insert(path.clone()) {
+            continue;
+        }
+        let Ok(rel) = RepoPath::root().join(&path) else {
+            out.push((path, None));
+            continue;
+        };
+        let found = match resolve(repo, root, &rel) {
+            Ok(found) => found,
+            Err(ResolveError::Git(reason)) => return Err(WalkError::Git(reason)),
+            Err(_) => {
+                out.push((path, None));
+                continue;
+            }
+        };
+        match found {
+            Found::File(id) => out.push((path, Some(id))),
+            Found::Submodule => out.push((path, None)),
+            Found::Dir(id) => {
+                out.push((path.clone(), Some(id)));
+                let mut dirs = vec![(path, id)];
+                while let Some((dir, id)) = dirs.pop() {
+                    let tree = repo.find_tree(id).map_err(walk_git_err)?;
+                    for entry in tree.iter() {
+                        let entry = entry.map_err(walk_git_err)?;
+                        let name =
+                            check_name(entry.filename()).map_err(|reason| WalkError::BadName {
+                                path: dir.clone(),
+                                reason,
+                            })?;
+                        let here = child(&dir, name);
+                        match entry.mode().kind() {
+                            EntryKind::Tree => dirs.push((here, entry.object_id())),
+                            EntryKind::Link => {
+                                let Ok(target) = link_target(repo, entry.object_id()) else {
+                                    continue;
+                                };
+                                let parent = RepoPath::root()
+                                    .join(&dir)
+                                    .unwrap_or_else(|_| RepoPath::root());
+                                if let Ok(target) = parent.join(&target) {
+                                    todo.push(target.as_str().to_owned());
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

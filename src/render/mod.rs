@@ -3,7 +3,10 @@
 //! switched on so that every rendered object names its file. Each document knows its file and
 //! line range, and, when asked, the kustomizations whose generators and transformers made it.
 
+mod cache;
 mod remote;
+
+pub use cache::{RenderCache, parse_size as parse_cache_size};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,7 +29,7 @@ pub const KUSTOMIZATION_FILES: [&str; 3] =
     ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
 /// One desired object and where it is written.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Document {
     /// The repository file it comes from.
     pub file: String,
@@ -39,7 +42,7 @@ pub struct Document {
 
 /// The kustomize builtins that made or changed a rendered object, each with the kustomization
 /// that configures it, as kustomize's build metadata names them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BuiltBy {
     /// The generator that made it (`ConfigMapGenerator`, `SecretGenerator`), for a generated
     /// object.
@@ -51,7 +54,7 @@ pub struct BuiltBy {
 }
 
 /// One kustomize builtin and where it is configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Builtin {
     /// `configuredBy.kind`: `PrefixTransformer`, `ConfigMapGenerator`...
     pub kind: String,
@@ -283,6 +286,78 @@ pub fn kustomize_recording(
     generate: bool,
     metadata: Metadata,
 ) -> Result<Vec<Document>, RenderError> {
+    kustomize_cached(repo, commit, root, overlay, generate, metadata, None).map(|(docs, _)| docs)
+}
+
+/// Where a kustomize render came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Built {
+    /// The render cache had it: nothing was exported or built.
+    Cached,
+    /// `kubectl kustomize` ran; `replaced_damaged` when a damaged cache entry was in its way,
+    /// `store_error` when the result could not be kept.
+    Built {
+        replaced_damaged: bool,
+        store_error: Option<String>,
+    },
+}
+
+/// [`kustomize_recording`], through `cache` when there is one: a build whose inputs (the Git
+/// objects it reads, the settings, the kubectl) are unchanged since one stored is read back.
+pub fn kustomize_cached(
+    repo: &Repo,
+    commit: CommitId,
+    root: &RepoPath,
+    overlay: &Overlay,
+    generate: bool,
+    metadata: Metadata,
+    cache: Option<&RenderCache>,
+) -> Result<(Vec<Document>, Built), RenderError> {
+    let paths = paths_read(repo, commit, root)?;
+    let key = match cache {
+        Some(cache) => {
+            let ids = repo.content_ids(commit, &paths)?;
+            Some(cache.key(&ids, root, overlay, generate, metadata))
+        }
+        None => None,
+    };
+    let mut replaced_damaged = false;
+    if let (Some(cache), Some(key)) = (cache, &key) {
+        match cache.get(key) {
+            cache::Lookup::Hit(docs) => return Ok((docs, Built::Cached)),
+            cache::Lookup::Damaged => replaced_damaged = true,
+            cache::Lookup::Miss => {}
+        }
+    }
+    let docs = build(repo, commit, root, &paths, overlay, generate, metadata)?;
+    let store_error = match (cache, &key) {
+        (Some(cache), Some(key)) => cache.put(key, &docs).err().map(|e| {
+            format!(
+                "cannot write the render cache in {}: {e}",
+                cache.dir().display()
+            )
+        }),
+        _ => None,
+    };
+    Ok((
+        docs,
+        Built::Built {
+            replaced_damaged,
+            store_error,
+        },
+    ))
+}
+
+/// Exports `paths` (what a build of `root` reads) and runs `kubectl kustomize` over them.
+fn build(
+    repo: &Repo,
+    commit: CommitId,
+    root: &RepoPath,
+    paths: &[RepoPath],
+    overlay: &Overlay,
+    generate: bool,
+    metadata: Metadata,
+) -> Result<Vec<Document>, RenderError> {
     let tmp = tempfile::Builder::new()
         .prefix("kubectl-gitops-render-")
         .tempdir()
@@ -290,7 +365,7 @@ pub fn kustomize_recording(
             what: "creating a temporary directory".into(),
             source,
         })?;
-    repo.export_paths(commit, &paths_read(repo, commit, root)?, tmp.path())?;
+    repo.export_paths(commit, paths, tmp.path())?;
     let dir = tmp.path().join(root.as_str());
     let root_name = if root.as_str().is_empty() {
         "."

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -39,18 +39,27 @@ pub struct GitReads {
     pub history: AtomicUsize,
     pub clones: AtomicUsize,
     pub fetches: AtomicUsize,
+    /// `kubectl kustomize` runs, and kustomize renders read back from the render cache.
+    pub kustomize_builds: AtomicUsize,
+    pub cached_renders: AtomicUsize,
+    /// Damaged render cache entries found and built again.
+    pub damaged_renders: AtomicUsize,
 }
 
 impl GitReads {
     pub fn summary(&self) -> String {
         let get = |c: &AtomicUsize| c.load(Ordering::Relaxed);
         format!(
-            "git: {} file reads, {} renders, {} history lookups, {} clones, {} fetches",
+            "git: {} file reads, {} renders, {} history lookups, {} clones, {} fetches; \
+             kustomize: {} builds, {} from the render cache, {} damaged entries rebuilt",
             get(&self.files),
             get(&self.renders),
             get(&self.history),
             get(&self.clones),
-            get(&self.fetches)
+            get(&self.fetches),
+            get(&self.kustomize_builds),
+            get(&self.cached_renders),
+            get(&self.damaged_renders)
         )
     }
 }
@@ -209,8 +218,52 @@ impl Rendered {
     }
 }
 
+/// The commits one object is read at.
+struct Commits {
+    /// The repository is the user's own checkout (not a clone in our cache).
+    local: bool,
+    /// The revision the tip was resolved from.
+    tip_rev: String,
+    tip: CommitId,
+    applied: Option<CommitId>,
+}
+
+impl Commits {
+    /// Desired as applied is read at the applied commit, else at the tip.
+    fn read_at(&self) -> CommitId {
+        self.applied.unwrap_or(self.tip)
+    }
+}
+
 /// A cached result, shared without copying (a render of a thousand objects is read by each).
 type Shared<T> = Result<Arc<T>, String>;
+/// The commit rendered at, and the rest of what a render depends on.
+type RenderKey = (CommitId, String);
+/// A render, or why it failed: a Git error is kept as it is (a render root gone at the tip
+/// means orphaned, not an error, for every object of that root).
+type SharedRender = Result<Arc<Rendered>, RenderFailure>;
+
+#[derive(Debug, Clone)]
+enum RenderFailure {
+    Git(GitError),
+    Other(String),
+}
+
+impl RenderFailure {
+    fn of(e: &SourceError) -> RenderFailure {
+        match e {
+            SourceError::Git(g) => RenderFailure::Git(g.clone()),
+            other => RenderFailure::Other(other.to_string()),
+        }
+    }
+
+    fn error(&self) -> SourceError {
+        match self {
+            RenderFailure::Git(g) => SourceError::Git(g.clone()),
+            RenderFailure::Other(m) => cached_error(m),
+        }
+    }
+}
 /// Repository key, commit and path: what a file read or a history lookup depends on.
 type FileKey = (String, CommitId, String);
 
@@ -222,14 +275,21 @@ pub struct Locator {
     /// [`RETRY_FAILED_REPO`] (each of a thousand objects would clone again, and fail again).
     failed_repos: Mutex<HashMap<String, (std::time::Instant, String)>>,
     files: Mutex<HashMap<FileKey, Shared<Vec<Document>>>>,
-    /// By the commit rendered at, and the rest of what the render depends on.
-    renders: Mutex<HashMap<(CommitId, String), Shared<Rendered>>>,
+    /// By the commit rendered at, and the rest of what the render depends on. One slot per
+    /// render: a second caller (an object of the same root, or a prefetch) waits for the first.
+    renders: Mutex<HashMap<RenderKey, Arc<OnceLock<SharedRender>>>>,
     history: Mutex<HashMap<FileKey, Option<CommitId>>>,
     counts: Mutex<HashMap<(String, CommitId, CommitId), usize>>,
     revisions: Mutex<HashMap<(String, String), CommitId>>,
     /// Cached clones whose branches were fetched in this run, to learn the tracked tip.
-    refreshed: Mutex<std::collections::HashSet<String>>,
+    /// Once per repository; a caller that asks while the fetch runs waits for it (a prefetch
+    /// on another thread may have started it), so no tip is resolved before it.
+    refreshed: Mutex<HashMap<String, Arc<OnceLock<()>>>>,
     metadata: render::Metadata,
+    /// kustomize renders kept on disk between runs; None when off.
+    render_cache: Option<Arc<render::RenderCache>>,
+    /// The render cache could not be written (said once).
+    cache_write_warned: std::sync::atomic::AtomicBool,
     pub reads: GitReads,
     /// What the caller should tell the user once (a tip that could not be refreshed).
     pub warnings: Mutex<Vec<String>>,
@@ -248,6 +308,8 @@ impl Locator {
             revisions: Mutex::default(),
             refreshed: Mutex::default(),
             metadata: render::Metadata::Origin,
+            render_cache: None,
+            cache_write_warned: Default::default(),
             reads: GitReads::default(),
             warnings: Mutex::default(),
         }
@@ -260,6 +322,17 @@ impl Locator {
         self
     }
 
+    /// kustomize renders go through `cache` (on disk, shared between runs).
+    pub fn with_render_cache(mut self, cache: Option<Arc<render::RenderCache>>) -> Locator {
+        self.render_cache = cache;
+        self
+    }
+
+    /// The render cache in use, to hand to the next locator.
+    pub fn render_cache(&self) -> Option<Arc<render::RenderCache>> {
+        self.render_cache.clone()
+    }
+
     /// Resolves a pointer (or, with None, the fallback search) for the live object `key`.
     pub fn locate(
         &self,
@@ -268,30 +341,12 @@ impl Locator {
     ) -> Result<Located, SourceError> {
         let pointer = pointer.unwrap_or_else(|| Pointer::new(Rule::Fallback));
         let (repo_key, repo) = self.repo_for(pointer.repo.as_ref(), key, pointer.rule)?;
-        let local = repo.workdir().is_some()
-            && !matches!(repo.cache_use(), CacheUse::Cloned | CacheUse::Reused);
-
-        // The tracked tip: the local checkout's HEAD, else the reconciler's ref.
-        let tip_rev = if let Some(rev) = &self.choice.against {
-            rev.clone()
-        } else if local {
-            "HEAD".to_owned()
-        } else {
-            pointer
-                .tracked_ref
-                .clone()
-                .unwrap_or_else(|| "HEAD".to_owned())
-        };
-        // A branch's tip is the remote's: a clone reused from the cache is fetched once per run
-        // before it is read (a commit id needs no fetch unless it is missing).
-        if repo.cache_use() == CacheUse::Reused && tip_rev.parse::<CommitId>().is_err() {
-            self.refresh_once(&repo_key, &repo);
-        }
-        let tip = self.resolve(&repo, &tip_rev)?;
-        let applied = match &pointer.applied_commit {
-            Some(rev) => Some(self.resolve(&repo, rev)?),
-            None => None,
-        };
+        let Commits {
+            local,
+            tip_rev,
+            tip,
+            applied,
+        } = self.commits(&pointer, &repo_key, &repo)?;
         let read_at = applied.unwrap_or(tip);
 
         let (mut doc, render_root, as_written) =
@@ -374,6 +429,46 @@ impl Locator {
             desired_at_tip: at_tip,
             repo_key: repo_key.clone(),
             tip_place,
+        })
+    }
+
+    /// Which commits an object of `pointer` is read at: the tracked tip (`--against`, the
+    /// local checkout's HEAD, else the reconciler's ref) and the applied commit when known.
+    fn commits(
+        &self,
+        pointer: &Pointer,
+        repo_key: &str,
+        repo: &Repo,
+    ) -> Result<Commits, SourceError> {
+        let local = repo.workdir().is_some()
+            && !matches!(repo.cache_use(), CacheUse::Cloned | CacheUse::Reused);
+
+        // The tracked tip: the local checkout's HEAD, else the reconciler's ref.
+        let tip_rev = if let Some(rev) = &self.choice.against {
+            rev.clone()
+        } else if local {
+            "HEAD".to_owned()
+        } else {
+            pointer
+                .tracked_ref
+                .clone()
+                .unwrap_or_else(|| "HEAD".to_owned())
+        };
+        // A branch's tip is the remote's: a clone reused from the cache is fetched once per run
+        // before it is read (a commit id needs no fetch unless it is missing).
+        if repo.cache_use() == CacheUse::Reused && tip_rev.parse::<CommitId>().is_err() {
+            self.refresh_once(repo_key, repo);
+        }
+        let tip = self.resolve(repo, &tip_rev)?;
+        let applied = match &pointer.applied_commit {
+            Some(rev) => Some(self.resolve(repo, rev)?),
+            None => None,
+        };
+        Ok(Commits {
+            local,
+            tip_rev,
+            tip,
+            applied,
         })
     }
 
@@ -729,10 +824,10 @@ impl Locator {
         files.clear();
         let mut renders = self.renders.lock().expect("render cache lock");
         for entry in renders.values_mut() {
-            if let Ok(rendered) = entry
+            if let Some(Ok(rendered)) = entry.get()
                 && let Some(packed) = rendered.packed()
             {
-                *entry = Ok(Arc::new(packed));
+                *entry = Arc::new(OnceLock::from(Ok(Arc::new(packed))));
                 freed = true;
             }
         }
@@ -750,15 +845,14 @@ impl Locator {
     }
 
     fn refresh_once(&self, repo_key: &str, repo: &Repo) {
-        if !self
+        let once = self
             .refreshed
             .lock()
             .expect("refresh set lock")
-            .insert(repo_key.to_owned())
-        {
-            return;
-        }
-        match repo.fetch() {
+            .entry(repo_key.to_owned())
+            .or_default()
+            .clone();
+        once.get_or_init(|| match repo.fetch() {
             Ok(()) => {
                 self.reads.fetches.fetch_add(1, Ordering::Relaxed);
             }
@@ -768,7 +862,7 @@ impl Locator {
                 repo.display_name(),
                 crate::text::single_line(&e.to_string())
             )),
-        }
+        });
     }
 
     fn resolve(&self, repo: &Repo, rev: &str) -> Result<CommitId, SourceError> {
@@ -838,7 +932,8 @@ impl Locator {
         result
     }
 
-    /// A kustomize render of `root`, once per run for the same pointer settings.
+    /// A kustomize render of `root`, once per run for the same pointer settings; callers
+    /// that ask while it runs wait for it.
     fn render(
         &self,
         repo_key: &str,
@@ -847,6 +942,22 @@ impl Locator {
         root: &RepoPath,
         pointer: &Pointer,
     ) -> Result<Arc<Rendered>, SourceError> {
+        self.render_slot(repo_key, repo, commit, root, pointer).0
+    }
+
+    /// [`Locator::render`], and the slot it was kept in.
+    fn render_slot(
+        &self,
+        repo_key: &str,
+        repo: &Repo,
+        commit: CommitId,
+        root: &RepoPath,
+        pointer: &Pointer,
+    ) -> (
+        Result<Arc<Rendered>, SourceError>,
+        RenderKey,
+        Arc<OnceLock<SharedRender>>,
+    ) {
         let cache_key = (
             commit,
             format!(
@@ -858,24 +969,66 @@ impl Locator {
                 pointer.recurse
             ),
         );
-        if let Some(hit) = self
+        let slot = self
             .renders
             .lock()
             .expect("render cache lock")
-            .get(&cache_key)
-        {
-            return hit.clone().map_err(|e| cached_error(&e));
+            .entry(cache_key.clone())
+            .or_default()
+            .clone();
+        // The caller that renders gets its own error, with its full detail.
+        let mut own_error = None;
+        let shared = slot.get_or_init(|| {
+            self.reads.renders.fetch_add(1, Ordering::Relaxed);
+            match self.render_uncached(repo_key, repo, commit, root, pointer) {
+                Ok((docs, plain)) => Ok(Arc::new(Rendered::new(docs, plain))),
+                Err(e) => {
+                    let failure = RenderFailure::of(&e);
+                    own_error = Some(e);
+                    Err(failure)
+                }
+            }
+        });
+        let result = match (own_error, shared) {
+            (Some(e), _) => Err(e),
+            (None, Ok(rendered)) => Ok(rendered.clone()),
+            (None, Err(failure)) => Err(failure.error()),
+        };
+        (result, cache_key, slot)
+    }
+
+    /// Starts the renders an object of `pointer` will need (at the applied commit and at the
+    /// tip), so that they run while the cluster is still being listed; `locate` then finds
+    /// them done or waits for them. A render that fails is forgotten here: `locate` meets the
+    /// failure again, for the object it belongs to.
+    pub fn prefetch(&self, pointer: &Pointer, key: &ObjectKey) {
+        if !matches!(pointer.rule, Rule::Flux | Rule::ArgoCd) {
+            return;
         }
-        self.reads.renders.fetch_add(1, Ordering::Relaxed);
-        let result = self
-            .render_uncached(repo_key, repo, commit, root, pointer)
-            .map(|(docs, plain)| Arc::new(Rendered::new(docs, plain)));
-        let shared = result.as_ref().map(Arc::clone).map_err(|e| e.to_string());
-        self.renders
-            .lock()
-            .expect("render cache lock")
-            .insert(cache_key, shared);
-        result
+        let Ok((repo_key, repo)) = self.repo_for(pointer.repo.as_ref(), key, pointer.rule) else {
+            return;
+        };
+        let Ok(commits) = self.commits(pointer, &repo_key, &repo) else {
+            return;
+        };
+        let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);
+        let mut at = vec![commits.read_at()];
+        if commits.tip != commits.read_at() {
+            at.push(commits.tip);
+        }
+        for commit in at {
+            let (result, cache_key, slot) =
+                self.render_slot(&repo_key, &repo, commit, &root, pointer);
+            if result.is_err() {
+                let mut renders = self.renders.lock().expect("render cache lock");
+                if renders
+                    .get(&cache_key)
+                    .is_some_and(|kept| Arc::ptr_eq(kept, &slot))
+                {
+                    renders.remove(&cache_key);
+                }
+            }
+        }
     }
 
     fn render_uncached(
@@ -916,14 +1069,17 @@ impl Locator {
             }
             docs
         } else if has_kustomization || pointer.generate_kustomization {
-            render::kustomize_recording(
+            let (docs, built) = render::kustomize_cached(
                 repo,
                 commit,
                 root,
                 &pointer.overlay,
                 pointer.generate_kustomization,
                 self.metadata,
-            )?
+                self.render_cache.as_deref(),
+            )?;
+            self.count_build(built);
+            docs
         } else {
             // Plain manifests (an Argo CD directory source): top level, or every level.
             let mut docs = Vec::new();
@@ -950,6 +1106,31 @@ impl Locator {
         }
         let plain = !kustomized && pointer.substitute.is_none();
         Ok((docs, plain))
+    }
+
+    fn count_build(&self, built: render::Built) {
+        match built {
+            render::Built::Cached => {
+                self.reads.cached_renders.fetch_add(1, Ordering::Relaxed);
+            }
+            render::Built::Built {
+                replaced_damaged,
+                store_error,
+            } => {
+                self.reads.kustomize_builds.fetch_add(1, Ordering::Relaxed);
+                if replaced_damaged {
+                    self.reads.damaged_renders.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(e) = store_error
+                    && !self.cache_write_warned.swap(true, Ordering::Relaxed)
+                {
+                    self.warnings
+                        .lock()
+                        .expect("warnings lock")
+                        .push(format!("{e}; renders are not kept for the next run"));
+                }
+            }
+        }
     }
 
     /// `git rev-list --count from..to`, once per pair in a run.

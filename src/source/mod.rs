@@ -4,9 +4,11 @@
 //! [`locate`] then reads Git to find the file, lines and commits.
 
 mod locate;
+mod prefetch;
 mod reconciler;
 
 pub use locate::{GitReads, Located, Locator, RepoChoice};
+pub use prefetch::Prefetch;
 pub use reconciler::{Reconciler, ReconcilerCache, reconciler_pointer};
 
 use serde::Serialize;

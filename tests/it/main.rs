@@ -18,6 +18,7 @@ mod krew;
 mod openapi;
 mod partial;
 mod privilege;
+mod render_cache;
 mod revert;
 mod stamp;
 mod support;

@@ -1,0 +1,748 @@
+//! `bench/diff --shape kustomize`: our diff against the peers on kustomize-shaped data, where
+//! every object comes out of a render. K Flux Kustomizations, each an overlay
+//! (`overlays/ks-NN`) over per-app kustomizations that share one base (`bases/app`, with a
+//! `configMapGenerator`, a Deployment, a headless Service, a ConfigMap, a ServiceAccount and a
+//! custom resource), with `images:`, `namePrefix`, `labels`, a strategic-merge and a JSON6902
+//! patch; the CRD is rendered by the first overlay. Applied as kustomize-controller applies
+//! (server-side, its field manager and labels), P % then changed out of band. Timed, R runs
+//! each, interleaved:
+//!   (a) kubectl gitops diff -n bench, render cache cold (emptied before each run)
+//!   (b) kubectl gitops diff -n bench, render cache warm
+//!   (c) kubectl diff --server-side -k overlays/ks-NN, for each root one after the other
+//!   (d) the same with --concurrency C
+//!   (e) flux diff kustomization ks-NN --path overlays/ks-NN, for each
+//! Prints medians, ratios against the targets of the issue, peak RSS, and checks that our diff
+//! finds exactly the objects drifted.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use testenv::{ControlPlane, Lifetime};
+
+const NS: &str = "bench";
+const REPO_URL: &str = "https://git.example.com/bench/shop.git";
+/// Objects one app renders to.
+const PER_APP: usize = 6;
+
+const USAGE: &str = "\
+usage: bench/diff --shape kustomize [--objects N] [--kustomizations K] [--drift-percent P]
+                  [--concurrency C] [--runs R] [--skip-flux] [--plugin PATH]
+";
+
+struct Args {
+    objects: usize,
+    kustomizations: usize,
+    drift_percent: f64,
+    concurrency: u16,
+    runs: usize,
+    skip_flux: bool,
+    plugin: PathBuf,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bench-kustomize: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn parse_args() -> Result<Args> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let mut args = Args {
+        objects: 1000,
+        kustomizations: 10,
+        drift_percent: 5.0,
+        concurrency: 8,
+        runs: 3,
+        skip_flux: false,
+        plugin: target.join("release/kubectl-gitops"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
+            None => (arg.clone(), None),
+        };
+        let mut value = || -> Result<String> {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        let number = |text: String| -> Result<f64> {
+            text.parse()
+                .ok()
+                .with_context(|| format!("{flag}: {text:?} is not a number"))
+        };
+        match flag.as_str() {
+            "--shape" => {
+                let shape = value()?;
+                if shape != "kustomize" {
+                    bail!("--shape: this benchmark is the kustomize shape, not {shape:?}");
+                }
+            }
+            "--objects" => args.objects = number(value()?)? as usize,
+            "--kustomizations" => args.kustomizations = number(value()?)? as usize,
+            "--drift-percent" => args.drift_percent = number(value()?)?,
+            "--concurrency" => args.concurrency = number(value()?)? as u16,
+            "--runs" => args.runs = number(value()?)? as usize,
+            "--skip-flux" => args.skip_flux = true,
+            "--plugin" => args.plugin = PathBuf::from(value()?),
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => bail!("unknown argument {arg:?} for --shape kustomize\n{USAGE}"),
+        }
+    }
+    if args.runs == 0 || args.concurrency == 0 {
+        bail!("--runs and --concurrency must be at least 1");
+    }
+    if !(1..=200).contains(&args.kustomizations) || args.kustomizations * PER_APP > args.objects {
+        bail!(
+            "--kustomizations must be from 1 to 200, with at least {PER_APP} objects (one app) each"
+        );
+    }
+    if !(0.0..=100.0).contains(&args.drift_percent) || args.drift_percent == 0.0 {
+        bail!("--drift-percent must be above 0 and at most 100");
+    }
+    Ok(args)
+}
+
+fn run() -> Result<ExitCode> {
+    let args = parse_args()?;
+    let plugin = fs::canonicalize(&args.plugin)
+        .with_context(|| format!("the plugin {} is missing", args.plugin.display()))?;
+    let flux = if args.skip_flux {
+        None
+    } else {
+        Some(testenv::ensure_flux()?.flux)
+    };
+    let started = Instant::now();
+    let step = |what: &str| eprintln!("[{:6.1}s] {what}", started.elapsed().as_secs_f64());
+    let work = tempfile::Builder::new()
+        .prefix("kubectl-gitops-bench-kustomize-")
+        .tempdir()?;
+    step("starting etcd + kube-apiserver");
+    let cp = ControlPlane::start(&work.path().join("cluster"), Lifetime::TiedToThisProcess)?;
+    let result = bench(&args, &plugin, flux.as_deref(), &cp, work.path(), &step);
+    for &pid in cp.pids() {
+        // SAFETY: a signal to a process this program started.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+    result
+}
+
+/// One rendered object: kubectl resource, kind, name.
+#[derive(Clone)]
+struct Object {
+    resource: &'static str,
+    kind: &'static str,
+    name: String,
+}
+
+fn bench(
+    args: &Args,
+    plugin: &Path,
+    flux: Option<&Path>,
+    cp: &ControlPlane,
+    work: &Path,
+    step: &dyn Fn(&str),
+) -> Result<ExitCode> {
+    cp.install_gitops_crds();
+    cp.kubectl_run(&["create", "namespace", NS], None)?;
+    let repo = work.join("repo");
+    let (roots, objects) = generate(&repo, args.objects, args.kustomizations)?;
+    let head = testenv::init_bench_repo(&repo, REPO_URL)?;
+    step(&format!(
+        "repository: {} objects from {} overlays over one shared base, commit {}",
+        objects.len(),
+        roots.len(),
+        &head[..12]
+    ));
+    apply_as_flux(cp, &repo, &roots, &head)?;
+    step("rendered and applied as kustomize-controller applies, Kustomizations Ready");
+
+    let cache = work.join("cache");
+    let ours = |extra: &[&str]| -> Command {
+        let mut cmd = Command::new(plugin);
+        cmd.current_dir(&repo)
+            .env_remove("KUBECONFIG")
+            .env("XDG_CACHE_HOME", &cache)
+            .args(["diff", "--kubeconfig"])
+            .arg(&cp.kubeconfig)
+            .args(["-n", NS])
+            .args(extra);
+        cmd
+    };
+    let clean = ours(&["-o", "json"]).output()?;
+    if clean.status.code() != Some(0) {
+        bail!(
+            "after a clean apply our diff exited {:?}: {}",
+            clean.status.code(),
+            tail(&String::from_utf8_lossy(&clean.stderr), 20)
+        );
+    }
+    step("baseline: our diff finds everything in sync");
+
+    let drifted = drift(cp, &objects, args.drift_percent)?;
+    step(&format!("drifted {} objects out of band", drifted.len()));
+    let checked = ours(&["-o", "json"]).output()?;
+    let report: Value = serde_json::from_slice(&checked.stdout).unwrap_or_default();
+    let found: BTreeSet<String> = report["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["status"] != "in-sync")
+        .map(|i| {
+            format!(
+                "{}/{}",
+                i["object"]["kind"].as_str().unwrap_or_default(),
+                i["object"]["name"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    let exact = found == drifted && checked.status.code() == Some(1);
+    step(&format!(
+        "checked: our diff reports {} of {} drifted, exactly those: {exact}",
+        found.len(),
+        drifted.len()
+    ));
+
+    let renders = cache.join("kubectl-gitops/renders");
+    let kubeconfig = cp.kubeconfig.display().to_string();
+    let kubectl_diff = |concurrency: Option<&str>| -> Vec<Command> {
+        roots
+            .iter()
+            .map(|(_, path)| {
+                let mut cmd = Command::new("kubectl");
+                cmd.current_dir(&repo)
+                    .env_remove("KUBECONFIG")
+                    .args(["--kubeconfig", &kubeconfig, "diff", "--server-side"])
+                    .args(["--field-manager=kustomize-controller", "--force-conflicts"]);
+                if let Some(c) = concurrency {
+                    cmd.args(["--concurrency", c]);
+                }
+                cmd.args(["-k", path]);
+                cmd
+            })
+            .collect()
+    };
+    let c = args.concurrency.to_string();
+    let mut benches: Vec<Bench> = vec![
+        Bench::new(
+            "a",
+            "kubectl gitops diff -n bench (render cache cold)",
+            vec![ours(&[])],
+        ),
+        Bench::new(
+            "b",
+            "kubectl gitops diff -n bench (render cache warm)",
+            vec![ours(&[])],
+        ),
+        Bench::new(
+            "c",
+            "kubectl diff --server-side -k overlays/ks-NN, each root in turn",
+            kubectl_diff(None),
+        ),
+        Bench::new(
+            "d",
+            &format!(
+                "kubectl diff --server-side --concurrency {c} -k overlays/ks-NN, each root in turn"
+            ),
+            kubectl_diff(Some(&c)),
+        ),
+    ];
+    if let Some(flux) = flux {
+        let commands = roots
+            .iter()
+            .map(|(name, path)| {
+                let mut cmd = Command::new(flux);
+                cmd.current_dir(&repo)
+                    .env_remove("KUBECONFIG")
+                    .args(["--kubeconfig", &kubeconfig, "diff", "kustomization", name])
+                    .args(["-n", NS, "--path", path]);
+                cmd
+            })
+            .collect();
+        benches.push(Bench::new(
+            "e",
+            "flux diff kustomization ks-NN --path overlays/ks-NN, each in turn",
+            commands,
+        ));
+    }
+    for run in 0..args.runs {
+        for bench in &mut benches {
+            if bench.id == "a" {
+                let _ = fs::remove_dir_all(&renders);
+            }
+            let (wall, rss) = bench.run_once()?;
+            eprintln!(
+                "          run {}/{} ({}) {wall:.2}s",
+                run + 1,
+                args.runs,
+                bench.id
+            );
+            bench.walls.push(wall);
+            bench.peak_rss_mb = bench.peak_rss_mb.max(rss);
+        }
+    }
+
+    let median_of = |id: &str| {
+        benches
+            .iter()
+            .find(|b| b.id == id)
+            .map(|b| median(&b.walls))
+    };
+    println!();
+    println!(
+        "bench/diff --shape kustomize: {} objects over {} Kustomizations (one shared base, nested \
+         per-app kustomizations), {} drifted out of band; {} runs, medians",
+        objects.len(),
+        roots.len(),
+        drifted.len(),
+        args.runs
+    );
+    println!(
+        "machine: {} cores, load {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    println!();
+    println!("{:<4} {:>8} {:>10}  command", "", "median", "peak RSS");
+    for b in &benches {
+        println!(
+            "({}) {:>7.2}s {:>7.0} MB  {}",
+            b.id,
+            median(&b.walls),
+            b.peak_rss_mb,
+            b.label
+        );
+    }
+    println!();
+    let (cold, warm) = (median_of("a"), median_of("b"));
+    let mut checks = Vec::new();
+    let mut ratio = |what: &str, ours: Option<f64>, peer: Option<f64>, target: f64| {
+        if let (Some(ours), Some(peer)) = (ours, peer) {
+            let r = peer / ours;
+            let verdict = if r >= target { "ok" } else { "MISSED" };
+            println!("{what:<44} {r:>6.1}x  (target {target}x: {verdict})");
+            checks
+                .push(json!({"what": what, "ratio": (r * 10.0).round() / 10.0, "target": target}));
+        }
+    };
+    ratio("warm: auto vs kubectl diff -k", warm, median_of("c"), 10.0);
+    ratio(
+        &format!("warm: auto vs kubectl diff -k --concurrency {c}"),
+        warm,
+        median_of("d"),
+        10.0,
+    );
+    ratio(
+        "warm: auto vs flux diff kustomization",
+        warm,
+        median_of("e"),
+        20.0,
+    );
+    ratio("cold: auto vs kubectl diff -k", cold, median_of("c"), 3.0);
+    ratio(
+        &format!("cold: auto vs kubectl diff -k --concurrency {c}"),
+        cold,
+        median_of("d"),
+        3.0,
+    );
+    ratio(
+        "cold: auto vs flux diff kustomization",
+        cold,
+        median_of("e"),
+        3.0,
+    );
+    println!("auto finds exactly the drift made: {exact}");
+    let mut line = format!(
+        "bench/diff --shape kustomize --objects {} --kustomizations {} --drift-percent {} \
+         --concurrency {} --runs {}",
+        args.objects, args.kustomizations, args.drift_percent, args.concurrency, args.runs
+    );
+    if args.skip_flux {
+        line.push_str(" --skip-flux");
+    }
+    println!("command: {line}");
+    println!(
+        "{}",
+        json!({
+            "shape": "kustomize",
+            "objects": objects.len(),
+            "kustomizations": roots.len(),
+            "drifted": drifted.len(),
+            "exact": exact,
+            "medians": benches.iter().map(|b| json!({"id": b.id, "label": b.label,
+                "median": (median(&b.walls) * 1000.0).round() / 1000.0,
+                "peakRssMb": b.peak_rss_mb.round()})).collect::<Vec<_>>(),
+            "ratios": checks,
+        })
+    );
+    Ok(if exact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Writes the base, one kustomization per app over it, and K overlays over the apps. Returns
+/// the Kustomizations (name, path) and the objects they render, with their final names.
+#[allow(clippy::type_complexity)]
+fn generate(
+    repo: &Path,
+    count: usize,
+    parts: usize,
+) -> Result<(Vec<(String, String)>, Vec<Object>)> {
+    let write = |path: &str, text: &str| -> Result<()> {
+        let full = repo.join(path);
+        fs::create_dir_all(full.parent().expect("a parent"))?;
+        fs::write(&full, text).with_context(|| format!("writing {}", full.display()))
+    };
+    write(
+        "bases/app/kustomization.yaml",
+        "resources: [deployment.yaml, service.yaml, config.yaml, serviceaccount.yaml, widget.yaml]\n\
+         configMapGenerator:\n- name: env\n  literals: [MODE=production, REGION=eu-west-1]\n",
+    )?;
+    write(
+        "bases/app/deployment.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  \
+         selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    \
+         spec:\n      serviceAccountName: app\n      containers:\n      - name: web\n        image: nginx:1.25\n        \
+         ports:\n        - containerPort: 8080\n        envFrom:\n        - configMapRef: {name: env}\n        \
+         resources:\n          requests: {cpu: '0.25', memory: 256Mi}\n",
+    )?;
+    write(
+        "bases/app/service.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  clusterIP: None\n  \
+         selector: {app: web}\n  ports:\n  - port: 80\n    targetPort: 8080\n",
+    )?;
+    write(
+        "bases/app/config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  LOG_LEVEL: info\n  \
+         FEATURES: search,cart\n",
+    )?;
+    write(
+        "bases/app/serviceaccount.yaml",
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: app\n",
+    )?;
+    write(
+        "bases/app/widget.yaml",
+        "apiVersion: bench.example.com/v1\nkind: Widget\nmetadata:\n  name: widget\nspec:\n  size: 3\n  \
+         color: blue\n",
+    )?;
+    write(
+        "bases/crds/kustomization.yaml",
+        "resources: [widgets.yaml]\n",
+    )?;
+    write("bases/crds/widgets.yaml", WIDGET_CRD)?;
+
+    let apps = count.div_ceil(PER_APP);
+    let mut roots = Vec::new();
+    let mut objects = Vec::new();
+    for p in 0..parts {
+        let (name, dir) = (format!("ks-{p:02}"), format!("overlays/ks-{p:02}"));
+        let mine: Vec<usize> = (0..apps).filter(|a| a * parts / apps == p).collect();
+        let mut resources: Vec<String> = mine.iter().map(|a| format!("app-{a:03}")).collect();
+        if p == 0 {
+            resources.push("../../bases/crds".into());
+        }
+        for a in &mine {
+            write(
+                &format!("{dir}/app-{a:03}/kustomization.yaml"),
+                &format!(
+                    "resources: [../../../bases/app]\nnamePrefix: app-{a:03}-\n\
+                     labels:\n- pairs: {{app.kubernetes.io/name: app-{a:03}}}\n"
+                ),
+            )?;
+            let prefix = format!("{name}-app-{a:03}-");
+            for (resource, kind, base) in [
+                ("deployment", "Deployment", "web"),
+                ("service", "Service", "web"),
+                ("configmap", "ConfigMap", "settings"),
+                ("serviceaccount", "ServiceAccount", "app"),
+                ("widget", "Widget", "widget"),
+            ] {
+                objects.push(Object {
+                    resource,
+                    kind,
+                    name: format!("{prefix}{base}"),
+                });
+            }
+            // The generated ConfigMap (its name carries a hash): counted, not drifted.
+            objects.push(Object {
+                resource: "configmap",
+                kind: "ConfigMap",
+                name: format!("{prefix}env-generated"),
+            });
+        }
+        write(
+            &format!("{dir}/kustomization.yaml"),
+            &format!(
+                "resources: [{}]\nnamespace: {NS}\nnamePrefix: {name}-\n\
+                 labels:\n- pairs:\n    app.kubernetes.io/part-of: shop\n    \
+                 kustomize.toolkit.fluxcd.io/name: {name}\n    kustomize.toolkit.fluxcd.io/namespace: {NS}\n\
+                 images:\n- name: nginx\n  newName: registry.example.com/shop/web\n  newTag: '1.27.{p}'\n\
+                 patches:\n\
+                 - patch: |-\n    apiVersion: apps/v1\n    kind: Deployment\n    metadata:\n      name: web\n    \
+                 spec:\n      template:\n        spec:\n          containers:\n          - name: web\n            \
+                 resources:\n              limits: {{memory: 512Mi}}\n  target: {{kind: Deployment}}\n\
+                 - patch: |-\n    - op: add\n      path: /metadata/annotations\n      value: {{shop.example.com/tier: edge}}\n  \
+                 target: {{kind: Service}}\n",
+                resources.join(", ")
+            ),
+        )?;
+        roots.push((name, dir));
+    }
+    Ok((roots, objects))
+}
+
+const WIDGET_CRD: &str = "\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.bench.example.com
+spec:
+  group: bench.example.com
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer}
+              color: {type: string}
+";
+
+/// Renders each overlay with `kubectl kustomize` and applies it server-side under
+/// kustomize-controller's field manager (the CRD first), then the Flux objects, Ready at HEAD.
+fn apply_as_flux(
+    cp: &ControlPlane,
+    repo: &Path,
+    roots: &[(String, String)],
+    head: &str,
+) -> Result<()> {
+    let mut flux = format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {{name: shop, namespace: {NS}}}\n\
+         spec: {{url: '{REPO_URL}', interval: 1m, ref: {{branch: main}}}}\n"
+    );
+    for (i, (name, path)) in roots.iter().enumerate() {
+        let out = Command::new("kubectl")
+            .arg("kustomize")
+            .arg(repo.join(path))
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "kubectl kustomize {path}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let rendered = String::from_utf8(out.stdout)?;
+        cp.kubectl_run(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=kustomize-controller",
+                "-f",
+                "-",
+            ],
+            Some(&rendered),
+        )
+        .or_else(|e| {
+            if i == 0 {
+                // The CRD must be established before its custom resources are taken.
+                cp.kubectl_run(
+                    &[
+                        "wait",
+                        "--for=condition=Established",
+                        "--timeout=60s",
+                        "crd/widgets.bench.example.com",
+                    ],
+                    None,
+                )?;
+                cp.kubectl_run(
+                    &[
+                        "apply",
+                        "--server-side",
+                        "--field-manager=kustomize-controller",
+                        "-f",
+                        "-",
+                    ],
+                    Some(&rendered),
+                )
+            } else {
+                Err(e)
+            }
+        })?;
+        let _ = write!(
+            flux,
+            "---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {{name: {name}, namespace: {NS}}}\n\
+             spec: {{interval: 10m, prune: true, path: ./{path}, sourceRef: {{kind: GitRepository, name: shop}}}}\n"
+        );
+    }
+    cp.kubectl_run(&["apply", "--server-side", "-f", "-"], Some(&flux))?;
+    let status = json!({"status": {
+        "lastAppliedRevision": format!("main@sha1:{head}"),
+        "lastAttemptedRevision": format!("main@sha1:{head}"),
+        "observedGeneration": 1,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
+            "message": format!("Applied revision: main@sha1:{head}"),
+            "lastTransitionTime": "2026-01-05T10:01:00Z"}],
+    }});
+    for (name, _) in roots {
+        cp.kubectl_run(
+            &[
+                "patch",
+                "-n",
+                NS,
+                &format!("kustomization/{name}"),
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &status.to_string(),
+            ],
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+/// Changes `percent` % of the objects out of band, picked evenly: Deployments scaled, Services
+/// annotated, ConfigMaps patched, Widgets labelled. Returns `Kind/name` of each.
+fn drift(cp: &ControlPlane, objects: &[Object], percent: f64) -> Result<BTreeSet<String>> {
+    let eligible: Vec<&Object> = objects
+        .iter()
+        .filter(|o| !o.name.ends_with("env-generated") && o.kind != "ServiceAccount")
+        .collect();
+    let want = ((objects.len() as f64 * percent / 100.0).round() as usize).clamp(1, eligible.len());
+    let stride = eligible.len() as f64 / want as f64;
+    let mut drifted = BTreeSet::new();
+    for k in 0..want {
+        let o = eligible[((k as f64 + 0.5) * stride) as usize];
+        let target = format!("{}/{}", o.resource, o.name);
+        let args: Vec<&str> = match o.kind {
+            "Deployment" => vec!["scale", &target, "--replicas=7"],
+            "Service" => vec!["annotate", &target, "shop.example.com/note=changed by hand"],
+            "ConfigMap" => vec![
+                "patch",
+                &target,
+                "--type=merge",
+                "-p",
+                r#"{"data":{"LOG_LEVEL":"debug"}}"#,
+            ],
+            _ => vec![
+                "patch",
+                &target,
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"size":9}}"#,
+            ],
+        };
+        let mut full = vec!["-n", NS];
+        full.extend(args);
+        cp.kubectl_run(&full, None)?;
+        drifted.insert(format!("{}/{}", o.kind, o.name));
+    }
+    Ok(drifted)
+}
+
+/// One timed command line (or several, run one after the other).
+struct Bench {
+    id: &'static str,
+    label: String,
+    commands: Vec<Command>,
+    walls: Vec<f64>,
+    peak_rss_mb: f64,
+}
+
+impl Bench {
+    fn new(id: &'static str, label: &str, commands: Vec<Command>) -> Bench {
+        Bench {
+            id,
+            label: label.to_owned(),
+            commands,
+            walls: Vec::new(),
+            peak_rss_mb: 0.0,
+        }
+    }
+
+    /// Runs every command once, output discarded; each must exit 0 or 1 (no error). Returns
+    /// the wall time of all and the largest peak RSS of one (with its children).
+    fn run_once(&mut self) -> Result<(f64, f64)> {
+        let started = Instant::now();
+        let mut peak = 0.0f64;
+        for cmd in &mut self.commands {
+            // To a file, not a pipe: nothing reads a pipe while the command runs.
+            let mut stderr_file = tempfile::tempfile()?;
+            let child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr_file.try_clone()?)
+                .spawn()
+                .with_context(|| format!("({}) starting {:?}", self.id, cmd.get_program()))?;
+            let pid = child.id() as libc::pid_t;
+            let mut status = 0;
+            // SAFETY: rusage is plain data that wait4 fills in; we wait for our own child once.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            if waited != pid {
+                bail!("wait4: {}", std::io::Error::last_os_error());
+            }
+            let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+            if !matches!(code, Some(0 | 1)) {
+                let mut stderr = String::new();
+                use std::io::{Read, Seek};
+                let _ = stderr_file.rewind();
+                let _ = stderr_file.read_to_string(&mut stderr);
+                bail!(
+                    "({}) {} exited {code:?}: {}",
+                    self.id,
+                    self.label,
+                    tail(&stderr, 10)
+                );
+            }
+            drop(child);
+            peak = peak.max(usage.ru_maxrss as f64 / 1024.0);
+        }
+        Ok((started.elapsed().as_secs_f64(), peak))
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
