@@ -40,6 +40,7 @@ pub async fn run(
         ignore,
         refresh_discovery: args.refresh_discovery,
         summaries: false,
+        render_cache_size: global.render_cache_size,
     };
     let mut engine = Engine::connect(&super::connect_options(global)?, env, scope, options).await?;
     let evaluation = engine.evaluate(env, log, err).await?;

@@ -52,6 +52,7 @@ pub async fn run(
         ignore,
         refresh_discovery: false,
         summaries: false,
+        render_cache_size: global.render_cache_size,
     };
     let mut engine = Engine::connect(
         &super::connect_options(global)?,

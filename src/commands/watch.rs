@@ -44,6 +44,7 @@ pub async fn run(
         ignore,
         refresh_discovery: false,
         summaries: true,
+        render_cache_size: global.render_cache_size,
     };
     let mut engine = Engine::connect(&super::connect_options(global)?, env, scope, options).await?;
     // Signals are caught from here on, so that Ctrl-C during the first evaluation stops as

@@ -99,6 +99,8 @@ pub struct Options {
     /// that are not in sync is kept (revert writes them back), and of the others only the
     /// report.
     pub summaries: bool,
+    /// The bound of the on-disk render cache, in bytes (`--render-cache-size`; 0: no cache).
+    pub render_cache_size: u64,
 }
 
 /// A connected cluster and a Git locator, reused across evaluations (watch evaluates again and
@@ -138,7 +140,7 @@ impl Engine {
                 .await?;
         let namespace = (!scope.all_namespaces).then(|| cluster.target.namespace.clone());
         let locator = Arc::new(Locator::new(repo_choice(&scope, env)).with_render_cache(
-            crate::render::RenderCache::for_env(env, global.render_cache_size),
+            crate::render::RenderCache::for_env(env, options.render_cache_size),
         ));
         Ok(Engine {
             cluster,

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use super::annotations::{ARGO_INSTANCE, ARGO_TRACKING_ID, FLUX_NAME, FLUX_NAMESPACE};
 use super::{Locator, ReconcilerCache, Rule};
 use crate::cluster::cache::CachedDiscovery;
 use crate::cluster::{Cluster, LiveObject};
+use crate::markers::{ARGO_INSTANCE, ARGO_TRACKING_ID, FLUX_NAME, FLUX_NAMESPACE};
 use crate::object::ObjectKey;
 
 /// The renders started in one evaluation.
