@@ -18,7 +18,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::schema::Node;
+use crate::schema::{Node, Schemas};
 
 /// The kinds whose pod spec's container ports get `protocol: TCP`, with the path to the pod
 /// spec.
@@ -35,10 +35,14 @@ const POD_SPECS: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Makes `desired` what kustomize-controller applies for it. `node` is the schema of its kind;
-/// without one, or for a kind that is not built in, the object is left as it is.
-pub fn as_flux_applies(desired: &mut Value, node: Option<Node<'_>>) {
-    let Some(node) = node else {
+/// Makes `desired` what kustomize-controller applies for it, by the schema of its own
+/// apiVersion and kind (the Go type Flux converts it to). Without a schema, or for a kind that
+/// is not built in, the object is left as it is.
+pub fn as_flux_applies(desired: &mut Value, schemas: &Schemas) {
+    let api_version = desired["apiVersion"].as_str().unwrap_or_default();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let kind = desired["kind"].as_str().unwrap_or_default();
+    let Some(node) = schemas.kind(group, version, kind) else {
         return;
     };
     if !node
@@ -207,7 +211,7 @@ mod tests {
                 },
             },
         });
-        as_flux_applies(&mut d, schemas.kind("apps", "v1", "Deployment"));
+        as_flux_applies(&mut d, &schemas);
         assert_eq!(
             d["spec"],
             json!({
@@ -230,7 +234,7 @@ mod tests {
         // No ports, no `ports`; no spec, no `spec`.
         let mut d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w"},
                            "spec": {"template": {"spec": {"containers": [{"name": "w"}]}}}});
-        as_flux_applies(&mut d, schemas.kind("apps", "v1", "Deployment"));
+        as_flux_applies(&mut d, &schemas);
         assert_eq!(
             d["spec"]["template"]["spec"]["containers"][0],
             json!({"name": "w", "resources": {}})
@@ -243,18 +247,20 @@ mod tests {
         let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
                           "metadata": {"name": "r"}});
         let mut d = role.clone();
-        // The Role's schema is looked up under its own group in a real run; here by kind.
-        let node = schemas.kind("rbac.authorization.k8s.io", "v1", "Role");
-        assert!(node.is_some());
-        as_flux_applies(&mut d, node);
+        assert!(
+            schemas
+                .kind("rbac.authorization.k8s.io", "v1", "Role")
+                .is_some()
+        );
+        as_flux_applies(&mut d, &schemas);
         assert_eq!(d, role);
 
         let widget = json!({"apiVersion": "apps/v1", "kind": "Widget", "metadata": {"name": "w"}});
         let mut d = widget.clone();
-        as_flux_applies(&mut d, schemas.kind("apps", "v1", "Widget"));
+        as_flux_applies(&mut d, &schemas);
         assert_eq!(d, widget, "not a built-in");
-        as_flux_applies(&mut d, None);
-        assert_eq!(d, widget);
+        as_flux_applies(&mut d, &Schemas::new());
+        assert_eq!(d, widget, "no schema");
     }
 
     #[test]
@@ -275,16 +281,16 @@ mod tests {
             )
             .unwrap();
         let mut bare = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b"}});
-        as_flux_applies(&mut bare, schemas.kind("", "v1", "Service"));
+        as_flux_applies(&mut bare, &schemas);
         assert!(bare.get("spec").is_none(), "{bare}");
-        as_flux_applies(&mut s, schemas.kind("", "v1", "Service"));
+        as_flux_applies(&mut s, &schemas);
         assert_eq!(
             s["spec"]["ports"],
             json!([{"port": 80, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}])
         );
         let mut secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"},
                                 "data": {"a": "YQ=="}, "stringData": {"b": "b"}});
-        as_flux_applies(&mut secret, schemas.kind("", "v1", "Secret"));
+        as_flux_applies(&mut secret, &schemas);
         assert_eq!(secret["data"], json!({"a": "YQ==", "b": "Yg=="}));
         assert!(secret.get("stringData").is_none());
     }

@@ -460,15 +460,7 @@ impl Engine {
             {
                 // Created again (revert) as kustomize-controller would create it.
                 if missing.manager == "kustomize-controller" {
-                    let api_version = missing.desired["apiVersion"].as_str().unwrap_or_default();
-                    let (group, version) =
-                        api_version.rsplit_once('/').unwrap_or(("", api_version));
-                    let kind = missing.desired["kind"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned();
-                    let node = self.schemas.kind(group, version, &kind);
-                    applied::as_flux_applies(&mut missing.desired, node);
+                    applied::as_flux_applies(&mut missing.desired, &self.schemas);
                 }
                 items.push(Evaluated {
                     report,
@@ -699,7 +691,7 @@ impl Engine {
         }
         let reconciler = reconciler_managers(&located, &managed);
         if reconciler.iter().any(|m| m == "kustomize-controller") {
-            self.as_flux_applies(&resource, &mut located);
+            self.as_flux_applies(&mut located);
         }
         Ok(Prepared::Work(Box::new(Work {
             key,
@@ -718,13 +710,10 @@ impl Engine {
 
     /// Desired, as applied and at the tip, the way kustomize-controller sends it
     /// ([`crate::applied`]).
-    fn as_flux_applies(&self, resource: &Resource, located: &mut Located) {
-        let node = self
-            .schemas
-            .kind(&resource.group, &resource.version, &resource.kind);
-        applied::as_flux_applies(Arc::make_mut(&mut located.desired), node);
+    fn as_flux_applies(&self, located: &mut Located) {
+        applied::as_flux_applies(Arc::make_mut(&mut located.desired), &self.schemas);
         if let Some(tip) = located.desired_at_tip.as_mut() {
-            applied::as_flux_applies(Arc::make_mut(tip), node);
+            applied::as_flux_applies(Arc::make_mut(tip), &self.schemas);
         }
     }
 

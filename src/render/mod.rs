@@ -438,22 +438,20 @@ fn build(
     let output = run_kustomize(&dir, root_name)?;
     let mut rendered = documents(&format!("{root_name} (kustomize)"), output.as_bytes())?;
     for doc in &mut rendered {
-        if metadata == Metadata::Transformers {
-            let transformations = if add_transformers {
+        // The transformers when asked for; the generator in every mode (a generated object's
+        // source is the kustomization that configures its generator, not a document).
+        let transformations = match metadata {
+            Metadata::Transformers if add_transformers => {
                 remove_annotation(&mut doc.object, KUSTOMIZE_TRANSFORMATIONS, false)
-            } else {
-                doc.object["metadata"]["annotations"][KUSTOMIZE_TRANSFORMATIONS]
-                    .as_str()
-                    .map(str::to_owned)
-            };
-            let origin = doc.object["metadata"]["annotations"][KUSTOMIZE_ORIGIN].as_str();
-            doc.built_by = built_by(root, origin, transformations.as_deref());
-        } else {
-            // Which generator made an object is known in every mode: its source is the
-            // kustomization that configures the generator, not a document.
-            let origin = doc.object["metadata"]["annotations"][KUSTOMIZE_ORIGIN].as_str();
-            doc.built_by.generator = built_by(root, origin, None).generator;
-        }
+            }
+            Metadata::Transformers => doc.object["metadata"]["annotations"]
+                [KUSTOMIZE_TRANSFORMATIONS]
+                .as_str()
+                .map(str::to_owned),
+            Metadata::Origin => None,
+        };
+        let origin = doc.object["metadata"]["annotations"][KUSTOMIZE_ORIGIN].as_str();
+        doc.built_by = built_by(root, origin, transformations.as_deref());
         let origin = remove_annotation(&mut doc.object, KUSTOMIZE_ORIGIN, !had_origin);
         if let Some(origin) = origin
             .as_deref()
