@@ -9,6 +9,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
+use testenv::bench::parse_number;
 
 use anyhow::{Context, Result, bail};
 use kubectl_gitops::git::{BlameLine, CommitId, Repo, RepoPath};
@@ -168,12 +169,6 @@ impl Args {
             self.graphs.join(",")
         )
     }
-}
-
-fn parse_number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T> {
-    text.parse()
-        .ok()
-        .with_context(|| format!("{flag}: {text:?} is not a valid number"))
 }
 
 /// Prints a setup step with the time since start, on stderr.

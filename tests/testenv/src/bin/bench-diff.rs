@@ -12,6 +12,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use testenv::bench::{loadavg, median, parse_number, round3, tail};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -190,12 +191,6 @@ impl Args {
     fn wants(&self, id: char) -> bool {
         self.only.contains(id) && !(self.skip_kubectl_diff && "de".contains(id))
     }
-}
-
-fn parse_number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T> {
-    text.parse()
-        .ok()
-        .with_context(|| format!("{flag}: {text:?} is not a valid number"))
 }
 
 /// Prints a setup step with the time since start, on stderr.
@@ -1332,7 +1327,7 @@ impl Bench {
     }
 
     fn median_wall(&self) -> f64 {
-        median(self.walls())
+        median(&self.walls())
     }
 
     fn min_wall(&self) -> f64 {
@@ -1356,7 +1351,7 @@ impl Bench {
     }
 
     fn median_of(&self, f: impl Fn(&Sample) -> f64) -> f64 {
-        median(self.samples.iter().map(f).collect())
+        median(&self.samples.iter().map(f).collect::<Vec<_>>())
     }
 }
 
@@ -1365,16 +1360,6 @@ fn vm_hwm_kb(pid: libc::pid_t) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The 1-, 5- and 15-minute load averages.
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// CPU seconds used so far by kube-apiserver and etcd.
@@ -1393,16 +1378,6 @@ fn server_cpu(cp: &ControlPlane) -> f64 {
             Some((utime + stime) / ticks)
         })
         .sum()
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => values[n / 2],
-        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1677,10 +1652,6 @@ fn check(what: &str, ratio: f64, target: f64, note: &str) -> String {
     )
 }
 
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
 // ---------------------------------------------------------------------------------------------
 // Reading our report.
 
@@ -1720,11 +1691,6 @@ fn print_not_in_sync(report: &Value, limit: usize) {
     for item in items {
         eprintln!("{}", serde_json::to_string_pretty(item).unwrap_or_default());
     }
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 fn first<T: std::fmt::Debug>(items: &[T], n: usize) -> Vec<&T> {

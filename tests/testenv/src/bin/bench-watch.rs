@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use testenv::bench::{loadavg, median, round3};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -244,10 +245,10 @@ fn bench(
         bail!("watch did not stop cleanly on SIGTERM (exit {code:?})");
     }
 
-    let from_kubectl = median(samples.iter().map(|s| s.from_kubectl).collect());
+    let from_kubectl = median(&samples.iter().map(|s| s.from_kubectl).collect::<Vec<_>>());
     let from_server: Vec<f64> = samples.iter().filter_map(|s| s.from_server).collect();
-    let from_server_median = (!from_server.is_empty()).then(|| median(from_server.clone()));
-    let kubectl_median = median(samples.iter().map(|s| s.kubectl).collect());
+    let from_server_median = (!from_server.is_empty()).then(|| median(&from_server));
+    let kubectl_median = median(&samples.iter().map(|s| s.kubectl).collect::<Vec<_>>());
     let cpu_percent = cpu / idle_wall * 100.0;
     let rss_mb = rss as f64 / 1024.0;
     let hwm_mb = hwm as f64 / 1024.0;
@@ -356,20 +357,6 @@ fn check(what: &str, value: f64, target: f64, unit: &str) -> String {
         "{} {what}: {value:.2} {unit} (target ≤ {target} {unit})",
         if value <= target { "ok  " } else { "MISS" },
     )
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => values[n / 2],
-        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
 }
 
 fn unix_now() -> f64 {
@@ -679,15 +666,6 @@ fn memory_kb(pid: u32) -> Result<(u64, u64)> {
             .unwrap_or(0)
     };
     Ok((field("VmRSS:"), field("VmHWM:")))
-}
-
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The running watch: its events as they arrive (line, arrival instant, arrival Unix time).
