@@ -1,7 +1,9 @@
 //! What the benchmark binaries (`src/bin/bench-*.rs`) share: medians, rounding, the load
-//! average they print beside their figures, and their flag parsing.
+//! average they print beside their figures, their flag parsing, and Flux's status.
 
 use anyhow::{Context, Result};
+
+use crate::ControlPlane;
 
 /// The median of `values`; NaN when there are none.
 pub fn median(values: &[f64]) -> f64 {
@@ -40,6 +42,44 @@ pub fn parse_number<T: std::str::FromStr>(flag: &str, text: &str) -> Result<T> {
     text.parse()
         .ok()
         .with_context(|| format!("{flag}: {text:?} is not a valid number"))
+}
+
+/// Writes the status kustomize-controller leaves after applying `head`: Ready, with that revision
+/// applied, on each Kustomization of `names` in `ns` (the benchmarks apply as Flux does, without
+/// its controllers).
+pub fn mark_kustomizations_ready<'a>(
+    cp: &ControlPlane,
+    ns: &str,
+    names: impl IntoIterator<Item = &'a str>,
+    head: &str,
+) -> Result<()> {
+    let revision = format!("main@sha1:{head}");
+    let status = serde_json::json!({"status": {
+        "lastAppliedRevision": revision,
+        "lastAttemptedRevision": revision,
+        "observedGeneration": 1,
+        "conditions": [{
+            "type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
+            "message": format!("Applied revision: {revision}"),
+            "lastTransitionTime": "2026-01-05T10:01:00Z",
+        }],
+    }});
+    for name in names {
+        cp.kubectl_run(
+            &[
+                "patch",
+                "-n",
+                ns,
+                &format!("kustomization/{name}"),
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &status.to_string(),
+            ],
+            None,
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use testenv::bench::{loadavg, median, parse_number, round3, tail};
+use testenv::bench::{loadavg, mark_kustomizations_ready, median, parse_number, round3, tail};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -932,32 +932,12 @@ spec:
         );
     }
     cp.kubectl_run(&["apply", "--server-side", "-f", "-"], Some(&flux))?;
-    let status = json!({"status": {
-        "lastAppliedRevision": format!("main@sha1:{head}"),
-        "lastAttemptedRevision": format!("main@sha1:{head}"),
-        "observedGeneration": 1,
-        "conditions": [{
-            "type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
-            "message": format!("Applied revision: main@sha1:{head}"),
-            "lastTransitionTime": "2026-01-05T10:01:00Z",
-        }],
-    }});
-    for (name, _) in &fixture.kustomizations {
-        cp.kubectl_run(
-            &[
-                "patch",
-                "-n",
-                NS,
-                &format!("kustomization/{name}"),
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                &status.to_string(),
-            ],
-            None,
-        )?;
-    }
-    Ok(())
+    mark_kustomizations_ready(
+        cp,
+        NS,
+        fixture.kustomizations.iter().map(|(name, _)| name.as_str()),
+        head,
+    )
 }
 
 /// The objects changed out of band, as `Kind namespace/name`.

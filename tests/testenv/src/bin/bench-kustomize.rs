@@ -20,7 +20,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
-use testenv::bench::{median, tail};
+use testenv::bench::{mark_kustomizations_ready, median, tail};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -606,30 +606,7 @@ fn apply_as_flux(
         );
     }
     cp.kubectl_run(&["apply", "--server-side", "-f", "-"], Some(&flux))?;
-    let status = json!({"status": {
-        "lastAppliedRevision": format!("main@sha1:{head}"),
-        "lastAttemptedRevision": format!("main@sha1:{head}"),
-        "observedGeneration": 1,
-        "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
-            "message": format!("Applied revision: main@sha1:{head}"),
-            "lastTransitionTime": "2026-01-05T10:01:00Z"}],
-    }});
-    for (name, _) in roots {
-        cp.kubectl_run(
-            &[
-                "patch",
-                "-n",
-                NS,
-                &format!("kustomization/{name}"),
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                &status.to_string(),
-            ],
-            None,
-        )?;
-    }
-    Ok(())
+    mark_kustomizations_ready(cp, NS, roots.iter().map(|(name, _)| name.as_str()), head)
 }
 
 /// Changes `percent` % of the objects out of band, picked evenly: Deployments scaled, Services
