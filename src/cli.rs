@@ -39,9 +39,19 @@ pub struct GlobalArgs {
     /// Path to the kubeconfig file to use (else $KUBECONFIG, else ~/.kube/config)
     #[arg(long, global = true, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
-    /// The kubeconfig context to use
-    #[arg(long, global = true, value_name = "NAME")]
-    pub context: Option<String>,
+    /// The kubeconfig context to use; several (a,b,c or repeated) make a fleet run (diff,
+    /// trace, watch), one per context
+    #[arg(long, global = true, value_name = "NAME", value_delimiter = ',')]
+    pub context: Vec<String>,
+    /// Every context of the kubeconfig (diff, trace, watch), or those --context-selector picks
+    #[arg(long, global = true, conflicts_with = "context")]
+    pub all_contexts: bool,
+    /// Pick contexts by name: a glob (`*`, `?`), e.g. 'prod-*'; implies --all-contexts
+    #[arg(long, global = true, value_name = "GLOB", conflicts_with = "context")]
+    pub context_selector: Option<String>,
+    /// How many contexts of a fleet run are worked on at once
+    #[arg(long, global = true, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub context_concurrency: u16,
     /// The kubeconfig cluster to use (overrides the context's)
     #[arg(long, global = true, value_name = "NAME")]
     pub cluster: Option<String>,
@@ -426,7 +436,7 @@ mod tests {
             ][..],
         ] {
             let cli = Cli::try_parse_from(args).expect("parses");
-            assert_eq!(cli.global.context.as_deref(), Some("dev"), "{args:?}");
+            assert_eq!(cli.global.context, ["dev"], "{args:?}");
             assert_eq!(cli.global.namespace.as_deref(), Some("web"), "{args:?}");
             assert!(matches!(cli.command, Command::Context(_)));
         }

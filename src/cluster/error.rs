@@ -28,6 +28,15 @@ pub enum ClusterError {
     #[error("no current context is set in {files}; pass --context (available: {available})")]
     NoCurrentContext { files: String, available: String },
 
+    #[error("{}; available: {available}", match selector {
+        Some(glob) => format!("no context matches --context-selector '{glob}'"),
+        None => "the kubeconfig has no context".to_owned(),
+    })]
+    NoContextMatches {
+        selector: Option<String>,
+        available: String,
+    },
+
     #[error("unknown context '{name}'; available: {available}")]
     UnknownContext { name: String, available: String },
 

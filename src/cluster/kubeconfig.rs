@@ -242,6 +242,69 @@ pub fn select(
     })
 }
 
+/// The contexts a fleet run takes: those `named` (each checked), else every context of the
+/// kubeconfig whose name matches `glob` (all of them without one), in the order the files
+/// list them. Never empty: no match is an error that lists the names there are.
+pub fn fleet_contexts(
+    config: &Kubeconfig,
+    named: &[String],
+    glob: Option<&str>,
+) -> Result<Vec<String>, ClusterError> {
+    let contexts: Vec<&str> = config.contexts.iter().map(|c| c.name.as_str()).collect();
+    let mut picked: Vec<String> = Vec::new();
+    if named.is_empty() {
+        picked.extend(
+            contexts
+                .iter()
+                .filter(|name| glob.is_none_or(|g| glob_matches(g, name)))
+                .map(|name| (*name).to_owned()),
+        );
+        if picked.is_empty() {
+            return Err(ClusterError::NoContextMatches {
+                selector: glob.map(str::to_owned),
+                available: list_or_none(&contexts),
+            });
+        }
+    }
+    for name in named {
+        if !contexts.contains(&name.as_str()) {
+            return Err(ClusterError::UnknownContext {
+                name: name.clone(),
+                available: list_or_none(&contexts),
+            });
+        }
+        if !picked.contains(name) {
+            picked.push(name.clone());
+        }
+    }
+    Ok(picked)
+}
+
+/// A shell-style glob over a whole name: `*` any run of characters, `?` one character.
+pub fn glob_matches(pattern: &str, name: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let name: Vec<char> = name.chars().collect();
+    // The classic two-pointer match with backtracking to the last `*`.
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == name[n]) {
+            p += 1;
+            n += 1;
+        } else if p < pattern.len() && pattern[p] == '*' {
+            star = Some((p, n));
+            p += 1;
+        } else if let Some((sp, sn)) = star {
+            p = sp + 1;
+            n = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '*')
+}
+
 fn list_or_none(names: &[&str]) -> String {
     if names.is_empty() {
         "none".to_owned()
@@ -265,6 +328,58 @@ fn display_paths(paths: &[PathBuf]) -> String {
 mod tests {
     use super::*;
     use std::fs;
+
+    #[test]
+    fn globs_match_whole_names() {
+        for (pattern, name, want) in [
+            ("prod-*", "prod-eu", true),
+            ("prod-*", "prod-", true),
+            ("prod-*", "staging-prod-eu", false),
+            ("*-eu", "prod-eu", true),
+            ("*-eu", "prod-us", false),
+            ("p?od", "prod", true),
+            ("p?od", "prd", false),
+            ("*", "", true),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+        ] {
+            assert_eq!(glob_matches(pattern, name), want, "{pattern} ~ {name}");
+        }
+    }
+
+    #[test]
+    fn fleet_contexts_are_named_or_picked_by_glob() {
+        let config: Kubeconfig = serde_saphyr::from_str(
+            "contexts:\n  - {name: staging, context: {cluster: s}}\n  - {name: prod-eu, context: {cluster: e}}\n  - {name: prod-us, context: {cluster: u}}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            fleet_contexts(&config, &[], None).unwrap(),
+            ["staging", "prod-eu", "prod-us"]
+        );
+        assert_eq!(
+            fleet_contexts(&config, &[], Some("prod-*")).unwrap(),
+            ["prod-eu", "prod-us"]
+        );
+        let named = [
+            "prod-us".to_owned(),
+            "staging".to_owned(),
+            "prod-us".to_owned(),
+        ];
+        assert_eq!(
+            fleet_contexts(&config, &named, None).unwrap(),
+            ["prod-us", "staging"]
+        );
+        let e = fleet_contexts(&config, &[], Some("dev-*")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no context matches --context-selector 'dev-*'; available: staging, prod-eu, prod-us"
+        );
+        let e = fleet_contexts(&config, &["qa".to_owned()], None).unwrap_err();
+        assert!(e.to_string().starts_with("unknown context 'qa'"), "{e}");
+    }
 
     const DEV: &str = "\
 apiVersion: v1

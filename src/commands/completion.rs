@@ -177,7 +177,7 @@ mod tests {
         .to_vec();
         let global = global_flags(&words);
         assert_eq!(global.kubeconfig.as_deref(), Some("/k".as_ref()));
-        assert_eq!(global.context.as_deref(), Some("dev"));
+        assert_eq!(global.context, ["dev"]);
         assert_eq!(global.namespace.as_deref(), Some("web"));
         assert_eq!(
             global.request_timeout.and_then(|t| t.limit()),

@@ -4,6 +4,7 @@ mod blame;
 mod completion;
 mod context;
 mod diff;
+mod fleet;
 mod revert;
 mod stamp;
 mod trace;
@@ -26,18 +27,27 @@ pub use completion::complete;
 pub async fn run(cli: Cli, env: &Env, out: &mut dyn Write, err: &mut dyn Write) -> Result<Outcome> {
     let log = Log::new(cli.global.verbose);
     match &cli.command {
-        Command::Context(args) => context::run(&cli.global, args, env, &log, out, err).await,
+        Command::Context(args) => {
+            fleet::single(&cli.global, env, "context", "it shows the one context used")?;
+            context::run(&cli.global, args, env, &log, out, err).await
+        }
         Command::Trace(args) => trace::run(&cli.global, args, env, &log, out, err).await,
         Command::Stamp(args) => stamp::run(args, env, &log, out, err),
         Command::Diff(args) => diff::run(&cli.global, args, env, &log, out, err).await,
-        Command::Blame(args) => blame::run(&cli.global, args, env, &log, out, err).await,
+        Command::Blame(args) => {
+            fleet::single(&cli.global, env, "blame", "it reads one object's history")?;
+            blame::run(&cli.global, args, env, &log, out, err).await
+        }
         Command::Completion(args) => completion::script(args, out),
         Command::Watch(args) => watch::run(&cli.global, args, env, &log, out, err).await,
         Command::Version(args) => {
             report::render_version(out, &report::VersionReport::current(), args.output)?;
             Ok(Outcome::Clean)
         }
-        Command::Revert(args) => revert::run(&cli.global, args, env, &log, out, err).await,
+        Command::Revert(args) => {
+            fleet::single(&cli.global, env, "revert", "it writes to the cluster")?;
+            revert::run(&cli.global, args, env, &log, out, err).await
+        }
     }
 }
 
@@ -54,7 +64,8 @@ pub(crate) fn connect_options(global: &GlobalArgs) -> Result<ConnectOptions> {
     Ok(ConnectOptions {
         selectors: Selectors {
             kubeconfig: global.kubeconfig.clone(),
-            context: global.context.clone(),
+            // A fleet run gives each member its one context ([`fleet::member_flags`]).
+            context: global.context.first().cloned(),
             cluster: global.cluster.clone(),
             user: global.user.clone(),
             namespace: global.namespace.clone(),

@@ -1,7 +1,9 @@
 //! `kubectl gitops trace TYPE/NAME...`: where objects came from. One GET per named object (one
 //! LIST per TYPE given without a name), then the mapping rules, sharing Git reads.
 
+use std::cell::RefCell;
 use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::Result;
 
@@ -11,8 +13,10 @@ use crate::cluster::cache::CachedDiscovery;
 use crate::cluster::{self, Cluster, LiveObject};
 use crate::env::Env;
 use crate::object::ObjectKey;
-use crate::report::{self, Log, TraceItem, TraceReport};
+use crate::report::{self, ContextTrace, FleetTraceReport, Log, TraceItem, TraceReport};
 use crate::source::{self, Locator, RepoChoice};
+
+use super::fleet;
 
 pub async fn run(
     global: &GlobalArgs,
@@ -22,8 +26,59 @@ pub async fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Outcome> {
-    let options = super::connect_options(global)?;
-    let cluster = cluster::connect(&options, env).await?;
+    let locator = Arc::new(
+        Locator::new(RepoChoice {
+            flag: args.repo.clone(),
+            cwd: env.cwd.clone(),
+            cache_root: env
+                .cache_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("repos"),
+            against: None,
+        })
+        .with_render_cache(crate::render::RenderCache::for_env(
+            env,
+            global.render_cache_size,
+        )),
+    );
+    if let Some(contexts) = fleet::contexts(global, env)? {
+        return run_fleet(global, args, &contexts, locator, env, log, out, err).await;
+    }
+    let cluster = cluster::connect(&super::connect_options(global)?, env).await?;
+    let (items, failed) = trace(&cluster, global, args, &locator, log, err).await?;
+    log.debug(err, 1, || locator.reads.summary());
+    locator.flush_warnings(err);
+    let report = TraceReport {
+        items: shown(items, args.output),
+    };
+    report::render_trace(out, &report, args.output)?;
+    Ok(if failed {
+        Outcome::Failed
+    } else {
+        Outcome::Clean
+    })
+}
+
+/// What is shown: text shows what was found (errors are already on stderr); the other formats
+/// every object.
+fn shown(items: Vec<TraceItem>, format: report::TraceFormat) -> Vec<TraceItem> {
+    match format {
+        report::TraceFormat::Text => items.into_iter().filter(|i| i.source.is_some()).collect(),
+        _ => items,
+    }
+}
+
+/// The objects `args` names in `cluster`, each with its source or why it has none; whether
+/// some could not be traced (said on `err`).
+async fn trace(
+    cluster: &Cluster,
+    global: &GlobalArgs,
+    args: &TraceArgs,
+    locator: &Locator,
+    log: &Log,
+    err: &mut dyn Write,
+) -> Result<(Vec<TraceItem>, bool)> {
     // Read from the server, not the cache: a miss is then final.
     let discovery = CachedDiscovery::fixed(cluster.discovery().await?);
     let mut failed = false;
@@ -34,7 +89,7 @@ pub async fn run(
 
     let mut live_objects: Vec<LiveObject> = Vec::new();
     for arg in &args.objects {
-        match fetch(&cluster, &discovery, global, args, arg).await {
+        match fetch(cluster, &discovery, global, args, arg).await {
             Ok(found) => live_objects.extend(found),
             Err(message) => report_error(err, arg, message),
         }
@@ -43,27 +98,13 @@ pub async fn run(
         format!("{} live objects to trace", live_objects.len())
     });
 
-    let locator = Locator::new(RepoChoice {
-        flag: args.repo.clone(),
-        cwd: env.cwd.clone(),
-        cache_root: env
-            .cache_dir
-            .clone()
-            .unwrap_or_else(std::env::temp_dir)
-            .join("repos"),
-        against: None,
-    })
-    .with_render_cache(crate::render::RenderCache::for_env(
-        env,
-        global.render_cache_size,
-    ));
     let reconcilers = source::ReconcilerCache::default();
     let mut items = Vec::new();
     for live in &live_objects {
         let Some(key) = ObjectKey::of(live) else {
             continue;
         };
-        let located = match source::pointer(&cluster, &discovery, &reconcilers, live).await {
+        let located = match source::pointer(cluster, &discovery, &reconcilers, live).await {
             Ok(pointer) => locator.locate(pointer, &key),
             Err(e) => Err(e),
         };
@@ -83,17 +124,86 @@ pub async fn run(
             }
         }
     }
-    log.debug(err, 1, || locator.reads.summary());
-    locator.flush_warnings(err);
-    let report = TraceReport {
-        items: match args.output {
-            // Text shows what was found; errors are already on stderr.
-            report::TraceFormat::Text => items.into_iter().filter(|i| i.source.is_some()).collect(),
-            _ => items,
+    Ok((items, failed))
+}
+
+/// `trace` in every context: the same objects looked up in each, Git read once for all.
+#[allow(clippy::too_many_arguments)]
+async fn run_fleet(
+    global: &GlobalArgs,
+    args: &TraceArgs,
+    contexts: &[String],
+    locator: Arc<Locator>,
+    env: &Env,
+    log: &Log,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Outcome> {
+    let member_env = fleet::member_env(env);
+    let shared_err = RefCell::new(err);
+    let members = fleet::each(
+        contexts,
+        global.context_concurrency,
+        &shared_err,
+        |context, mut said| {
+            let (locator, member_env) = (locator.clone(), &member_env);
+            async move {
+                let result = async {
+                    let flags = fleet::member_flags(global, &context);
+                    let cluster =
+                        cluster::connect(&super::connect_options(&flags)?, member_env).await?;
+                    let (items, failed) =
+                        trace(&cluster, &flags, args, &locator, log, &mut said).await?;
+                    anyhow::Ok((cluster.target.server.clone(), items, failed))
+                }
+                .await;
+                (result, said)
+            }
         },
+    )
+    .await;
+    let err = shared_err.into_inner();
+    let mut failed_any = false;
+    let mut contexts_traced = Vec::new();
+    for member in members {
+        contexts_traced.push(match member.result {
+            Ok((server, items, failed)) => {
+                failed_any |= failed;
+                ContextTrace {
+                    context: member.context,
+                    server: Some(server),
+                    error: None,
+                    report: TraceReport {
+                        items: shown(items, args.output),
+                    },
+                }
+            }
+            Err(e) => {
+                failed_any = true;
+                let message = crate::text::single_line(&format!("{e:#}"));
+                writeln!(err, "error: context {}: {message}", member.context)?;
+                ContextTrace {
+                    context: member.context,
+                    server: None,
+                    error: Some(message),
+                    report: TraceReport { items: Vec::new() },
+                }
+            }
+        });
+    }
+    log.debug(err, 1, || {
+        format!(
+            "fleet of {} contexts, Git read once for all: {}",
+            contexts.len(),
+            locator.reads.summary()
+        )
+    });
+    locator.flush_warnings(err);
+    let report = FleetTraceReport {
+        contexts: contexts_traced,
     };
-    report::render_trace(out, &report, args.output)?;
-    Ok(if failed {
+    report::render_fleet_trace(out, &report, args.output)?;
+    Ok(if failed_any {
         Outcome::Failed
     } else {
         Outcome::Clean

@@ -133,15 +133,33 @@ impl Engine {
         scope: Scope,
         options: Options,
     ) -> Result<Engine> {
+        let locator = Engine::locator(&scope, env, &options);
+        Engine::connect_sharing(connect, env, scope, options, locator).await
+    }
+
+    /// The Git side of an engine for `scope`: clones, renders and history, shared by every
+    /// engine given it (a fleet run reads Git once for all its contexts).
+    pub fn locator(scope: &Scope, env: &Env, options: &Options) -> Arc<Locator> {
+        Arc::new(Locator::new(repo_choice(scope, env)).with_render_cache(
+            crate::render::RenderCache::for_env(env, options.render_cache_size),
+        ))
+    }
+
+    /// [`Engine::connect`], reading Git through `locator` (made by [`Engine::locator`] for the
+    /// same repository choice).
+    pub async fn connect_sharing(
+        connect: &ConnectOptions,
+        env: &Env,
+        scope: Scope,
+        options: Options,
+        locator: Arc<Locator>,
+    ) -> Result<Engine> {
         let cluster = cluster::connect(connect, env).await?;
         let cache_dir = env.cache_dir.clone();
         let discovery =
             CachedDiscovery::read(&cluster, cache_dir.as_deref(), options.refresh_discovery)
                 .await?;
         let namespace = (!scope.all_namespaces).then(|| cluster.target.namespace.clone());
-        let locator = Arc::new(Locator::new(repo_choice(&scope, env)).with_render_cache(
-            crate::render::RenderCache::for_env(env, options.render_cache_size),
-        ));
         Ok(Engine {
             cluster,
             discovery,

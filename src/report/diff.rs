@@ -33,13 +33,7 @@ pub fn render_diff(
         DiffFormat::Yaml => super::write_yaml(out, "DriftReport", report),
         DiffFormat::Table => table(out, report),
         DiffFormat::Markdown => markdown(out, report),
-        DiffFormat::Diff => {
-            for item in report.items.iter().filter(|i| i.status != Status::InSync) {
-                unified(out, item, true)?;
-                writeln!(out)?;
-            }
-            writeln!(out, "{}", summary_line(report))
-        }
+        DiffFormat::Diff => diffs(out, report),
     }
 }
 
@@ -219,53 +213,81 @@ fn changed_by(item: &ObjectReport) -> String {
     who.join(", ")
 }
 
-fn table(out: &mut dyn Write, report: &DriftReport) -> std::io::Result<()> {
+/// The columns of `-o table`.
+pub(super) const TABLE_HEADER: [&str; 7] = [
+    "KIND",
+    "NAMESPACE",
+    "NAME",
+    "STATUS",
+    "FIELDS",
+    "CHANGED BY",
+    "SOURCE",
+];
+
+/// One `-o table` row per object.
+pub(super) fn table_rows(report: &DriftReport) -> Vec<Vec<String>> {
+    report
+        .items
+        .iter()
+        .map(|item| {
+            let kind = if item.object.group.is_empty() {
+                item.object.kind.clone()
+            } else {
+                format!("{}.{}", item.object.kind, item.object.group)
+            };
+            let source = item
+                .source
+                .as_ref()
+                .map(|s| format!("{}:{}", s.file, s.lines.0))
+                .unwrap_or_else(|| "-".to_owned());
+            vec![
+                kind,
+                item.object
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "-".to_owned()),
+                item.object.name.clone(),
+                item.status.as_str().to_owned(),
+                item.fields.len().to_string(),
+                changed_by(item),
+                source,
+            ]
+        })
+        .collect()
+}
+
+/// Left-aligned columns separated by spaces, like kubectl get.
+pub(super) fn write_table(
+    out: &mut dyn Write,
+    header: &[&str],
+    rows: Vec<Vec<String>>,
+) -> std::io::Result<()> {
     let mut table = comfy_table::Table::new();
     table
         .load_style(comfy_table::presets::NOTHING)
         .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
-        .set_header([
-            "KIND",
-            "NAMESPACE",
-            "NAME",
-            "STATUS",
-            "FIELDS",
-            "CHANGED BY",
-            "SOURCE",
-        ]);
-    for item in &report.items {
-        let kind = if item.object.group.is_empty() {
-            item.object.kind.clone()
-        } else {
-            format!("{}.{}", item.object.kind, item.object.group)
-        };
-        let source = item
-            .source
-            .as_ref()
-            .map(|s| format!("{}:{}", s.file, s.lines.0))
-            .unwrap_or_else(|| "-".to_owned());
-        table.add_row([
-            kind,
-            item.object
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "-".to_owned()),
-            item.object.name.clone(),
-            item.status.as_str().to_owned(),
-            item.fields.len().to_string(),
-            changed_by(item),
-            source,
-        ]);
+        .set_header(header);
+    for row in rows {
+        table.add_row(row);
     }
-    // Left-aligned columns separated by spaces, like kubectl get.
     for line in table.to_string().lines() {
         writeln!(out, "{}", line.trim_end().trim_start_matches(' '))?;
     }
+    Ok(())
+}
+
+fn table(out: &mut dyn Write, report: &DriftReport) -> std::io::Result<()> {
+    write_table(out, &TABLE_HEADER, table_rows(report))?;
     writeln!(out, "{}", summary_line(report))
 }
 
 fn markdown(out: &mut dyn Write, report: &DriftReport) -> std::io::Result<()> {
     writeln!(out, "### kubectl gitops diff\n")?;
+    markdown_body(out, report)
+}
+
+/// The summary, the table of what is not in sync, and a diff of each.
+pub(super) fn markdown_body(out: &mut dyn Write, report: &DriftReport) -> std::io::Result<()> {
     writeln!(out, "{}\n", summary_line(report))?;
     writeln!(out, "| Object | Status | Fields | Changed by | Source |")?;
     writeln!(out, "|---|---|---|---|---|")?;
@@ -295,6 +317,15 @@ fn markdown(out: &mut dyn Write, report: &DriftReport) -> std::io::Result<()> {
         writeln!(out, "```\n\n</details>")?;
     }
     Ok(())
+}
+
+/// Every object not in sync as a unified diff, then the summary line (`-o diff`).
+pub(super) fn diffs(out: &mut dyn Write, report: &DriftReport) -> std::io::Result<()> {
+    for item in report.items.iter().filter(|i| i.status != Status::InSync) {
+        unified(out, item, true)?;
+        writeln!(out)?;
+    }
+    writeln!(out, "{}", summary_line(report))
 }
 
 #[cfg(test)]

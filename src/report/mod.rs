@@ -6,6 +6,7 @@ mod blame;
 mod completion;
 mod context;
 mod diff;
+mod fleet;
 mod log;
 mod revert;
 pub mod time;
@@ -17,6 +18,10 @@ pub use blame::{BlameFormat, TimeFormat, render_blame};
 pub use completion::{render_candidates, render_completion_script};
 pub use context::{ContextReport, render_context};
 pub use diff::{DiffFormat, render_diff, summary_line};
+pub use fleet::{
+    ContextDrift, ContextStatus, ContextTrace, FleetDriftReport, FleetTraceReport,
+    render_fleet_diff, render_fleet_trace,
+};
 pub use log::Log;
 pub use revert::{
     HeldField, Notice, RevertAction, RevertFormat, RevertItem, RevertReport, RevertResult,
@@ -97,12 +102,22 @@ impl Terminal {
 
 /// A machine-readable document: `apiVersion`, `kind`, then the fields of `body`.
 #[derive(Serialize)]
-struct Document<'a, T: Serialize> {
+pub(super) struct Document<'a, T: Serialize> {
     #[serde(rename = "apiVersion")]
     api_version: &'static str,
     kind: &'static str,
     #[serde(flatten)]
     body: &'a T,
+}
+
+impl<'a, T: Serialize> Document<'a, T> {
+    pub(super) fn new(kind: &'static str, body: &'a T) -> Document<'a, T> {
+        Document {
+            api_version: API_VERSION,
+            kind,
+            body,
+        }
+    }
 }
 
 /// Writes `body` as a YAML document of `kind`.

@@ -52,6 +52,10 @@ pub struct DriftEvent {
     pub kind: &'static str,
     /// When watch saw it, RFC 3339 UTC.
     pub time: String,
+    /// The kube context it was seen in (`--context a,b`, `--all-contexts`); absent when one
+    /// context is watched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
     pub object: ObjectKey,
     /// None: not followed before (a new object).
     pub old_status: Option<Status>,
@@ -113,6 +117,7 @@ impl DriftEvent {
             api_version: super::API_VERSION,
             kind: "DriftEvent",
             time: rfc3339(unix_time),
+            context: None,
             object,
             old_status: old,
             new_status: new,
@@ -175,8 +180,13 @@ fn status_word(status: Option<Status>, none: &'static str) -> &'static str {
 /// stream when colour is off.
 pub fn text_line(event: &DriftEvent) -> String {
     let new = status_style(event.new_status);
+    let context = event
+        .context
+        .as_deref()
+        .map(|c| format!("[{c}]  "))
+        .unwrap_or_default();
     let mut line = format!(
-        "{TIME}{}{TIME:#}  {}  {} → {new}{}{new:#}",
+        "{TIME}{}{TIME:#}  {context}{}  {} → {new}{}{new:#}",
         event.time,
         event.object,
         status_word(event.old_status, "new"),

@@ -42,6 +42,8 @@ pub struct Settings {
     pub timeout: Option<Duration>,
     /// Where remote repositories are cloned (the poller fetches them there).
     pub cache_root: PathBuf,
+    /// The kube context, named in every event, when several are watched at once.
+    pub context: Option<String>,
     /// When the command started.
     pub started: Instant,
     pub start_unix: i64,
@@ -154,6 +156,7 @@ pub async fn follow(
         out,
         err,
         format: settings.output,
+        context: settings.context.as_deref(),
         hook: hooks.as_ref().map(|(tx, _)| tx),
         events: 0,
         drift_seen: false,
@@ -239,6 +242,7 @@ pub(super) struct Context<'a> {
     pub(super) out: &'a mut dyn Write,
     pub(super) err: &'a mut dyn Write,
     pub(super) format: WatchFormat,
+    pub(super) context: Option<&'a str>,
     pub(super) hook: Option<&'a mpsc::Sender<(String, String)>>,
     pub(super) events: usize,
     pub(super) drift_seen: bool,
@@ -246,7 +250,8 @@ pub(super) struct Context<'a> {
 
 impl Context<'_> {
     /// Prints an event, hands it to `--exec`, and notes drift.
-    pub(super) fn emit(&mut self, event: DriftEvent) -> Result<()> {
+    pub(super) fn emit(&mut self, mut event: DriftEvent) -> Result<()> {
+        event.context = self.context.map(str::to_owned);
         report::render_event(self.out, &event, self.format)?;
         self.events += 1;
         self.drift_seen |= event.is_drift();

@@ -11,6 +11,7 @@ mod diff;
 mod discovery;
 mod faults;
 mod fixture;
+mod fleet;
 mod flux;
 mod hardening;
 mod hostile;

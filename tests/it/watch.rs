@@ -68,7 +68,7 @@ fn stamped_setup(apply: impl Fn(&str)) -> GitRepo {
 }
 
 /// A running `kubectl gitops watch -o json`, read line by line.
-struct Watcher {
+pub(crate) struct Watcher {
     child: Child,
     events: Receiver<Value>,
     stderr: Receiver<String>,
@@ -83,6 +83,23 @@ struct Watcher {
 impl Watcher {
     /// Starts the watch and waits until it says it is watching.
     fn start(kubeconfig: &Path, ns: &str, cwd: &Path, cache: &Path, extra: &[&str]) -> Watcher {
+        let mut watcher = Watcher::spawn(kubeconfig, ns, cwd, cache, extra);
+        watcher.said_line(
+            "watching",
+            |l| l.starts_with("watching "),
+            Duration::from_secs(120),
+        );
+        watcher
+    }
+
+    /// Starts the watch; its output is read as it comes.
+    pub(crate) fn spawn(
+        kubeconfig: &Path,
+        ns: &str,
+        cwd: &Path,
+        cache: &Path,
+        extra: &[&str],
+    ) -> Watcher {
         let kc = kubeconfig.display().to_string();
         let mut args = vec!["watch", "--kubeconfig", &kc, "-n", ns];
         if !extra.contains(&"-o") {
@@ -125,20 +142,14 @@ impl Watcher {
                 }
             }
         });
-        let mut watcher = Watcher {
+        Watcher {
             child,
             events,
             stderr,
             said: Vec::new(),
             seen: Vec::new(),
             pending: Vec::new(),
-        };
-        watcher.said_line(
-            "watching",
-            |l| l.starts_with("watching "),
-            Duration::from_secs(120),
-        );
-        watcher
+        }
     }
 
     /// Waits for a stderr line that `matches`.
@@ -177,7 +188,7 @@ impl Watcher {
     }
 
     /// Waits until `count` stderr lines match.
-    fn said_lines(&mut self, what: &str, matches: impl Fn(&str) -> bool, count: usize) {
+    pub(crate) fn said_lines(&mut self, what: &str, matches: impl Fn(&str) -> bool, count: usize) {
         let deadline = Instant::now() + EVENT_DEADLINE;
         while self.said.iter().filter(|l| matches(l)).count() < count {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -203,7 +214,7 @@ impl Watcher {
         self.event(name, |e| e["object"]["name"] == name)
     }
 
-    fn event(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn event(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
         if let Some(i) = self.pending.iter().position(&matches) {
             return self.pending.remove(i);
         }
@@ -230,7 +241,7 @@ impl Watcher {
     }
 
     /// Sends SIGTERM and waits for the exit; returns the exit code and the rest of stderr.
-    fn stop(&mut self) -> (Option<i32>, Vec<String>) {
+    pub(crate) fn stop(&mut self) -> (Option<i32>, Vec<String>) {
         let pid = self.child.id().to_string();
         assert!(
             Command::new("kill")

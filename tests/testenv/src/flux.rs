@@ -193,6 +193,20 @@ impl Flux {
         extra_spec: Value,
     ) -> Result<String> {
         let url = self.git.url_of(repo_dir)?;
+        self.reconcile_from(ns, name, &url, repo_dir, path, extra_spec)
+    }
+
+    /// [`Flux::reconcile`], reading the repository at `url` (another Flux's Git server: two
+    /// clusters reconciled from one repository URL, as a fleet is).
+    pub fn reconcile_from(
+        &self,
+        ns: &str,
+        name: &str,
+        url: &str,
+        repo_dir: &Path,
+        path: &str,
+        extra_spec: Value,
+    ) -> Result<String> {
         let commit = crate::git(repo_dir, &["rev-parse", "refs/heads/main"])
             .with_context(|| format!("reading branch main of {}", repo_dir.display()))?;
         let token = request_token();

@@ -306,16 +306,24 @@ impl ControlPlane {
     }
 
     /// Installs every CRD of the pinned source-controller and kustomize-controller (what they
-    /// watch: Git, OCI, Bucket, Helm and external sources, Kustomizations), once per test binary.
+    /// watch: Git, OCI, Bucket, Helm and external sources, Kustomizations), once per control
+    /// plane.
     pub fn install_flux_crds(&self) -> Result<()> {
-        static DONE: OnceLock<Result<(), String>> = OnceLock::new();
-        let done = DONE.get_or_init(|| {
-            flux_crd_files()
-                .and_then(|files| self.apply_crd_files(&files))
-                .map_err(|e| format!("{e:#}"))
-        });
-        done.clone()
-            .map_err(|e| anyhow::anyhow!("installing the Flux CRDs: {e}"))
+        static DONE: std::sync::Mutex<Vec<(PathBuf, Result<(), String>)>> =
+            std::sync::Mutex::new(Vec::new());
+        // Held while installing: a second caller for the same control plane waits for the first.
+        let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+        let result = match done.iter().find(|(dir, _)| dir == &self.dir) {
+            Some((_, result)) => result.clone(),
+            None => {
+                let result = flux_crd_files()
+                    .and_then(|files| self.apply_crd_files(&files))
+                    .map_err(|e| format!("{e:#}"));
+                done.push((self.dir.clone(), result.clone()));
+                result
+            }
+        };
+        result.map_err(|e| anyhow::anyhow!("installing the Flux CRDs: {e}"))
     }
 
     /// Installs the real Flux and Argo CD CRDs on this control plane, every time it is called
@@ -610,6 +618,40 @@ rules:
   # Metadata only: verbs, URIs (with dryRun), users and objects; never a request body.
   - level: Metadata
 ";
+
+/// Writes a kubeconfig whose contexts are the admin users of several control planes, each
+/// context named as given (a fleet: `--context a,b`, `--all-contexts`). The current context
+/// is the first.
+pub fn fleet_kubeconfig(path: &Path, members: &[(&str, &ControlPlane)]) -> Result<()> {
+    let mut clusters = String::new();
+    let mut users = String::new();
+    let mut contexts = String::new();
+    for (name, cp) in members {
+        let token = fs::read_to_string(cp.dir.join("tokens.csv"))?
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        clusters.push_str(&format!(
+            "  - name: {name}\n    cluster:\n      server: {}\n      insecure-skip-tls-verify: true\n",
+            cp.server
+        ));
+        users.push_str(&format!(
+            "  - name: {name}-admin\n    user:\n      token: {token}\n"
+        ));
+        contexts.push_str(&format!(
+            "  - name: {name}\n    context:\n      cluster: {name}\n      user: {name}-admin\n"
+        ));
+    }
+    let current = members.first().map(|(n, _)| *n).unwrap_or_default();
+    fs::write(
+        path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n{clusters}users:\n{users}contexts:\n{contexts}current-context: {current}\n"
+        ),
+    )?;
+    Ok(())
+}
 
 fn kubeconfig_yaml(server: &str, admin_token: &str, viewer_token: &str) -> String {
     format!(
