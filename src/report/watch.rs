@@ -432,6 +432,19 @@ mod tests {
             line.contains("(absent) (pending: 9f8e7d6 Bob Builder"),
             "{line}"
         );
+        assert!(doc.get("context").is_none(), "one context: not named");
+
+        // A fleet watch names the context, in JSON and in the line.
+        let mut event = event;
+        event.context = Some("prod-eu".into());
+        assert_eq!(serde_json::to_value(&event).unwrap()["context"], "prod-eu");
+        assert!(
+            plain(&event).starts_with(
+                "1970-01-01T00:00:00Z  [prod-eu]  Deployment.apps shop/web  in-sync → drifted"
+            ),
+            "{}",
+            plain(&event)
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ const APPLIERS: usize = 4;
 const USAGE: &str = "\
 usage: bench/diff [--objects N] [--drift-percent P] [--concurrency C] [--runs R]
                   [--kustomizations K] [--namespaces M] [--skip-kubectl-diff] [--only IDS]
-                  [--plugin PATH] [--keep]
+                  [--plugin PATH] [--keep] [--clusters K]
 
   --objects N          namespaced objects to generate and apply (default 1000), plus one CRD
   --drift-percent P    share of them changed out of band before timing (default 5)
@@ -46,6 +46,10 @@ usage: bench/diff [--objects N] [--drift-percent P] [--concurrency C] [--runs R]
   --plugin PATH        the kubectl-gitops binary (default <repo>/target/release/kubectl-gitops)
   --keep               afterwards, keep the cluster and repository until stdin closes or a line
                        is read (to try commands by hand, e.g. with -v)
+  --clusters K         the fleet comparison instead of (a)..(e): K control planes, each with the
+                       same apps and drift; times (f) kubectl gitops diff on one of them, (g) on
+                       all K at once (--all-contexts), (h) K runs of it one after the other, and
+                       (i) K runs of kubectl diff --server-side one after the other
 ";
 
 fn main() -> ExitCode {
@@ -73,6 +77,8 @@ struct Args {
     only: String,
     plugin: PathBuf,
     keep: bool,
+    /// Clusters of the fleet comparison (`--clusters`); 1: none.
+    clusters: usize,
 }
 
 impl Args {
@@ -91,6 +97,7 @@ impl Args {
             namespaces: 1,
             plugin: target.join("release/kubectl-gitops"),
             keep: false,
+            clusters: 1,
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -123,12 +130,16 @@ impl Args {
                     args.only = ids;
                 }
                 "--keep" => args.keep = true,
+                "--clusters" => args.clusters = parse_number(&flag, &value()?)?,
                 "-h" | "--help" => {
                     print!("{USAGE}");
                     std::process::exit(0);
                 }
                 _ => bail!("unknown argument {arg:?}\n{USAGE}"),
             }
+        }
+        if !(1..=8).contains(&args.clusters) {
+            bail!("--clusters must be from 1 to 8");
         }
         if args.objects == 0 || args.runs == 0 || args.concurrency == 0 {
             bail!("--objects, --runs and --concurrency must be at least 1");
@@ -165,6 +176,9 @@ impl Args {
         if self.only != "abcde" {
             let ids: Vec<String> = self.only.chars().map(String::from).collect();
             let _ = write!(line, " --only {}", ids.join(","));
+        }
+        if self.clusters != 1 {
+            let _ = write!(line, " --clusters {}", self.clusters);
         }
         line
     }
@@ -400,6 +414,12 @@ fn bench(
             .map(|n| format!("; kubectl diff shows {n} objects"))
             .unwrap_or_default()
     ));
+
+    if args.clusters > 1 {
+        return fleet::bench(
+            args, plugin, cp, work, &repo, &fixture, &head, &drifted, progress,
+        );
+    }
 
     // The timed runs, interleaved so that a slow moment of the machine hits every command alike.
     let c = args.concurrency.to_string();
@@ -1675,4 +1695,280 @@ fn print_not_in_sync(report: &Value, limit: usize) {
 
 fn first<T: std::fmt::Debug>(items: &[T], n: usize) -> Vec<&T> {
     items.iter().take(n).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// `--clusters K`: one repository on K clusters.
+
+mod fleet {
+    use super::*;
+
+    /// Starts K-1 more control planes, gives each the same apps and the same drift as the first,
+    /// checks that `--all-contexts` finds the drift in each, then times (f) one context, (g) all
+    /// at once, (h) one after the other, (i) kubectl diff one after the other.
+    #[allow(clippy::too_many_arguments)]
+    pub fn bench(
+        args: &Args,
+        plugin: &Path,
+        first: &ControlPlane,
+        work: &Path,
+        repo: &Path,
+        fixture: &Fixture,
+        head: &str,
+        drifted: &Drifted,
+        progress: &Progress,
+    ) -> Result<ExitCode> {
+        let mut others = Vec::new();
+        let result = (|| {
+            for i in 1..args.clusters {
+                progress.step(&format!(
+                    "starting control plane {} of {}",
+                    i + 1,
+                    args.clusters
+                ));
+                let cp = ControlPlane::start(
+                    &work.join(format!("cluster-{i}")),
+                    Lifetime::TiedToThisProcess,
+                )?;
+                others.push(cp);
+                let cp = others.last().expect("just pushed");
+                cp.install_crds()?;
+                let manifest: String = std::iter::once(NS.to_owned())
+                    .chain(app_namespaces(args.namespaces))
+                    .collect::<BTreeSet<_>>()
+                    .iter()
+                    .map(|n| {
+                        format!("---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n")
+                    })
+                    .collect();
+                cp.kubectl_run(&["create", "-f", "-"], Some(&manifest))?;
+                apply_as_flux(cp, repo, fixture, head)?;
+                let theirs = drift(cp, fixture, args.drift_percent)?;
+                if theirs.objects != drifted.objects {
+                    bail!("cluster {} drifted other objects than the first", i + 1);
+                }
+                progress.step(&format!(
+                    "cluster {}: applied as Flux would, {} objects drifted",
+                    i + 1,
+                    theirs.objects.len()
+                ));
+            }
+            let members: Vec<(String, &ControlPlane)> = std::iter::once(first)
+                .chain(others.iter())
+                .enumerate()
+                .map(|(i, cp)| (format!("cluster-{}", i + 1), cp))
+                .collect();
+            let kubeconfig = work.join("fleet.kubeconfig");
+            let named: Vec<(&str, &ControlPlane)> =
+                members.iter().map(|(n, cp)| (n.as_str(), *cp)).collect();
+            testenv::fleet_kubeconfig(&kubeconfig, &named)?;
+            let contexts: Vec<String> = members.iter().map(|(n, _)| n.clone()).collect();
+            time(
+                args,
+                plugin,
+                first,
+                work,
+                repo,
+                &kubeconfig,
+                &contexts,
+                drifted,
+                progress,
+            )
+        })();
+        for cp in &others {
+            stop(cp);
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn time(
+        args: &Args,
+        plugin: &Path,
+        first: &ControlPlane,
+        work: &Path,
+        repo: &Path,
+        kubeconfig: &Path,
+        contexts: &[String],
+        drifted: &Drifted,
+        progress: &Progress,
+    ) -> Result<ExitCode> {
+        let tools = Tools {
+            kubeconfig: kubeconfig.to_path_buf(),
+            ..Tools::new(first, plugin, repo, work, args)?
+        };
+        // The answer first: every context reports exactly the drift made in it.
+        let ran = tools.gitops_json(&["--all-contexts"])?;
+        if ran.code != Some(1) || ran.report["kind"] != "FleetDriftReport" {
+            bail!(
+                "kubectl gitops diff --all-contexts exited {:?}, expected 1 with a FleetDriftReport\n{}",
+                ran.code,
+                tail(&ran.stderr, 20)
+            );
+        }
+        for context in ran.report["contexts"].as_array().into_iter().flatten() {
+            let reported = drifted_names(&context["report"]);
+            if reported != drifted.objects {
+                bail!(
+                    "context {}: {} drifted reported, {} expected",
+                    context["context"],
+                    reported.len(),
+                    drifted.objects.len()
+                );
+            }
+        }
+        progress.step(&format!(
+            "checked: --all-contexts reports the {} drifted objects in each of {} contexts",
+            drifted.objects.len(),
+            contexts.len()
+        ));
+
+        let k = contexts.len();
+        let scope = args.gitops_scope().join(" ");
+        let one = format!("--context={}", contexts[0]);
+        let mut benches = vec![
+            tools.gitops("f", &format!("kubectl gitops diff {scope} {one}"), &[&one]),
+            tools.gitops(
+                "g",
+                &format!("kubectl gitops diff {scope} --all-contexts ({k} clusters)"),
+                &["--all-contexts"],
+            ),
+            one_after_another(
+                "h",
+                &format!("kubectl gitops diff {scope} --context=C, for each of the {k}"),
+                tools.gitops_command(&[]),
+                contexts,
+                &tools,
+            ),
+        ];
+        if !args.skip_kubectl_diff {
+            benches.push(one_after_another(
+                "i",
+                &format!(
+                    "kubectl {} <repo>/apps {} --context=C, for each of the {k}",
+                    kubectl_diff_args(None).join(" "),
+                    args.kubectl_scope().join(" ")
+                ),
+                tools.kubectl_diff_command(None),
+                contexts,
+                &tools,
+            ));
+        }
+        progress.step(&format!(
+            "timing {} commands, {} runs each",
+            benches.len(),
+            args.runs
+        ));
+        let load_before = loadavg();
+        for run in 0..args.runs {
+            for bench in &mut benches {
+                let sample = bench.run_once(first)?;
+                eprintln!(
+                    "          run {}/{} ({}) {:.2}s",
+                    run + 1,
+                    args.runs,
+                    bench.id,
+                    sample.wall
+                );
+                bench.samples.push(sample);
+            }
+        }
+        let load_after = loadavg();
+        let by_id = |id: &str| benches.iter().find(|b| b.id == id).map(Bench::median_wall);
+        let (f, g, h) = (
+            by_id("f").expect("f"),
+            by_id("g").expect("g"),
+            by_id("h").expect("h"),
+        );
+        let i = by_id("i");
+        println!();
+        println!(
+            "kubectl gitops diff fleet benchmark: {k} clusters, each with the same {} objects, {} \
+             drifted out of band in each; {} runs each, output to /dev/null",
+            args.objects,
+            drifted.objects.len(),
+            args.runs
+        );
+        println!("load average (1, 5, 15 min): {load_before} before, {load_after} after");
+        for b in &benches {
+            let walls = b.walls();
+            println!(
+                "  ({}) {:<100} median {:>7.2}s  min {:>7.2}s",
+                b.id,
+                b.label,
+                b.median_wall(),
+                walls.iter().cloned().fold(f64::INFINITY, f64::min)
+            );
+        }
+        let ratio = g / f;
+        println!(
+            "  {k} clusters at once take {ratio:.2}x the time of one (target: at most 1.5x): {}",
+            if ratio <= 1.5 { "met" } else { "MISSED" }
+        );
+        println!(
+            "  at once vs one after the other (ours): {:.1}x faster",
+            h / g
+        );
+        if let Some(i) = i {
+            println!(
+                "  at once vs kubectl diff one after the other: {:.1}x faster",
+                i / g
+            );
+        }
+        println!("  command: {}", args.command_line());
+        println!(
+            "{}",
+            json!({
+                "bench": "diff-fleet",
+                "clusters": k,
+                "objects": args.objects,
+                "drifted": drifted.objects.len(),
+                "runs": args.runs,
+                "one_s": round3(f),
+                "fleet_s": round3(g),
+                "sequential_ours_s": round3(h),
+                "sequential_kubectl_diff_s": i.map(round3),
+                "fleet_over_one": round3(ratio),
+            })
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// `cmd` once per context, one after the other, as one timed command: a shell loop that
+    /// adds `--context C` to each run, exits 2 at the first run that does not exit 1 (drift
+    /// found) and 1 after the last.
+    fn one_after_another(
+        id: &'static str,
+        label: &str,
+        cmd: Command,
+        contexts: &[String],
+        tools: &Tools,
+    ) -> Bench {
+        let mut shell = Command::new("sh");
+        shell.arg("-c").arg(
+            "program=$1; n=$2; shift 2; contexts=; i=0; \
+             while [ $i -lt $n ]; do contexts=\"$contexts $1\"; shift; i=$((i + 1)); done; \
+             for c in $contexts; do \"$program\" \"$@\" --context \"$c\" >/dev/null; \
+             [ $? = 1 ] || exit 2; done; exit 1",
+        );
+        shell.arg("sh").arg(cmd.get_program());
+        shell.arg(contexts.len().to_string()).args(contexts);
+        shell.args(cmd.get_args());
+        for (key, value) in cmd.get_envs() {
+            match value {
+                Some(v) => shell.env(key, v),
+                None => shell.env_remove(key),
+            };
+        }
+        if let Some(dir) = cmd.get_current_dir() {
+            shell.current_dir(dir);
+        }
+        Bench {
+            id,
+            label: label.to_owned(),
+            command: shell,
+            stderr_file: tools.stderr_file.clone(),
+            samples: Vec::new(),
+        }
+    }
 }
