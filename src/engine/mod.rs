@@ -2,6 +2,7 @@
 //! Git, offline first, with server-side-apply dry runs where the mode asks for them, every
 //! drifted field attributed. Commands turn its results into reports or writes.
 
+mod decrypt;
 mod dry_run;
 mod missing;
 mod verdict;
@@ -28,6 +29,7 @@ use crate::report::Log;
 use crate::schema::Schemas;
 use crate::source::{self, Located, Locator, ReconcilerCache, RepoChoice, SourceError};
 use crate::text::single_line;
+use decrypt::Decryptor;
 use dry_run::DryRuns;
 use missing::Declared;
 use verdict::{bare, verdict};
@@ -123,6 +125,8 @@ pub struct Engine {
     /// were read.
     repo_rules: Vec<IgnoreRule>,
     repo_rules_read: BTreeSet<(String, String)>,
+    /// SOPS-encrypted desired, decrypted with the user's `sops`.
+    decryptor: Decryptor,
 }
 
 impl Engine {
@@ -156,6 +160,7 @@ impl Engine {
             schemas_warned: false,
             repo_rules: Vec::new(),
             repo_rules_read: BTreeSet::new(),
+            decryptor: Decryptor::new(env.sops.clone()),
         })
     }
 
@@ -458,6 +463,25 @@ impl Engine {
             for (report, mut missing) in
                 in_git.missing(&all_live, &listed_kinds, self.namespace.as_deref())
             {
+                let mut report = report;
+                let mut desired = Arc::new(std::mem::take(&mut missing.desired));
+                let file = report.source.as_ref().map(|s| s.file.clone());
+                match self.decryptor.desired(
+                    &report.object,
+                    &mut desired,
+                    file.as_deref().unwrap_or_default(),
+                    &Value::Null,
+                    err,
+                ) {
+                    Ok(paths) => report.not_compared = drift::not_compared(paths),
+                    Err(message) => {
+                        writeln!(err, "error: {}: {message}", report.object)?;
+                        failed = true;
+                        report.status = Status::Error;
+                        report.error = Some(message);
+                    }
+                }
+                missing.desired = Arc::unwrap_or_clone(desired);
                 // Created again (revert) as kustomize-controller would create it.
                 if missing.manager == "kustomize-controller" {
                     applied::as_flux_applies(&mut missing.desired, &self.schemas);
@@ -689,6 +713,17 @@ impl Engine {
         )) {
             self.read_repo_rules(&located, err);
         }
+        let not_compared = match self.decryptor.located(&key, &mut located, &live, err) {
+            Ok(paths) => paths,
+            Err(message) => {
+                writeln!(err, "error: {key}: {message}")?;
+                return Ok(Prepared::Report(Box::new(bare(
+                    key,
+                    Status::Error,
+                    Some(message),
+                ))));
+            }
+        };
         let reconciler = reconciler_managers(&located, &managed);
         if reconciler.iter().any(|m| m == "kustomize-controller") {
             self.as_flux_applies(&mut located);
@@ -705,6 +740,7 @@ impl Engine {
             extra: Vec::new(),
             dry_run: None,
             content,
+            not_compared,
         })))
     }
 
@@ -916,6 +952,7 @@ fn named_not_listed(
                     fields: Vec::new(),
                     ignored: Vec::new(),
                     error: None,
+                    not_compared: Vec::new(),
                 },
                 work: None,
                 summary: None,

@@ -38,9 +38,33 @@ pub fn render_diff(
                 unified(out, item, true)?;
                 writeln!(out)?;
             }
+            notes(out, report, "")?;
             writeln!(out, "{}", summary_line(report))
         }
     }
+}
+
+/// One line per object with values left out of the comparison (encrypted in Git), in sync or
+/// not: `note: Secret shop/db: .data.password: encrypted in Git: not compared`.
+fn notes(out: &mut dyn Write, report: &DriftReport, bullet: &str) -> std::io::Result<()> {
+    for item in report.items.iter().filter(|i| !i.not_compared.is_empty()) {
+        let mut by_reason: Vec<(&str, Vec<&str>)> = Vec::new();
+        for n in &item.not_compared {
+            match by_reason.iter_mut().find(|(r, _)| *r == n.reason) {
+                Some((_, paths)) => paths.push(&n.path),
+                None => by_reason.push((&n.reason, vec![&n.path])),
+            }
+        }
+        for (reason, paths) in by_reason {
+            writeln!(
+                out,
+                "{bullet}note: {}: {}: {reason}",
+                item.object,
+                paths.join(", ")
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// `3 in sync, 1 drifted, 0 missing, 0 orphaned (2 ignored fields)`.
@@ -261,6 +285,7 @@ fn table(out: &mut dyn Write, report: &DriftReport) -> std::io::Result<()> {
     for line in table.to_string().lines() {
         writeln!(out, "{}", line.trim_end().trim_start_matches(' '))?;
     }
+    notes(out, report, "")?;
     writeln!(out, "{}", summary_line(report))
 }
 
@@ -269,6 +294,11 @@ fn markdown(out: &mut dyn Write, report: &DriftReport) -> std::io::Result<()> {
     writeln!(out, "{}\n", summary_line(report))?;
     writeln!(out, "| Object | Status | Fields | Changed by | Source |")?;
     writeln!(out, "|---|---|---|---|---|")?;
+    if report.items.iter().any(|i| !i.not_compared.is_empty()) {
+        writeln!(out)?;
+        notes(out, report, "- ")?;
+        writeln!(out)?;
+    }
     for item in report.items.iter().filter(|i| i.status != Status::InSync) {
         let source = item
             .source
@@ -365,6 +395,7 @@ mod golden {
                 ],
                 ignored: vec![],
                 error: None,
+                not_compared: Vec::new(),
             },
             ObjectReport {
                 object: key("", "Secret", "creds"),
@@ -386,6 +417,7 @@ mod golden {
                 }],
                 ignored: vec![],
                 error: None,
+                not_compared: Vec::new(),
             },
             ObjectReport {
                 object: key("", "ConfigMap", "settings"),
@@ -395,6 +427,7 @@ mod golden {
                 fields: vec![],
                 ignored: vec![],
                 error: None,
+                not_compared: Vec::new(),
             },
             ObjectReport {
                 object: key("", "ConfigMap", "gone"),
@@ -404,6 +437,7 @@ mod golden {
                 fields: vec![],
                 ignored: vec![],
                 error: None,
+                not_compared: Vec::new(),
             },
         ];
         DriftReport::new("auto", items)
@@ -503,7 +537,51 @@ mod tests {
             fields: vec![field(&[".x"])],
             ignored: vec![],
             error: None,
+            not_compared: Vec::new(),
         };
         assert_eq!(changed_by(&item), "server default?");
+    }
+
+    #[test]
+    fn values_not_compared_are_noted_in_every_format() {
+        let item = ObjectReport {
+            object: crate::object::ObjectKey {
+                group: String::new(),
+                kind: "Secret".into(),
+                namespace: Some("shop".into()),
+                name: "db".into(),
+            },
+            status: Status::InSync,
+            verdict: None,
+            source: None,
+            fields: vec![],
+            ignored: vec![],
+            error: None,
+            not_compared: crate::drift::not_compared(vec![
+                ".data.password".into(),
+                ".stringData.token".into(),
+            ]),
+        };
+        let report = DriftReport::new("auto", vec![item]);
+        let line = "note: Secret shop/db: .data.password, .stringData.token: \
+                    encrypted in Git: not compared";
+        for format in [
+            DiffFormat::Diff,
+            DiffFormat::Table,
+            DiffFormat::Markdown,
+            DiffFormat::Json,
+            DiffFormat::Yaml,
+        ] {
+            let mut out = Vec::new();
+            render_diff(&mut out, &report, format).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            let noted = match format {
+                DiffFormat::Json | DiffFormat::Yaml => {
+                    text.contains("notCompared") && text.contains("encrypted in Git: not compared")
+                }
+                _ => text.contains(line),
+            };
+            assert!(noted, "{format:?}:\n{text}");
+        }
     }
 }
