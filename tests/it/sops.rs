@@ -159,10 +159,25 @@ fn item<'a>(report: &'a Value, kind: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} in {report:#}"))
 }
 
+/// A `data` value of the live Secret; None when it or the Secret is not there.
 fn live_data(ns: &str, key: &str) -> Option<String> {
     let out = testenv::shared()
-        .kubectl_run(&["get", "-n", ns, "secret/db", "-o", "json"], None)
+        .kubectl_run(
+            &[
+                "get",
+                "-n",
+                ns,
+                "secret/db",
+                "-o",
+                "json",
+                "--ignore-not-found",
+            ],
+            None,
+        )
         .unwrap();
+    if out.trim().is_empty() {
+        return None;
+    }
     let secret: Value = serde_json::from_str(&out).unwrap();
     secret["data"][key].as_str().map(str::to_owned)
 }
@@ -342,6 +357,21 @@ fn a_sops_encrypted_secret_is_compared_without_showing_a_value() {
     assert_eq!(live_data(&ns, "extra"), None);
     let (ran, with_key) = diff(true, "true");
     assert_eq!(ran.code, Some(0), "{}\n{with_key:#}", ran.stderr);
+
+    // Deleted: missing, with or without the key; created again only with it, decrypted.
+    testenv::shared()
+        .kubectl_run(&["delete", "-n", &ns, "secret/db"], None)
+        .unwrap();
+    let (ran, without) = diff(false, "auto");
+    assert_eq!(ran.code, Some(1), "{}\n{without:#}", ran.stderr);
+    assert_eq!(item(&without, "Secret")["status"], "missing", "{without:#}");
+    let ran = gitops(&ns, &repo, &env, false, &["revert", "secret/db", "--yes"]);
+    assert_eq!(ran.code, Some(2), "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(live_data(&ns, "password"), None);
+    let ran = gitops(&ns, &repo, &env, true, &["revert", "secret/db", "--yes"]);
+    assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(live_data(&ns, "password"), Some(base64(PASSWORD)));
+    assert_eq!(live_data(&ns, "user"), Some(base64(USER)));
 
     // A damaged document in Git (a value's ciphertext edited without sops): one line naming
     // the object and the file, exit 2; the ConfigMap is still reported.
