@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::MissingObject;
+use crate::drift::{self, ObjectReport, Status};
 use crate::object::ObjectKey;
 use crate::render::sops::{self, SopsError};
 use crate::source::Located;
@@ -92,6 +94,37 @@ impl Decryptor {
                  `sops --encrypt` and push it"
             )),
         }
+    }
+
+    /// A missing object's desired, made free of ciphertext as [`Decryptor::desired`] does (with
+    /// nothing live to borrow from: revert then refuses it). A damaged document makes the
+    /// report an error, said on `err`; returns whether it did.
+    pub(super) fn missing(
+        &mut self,
+        report: &mut ObjectReport,
+        missing: &mut MissingObject,
+        err: &mut dyn Write,
+    ) -> bool {
+        let mut desired = Arc::new(std::mem::take(&mut missing.desired));
+        let file = report
+            .source
+            .as_ref()
+            .map(|s| s.file.clone())
+            .unwrap_or_default();
+        let failed = match self.desired(&report.object, &mut desired, &file, &Value::Null, err) {
+            Ok(paths) => {
+                report.not_compared = drift::not_compared(paths);
+                false
+            }
+            Err(message) => {
+                let _ = writeln!(err, "error: {}: {message}", report.object);
+                report.status = Status::Error;
+                report.error = Some(message);
+                true
+            }
+        };
+        missing.desired = Arc::unwrap_or_clone(desired);
+        failed
     }
 
     /// Says once how to have encrypted values compared.

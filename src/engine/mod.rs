@@ -331,6 +331,7 @@ impl Engine {
                         |name| names_found.contains(&(index, name.to_owned())),
                         &declared,
                         &mut items,
+                        &mut self.decryptor,
                         err,
                     )?;
                     continue;
@@ -464,24 +465,7 @@ impl Engine {
                 in_git.missing(&all_live, &listed_kinds, self.namespace.as_deref())
             {
                 let mut report = report;
-                let mut desired = Arc::new(std::mem::take(&mut missing.desired));
-                let file = report.source.as_ref().map(|s| s.file.clone());
-                match self.decryptor.desired(
-                    &report.object,
-                    &mut desired,
-                    file.as_deref().unwrap_or_default(),
-                    &Value::Null,
-                    err,
-                ) {
-                    Ok(paths) => report.not_compared = drift::not_compared(paths),
-                    Err(message) => {
-                        writeln!(err, "error: {}: {message}", report.object)?;
-                        failed = true;
-                        report.status = Status::Error;
-                        report.error = Some(message);
-                    }
-                }
-                missing.desired = Arc::unwrap_or_clone(desired);
+                failed |= self.decryptor.missing(&mut report, &mut missing, err);
                 // Created again (revert) as kustomize-controller would create it.
                 if missing.manager == "kustomize-controller" {
                     applied::as_flux_applies(&mut missing.desired, &self.schemas);
@@ -922,6 +906,7 @@ fn named_not_listed(
     was_listed: impl Fn(&str) -> bool,
     declared: &BTreeMap<ObjectKey, crate::render::Document>,
     items: &mut Vec<Evaluated>,
+    decryptor: &mut Decryptor,
     err: &mut dyn Write,
 ) -> Result<bool> {
     let mut failed = false;
@@ -937,30 +922,33 @@ fn named_not_listed(
             if resource.namespaced {
                 set_namespace(&mut desired, key.namespace.as_deref());
             }
+            let mut report = ObjectReport {
+                object: key.clone(),
+                status: Status::Missing,
+                verdict: Some(Verdict::Offline),
+                source: Some(SourceSummary {
+                    repo: "local checkout".into(),
+                    file: doc.file.clone(),
+                    lines: doc.lines,
+                    commit: String::new(),
+                    rule: "-f".into(),
+                }),
+                fields: Vec::new(),
+                ignored: Vec::new(),
+                error: None,
+                not_compared: Vec::new(),
+            };
+            let mut missing = MissingObject {
+                desired,
+                manager: "kubectl-gitops".into(),
+                reconciler: None,
+            };
+            failed |= decryptor.missing(&mut report, &mut missing, err);
             items.push(Evaluated {
-                report: ObjectReport {
-                    object: key.clone(),
-                    status: Status::Missing,
-                    verdict: Some(Verdict::Offline),
-                    source: Some(SourceSummary {
-                        repo: "local checkout".into(),
-                        file: doc.file.clone(),
-                        lines: doc.lines,
-                        commit: String::new(),
-                        rule: "-f".into(),
-                    }),
-                    fields: Vec::new(),
-                    ignored: Vec::new(),
-                    error: None,
-                    not_compared: Vec::new(),
-                },
+                report,
                 work: None,
                 summary: None,
-                missing: Some(MissingObject {
-                    desired,
-                    manager: "kubectl-gitops".into(),
-                    reconciler: None,
-                }),
+                missing: Some(missing),
             });
             continue;
         }
