@@ -145,6 +145,19 @@ fn ciphertexts(encrypted: &str) -> Vec<String> {
         .collect()
 }
 
+/// `diff --server-side=MODE -o json`, with or without the key: what it printed, and the report.
+fn diff(ns: &str, repo: &GitRepo, env: &Env, key: bool, mode: &str) -> (Ran, Value) {
+    let ran = gitops(
+        ns,
+        repo,
+        env,
+        key,
+        &["diff", &format!("--server-side={mode}"), "-o", "json"],
+    );
+    let report = report(&ran);
+    (ran, report)
+}
+
 fn report(ran: &Ran) -> Value {
     serde_json::from_str(&ran.stdout)
         .unwrap_or_else(|e| panic!("not JSON: {e}\n{}\n{}", ran.stdout, ran.stderr))
@@ -231,27 +244,15 @@ fn a_sops_encrypted_secret_is_compared_without_showing_a_value() {
     assert_eq!(live_data(&ns, "password"), Some(base64(PASSWORD)));
     assert_eq!(live_data(&ns, "user"), Some(base64(USER)));
 
-    let diff = |key: bool, mode: &str| {
-        let ran = gitops(
-            &ns,
-            &repo,
-            &env,
-            key,
-            &["diff", &format!("--server-side={mode}"), "-o", "json"],
-        );
-        let report = report(&ran);
-        (ran, report)
-    };
-
     // As Flux applied it: in sync in every mode, with the key and without it.
     for mode in ["false", "auto", "true"] {
-        let (ran, with_key) = diff(true, mode);
+        let (ran, with_key) = diff(&ns, &repo, &env, true, mode);
         assert_eq!(ran.code, Some(0), "{mode}: {}\n{with_key:#}", ran.stderr);
         assert_eq!(with_key["summary"]["inSync"], 2, "{mode}: {with_key:#}");
         assert_eq!(item(&with_key, "Secret")["notCompared"], Value::Null);
         assert!(!ran.stderr.contains("note:"), "{mode}: {}", ran.stderr);
 
-        let (ran, without) = diff(false, mode);
+        let (ran, without) = diff(&ns, &repo, &env, false, mode);
         assert_eq!(ran.code, Some(0), "{mode}: {}\n{without:#}", ran.stderr);
         assert_eq!(without["summary"]["inSync"], 2, "{mode}: {without:#}");
         let secret = item(&without, "Secret");
@@ -307,7 +308,7 @@ fn a_sops_encrypted_secret_is_compared_without_showing_a_value() {
         None,
     );
     for mode in ["false", "auto", "true"] {
-        let (ran, with_key) = diff(true, mode);
+        let (ran, with_key) = diff(&ns, &repo, &env, true, mode);
         assert_eq!(ran.code, Some(1), "{mode}: {}\n{with_key:#}", ran.stderr);
         let secret = item(&with_key, "Secret");
         assert_eq!(secret["status"], "drifted", "{mode}: {secret:#}");
@@ -315,7 +316,7 @@ fn a_sops_encrypted_secret_is_compared_without_showing_a_value() {
         assert_eq!(secret["fields"][0]["git"], "(hidden git value)");
         assert_eq!(secret["fields"][0]["live"], "(hidden live value)");
         assert_eq!(secret["fields"][0]["why"]["manager"], "kubectl-patch");
-        let (ran, without) = diff(false, mode);
+        let (ran, without) = diff(&ns, &repo, &env, false, mode);
         assert_eq!(ran.code, Some(0), "{mode}: {}\n{without:#}", ran.stderr);
     }
     for format in ["diff", "table", "markdown", "yaml"] {
@@ -336,7 +337,7 @@ fn a_sops_encrypted_secret_is_compared_without_showing_a_value() {
         ],
         None,
     );
-    let (ran, without) = diff(false, "auto");
+    let (ran, without) = diff(&ns, &repo, &env, false, "auto");
     assert_eq!(ran.code, Some(1), "{}\n{without:#}", ran.stderr);
     let secret = item(&without, "Secret");
     assert_eq!(secret["fields"][0]["path"], ".data.extra", "{secret:#}");
@@ -355,16 +356,25 @@ fn a_sops_encrypted_secret_is_compared_without_showing_a_value() {
     assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
     assert_eq!(live_data(&ns, "password"), Some(base64(PASSWORD)));
     assert_eq!(live_data(&ns, "extra"), None);
-    let (ran, with_key) = diff(true, "true");
+    let (ran, with_key) = diff(&ns, &repo, &env, true, "true");
     assert_eq!(ran.code, Some(0), "{}\n{with_key:#}", ran.stderr);
 
     // Deleted: missing, with or without the key; created again only with it, decrypted.
     testenv::shared()
         .kubectl_run(&["delete", "-n", &ns, "secret/db"], None)
         .unwrap();
-    let (ran, without) = diff(false, "auto");
+    let (ran, without) = diff(&ns, &repo, &env, false, "auto");
     assert_eq!(ran.code, Some(1), "{}\n{without:#}", ran.stderr);
     assert_eq!(item(&without, "Secret")["status"], "missing", "{without:#}");
+    let ran = gitops(
+        &ns,
+        &repo,
+        &env,
+        false,
+        &["diff", "-f", SECRET, "-o", "json"],
+    );
+    assert_eq!(ran.code, Some(1), "{}\n{}", ran.stdout, ran.stderr);
+    assert_eq!(item(&report(&ran), "Secret")["status"], "missing");
     let ran = gitops(&ns, &repo, &env, false, &["revert", "secret/db", "--yes"]);
     assert_eq!(ran.code, Some(2), "{}\n{}", ran.stdout, ran.stderr);
     assert_eq!(live_data(&ns, "password"), None);
@@ -381,19 +391,8 @@ fn a_sops_encrypted_secret_is_compared_without_showing_a_value() {
     let flipped = String::from_utf8(flipped).unwrap();
     repo.write(SECRET, &encrypted.replacen(&damaged, &flipped, 1));
     repo.commit(BOB, "Edit the encrypted file by hand");
-    let diff = |key: bool, mode: &str| {
-        let ran = gitops(
-            &ns,
-            &repo,
-            &env,
-            key,
-            &["diff", &format!("--server-side={mode}"), "-o", "json"],
-        );
-        let report = report(&ran);
-        (ran, report)
-    };
     for mode in ["false", "auto", "true"] {
-        let (ran, with_key) = diff(true, mode);
+        let (ran, with_key) = diff(&ns, &repo, &env, true, mode);
         assert_eq!(ran.code, Some(2), "{mode}: {}\n{with_key:#}", ran.stderr);
         let errors: Vec<&str> = ran
             .stderr
