@@ -74,16 +74,23 @@ pub fn decrypt(sops: Option<&Path>, object: &Value) -> Result<Value, SopsError> 
     let sops = sops.ok_or(SopsError::NoSops)?;
     let failed = |reason: String| SopsError::Failed { reason };
     let input = serde_json::to_vec(object).expect("a JSON value serialises");
+    // `/dev/stdin` works with every sops; Windows has none, and there `sops decrypt` (3.9 and
+    // later) reads stdin when no file is named.
+    let mut args = vec![
+        "--ignore-mac",
+        "--input-type",
+        "json",
+        "--output-type",
+        "json",
+    ];
+    if cfg!(windows) {
+        args.insert(0, "decrypt");
+    } else {
+        args.insert(0, "--decrypt");
+        args.push("/dev/stdin");
+    }
     let mut child = Command::new(sops)
-        .args([
-            "--decrypt",
-            "--ignore-mac",
-            "--input-type",
-            "json",
-            "--output-type",
-            "json",
-            "/dev/stdin",
-        ])
+        .args(&args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
