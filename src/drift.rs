@@ -1137,6 +1137,29 @@ pub struct ObjectReport {
     pub ignored: Vec<FieldReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Values Git holds encrypted (SOPS) that could not be decrypted: their keys were
+    /// compared, their values not. A note, not drift.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_compared: Vec<NotCompared>,
+}
+
+/// A value left out of the comparison, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotCompared {
+    pub path: String,
+    pub reason: String,
+}
+
+/// The paths of values encrypted in Git and not decrypted, as the report notes them.
+pub fn not_compared(paths: Vec<String>) -> Vec<NotCompared> {
+    paths
+        .into_iter()
+        .map(|path| NotCompared {
+            path,
+            reason: crate::render::sops::NOT_COMPARED.to_owned(),
+        })
+        .collect()
 }
 
 /// Counts per status, and of ignored fields.

@@ -23,6 +23,10 @@ pub struct Env {
     pub cwd: Option<PathBuf>,
     /// `$PATH`, where `kubectl` is found (the render cache keys on which one it is).
     pub path: Option<OsString>,
+    /// The first `sops` on `$PATH`, which decrypts SOPS-encrypted documents from Git; it reads
+    /// the user's own key settings (`SOPS_AGE_KEY_FILE`, PGP, KMS) from the environment it
+    /// inherits.
+    pub sops: Option<PathBuf>,
     /// Where the plugin keeps its caches: `dirs::cache_dir()/kubectl-gitops`.
     pub cache_dir: Option<PathBuf>,
     /// Set when running in a pod: `KUBERNETES_SERVICE_HOST` and `_PORT` both present.
@@ -45,12 +49,25 @@ impl Env {
             stderr_tty: std::io::stderr().is_terminal(),
             cwd: std::env::current_dir().ok(),
             path: non_empty("PATH"),
+            sops: find_on_path(non_empty("PATH").as_deref(), "sops"),
             cache_dir: dirs::cache_dir().map(|d| d.join("kubectl-gitops")),
             in_cluster: non_empty("KUBERNETES_SERVICE_HOST").is_some()
                 && non_empty("KUBERNETES_SERVICE_PORT").is_some(),
             test_hook: non_empty("KUBECTL_GITOPS_TEST_HOOK"),
         }
     }
+}
+
+/// The first file called `name` (`name.exe` on Windows) in the directories of `path`.
+pub fn find_on_path(path: Option<&std::ffi::OsStr>, name: &str) -> Option<PathBuf> {
+    let name = if cfg!(windows) {
+        format!("{name}.exe")
+    } else {
+        name.to_owned()
+    };
+    std::env::split_paths(path.unwrap_or_default())
+        .map(|dir| dir.join(&name))
+        .find(|candidate| candidate.is_file())
 }
 
 /// `path` made absolute against the working directory, symlinks resolved when it exists.

@@ -100,6 +100,7 @@ impl Declared {
                 fields: Vec::new(),
                 ignored: Vec::new(),
                 error: None,
+                not_compared: Vec::new(),
             };
             self.candidates.push(Candidate {
                 key,

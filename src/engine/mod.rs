@@ -2,6 +2,7 @@
 //! Git, offline first, with server-side-apply dry runs where the mode asks for them, every
 //! drifted field attributed. Commands turn its results into reports or writes.
 
+mod decrypt;
 mod dry_run;
 mod missing;
 mod verdict;
@@ -28,6 +29,7 @@ use crate::report::Log;
 use crate::schema::Schemas;
 use crate::source::{self, Located, Locator, ReconcilerCache, RepoChoice, SourceError};
 use crate::text::single_line;
+use decrypt::Decryptor;
 use dry_run::DryRuns;
 use missing::Declared;
 use verdict::{bare, verdict};
@@ -123,6 +125,8 @@ pub struct Engine {
     /// were read.
     repo_rules: Vec<IgnoreRule>,
     repo_rules_read: BTreeSet<(String, String)>,
+    /// SOPS-encrypted desired, decrypted with the user's `sops`.
+    decryptor: Decryptor,
 }
 
 impl Engine {
@@ -174,6 +178,7 @@ impl Engine {
             schemas_warned: false,
             repo_rules: Vec::new(),
             repo_rules_read: BTreeSet::new(),
+            decryptor: Decryptor::new(env.sops.clone()),
         })
     }
 
@@ -344,6 +349,7 @@ impl Engine {
                         |name| names_found.contains(&(index, name.to_owned())),
                         &declared,
                         &mut items,
+                        &mut self.decryptor,
                         err,
                     )?;
                     continue;
@@ -476,6 +482,8 @@ impl Engine {
             for (report, mut missing) in
                 in_git.missing(&all_live, &listed_kinds, self.namespace.as_deref())
             {
+                let mut report = report;
+                failed |= self.decryptor.missing(&mut report, &mut missing, err);
                 // Created again (revert) as kustomize-controller would create it.
                 if missing.manager == "kustomize-controller" {
                     applied::as_flux_applies(&mut missing.desired, &self.schemas);
@@ -707,6 +715,17 @@ impl Engine {
         )) {
             self.read_repo_rules(&located, err);
         }
+        let not_compared = match self.decryptor.located(&key, &mut located, &live, err) {
+            Ok(paths) => paths,
+            Err(message) => {
+                writeln!(err, "error: {key}: {message}")?;
+                return Ok(Prepared::Report(Box::new(bare(
+                    key,
+                    Status::Error,
+                    Some(message),
+                ))));
+            }
+        };
         let reconciler = reconciler_managers(&located, &managed);
         if reconciler.iter().any(|m| m == "kustomize-controller") {
             self.as_flux_applies(&mut located);
@@ -723,6 +742,7 @@ impl Engine {
             extra: Vec::new(),
             dry_run: None,
             content,
+            not_compared,
         })))
     }
 
@@ -904,6 +924,7 @@ fn named_not_listed(
     was_listed: impl Fn(&str) -> bool,
     declared: &BTreeMap<ObjectKey, crate::render::Document>,
     items: &mut Vec<Evaluated>,
+    decryptor: &mut Decryptor,
     err: &mut dyn Write,
 ) -> Result<bool> {
     let mut failed = false;
@@ -919,29 +940,33 @@ fn named_not_listed(
             if resource.namespaced {
                 set_namespace(&mut desired, key.namespace.as_deref());
             }
+            let mut report = ObjectReport {
+                object: key.clone(),
+                status: Status::Missing,
+                verdict: Some(Verdict::Offline),
+                source: Some(SourceSummary {
+                    repo: "local checkout".into(),
+                    file: doc.file.clone(),
+                    lines: doc.lines,
+                    commit: String::new(),
+                    rule: "-f".into(),
+                }),
+                fields: Vec::new(),
+                ignored: Vec::new(),
+                error: None,
+                not_compared: Vec::new(),
+            };
+            let mut missing = MissingObject {
+                desired,
+                manager: "kubectl-gitops".into(),
+                reconciler: None,
+            };
+            failed |= decryptor.missing(&mut report, &mut missing, err);
             items.push(Evaluated {
-                report: ObjectReport {
-                    object: key.clone(),
-                    status: Status::Missing,
-                    verdict: Some(Verdict::Offline),
-                    source: Some(SourceSummary {
-                        repo: "local checkout".into(),
-                        file: doc.file.clone(),
-                        lines: doc.lines,
-                        commit: String::new(),
-                        rule: "-f".into(),
-                    }),
-                    fields: Vec::new(),
-                    ignored: Vec::new(),
-                    error: None,
-                },
+                report,
                 work: None,
                 summary: None,
-                missing: Some(MissingObject {
-                    desired,
-                    manager: "kubectl-gitops".into(),
-                    reconciler: None,
-                }),
+                missing: Some(missing),
             });
             continue;
         }

@@ -31,6 +31,7 @@ pub(super) fn verdict(w: &Work, rules: &[IgnoreRule], repo_rules: &[IgnoreRule])
             fields: Vec::new(),
             ignored: Vec::new(),
             error: None,
+            not_compared: Vec::new(),
         };
     }
     let (changes, verdict) = match (&w.dry_run, &w.offline) {
@@ -43,6 +44,7 @@ pub(super) fn verdict(w: &Work, rules: &[IgnoreRule], repo_rules: &[IgnoreRule])
                 fields: Vec::new(),
                 ignored: Vec::new(),
                 error: Some(format!("dry run failed: {e}")),
+                not_compared: Vec::new(),
             };
         }
         (Some(Ok(changes)), _) => (changes.clone(), Verdict::DryRun),
@@ -108,6 +110,7 @@ pub(super) fn verdict(w: &Work, rules: &[IgnoreRule], repo_rules: &[IgnoreRule])
         fields,
         ignored,
         error: None,
+        not_compared: drift::not_compared(w.not_compared.clone()),
     }
 }
 
@@ -175,5 +178,6 @@ pub(super) fn bare(key: ObjectKey, status: Status, error: Option<String>) -> Obj
         fields: Vec::new(),
         ignored: Vec::new(),
         error,
+        not_compared: Vec::new(),
     }
 }

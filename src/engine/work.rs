@@ -47,6 +47,9 @@ pub struct Work {
     pub dry_run: Option<Result<Vec<Change>, String>>,
     /// The digest of live before managedFields was dropped, when summaries are wanted.
     pub(super) content: Option<u64>,
+    /// Paths of desired's values that are encrypted in Git and could not be decrypted: not
+    /// compared (desired holds live's values there).
+    pub not_compared: Vec<String>,
 }
 
 impl Work {

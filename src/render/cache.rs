@@ -226,28 +226,19 @@ fn parse_entry(key: &str, bytes: &[u8]) -> Option<Vec<Document>> {
 /// The first `kubectl` on `path`, with its size and modification time; a fixed word when there
 /// is none (the build then fails and nothing is stored).
 fn kubectl_identity(path: Option<&OsStr>) -> String {
-    let name = if cfg!(windows) {
-        "kubectl.exe"
-    } else {
-        "kubectl"
+    let Some(candidate) = crate::env::find_on_path(path, "kubectl") else {
+        return "no kubectl on PATH".into();
     };
-    for dir in std::env::split_paths(path.unwrap_or_default()) {
-        let candidate = dir.join(name);
-        let Ok(meta) = std::fs::metadata(&candidate) else {
-            continue;
-        };
-        if !meta.is_file() {
-            continue;
-        }
-        let real = std::fs::canonicalize(&candidate).unwrap_or(candidate);
-        let modified = meta
-            .modified()
-            .ok()
-            .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        return format!("{} {} {modified}", real.display(), meta.len());
-    }
-    "no kubectl on PATH".into()
+    let Ok(meta) = std::fs::metadata(&candidate) else {
+        return "no kubectl on PATH".into();
+    };
+    let real = std::fs::canonicalize(&candidate).unwrap_or(candidate);
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("{} {} {modified}", real.display(), meta.len())
 }
 
 #[cfg(test)]

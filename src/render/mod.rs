@@ -5,6 +5,7 @@
 
 mod cache;
 mod remote;
+pub mod sops;
 
 pub use cache::{RenderCache, parse_size as parse_cache_size};
 

@@ -37,6 +37,29 @@ pub fn render_diff(
     }
 }
 
+/// One line per object with values left out of the comparison (encrypted in Git), in sync or
+/// not: `note: Secret shop/db: .data.password: encrypted in Git: not compared`.
+fn notes(out: &mut dyn Write, report: &DriftReport, bullet: &str) -> std::io::Result<()> {
+    for item in report.items.iter().filter(|i| !i.not_compared.is_empty()) {
+        let mut by_reason: Vec<(&str, Vec<&str>)> = Vec::new();
+        for n in &item.not_compared {
+            match by_reason.iter_mut().find(|(r, _)| *r == n.reason) {
+                Some((_, paths)) => paths.push(&n.path),
+                None => by_reason.push((&n.reason, vec![&n.path])),
+            }
+        }
+        for (reason, paths) in by_reason {
+            writeln!(
+                out,
+                "{bullet}note: {}: {}: {reason}",
+                item.object,
+                paths.join(", ")
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// `3 in sync, 1 drifted, 0 missing, 0 orphaned (2 ignored fields)`.
 pub fn summary_line(report: &DriftReport) -> String {
     let s = &report.summary;
@@ -278,6 +301,7 @@ pub(super) fn write_table(
 
 fn table(out: &mut dyn Write, report: &DriftReport) -> std::io::Result<()> {
     write_table(out, &TABLE_HEADER, table_rows(report))?;
+    notes(out, report, "")?;
     writeln!(out, "{}", summary_line(report))
 }
 
@@ -289,6 +313,10 @@ fn markdown(out: &mut dyn Write, report: &DriftReport) -> std::io::Result<()> {
 /// The summary, the table of what is not in sync, and a diff of each.
 pub(super) fn markdown_body(out: &mut dyn Write, report: &DriftReport) -> std::io::Result<()> {
     writeln!(out, "{}\n", summary_line(report))?;
+    if report.items.iter().any(|i| !i.not_compared.is_empty()) {
+        notes(out, report, "- ")?;
+        writeln!(out)?;
+    }
     writeln!(out, "| Object | Status | Fields | Changed by | Source |")?;
     writeln!(out, "|---|---|---|---|---|")?;
     for item in report.items.iter().filter(|i| i.status != Status::InSync) {
@@ -325,6 +353,7 @@ pub(super) fn diffs(out: &mut dyn Write, report: &DriftReport) -> std::io::Resul
         unified(out, item, true)?;
         writeln!(out)?;
     }
+    notes(out, report, "")?;
     writeln!(out, "{}", summary_line(report))
 }
 
@@ -396,6 +425,7 @@ mod golden {
                 ],
                 ignored: vec![],
                 error: None,
+                not_compared: Vec::new(),
             },
             ObjectReport {
                 object: key("", "Secret", "creds"),
@@ -417,6 +447,7 @@ mod golden {
                 }],
                 ignored: vec![],
                 error: None,
+                not_compared: Vec::new(),
             },
             ObjectReport {
                 object: key("", "ConfigMap", "settings"),
@@ -426,6 +457,7 @@ mod golden {
                 fields: vec![],
                 ignored: vec![],
                 error: None,
+                not_compared: Vec::new(),
             },
             ObjectReport {
                 object: key("", "ConfigMap", "gone"),
@@ -435,6 +467,7 @@ mod golden {
                 fields: vec![],
                 ignored: vec![],
                 error: None,
+                not_compared: Vec::new(),
             },
         ];
         DriftReport::new("auto", items)
@@ -534,7 +567,51 @@ mod tests {
             fields: vec![field(&[".x"])],
             ignored: vec![],
             error: None,
+            not_compared: Vec::new(),
         };
         assert_eq!(changed_by(&item), "server default?");
+    }
+
+    #[test]
+    fn values_not_compared_are_noted_in_every_format() {
+        let item = ObjectReport {
+            object: crate::object::ObjectKey {
+                group: String::new(),
+                kind: "Secret".into(),
+                namespace: Some("shop".into()),
+                name: "db".into(),
+            },
+            status: Status::InSync,
+            verdict: None,
+            source: None,
+            fields: vec![],
+            ignored: vec![],
+            error: None,
+            not_compared: crate::drift::not_compared(vec![
+                ".data.password".into(),
+                ".stringData.token".into(),
+            ]),
+        };
+        let report = DriftReport::new("auto", vec![item]);
+        let line = "note: Secret shop/db: .data.password, .stringData.token: \
+                    encrypted in Git: not compared";
+        for format in [
+            DiffFormat::Diff,
+            DiffFormat::Table,
+            DiffFormat::Markdown,
+            DiffFormat::Json,
+            DiffFormat::Yaml,
+        ] {
+            let mut out = Vec::new();
+            render_diff(&mut out, &report, format).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            let noted = match format {
+                DiffFormat::Json | DiffFormat::Yaml => {
+                    text.contains("notCompared") && text.contains("encrypted in Git: not compared")
+                }
+                _ => text.contains(line),
+            };
+            assert!(noted, "{format:?}:\n{text}");
+        }
     }
 }

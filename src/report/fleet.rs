@@ -325,6 +325,7 @@ mod tests {
                 fields: vec![],
                 ignored: vec![],
                 error: None,
+                not_compared: vec![],
             }],
         )
     }

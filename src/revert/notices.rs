@@ -112,6 +112,7 @@ mod tests {
                 fields: vec![],
                 ignored: vec![],
                 error: None,
+                not_compared: Vec::new(),
             },
             step: Step::Create {
                 resource: Resource {

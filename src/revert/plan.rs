@@ -17,6 +17,11 @@ use crate::object::ObjectKey;
 use crate::report::{HeldField, RevertResult};
 use crate::source::Reconciler;
 
+/// Why an object whose encrypted values could not be decrypted is not reverted.
+const NOT_DECRYPTED: &str = "encrypted with SOPS in Git, and not decrypted here: not written, \
+     as its values are unknown; give sops your key (SOPS_AGE_KEY_FILE, or your PGP or KMS \
+     access) and run again";
+
 /// What to do with one object, decided before anything is written.
 pub struct Plan {
     pub key: ObjectKey,
@@ -90,6 +95,11 @@ fn plan(e: Evaluated, manager_flag: Option<&str>, discovery: &Discovery) -> Plan
         secrets: Vec::new(),
     };
     match (report.status, work, missing) {
+        // Without the key, desired holds live's values where Git's are encrypted: writing it
+        // would claim Git's state without knowing it.
+        (Status::Drifted | Status::Missing, _, _) if !report.not_compared.is_empty() => {
+            plan.step = done(RevertResult::Failed, NOT_DECRYPTED);
+        }
         (Status::Error, _, _) => {
             plan.step = done(
                 RevertResult::Failed,

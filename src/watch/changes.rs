@@ -82,6 +82,7 @@ impl Watch {
                         fields: Vec::new(),
                         ignored: Vec::new(),
                         error: Some(message),
+                        not_compared: Vec::new(),
                     },
                     work: None,
                     summary: None,
@@ -148,6 +149,7 @@ impl Watch {
             fields: Vec::new(),
             ignored: Vec::new(),
             error: None,
+            not_compared: Vec::new(),
         };
         if old != Some(Status::NoSource) {
             let rv_shown = (!rv.is_empty()).then(|| rv.clone());
@@ -216,6 +218,7 @@ impl Watch {
                 fields: Vec::new(),
                 ignored: Vec::new(),
                 error: None,
+                not_compared: Vec::new(),
             };
             ctx.emit(DriftEvent::new(
                 unix_now(),

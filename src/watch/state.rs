@@ -278,6 +278,7 @@ mod tests {
             fields,
             ignored: Vec::new(),
             error: None,
+            not_compared: Vec::new(),
         }
     }
 

@@ -21,6 +21,7 @@ mod partial;
 mod privilege;
 mod render_cache;
 mod revert;
+mod sops;
 mod stamp;
 mod support;
 mod trace;

@@ -1,6 +1,7 @@
-//! Builds kube-apiserver, etcd, krew and Flux (source-controller, kustomize-controller, the flux
-//! CLI and a Git smart-HTTP server) from the pinned Go tool modules under `tests/testenv/go/`,
-//! once, into a cache outside `target/` keyed by version and by the module's go.sum.
+//! Builds kube-apiserver, etcd, krew, Flux (source-controller, kustomize-controller, the flux
+//! CLI and a Git smart-HTTP server) and sops (with age-keygen) from the pinned Go tool modules
+//! under `tests/testenv/go/`, once, into a cache outside `target/` keyed by version and by the
+//! module's go.sum.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -100,6 +101,33 @@ const GITSERVER: Tool = Tool {
     build_in: BuildIn::ToolModule,
 };
 
+/// sops, which encrypts the Secrets the tests commit and which the plugin runs to decrypt them
+/// (`go/sops`).
+const SOPS: Tool = Tool {
+    name: "sops",
+    module_dir: "sops",
+    versioned_module: "github.com/getsops/sops/v3",
+    package: "github.com/getsops/sops/v3/cmd/sops",
+    build_in: BuildIn::ToolModule,
+};
+
+/// age-keygen, which makes the age key the tests encrypt for, from the same module.
+const AGE_KEYGEN: Tool = Tool {
+    name: "age-keygen",
+    module_dir: "sops",
+    versioned_module: "filippo.io/age",
+    package: "filippo.io/age/cmd/age-keygen",
+    build_in: BuildIn::ToolModule,
+};
+
+/// Paths of the built sops and age-keygen, and sops' version (e.g. `v3.13.3`).
+#[derive(Debug, Clone)]
+pub struct SopsBinaries {
+    pub sops: PathBuf,
+    pub sops_version: String,
+    pub age_keygen: PathBuf,
+}
+
 /// Paths of the built Flux binaries, and their versions (e.g. `v1.9.6`).
 #[derive(Debug, Clone)]
 pub struct FluxBinaries {
@@ -190,6 +218,18 @@ pub fn ensure_flux() -> Result<FluxBinaries> {
         flux,
         flux_version,
         gitserver,
+    })
+}
+
+/// Returns sops and age-keygen, building them if they are not yet in the cache.
+pub fn ensure_sops() -> Result<SopsBinaries> {
+    let (bin_root, _lock) = lock_bin_root()?;
+    let (sops, sops_version) = ensure(&SOPS, &bin_root)?;
+    let (age_keygen, _) = ensure(&AGE_KEYGEN, &bin_root)?;
+    Ok(SopsBinaries {
+        sops,
+        sops_version,
+        age_keygen,
     })
 }
 
@@ -467,6 +507,19 @@ mod tests {
         assert!(
             read("kustomize-controller")
                 .contains("replace sigs.k8s.io/kustomize/api => sigs.k8s.io/kustomize/api v0.21.1")
+        );
+    }
+
+    #[test]
+    fn sops_module_pins_the_versions_that_build_here() {
+        let go_mod = fs::read_to_string(go_dir().join("sops").join("go.mod")).unwrap();
+        assert_eq!(
+            required_version(&go_mod, SOPS.versioned_module).as_deref(),
+            Some("v3.13.3")
+        );
+        assert_eq!(
+            required_version(&go_mod, AGE_KEYGEN.versioned_module).as_deref(),
+            Some("v1.3.2")
         );
     }
 

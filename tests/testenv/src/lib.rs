@@ -29,6 +29,7 @@ use anyhow::{Context, Result, bail};
 pub use build::{
     Binaries, FluxBinaries, KrewBinaries, cache_dir, ensure_binaries, ensure_flux, ensure_krew,
 };
+pub use build::{SopsBinaries, ensure_sops};
 pub use process::Lifetime;
 
 /// The context of the admin user (group `system:masters`); the kubeconfig's current context.
