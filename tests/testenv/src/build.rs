@@ -100,6 +100,35 @@ const GITSERVER: Tool = Tool {
     build_in: BuildIn::ToolModule,
 };
 
+/// Flux's helm-controller, for the tests that install real Helm releases.
+const HELM_CONTROLLER: Tool = Tool {
+    name: "helm-controller",
+    module_dir: "helm-controller",
+    versioned_module: "github.com/fluxcd/helm-controller",
+    package: "github.com/fluxcd/helm-controller",
+    build_in: BuildIn::ToolModule,
+};
+
+/// The `helm` CLI, which the plugin runs as `helm template`.
+const HELM_CLI: Tool = Tool {
+    name: "helm",
+    module_dir: "helm",
+    versioned_module: "helm.sh/helm/v4",
+    package: "helm.sh/helm/v4/cmd/helm",
+    build_in: BuildIn::ToolModule,
+};
+
+/// Paths of the built Helm binaries, and their versions.
+#[derive(Debug, Clone)]
+pub struct HelmBinaries {
+    pub helm_controller: PathBuf,
+    /// e.g. `v1.4.3`.
+    pub helm_controller_version: String,
+    pub helm: PathBuf,
+    /// e.g. `v4.3.2`.
+    pub helm_version: String,
+}
+
 /// Paths of the built Flux binaries, and their versions (e.g. `v1.9.6`).
 #[derive(Debug, Clone)]
 pub struct FluxBinaries {
@@ -190,6 +219,19 @@ pub fn ensure_flux() -> Result<FluxBinaries> {
         flux,
         flux_version,
         gitserver,
+    })
+}
+
+/// Returns helm-controller and the `helm` CLI, building the ones not yet in the cache.
+pub fn ensure_helm() -> Result<HelmBinaries> {
+    let (bin_root, _lock) = lock_bin_root()?;
+    let (helm, helm_version) = ensure(&HELM_CLI, &bin_root)?;
+    let (helm_controller, helm_controller_version) = ensure(&HELM_CONTROLLER, &bin_root)?;
+    Ok(HelmBinaries {
+        helm_controller,
+        helm_controller_version,
+        helm,
+        helm_version,
     })
 }
 
@@ -296,6 +338,12 @@ fn ensure(tool: &Tool, bin_root: &Path) -> Result<(PathBuf, String)> {
             cmd.arg("-ldflags").arg(format!(
                 "-s -w -X main.VERSION={}",
                 version.trim_start_matches('v')
+            ));
+        }
+        // Else `helm version` says v4.3 without the patch; the Makefile sets it so for a tag.
+        "helm.sh/helm/v4" => {
+            cmd.arg("-ldflags").arg(format!(
+                "-s -w -X helm.sh/helm/v4/internal/version.version={version}"
             ));
         }
         _ => {}

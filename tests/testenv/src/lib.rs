@@ -13,6 +13,7 @@ pub mod bench;
 mod build;
 pub mod demo;
 pub mod flux;
+pub mod helm;
 pub mod krew;
 mod process;
 
@@ -27,7 +28,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub use build::{
-    Binaries, FluxBinaries, KrewBinaries, cache_dir, ensure_binaries, ensure_flux, ensure_krew,
+    Binaries, FluxBinaries, HelmBinaries, KrewBinaries, cache_dir, ensure_binaries, ensure_flux,
+    ensure_helm, ensure_krew,
 };
 pub use process::Lifetime;
 
@@ -329,7 +331,7 @@ impl ControlPlane {
     }
 
     /// Applies CRD definitions and waits until every one is served.
-    fn apply_crd_files(&self, files: &[PathBuf]) -> Result<()> {
+    pub(crate) fn apply_crd_files(&self, files: &[PathBuf]) -> Result<()> {
         let mut names = Vec::new();
         for file in files {
             let out = run_ok(
