@@ -53,6 +53,28 @@ impl Env {
     }
 }
 
+impl Env {
+    /// The first executable file `name` in `$PATH`, as a shell would find it.
+    pub fn find_program(&self, name: &str) -> Option<PathBuf> {
+        let path = self.path.as_ref()?;
+        let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+        std::env::split_paths(path)
+            .map(|dir| dir.join(&file))
+            .find(|candidate| candidate.metadata().is_ok_and(|m| is_executable(&m)))
+    }
+}
+
+#[cfg(unix)]
+fn is_executable(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    m.is_file() && m.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(m: &std::fs::Metadata) -> bool {
+    m.is_file()
+}
+
 /// `path` made absolute against the working directory, symlinks resolved when it exists.
 pub fn absolute(cwd: &Path, path: &Path) -> PathBuf {
     let joined = if path.is_absolute() {

@@ -56,7 +56,8 @@ pub async fn run(
     .with_render_cache(crate::render::RenderCache::for_env(
         env,
         global.render_cache_size,
-    ));
+    ))
+    .with_helm(env.find_program("helm"));
     let reconcilers = source::ReconcilerCache::default();
     let mut items = Vec::new();
     for live in &live_objects {

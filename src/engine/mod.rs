@@ -139,9 +139,14 @@ impl Engine {
             CachedDiscovery::read(&cluster, cache_dir.as_deref(), options.refresh_discovery)
                 .await?;
         let namespace = (!scope.all_namespaces).then(|| cluster.target.namespace.clone());
-        let locator = Arc::new(Locator::new(repo_choice(&scope, env)).with_render_cache(
-            crate::render::RenderCache::for_env(env, options.render_cache_size),
-        ));
+        let locator = Arc::new(
+            Locator::new(repo_choice(&scope, env))
+                .with_render_cache(crate::render::RenderCache::for_env(
+                    env,
+                    options.render_cache_size,
+                ))
+                .with_helm(env.find_program("helm")),
+        );
         Ok(Engine {
             cluster,
             discovery,
@@ -172,7 +177,8 @@ impl Engine {
     pub fn refresh_git(&mut self, env: &Env) {
         self.locator = Arc::new(
             Locator::new(repo_choice(&self.scope, env))
-                .with_render_cache(self.locator.render_cache()),
+                .with_render_cache(self.locator.render_cache())
+                .with_helm(env.find_program("helm")),
         );
         self.reconcilers = ReconcilerCache::default();
         self.repo_rules.clear();
@@ -821,10 +827,8 @@ impl Engine {
             Offline::InSync => Vec::new(),
             Offline::Drifted(c) => c,
         };
-        let applied = w
-            .located
-            .applied_commit
-            .is_some()
+        // A Helm release's record is what was applied, whatever commit it came from.
+        let applied = (w.located.applied_commit.is_some() || w.located.helm.is_some())
             .then_some(w.located.desired.as_ref());
         changes.extend(drift::dropped_by_reconciler(
             &desired,
@@ -964,6 +968,7 @@ pub fn repo_choice(scope: &Scope, env: &Env) -> RepoChoice {
 pub fn reconciler_managers(located: &Located, managed: &ManagedFields) -> Vec<String> {
     match located.reconciler.as_ref().map(|r| r.kind.as_str()) {
         Some("Kustomization") => vec!["kustomize-controller".into()],
+        Some("HelmRelease") => vec![source::HELM_CONTROLLER.into()],
         Some("Application") => vec![
             "argocd-controller".into(),
             "argocd-application-controller".into(),

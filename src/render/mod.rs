@@ -4,6 +4,7 @@
 //! line range, and, when asked, the kustomizations whose generators and transformers made it.
 
 mod cache;
+pub mod helm;
 mod remote;
 
 pub use cache::{RenderCache, parse_size as parse_cache_size};
