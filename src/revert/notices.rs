@@ -43,6 +43,18 @@ pub fn plan_notices(plans: &[Plan]) -> Vec<Notice> {
             )),
         });
     }
+    let mut releases = BTreeSet::new();
+    for plan in plans.iter().filter(|p| p.writes()) {
+        if let Some((release, revision)) = &plan.helm
+            && releases.insert(release.clone())
+        {
+            notices.push(Notice::Note(format!(
+                "{release}: its objects go back to the manifest of release revision \
+                 {revision}, applied as helm-controller; no new release revision is made, \
+                 and changes pending in Git wait for helm-controller"
+            )));
+        }
+    }
     for plan in plans.iter().filter(|p| p.writes()) {
         let pending = plan
             .shown
@@ -130,6 +142,7 @@ mod tests {
             held: vec![],
             reconciler: r,
             secrets: vec![],
+            helm: None,
         };
         let plans = vec![
             create("a", Some(reconciler("Application", "shop", true))),
