@@ -13,6 +13,7 @@ mod faults;
 mod fixture;
 mod flux;
 mod hardening;
+mod helm;
 mod hostile;
 mod krew;
 mod openapi;
