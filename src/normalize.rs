@@ -302,6 +302,36 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn whose_writes_are_the_reconcilers_and_the_controllers_own() {
+        let helm = ["helm-controller".to_owned()];
+        let flux = ["kustomize-controller".to_owned()];
+        for (manager, operation, reconciler, expected) in [
+            ("helm-controller", "Update", &helm, true),
+            ("helm-controller", "Apply", &helm, true),
+            ("kustomize-controller", "Apply", &flux, true),
+            // kustomize-controller applies server-side: an Update of its name is not an apply.
+            ("kustomize-controller", "Update", &flux, false),
+            ("kubectl-edit", "Update", &helm, false),
+            ("helm-controller", "Update", &flux, false),
+        ] {
+            assert_eq!(
+                applied_by_reconciler(manager, operation, reconciler),
+                expected,
+                "{manager} {operation} {reconciler:?}"
+            );
+        }
+        assert!(controls_own_object(
+            "helm-controller",
+            "helm.toolkit.fluxcd.io/v2"
+        ));
+        assert!(!controls_own_object("helm-controller", "apps/v1"));
+        assert!(!controls_own_object("kubectl", "helm.toolkit.fluxcd.io/v2"));
+        assert!(always_ignored("/metadata/annotations/reconcile.fluxcd.io~1requestedAt").is_some());
+        assert!(always_ignored("/metadata/annotations/meta.helm.sh~1release-name").is_some());
+        assert!(always_ignored("/metadata/labels/app.kubernetes.io~1managed-by").is_none());
+    }
+
+    #[test]
     fn always_ignored_fields() {
         for pointer in [
             "/status",

@@ -738,6 +738,74 @@ mod tests {
         );
     }
 
+    fn source() -> HelmSource {
+        HelmSource {
+            helm_release: ("flux".into(), "web".into()),
+            release: "shop-web".into(),
+            namespace: "shop".into(),
+            chart_path: RepoPath::parse("charts/web").unwrap(),
+            values_files: vec![],
+            values_from: vec![
+                (
+                    ValuesSource {
+                        kind: "ConfigMap".into(),
+                        name: "a".into(),
+                        key: Some("values.yaml".into()),
+                    },
+                    json!({"team": "a", "image": {"tag": "1"}}),
+                ),
+                (
+                    ValuesSource {
+                        kind: "Secret".into(),
+                        name: "b".into(),
+                        key: Some("values.yaml".into()),
+                    },
+                    json!({"team": "b", "password": "hunter2"}),
+                ),
+            ],
+            inline_values: json!({"image": {"repo": "nginx"}}),
+            common_labels: BTreeMap::from([("tier".into(), "web".into())]),
+            common_annotations: BTreeMap::new(),
+            record: Arc::new(ReleaseRecord {
+                revision: 1,
+                status: "deployed".into(),
+                chart_name: "web".into(),
+                chart_version: "0.1.0".into(),
+                manifest: Arc::new(vec![]),
+            }),
+            kube_version: "v1.35.4".into(),
+            own_pointer: None,
+            chart_source: "GitRepository flux/apps".into(),
+        }
+    }
+
+    #[test]
+    fn values_are_composed_in_helm_controllers_order_and_never_debug_printed() {
+        let helm = source();
+        assert_eq!(
+            helm.composed_values(&helm.inline_values),
+            json!({"team": "b", "password": "hunter2", "image": {"tag": "1", "repo": "nginx"}})
+        );
+        assert!(!format!("{helm:?}").contains("hunter2"));
+        let kinds: Vec<String> = helm.values_sources().into_iter().map(|s| s.kind).collect();
+        assert_eq!(kinds, ["ConfigMap", "Secret", "values"]);
+    }
+
+    #[test]
+    fn applied_objects_carry_the_post_renderers_labels_and_helms_markers() {
+        let mut object =
+            json!({"metadata": {"name": "web", "labels": {"tier": "x", "app": "web"}}});
+        source().as_applied(&mut object);
+        assert_eq!(
+            object["metadata"],
+            json!({"name": "web",
+                "labels": {"app": "web", "tier": "web", "helm.toolkit.fluxcd.io/name": "web",
+                    "helm.toolkit.fluxcd.io/namespace": "flux", "app.kubernetes.io/managed-by": "Helm"},
+                "annotations": {"meta.helm.sh/release-name": "shop-web",
+                    "meta.helm.sh/release-namespace": "shop"}})
+        );
+    }
+
     #[test]
     fn release_names_follow_helm_controller() {
         let hr = |spec: Value| json!({"metadata": {"name": "web"}, "spec": spec});
