@@ -554,8 +554,11 @@ pub fn dropped_by_reconciler(
     managed: &ManagedFields,
     reconciler: &[String],
 ) -> Vec<Change> {
-    let applied_by =
-        |e: &ManagedEntry| normalize::applied_by_reconciler(&e.manager, &e.operation, reconciler);
+    // kubectl's client-side apply prunes by its last-applied annotation, not by what it owns.
+    let applied_by = |e: &ManagedEntry| {
+        e.manager != "kubectl-client-side-apply"
+            && normalize::applied_by_reconciler(&e.manager, &e.operation, reconciler)
+    };
     let mut dropped = undeclared_owned(desired, live, managed, &applied_by, &|entry, owner| {
         owner.manager == entry.manager
     });
