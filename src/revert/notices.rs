@@ -33,6 +33,11 @@ pub fn plan_notices(plans: &[Plan]) -> Vec<Notice> {
                 "{what} is suspended: nothing will keep these objects as Git says after the \
                  revert, and the drift may be deliberate"
             )),
+            // helm-controller corrects drift only when asked to (driftDetection).
+            (false, "HelmRelease") => Notice::Note(format!(
+                "{what} puts these objects back by itself only with spec.driftDetection.mode: \
+                 enabled; otherwise they stay as they are until its next upgrade"
+            )),
             (false, "Application") => Notice::Note(format!(
                 "{what} syncs automatically: with self-heal it would put these objects back by \
                  itself"

@@ -82,6 +82,14 @@ data:
   team: {{ .Values.team | quote }}
 ";
 
+/// Deleted out of band, and created again by revert.
+const SERVICE_ACCOUNT: &str = "\
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ .Release.Name }}-runner
+";
+
 const SECRET: &str = "\
 apiVersion: v1
 kind: Secret
@@ -158,6 +166,7 @@ fn repository() -> GitRepo {
         .write("charts/web/templates/service.yaml", SERVICE)
         .write("charts/web/templates/configmap.yaml", CONFIGMAP)
         .write("charts/web/templates/secret.yaml", SECRET)
+        .write("charts/web/templates/serviceaccount.yaml", SERVICE_ACCOUNT)
         .write("env/prod-values.yaml", "greeting: hello-prod\n")
         .write("deploy/release.yaml", &release_yaml());
     repo.commit(ALICE, "The web chart and its release");
@@ -236,11 +245,12 @@ fn items(report: &Value) -> BTreeMap<String, Value> {
 }
 
 /// The objects of the release, as `Kind/name`.
-const RELEASED: [&str; 4] = [
+const RELEASED: [&str; 5] = [
     "Deployment/web",
     "Service/web",
     "ConfigMap/web-config",
     "Secret/web-credentials",
+    "ServiceAccount/web-runner",
 ];
 
 /// resourceVersion of every released object, and the release records there are.
@@ -265,7 +275,12 @@ fn snapshot(ns: &str) -> (BTreeMap<String, String>, Vec<String>) {
             (o.to_string(), out)
         })
         .collect();
-    let records = cp
+    (versions, records(ns))
+}
+
+/// The release records of `web` in `ns`.
+fn records(ns: &str) -> Vec<String> {
+    testenv::shared()
         .kubectl_run(
             &[
                 "get",
@@ -279,8 +294,10 @@ fn snapshot(ns: &str) -> (BTreeMap<String, String>, Vec<String>) {
             ],
             None,
         )
-        .unwrap();
-    (versions, records.lines().map(str::to_owned).collect())
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `diff --server-side=MODE -o json`, and its report.
@@ -437,6 +454,17 @@ fn real_helm_controller_installs_and_every_command_agrees() {
     for (_, args, _, _) in &edits {
         kubectl(&ns, args, None);
     }
+    kubectl(&ns, &["delete", "serviceaccount", "web-runner"], None);
+    // The Secret's new value shows in no format.
+    for format in ["diff", "table", "json", "yaml", "markdown"] {
+        let ran = gitops(&ns, &repo, cache, true, &["diff", "-o", format]);
+        assert_eq!(ran.code, Some(1), "{format}: {}", ran.stderr);
+        assert!(
+            !ran.stdout.contains("Y2hhbmdlZA") && !ran.stdout.contains("changed\n"),
+            "{format}: the Secret's live value leaked:\n{}",
+            ran.stdout
+        );
+    }
     for mode in ["false", "auto", "true"] {
         let (ran, report) = diff(&ns, &repo, cache, mode);
         assert_eq!(ran.code, Some(1), "{mode}: {}", ran.stderr);
@@ -450,10 +478,15 @@ fn real_helm_controller_installs_and_every_command_agrees() {
             assert_eq!(field["why"]["kind"], "out-of-band", "{mode}: {field:#}");
             assert_eq!(field["why"]["manager"], *manager, "{mode}: {field:#}");
         }
+        assert_eq!(
+            found["ServiceAccount/web-runner"]["status"], "missing",
+            "{mode}: {:#}",
+            found["ServiceAccount/web-runner"]
+        );
     }
 
     // revert: back to the release manifest, as helm-controller, no new release revision.
-    let before = snapshot(&ns);
+    let before = records(&ns);
     let ran = gitops(&ns, &repo, cache, true, &["revert", "--all", "--yes"]);
     assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
     assert!(
@@ -469,7 +502,14 @@ fn real_helm_controller_installs_and_every_command_agrees() {
         ran.stdout
     );
     let after = snapshot(&ns);
-    assert_eq!(before.1, after.1, "revert made a release record");
+    assert_eq!(before, after.1, "revert made a release record");
+    assert!(
+        ran.stdout.contains(&format!(
+            "ServiceAccount {ns}/web-runner reverted: created again as {FIELD_MANAGER}"
+        )),
+        "{}",
+        ran.stdout
+    );
     all_in_sync(&ns, &repo, cache, "after revert");
     // The next reconcile changes nothing.
     helm.reconcile_now(&ns, "web").unwrap();
