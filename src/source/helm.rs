@@ -363,6 +363,15 @@ pub(super) async fn flux_helm(
         .unwrap_or(namespace)
         .to_owned();
     let release = release_name(&hr);
+    // Rendering without them would report what they change as drift.
+    if spec["postRenderers"]
+        .as_array()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(SourceError::Unsupported {
+            what: format!("{display} with postRenderers"),
+        });
+    }
 
     // The chart: a GitRepository path (chart.spec), or a HelmChart (chartRef) built from one.
     let (chart_spec, chart_ns, chart_name) = if spec["chartRef"].is_object() {
