@@ -406,6 +406,18 @@ fn real_helm_controller_installs_and_every_command_agrees() {
         );
     }
 
+    // blame: not the chart's lines yet, but every line's field manager, and why.
+    let ran = gitops(&ns, &repo, cache, true, &["blame", "deploy/web"]);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("rendered from the Helm chart charts/web"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
+    assert!(ran.stdout.contains(FIELD_MANAGER), "{}", ran.stdout);
+
     // Out-of-band edits, each by its own manager, each found and attributed to it.
     let edits: [(&str, &[&str], &str, &str); 6] = [
         (
