@@ -113,13 +113,7 @@ pub fn template(
         source,
     })?;
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let reason = stderr
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join("; ")
+        let reason = crate::text::joined_lines(&String::from_utf8_lossy(&output.stderr))
             .replace(&format!("{}/", tmp.path().display()), "")
             .replace(&tmp.path().display().to_string(), ".");
         return Err(HelmError::Failed(reason));

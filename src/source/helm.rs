@@ -9,7 +9,9 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::reconciler::{bad_ks, base64_bytes, git_repository, ready_condition};
+use super::reconciler::{
+    bad_ks, base64_bytes, git_repository, ready_condition, reconciler_object, referenced,
+};
 use super::{Pointer, Reconciler, ReconcilerCache, Rule, SourceError};
 use crate::cluster::cache::CachedDiscovery;
 use crate::cluster::{Cluster, ClusterError};
@@ -336,21 +338,15 @@ pub(super) async fn flux_helm(
     name: &str,
 ) -> Result<Pointer, SourceError> {
     let display = format!("HelmRelease {namespace}/{name}");
-    let resource =
-        discovery
-            .resolve(FLUX_HELM_RELEASE)
-            .await
-            .map_err(|_| SourceError::MissingCrd {
-                named: display.clone(),
-                by: "the object's helm-controller labels".into(),
-                crd: FLUX_HELM_RELEASE.into(),
-            })?;
-    let hr = cluster
-        .get(&resource, Some(namespace), name)
-        .await?
-        .ok_or_else(|| SourceError::ReconcilerMissing {
-            reconciler: display.clone(),
-        })?;
+    let hr = reconciler_object(
+        cluster,
+        discovery,
+        FLUX_HELM_RELEASE,
+        (namespace, name),
+        &display,
+        "the object's helm-controller labels",
+    )
+    .await?;
     let spec = &hr["spec"];
     let target_ns = spec["targetNamespace"]
         .as_str()
@@ -557,40 +553,27 @@ async fn values_from(
         let name = from["name"].as_str().unwrap_or_default();
         let key = from["valuesKey"].as_str().unwrap_or("values.yaml");
         let optional = from["optional"].as_bool().unwrap_or(false);
-        let type_name = match kind {
-            "ConfigMap" => "configmaps",
-            "Secret" => "secrets",
-            _ => continue,
-        };
+        if !matches!(kind, "ConfigMap" | "Secret") {
+            continue;
+        }
         let source = ValuesSource {
             kind: kind.to_owned(),
             name: name.to_owned(),
             key: Some(key.to_owned()),
         };
-        let resource =
-            discovery
-                .resolve(type_name)
-                .await
-                .map_err(|e| SourceError::Unsupported {
-                    what: format!("{display} valuesFrom {kind}: {e}"),
-                })?;
-        let object = match cluster.get(&resource, Some(namespace), name).await {
+        let what = format!("valuesFrom of {display}");
+        let object = match referenced(cluster, discovery, from, namespace, &what).await {
             Ok(Some(object)) => object,
-            Ok(None) if optional => continue,
-            Ok(None) => {
-                return Err(SourceError::ReconcilerMissing {
-                    reconciler: format!("{kind} {namespace}/{name} (valuesFrom of {display})"),
-                });
-            }
-            Err(ClusterError::Forbidden { .. }) => {
+            Ok(None) => continue,
+            Err(SourceError::Cluster(ClusterError::Forbidden { .. })) => {
                 return Err(SourceError::Unsupported {
                     what: format!(
-                        "reading {kind} {namespace}/{name} (valuesFrom of {display}) is \
-                         forbidden to you, and rendering {display} without it"
+                        "reading {kind} {namespace}/{name} ({what}) is forbidden to you, and \
+                         rendering {display} without it"
                     ),
                 });
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         let text = match kind {
             "Secret" => object["data"][key]

@@ -168,21 +168,15 @@ async fn flux(
     name: &str,
 ) -> Result<Pointer, SourceError> {
     let reconciler_name = format!("Kustomization {namespace}/{name}");
-    let ks_resource =
-        discovery
-            .resolve(FLUX_KUSTOMIZATION)
-            .await
-            .map_err(|_| SourceError::MissingCrd {
-                named: reconciler_name.clone(),
-                by: "the object's Flux labels".into(),
-                crd: FLUX_KUSTOMIZATION.into(),
-            })?;
-    let ks = cluster
-        .get(&ks_resource, Some(namespace), name)
-        .await?
-        .ok_or_else(|| SourceError::ReconcilerMissing {
-            reconciler: reconciler_name.clone(),
-        })?;
+    let ks = reconciler_object(
+        cluster,
+        discovery,
+        FLUX_KUSTOMIZATION,
+        (namespace, name),
+        &reconciler_name,
+        "the object's Flux labels",
+    )
+    .await?;
     let spec = &ks["spec"];
     let source_kind = spec["sourceRef"]["kind"]
         .as_str()
@@ -243,6 +237,32 @@ async fn flux(
         suspended: spec["suspend"].as_bool().unwrap_or(false),
     });
     Ok(p)
+}
+
+/// The reconciler object `display` (of the CRD `crd`) that `by` names: an error that says which
+/// when the cluster has no such CRD or object.
+pub(super) async fn reconciler_object(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    crd: &str,
+    (namespace, name): (&str, &str),
+    display: &str,
+    by: &str,
+) -> Result<Value, SourceError> {
+    let resource = discovery
+        .resolve(crd)
+        .await
+        .map_err(|_| SourceError::MissingCrd {
+            named: display.to_owned(),
+            by: by.to_owned(),
+            crd: crd.to_owned(),
+        })?;
+    cluster
+        .get(&resource, Some(namespace), name)
+        .await?
+        .ok_or_else(|| SourceError::ReconcilerMissing {
+            reconciler: display.to_owned(),
+        })
 }
 
 /// The URL and tracked ref of the GitRepository `source_ns/source_name`, the source of `user`.
@@ -311,24 +331,16 @@ async fn substitutions(
         .flatten()
     {
         let kind = from["kind"].as_str().unwrap_or_default();
-        let name = from["name"].as_str().unwrap_or_default();
-        let optional = from["optional"].as_bool().unwrap_or(false);
-        let type_name = match kind {
-            "ConfigMap" => "configmaps",
-            "Secret" => "secrets",
-            _ => continue,
-        };
-        let Ok(resource) = discovery.resolve(type_name).await else {
+        let Some(object) = referenced(
+            cluster,
+            discovery,
+            from,
+            namespace,
+            "postBuild.substituteFrom",
+        )
+        .await?
+        else {
             continue;
-        };
-        let object = match cluster.get(&resource, Some(namespace), name).await? {
-            Some(object) => object,
-            None if optional => continue,
-            None => {
-                return Err(SourceError::ReconcilerMissing {
-                    reconciler: format!("{kind} {namespace}/{name} (postBuild.substituteFrom)"),
-                });
-            }
         };
         let data = string_map(&object["data"]);
         for (k, v) in data {
@@ -341,6 +353,35 @@ async fn substitutions(
         }
     }
     Ok(vars)
+}
+
+/// The ConfigMap or Secret a reconciler's `{kind, name, optional}` reference names
+/// (`substituteFrom`, `valuesFrom`), in `namespace`. None when it is of another kind, or
+/// optional and absent; `what` names the reference in the error for one that is missing.
+pub(super) async fn referenced(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    reference: &Value,
+    namespace: &str,
+    what: &str,
+) -> Result<Option<Value>, SourceError> {
+    let kind = reference["kind"].as_str().unwrap_or_default();
+    let name = reference["name"].as_str().unwrap_or_default();
+    let type_name = match kind {
+        "ConfigMap" => "configmaps",
+        "Secret" => "secrets",
+        _ => return Ok(None),
+    };
+    let Ok(resource) = discovery.resolve(type_name).await else {
+        return Ok(None);
+    };
+    match cluster.get(&resource, Some(namespace), name).await? {
+        Some(object) => Ok(Some(object)),
+        None if reference["optional"].as_bool().unwrap_or(false) => Ok(None),
+        None => Err(SourceError::ReconcilerMissing {
+            reconciler: format!("{kind} {namespace}/{name} ({what})"),
+        }),
+    }
 }
 
 async fn argo(

@@ -9,7 +9,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::fixture::{ALICE, BOB, GitRepo};
-use crate::support::{Ran, kubectl, kubectl_gitops, reconciled_by_flux, run};
+use crate::support::{Ran, items, json_of, kubectl, kubectl_gitops, reconciled_by_flux, run};
 use testenv::flux::WATCH_LABEL;
 use testenv::helm::FIELD_MANAGER;
 
@@ -214,34 +214,6 @@ fn gitops(ns: &str, repo: &GitRepo, cache: &Path, with_helm: bool, args: &[&str]
         );
     }
     ran
-}
-
-fn json_of(ran: &Ran) -> Value {
-    serde_json::from_str(&ran.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON: {e}\nstdout: {}\nstderr: {}",
-            ran.stdout, ran.stderr
-        )
-    })
-}
-
-/// `Kind/name` → report item.
-fn items(report: &Value) -> BTreeMap<String, Value> {
-    report["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                format!(
-                    "{}/{}",
-                    i["object"]["kind"].as_str().unwrap(),
-                    i["object"]["name"].as_str().unwrap()
-                ),
-                i.clone(),
-            )
-        })
-        .collect()
 }
 
 /// The objects of the release, as `Kind/name`.
