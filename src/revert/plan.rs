@@ -217,10 +217,12 @@ fn plan_apply(plan: &mut Plan, work: &Work, manager_flag: Option<&str>) {
         .map(|c| c.path.clone())
         .collect();
     if plan.shown.fields.is_empty() {
-        let message = if held.is_empty() {
-            "already as Git says"
-        } else {
+        let message = if !held.is_empty() {
             "only fields that are left alone differ"
+        } else if plan.helm.is_some() {
+            "already as the release manifest says; changes pending in Git wait for helm-controller"
+        } else {
+            "already as Git says"
         };
         plan.step = Step::Done(RevertResult::Unchanged, message.into());
         return;

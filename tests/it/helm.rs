@@ -441,13 +441,14 @@ fn real_helm_controller_installs_and_every_command_agrees() {
     kubectl(&ns, &["delete", "serviceaccount", "web-runner"], None);
     // The Secret's new value shows in no format.
     for format in ["diff", "table", "json", "yaml", "markdown"] {
-        let ran = gitops(&ns, &repo, cache, true, &["diff", "-o", format]);
+        let ran = gitops(&ns, &repo, cache, true, &["diff", "-o", format, "-v=2"]);
         assert_eq!(ran.code, Some(1), "{format}: {}", ran.stderr);
-        assert!(
-            !ran.stdout.contains("Y2hhbmdlZA") && !ran.stdout.contains("changed\n"),
-            "{format}: the Secret's live value leaked:\n{}",
-            ran.stdout
-        );
+        for text in [&ran.stdout, &ran.stderr] {
+            assert!(
+                !text.contains("Y2hhbmdlZA") && !text.contains("changed\n"),
+                "{format}: the Secret's live value leaked:\n{text}"
+            );
+        }
     }
     for mode in ["false", "auto", "true"] {
         let (ran, report) = diff(&ns, &repo, cache, mode);
@@ -516,6 +517,35 @@ fn real_helm_controller_installs_and_every_command_agrees() {
     assert_eq!(fields[0]["why"]["kind"], "pending", "{:#}", fields[0]);
     assert_eq!(fields[0]["why"]["commit"], change.as_str());
     assert_eq!(found["Deployment/web"]["status"], "in-sync");
+    // revert leaves a pending change to helm-controller: it writes the release manifest only.
+    let ran = gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["revert", "cm/web-config", "--yes", "-v"],
+    );
+    assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout
+            .contains("unchanged: already as the release manifest says"),
+        "{}",
+        ran.stdout
+    );
+    let greeting = testenv::shared()
+        .kubectl_run(
+            &[
+                "get",
+                "-n",
+                &ns,
+                "cm/web-config",
+                "-o",
+                "jsonpath={.data.greeting}",
+            ],
+            None,
+        )
+        .unwrap();
+    assert_eq!(greeting, "hello-prod");
     // Reconciled: the release moves to revision 2 and nothing is left.
     testenv::flux::shared().reconcile_now(&ns, "apps").unwrap();
     wait_revision(helm, &ns, 2);

@@ -519,6 +519,25 @@ mod tests {
     }
 
     #[test]
+    fn helm_modules_pin_the_versions_the_proxy_serves() {
+        let read = |dir: &str| fs::read_to_string(go_dir().join(dir).join("go.mod")).unwrap();
+        // The proxy serves these exact versions only (helm-controller's list is refused).
+        assert_eq!(
+            required_version(&read("helm-controller"), HELM_CONTROLLER.versioned_module).as_deref(),
+            Some("v1.4.3")
+        );
+        assert_eq!(
+            required_version(&read("helm"), HELM_CLI.versioned_module).as_deref(),
+            Some("v4.3.2")
+        );
+        // helm-controller's own published replaces are carried over.
+        assert!(
+            read("helm-controller")
+                .contains("replace sigs.k8s.io/kustomize/api => sigs.k8s.io/kustomize/api v0.20.1")
+        );
+    }
+
+    #[test]
     fn ldflags_carry_major_and_minor() {
         let flags = kube_version_ldflags("v1.35.4").unwrap();
         assert!(flags.contains("gitVersion=v1.35.4"));
