@@ -25,6 +25,8 @@ pub struct Template<'a> {
     pub release: &'a str,
     pub namespace: &'a str,
     pub kube_version: &'a str,
+    /// The cluster's API versions, for `.Capabilities.APIVersions`.
+    pub api_versions: &'a [String],
 }
 
 /// Why a chart did not render.
@@ -78,6 +80,9 @@ pub fn template(
         .args(["--namespace", t.namespace])
         .args(["--kube-version", t.kube_version])
         .arg("--no-hooks");
+    for api_version in t.api_versions {
+        cmd.arg("--api-versions").arg(api_version);
+    }
     if !t.values_files.is_empty() {
         // As source-controller packages it: the files replace the chart's own values.yaml
         // (which may be one of them: each is read before it is replaced).

@@ -54,6 +54,9 @@ pub struct HelmSource {
     pub record: Arc<ReleaseRecord>,
     /// The live cluster's version, for `helm template --kube-version`.
     pub kube_version: String,
+    /// The cluster's API versions (`group/version` and `group/version/Kind`), as Helm reads
+    /// its capabilities from discovery, for `helm template --api-versions`.
+    pub api_versions: Arc<Vec<String>>,
     /// Where the HelmRelease itself comes from (its own Flux labels), when anything says.
     pub own_pointer: Option<Box<Pointer>>,
     /// How the chart is referred to, for trace: `GitRepository ns/name`.
@@ -315,6 +318,22 @@ pub fn merge_values(base: &mut Value, overlay: &Value) {
     }
 }
 
+/// What `.Capabilities.APIVersions` holds in helm-controller (Helm's `GetVersionSet` over
+/// discovery): every `group/version` served, and `group/version/Kind` of each of its kinds.
+fn api_versions(discovery: &crate::cluster::discovery::Discovery) -> Vec<String> {
+    let mut out: Vec<String> = discovery
+        .resources
+        .iter()
+        .flat_map(|r| {
+            let gv = r.api_version();
+            [format!("{gv}/{}", r.kind), gv]
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The release name helm-controller gives a HelmRelease: `spec.releaseName`, else
 /// `<targetNamespace>-<name>` with a target namespace, else its name.
 fn release_name(hr: &Value) -> String {
@@ -499,6 +518,7 @@ pub(super) async fn flux_helm(
         common_annotations: string_map(&spec["commonMetadata"]["annotations"]),
         record: Arc::new(record),
         kube_version,
+        api_versions: Arc::new(api_versions(&discovery.snapshot())),
         own_pointer,
         chart_source: format!("GitRepository {source_ns}/{source_name}"),
     };
@@ -766,6 +786,7 @@ mod tests {
                 manifest: Arc::new(vec![]),
             }),
             kube_version: "v1.35.4".into(),
+            api_versions: Arc::new(vec![]),
             own_pointer: None,
             chart_source: "GitRepository flux/apps".into(),
         }

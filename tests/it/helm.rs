@@ -80,6 +80,10 @@ data:
   greeting: {{ .Values.greeting | quote }}
   logLevel: {{ .Values.logLevel | quote }}
   team: {{ .Values.team | quote }}
+  {{- /* In helm-controller's capabilities (from discovery), not in Helm's built-in list. */}}
+  {{- if .Capabilities.APIVersions.Has \"helm.toolkit.fluxcd.io/v2/HelmRelease\" }}
+  fluxServed: \"yes\"
+  {{- end }}
 ";
 
 /// Deleted out of band, and created again by revert.
@@ -318,6 +322,21 @@ fn real_helm_controller_installs_and_every_command_agrees() {
         .unwrap_or_else(|e| panic!("installing the release: {e:#}"));
     let cache = tempfile::tempdir().unwrap();
     let cache = cache.path();
+    // The chart saw the cluster's API versions, as helm-controller gives them.
+    let served = testenv::shared()
+        .kubectl_run(
+            &[
+                "get",
+                "-n",
+                &ns,
+                "cm/web-config",
+                "-o",
+                "jsonpath={.data.fluxServed}",
+            ],
+            None,
+        )
+        .unwrap();
+    assert_eq!(served, "yes");
     // A clean install: no drift in any mode.
     all_in_sync(&ns, &repo, cache, "after install");
 

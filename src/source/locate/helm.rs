@@ -246,6 +246,7 @@ impl Locator {
                 release: &helm.release,
                 namespace: &helm.namespace,
                 kube_version: &helm.kube_version,
+                api_versions: &helm.api_versions,
             };
             render::helm::template(repo, commit, &template)
                 .map(Arc::new)
