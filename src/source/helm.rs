@@ -463,8 +463,8 @@ pub(super) async fn flux_helm(
             None => None,
         };
 
-    let values_from = values_from(cluster, discovery, namespace, &display, spec).await?;
     let record = release_record(cluster, discovery, &storage_ns, &release, &display).await?;
+    let values_from = values_from(cluster, discovery, namespace, &display, spec).await?;
     let kube_version = cache.server_version(cluster).await?;
 
     // The HelmRelease's own source: a Flux Kustomization usually applied it.
@@ -586,10 +586,12 @@ async fn values_from(
             Ok(Some(object)) => object,
             Ok(None) => continue,
             Err(SourceError::Cluster(ClusterError::Forbidden { .. })) => {
-                return Err(SourceError::Unsupported {
-                    what: format!(
-                        "reading {kind} {namespace}/{name} ({what}) is forbidden to you, and \
-                         rendering {display} without it"
+                return Err(SourceError::Helm {
+                    release: display.to_owned(),
+                    reason: format!(
+                        "you may not read {kind} {namespace}/{name} (its valuesFrom), which its \
+                         chart is rendered with; ask for get on {}s in {namespace}",
+                        kind.to_lowercase()
                     ),
                 });
             }

@@ -588,6 +588,35 @@ fn real_helm_controller_installs_and_every_command_agrees() {
     assert_eq!(found["HelmRelease/web"]["status"], "in-sync");
     assert_eq!(found["Deployment/web"]["status"], "error");
 
+    // A user who may not read Secrets cannot read the release records: one line per object.
+    let ran = gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["diff", "-o", "json", "--context", testenv::VIEWER_CONTEXT],
+    );
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    let errors: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    // The viewer cannot list Secrets at all: the chart's Secret is not compared (a warning).
+    assert_eq!(errors.len(), RELEASED.len() - 1, "{}", ran.stderr);
+    for line in errors {
+        assert!(
+            line.contains(&format!(
+                "HelmRelease {ns}/web: you may not list Secrets in namespace {ns}, where Helm \
+                 keeps the release records of web"
+            )),
+            "{line}"
+        );
+    }
+    let found = items(&json_of(&ran));
+    assert_eq!(found["HelmRelease/web"]["status"], "in-sync");
+    assert_eq!(found["ConfigMap/web-values"]["status"], "in-sync");
+
     // A chart that fails to render at the tip: one line per object, naming the chart and fix.
     repo.write(
         "charts/web/templates/broken.yaml",

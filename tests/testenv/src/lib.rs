@@ -678,12 +678,13 @@ kind: ClusterRole
 metadata: {{name: testenv-view}}
 rules:
   - apiGroups: ['', apps, batch, networking.k8s.io, policy, autoscaling, rbac.authorization.k8s.io,
-                apiextensions.k8s.io, kustomize.toolkit.fluxcd.io, source.toolkit.fluxcd.io, argoproj.io]
+                apiextensions.k8s.io, kustomize.toolkit.fluxcd.io, source.toolkit.fluxcd.io, argoproj.io,
+                helm.toolkit.fluxcd.io]
     resources: [configmaps, services, serviceaccounts, namespaces, pods, endpoints, events,
                 persistentvolumeclaims, deployments, statefulsets, daemonsets, replicasets, jobs,
                 cronjobs, ingresses, networkpolicies, poddisruptionbudgets, horizontalpodautoscalers,
                 roles, rolebindings, customresourcedefinitions, kustomizations, gitrepositories,
-                applications]
+                applications, helmreleases, helmcharts]
     verbs: [get, list, watch]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
