@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::reconciler::{
     bad_ks, base64_bytes, git_repository, ready_condition, reconciler_object, referenced,
+    string_map,
 };
 use super::{Pointer, Reconciler, ReconcilerCache, Rule, SourceError};
 use crate::cluster::cache::CachedDiscovery;
@@ -388,7 +389,66 @@ pub(super) async fn flux_helm(
         });
     }
 
-    // The chart: a GitRepository path (chart.spec), or a HelmChart (chartRef) built from one.
+    let chart = git_chart(cluster, discovery, &display, (namespace, name), spec).await?;
+    let record = release_record(cluster, discovery, &storage_ns, &release, &display).await?;
+    let values_from = values_from(cluster, discovery, namespace, &display, spec).await?;
+    let kube_version = cache.server_version(cluster).await?;
+
+    let own_pointer = own_pointer(cluster, discovery, cache, &hr).await;
+    let helm = HelmSource {
+        helm_release: (namespace.to_owned(), name.to_owned()),
+        release,
+        namespace: target_ns,
+        chart_path: chart.path.clone(),
+        values_files: chart.values_files,
+        values_from,
+        inline_values: spec["values"].clone(),
+        common_labels: string_map(&spec["commonMetadata"]["labels"]),
+        common_annotations: string_map(&spec["commonMetadata"]["annotations"]),
+        record: Arc::new(record),
+        kube_version,
+        api_versions: Arc::new(api_versions(&discovery.snapshot())),
+        own_pointer,
+        chart_source: chart.source,
+    };
+    let mut p = Pointer::new(Rule::Helm);
+    p.repo = Some(chart.repo);
+    p.tracked_ref = chart.tracked_ref;
+    p.render_root = Some(chart.path);
+    p.applied_commit = chart.applied_commit;
+    p.reconciler = Some(Reconciler {
+        kind: "HelmRelease".into(),
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        status: ready_condition(&hr).map(|(s, _)| s),
+        message: ready_condition(&hr).and_then(|(_, m)| m),
+        suspended: spec["suspend"].as_bool().unwrap_or(false),
+    });
+    p.helm = Some(Arc::new(helm));
+    Ok(p)
+}
+
+/// A HelmRelease's chart in Git, and the revision it was last built from.
+struct GitChart {
+    path: RepoPath,
+    values_files: Vec<RepoPath>,
+    repo: crate::git::RepoUrl,
+    tracked_ref: Option<String>,
+    /// The Git revision the HelmChart was last built from: what the applied release was made of.
+    applied_commit: Option<String>,
+    /// `GitRepository ns/name`.
+    source: String,
+}
+
+/// The chart of the HelmRelease `display` (`namespace/name`, `spec`): a GitRepository path
+/// (`chart.spec`), or a HelmChart (`chartRef`) built from one.
+async fn git_chart(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    display: &str,
+    (namespace, name): (&str, &str),
+    spec: &Value,
+) -> Result<GitChart, SourceError> {
     let (chart_spec, chart_ns, chart_name) = if spec["chartRef"].is_object() {
         let kind = spec["chartRef"]["kind"].as_str().unwrap_or_default();
         if kind != "HelmChart" {
@@ -398,7 +458,7 @@ pub(super) async fn flux_helm(
         }
         let ns = spec["chartRef"]["namespace"].as_str().unwrap_or(namespace);
         let name = spec["chartRef"]["name"].as_str().unwrap_or_default();
-        let chart = get_helm_chart(cluster, discovery, &display, ns, name)
+        let chart = get_helm_chart(cluster, discovery, display, ns, name)
             .await?
             .ok_or_else(|| SourceError::ReconcilerMissing {
                 reconciler: format!("HelmChart {ns}/{name} (chartRef of {display})"),
@@ -432,7 +492,7 @@ pub(super) async fn flux_helm(
     }
     let chart_path = RepoPath::root()
         .join(chart_spec["chart"].as_str().unwrap_or("."))
-        .map_err(|e| bad_ks(&display, "spec.chart.spec.chart", e.to_string()))?;
+        .map_err(|e| bad_ks(display, "spec.chart.spec.chart", e.to_string()))?;
     let mut values_files = Vec::new();
     let listed = chart_spec["valuesFiles"]
         .as_array()
@@ -445,14 +505,14 @@ pub(super) async fn flux_helm(
         values_files.push(
             RepoPath::root()
                 .join(file)
-                .map_err(|e| bad_ks(&display, "valuesFiles", e.to_string()))?,
+                .map_err(|e| bad_ks(display, "valuesFiles", e.to_string()))?,
         );
     }
     let (repo, tracked_ref) =
-        git_repository(cluster, discovery, &source_ns, source_name, &display).await?;
+        git_repository(cluster, discovery, &source_ns, source_name, display).await?;
     // The Git revision the chart was last built from: what the applied release was made of.
     let applied_commit =
-        match get_helm_chart(cluster, discovery, &display, &chart_ns, &chart_name).await? {
+        match get_helm_chart(cluster, discovery, display, &chart_ns, &chart_name).await? {
             Some(chart) => match chart["status"]["observedSourceArtifactRevision"]
                 .as_str()
                 .filter(|r| !r.is_empty())
@@ -463,80 +523,44 @@ pub(super) async fn flux_helm(
             None => None,
         };
 
-    let record = release_record(cluster, discovery, &storage_ns, &release, &display).await?;
-    let values_from = values_from(cluster, discovery, namespace, &display, spec).await?;
-    let kube_version = cache.server_version(cluster).await?;
-
-    // The HelmRelease's own source: a Flux Kustomization usually applied it.
-    let hr_label = |k: &str| hr["metadata"]["labels"][k].as_str().map(str::to_owned);
-    let own_pointer = match (
-        hr_label(markers::FLUX_NAME),
-        hr_label(markers::FLUX_NAMESPACE),
-    ) {
-        (Some(ks), Some(ks_ns)) => Box::pin(super::reconciler::reconciler_pointer(
-            cluster,
-            discovery,
-            cache,
-            &hr,
-            ObjectKey::of(&hr).as_ref(),
-            &|k| {
-                if k == markers::FLUX_NAME {
-                    Some(ks.clone())
-                } else if k == markers::FLUX_NAMESPACE {
-                    Some(ks_ns.clone())
-                } else {
-                    None
-                }
-            },
-            &|_| None,
-        ))
-        .await
-        .ok()
-        .flatten()
-        .map(Box::new),
-        _ => None,
-    };
-
-    let string_map = |v: &Value| -> BTreeMap<String, String> {
-        v.as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let helm = HelmSource {
-        helm_release: (namespace.to_owned(), name.to_owned()),
-        release,
-        namespace: target_ns,
-        chart_path: chart_path.clone(),
+    Ok(GitChart {
+        path: chart_path,
         values_files,
-        values_from,
-        inline_values: spec["values"].clone(),
-        common_labels: string_map(&spec["commonMetadata"]["labels"]),
-        common_annotations: string_map(&spec["commonMetadata"]["annotations"]),
-        record: Arc::new(record),
-        kube_version,
-        api_versions: Arc::new(api_versions(&discovery.snapshot())),
-        own_pointer,
-        chart_source: format!("GitRepository {source_ns}/{source_name}"),
+        repo,
+        tracked_ref,
+        applied_commit,
+        source: format!("GitRepository {source_ns}/{source_name}"),
+    })
+}
+
+/// The HelmRelease's own source, by its Flux Kustomization labels (a Kustomization usually
+/// applied it); None when nothing leads there.
+async fn own_pointer(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    cache: &ReconcilerCache,
+    hr: &Value,
+) -> Option<Box<Pointer>> {
+    let label = |k: &str| {
+        [markers::FLUX_NAME, markers::FLUX_NAMESPACE]
+            .contains(&k)
+            .then(|| hr["metadata"]["labels"][k].as_str().map(str::to_owned))
+            .flatten()
     };
-    let mut p = Pointer::new(Rule::Helm);
-    p.repo = Some(repo);
-    p.tracked_ref = tracked_ref;
-    p.render_root = Some(chart_path);
-    p.applied_commit = applied_commit;
-    p.reconciler = Some(Reconciler {
-        kind: "HelmRelease".into(),
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-        status: ready_condition(&hr).map(|(s, _)| s),
-        message: ready_condition(&hr).and_then(|(_, m)| m),
-        suspended: spec["suspend"].as_bool().unwrap_or(false),
-    });
-    p.helm = Some(Arc::new(helm));
-    Ok(p)
+    label(markers::FLUX_NAME)?;
+    Box::pin(super::reconciler::reconciler_pointer(
+        cluster,
+        discovery,
+        cache,
+        hr,
+        ObjectKey::of(hr).as_ref(),
+        &label,
+        &|_| None,
+    ))
+    .await
+    .ok()
+    .flatten()
+    .map(Box::new)
 }
 
 async fn get_helm_chart(

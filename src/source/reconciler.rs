@@ -537,7 +537,7 @@ pub(super) fn ready_condition(object: &Value) -> Option<(String, Option<String>)
         })
 }
 
-fn string_map(value: &Value) -> BTreeMap<String, String> {
+pub(super) fn string_map(value: &Value) -> BTreeMap<String, String> {
     value
         .as_object()
         .map(|m| {
