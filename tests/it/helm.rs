@@ -231,27 +231,21 @@ const RELEASED: [&str; 5] = [
 
 /// resourceVersion of every released object, and the release records there are.
 fn snapshot(ns: &str) -> (BTreeMap<String, String>, Vec<String>) {
-    let cp = testenv::shared();
     let versions = RELEASED
         .iter()
-        .map(|o| {
-            let out = cp
-                .kubectl_run(
-                    &[
-                        "get",
-                        "-n",
-                        ns,
-                        o,
-                        "-o",
-                        "jsonpath={.metadata.resourceVersion}",
-                    ],
-                    None,
-                )
-                .unwrap();
-            (o.to_string(), out)
-        })
+        .map(|o| (o.to_string(), field(ns, o, "{.metadata.resourceVersion}")))
         .collect();
     (versions, records(ns))
+}
+
+/// `kubectl get -n NS WHAT -o jsonpath=PATH`.
+fn field(ns: &str, what: &str, path: &str) -> String {
+    testenv::shared()
+        .kubectl_run(
+            &["get", "-n", ns, what, "-o", &format!("jsonpath={path}")],
+            None,
+        )
+        .unwrap()
 }
 
 /// The release records of `web` in `ns`.
@@ -323,19 +317,7 @@ fn real_helm_controller_installs_and_every_command_agrees() {
     let cache = tempfile::tempdir().unwrap();
     let cache = cache.path();
     // The chart saw the cluster's API versions, as helm-controller gives them.
-    let served = testenv::shared()
-        .kubectl_run(
-            &[
-                "get",
-                "-n",
-                &ns,
-                "cm/web-config",
-                "-o",
-                "jsonpath={.data.fluxServed}",
-            ],
-            None,
-        )
-        .unwrap();
+    let served = field(&ns, "cm/web-config", "{.data.fluxServed}");
     assert_eq!(served, "yes");
     // A clean install: no drift in any mode.
     all_in_sync(&ns, &repo, cache, "after install");
@@ -551,19 +533,7 @@ fn real_helm_controller_installs_and_every_command_agrees() {
         "{}",
         ran.stdout
     );
-    let greeting = testenv::shared()
-        .kubectl_run(
-            &[
-                "get",
-                "-n",
-                &ns,
-                "cm/web-config",
-                "-o",
-                "jsonpath={.data.greeting}",
-            ],
-            None,
-        )
-        .unwrap();
+    let greeting = field(&ns, "cm/web-config", "{.data.greeting}");
     assert_eq!(greeting, "hello-prod");
     // Reconciled: the release moves to revision 2 and nothing is left.
     testenv::flux::shared().reconcile_now(&ns, "apps").unwrap();
