@@ -268,3 +268,32 @@ impl Locator {
         result.clone().map_err(SourceError::Repeated)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_document_without_a_namespace_is_in_the_releases() {
+        let doc = Document {
+            file: "charts/web/templates/cm.yaml".into(),
+            lines: (1, 4),
+            object: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"}}),
+            built_by: Default::default(),
+        };
+        let key = |ns: Option<&str>| ObjectKey {
+            group: String::new(),
+            kind: "ConfigMap".into(),
+            namespace: ns.map(str::to_owned),
+            name: "web".into(),
+        };
+        assert!(is(&doc, &key(Some("shop")), "shop"));
+        assert!(!is(&doc, &key(Some("other")), "shop"));
+        // A cluster-scoped object (a ClusterRole of the chart) has no namespace on either side.
+        assert!(is(&doc, &key(None), "shop"));
+        let mut elsewhere = doc.clone();
+        elsewhere.object["metadata"]["namespace"] = "other".into();
+        assert!(is(&elsewhere, &key(Some("other")), "shop"));
+    }
+}
