@@ -554,7 +554,11 @@ pub fn dropped_by_reconciler(
     managed: &ManagedFields,
     reconciler: &[String],
 ) -> Vec<Change> {
-    let applied_by = |e: &ManagedEntry| e.operation == "Apply" && reconciler.contains(&e.manager);
+    // kubectl's client-side apply prunes by its last-applied annotation, not by what it owns.
+    let applied_by = |e: &ManagedEntry| {
+        e.manager != "kubectl-client-side-apply"
+            && normalize::applied_by_reconciler(&e.manager, &e.operation, reconciler)
+    };
     let mut dropped = undeclared_owned(desired, live, managed, &applied_by, &|entry, owner| {
         owner.manager == entry.manager
     });
@@ -573,9 +577,11 @@ pub fn out_of_band_additions(
     managed: &ManagedFields,
     reconciler: &[String],
 ) -> Vec<Change> {
+    let api_version = live["apiVersion"].as_str().unwrap_or_default();
     let out_of_band = |e: &ManagedEntry| {
         !reconciler.contains(&e.manager)
             && !normalize::SYSTEM_MANAGERS.contains(&e.manager.as_str())
+            && !normalize::controls_own_object(&e.manager, api_version)
     };
     // A Secret's `stringData` key declares the `data` key the server stores it in: a manager
     // that patched that value out of band keeps listing it after the value is put back.

@@ -58,16 +58,31 @@ impl Env {
     }
 }
 
-/// The first file called `name` (`name.exe` on Windows) in the directories of `path`.
+/// The first executable file called `name` (`name.exe` on Windows) in the directories of
+/// `path`, as a shell would find it.
 pub fn find_on_path(path: Option<&std::ffi::OsStr>, name: &str) -> Option<PathBuf> {
-    let name = if cfg!(windows) {
-        format!("{name}.exe")
-    } else {
-        name.to_owned()
-    };
-    std::env::split_paths(path.unwrap_or_default())
-        .map(|dir| dir.join(&name))
-        .find(|candidate| candidate.is_file())
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    std::env::split_paths(path?)
+        .map(|dir| dir.join(&file))
+        .find(|candidate| candidate.metadata().is_ok_and(|m| is_executable(&m)))
+}
+
+impl Env {
+    /// The first executable file `name` in `$PATH`.
+    pub fn find_program(&self, name: &str) -> Option<PathBuf> {
+        find_on_path(self.path.as_deref(), name)
+    }
+}
+
+#[cfg(unix)]
+fn is_executable(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    m.is_file() && m.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(m: &std::fs::Metadata) -> bool {
+    m.is_file()
 }
 
 /// `path` made absolute against the working directory, symlinks resolved when it exists.

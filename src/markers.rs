@@ -12,6 +12,13 @@ pub const COMMIT: &str = "kubectl-gitops.dev/commit";
 pub const KUSTOMIZE_ORIGIN: &str = "config.kubernetes.io/origin";
 pub const FLUX_NAME: &str = "kustomize.toolkit.fluxcd.io/name";
 pub const FLUX_NAMESPACE: &str = "kustomize.toolkit.fluxcd.io/namespace";
+/// Helm's own markers, set on every object of a release it installs or upgrades.
+pub const HELM_RELEASE_NAME: &str = "meta.helm.sh/release-name";
+pub const HELM_RELEASE_NAMESPACE: &str = "meta.helm.sh/release-namespace";
+pub const HELM_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// helm-controller's origin labels, naming the HelmRelease (post-rendered into every object).
+pub const FLUX_HELM_NAME: &str = "helm.toolkit.fluxcd.io/name";
+pub const FLUX_HELM_NAMESPACE: &str = "helm.toolkit.fluxcd.io/namespace";
 pub const ARGO_TRACKING_ID: &str = "argocd.argoproj.io/tracking-id";
 pub const ARGO_INSTANCE: &str = "app.kubernetes.io/instance";
 

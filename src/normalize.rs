@@ -77,6 +77,22 @@ pub const ALWAYS: &[Always] = &[
         reason: "Flux bookkeeping",
     },
     Always {
+        pointer: "/metadata/annotations/reconcile.fluxcd.io~1*",
+        reason: "a request to a Flux controller (flux reconcile)",
+    },
+    Always {
+        pointer: "/metadata/labels/helm.toolkit.fluxcd.io~1name",
+        reason: "Flux helm-controller bookkeeping",
+    },
+    Always {
+        pointer: "/metadata/labels/helm.toolkit.fluxcd.io~1namespace",
+        reason: "Flux helm-controller bookkeeping",
+    },
+    Always {
+        pointer: "/metadata/annotations/meta.helm.sh~1*",
+        reason: "Helm bookkeeping",
+    },
+    Always {
         pointer: "/metadata/annotations/argocd.argoproj.io~1tracking-id",
         reason: "Argo CD bookkeeping",
     },
@@ -99,6 +115,34 @@ pub const SYSTEM_MANAGERS: &[&str] = &[
     "kubelet",
     "before-first-apply",
 ];
+
+/// Flux's controllers and the API group of the objects that are their own: the fields they
+/// write there (a finalizer, bookkeeping) are never out of band, whoever applied the object.
+pub const OWN_OBJECT_MANAGERS: &[(&str, &str)] = &[
+    ("helm-controller", "helm.toolkit.fluxcd.io"),
+    ("kustomize-controller", "kustomize.toolkit.fluxcd.io"),
+    ("source-controller", "source.toolkit.fluxcd.io"),
+];
+
+/// Whether `manager` is the controller of objects of `api_version` ([`OWN_OBJECT_MANAGERS`]).
+pub fn controls_own_object(manager: &str, api_version: &str) -> bool {
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    OWN_OBJECT_MANAGERS
+        .iter()
+        .any(|(m, g)| *m == manager && *g == group)
+}
+
+/// Reconcilers' managers that write with client-side `Update`s, not server-side `Apply`:
+/// what they own is theirs whatever the operation (kubectl's client-side apply, Helm through
+/// helm-controller).
+pub const UPDATE_APPLIERS: &[&str] = &["kubectl-client-side-apply", "helm-controller"];
+
+/// Whether a managedFields entry of `manager` with `operation` is a reconciler's apply, given
+/// the reconciler's managers.
+pub fn applied_by_reconciler(manager: &str, operation: &str, reconciler: &[String]) -> bool {
+    reconciler.iter().any(|m| m == manager)
+        && (operation == "Apply" || UPDATE_APPLIERS.contains(&manager))
+}
 
 /// Whether `pointer` (RFC 6901, into the object) is always ignored; the reason if so.
 pub fn always_ignored(pointer: &str) -> Option<&'static str> {
@@ -256,6 +300,36 @@ impl IgnoreRule {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn whose_writes_are_the_reconcilers_and_the_controllers_own() {
+        let helm = ["helm-controller".to_owned()];
+        let flux = ["kustomize-controller".to_owned()];
+        for (manager, operation, reconciler, expected) in [
+            ("helm-controller", "Update", &helm, true),
+            ("helm-controller", "Apply", &helm, true),
+            ("kustomize-controller", "Apply", &flux, true),
+            // kustomize-controller applies server-side: an Update of its name is not an apply.
+            ("kustomize-controller", "Update", &flux, false),
+            ("kubectl-edit", "Update", &helm, false),
+            ("helm-controller", "Update", &flux, false),
+        ] {
+            assert_eq!(
+                applied_by_reconciler(manager, operation, reconciler),
+                expected,
+                "{manager} {operation} {reconciler:?}"
+            );
+        }
+        assert!(controls_own_object(
+            "helm-controller",
+            "helm.toolkit.fluxcd.io/v2"
+        ));
+        assert!(!controls_own_object("helm-controller", "apps/v1"));
+        assert!(!controls_own_object("kubectl", "helm.toolkit.fluxcd.io/v2"));
+        assert!(always_ignored("/metadata/annotations/reconcile.fluxcd.io~1requestedAt").is_some());
+        assert!(always_ignored("/metadata/annotations/meta.helm.sh~1release-name").is_some());
+        assert!(always_ignored("/metadata/labels/app.kubernetes.io~1managed-by").is_none());
+    }
 
     #[test]
     fn always_ignored_fields() {

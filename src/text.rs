@@ -8,6 +8,15 @@ pub fn single_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A tool's stderr as one line: its non-empty lines, trimmed, joined with `; `.
+pub fn joined_lines(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The plural ending of a count's noun: `1 object`, `2 objects`.
 pub fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }

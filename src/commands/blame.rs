@@ -77,7 +77,8 @@ pub async fn run(
         env,
         global.render_cache_size,
     ))
-    .recording_transformers();
+    .recording_transformers()
+    .with_helm(env.find_program("helm"));
     let reconcilers = ReconcilerCache::default();
     let located = match source::pointer(&cluster, &discovery, &reconcilers, &live).await {
         Ok(pointer) => locator.locate(pointer, &key),
@@ -86,6 +87,15 @@ pub async fn run(
     // Without a source, blame still shows who owns every line, and says why Git is missing.
     let mut failed = None;
     let git = match located {
+        // A chart template is no document of the object: no line of it can be proven yet.
+        Ok(located) if located.helm.is_some() => {
+            failed = Some(format!(
+                "it is rendered from the Helm chart {} (HelmRelease); blaming chart and values \
+                 lines is not supported yet: `kubectl gitops trace` names the chart and values",
+                located.render_root
+            ));
+            None
+        }
         Ok(located) if located.desired_at_tip.is_none() => {
             failed = Some(format!(
                 "{} no longer declares it at {} (orphaned: the source file or document was removed)",

@@ -40,7 +40,8 @@ pub async fn run(
         .with_render_cache(crate::render::RenderCache::for_env(
             env,
             global.render_cache_size,
-        )),
+        ))
+        .with_helm(env.find_program("helm")),
     );
     if let Some(contexts) = fleet::contexts(global, env)? {
         return run_fleet(global, args, &contexts, locator, env, log, out, err).await;

@@ -49,7 +49,10 @@ impl Declared {
         w: &Work,
     ) -> Result<(), SourceError> {
         // A render root is listed once for all its files; a plain file once.
-        let rendered = matches!(w.located.rule, source::Rule::Flux | source::Rule::ArgoCd);
+        let rendered = matches!(
+            w.located.rule,
+            source::Rule::Flux | source::Rule::ArgoCd | source::Rule::Helm
+        );
         let file = if rendered {
             String::new()
         } else {
@@ -157,14 +160,19 @@ impl Declared {
 /// instance label and tracking id. Without them the new object would have no source.
 fn copy_source_markers(sibling: &Value, rule: source::Rule, key: &ObjectKey, object: &mut Value) {
     use crate::markers::{
-        ARGO_INSTANCE, ARGO_TRACKING_ID, COMMIT, FLUX_NAME, FLUX_NAMESPACE, KUSTOMIZE_ORIGIN, PATH,
-        REPO,
+        ARGO_INSTANCE, ARGO_TRACKING_ID, COMMIT, FLUX_HELM_NAME, FLUX_HELM_NAMESPACE, FLUX_NAME,
+        FLUX_NAMESPACE, HELM_RELEASE_NAME, HELM_RELEASE_NAMESPACE, KUSTOMIZE_ORIGIN, PATH, REPO,
     };
     let (annotations, labels): (Vec<&str>, Vec<&str>) = match rule {
         source::Rule::Annotations => (vec![REPO, PATH, COMMIT], vec![]),
         source::Rule::KustomizeOrigin => (vec![KUSTOMIZE_ORIGIN], vec![]),
         source::Rule::Flux => (vec![], vec![FLUX_NAME, FLUX_NAMESPACE]),
         source::Rule::ArgoCd => (vec![], vec![ARGO_INSTANCE]),
+        // The release's documents carry them already (as helm-controller applies them).
+        source::Rule::Helm => (
+            vec![HELM_RELEASE_NAME, HELM_RELEASE_NAMESPACE],
+            vec![FLUX_HELM_NAME, FLUX_HELM_NAMESPACE],
+        ),
         source::Rule::Fallback => (vec![], vec![]),
     };
     let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {

@@ -144,9 +144,14 @@ impl Engine {
     /// The Git side of an engine for `scope`: clones, renders and history, shared by every
     /// engine given it (a fleet run reads Git once for all its contexts).
     pub fn locator(scope: &Scope, env: &Env, options: &Options) -> Arc<Locator> {
-        Arc::new(Locator::new(repo_choice(scope, env)).with_render_cache(
-            crate::render::RenderCache::for_env(env, options.render_cache_size),
-        ))
+        Arc::new(
+            Locator::new(repo_choice(scope, env))
+                .with_render_cache(crate::render::RenderCache::for_env(
+                    env,
+                    options.render_cache_size,
+                ))
+                .with_helm(env.find_program("helm")),
+        )
     }
 
     /// [`Engine::connect`], reading Git through `locator` (made by [`Engine::locator`] for the
@@ -195,7 +200,8 @@ impl Engine {
     pub fn refresh_git(&mut self, env: &Env) {
         self.locator = Arc::new(
             Locator::new(repo_choice(&self.scope, env))
-                .with_render_cache(self.locator.render_cache()),
+                .with_render_cache(self.locator.render_cache())
+                .with_helm(env.find_program("helm")),
         );
         self.reconcilers = ReconcilerCache::default();
         self.repo_rules.clear();
@@ -859,10 +865,8 @@ impl Engine {
             Offline::InSync => Vec::new(),
             Offline::Drifted(c) => c,
         };
-        let applied = w
-            .located
-            .applied_commit
-            .is_some()
+        // A Helm release's record is what was applied, whatever commit it came from.
+        let applied = (w.located.applied_commit.is_some() || w.located.helm.is_some())
             .then_some(w.located.desired.as_ref());
         changes.extend(drift::dropped_by_reconciler(
             &desired,
@@ -1007,6 +1011,7 @@ pub fn repo_choice(scope: &Scope, env: &Env) -> RepoChoice {
 pub fn reconciler_managers(located: &Located, managed: &ManagedFields) -> Vec<String> {
     match located.reconciler.as_ref().map(|r| r.kind.as_str()) {
         Some("Kustomization") => vec!["kustomize-controller".into()],
+        Some("HelmRelease") => vec![source::HELM_CONTROLLER.into()],
         Some("Application") => vec![
             "argocd-controller".into(),
             "argocd-application-controller".into(),

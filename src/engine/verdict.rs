@@ -134,8 +134,7 @@ fn attribute(change: &Change, w: &Work) -> Why {
         };
     }
     let is_reconciler = |e: &&crate::fields::ManagedEntry| {
-        w.reconciler.contains(&e.manager)
-            && (e.operation == "Apply" || e.manager == "kubectl-client-side-apply")
+        crate::normalize::applied_by_reconciler(&e.manager, &e.operation, &w.reconciler)
     };
     let mut owners: Vec<&crate::fields::ManagedEntry> = w
         .managed

@@ -93,6 +93,22 @@ impl Work {
         Some(std::borrow::Cow::Owned(desired))
     }
 
+    /// What `revert` writes back: desired, except for an object of a Helm release, which goes
+    /// back to the release record's manifest (what helm-controller applied; no new release
+    /// revision is made, and Git's pending changes wait for helm-controller).
+    pub fn revert_target(&self) -> Option<Value> {
+        if self.located.helm.is_none() {
+            return self.desired();
+        }
+        self.located.desired_at_tip.as_ref()?;
+        let mut applied = self.located.desired.as_ref().clone();
+        if applied.is_null() {
+            return None;
+        }
+        place(&mut applied, &self.live);
+        Some(applied)
+    }
+
     /// The field manager to apply desired as: the reconciler's own.
     pub fn manager(&self) -> String {
         self.reconciler

@@ -4,6 +4,7 @@
 //! line range, and, when asked, the kustomizations whose generators and transformers made it.
 
 mod cache;
+pub mod helm;
 mod remote;
 pub mod sops;
 
@@ -583,13 +584,7 @@ fn run_kustomize(dir: &Path, root_name: &str) -> Result<String, RenderError> {
             source,
         })?;
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let reason = stderr
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join("; ")
+        let reason = crate::text::joined_lines(&String::from_utf8_lossy(&output.stderr))
             .replace(&dir.display().to_string(), root_name);
         return Err(RenderError::Kustomize {
             root: root_name.to_owned(),

@@ -96,10 +96,11 @@ fn text(out: &mut dyn Write, item: &TraceItem) -> std::io::Result<()> {
             (Some(0), _) => ", at the applied commit".to_owned(),
             (Some(n), changed) => {
                 let commits = if n == 1 { "commit" } else { "commits" };
-                let file = if changed == Some(true) {
-                    "this file changed"
-                } else {
-                    "this file did not change"
+                let file = match (changed == Some(true), s.helm.is_some()) {
+                    (true, false) => "this file changed",
+                    (false, false) => "this file did not change",
+                    (true, true) => "its chart, values files or HelmRelease changed",
+                    (false, true) => "its chart, values files and HelmRelease did not change",
                 };
                 format!(", {n} {commits} past the applied one; {file}")
             }
@@ -127,5 +128,63 @@ fn text(out: &mut dyn Write, item: &TraceItem) -> std::io::Result<()> {
         }
         None => row("Reconciler", "none (kubectl apply or a pipeline)".into())?,
     }
+    if let Some(h) = &s.helm {
+        helm_rows(&mut row, h)?;
+    }
     row("Found by", s.rule.describe().to_owned())
+}
+
+/// The release, chart and values sources of a HelmRelease's object (never a value).
+fn helm_rows(
+    row: &mut dyn FnMut(&str, String) -> std::io::Result<()>,
+    h: &crate::source::HelmTrace,
+) -> std::io::Result<()> {
+    row(
+        "Release",
+        format!(
+            "{}/{} revision {} ({})",
+            h.namespace, h.release, h.revision, h.status
+        ),
+    )?;
+    row(
+        "Chart",
+        format!(
+            "{} {} from {}, path {}",
+            h.chart, h.chart_version, h.chart_source, h.chart_path
+        ),
+    )?;
+    let values: Vec<String> = h
+        .values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let what = match (v.kind.as_str(), &v.key) {
+                ("values", _) if h.values_from_git => "spec.values (as in Git)".to_owned(),
+                ("values", _) => "spec.values (as in the cluster)".to_owned(),
+                (kind, Some(key)) => format!("{kind} {} key {key}", v.name),
+                (kind, None) => format!("{kind} {}", v.name),
+            };
+            format!("{}. {what}", i + 1)
+        })
+        .collect();
+    let values = if values.is_empty() {
+        "the chart's defaults".to_owned()
+    } else {
+        values.join(", ")
+    };
+    row("Values", format!("{values} (later wins)"))?;
+    match (&h.helm_release_file, h.helm_release_lines) {
+        (Some(file), Some((a, b))) => row(
+            "HelmRelease",
+            format!("{} in {file}:{a}-{b}", h.helm_release),
+        ),
+        _ => row(
+            "HelmRelease",
+            format!(
+                "{}, not found in Git: {}",
+                h.helm_release,
+                h.helm_release_not_found.as_deref().unwrap_or("unknown")
+            ),
+        ),
+    }
 }

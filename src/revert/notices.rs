@@ -33,6 +33,11 @@ pub fn plan_notices(plans: &[Plan]) -> Vec<Notice> {
                 "{what} is suspended: nothing will keep these objects as Git says after the \
                  revert, and the drift may be deliberate"
             )),
+            // helm-controller corrects drift only when asked to (driftDetection).
+            (false, "HelmRelease") => Notice::Note(format!(
+                "{what} puts these objects back by itself only with spec.driftDetection.mode: \
+                 enabled; otherwise they stay as they are until its next upgrade"
+            )),
             (false, "Application") => Notice::Note(format!(
                 "{what} syncs automatically: with self-heal it would put these objects back by \
                  itself"
@@ -42,6 +47,18 @@ pub fn plan_notices(plans: &[Plan]) -> Vec<Notice> {
                  anyway"
             )),
         });
+    }
+    let mut releases = BTreeSet::new();
+    for plan in plans.iter().filter(|p| p.writes()) {
+        if let Some((release, revision)) = &plan.helm
+            && releases.insert(release.clone())
+        {
+            notices.push(Notice::Note(format!(
+                "{release}: its objects go back to the manifest of release revision \
+                 {revision}, applied as helm-controller; no new release revision is made, \
+                 and changes pending in Git wait for helm-controller"
+            )));
+        }
     }
     for plan in plans.iter().filter(|p| p.writes()) {
         let pending = plan
@@ -131,6 +148,7 @@ mod tests {
             held: vec![],
             reconciler: r,
             secrets: vec![],
+            helm: None,
         };
         let plans = vec![
             create("a", Some(reconciler("Application", "shop", true))),

@@ -33,6 +33,9 @@ pub struct Plan {
     pub(super) reconciler: Option<Reconciler>,
     /// Values that must never appear in a message (a Secret's).
     pub(super) secrets: Vec<String>,
+    /// For an object of a Helm release: the HelmRelease and the release revision it goes
+    /// back to.
+    pub(super) helm: Option<(String, u64)>,
 }
 
 pub(super) enum Step {
@@ -93,6 +96,7 @@ fn plan(e: Evaluated, manager_flag: Option<&str>, discovery: &Discovery) -> Plan
         held: Vec::new(),
         reconciler: None,
         secrets: Vec::new(),
+        helm: None,
     };
     match (report.status, work, missing) {
         // Without the key, desired holds live's values where Git's are encrypted: writing it
@@ -154,7 +158,7 @@ fn plan_apply(plan: &mut Plan, work: &Work, manager_flag: Option<&str>) {
     let manager = manager_flag.map_or_else(|| work.manager(), str::to_owned);
     plan.manager = Some(manager.clone());
     plan.reconciler = work.located.reconciler.clone();
-    let Some(mut body) = work.desired() else {
+    let Some(mut body) = work.revert_target() else {
         plan.step = Step::Done(
             RevertResult::Skipped,
             "Git no longer declares it, and revert never deletes".into(),
@@ -162,6 +166,13 @@ fn plan_apply(plan: &mut Plan, work: &Work, manager_flag: Option<&str>) {
         return;
     };
     plan.secrets = secret_values(&plan.key, &[&body, &work.live]);
+    if let Some(h) = &work.located.helm {
+        // The release manifest goes back, not Git's tip: pending fields are not written.
+        plan.shown
+            .fields
+            .retain(|f| !matches!(f.why, drift::Why::Pending { .. }));
+        plan.helm = Some((format!("HelmRelease {}", h.helm_release), h.revision));
+    }
     let ignored: BTreeSet<&str> = plan.shown.ignored.iter().map(|f| f.path.as_str()).collect();
     let changes: &[Change] = match (&work.dry_run, &work.offline) {
         (Some(Ok(changes)), _) => changes,
@@ -216,10 +227,12 @@ fn plan_apply(plan: &mut Plan, work: &Work, manager_flag: Option<&str>) {
         .map(|c| c.path.clone())
         .collect();
     if plan.shown.fields.is_empty() {
-        let message = if held.is_empty() {
-            "already as Git says"
-        } else {
+        let message = if !held.is_empty() {
             "only fields that are left alone differ"
+        } else if plan.helm.is_some() {
+            "already as the release manifest says; changes pending in Git wait for helm-controller"
+        } else {
+            "already as Git says"
         };
         plan.step = Step::Done(RevertResult::Unchanged, message.into());
         return;

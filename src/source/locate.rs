@@ -18,6 +18,8 @@ use crate::git::{CacheUse, CommitId, CommitInfo, GitError, Repo, RepoPath, RepoU
 use crate::object::ObjectKey;
 use crate::render::{self, Document};
 
+mod helm;
+
 /// What `--repo` and the working directory offer.
 #[derive(Debug, Clone, Default)]
 pub struct RepoChoice {
@@ -112,6 +114,9 @@ pub struct Located {
     /// locator records them ([`Locator::recording_transformers`]).
     #[serde(skip)]
     pub built_by: render::BuiltBy,
+    /// For an object of a Flux HelmRelease: the release, chart and values sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helm: Option<Box<super::helm::HelmTrace>>,
 }
 
 /// A render's documents, with an index by kind and name: every object of a render root looks
@@ -264,6 +269,8 @@ impl RenderFailure {
         }
     }
 }
+/// One chart render, shared by the objects of its release (a second caller waits).
+type HelmRenderSlot = Arc<OnceLock<Shared<Vec<Document>>>>;
 /// Repository key, commit and path: what a file read or a history lookup depends on.
 type FileKey = (String, CommitId, String);
 
@@ -293,6 +300,10 @@ pub struct Locator {
     pub reads: GitReads,
     /// What the caller should tell the user once (a tip that could not be refreshed).
     pub warnings: Mutex<Vec<String>>,
+    /// The `helm` binary charts are rendered with; None when it is not on PATH.
+    helm: Option<PathBuf>,
+    /// Chart renders, by repository, commit, release and values: one per release and run.
+    helm_renders: Mutex<HashMap<String, HelmRenderSlot>>,
 }
 
 impl Locator {
@@ -312,7 +323,16 @@ impl Locator {
             cache_write_warned: Default::default(),
             reads: GitReads::default(),
             warnings: Mutex::default(),
+            helm: None,
+            helm_renders: Mutex::default(),
         }
+    }
+
+    /// Charts of HelmReleases are rendered with this `helm` (None: not on PATH, and each such
+    /// object is an error that says so).
+    pub fn with_helm(mut self, helm: Option<PathBuf>) -> Locator {
+        self.helm = helm;
+        self
     }
 
     /// Kustomize renders also record the generators and transformers that made each object
@@ -340,6 +360,9 @@ impl Locator {
         key: &ObjectKey,
     ) -> Result<Located, SourceError> {
         let pointer = pointer.unwrap_or_else(|| Pointer::new(Rule::Fallback));
+        if let Some(helm) = pointer.helm.clone() {
+            return self.locate_helm(&pointer, &helm, key);
+        }
         let (repo_key, repo) = self.repo_for(pointer.repo.as_ref(), key, pointer.rule)?;
         let Commits {
             local,
@@ -429,6 +452,7 @@ impl Locator {
             desired_at_tip: at_tip,
             repo_key: repo_key.clone(),
             tip_place,
+            helm: None,
         })
     }
 
@@ -542,6 +566,12 @@ impl Locator {
                 };
                 (doc, display_root(&root), rendered.plain)
             }
+            // Rendered by `locate_helm`, from the pointer's release; never without it.
+            Rule::Helm => {
+                return Err(SourceError::Unsupported {
+                    what: format!("locating {key} without its Helm release"),
+                });
+            }
             Rule::Fallback => {
                 let (doc, root) = self.search(&repo_key, &repo, read_at, key)?;
                 (doc, root, true)
@@ -562,6 +592,9 @@ impl Locator {
             return Ok(Arc::default());
         };
         let commit: CommitId = commit.parse()?;
+        if let Some(helm) = pointer.and_then(|p| p.helm.as_ref()) {
+            return Ok(helm::release_documents(helm));
+        }
         match pointer {
             Some(pointer) if matches!(pointer.rule, Rule::Flux | Rule::ArgoCd) => {
                 let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);

@@ -3,10 +3,14 @@
 //! repository. [`pointer`] reads what the object and its reconciler say (cluster only);
 //! [`locate`] then reads Git to find the file, lines and commits.
 
+mod helm;
 mod locate;
 mod prefetch;
 mod reconciler;
 
+pub use helm::{
+    HELM_CONTROLLER, HelmSource, HelmTrace, ReleaseRecord, ValuesSource, decode_release,
+};
 pub use locate::{GitReads, Located, Locator, RepoChoice};
 pub use prefetch::Prefetch;
 pub use reconciler::{Reconciler, ReconcilerCache, reconciler_pointer};
@@ -31,6 +35,8 @@ pub enum Rule {
     Flux,
     /// Argo CD's tracking id or instance label.
     ArgoCd,
+    /// helm-controller's labels: a Flux HelmRelease.
+    Helm,
     /// A search of the repository for the same group, kind, namespace and name.
     Fallback,
 }
@@ -42,6 +48,7 @@ impl Rule {
             Rule::KustomizeOrigin => "kustomize origin annotation",
             Rule::Flux => "Flux Kustomization labels",
             Rule::ArgoCd => "Argo CD tracking",
+            Rule::Helm => "Flux HelmRelease labels",
             Rule::Fallback => "search of the repository",
         }
     }
@@ -71,6 +78,8 @@ pub struct Pointer {
     /// The branch, tag or revision the reconciler follows.
     pub tracked_ref: Option<String>,
     pub reconciler: Option<Reconciler>,
+    /// For [`Rule::Helm`]: the release, its chart and values, and what it applied.
+    pub helm: Option<std::sync::Arc<HelmSource>>,
 }
 
 impl Pointer {
@@ -88,6 +97,7 @@ impl Pointer {
             applied_commit: None,
             tracked_ref: None,
             reconciler: None,
+            helm: None,
         }
     }
 }
@@ -105,6 +115,9 @@ pub enum SourceError {
     Cluster(#[from] ClusterError),
     #[error("{reconciler} named by the object's labels does not exist")]
     ReconcilerMissing { reconciler: String },
+    /// A Helm release that cannot be read or rendered: what and the fix, in one line.
+    #[error("{release}: {reason}")]
+    Helm { release: String, reason: String },
     #[error("{what} is not supported yet")]
     Unsupported { what: String },
     /// The object's markers name a reconciler object of a type the cluster does not serve.
@@ -177,6 +190,16 @@ pub async fn pointer(
     {
         return Ok(Some(p));
     }
+    // Helm's own markers without a reconciler that we read: say that Helm made it.
+    if let Some(release) = annotation(markers::HELM_RELEASE_NAME) {
+        let ns = annotation(markers::HELM_RELEASE_NAMESPACE).unwrap_or_default();
+        return Err(SourceError::Unsupported {
+            what: format!(
+                "an object of Helm release {ns}/{release}, which no Flux HelmRelease manages \
+                 (installed with helm itself?), as a source"
+            ),
+        });
+    }
     Ok(None)
 }
 
@@ -194,5 +217,7 @@ pub fn has_marker(live: &LiveObject) -> bool {
     .iter()
     .any(|k| annotations[*k].is_string())
         || labels[markers::FLUX_NAME].is_string()
+        || (labels[markers::FLUX_HELM_NAME].is_string()
+            && annotations[markers::HELM_RELEASE_NAME].is_string())
         || labels[markers::ARGO_INSTANCE].is_string()
 }

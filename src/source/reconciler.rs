@@ -10,7 +10,10 @@ use super::{Pointer, Rule, SourceError};
 use crate::cluster::cache::CachedDiscovery;
 use crate::cluster::{Cluster, LiveObject};
 use crate::git::{RepoPath, RepoUrl};
-use crate::markers::{self, ARGO_INSTANCE, ARGO_TRACKING_ID, FLUX_NAME, FLUX_NAMESPACE};
+use crate::markers::{
+    self, ARGO_INSTANCE, ARGO_TRACKING_ID, FLUX_HELM_NAME, FLUX_HELM_NAMESPACE, FLUX_NAME,
+    FLUX_NAMESPACE,
+};
 use crate::object::ObjectKey;
 use crate::render::Overlay;
 
@@ -46,9 +49,26 @@ const ARGO_APPLICATION: &str = "applications.argoproj.io";
 #[derive(Default)]
 pub struct ReconcilerCache {
     found: std::sync::Mutex<std::collections::HashMap<String, Result<Option<Pointer>, String>>>,
+    /// The server's version (`helm template --kube-version`), asked once.
+    server_version: tokio::sync::OnceCell<Result<String, String>>,
 }
 
 impl ReconcilerCache {
+    /// The server's `gitVersion`, asked once per run.
+    pub(super) async fn server_version(&self, cluster: &Cluster) -> Result<String, SourceError> {
+        self.server_version
+            .get_or_init(|| async {
+                cluster
+                    .server_version()
+                    .await
+                    .map(|info| info.git_version)
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .clone()
+            .map_err(SourceError::Repeated)
+    }
+
     fn get(&self, key: &str) -> Option<Result<Option<Pointer>, SourceError>> {
         let found = self.found.lock().expect("reconciler cache lock");
         found
@@ -84,6 +104,26 @@ pub async fn reconciler_pointer(
             return hit;
         }
         let result = flux(cluster, discovery, &namespace, &name).await.map(Some);
+        cache.put(cache_key, &result);
+        return result;
+    }
+    // Before Argo CD's instance label, which Helm charts set to the release name.
+    // The labels alone also mark the HelmChart helm-controller makes: Helm's annotation says
+    // that a release holds the object.
+    if let (Some(name), Some(namespace), Some(_)) = (
+        label(FLUX_HELM_NAME),
+        label(FLUX_HELM_NAMESPACE),
+        annotation(markers::HELM_RELEASE_NAME),
+    ) {
+        let cache_key = format!("flux-helm:{namespace}/{name}");
+        if let Some(hit) = cache.get(&cache_key) {
+            return hit;
+        }
+        let result = Box::pin(super::helm::flux_helm(
+            cluster, discovery, cache, &namespace, &name,
+        ))
+        .await
+        .map(Some);
         cache.put(cache_key, &result);
         return result;
     }
@@ -128,21 +168,15 @@ async fn flux(
     name: &str,
 ) -> Result<Pointer, SourceError> {
     let reconciler_name = format!("Kustomization {namespace}/{name}");
-    let ks_resource =
-        discovery
-            .resolve(FLUX_KUSTOMIZATION)
-            .await
-            .map_err(|_| SourceError::MissingCrd {
-                named: reconciler_name.clone(),
-                by: "the object's Flux labels".into(),
-                crd: FLUX_KUSTOMIZATION.into(),
-            })?;
-    let ks = cluster
-        .get(&ks_resource, Some(namespace), name)
-        .await?
-        .ok_or_else(|| SourceError::ReconcilerMissing {
-            reconciler: reconciler_name.clone(),
-        })?;
+    let ks = reconciler_object(
+        cluster,
+        discovery,
+        FLUX_KUSTOMIZATION,
+        (namespace, name),
+        &reconciler_name,
+        "the object's Flux labels",
+    )
+    .await?;
     let spec = &ks["spec"];
     let source_kind = spec["sourceRef"]["kind"]
         .as_str()
@@ -154,37 +188,8 @@ async fn flux(
     }
     let source_name = spec["sourceRef"]["name"].as_str().unwrap_or_default();
     let source_ns = spec["sourceRef"]["namespace"].as_str().unwrap_or(namespace);
-    let repo_resource =
-        discovery
-            .resolve(FLUX_GIT_REPOSITORY)
-            .await
-            .map_err(|_| SourceError::MissingCrd {
-                named: format!("GitRepository {source_ns}/{source_name}"),
-                by: format!("the sourceRef of {reconciler_name}"),
-                crd: FLUX_GIT_REPOSITORY.into(),
-            })?;
-    let git_repo = cluster
-        .get(&repo_resource, Some(source_ns), source_name)
-        .await?
-        .ok_or_else(|| SourceError::ReconcilerMissing {
-            reconciler: format!(
-                "GitRepository {source_ns}/{source_name} (source of {reconciler_name})"
-            ),
-        })?;
-    let url = git_repo["spec"]["url"].as_str().unwrap_or_default();
-    let bad = |field: &str, reason: String| {
-        SourceError::BadAnnotation(markers::BadAnnotation {
-            key: format!("GitRepository {source_ns}/{source_name} {field}"),
-            value_hint: String::new(),
-            reason,
-        })
-    };
-    let repo = RepoUrl::parse(url).map_err(|e| bad("spec.url", e.to_string()))?;
-    let git_ref = &git_repo["spec"]["ref"];
-    let tracked_ref = ["branch", "tag", "semver", "name", "commit"]
-        .iter()
-        .find_map(|k| git_ref[*k].as_str())
-        .map(str::to_owned);
+    let (repo, tracked_ref) =
+        git_repository(cluster, discovery, source_ns, source_name, &reconciler_name).await?;
 
     let mut p = Pointer::new(Rule::Flux);
     p.repo = Some(repo);
@@ -234,7 +239,76 @@ async fn flux(
     Ok(p)
 }
 
-fn bad_ks(reconciler: &str, field: &str, reason: String) -> SourceError {
+/// The reconciler object `display` (of the CRD `crd`) that `by` names: an error that says which
+/// when the cluster has no such CRD or object.
+pub(super) async fn reconciler_object(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    crd: &str,
+    (namespace, name): (&str, &str),
+    display: &str,
+    by: &str,
+) -> Result<Value, SourceError> {
+    let resource = discovery
+        .resolve(crd)
+        .await
+        .map_err(|_| SourceError::MissingCrd {
+            named: display.to_owned(),
+            by: by.to_owned(),
+            crd: crd.to_owned(),
+        })?;
+    cluster
+        .get(&resource, Some(namespace), name)
+        .await?
+        .ok_or_else(|| SourceError::ReconcilerMissing {
+            reconciler: display.to_owned(),
+        })
+}
+
+/// The URL and tracked ref of the GitRepository `source_ns/source_name`, the source of `user`.
+pub(super) async fn git_repository(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    source_ns: &str,
+    source_name: &str,
+    reconciler_name: &str,
+) -> Result<(RepoUrl, Option<String>), SourceError> {
+    let repo_resource =
+        discovery
+            .resolve(FLUX_GIT_REPOSITORY)
+            .await
+            .map_err(|_| SourceError::MissingCrd {
+                named: format!("GitRepository {source_ns}/{source_name}"),
+                by: format!("the sourceRef of {reconciler_name}"),
+                crd: FLUX_GIT_REPOSITORY.into(),
+            })?;
+    let git_repo = cluster
+        .get(&repo_resource, Some(source_ns), source_name)
+        .await?
+        .ok_or_else(|| SourceError::ReconcilerMissing {
+            reconciler: format!(
+                "GitRepository {source_ns}/{source_name} (source of {reconciler_name})"
+            ),
+        })?;
+    let url = git_repo["spec"]["url"].as_str().unwrap_or_default();
+    let bad = |field: &str, reason: String| {
+        SourceError::BadAnnotation(markers::BadAnnotation {
+            key: format!("GitRepository {source_ns}/{source_name} {field}"),
+            value_hint: String::new(),
+            reason,
+        })
+    };
+    let repo = RepoUrl::parse(url).map_err(|e| bad("spec.url", e.to_string()))?;
+    let git_ref = &git_repo["spec"]["ref"];
+    let tracked_ref = ["branch", "tag", "semver", "name", "commit"]
+        .iter()
+        .find_map(|k| git_ref[*k].as_str())
+        .map(str::to_owned);
+
+    Ok((repo, tracked_ref))
+}
+
+pub(super) fn bad_ks(reconciler: &str, field: &str, reason: String) -> SourceError {
     SourceError::BadAnnotation(markers::BadAnnotation {
         key: format!("{reconciler} {field}"),
         value_hint: String::new(),
@@ -257,24 +331,16 @@ async fn substitutions(
         .flatten()
     {
         let kind = from["kind"].as_str().unwrap_or_default();
-        let name = from["name"].as_str().unwrap_or_default();
-        let optional = from["optional"].as_bool().unwrap_or(false);
-        let type_name = match kind {
-            "ConfigMap" => "configmaps",
-            "Secret" => "secrets",
-            _ => continue,
-        };
-        let Ok(resource) = discovery.resolve(type_name).await else {
+        let Some(object) = referenced(
+            cluster,
+            discovery,
+            from,
+            namespace,
+            "postBuild.substituteFrom",
+        )
+        .await?
+        else {
             continue;
-        };
-        let object = match cluster.get(&resource, Some(namespace), name).await? {
-            Some(object) => object,
-            None if optional => continue,
-            None => {
-                return Err(SourceError::ReconcilerMissing {
-                    reconciler: format!("{kind} {namespace}/{name} (postBuild.substituteFrom)"),
-                });
-            }
         };
         let data = string_map(&object["data"]);
         for (k, v) in data {
@@ -287,6 +353,35 @@ async fn substitutions(
         }
     }
     Ok(vars)
+}
+
+/// The ConfigMap or Secret a reconciler's `{kind, name, optional}` reference names
+/// (`substituteFrom`, `valuesFrom`), in `namespace`. None when it is of another kind, or
+/// optional and absent; `what` names the reference in the error for one that is missing.
+pub(super) async fn referenced(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    reference: &Value,
+    namespace: &str,
+    what: &str,
+) -> Result<Option<Value>, SourceError> {
+    let kind = reference["kind"].as_str().unwrap_or_default();
+    let name = reference["name"].as_str().unwrap_or_default();
+    let type_name = match kind {
+        "ConfigMap" => "configmaps",
+        "Secret" => "secrets",
+        _ => return Ok(None),
+    };
+    let Ok(resource) = discovery.resolve(type_name).await else {
+        return Ok(None);
+    };
+    match cluster.get(&resource, Some(namespace), name).await? {
+        Some(object) => Ok(Some(object)),
+        None if reference["optional"].as_bool().unwrap_or(false) => Ok(None),
+        None => Err(SourceError::ReconcilerMissing {
+            reconciler: format!("{kind} {namespace}/{name} ({what})"),
+        }),
+    }
 }
 
 async fn argo(
@@ -429,7 +524,7 @@ fn argo_image(text: &Value) -> Option<Value> {
 }
 
 /// The Ready condition: status and message.
-fn ready_condition(object: &Value) -> Option<(String, Option<String>)> {
+pub(super) fn ready_condition(object: &Value) -> Option<(String, Option<String>)> {
     object["status"]["conditions"]
         .as_array()?
         .iter()
@@ -442,7 +537,7 @@ fn ready_condition(object: &Value) -> Option<(String, Option<String>)> {
         })
 }
 
-fn string_map(value: &Value) -> BTreeMap<String, String> {
+pub(super) fn string_map(value: &Value) -> BTreeMap<String, String> {
     value
         .as_object()
         .map(|m| {
@@ -455,6 +550,11 @@ fn string_map(value: &Value) -> BTreeMap<String, String> {
 
 /// Standard base64, for Secret data used in substitutions (never printed).
 fn decode_base64(text: &str) -> Option<String> {
+    String::from_utf8(base64_bytes(text)?).ok()
+}
+
+/// Standard base64 to bytes (Secret data, Helm release records; never printed).
+pub(super) fn base64_bytes(text: &str) -> Option<Vec<u8>> {
     let mut bits: u32 = 0;
     let mut count = 0;
     let mut out = Vec::new();
@@ -477,7 +577,7 @@ fn decode_base64(text: &str) -> Option<String> {
             out.push((bits >> count) as u8);
         }
     }
-    String::from_utf8(out).ok()
+    Some(out)
 }
 
 #[cfg(test)]

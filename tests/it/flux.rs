@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::fixture::{ALICE, BOB, GitRepo};
-use crate::support::{Ran, flux_origin, kubectl, kubectl_gitops, run};
+use crate::support::{Ran, flux_origin, items, json_of, kubectl, kubectl_gitops, run};
 use testenv::flux::FIELD_MANAGER;
 
 /// Plain YAML, no kustomization.yaml: kustomize-controller generates one.
@@ -250,34 +250,6 @@ fn gitops(ns: &str, repo: &GitRepo, cache: &Path, args: &[&str]) -> Ran {
         );
     }
     ran
-}
-
-fn json_of(ran: &Ran) -> Value {
-    serde_json::from_str(&ran.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON: {e}\nstdout: {}\nstderr: {}",
-            ran.stdout, ran.stderr
-        )
-    })
-}
-
-/// `kind/name` → report item.
-fn items(report: &Value) -> BTreeMap<String, Value> {
-    report["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                format!(
-                    "{}/{}",
-                    i["object"]["kind"].as_str().unwrap(),
-                    i["object"]["name"].as_str().unwrap()
-                ),
-                i.clone(),
-            )
-        })
-        .collect()
 }
 
 /// The live object, managedFields included.

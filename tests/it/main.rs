@@ -14,6 +14,7 @@ mod fixture;
 mod fleet;
 mod flux;
 mod hardening;
+mod helm;
 mod hostile;
 mod krew;
 mod openapi;

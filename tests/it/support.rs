@@ -161,3 +161,32 @@ pub fn reconciled_by_flux(ns: &str, repo: &GitRepo, path: &str) -> String {
         )
         .unwrap_or_else(|e| panic!("Flux reconciling {path} into {ns}: {e:#}"))
 }
+
+/// The JSON a command printed; panics with its output when it is not JSON.
+pub fn json_of(ran: &Ran) -> serde_json::Value {
+    serde_json::from_str(&ran.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON: {e}\nstdout: {}\nstderr: {}",
+            ran.stdout, ran.stderr
+        )
+    })
+}
+
+/// A report's items by `Kind/name`.
+pub fn items(report: &serde_json::Value) -> std::collections::BTreeMap<String, serde_json::Value> {
+    report["items"]
+        .as_array()
+        .expect("a report has items")
+        .iter()
+        .map(|i| {
+            (
+                format!(
+                    "{}/{}",
+                    i["object"]["kind"].as_str().unwrap_or_default(),
+                    i["object"]["name"].as_str().unwrap_or_default()
+                ),
+                i.clone(),
+            )
+        })
+        .collect()
+}

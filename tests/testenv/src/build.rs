@@ -128,6 +128,35 @@ pub struct SopsBinaries {
     pub age_keygen: PathBuf,
 }
 
+/// Flux's helm-controller, for the tests that install real Helm releases.
+const HELM_CONTROLLER: Tool = Tool {
+    name: "helm-controller",
+    module_dir: "helm-controller",
+    versioned_module: "github.com/fluxcd/helm-controller",
+    package: "github.com/fluxcd/helm-controller",
+    build_in: BuildIn::ToolModule,
+};
+
+/// The `helm` CLI, which the plugin runs as `helm template`.
+const HELM_CLI: Tool = Tool {
+    name: "helm",
+    module_dir: "helm",
+    versioned_module: "helm.sh/helm/v4",
+    package: "helm.sh/helm/v4/cmd/helm",
+    build_in: BuildIn::ToolModule,
+};
+
+/// Paths of the built Helm binaries, and their versions.
+#[derive(Debug, Clone)]
+pub struct HelmBinaries {
+    pub helm_controller: PathBuf,
+    /// e.g. `v1.4.3`.
+    pub helm_controller_version: String,
+    pub helm: PathBuf,
+    /// e.g. `v4.3.2`.
+    pub helm_version: String,
+}
+
 /// Paths of the built Flux binaries, and their versions (e.g. `v1.9.6`).
 #[derive(Debug, Clone)]
 pub struct FluxBinaries {
@@ -230,6 +259,19 @@ pub fn ensure_sops() -> Result<SopsBinaries> {
         sops,
         sops_version,
         age_keygen,
+    })
+}
+
+/// Returns helm-controller and the `helm` CLI, building the ones not yet in the cache.
+pub fn ensure_helm() -> Result<HelmBinaries> {
+    let (bin_root, _lock) = lock_bin_root()?;
+    let (helm, helm_version) = ensure(&HELM_CLI, &bin_root)?;
+    let (helm_controller, helm_controller_version) = ensure(&HELM_CONTROLLER, &bin_root)?;
+    Ok(HelmBinaries {
+        helm_controller,
+        helm_controller_version,
+        helm,
+        helm_version,
     })
 }
 
@@ -336,6 +378,12 @@ fn ensure(tool: &Tool, bin_root: &Path) -> Result<(PathBuf, String)> {
             cmd.arg("-ldflags").arg(format!(
                 "-s -w -X main.VERSION={}",
                 version.trim_start_matches('v')
+            ));
+        }
+        // Else `helm version` says v4.3 without the patch; the Makefile sets it so for a tag.
+        "helm.sh/helm/v4" => {
+            cmd.arg("-ldflags").arg(format!(
+                "-s -w -X helm.sh/helm/v4/internal/version.version={version}"
             ));
         }
         _ => {}
@@ -520,6 +568,25 @@ mod tests {
         assert_eq!(
             required_version(&go_mod, AGE_KEYGEN.versioned_module).as_deref(),
             Some("v1.3.2")
+        );
+    }
+
+    #[test]
+    fn helm_modules_pin_the_versions_the_proxy_serves() {
+        let read = |dir: &str| fs::read_to_string(go_dir().join(dir).join("go.mod")).unwrap();
+        // The proxy serves these exact versions only (helm-controller's list is refused).
+        assert_eq!(
+            required_version(&read("helm-controller"), HELM_CONTROLLER.versioned_module).as_deref(),
+            Some("v1.4.3")
+        );
+        assert_eq!(
+            required_version(&read("helm"), HELM_CLI.versioned_module).as_deref(),
+            Some("v4.3.2")
+        );
+        // helm-controller's own published replaces are carried over.
+        assert!(
+            read("helm-controller")
+                .contains("replace sigs.k8s.io/kustomize/api => sigs.k8s.io/kustomize/api v0.20.1")
         );
     }
 

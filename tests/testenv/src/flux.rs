@@ -51,7 +51,7 @@ pub const WATCH_LABEL: &str = "testenv.kubectl-gitops.dev/flux";
 
 /// The annotation that asks a Flux controller to reconcile now; it answers by copying the value
 /// to `status.lastHandledReconcileAt`.
-const REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
+pub(crate) const REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
 
 /// source-controller, kustomize-controller and a Git server, running against one control plane.
 #[derive(Debug)]
@@ -384,31 +384,41 @@ impl Flux {
 
     /// Waits until the controller answers `/readyz` on its health port.
     fn wait_ready(&self, name: &str, pid: u32, health_port: u16) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if http_status(health_port, "/readyz") == Some(200) {
-                return Ok(());
-            }
-            if !process::alive(pid) {
-                bail!(
-                    "{name} exited while starting; the end of its log:\n{}",
-                    log_tail(&self.log(name))
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{name} was not ready after 60 s; the end of its log:\n{}",
-                    log_tail(&self.log(name))
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        wait_ready(name, pid, health_port, &self.log(name))
+    }
+}
+
+/// Waits until controller `name` (process `pid`, logging to `log`) answers `/readyz` on its
+/// health port.
+pub(crate) fn wait_ready(name: &str, pid: u32, health_port: u16, log: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if http_status(health_port, "/readyz") == Some(200) {
+            return Ok(());
         }
+        if !process::alive(pid) {
+            bail!(
+                "{name} exited while starting; the end of its log:\n{}",
+                log_tail(log)
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{name} was not ready after 60 s; the end of its log:\n{}",
+                log_tail(log)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 /// A Flux controller against the admin kubeconfig: no leader election (nothing to elect
 /// against), metrics and health on free loopback ports, every namespace watched, few workers.
-fn controller_command(binary: &Path, kubeconfig: &Path, health_port: u16) -> Result<Command> {
+pub(crate) fn controller_command(
+    binary: &Path,
+    kubeconfig: &Path,
+    health_port: u16,
+) -> Result<Command> {
     let mut cmd = Command::new(binary);
     // controller-runtime reads KUBECONFIG; its --kubeconfig flag is a Go flag, which the Flux
     // controllers' pflag command lines do not take.
@@ -426,7 +436,7 @@ fn controller_command(binary: &Path, kubeconfig: &Path, health_port: u16) -> Res
 }
 
 /// A value for [`REQUESTED_AT`] no earlier request used.
-fn request_token() -> String {
+pub(crate) fn request_token() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -438,7 +448,7 @@ fn request_token() -> String {
 }
 
 /// The status and message of condition `kind` of a Flux object.
-fn condition<'a>(object: &'a Value, kind: &str) -> (&'a str, &'a str) {
+pub(crate) fn condition<'a>(object: &'a Value, kind: &str) -> (&'a str, &'a str) {
     object["status"]["conditions"]
         .as_array()
         .and_then(|conditions| conditions.iter().find(|c| c["type"] == kind))

@@ -13,6 +13,7 @@ pub mod bench;
 mod build;
 pub mod demo;
 pub mod flux;
+pub mod helm;
 pub mod krew;
 mod process;
 
@@ -27,7 +28,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub use build::{
-    Binaries, FluxBinaries, KrewBinaries, cache_dir, ensure_binaries, ensure_flux, ensure_krew,
+    Binaries, FluxBinaries, HelmBinaries, KrewBinaries, cache_dir, ensure_binaries, ensure_flux,
+    ensure_helm, ensure_krew,
 };
 pub use build::{SopsBinaries, ensure_sops};
 pub use process::Lifetime;
@@ -338,7 +340,7 @@ impl ControlPlane {
     }
 
     /// Applies CRD definitions and waits until every one is served.
-    fn apply_crd_files(&self, files: &[PathBuf]) -> Result<()> {
+    pub(crate) fn apply_crd_files(&self, files: &[PathBuf]) -> Result<()> {
         let mut names = Vec::new();
         for file in files {
             let out = run_ok(
@@ -719,12 +721,13 @@ kind: ClusterRole
 metadata: {{name: testenv-view}}
 rules:
   - apiGroups: ['', apps, batch, networking.k8s.io, policy, autoscaling, rbac.authorization.k8s.io,
-                apiextensions.k8s.io, kustomize.toolkit.fluxcd.io, source.toolkit.fluxcd.io, argoproj.io]
+                apiextensions.k8s.io, kustomize.toolkit.fluxcd.io, source.toolkit.fluxcd.io, argoproj.io,
+                helm.toolkit.fluxcd.io]
     resources: [configmaps, services, serviceaccounts, namespaces, pods, endpoints, events,
                 persistentvolumeclaims, deployments, statefulsets, daemonsets, replicasets, jobs,
                 cronjobs, ingresses, networkpolicies, poddisruptionbudgets, horizontalpodautoscalers,
                 roles, rolebindings, customresourcedefinitions, kustomizations, gitrepositories,
-                applications]
+                applications, helmreleases, helmcharts]
     verbs: [get, list, watch]
 ---
 apiVersion: rbac.authorization.k8s.io/v1

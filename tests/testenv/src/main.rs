@@ -1,4 +1,4 @@
-//! `testenv up|down|status|build|build-flux`: the test control plane for people (see
+//! `testenv up|down|status|build|build-flux|build-helm`: the test control plane for people (see
 //! `tests/testenv/cluster`).
 
 use std::path::PathBuf;
@@ -84,6 +84,12 @@ fn run() -> Result<()> {
             }
             Ok(())
         }
+        Some("build-helm") => {
+            let bins = testenv::ensure_helm()?;
+            println!("{}", bins.helm.display());
+            println!("{}", bins.helm_controller.display());
+            Ok(())
+        }
         // For the lifecycle test: start a control plane tied to this process, print its pids,
         // and die without any cleanup; the processes must die with it.
         Some("start-then-abort") => {
@@ -109,6 +115,6 @@ fn run() -> Result<()> {
             std::io::stdout().flush()?;
             std::process::abort();
         }
-        _ => bail!("usage: tests/testenv/cluster up|down|status|build|build-flux"),
+        _ => bail!("usage: tests/testenv/cluster up|down|status|build|build-flux|build-helm"),
     }
 }

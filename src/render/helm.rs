@@ -1,0 +1,187 @@
+//! A chart rendered as helm-controller renders it: `helm template` (the real one on PATH) over
+//! the chart directory exported at a commit, with the release's name, namespace, Kubernetes
+//! version and values, hooks left out (a release manifest holds none). Values go in on stdin,
+//! so a Secret's never touch the disk.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use super::{Document, RenderError, documents};
+use crate::git::{CommitId, Repo, RepoPath};
+
+/// What to render.
+pub struct Template<'a> {
+    /// The `helm` binary.
+    pub helm: &'a Path,
+    pub chart: &'a RepoPath,
+    /// Repository paths, merged in order over an empty values.yaml (source-controller replaces
+    /// the chart's values.yaml with them when they are given).
+    pub values_files: &'a [RepoPath],
+    /// Merged last (`valuesFrom` and `spec.values`).
+    pub values: &'a Value,
+    pub release: &'a str,
+    pub namespace: &'a str,
+    pub kube_version: &'a str,
+    /// The cluster's API versions, for `.Capabilities.APIVersions`.
+    pub api_versions: &'a [String],
+}
+
+/// Why a chart did not render.
+#[derive(Debug)]
+pub enum HelmError {
+    /// `helm template` failed: its message, with temporary paths named as the repository's.
+    Failed(String),
+    Render(RenderError),
+}
+
+impl From<RenderError> for HelmError {
+    fn from(e: RenderError) -> HelmError {
+        HelmError::Render(e)
+    }
+}
+
+impl From<crate::git::GitError> for HelmError {
+    fn from(e: crate::git::GitError) -> HelmError {
+        HelmError::Render(RenderError::Git(e))
+    }
+}
+
+/// Renders the chart at `commit`. Each document's `file` is the template it came from, as a
+/// repository path (`charts/web/templates/deployment.yaml`).
+pub fn template(
+    repo: &Repo,
+    commit: CommitId,
+    t: &Template<'_>,
+) -> Result<Vec<Document>, HelmError> {
+    let tmp = tempfile::Builder::new()
+        .prefix("kubectl-gitops-helm-")
+        .tempdir()
+        .map_err(|source| RenderError::Io {
+            what: "creating a temporary directory".into(),
+            source,
+        })?;
+    let mut paths = vec![t.chart.clone()];
+    paths.extend(t.values_files.iter().cloned());
+    paths.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    paths.dedup();
+    repo.export_paths(commit, &paths, tmp.path())?;
+    let chart_dir = tmp.path().join(t.chart.as_str());
+    super::remote::check(tmp.path(), &chart_dir).map_err(|reason| RenderError::Refused {
+        root: t.chart.as_str().to_owned(),
+        reason,
+    })?;
+    let mut cmd = Command::new(t.helm);
+    cmd.arg("template")
+        .arg(t.release)
+        .arg(&chart_dir)
+        .args(["--namespace", t.namespace])
+        .args(["--kube-version", t.kube_version])
+        .arg("--no-hooks");
+    for api_version in t.api_versions {
+        cmd.arg("--api-versions").arg(api_version);
+    }
+    if !t.values_files.is_empty() {
+        // As source-controller packages it: the files replace the chart's own values.yaml
+        // (which may be one of them: each is read before it is replaced).
+        let io = |what: String| move |source| RenderError::Io { what, source };
+        for (i, file) in t.values_files.iter().enumerate() {
+            let from = tmp.path().join(file.as_str());
+            let copy = tmp.path().join(format!(".values-{i}.yaml"));
+            std::fs::copy(&from, &copy).map_err(io(format!("reading {}", file.as_str())))?;
+            cmd.arg("-f").arg(copy);
+        }
+        let values_yaml = chart_dir.join("values.yaml");
+        std::fs::write(&values_yaml, "{}\n")
+            .map_err(io(format!("writing {}", values_yaml.display())))?;
+    }
+    cmd.args(["-f", "-"])
+        // Never a prompt, never the network for a repository index (dependencies are vendored
+        // in a Git chart).
+        .env("HELM_NO_PLUGINS", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|source| RenderError::Io {
+        what: format!("running {}", t.helm.display()),
+        source,
+    })?;
+    let input = serde_json::to_vec(t.values).expect("values serialise");
+    if let Some(mut stdin) = child.stdin.take() {
+        // A chart that fails early closes stdin; its error comes from the exit status.
+        let _ = stdin.write_all(&input);
+    }
+    let output = child.wait_with_output().map_err(|source| RenderError::Io {
+        what: format!("waiting for {}", t.helm.display()),
+        source,
+    })?;
+    if !output.status.success() {
+        let reason = crate::text::joined_lines(&String::from_utf8_lossy(&output.stderr))
+            .replace(&format!("{}/", tmp.path().display()), "")
+            .replace(&tmp.path().display().to_string(), ".");
+        return Err(HelmError::Failed(reason));
+    }
+    let text = String::from_utf8(output.stdout).map_err(|_| RenderError::NotText {
+        file: format!("{} (helm template output)", t.chart.as_str()),
+    })?;
+    split(&text, t.chart)
+}
+
+/// The documents of `helm template` output, each named by its `# Source:` comment, made a
+/// repository path under `chart` (Helm writes `<chart name>/templates/...`).
+fn split(text: &str, chart: &RepoPath) -> Result<Vec<Document>, HelmError> {
+    let mut out = Vec::new();
+    let mut chunk = String::new();
+    let mut source: Option<String> = None;
+    let mut flush = |chunk: &mut String, source: &mut Option<String>| -> Result<(), HelmError> {
+        if !chunk.trim().is_empty() {
+            let file = source
+                .take()
+                .and_then(|s| {
+                    let (_, rest) = s.split_once('/')?;
+                    chart.join(rest).ok()
+                })
+                .map_or_else(|| chart.as_str().to_owned(), |p| p.as_str().to_owned());
+            for mut doc in documents(&file, chunk.as_bytes())? {
+                doc.file = file.clone();
+                out.push(doc);
+            }
+        }
+        chunk.clear();
+        *source = None;
+        Ok(())
+    };
+    for line in text.lines() {
+        if line == "---" || line.starts_with("--- ") {
+            flush(&mut chunk, &mut source)?;
+            continue;
+        }
+        if let Some(s) = line.strip_prefix("# Source: ")
+            && source.is_none()
+        {
+            source = Some(s.trim().to_owned());
+        }
+        chunk.push_str(line);
+        chunk.push('\n');
+    }
+    flush(&mut chunk, &mut source)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_document_names_its_template() {
+        let text = "---\n# Source: web/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\n# Source: web/templates/svc.yaml\napiVersion: v1\nkind: Service\nmetadata:\n  name: b\n";
+        let chart = RepoPath::parse("charts/web").unwrap();
+        let docs = split(text, &chart).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0].file, "charts/web/templates/cm.yaml");
+        assert_eq!(docs[1].file, "charts/web/templates/svc.yaml");
+        assert_eq!(docs[1].object["kind"], "Service");
+    }
+}

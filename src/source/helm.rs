@@ -1,0 +1,861 @@
+//! Flux HelmReleases: from an object's helm-controller labels to its HelmRelease, the chart's
+//! Git source, the values it is rendered with, and the release record helm-controller wrote
+//! (what was applied). Read from the cluster only; the chart is rendered by [`super::Locator`].
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::reconciler::{
+    bad_ks, base64_bytes, git_repository, ready_condition, reconciler_object, referenced,
+    string_map,
+};
+use super::{Pointer, Reconciler, ReconcilerCache, Rule, SourceError};
+use crate::cluster::cache::CachedDiscovery;
+use crate::cluster::{Cluster, ClusterError};
+use crate::git::RepoPath;
+use crate::markers::{
+    self, FLUX_HELM_NAME, FLUX_HELM_NAMESPACE, HELM_MANAGED_BY, HELM_RELEASE_NAME,
+    HELM_RELEASE_NAMESPACE,
+};
+use crate::object::ObjectKey;
+use crate::render::Document;
+
+const FLUX_HELM_RELEASE: &str = "helmreleases.helm.toolkit.fluxcd.io";
+const FLUX_HELM_CHART: &str = "helmcharts.source.toolkit.fluxcd.io";
+
+/// The field manager helm-controller writes every object of a release with (client-side, so
+/// its managedFields entries are `Update`s).
+pub const HELM_CONTROLLER: &str = "helm-controller";
+
+/// Everything a HelmRelease-made object is rendered and compared with. Its values may hold
+/// Secret values: `Debug` shows none of them, and nothing here is ever printed.
+#[derive(Clone, PartialEq)]
+pub struct HelmSource {
+    /// The HelmRelease (namespace, name).
+    pub helm_release: (String, String),
+    /// The Helm release name and the namespace its objects go in.
+    pub release: String,
+    pub namespace: String,
+    /// The chart's directory in the repository.
+    pub chart_path: RepoPath,
+    /// `valuesFiles`, repository paths, in order.
+    pub values_files: Vec<RepoPath>,
+    /// Each `valuesFrom` reference and what it holds, in order (a Secret's: never shown).
+    pub values_from: Vec<(ValuesSource, Value)>,
+    /// `spec.values` as the cluster has it (Git's, when the HelmRelease is found in Git, wins).
+    pub inline_values: Value,
+    /// `spec.commonMetadata` labels and annotations, post-rendered into every object.
+    pub common_labels: BTreeMap<String, String>,
+    pub common_annotations: BTreeMap<String, String>,
+    /// The latest deployed release record: what helm-controller applied.
+    pub record: Arc<ReleaseRecord>,
+    /// The live cluster's version, for `helm template --kube-version`.
+    pub kube_version: String,
+    /// The cluster's API versions (`group/version` and `group/version/Kind`), as Helm reads
+    /// its capabilities from discovery, for `helm template --api-versions`.
+    pub api_versions: Arc<Vec<String>>,
+    /// Where the HelmRelease itself comes from (its own Flux labels), when anything says.
+    pub own_pointer: Option<Box<Pointer>>,
+    /// How the chart is referred to, for trace: `GitRepository ns/name`.
+    pub chart_source: String,
+}
+
+impl std::fmt::Debug for HelmSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HelmSource")
+            .field("helm_release", &self.helm_release)
+            .field("release", &self.release)
+            .field("namespace", &self.namespace)
+            .field("chart_path", &self.chart_path)
+            .field("values_files", &self.values_files)
+            .field("values", &"(not shown)")
+            .field("revision", &self.record.revision)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HelmSource {
+    /// `HelmRelease ns/name`.
+    pub fn display(&self) -> String {
+        format!(
+            "HelmRelease {}/{}",
+            self.helm_release.0, self.helm_release.1
+        )
+    }
+
+    /// The values in the order helm-controller merges them: each `valuesFrom`, then
+    /// `spec.values` (`inline`) on top.
+    pub fn composed_values(&self, inline: &Value) -> Value {
+        let mut values = Value::Object(Default::default());
+        for (_, from) in &self.values_from {
+            merge_values(&mut values, from);
+        }
+        merge_values(&mut values, inline);
+        values
+    }
+
+    /// The values sources in order, for trace: no values, only where they come from.
+    pub fn values_sources(&self) -> Vec<ValuesSource> {
+        let mut out: Vec<ValuesSource> = self
+            .values_files
+            .iter()
+            .map(|f| ValuesSource {
+                kind: "valuesFile".into(),
+                name: f.as_str().to_owned(),
+                key: None,
+            })
+            .collect();
+        out.extend(self.values_from.iter().map(|(s, _)| s.clone()));
+        if self
+            .inline_values
+            .as_object()
+            .is_some_and(|m| !m.is_empty())
+        {
+            out.push(ValuesSource {
+                kind: "values".into(),
+                name: "spec.values".into(),
+                key: None,
+            });
+        }
+        out
+    }
+
+    /// Makes a rendered or recorded object what helm-controller applies: its post-renderers'
+    /// labels (commonMetadata, then the origin labels, which win) and Helm's own ownership
+    /// markers, which Helm sets on every object it creates or updates.
+    pub fn as_applied(&self, object: &mut Value) {
+        let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+            return;
+        };
+        let mut labels: Vec<(&str, &str)> = self
+            .common_labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        labels.push((FLUX_HELM_NAME, &self.helm_release.1));
+        labels.push((FLUX_HELM_NAMESPACE, &self.helm_release.0));
+        labels.push((HELM_MANAGED_BY, "Helm"));
+        let mut annotations: Vec<(&str, &str)> = self
+            .common_annotations
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        annotations.push((HELM_RELEASE_NAME, &self.release));
+        annotations.push((HELM_RELEASE_NAMESPACE, &self.namespace));
+        for (section, entries) in [("labels", labels), ("annotations", annotations)] {
+            let map = meta
+                .entry(section)
+                .or_insert_with(|| Value::Object(Default::default()));
+            if !map.is_object() {
+                *map = Value::Object(Default::default());
+            }
+            let map = map.as_object_mut().expect("made an object above");
+            for (k, v) in entries {
+                map.insert(k.to_owned(), v.into());
+            }
+        }
+    }
+
+    /// The recorded (applied) object for `key`, as applied: None when the release does not
+    /// hold it.
+    pub fn applied(&self, key: &ObjectKey) -> Option<Value> {
+        let doc = self.record.find(key, &self.namespace)?;
+        let mut object = doc.object.clone();
+        self.as_applied(&mut object);
+        Some(object)
+    }
+}
+
+/// What trace shows of a HelmRelease-made object: release, chart and values sources, and the
+/// HelmRelease's own place in Git. No value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmTrace {
+    /// `namespace/name` of the HelmRelease.
+    pub helm_release: String,
+    pub release: String,
+    pub namespace: String,
+    /// The release revision applied (the latest deployed record), and its status.
+    pub revision: u64,
+    pub status: String,
+    pub chart: String,
+    pub chart_version: String,
+    /// `GitRepository ns/name`.
+    pub chart_source: String,
+    pub chart_path: String,
+    /// In the order they are merged; later wins.
+    pub values: Vec<ValuesSource>,
+    /// The HelmRelease's own file and lines in Git, at the tip, when its markers lead there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helm_release_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helm_release_lines: Option<(usize, usize)>,
+    /// Why the HelmRelease was not found in Git, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helm_release_not_found: Option<String>,
+    /// `spec.values` were read from the HelmRelease in Git (else from the cluster's).
+    pub values_from_git: bool,
+}
+
+/// Where one part of the values comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValuesSource {
+    /// `valuesFile`, `ConfigMap`, `Secret` or `values`.
+    pub kind: String,
+    /// The file, the object's name, or `spec.values`.
+    pub name: String,
+    /// The key read from a ConfigMap or Secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// A Helm release record (Secret `sh.helm.release.v1.<release>.v<N>`), as far as we read it.
+/// Its manifest may hold Secrets: it is compared, never shown.
+#[derive(Clone, PartialEq)]
+pub struct ReleaseRecord {
+    pub revision: u64,
+    pub status: String,
+    pub chart_name: String,
+    pub chart_version: String,
+    /// The manifest's documents (post-rendered, as applied).
+    pub manifest: Arc<Vec<Document>>,
+}
+
+impl ReleaseRecord {
+    /// The manifest's document for `key`; a document without a namespace is in `namespace`.
+    pub fn find(&self, key: &ObjectKey, namespace: &str) -> Option<&Document> {
+        self.manifest.iter().find(|d| {
+            d.key().is_some_and(|mut k| {
+                if k.namespace.is_none() && key.namespace.is_some() {
+                    k.namespace = Some(namespace.to_owned());
+                }
+                k == *key
+            })
+        })
+    }
+}
+
+/// Reads a release record's `data.release`: base64 (the API's) of base64 (Helm's) of gzip of
+/// JSON. Never returns the values (`config`) it holds.
+pub fn decode_release(secret: &Value) -> Result<ReleaseRecord, String> {
+    let data = secret["data"]["release"]
+        .as_str()
+        .ok_or("it has no data.release")?;
+    let helm_text = base64_bytes(data).ok_or("data.release is not base64")?;
+    let helm_text = String::from_utf8(helm_text).map_err(|_| "data.release is not text")?;
+    let gzipped = base64_bytes(&helm_text).ok_or("the release is not base64 inside")?;
+    let mut json = Vec::new();
+    if gzipped.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::GzDecoder::new(gzipped.as_slice())
+            .take(64 << 20)
+            .read_to_end(&mut json)
+            .map_err(|e| format!("the release is not valid gzip: {e}"))?;
+    } else {
+        json = gzipped;
+    }
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        #[serde(default)]
+        manifest: String,
+        #[serde(default)]
+        version: u64,
+        #[serde(default)]
+        info: RawInfo,
+        #[serde(default)]
+        chart: RawChart,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct RawInfo {
+        #[serde(default)]
+        status: String,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct RawChart {
+        #[serde(default)]
+        metadata: RawMetadata,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct RawMetadata {
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        version: String,
+    }
+    let raw: Raw = serde_json::from_slice(&json)
+        .map_err(|e| format!("the release is not the JSON Helm writes: {e}"))?;
+    let manifest = crate::render::documents("release manifest", raw.manifest.as_bytes())
+        // The error names a line of the manifest, never its text.
+        .map_err(|e| format!("its manifest does not parse: {e}"))?;
+    Ok(ReleaseRecord {
+        revision: raw.version,
+        status: raw.info.status,
+        chart_name: raw.chart.metadata.name,
+        chart_version: raw.chart.metadata.version,
+        manifest: Arc::new(manifest),
+    })
+}
+
+/// Helm's and Flux's merge of values: maps merge key by key, anything else is replaced.
+pub fn merge_values(base: &mut Value, overlay: &Value) {
+    match (base, overlay) {
+        (Value::Object(base), Value::Object(overlay)) => {
+            for (k, v) in overlay {
+                match base.get_mut(k) {
+                    Some(existing) if existing.is_object() && v.is_object() => {
+                        merge_values(existing, v)
+                    }
+                    _ => {
+                        base.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (base, overlay) => *base = overlay.clone(),
+    }
+}
+
+/// What `.Capabilities.APIVersions` holds in helm-controller (Helm's `GetVersionSet` over
+/// discovery): every `group/version` served, and `group/version/Kind` of each of its kinds.
+fn api_versions(discovery: &crate::cluster::discovery::Discovery) -> Vec<String> {
+    let mut out: Vec<String> = discovery
+        .resources
+        .iter()
+        .flat_map(|r| {
+            let gv = r.api_version();
+            [format!("{gv}/{}", r.kind), gv]
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The release name helm-controller gives a HelmRelease: `spec.releaseName`, else
+/// `<targetNamespace>-<name>` with a target namespace, else its name.
+fn release_name(hr: &Value) -> String {
+    let spec = &hr["spec"];
+    let name = hr["metadata"]["name"].as_str().unwrap_or_default();
+    if let Some(r) = spec["releaseName"].as_str().filter(|r| !r.is_empty()) {
+        return r.to_owned();
+    }
+    match spec["targetNamespace"].as_str().filter(|t| !t.is_empty()) {
+        Some(target) => format!("{target}-{name}"),
+        None => name.to_owned(),
+    }
+}
+
+/// The pointer of an object that the HelmRelease `namespace/name` made.
+pub(super) async fn flux_helm(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    cache: &ReconcilerCache,
+    namespace: &str,
+    name: &str,
+) -> Result<Pointer, SourceError> {
+    let display = format!("HelmRelease {namespace}/{name}");
+    let hr = reconciler_object(
+        cluster,
+        discovery,
+        FLUX_HELM_RELEASE,
+        (namespace, name),
+        &display,
+        "the object's helm-controller labels",
+    )
+    .await?;
+    let spec = &hr["spec"];
+    let target_ns = spec["targetNamespace"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .unwrap_or(namespace)
+        .to_owned();
+    let storage_ns = spec["storageNamespace"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .unwrap_or(namespace)
+        .to_owned();
+    let release = release_name(&hr);
+    // Rendering without them would report what they change as drift.
+    if spec["postRenderers"]
+        .as_array()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(SourceError::Unsupported {
+            what: format!("{display} with postRenderers"),
+        });
+    }
+
+    let chart = git_chart(cluster, discovery, &display, (namespace, name), spec).await?;
+    let record = release_record(cluster, discovery, &storage_ns, &release, &display).await?;
+    let values_from = values_from(cluster, discovery, namespace, &display, spec).await?;
+    let kube_version = cache.server_version(cluster).await?;
+
+    let own_pointer = own_pointer(cluster, discovery, cache, &hr).await;
+    let helm = HelmSource {
+        helm_release: (namespace.to_owned(), name.to_owned()),
+        release,
+        namespace: target_ns,
+        chart_path: chart.path.clone(),
+        values_files: chart.values_files,
+        values_from,
+        inline_values: spec["values"].clone(),
+        common_labels: string_map(&spec["commonMetadata"]["labels"]),
+        common_annotations: string_map(&spec["commonMetadata"]["annotations"]),
+        record: Arc::new(record),
+        kube_version,
+        api_versions: Arc::new(api_versions(&discovery.snapshot())),
+        own_pointer,
+        chart_source: chart.source,
+    };
+    let mut p = Pointer::new(Rule::Helm);
+    p.repo = Some(chart.repo);
+    p.tracked_ref = chart.tracked_ref;
+    p.render_root = Some(chart.path);
+    p.applied_commit = chart.applied_commit;
+    p.reconciler = Some(Reconciler {
+        kind: "HelmRelease".into(),
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        status: ready_condition(&hr).map(|(s, _)| s),
+        message: ready_condition(&hr).and_then(|(_, m)| m),
+        suspended: spec["suspend"].as_bool().unwrap_or(false),
+    });
+    p.helm = Some(Arc::new(helm));
+    Ok(p)
+}
+
+/// A HelmRelease's chart in Git, and the revision it was last built from.
+struct GitChart {
+    path: RepoPath,
+    values_files: Vec<RepoPath>,
+    repo: crate::git::RepoUrl,
+    tracked_ref: Option<String>,
+    /// The Git revision the HelmChart was last built from: what the applied release was made of.
+    applied_commit: Option<String>,
+    /// `GitRepository ns/name`.
+    source: String,
+}
+
+/// The chart of the HelmRelease `display` (`namespace/name`, `spec`): a GitRepository path
+/// (`chart.spec`), or a HelmChart (`chartRef`) built from one.
+async fn git_chart(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    display: &str,
+    (namespace, name): (&str, &str),
+    spec: &Value,
+) -> Result<GitChart, SourceError> {
+    let (chart_spec, chart_ns, chart_name) = if spec["chartRef"].is_object() {
+        let kind = spec["chartRef"]["kind"].as_str().unwrap_or_default();
+        if kind != "HelmChart" {
+            return Err(SourceError::Unsupported {
+                what: format!("{display} with a chartRef to an {kind}"),
+            });
+        }
+        let ns = spec["chartRef"]["namespace"].as_str().unwrap_or(namespace);
+        let name = spec["chartRef"]["name"].as_str().unwrap_or_default();
+        let chart = get_helm_chart(cluster, discovery, display, ns, name)
+            .await?
+            .ok_or_else(|| SourceError::ReconcilerMissing {
+                reconciler: format!("HelmChart {ns}/{name} (chartRef of {display})"),
+            })?;
+        (chart["spec"].clone(), ns.to_owned(), name.to_owned())
+    } else {
+        let chart_spec = spec["chart"]["spec"].clone();
+        let ns = chart_spec["sourceRef"]["namespace"]
+            .as_str()
+            .unwrap_or(namespace)
+            .to_owned();
+        (chart_spec, ns, format!("{namespace}-{name}"))
+    };
+    let source_kind = chart_spec["sourceRef"]["kind"].as_str().unwrap_or_default();
+    let source_name = chart_spec["sourceRef"]["name"].as_str().unwrap_or_default();
+    let source_ns = chart_spec["sourceRef"]["namespace"]
+        .as_str()
+        .unwrap_or(&chart_ns)
+        .to_owned();
+    if source_kind != "GitRepository" {
+        return Err(SourceError::Unsupported {
+            what: format!(
+                "{display} with a chart from a {} (only charts in a GitRepository are)",
+                if source_kind.is_empty() {
+                    "source it does not name"
+                } else {
+                    source_kind
+                }
+            ),
+        });
+    }
+    let chart_path = RepoPath::root()
+        .join(chart_spec["chart"].as_str().unwrap_or("."))
+        .map_err(|e| bad_ks(display, "spec.chart.spec.chart", e.to_string()))?;
+    let mut values_files = Vec::new();
+    let listed = chart_spec["valuesFiles"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .chain(chart_spec["valuesFile"].as_str().map(Value::from));
+    for file in listed {
+        let file = file.as_str().unwrap_or_default();
+        values_files.push(
+            RepoPath::root()
+                .join(file)
+                .map_err(|e| bad_ks(display, "valuesFiles", e.to_string()))?,
+        );
+    }
+    let (repo, tracked_ref) =
+        git_repository(cluster, discovery, &source_ns, source_name, display).await?;
+    // The Git revision the chart was last built from: what the applied release was made of.
+    let applied_commit =
+        match get_helm_chart(cluster, discovery, display, &chart_ns, &chart_name).await? {
+            Some(chart) => match chart["status"]["observedSourceArtifactRevision"]
+                .as_str()
+                .filter(|r| !r.is_empty())
+            {
+                Some(rev) => Some(markers::parse_flux_revision(rev)?.commit),
+                None => None,
+            },
+            None => None,
+        };
+
+    Ok(GitChart {
+        path: chart_path,
+        values_files,
+        repo,
+        tracked_ref,
+        applied_commit,
+        source: format!("GitRepository {source_ns}/{source_name}"),
+    })
+}
+
+/// The HelmRelease's own source, by its Flux Kustomization labels (a Kustomization usually
+/// applied it); None when nothing leads there.
+async fn own_pointer(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    cache: &ReconcilerCache,
+    hr: &Value,
+) -> Option<Box<Pointer>> {
+    let label = |k: &str| {
+        [markers::FLUX_NAME, markers::FLUX_NAMESPACE]
+            .contains(&k)
+            .then(|| hr["metadata"]["labels"][k].as_str().map(str::to_owned))
+            .flatten()
+    };
+    label(markers::FLUX_NAME)?;
+    Box::pin(super::reconciler::reconciler_pointer(
+        cluster,
+        discovery,
+        cache,
+        hr,
+        ObjectKey::of(hr).as_ref(),
+        &label,
+        &|_| None,
+    ))
+    .await
+    .ok()
+    .flatten()
+    .map(Box::new)
+}
+
+async fn get_helm_chart(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    display: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Value>, SourceError> {
+    let resource =
+        discovery
+            .resolve(FLUX_HELM_CHART)
+            .await
+            .map_err(|_| SourceError::MissingCrd {
+                named: format!("HelmChart {namespace}/{name}"),
+                by: format!("the chart of {display}"),
+                crd: FLUX_HELM_CHART.into(),
+            })?;
+    Ok(cluster.get(&resource, Some(namespace), name).await?)
+}
+
+/// Each `valuesFrom` ConfigMap or Secret key, parsed as YAML, in order. A Secret's values are
+/// read to render only.
+async fn values_from(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    namespace: &str,
+    display: &str,
+    spec: &Value,
+) -> Result<Vec<(ValuesSource, Value)>, SourceError> {
+    let mut out = Vec::new();
+    for from in spec["valuesFrom"].as_array().into_iter().flatten() {
+        let kind = from["kind"].as_str().unwrap_or_default();
+        let name = from["name"].as_str().unwrap_or_default();
+        let key = from["valuesKey"].as_str().unwrap_or("values.yaml");
+        let optional = from["optional"].as_bool().unwrap_or(false);
+        if !matches!(kind, "ConfigMap" | "Secret") {
+            continue;
+        }
+        let source = ValuesSource {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            key: Some(key.to_owned()),
+        };
+        let what = format!("valuesFrom of {display}");
+        let object = match referenced(cluster, discovery, from, namespace, &what).await {
+            Ok(Some(object)) => object,
+            Ok(None) => continue,
+            Err(SourceError::Cluster(ClusterError::Forbidden { .. })) => {
+                return Err(SourceError::Helm {
+                    release: display.to_owned(),
+                    reason: format!(
+                        "you may not read {kind} {namespace}/{name} (its valuesFrom), which its \
+                         chart is rendered with; ask for get on {}s in {namespace}",
+                        kind.to_lowercase()
+                    ),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let text = match kind {
+            "Secret" => object["data"][key]
+                .as_str()
+                .and_then(base64_bytes)
+                .and_then(|b| String::from_utf8(b).ok()),
+            _ => object["data"][key].as_str().map(str::to_owned),
+        };
+        let Some(text) = text else {
+            if optional {
+                continue;
+            }
+            return Err(SourceError::ReconcilerMissing {
+                reconciler: format!(
+                    "key {key} of {kind} {namespace}/{name} (valuesFrom of {display})"
+                ),
+            });
+        };
+        let mut value: Value = if from["targetPath"].is_string() {
+            Value::String(text)
+        } else {
+            // Never the text in the error: it may be a Secret's.
+            serde_saphyr::from_str(&text).map_err(|_| SourceError::Unsupported {
+                what: format!(
+                    "key {key} of {kind} {namespace}/{name} (valuesFrom of {display}) as \
+                     anything but a YAML map of values"
+                ),
+            })?
+        };
+        if let Some(path) = from["targetPath"].as_str() {
+            for part in path.rsplit('.') {
+                value = serde_json::json!({ part: value });
+            }
+        }
+        out.push((source, value));
+    }
+    Ok(out)
+}
+
+/// The latest deployed record of `release` in `storage_ns`.
+async fn release_record(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    storage_ns: &str,
+    release: &str,
+    display: &str,
+) -> Result<ReleaseRecord, SourceError> {
+    let resource = discovery
+        .resolve("secrets")
+        .await
+        .map_err(|e| SourceError::Unsupported {
+            what: format!("reading Helm release records: {e}"),
+        })?;
+    let selector = format!("owner=helm,name={release}");
+    let secrets = match cluster
+        .list(&resource, Some(storage_ns), Some(&selector))
+        .await
+    {
+        Ok(s) => s,
+        Err(ClusterError::Forbidden { .. }) => {
+            return Err(SourceError::Helm {
+                release: display.to_owned(),
+                reason: format!(
+                    "you may not list Secrets in namespace {storage_ns}, where Helm keeps the \
+                     release records of {release}; ask for get/list on secrets there"
+                ),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let latest = secrets
+        .iter()
+        .filter(|s| s["metadata"]["labels"]["status"] == "deployed")
+        .max_by_key(|s| {
+            s["metadata"]["labels"]["version"]
+                .as_str()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .ok_or_else(|| SourceError::Helm {
+            release: display.to_owned(),
+            reason: format!(
+                "no deployed release record of {release} in namespace {storage_ns} \
+                 (Secret sh.helm.release.v1.{release}.v<N>): it has not been installed yet"
+            ),
+        })?;
+    decode_release(latest).map_err(|reason| SourceError::Helm {
+        release: display.to_owned(),
+        reason: format!(
+            "its release record {} cannot be read: {reason}",
+            latest["metadata"]["name"].as_str().unwrap_or_default()
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::io::Write;
+
+    fn record_secret(release: &Value) -> Value {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(release.to_string().as_bytes()).unwrap();
+        let inner = crate::drift::base64(&gz.finish().unwrap());
+        json!({"data": {"release": crate::drift::base64(inner.as_bytes())}})
+    }
+
+    #[test]
+    fn a_release_record_is_read_without_helm() {
+        let secret = record_secret(&json!({
+            "name": "web", "version": 3, "info": {"status": "deployed"},
+            "chart": {"metadata": {"name": "web", "version": "0.1.0"}},
+            "config": {"password": "hunter2"},
+            "manifest": "---\n# Source: web/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  a: b\n",
+        }));
+        let record = decode_release(&secret).unwrap();
+        assert_eq!(record.revision, 3);
+        assert_eq!(record.status, "deployed");
+        assert_eq!(
+            (record.chart_name.as_str(), record.chart_version.as_str()),
+            ("web", "0.1.0")
+        );
+        assert_eq!(record.manifest.len(), 1);
+        let key = ObjectKey::of(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "web", "namespace": "shop"}}))
+        .unwrap();
+        assert_eq!(record.find(&key, "shop").unwrap().object["data"]["a"], "b");
+        assert!(record.find(&key, "other").is_none());
+    }
+
+    #[test]
+    fn a_damaged_record_says_why_without_its_content() {
+        let e = decode_release(&json!({"data": {"release": "!!"}}))
+            .err()
+            .expect("an error");
+        assert_eq!(e, "data.release is not base64");
+        let e = decode_release(&json!({"data": {}}))
+            .err()
+            .expect("an error");
+        assert_eq!(e, "it has no data.release");
+    }
+
+    #[test]
+    fn values_merge_as_helm_merges_them() {
+        let mut base = json!({"a": {"b": 1, "c": [1, 2]}, "d": "x"});
+        merge_values(
+            &mut base,
+            &json!({"a": {"c": [3], "e": true}, "d": {"f": 1}}),
+        );
+        assert_eq!(
+            base,
+            json!({"a": {"b": 1, "c": [3], "e": true}, "d": {"f": 1}})
+        );
+    }
+
+    fn source() -> HelmSource {
+        HelmSource {
+            helm_release: ("flux".into(), "web".into()),
+            release: "shop-web".into(),
+            namespace: "shop".into(),
+            chart_path: RepoPath::parse("charts/web").unwrap(),
+            values_files: vec![],
+            values_from: vec![
+                (
+                    ValuesSource {
+                        kind: "ConfigMap".into(),
+                        name: "a".into(),
+                        key: Some("values.yaml".into()),
+                    },
+                    json!({"team": "a", "image": {"tag": "1"}}),
+                ),
+                (
+                    ValuesSource {
+                        kind: "Secret".into(),
+                        name: "b".into(),
+                        key: Some("values.yaml".into()),
+                    },
+                    json!({"team": "b", "password": "hunter2"}),
+                ),
+            ],
+            inline_values: json!({"image": {"repo": "nginx"}}),
+            common_labels: BTreeMap::from([("tier".into(), "web".into())]),
+            common_annotations: BTreeMap::new(),
+            record: Arc::new(ReleaseRecord {
+                revision: 1,
+                status: "deployed".into(),
+                chart_name: "web".into(),
+                chart_version: "0.1.0".into(),
+                manifest: Arc::new(vec![]),
+            }),
+            kube_version: "v1.35.4".into(),
+            api_versions: Arc::new(vec![]),
+            own_pointer: None,
+            chart_source: "GitRepository flux/apps".into(),
+        }
+    }
+
+    #[test]
+    fn values_are_composed_in_helm_controllers_order_and_never_debug_printed() {
+        let helm = source();
+        assert_eq!(
+            helm.composed_values(&helm.inline_values),
+            json!({"team": "b", "password": "hunter2", "image": {"tag": "1", "repo": "nginx"}})
+        );
+        assert!(!format!("{helm:?}").contains("hunter2"));
+        let kinds: Vec<String> = helm.values_sources().into_iter().map(|s| s.kind).collect();
+        assert_eq!(kinds, ["ConfigMap", "Secret", "values"]);
+    }
+
+    #[test]
+    fn applied_objects_carry_the_post_renderers_labels_and_helms_markers() {
+        let mut object =
+            json!({"metadata": {"name": "web", "labels": {"tier": "x", "app": "web"}}});
+        source().as_applied(&mut object);
+        assert_eq!(
+            object["metadata"],
+            json!({"name": "web",
+                "labels": {"app": "web", "tier": "web", "helm.toolkit.fluxcd.io/name": "web",
+                    "helm.toolkit.fluxcd.io/namespace": "flux", "app.kubernetes.io/managed-by": "Helm"},
+                "annotations": {"meta.helm.sh/release-name": "shop-web",
+                    "meta.helm.sh/release-namespace": "shop"}})
+        );
+    }
+
+    #[test]
+    fn release_names_follow_helm_controller() {
+        let hr = |spec: Value| json!({"metadata": {"name": "web"}, "spec": spec});
+        assert_eq!(release_name(&hr(json!({}))), "web");
+        assert_eq!(
+            release_name(&hr(json!({"targetNamespace": "shop"}))),
+            "shop-web"
+        );
+        assert_eq!(
+            release_name(&hr(json!({"targetNamespace": "shop", "releaseName": "w"}))),
+            "w"
+        );
+    }
+}

@@ -1,0 +1,299 @@
+//! Locating an object of a Flux HelmRelease: applied is its document in the release record,
+//! desired is the chart rendered at the tracked tip with the values Git declares, and the
+//! source is the chart template that made it.
+
+use std::sync::{Arc, OnceLock};
+
+use serde_json::Value;
+
+use super::{Commits, Located, Locator, Shared};
+use crate::git::{CommitId, CommitInfo, Repo, RepoPath};
+use crate::object::ObjectKey;
+use crate::render::{self, Document};
+use crate::source::helm::{HelmSource, HelmTrace};
+use crate::source::{Pointer, SourceError};
+
+/// The HelmRelease kind's group.
+const HELM_GROUP: &str = "helm.toolkit.fluxcd.io";
+
+/// The release record's documents, as applied: what *missing* is judged against.
+pub(super) fn release_documents(helm: &HelmSource) -> Arc<Vec<Document>> {
+    let file = format!("release {} revision {}", helm.release, helm.record.revision);
+    Arc::new(
+        helm.record
+            .manifest
+            .iter()
+            .map(|d| {
+                let mut object = d.object.clone();
+                helm.as_applied(&mut object);
+                Document {
+                    file: file.clone(),
+                    lines: d.lines,
+                    object,
+                    built_by: Default::default(),
+                }
+            })
+            .collect(),
+    )
+}
+
+/// Whether the rendered or recorded document `doc` is the object `key`; a document without a
+/// namespace is in the release's.
+fn is(doc: &Document, key: &ObjectKey, namespace: &str) -> bool {
+    doc.key().is_some_and(|mut k| {
+        if k.namespace.is_none() && key.namespace.is_some() {
+            k.namespace = Some(namespace.to_owned());
+        }
+        k == *key
+    })
+}
+
+impl Locator {
+    /// [`Locator::locate`] for an object of a HelmRelease.
+    pub(super) fn locate_helm(
+        &self,
+        pointer: &Pointer,
+        helm: &HelmSource,
+        key: &ObjectKey,
+    ) -> Result<Located, SourceError> {
+        let (repo_key, repo) = self.repo_for(pointer.repo.as_ref(), key, pointer.rule)?;
+        let Commits {
+            local,
+            tip_rev,
+            tip,
+            applied,
+        } = self.commits(pointer, &repo_key, &repo)?;
+        let read_at = applied.unwrap_or(tip);
+
+        // The HelmRelease as Git declares it: its own file, and the values written there.
+        let hr_key = ObjectKey {
+            group: HELM_GROUP.into(),
+            kind: "HelmRelease".into(),
+            namespace: Some(helm.helm_release.0.clone()),
+            name: helm.helm_release.1.clone(),
+        };
+        let own = helm
+            .own_pointer
+            .as_ref()
+            .map(|p| self.locate(Some((**p).clone()), &hr_key));
+        let git_values = match &own {
+            Some(Ok(l)) => l
+                .desired_at_tip
+                .as_ref()
+                .map(|d| d["spec"]["values"].clone()),
+            _ => None,
+        };
+        let values = helm.composed_values(git_values.as_ref().unwrap_or(&helm.inline_values));
+
+        let rendered = self.helm_render(&repo_key, &repo, tip, helm, &values)?;
+        let found = rendered.iter().find(|d| is(d, key, &helm.namespace));
+        let applied_object = helm.applied(key);
+        // Against the release record: an object it does not hold is orphaned.
+        let at_tip = match (&applied_object, found) {
+            (Some(_), Some(doc)) => {
+                let mut object = doc.object.clone();
+                helm.as_applied(&mut object);
+                Some(Arc::new(object))
+            }
+            _ => None,
+        };
+        let templates = helm
+            .chart_path
+            .join("templates")
+            .unwrap_or_else(|_| helm.chart_path.clone());
+        let file = match found {
+            Some(doc) => RepoPath::parse(&doc.file).unwrap_or_else(|_| templates.clone()),
+            None => templates,
+        };
+        let lines = match repo.read_file(tip, &file) {
+            Ok(bytes) => (1, bytes.iter().filter(|b| **b == b'\n').count().max(1)),
+            Err(_) => (1, 1),
+        };
+        let desired = Arc::new(applied_object.unwrap_or(Value::Null));
+
+        let last_change = match self.last_change(&repo_key, &repo, read_at, &file)? {
+            Some(id) => Some(repo.commit_info(id)?),
+            None => None,
+        };
+        // Pending: the newest change after the applied commit to the chart, a values file, or
+        // the HelmRelease in Git.
+        let mut pending: Option<CommitInfo> = None;
+        let newest = |pending: &mut Option<CommitInfo>, candidate: Option<CommitInfo>| {
+            if let Some(c) = candidate
+                && pending.as_ref().is_none_or(|p| c.time > p.time)
+            {
+                *pending = Some(c);
+            }
+        };
+        let (commits_since_applied, file_changed_since_applied) = match applied {
+            Some(a) if a != tip => {
+                let count = self.commits_between(&repo_key, &repo, a, tip)?;
+                let mut paths = vec![helm.chart_path.clone()];
+                paths.extend(helm.values_files.iter().cloned());
+                for path in &paths {
+                    let at_tip = self.last_change(&repo_key, &repo, tip, path)?;
+                    let at_applied = self.last_change(&repo_key, &repo, a, path)?;
+                    if at_tip != at_applied
+                        && let Some(id) = at_tip
+                    {
+                        newest(&mut pending, Some(repo.commit_info(id)?));
+                    }
+                }
+                (Some(count), Some(pending.is_some()))
+            }
+            Some(_) => (Some(0), Some(false)),
+            None => (None, None),
+        };
+        if let Some(Ok(own)) = &own {
+            newest(&mut pending, own.pending_commit.clone());
+        }
+
+        let (hr_file, hr_lines, hr_error) = match &own {
+            Some(Ok(l)) => (Some(l.tip_place.0.clone()), Some(l.tip_place.1), None),
+            Some(Err(e)) => (None, None, Some(crate::text::single_line(&e.to_string()))),
+            None => (
+                None,
+                None,
+                Some("no Flux Kustomization labels on the HelmRelease".into()),
+            ),
+        };
+        let trace = HelmTrace {
+            helm_release: format!("{}/{}", helm.helm_release.0, helm.helm_release.1),
+            release: helm.release.clone(),
+            namespace: helm.namespace.clone(),
+            revision: helm.record.revision,
+            status: helm.record.status.clone(),
+            chart: helm.record.chart_name.clone(),
+            chart_version: helm.record.chart_version.clone(),
+            chart_source: helm.chart_source.clone(),
+            chart_path: helm.chart_path.as_str().to_owned(),
+            values: helm.values_sources(),
+            helm_release_file: hr_file,
+            helm_release_lines: hr_lines,
+            helm_release_not_found: hr_error,
+            values_from_git: git_values.is_some(),
+        };
+        Ok(Located {
+            rule: pointer.rule,
+            repo: repo.display_name(),
+            local_checkout: local,
+            file: file.as_str().to_owned(),
+            lines,
+            render_root: helm.chart_path.as_str().to_owned(),
+            read_at: read_at.to_string(),
+            applied_commit: match applied {
+                Some(a) => Some(repo.commit_info(a)?),
+                None => None,
+            },
+            last_change,
+            tracked_ref: pointer.tracked_ref.clone().or(Some(tip_rev)),
+            tracked_commit: Some(tip.to_string()),
+            commits_since_applied,
+            file_changed_since_applied,
+            pending_commit: pending,
+            reconciler: pointer.reconciler.clone(),
+            tip_place: (file.as_str().to_owned(), lines),
+            repo_key,
+            written: desired.clone(),
+            desired,
+            desired_at_tip: at_tip,
+            built_by: Default::default(),
+            helm: Some(Box::new(trace)),
+        })
+    }
+
+    /// The chart of `helm` rendered at `commit` with `values`, once per run.
+    fn helm_render(
+        &self,
+        repo_key: &str,
+        repo: &Arc<Repo>,
+        commit: CommitId,
+        helm: &HelmSource,
+        values: &Value,
+    ) -> Result<Arc<Vec<Document>>, SourceError> {
+        let Some(binary) = self.helm.clone() else {
+            return Err(SourceError::Helm {
+                release: helm.display(),
+                reason: "helm is not on PATH, and its chart is rendered with `helm template`: \
+                         install Helm 3 or 4 (https://helm.sh/docs/intro/install/) and run again"
+                    .into(),
+            });
+        };
+        let files: Vec<&str> = helm.values_files.iter().map(RepoPath::as_str).collect();
+        let cache_key = format!(
+            "{repo_key}\0{commit}\0{}\0{}\0{}\0{}\0{values}",
+            helm.release,
+            helm.namespace,
+            helm.chart_path.as_str(),
+            files.join("\0")
+        );
+        let slot = self
+            .helm_renders
+            .lock()
+            .expect("helm render cache lock")
+            .entry(cache_key)
+            .or_insert_with(|| Arc::new(OnceLock::new()))
+            .clone();
+        let result: &Shared<Vec<Document>> = slot.get_or_init(|| {
+            self.reads
+                .renders
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let template = render::helm::Template {
+                helm: &binary,
+                chart: &helm.chart_path,
+                values_files: &helm.values_files,
+                values,
+                release: &helm.release,
+                namespace: &helm.namespace,
+                kube_version: &helm.kube_version,
+                api_versions: &helm.api_versions,
+            };
+            render::helm::template(repo, commit, &template)
+                .map(Arc::new)
+                .map_err(|e| {
+                    let reason = match e {
+                        render::helm::HelmError::Failed(reason) => reason,
+                        render::helm::HelmError::Render(e) => e.to_string(),
+                    };
+                    format!(
+                        "{}: helm template of chart {} at {} failed: {}; fix the chart or the \
+                         values in Git",
+                        helm.display(),
+                        helm.chart_path.as_str(),
+                        commit.short(),
+                        crate::text::single_line(&reason)
+                    )
+                })
+        });
+        result.clone().map_err(SourceError::Repeated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_document_without_a_namespace_is_in_the_releases() {
+        let doc = Document {
+            file: "charts/web/templates/cm.yaml".into(),
+            lines: (1, 4),
+            object: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"}}),
+            built_by: Default::default(),
+        };
+        let key = |ns: Option<&str>| ObjectKey {
+            group: String::new(),
+            kind: "ConfigMap".into(),
+            namespace: ns.map(str::to_owned),
+            name: "web".into(),
+        };
+        assert!(is(&doc, &key(Some("shop")), "shop"));
+        assert!(!is(&doc, &key(Some("other")), "shop"));
+        // A cluster-scoped object (a ClusterRole of the chart) has no namespace on either side.
+        assert!(is(&doc, &key(None), "shop"));
+        let mut elsewhere = doc.clone();
+        elsewhere.object["metadata"]["namespace"] = "other".into();
+        assert!(is(&elsewhere, &key(Some("other")), "shop"));
+    }
+}

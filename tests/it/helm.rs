@@ -1,0 +1,630 @@
+//! Flux HelmReleases end to end: real helm-controller (tests/testenv) installs a chart written
+//! here from a Git repository served over HTTP, with values inline, from a ConfigMap, from a
+//! Secret and from a values file in Git; then every command of ours agrees with what it did.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::fixture::{ALICE, BOB, GitRepo};
+use crate::support::{Ran, items, json_of, kubectl, kubectl_gitops, reconciled_by_flux, run};
+use testenv::flux::WATCH_LABEL;
+use testenv::helm::FIELD_MANAGER;
+
+/// A value from a Secret (valuesFrom), rendered into a chart Secret: never printed.
+const PLANTED: &str = "planted-helm-Secret-value-7e1c";
+
+const CHART: &str = "\
+apiVersion: v2
+name: web
+version: 0.1.0
+";
+
+/// `logLevel` is left at this default by every values source.
+const CHART_VALUES: &str = "\
+replicas: 1
+image: nginx:1.27
+port: 8080
+greeting: hello
+logLevel: info
+team: nobody
+apiKey: none
+";
+
+const DEPLOYMENT: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}
+  labels:
+    app: {{ .Release.Name }}
+spec:
+  replicas: {{ .Values.replicas }}
+  selector:
+    matchLabels:
+      app: {{ .Release.Name }}
+  template:
+    metadata:
+      labels:
+        app: {{ .Release.Name }}
+    spec:
+      containers:
+        - name: web
+          image: {{ .Values.image }}
+          ports:
+            - containerPort: {{ .Values.port }}
+";
+
+const SERVICE: &str = "\
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ .Release.Name }}
+spec:
+  selector:
+    app: {{ .Release.Name }}
+  ports:
+    - name: http
+      port: 80
+      targetPort: {{ .Values.port }}
+";
+
+const CONFIGMAP: &str = "\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-config
+data:
+  greeting: {{ .Values.greeting | quote }}
+  logLevel: {{ .Values.logLevel | quote }}
+  team: {{ .Values.team | quote }}
+  {{- /* In helm-controller's capabilities (from discovery), not in Helm's built-in list. */}}
+  {{- if .Capabilities.APIVersions.Has \"helm.toolkit.fluxcd.io/v2/HelmRelease\" }}
+  fluxServed: \"yes\"
+  {{- end }}
+";
+
+/// Deleted out of band, and created again by revert.
+const SERVICE_ACCOUNT: &str = "\
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ .Release.Name }}-runner
+";
+
+const SECRET: &str = "\
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ .Release.Name }}-credentials
+type: Opaque
+data:
+  apiKey: {{ .Values.apiKey | b64enc }}
+";
+
+/// The HelmRelease and its valuesFrom sources, applied by a Flux Kustomization at ./deploy.
+fn release_yaml() -> String {
+    format!(
+        "\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: web
+  labels:
+    {WATCH_LABEL}: real
+spec:
+  interval: 1h
+  # No controller manager runs: a Deployment never gets ready Pods to wait for.
+  install:
+    disableWait: true
+  upgrade:
+    disableWait: true
+  chart:
+    metadata:
+      labels:
+        {WATCH_LABEL}: real
+    spec:
+      chart: ./charts/web
+      reconcileStrategy: Revision
+      interval: 1h
+      sourceRef:
+        kind: GitRepository
+        name: apps
+      valuesFiles:
+        - charts/web/values.yaml
+        - env/prod-values.yaml
+  valuesFrom:
+    - kind: ConfigMap
+      name: web-values
+    - kind: Secret
+      name: web-secret-values
+  values:
+    replicas: 2
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-values
+data:
+  values.yaml: |
+    team: payments
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: web-secret-values
+stringData:
+  values.yaml: |
+    apiKey: {PLANTED}
+"
+    )
+}
+
+fn repository() -> GitRepo {
+    let mut repo = GitRepo::new();
+    repo.write("charts/web/Chart.yaml", CHART)
+        .write("charts/web/values.yaml", CHART_VALUES)
+        .write("charts/web/templates/deployment.yaml", DEPLOYMENT)
+        .write("charts/web/templates/service.yaml", SERVICE)
+        .write("charts/web/templates/configmap.yaml", CONFIGMAP)
+        .write("charts/web/templates/secret.yaml", SECRET)
+        .write("charts/web/templates/serviceaccount.yaml", SERVICE_ACCOUNT)
+        .write("env/prod-values.yaml", "greeting: hello-prod\n")
+        .write("deploy/release.yaml", &release_yaml());
+    repo.commit(ALICE, "The web chart and its release");
+    repo
+}
+
+/// PATH for the plugin: the built `helm` first when `with_helm`, else without any `helm`.
+fn path_env(with_helm: bool) -> std::ffi::OsString {
+    let helm = &testenv::helm::shared().binaries.helm;
+    let inherited = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&inherited)
+        .filter(|d| !d.join("helm").exists())
+        .collect();
+    if with_helm {
+        dirs.insert(0, helm.parent().unwrap().to_path_buf());
+    }
+    std::env::join_paths(dirs).unwrap()
+}
+
+/// `kubectl gitops COMMAND --kubeconfig .. -n NS ARGS` in the work tree; no output of it ever
+/// holds the Secret value, plain or encoded.
+fn gitops(ns: &str, repo: &GitRepo, cache: &Path, with_helm: bool, args: &[&str]) -> Ran {
+    let kc = testenv::shared().kubeconfig.display().to_string();
+    let mut full = vec![args[0], "--kubeconfig", kc.as_str(), "-n", ns];
+    full.extend_from_slice(&args[1..]);
+    let mut cmd: Command = kubectl_gitops(&full);
+    // kubectl finds the plugin through PATH: keep its directory, change only helm's.
+    let plugin_path = cmd
+        .get_envs()
+        .find(|(k, _)| *k == "PATH")
+        .and_then(|(_, v)| v.map(|v| v.to_owned()))
+        .unwrap_or_default();
+    let plugin_dir = std::env::split_paths(&plugin_path).next().unwrap();
+    let mut dirs = vec![plugin_dir];
+    dirs.extend(std::env::split_paths(&path_env(with_helm)));
+    cmd.env("PATH", std::env::join_paths(dirs).unwrap())
+        .env("XDG_CACHE_HOME", cache)
+        .current_dir(repo.path());
+    let ran = run(&mut cmd);
+    let encoded = kubectl_gitops::drift::base64(PLANTED.as_bytes());
+    for text in [&ran.stdout, &ran.stderr] {
+        assert!(
+            !text.contains(PLANTED) && !text.contains(&encoded),
+            "{args:?}: a Secret value leaked:\n{text}"
+        );
+    }
+    ran
+}
+
+/// The objects of the release, as `Kind/name`.
+const RELEASED: [&str; 5] = [
+    "Deployment/web",
+    "Service/web",
+    "ConfigMap/web-config",
+    "Secret/web-credentials",
+    "ServiceAccount/web-runner",
+];
+
+/// resourceVersion of every released object, and the release records there are.
+fn snapshot(ns: &str) -> (BTreeMap<String, String>, Vec<String>) {
+    let versions = RELEASED
+        .iter()
+        .map(|o| (o.to_string(), field(ns, o, "{.metadata.resourceVersion}")))
+        .collect();
+    (versions, records(ns))
+}
+
+/// `kubectl get -n NS WHAT -o jsonpath=PATH`.
+fn field(ns: &str, what: &str, path: &str) -> String {
+    testenv::shared()
+        .kubectl_run(
+            &["get", "-n", ns, what, "-o", &format!("jsonpath={path}")],
+            None,
+        )
+        .unwrap()
+}
+
+/// The release records of `web` in `ns`.
+fn records(ns: &str) -> Vec<String> {
+    testenv::shared()
+        .kubectl_run(
+            &[
+                "get",
+                "secrets",
+                "-n",
+                ns,
+                "-l",
+                "owner=helm,name=web",
+                "-o",
+                "name",
+            ],
+            None,
+        )
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `diff --server-side=MODE -o json`, and its report.
+fn diff(ns: &str, repo: &GitRepo, cache: &Path, mode: &str) -> (Ran, Value) {
+    let ran = gitops(
+        ns,
+        repo,
+        cache,
+        true,
+        &["diff", &format!("--server-side={mode}"), "-o", "json"],
+    );
+    let report = json_of(&ran);
+    (ran, report)
+}
+
+/// Every object in sync, in every mode.
+fn all_in_sync(ns: &str, repo: &GitRepo, cache: &Path, what: &str) {
+    for mode in ["false", "auto", "true"] {
+        let (ran, report) = diff(ns, repo, cache, mode);
+        let found = items(&report);
+        assert_eq!(
+            ran.code,
+            Some(0),
+            "{what}, {mode}: {}\n{report:#}",
+            ran.stderr
+        );
+        for object in RELEASED {
+            assert_eq!(
+                found[object]["status"], "in-sync",
+                "{what}, {mode}: {object}: {:#}",
+                found[object]
+            );
+            assert_eq!(found[object]["source"]["rule"], "Flux HelmRelease labels");
+        }
+        assert_eq!(found["HelmRelease/web"]["status"], "in-sync", "{mode}");
+    }
+}
+
+#[test]
+fn real_helm_controller_installs_and_every_command_agrees() {
+    let ns = testenv::shared().namespace("helm-accept");
+    let mut repo = repository();
+    let helm = testenv::helm::shared();
+    let applied = reconciled_by_flux(&ns, &repo, "./deploy");
+    helm.wait_release(&ns, "web", None)
+        .unwrap_or_else(|e| panic!("installing the release: {e:#}"));
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path();
+    // The chart saw the cluster's API versions, as helm-controller gives them.
+    let served = field(&ns, "cm/web-config", "{.data.fluxServed}");
+    assert_eq!(served, "yes");
+    // A clean install: no drift in any mode.
+    all_in_sync(&ns, &repo, cache, "after install");
+
+    // trace: the release, its chart and values sources in order, the HelmRelease's own file.
+    let ran = gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["trace", "deploy/web", "-o", "json"],
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let s = json_of(&ran)["items"][0]["source"].clone();
+    assert_eq!(s["rule"], "helm", "{s:#}");
+    assert_eq!(s["file"], "charts/web/templates/deployment.yaml", "{s:#}");
+    assert_eq!(s["renderRoot"], "charts/web");
+    assert_eq!(s["appliedCommit"]["id"], applied.as_str(), "{s:#}");
+    assert_eq!(s["trackedCommit"], applied.as_str());
+    assert_eq!(s["reconciler"]["kind"], "HelmRelease");
+    let h = &s["helm"];
+    assert_eq!(h["helmRelease"], format!("{ns}/web"));
+    assert_eq!(h["release"], "web");
+    assert_eq!(h["revision"], 1);
+    assert_eq!(h["status"], "deployed");
+    assert_eq!(h["chart"], "web");
+    assert!(
+        h["chartVersion"].as_str().unwrap().starts_with("0.1.0"),
+        "{h:#}"
+    );
+    assert_eq!(h["chartSource"], format!("GitRepository {ns}/apps"));
+    assert_eq!(
+        h["values"],
+        json!([
+            {"kind": "valuesFile", "name": "charts/web/values.yaml"},
+            {"kind": "valuesFile", "name": "env/prod-values.yaml"},
+            {"kind": "ConfigMap", "name": "web-values", "key": "values.yaml"},
+            {"kind": "Secret", "name": "web-secret-values", "key": "values.yaml"},
+            {"kind": "values", "name": "spec.values"},
+        ]),
+        "{h:#}"
+    );
+    assert_eq!(h["helmReleaseFile"], "deploy/release.yaml", "{h:#}");
+    assert_eq!(h["helmReleaseLines"][0], 1, "{h:#}");
+    assert_eq!(h["valuesFromGit"], true);
+    let text = gitops(&ns, &repo, cache, true, &["trace", "cm/web-config"]);
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    for expected in [
+        format!("Release:     {ns}/web revision 1 (deployed)"),
+        format!("from GitRepository {ns}/apps, path charts/web"),
+        "3. ConfigMap web-values key values.yaml".to_owned(),
+        format!("HelmRelease: {ns}/web in deploy/release.yaml:1-"),
+        "Found by:    Flux HelmRelease labels".to_owned(),
+    ] {
+        assert!(
+            text.stdout.contains(&expected),
+            "{expected}\n{}",
+            text.stdout
+        );
+    }
+
+    // blame: not the chart's lines yet, but every line's field manager, and why.
+    let ran = gitops(&ns, &repo, cache, true, &["blame", "deploy/web"]);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("rendered from the Helm chart charts/web"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
+    assert!(ran.stdout.contains(FIELD_MANAGER), "{}", ran.stdout);
+
+    // Out-of-band edits, each by its own manager, each found and attributed to it.
+    let edits: [(&str, &[&str], &str, &str); 6] = [
+        (
+            "Deployment/web",
+            &["scale", "deploy/web", "--replicas=5"],
+            ".spec.replicas",
+            "kubectl",
+        ),
+        (
+            "Deployment/web",
+            &["set", "image", "deploy/web", "web=nginx:1.28"],
+            ".spec.template.spec.containers[name=web].image",
+            "kubectl-set",
+        ),
+        (
+            "ConfigMap/web-config",
+            &["label", "cm/web-config", "owner=ops"],
+            ".metadata.labels.owner",
+            "kubectl-label",
+        ),
+        (
+            "ConfigMap/web-config",
+            &["patch", "cm/web-config", "-p", r#"{"data":{"team":"ops"}}"#],
+            ".data.team",
+            "kubectl-patch",
+        ),
+        (
+            "Service/web",
+            &["annotate", "svc/web", "example.com/note=by-hand"],
+            ".metadata.annotations[\"example.com/note\"]",
+            "kubectl-annotate",
+        ),
+        (
+            "Secret/web-credentials",
+            &[
+                "patch",
+                "secret/web-credentials",
+                "--field-manager=ops-script",
+                "-p",
+                r#"{"data":{"apiKey":"Y2hhbmdlZA=="}}"#,
+            ],
+            ".data.apiKey",
+            "ops-script",
+        ),
+    ];
+    for (_, args, _, _) in &edits {
+        kubectl(&ns, args, None);
+    }
+    kubectl(&ns, &["delete", "serviceaccount", "web-runner"], None);
+    // The Secret's new value shows in no format.
+    for format in ["diff", "table", "json", "yaml", "markdown"] {
+        let ran = gitops(&ns, &repo, cache, true, &["diff", "-o", format, "-v=2"]);
+        assert_eq!(ran.code, Some(1), "{format}: {}", ran.stderr);
+        for text in [&ran.stdout, &ran.stderr] {
+            assert!(
+                !text.contains("Y2hhbmdlZA") && !text.contains("changed\n"),
+                "{format}: the Secret's live value leaked:\n{text}"
+            );
+        }
+    }
+    for mode in ["false", "auto", "true"] {
+        let (ran, report) = diff(&ns, &repo, cache, mode);
+        assert_eq!(ran.code, Some(1), "{mode}: {}", ran.stderr);
+        let found = items(&report);
+        for (object, _, path, manager) in &edits {
+            let fields = found[*object]["fields"].as_array().unwrap();
+            let field = fields
+                .iter()
+                .find(|f| f["path"] == *path)
+                .unwrap_or_else(|| panic!("{mode}: {object} {path}: {:#}", found[*object]));
+            assert_eq!(field["why"]["kind"], "out-of-band", "{mode}: {field:#}");
+            assert_eq!(field["why"]["manager"], *manager, "{mode}: {field:#}");
+        }
+        assert_eq!(
+            found["ServiceAccount/web-runner"]["status"], "missing",
+            "{mode}: {:#}",
+            found["ServiceAccount/web-runner"]
+        );
+    }
+
+    // revert: back to the release manifest, as helm-controller, no new release revision.
+    let before = records(&ns);
+    let ran = gitops(&ns, &repo, cache, true, &["revert", "--all", "--yes"]);
+    assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout.contains("no new release revision")
+            || ran.stderr.contains("no new release revision"),
+        "{}\n{}",
+        ran.stdout,
+        ran.stderr
+    );
+    assert!(
+        ran.stdout.contains(&format!("applied as {FIELD_MANAGER}")),
+        "{}",
+        ran.stdout
+    );
+    let after = snapshot(&ns);
+    assert_eq!(before, after.1, "revert made a release record");
+    assert!(
+        ran.stdout.contains(&format!(
+            "ServiceAccount {ns}/web-runner reverted: created again as {FIELD_MANAGER}"
+        )),
+        "{}",
+        ran.stdout
+    );
+    all_in_sync(&ns, &repo, cache, "after revert");
+    // The next reconcile changes nothing.
+    helm.reconcile_now(&ns, "web").unwrap();
+    assert_eq!(
+        snapshot(&ns),
+        after,
+        "helm-controller changed something after revert"
+    );
+    all_in_sync(&ns, &repo, cache, "after the next reconcile");
+
+    // A values change pushed to Git and not reconciled yet: pending, with its commit.
+    repo.write("env/prod-values.yaml", "greeting: hello-again\n");
+    let change = repo.commit(BOB, "Greet again in prod");
+    let (ran, report) = diff(&ns, &repo, cache, "auto");
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    let found = items(&report);
+    let fields = found["ConfigMap/web-config"]["fields"].as_array().unwrap();
+    assert_eq!(fields.len(), 1, "{fields:#?}");
+    assert_eq!(fields[0]["path"], ".data.greeting");
+    assert_eq!(fields[0]["why"]["kind"], "pending", "{:#}", fields[0]);
+    assert_eq!(fields[0]["why"]["commit"], change.as_str());
+    assert_eq!(found["Deployment/web"]["status"], "in-sync");
+    // revert leaves a pending change to helm-controller: it writes the release manifest only.
+    let ran = gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["revert", "cm/web-config", "--yes", "-v"],
+    );
+    assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout
+            .contains("unchanged: already as the release manifest says"),
+        "{}",
+        ran.stdout
+    );
+    let greeting = field(&ns, "cm/web-config", "{.data.greeting}");
+    assert_eq!(greeting, "hello-prod");
+    // Reconciled: the release moves to revision 2 and nothing is left.
+    testenv::flux::shared().reconcile_now(&ns, "apps").unwrap();
+    wait_revision(helm, &ns, 2);
+    all_in_sync(&ns, &repo, cache, "after the values change was reconciled");
+
+    // No helm on PATH: each Helm object is one error line naming it and the fix; the others
+    // are still reported.
+    let ran = gitops(&ns, &repo, cache, false, &["diff", "-o", "json"]);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    let lines: Vec<&str> = ran.stderr.lines().collect();
+    assert_eq!(lines.len(), RELEASED.len(), "{}", ran.stderr);
+    for line in &lines {
+        assert!(line.starts_with("error: "), "{line}");
+        assert!(line.contains(&format!("HelmRelease {ns}/web")), "{line}");
+        assert!(
+            line.contains("helm is not on PATH") && line.contains("install Helm"),
+            "{line}"
+        );
+    }
+    let found = items(&json_of(&ran));
+    assert_eq!(found["HelmRelease/web"]["status"], "in-sync");
+    assert_eq!(found["Deployment/web"]["status"], "error");
+
+    // A user who may not read Secrets cannot read the release records: one line per object.
+    let ran = gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["diff", "-o", "json", "--context", testenv::VIEWER_CONTEXT],
+    );
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    let errors: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    // The viewer cannot list Secrets at all: the chart's Secret is not compared (a warning).
+    assert_eq!(errors.len(), RELEASED.len() - 1, "{}", ran.stderr);
+    for line in errors {
+        assert!(
+            line.contains(&format!(
+                "HelmRelease {ns}/web: you may not list Secrets in namespace {ns}, where Helm \
+                 keeps the release records of web"
+            )),
+            "{line}"
+        );
+    }
+    let found = items(&json_of(&ran));
+    assert_eq!(found["HelmRelease/web"]["status"], "in-sync");
+    assert_eq!(found["ConfigMap/web-values"]["status"], "in-sync");
+
+    // A chart that fails to render at the tip: one line per object, naming the chart and fix.
+    repo.write(
+        "charts/web/templates/broken.yaml",
+        "{{ required \"set .Values.mustHave\" .Values.mustHave }}\n",
+    );
+    repo.commit(BOB, "A template that needs a value nobody sets");
+    let ran = gitops(&ns, &repo, cache, true, &["diff", "-o", "json"]);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    let lines: Vec<&str> = ran.stderr.lines().collect();
+    assert_eq!(lines.len(), RELEASED.len(), "{}", ran.stderr);
+    for line in &lines {
+        assert!(line.starts_with("error: "), "{line}");
+        assert!(line.contains("helm template of chart charts/web"), "{line}");
+        assert!(line.contains("set .Values.mustHave"), "{line}");
+        assert!(
+            line.contains("fix the chart or the values in Git"),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        items(&json_of(&ran))["HelmRelease/web"]["status"],
+        "in-sync"
+    );
+}
+
+/// Waits until the HelmRelease's latest release is revision `revision`.
+fn wait_revision(helm: &testenv::helm::HelmController, ns: &str, revision: u64) {
+    let deadline = std::time::Instant::now() + testenv::flux::RECONCILE_TIMEOUT;
+    loop {
+        let hr = helm.wait_release(ns, "web", None).unwrap();
+        if hr["status"]["history"][0]["version"] == revision {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "release revision {revision} did not come: {:#}",
+            hr["status"]
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}

@@ -1,0 +1,162 @@
+//! Flux's helm-controller, built from its Go module and run next to [`crate::flux::Flux`]'s
+//! controllers, and the `helm` CLI the plugin renders charts with: real Helm releases for the
+//! tests that need them. Started only by those tests (it is one more controller on two cores).
+//!
+//! ```no_run
+//! let helm = testenv::helm::shared();
+//! let ns = testenv::shared().namespace("app");
+//! // A HelmRelease a test applies with `helm.watched(...)` labels is installed for real.
+//! helm.wait_release(&ns, "web", None).unwrap();
+//! ```
+//!
+//! Like the other controllers it reconciles only objects labelled [`WATCH_LABEL`]`=real`, so
+//! parallel tests do not interfere, and HelmReleases a test writes by hand stay as written.
+
+use std::fs;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::build::{HelmBinaries, ensure_helm};
+use crate::flux::{self, Flux, WATCH_LABEL};
+use crate::process::{self, Lifetime};
+use crate::{ControlPlane, build, free_port, log_tail};
+
+/// The field manager helm-controller writes with (`kube.ManagedFieldsManager`), for every
+/// object of every release it installs or upgrades (client-side: operation `Update`).
+pub const FIELD_MANAGER: &str = "helm-controller";
+
+/// The HelmRelease CRD, in the helm-controller module the controller is built from.
+const HELMRELEASE_CRD: &str = "config/crd/bases/helm.toolkit.fluxcd.io_helmreleases.yaml";
+
+/// helm-controller against one control plane, with the Flux it gets its charts from.
+#[derive(Debug)]
+pub struct HelmController {
+    pub binaries: HelmBinaries,
+    /// Its log, `helm-controller.log`.
+    pub dir: PathBuf,
+    kubeconfig: PathBuf,
+    pid: u32,
+}
+
+impl Drop for HelmController {
+    fn drop(&mut self) {
+        process::kill_all(&[self.pid]);
+    }
+}
+
+/// The helm-controller of the shared control plane, next to [`flux::shared`], started on first
+/// use. Panics with the reason when it cannot start: a test that needs it fails, never skips.
+pub fn shared() -> &'static HelmController {
+    static SHARED: OnceLock<Result<HelmController, String>> = OnceLock::new();
+    let started = SHARED.get_or_init(|| {
+        HelmController::start(crate::shared(), flux::shared()).map_err(|e| format!("{e:#}"))
+    });
+    match started {
+        Ok(helm) => helm,
+        Err(e) => panic!("testenv: cannot start helm-controller: {e}"),
+    }
+}
+
+impl HelmController {
+    /// Builds (once) helm-controller and `helm`, installs the HelmRelease CRD (the source CRDs
+    /// come with `flux`), starts the controller and waits until it is ready.
+    pub fn start(cp: &ControlPlane, flux: &Flux) -> Result<HelmController> {
+        let binaries = ensure_helm()?;
+        let crd = build::module_source("helm-controller", "github.com/fluxcd/helm-controller")?
+            .join(HELMRELEASE_CRD);
+        cp.apply_crd_files(&[crd])?;
+        let dir = flux.dir.clone();
+        fs::create_dir_all(&dir)?;
+        let kubeconfig = cp.admin_kubeconfig().to_path_buf();
+        let health = free_port()?;
+        let mut cmd = flux::controller_command(&binaries.helm_controller, &kubeconfig, health)?;
+        // A HelmRelease waits for its HelmChart's artifact at most this long between tries.
+        cmd.args(["--requeue-dependency", "2s"]);
+        let log = dir.join("helm-controller.log");
+        let pid = process::spawn(cmd, &log, Lifetime::TiedToThisProcess)?;
+        let helm = HelmController {
+            binaries,
+            dir,
+            kubeconfig,
+            pid,
+        };
+        flux::wait_ready("helm-controller", pid, health, &log)?;
+        Ok(helm)
+    }
+
+    /// The pid of helm-controller.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The log file of helm-controller.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("helm-controller.log")
+    }
+
+    /// Waits until the HelmRelease `ns/name` has handled the reconcile request `token` (when
+    /// given), is Ready for its current generation, and returns it.
+    pub fn wait_release(&self, ns: &str, name: &str, token: Option<&str>) -> Result<Value> {
+        let deadline = Instant::now() + flux::RECONCILE_TIMEOUT;
+        loop {
+            let out = crate::kubectl_run_with(
+                &self.kubeconfig,
+                &["get", "-n", ns, "helmrelease", name, "-o", "json"],
+                None,
+            )?;
+            let hr: Value = serde_json::from_str(&out).context("reading the HelmRelease")?;
+            let status = &hr["status"];
+            let handled = token.is_none_or(|t| status["lastHandledReconcileAt"] == t);
+            let (ready, message) = flux::condition(&hr, "Ready");
+            if handled
+                && ready == "True"
+                && status["observedGeneration"] == hr["metadata"]["generation"]
+            {
+                return Ok(hr);
+            }
+            if !process::alive(self.pid) {
+                bail!(
+                    "helm-controller exited; its log:\n{}",
+                    log_tail(&self.log())
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "HelmRelease {ns}/{name} was not Ready within {} s: Ready={ready}: \
+                     {message}\nhelm-controller log:\n{}",
+                    flux::RECONCILE_TIMEOUT.as_secs(),
+                    log_tail(&self.log())
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Asks the HelmRelease `ns/name` to reconcile now (`reconcile.fluxcd.io/requestedAt`, and
+    /// `forceAt`-free: an upgrade happens only when something changed) and waits until it has.
+    pub fn reconcile_now(&self, ns: &str, name: &str) -> Result<Value> {
+        let token = flux::request_token();
+        crate::kubectl_run_with(
+            &self.kubeconfig,
+            &[
+                "annotate",
+                "--overwrite",
+                "-n",
+                ns,
+                &format!("helmrelease/{name}"),
+                &format!("{}={token}", flux::REQUESTED_AT),
+            ],
+            None,
+        )?;
+        self.wait_release(ns, name, Some(&token))
+    }
+}
+
+/// The labels that make the controllers reconcile an object a test applies by hand.
+pub fn watched() -> Value {
+    serde_json::json!({ WATCH_LABEL: "real" })
+}
