@@ -15,7 +15,7 @@ use crate::fields::lines::LineIndex;
 use crate::normalize;
 use crate::object::ObjectKey;
 use crate::report::{self, Log};
-use crate::source::{self, Locator, ReconcilerCache, RepoChoice};
+use crate::source::{self, ReconcilerCache};
 
 pub async fn run(
     global: &GlobalArgs,
@@ -64,21 +64,9 @@ pub async fn run(
         }
     };
 
-    let locator = Locator::new(RepoChoice {
-        flag: args.repo.clone(),
-        cwd: env.cwd.clone(),
-        cache_root: cache_dir
-            .clone()
-            .unwrap_or_else(std::env::temp_dir)
-            .join("repos"),
-        against: None,
-    })
-    .with_render_cache(crate::render::RenderCache::for_env(
-        env,
-        global.render_cache_size,
-    ))
-    .recording_transformers()
-    .with_helm(env.find_program("helm"));
+    let choice = crate::engine::repo_choice(args.repo.clone(), None, env);
+    let locator =
+        crate::engine::new_locator(choice, env, global.render_cache_size).recording_transformers();
     let reconcilers = ReconcilerCache::default();
     let located = match source::pointer(&cluster, &discovery, &reconcilers, &live).await {
         Ok(pointer) => locator.locate(pointer, &key),

@@ -11,10 +11,11 @@ use crate::Outcome;
 use crate::cli::{GlobalArgs, TraceArgs};
 use crate::cluster::cache::CachedDiscovery;
 use crate::cluster::{self, Cluster, LiveObject};
+use crate::engine;
 use crate::env::Env;
 use crate::object::ObjectKey;
 use crate::report::{self, ContextTrace, FleetTraceReport, Log, TraceItem, TraceReport};
-use crate::source::{self, Locator, RepoChoice};
+use crate::source::{self, Locator};
 
 use super::fleet;
 
@@ -26,23 +27,8 @@ pub async fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Outcome> {
-    let locator = Arc::new(
-        Locator::new(RepoChoice {
-            flag: args.repo.clone(),
-            cwd: env.cwd.clone(),
-            cache_root: env
-                .cache_dir
-                .clone()
-                .unwrap_or_else(std::env::temp_dir)
-                .join("repos"),
-            against: None,
-        })
-        .with_render_cache(crate::render::RenderCache::for_env(
-            env,
-            global.render_cache_size,
-        ))
-        .with_helm(env.find_program("helm")),
-    );
+    let choice = engine::repo_choice(args.repo.clone(), None, env);
+    let locator = Arc::new(engine::new_locator(choice, env, global.render_cache_size));
     if let Some(contexts) = fleet::contexts(global, env)? {
         return run_fleet(global, args, &contexts, locator, env, log, out, err).await;
     }

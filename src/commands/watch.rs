@@ -109,7 +109,7 @@ impl One<'_> {
     ) -> Result<Outcome> {
         let start_unix = unix_now();
         let args = self.args;
-        let cache_root = crate::engine::repo_choice(&self.scope, env).cache_root;
+        let cache_root = crate::engine::repo_choice(self.scope.repo.clone(), None, env).cache_root;
         // Signals are caught from here on, so that Ctrl-C while connecting or during the first
         // evaluation stops as cleanly as later.
         let mut stop = StopSignals::new()?;

@@ -144,14 +144,8 @@ impl Engine {
     /// The Git side of an engine for `scope`: clones, renders and history, shared by every
     /// engine given it (a fleet run reads Git once for all its contexts).
     pub fn locator(scope: &Scope, env: &Env, options: &Options) -> Arc<Locator> {
-        Arc::new(
-            Locator::new(repo_choice(scope, env))
-                .with_render_cache(crate::render::RenderCache::for_env(
-                    env,
-                    options.render_cache_size,
-                ))
-                .with_helm(env.find_program("helm")),
-        )
+        let choice = repo_choice(scope.repo.clone(), scope.against.clone(), env);
+        Arc::new(new_locator(choice, env, options.render_cache_size))
     }
 
     /// [`Engine::connect`], reading Git through `locator` (made by [`Engine::locator`] for the
@@ -199,9 +193,13 @@ impl Engine {
     /// after a poll found them moved).
     pub fn refresh_git(&mut self, env: &Env) {
         self.locator = Arc::new(
-            Locator::new(repo_choice(&self.scope, env))
-                .with_render_cache(self.locator.render_cache())
-                .with_helm(env.find_program("helm")),
+            Locator::new(repo_choice(
+                self.scope.repo.clone(),
+                self.scope.against.clone(),
+                env,
+            ))
+            .with_render_cache(self.locator.render_cache())
+            .with_helm(env.find_program("helm")),
         );
         self.reconcilers = ReconcilerCache::default();
         self.repo_rules.clear();
@@ -991,18 +989,27 @@ enum Prepared {
     Nothing,
 }
 
-/// Where Git comes from for `scope`: `--repo`, the working directory's checkout, the clone cache.
-pub fn repo_choice(scope: &Scope, env: &Env) -> RepoChoice {
+/// Where Git comes from: `--repo` (`flag`), the working directory's checkout, the clone cache;
+/// desired is read at `against` (`--against`), else at the tracked tip.
+pub fn repo_choice(flag: Option<String>, against: Option<String>, env: &Env) -> RepoChoice {
     RepoChoice {
-        flag: scope.repo.clone(),
+        flag,
         cwd: env.cwd.clone(),
         cache_root: env
             .cache_dir
             .clone()
             .unwrap_or_else(std::env::temp_dir)
             .join("repos"),
-        against: scope.against.clone(),
+        against,
     }
+}
+
+/// The Git side of a command reading `choice`: renders kept in the render cache of
+/// `render_cache_size` bytes (`--render-cache-size`), charts rendered with the user's `helm`.
+pub fn new_locator(choice: RepoChoice, env: &Env, render_cache_size: u64) -> Locator {
+    Locator::new(choice)
+        .with_render_cache(crate::render::RenderCache::for_env(env, render_cache_size))
+        .with_helm(env.find_program("helm"))
 }
 
 /// The managers whose Apply is the reconciler's: Flux's and Argo CD's own; for a plain

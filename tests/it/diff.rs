@@ -12,29 +12,7 @@ use crate::support::{Ran, kubectl, kubectl_gitops, reconciled_by_flux, run};
 const PLANTED: &str = "planted-Secret-value-7f3a";
 
 fn deployment(name: &str, replicas: u32) -> String {
-    format!(
-        "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      containers:
-        - name: web
-          image: nginx:1.27
-          ports:
-            - containerPort: 80
-          resources:
-            requests: {{cpu: 0.5, memory: 1Gi}}
-            limits: {{cpu: '1', memory: 1024Mi}}
-"
-    )
+    crate::fixture::sized_deployment(name, replicas)
 }
 
 const DEPLOYMENTS: &[&str] = &[

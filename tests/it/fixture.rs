@@ -117,3 +117,44 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).expect("git output is UTF-8")
 }
+
+/// A Deployment of one nginx container, as a file in Git declares it.
+pub fn deployment(name: &str, replicas: u32) -> String {
+    deployment_with(name, replicas, "")
+}
+
+/// [`deployment`] with a container port, requests and limits (which the server normalizes:
+/// `cpu: 0.5` is stored as `500m`, `1024Mi` as `1Gi`).
+pub fn sized_deployment(name: &str, replicas: u32) -> String {
+    deployment_with(
+        name,
+        replicas,
+        "          ports:
+            - containerPort: 80
+          resources:
+            requests: {cpu: 0.5, memory: 1Gi}
+            limits: {cpu: '1', memory: 1024Mi}
+",
+    )
+}
+
+fn deployment_with(name: &str, replicas: u32, container: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      containers:
+        - name: web
+          image: nginx:1.27
+{container}"
+    )
+}

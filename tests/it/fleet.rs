@@ -5,39 +5,17 @@
 //! once for both, and a cluster killed mid-run gives a partial report and exit 2.
 
 use std::io::BufRead;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde_json::Value;
 
 use crate::fixture::{ALICE, GitRepo};
-use crate::support::{Ran, flux_origin, kubectl_gitops, reconciled_by_flux, run};
+use crate::support::{Ran, flux_origin, kubectl_at, kubectl_gitops, reconciled_by_flux, run};
 use crate::watch::Watcher;
 
 const CONTEXTS: [&str; 2] = ["staging", "prod"];
 /// ConfigMaps besides `settings`: enough dry runs, one at a time, to outlast a kill.
 const MANY: usize = 150;
-
-fn deployment(name: &str) -> String {
-    format!(
-        "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      containers:
-        - name: web
-          image: nginx:1.27
-"
-    )
-}
 
 /// A base with a Deployment and a ConfigMap, an overlay that adds a label and a ConfigMap of
 /// its own; many ConfigMaps besides, so that a run lasts long enough to be cut in the middle.
@@ -49,7 +27,7 @@ fn repository() -> GitRepo {
             "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: many-{i:03}\ndata:\n  key: value\n"
         ));
     }
-    repo.write("base/web.yaml", &deployment("web"))
+    repo.write("base/web.yaml", &crate::fixture::deployment("web", 2))
         .write(
             "base/config.yaml",
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: normal\n",
@@ -65,33 +43,6 @@ fn repository() -> GitRepo {
         );
     repo.commit(ALICE, "Shop");
     repo
-}
-
-/// `kubectl --kubeconfig KC -n NS ARGS` with `stdin`; panics with kubectl's message on failure.
-fn kubectl_at(kubeconfig: &Path, ns: &str, args: &[&str], stdin: &str) {
-    use std::io::Write;
-    let mut child = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["-n", ns])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 struct Fleet {
@@ -191,7 +142,7 @@ fn one_run_reports_every_context_reads_git_once_and_survives_a_dead_cluster() {
         &prod.kubeconfig,
         "default",
         &["create", "namespace", &ns],
-        "",
+        None,
     );
 
     // Real Flux in each cluster reconciles the same repository URL and commit.
@@ -269,7 +220,7 @@ fn one_run_reports_every_context_reads_git_once_and_survives_a_dead_cluster() {
         &prod.kubeconfig,
         &ns,
         &["scale", "deployment/web", "--replicas=5"],
-        "",
+        None,
     );
     let event = watch.event("web drifted in prod", |e| {
         e["object"]["name"] == "web" && e["newStatus"] == "drifted"
@@ -285,7 +236,7 @@ fn one_run_reports_every_context_reads_git_once_and_survives_a_dead_cluster() {
             "-p",
             r#"{"data":{"mode":"degraded"}}"#,
         ],
-        "",
+        None,
     );
     let event = watch.event("settings drifted in staging", |e| {
         e["object"]["name"] == "settings" && e["newStatus"] == "drifted"

@@ -567,11 +567,7 @@ fn real_helm_controller_installs_and_every_command_agrees() {
         &["diff", "-o", "json", "--context", testenv::VIEWER_CONTEXT],
     );
     assert_eq!(ran.code, Some(2), "{}", ran.stderr);
-    let errors: Vec<&str> = ran
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
+    let errors = ran.error_lines();
     // The viewer cannot list Secrets at all: the chart's Secret is not compared (a warning).
     assert_eq!(errors.len(), RELEASED.len() - 1, "{}", ran.stderr);
     for line in errors {

@@ -293,11 +293,7 @@ fn a_missing_read_rule_is_named_and_the_other_objects_still_reported() {
         &["diff", "deployments", "configmaps", "-o", "json"],
     );
     assert_eq!(ran.code, Some(2), "{}", ran.stderr);
-    let errors: Vec<&str> = ran
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
+    let errors = ran.error_lines();
     assert_eq!(errors.len(), 1, "{}", ran.stderr);
     assert!(
         errors[0].starts_with("error: deployments.apps: forbidden: ")

@@ -14,29 +14,7 @@ use crate::support::{Ran, kubectl, kubectl_gitops, reconciled_by_flux, run};
 const PLANTED: &str = "planted-Secret-value-9c2e";
 
 fn deployment(name: &str) -> String {
-    format!(
-        "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      containers:
-        - name: web
-          image: nginx:1.27
-          ports:
-            - containerPort: 80
-          resources:
-            requests: {{cpu: 0.5, memory: 1Gi}}
-            limits: {{cpu: '1', memory: 1024Mi}}
-"
-    )
+    crate::fixture::sized_deployment(name, 2)
 }
 
 const DEPLOYMENTS: &[&str] = &[

@@ -394,11 +394,7 @@ fn a_sops_encrypted_secret_is_compared_without_showing_a_value() {
     for mode in ["false", "auto", "true"] {
         let (ran, with_key) = diff(&ns, &repo, &env, true, mode);
         assert_eq!(ran.code, Some(2), "{mode}: {}\n{with_key:#}", ran.stderr);
-        let errors: Vec<&str> = ran
-            .stderr
-            .lines()
-            .filter(|l| l.starts_with("error: "))
-            .collect();
+        let errors = ran.error_lines();
         assert_eq!(errors.len(), 1, "{}", ran.stderr);
         assert!(
             errors[0].starts_with(&format!(

@@ -100,14 +100,33 @@ impl Ran {
         assert!(!self.stderr.contains("backtrace"), "{}", self.stderr);
         lines[0]
     }
+
+    /// The `error: ` lines on stderr (a run that reports the other objects says each failure
+    /// in one).
+    pub fn error_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .collect()
+    }
 }
 
 /// `kubectl --kubeconfig <admin> -n NS ARGS`, with `stdin` fed to it; panics with kubectl's
 /// own message when it fails (test setup must not fail silently).
 pub fn kubectl(ns: &str, args: &[&str], stdin: Option<&str>) {
+    kubectl_run(testenv::shared().kubectl(), ns, args, stdin)
+}
+
+/// [`kubectl`] against the control plane of `kubeconfig` (one a test started for itself).
+pub fn kubectl_at(kubeconfig: &Path, ns: &str, args: &[&str], stdin: Option<&str>) {
+    let mut cmd = Command::new("kubectl");
+    cmd.arg("--kubeconfig").arg(kubeconfig);
+    kubectl_run(cmd, ns, args, stdin)
+}
+
+fn kubectl_run(mut cmd: Command, ns: &str, args: &[&str], stdin: Option<&str>) {
     use std::io::Write;
-    let mut child = testenv::shared()
-        .kubectl()
+    let mut child = cmd
         .arg("-n")
         .arg(ns)
         .args(args)

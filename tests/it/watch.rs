@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::fixture::{ALICE, BOB, GitRepo};
+use crate::fixture::{ALICE, BOB, GitRepo, deployment};
 use crate::support::{kubectl, kubectl_gitops, reconciled_by_flux, run};
 
 /// A Secret value that must never be printed.
@@ -23,27 +23,6 @@ const PLANTED: &str = "planted-Secret-value-5c1e";
 
 /// Long enough for a loaded two-core machine; a working watch answers in about a second.
 const EVENT_DEADLINE: Duration = Duration::from_secs(30);
-
-fn deployment(name: &str, replicas: u32) -> String {
-    format!(
-        "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      containers:
-        - name: web
-          image: nginx:1.27
-"
-    )
-}
 
 fn configmap(name: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: value\n")
@@ -647,29 +626,7 @@ fn a_restarted_api_server_is_survived_and_a_change_meanwhile_reported() {
             .unwrap();
     let kubeconfig = cp.kubeconfig.clone();
     let own_kubectl = |args: &[&str], stdin: Option<&str>| {
-        use std::io::Write;
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(["-n", "restart"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.unwrap_or_default().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::support::kubectl_at(&kubeconfig, "restart", args, stdin)
     };
     own_kubectl(&["create", "namespace", "restart"], None);
     let repo =
