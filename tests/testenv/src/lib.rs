@@ -577,6 +577,13 @@ fn apiserver_command(dir: &Path, spec: &ApiserverSpec, own: &Path) -> Command {
     apiserver
 }
 
+/// The source of the argo-cd module `go/crds` pins (its `manifests/` is Argo CD's upstream
+/// install), downloaded into the Go module cache if it is not there yet.
+pub fn argo_cd_module() -> Result<PathBuf> {
+    let (module_dir, module, _) = GITOPS_CRDS[2];
+    build::module_source(module_dir, module)
+}
+
 /// Every CRD definition in the pinned Flux controllers' `config/crd/bases`.
 fn flux_crd_files() -> Result<Vec<PathBuf>> {
     let mut crds = Vec::new();

@@ -208,6 +208,36 @@ impl Args {
 }
 
 /// Prints a setup step with the time since start, on stderr.
+/// Times each of `benches` `runs` times, interleaved (one run of each, then the next), with
+/// `cp` the control plane whose server CPU they count. Returns the load average before.
+fn time_all(
+    benches: &mut [Bench],
+    runs: usize,
+    cp: &ControlPlane,
+    progress: &Progress,
+) -> Result<String> {
+    progress.step(&format!(
+        "timing {} commands, {} runs each",
+        benches.len(),
+        runs
+    ));
+    let load_before = loadavg();
+    for run in 0..runs {
+        for bench in benches.iter_mut() {
+            let sample = bench.run_once(cp)?;
+            eprintln!(
+                "          run {}/{} ({}) {:.2}s",
+                run + 1,
+                runs,
+                bench.id,
+                sample.wall
+            );
+            bench.samples.push(sample);
+        }
+    }
+    Ok(load_before)
+}
+
 struct Progress(Instant);
 
 impl Progress {
@@ -439,25 +469,7 @@ fn bench(
         tools.kubectl_diff("e", Some(&c)),
     ];
     benches.retain(|b| args.wants(b.id.chars().next().expect("ids are one letter")));
-    progress.step(&format!(
-        "timing {} commands, {} runs each",
-        benches.len(),
-        args.runs
-    ));
-    let load_before = loadavg();
-    for run in 0..args.runs {
-        for bench in &mut benches {
-            let sample = bench.run_once(cp)?;
-            eprintln!(
-                "          run {}/{} ({}) {:.2}s",
-                run + 1,
-                args.runs,
-                bench.id,
-                sample.wall
-            );
-            bench.samples.push(sample);
-        }
-    }
+    let load_before = time_all(&mut benches, args.runs, cp, progress)?;
 
     let env = Environment::read(cp, plugin, load_before)?;
     print_results(
@@ -1854,25 +1866,7 @@ mod fleet {
                 &tools,
             ));
         }
-        progress.step(&format!(
-            "timing {} commands, {} runs each",
-            benches.len(),
-            args.runs
-        ));
-        let load_before = loadavg();
-        for run in 0..args.runs {
-            for bench in &mut benches {
-                let sample = bench.run_once(first)?;
-                eprintln!(
-                    "          run {}/{} ({}) {:.2}s",
-                    run + 1,
-                    args.runs,
-                    bench.id,
-                    sample.wall
-                );
-                bench.samples.push(sample);
-            }
-        }
+        let load_before = time_all(&mut benches, args.runs, first, progress)?;
         let load_after = loadavg();
         let by_id = |id: &str| benches.iter().find(|b| b.id == id).map(Bench::median_wall);
         let (f, g, h) = (

@@ -13,6 +13,14 @@
 //!   (e) flux diff kustomization ks-NN --path overlays/ks-NN, for each
 //! Prints medians, ratios against the targets of the issue, peak RSS, and checks that our diff
 //! finds exactly the objects drifted.
+//!
+//! `--case install` times an upstream install in place of the generated overlays: Argo CD's own
+//! `manifests/cluster-install` (59 objects: three CRDs, nested bases `namespace-install` →
+//! `base/*`, `cluster-rbac`, `crds`, an `images:` transformer, JSON6902 patches), copied from
+//! the argo-cd module the test tooling pins (`go/crds`) to `vendor/argo-cd/manifests`, under one
+//! overlay `clusters/bench/argocd` that sets its namespace and Flux's labels, as a fleet
+//! repository vendors an upstream install. Our diff runs with `-A`: the CRDs and cluster roles
+//! are cluster-scoped.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -32,11 +40,26 @@ const REPO_URL: &str = "https://git.example.com/bench/shop.git";
 const PER_APP: usize = 6;
 
 const USAGE: &str = "\
-usage: bench/diff --shape kustomize [--objects N] [--kustomizations K] [--drift-percent P]
-                  [--concurrency C] [--runs R] [--skip-flux] [--plugin PATH]
+usage: bench/diff --shape kustomize [--case overlays|install] [--objects N] [--kustomizations K]
+                  [--drift-percent P] [--concurrency C] [--runs R] [--skip-flux]
+                  [--only a,b,...] [--plugin PATH]
 ";
 
+/// What the repository holds.
+#[derive(Clone, Copy, PartialEq)]
+enum Case {
+    /// K generated overlays over shared bases, N objects in all.
+    Overlays,
+    /// Argo CD's upstream `cluster-install`, vendored, under one overlay.
+    Install,
+}
+
+/// The namespace the install case's overlay puts Argo CD in.
+const INSTALL_NS: &str = "argocd";
+
 struct Args {
+    case: Case,
+    only: Option<BTreeSet<String>>,
     objects: usize,
     kustomizations: usize,
     drift_percent: f64,
@@ -61,6 +84,8 @@ fn parse_args() -> Result<Args> {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
     let mut args = Args {
+        case: Case::Overlays,
+        only: None,
         objects: 1000,
         kustomizations: 10,
         drift_percent: 5.0,
@@ -93,6 +118,23 @@ fn parse_args() -> Result<Args> {
                     bail!("--shape: this benchmark is the kustomize shape, not {shape:?}");
                 }
             }
+            "--case" => {
+                args.case = match value()?.as_str() {
+                    "overlays" => Case::Overlays,
+                    "install" => Case::Install,
+                    other => bail!("--case: {other:?} is neither overlays nor install"),
+                }
+            }
+            "--only" => {
+                let ids: BTreeSet<String> = value()?.split(',').map(str::to_owned).collect();
+                if let Some(bad) = ids
+                    .iter()
+                    .find(|id| !["a", "b", "c", "d", "e"].contains(&id.as_str()))
+                {
+                    bail!("--only: {bad:?} is not one of a, b, c, d, e");
+                }
+                args.only = Some(ids);
+            }
             "--objects" => args.objects = number(value()?)? as usize,
             "--kustomizations" => args.kustomizations = number(value()?)? as usize,
             "--drift-percent" => args.drift_percent = number(value()?)?,
@@ -110,7 +152,10 @@ fn parse_args() -> Result<Args> {
     if args.runs == 0 || args.concurrency == 0 {
         bail!("--runs and --concurrency must be at least 1");
     }
-    if !(1..=200).contains(&args.kustomizations) || args.kustomizations * PER_APP > args.objects {
+    if args.case == Case::Overlays
+        && (!(1..=200).contains(&args.kustomizations)
+            || args.kustomizations * PER_APP > args.objects)
+    {
         bail!(
             "--kustomizations must be from 1 to 200, with at least {PER_APP} objects (one app) each"
         );
@@ -147,12 +192,24 @@ fn run() -> Result<ExitCode> {
     result
 }
 
-/// One rendered object: kubectl resource, kind, name.
+/// One rendered object: what kubectl calls it (`resource/name`), its kind, name and namespace.
 #[derive(Clone)]
 struct Object {
-    resource: &'static str,
-    kind: &'static str,
+    target: String,
+    kind: String,
     name: String,
+    namespace: Option<String>,
+}
+
+impl Object {
+    fn new(resource: &str, kind: &str, name: String, namespace: Option<&str>) -> Object {
+        Object {
+            target: format!("{resource}/{name}"),
+            kind: kind.to_owned(),
+            name,
+            namespace: namespace.map(str::to_owned),
+        }
+    }
 }
 
 fn bench(
@@ -163,19 +220,34 @@ fn bench(
     work: &Path,
     step: &dyn Fn(&str),
 ) -> Result<ExitCode> {
-    cp.install_gitops_crds();
     cp.kubectl_run(&["create", "namespace", NS], None)?;
     let repo = work.join("repo");
-    let (roots, objects) = generate(&repo, args.objects, args.kustomizations)?;
+    let (roots, objects) = match args.case {
+        Case::Overlays => {
+            cp.install_gitops_crds();
+            generate(&repo, args.objects, args.kustomizations)?
+        }
+        Case::Install => {
+            // Flux's CRDs only: Argo CD's come with the install.
+            cp.install_flux_crds()?;
+            cp.kubectl_run(&["create", "namespace", INSTALL_NS], None)?;
+            (vendor_argo_install(&repo)?, Vec::new())
+        }
+    };
     let head = testenv::init_bench_repo(&repo, REPO_URL)?;
+    let applied = apply_as_flux(cp, &repo, &roots, &head)?;
+    let objects = if objects.is_empty() { applied } else { objects };
     step(&format!(
-        "repository: {} objects from {} overlays over one shared base, commit {}",
+        "repository: {} objects from {} {}, commit {}; rendered and applied as \
+         kustomize-controller applies, Kustomizations Ready",
         objects.len(),
         roots.len(),
+        match args.case {
+            Case::Overlays => "overlays over one shared base",
+            Case::Install => "overlay over Argo CD's upstream cluster-install",
+        },
         &head[..12]
     ));
-    apply_as_flux(cp, &repo, &roots, &head)?;
-    step("rendered and applied as kustomize-controller applies, Kustomizations Ready");
 
     let cache = work.join("cache");
     let ours = |extra: &[&str]| -> Command {
@@ -185,7 +257,10 @@ fn bench(
             .env("XDG_CACHE_HOME", &cache)
             .args(["diff", "--kubeconfig"])
             .arg(&cp.kubeconfig)
-            .args(["-n", NS])
+            .args(match args.case {
+                Case::Overlays => ["-n", NS].as_slice(),
+                Case::Install => ["-A"].as_slice(),
+            })
             .args(extra);
         cmd
     };
@@ -243,27 +318,34 @@ fn bench(
             .collect()
     };
     let c = args.concurrency.to_string();
+    let (scope, root, name) = match args.case {
+        Case::Overlays => ("-n bench", "overlays/ks-NN", "ks-NN"),
+        Case::Install => ("-A", "clusters/bench/argocd", "argocd"),
+    };
+    let each = if roots.len() > 1 {
+        ", each root in turn"
+    } else {
+        ""
+    };
     let mut benches: Vec<Bench> = vec![
         Bench::new(
             "a",
-            "kubectl gitops diff -n bench (render cache cold)",
+            &format!("kubectl gitops diff {scope} (render cache cold)"),
             vec![ours(&[])],
         ),
         Bench::new(
             "b",
-            "kubectl gitops diff -n bench (render cache warm)",
+            &format!("kubectl gitops diff {scope} (render cache warm)"),
             vec![ours(&[])],
         ),
         Bench::new(
             "c",
-            "kubectl diff --server-side -k overlays/ks-NN, each root in turn",
+            &format!("kubectl diff --server-side -k {root}{each}"),
             kubectl_diff(None),
         ),
         Bench::new(
             "d",
-            &format!(
-                "kubectl diff --server-side --concurrency {c} -k overlays/ks-NN, each root in turn"
-            ),
+            &format!("kubectl diff --server-side --concurrency {c} -k {root}{each}"),
             kubectl_diff(Some(&c)),
         ),
     ];
@@ -281,9 +363,12 @@ fn bench(
             .collect();
         benches.push(Bench::new(
             "e",
-            "flux diff kustomization ks-NN --path overlays/ks-NN, each in turn",
+            &format!("flux diff kustomization {name} --path {root}{each}"),
             commands,
         ));
+    }
+    if let Some(only) = &args.only {
+        benches.retain(|b| only.contains(b.id));
     }
     for run in 0..args.runs {
         for bench in &mut benches {
@@ -310,10 +395,18 @@ fn bench(
     };
     println!();
     println!(
-        "bench/diff --shape kustomize: {} objects over {} Kustomizations (one shared base, nested \
-         per-app kustomizations), {} drifted out of band; {} runs, medians",
+        "bench/diff --shape kustomize --case {}: {} objects over {} Kustomizations ({}), {} \
+         drifted out of band; {} runs, medians",
+        match args.case {
+            Case::Overlays => "overlays",
+            Case::Install => "install",
+        },
         objects.len(),
         roots.len(),
+        match args.case {
+            Case::Overlays => "one shared base, nested per-app kustomizations",
+            Case::Install => "Argo CD's upstream cluster-install under one overlay",
+        },
         drifted.len(),
         args.runs
     );
@@ -338,55 +431,90 @@ fn bench(
     println!();
     let (cold, warm) = (median_of("a"), median_of("b"));
     let mut checks = Vec::new();
-    let mut ratio = |what: &str, ours: Option<f64>, peer: Option<f64>, target: f64| {
+    // Targets the issue sets for this case; the other ratios are printed without one.
+    let overlays = args.case == Case::Overlays;
+    let mut ratio = |what: &str, ours: Option<f64>, peer: Option<f64>, target: Option<f64>| {
         if let (Some(ours), Some(peer)) = (ours, peer) {
             let r = peer / ours;
-            let verdict = if r >= target { "ok" } else { "MISSED" };
-            println!("{what:<44} {r:>6.1}x  (target {target}x: {verdict})");
+            match target {
+                Some(t) => {
+                    let verdict = if r >= t { "ok" } else { "MISSED" };
+                    println!("{what:<44} {r:>6.1}x  (target {t}x: {verdict})");
+                }
+                None => println!("{what:<44} {r:>6.1}x"),
+            }
             checks
                 .push(json!({"what": what, "ratio": (r * 10.0).round() / 10.0, "target": target}));
         }
     };
-    ratio("warm: auto vs kubectl diff -k", warm, median_of("c"), 10.0);
+    // The issue's targets: 10x warm over generated overlays, 5x warm for an upstream install.
+    let warm_target = Some(if overlays { 10.0 } else { 5.0 });
+    let only_overlays = |t: f64| overlays.then_some(t);
+    ratio(
+        "warm: auto vs kubectl diff -k",
+        warm,
+        median_of("c"),
+        warm_target,
+    );
     ratio(
         &format!("warm: auto vs kubectl diff -k --concurrency {c}"),
         warm,
         median_of("d"),
-        10.0,
+        warm_target,
     );
     ratio(
         "warm: auto vs flux diff kustomization",
         warm,
         median_of("e"),
-        20.0,
+        only_overlays(20.0),
     );
-    ratio("cold: auto vs kubectl diff -k", cold, median_of("c"), 3.0);
+    ratio(
+        "cold: auto vs kubectl diff -k",
+        cold,
+        median_of("c"),
+        only_overlays(3.0),
+    );
     ratio(
         &format!("cold: auto vs kubectl diff -k --concurrency {c}"),
         cold,
         median_of("d"),
-        3.0,
+        only_overlays(3.0),
     );
     ratio(
         "cold: auto vs flux diff kustomization",
         cold,
         median_of("e"),
-        3.0,
+        only_overlays(3.0),
     );
     println!("auto finds exactly the drift made: {exact}");
-    let mut line = format!(
-        "bench/diff --shape kustomize --objects {} --kustomizations {} --drift-percent {} \
-         --concurrency {} --runs {}",
-        args.objects, args.kustomizations, args.drift_percent, args.concurrency, args.runs
+    let mut line = match args.case {
+        Case::Overlays => format!(
+            "bench/diff --shape kustomize --objects {} --kustomizations {}",
+            args.objects, args.kustomizations
+        ),
+        Case::Install => "bench/diff --shape kustomize --case install".to_owned(),
+    };
+    let _ = write!(
+        line,
+        " --drift-percent {} --concurrency {} --runs {}",
+        args.drift_percent, args.concurrency, args.runs
     );
     if args.skip_flux {
         line.push_str(" --skip-flux");
+    }
+    if let Some(only) = &args.only {
+        let _ = write!(
+            line,
+            " --only {}",
+            only.iter().cloned().collect::<Vec<_>>().join(",")
+        );
     }
     println!("command: {line}");
     println!(
         "{}",
         json!({
             "shape": "kustomize",
+            "case": if overlays { "overlays" } else { "install" },
             "objects": objects.len(),
             "kustomizations": roots.len(),
             "drifted": drifted.len(),
@@ -481,18 +609,20 @@ fn generate(
                 ("serviceaccount", "ServiceAccount", "app"),
                 ("widget", "Widget", "widget"),
             ] {
-                objects.push(Object {
+                objects.push(Object::new(
                     resource,
                     kind,
-                    name: format!("{prefix}{base}"),
-                });
+                    format!("{prefix}{base}"),
+                    Some(NS),
+                ));
             }
             // The generated ConfigMap (its name carries a hash): counted, not drifted.
-            objects.push(Object {
-                resource: "configmap",
-                kind: "ConfigMap",
-                name: format!("{prefix}env-generated"),
-            });
+            objects.push(Object::new(
+                "configmap",
+                "ConfigMap",
+                format!("{prefix}env-generated"),
+                Some(NS),
+            ));
         }
         write(
             &format!("{dir}/kustomization.yaml"),
@@ -539,19 +669,69 @@ spec:
               color: {type: string}
 ";
 
+/// Copies Argo CD's upstream manifests from the argo-cd module the test tooling pins into
+/// `vendor/argo-cd/manifests` and writes the overlay a fleet repository puts over them. Returns
+/// the one Kustomization (name, path).
+fn vendor_argo_install(repo: &Path) -> Result<Vec<(String, String)>> {
+    let module = testenv::argo_cd_module()?;
+    copy_tree(
+        &module.join("manifests"),
+        &repo.join("vendor/argo-cd/manifests"),
+    )?;
+    let overlay = repo.join("clusters/bench/argocd");
+    fs::create_dir_all(&overlay)?;
+    fs::write(
+        overlay.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+             namespace: {INSTALL_NS}\nresources:\n- ../../../vendor/argo-cd/manifests/cluster-install\n\
+             labels:\n- pairs:\n    kustomize.toolkit.fluxcd.io/name: argocd\n    \
+             kustomize.toolkit.fluxcd.io/namespace: {NS}\n"
+        ),
+    )?;
+    Ok(vec![("argocd".into(), "clusters/bench/argocd".into())])
+}
+
+/// Copies the files under `from` to `to`, writable (the module cache is read-only).
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            fs::write(&target, fs::read(entry.path())?)
+                .with_context(|| format!("writing {}", target.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Renders each overlay with `kubectl kustomize` and applies it server-side under
-/// kustomize-controller's field manager (the CRD first), then the Flux objects, Ready at HEAD.
+/// kustomize-controller's field manager (CRDs established before the custom resources), then
+/// the Flux objects, Ready at HEAD. Returns every object applied.
 fn apply_as_flux(
     cp: &ControlPlane,
     repo: &Path,
     roots: &[(String, String)],
     head: &str,
-) -> Result<()> {
+) -> Result<Vec<Object>> {
     let mut flux = format!(
         "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {{name: shop, namespace: {NS}}}\n\
          spec: {{url: '{REPO_URL}', interval: 1m, ref: {{branch: main}}}}\n"
     );
-    for (i, (name, path)) in roots.iter().enumerate() {
+    let apply = [
+        "apply",
+        "--server-side",
+        "--field-manager=kustomize-controller",
+        "-o",
+        "json",
+        "-f",
+        "-",
+    ];
+    let mut objects = Vec::new();
+    for (name, path) in roots {
         let out = Command::new("kubectl")
             .arg("kustomize")
             .arg(repo.join(path))
@@ -563,42 +743,46 @@ fn apply_as_flux(
             );
         }
         let rendered = String::from_utf8(out.stdout)?;
-        cp.kubectl_run(
-            &[
-                "apply",
-                "--server-side",
-                "--field-manager=kustomize-controller",
-                "-f",
-                "-",
-            ],
-            Some(&rendered),
-        )
-        .or_else(|e| {
-            if i == 0 {
-                // The CRD must be established before its custom resources are taken.
-                cp.kubectl_run(
-                    &[
-                        "wait",
-                        "--for=condition=Established",
-                        "--timeout=60s",
-                        "crd/widgets.bench.example.com",
-                    ],
-                    None,
-                )?;
-                cp.kubectl_run(
-                    &[
-                        "apply",
-                        "--server-side",
-                        "--field-manager=kustomize-controller",
-                        "-f",
-                        "-",
-                    ],
-                    Some(&rendered),
-                )
-            } else {
-                Err(e)
-            }
+        let applied = cp.kubectl_run(&apply, Some(&rendered)).or_else(|_| {
+            // Custom resources are refused until their CRD is established.
+            cp.kubectl_run(
+                &[
+                    "wait",
+                    "--for=condition=Established",
+                    "--timeout=60s",
+                    "crd",
+                    "--all",
+                ],
+                None,
+            )?;
+            cp.kubectl_run(&apply, Some(&rendered))
         })?;
+        let applied: Value =
+            serde_json::from_str(&applied).context("reading kubectl apply -o json")?;
+        let items = match applied["kind"].as_str() {
+            Some("List") => applied["items"].as_array().cloned().unwrap_or_default(),
+            _ => vec![applied],
+        };
+        for item in items {
+            let kind = item["kind"].as_str().unwrap_or_default();
+            let group = item["apiVersion"]
+                .as_str()
+                .and_then(|v| v.split_once('/'))
+                .map_or("", |(g, _)| g);
+            let resource = match group {
+                "" => kind.to_lowercase(),
+                g => format!("{}.{g}", kind.to_lowercase()),
+            };
+            objects.push(Object::new(
+                &resource,
+                kind,
+                item["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                item["metadata"]["namespace"].as_str(),
+            ));
+        }
         let _ = write!(
             flux,
             "---\napiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {{name: {name}, namespace: {NS}}}\n\
@@ -606,11 +790,13 @@ fn apply_as_flux(
         );
     }
     cp.kubectl_run(&["apply", "--server-side", "-f", "-"], Some(&flux))?;
-    mark_kustomizations_ready(cp, NS, roots.iter().map(|(name, _)| name.as_str()), head)
+    mark_kustomizations_ready(cp, NS, roots.iter().map(|(name, _)| name.as_str()), head)?;
+    Ok(objects)
 }
 
-/// Changes `percent` % of the objects out of band, picked evenly: Deployments scaled, Services
-/// annotated, ConfigMaps patched, Widgets labelled. Returns `Kind/name` of each.
+/// Changes `percent` % of the objects out of band, picked evenly: Deployments scaled,
+/// ConfigMaps patched, Widgets resized, anything else annotated (generated ConfigMaps, whose
+/// names carry a hash, and ServiceAccounts are left alone). Returns `Kind/name` of each.
 fn drift(cp: &ControlPlane, objects: &[Object], percent: f64) -> Result<BTreeSet<String>> {
     let eligible: Vec<&Object> = objects
         .iter()
@@ -621,26 +807,29 @@ fn drift(cp: &ControlPlane, objects: &[Object], percent: f64) -> Result<BTreeSet
     let mut drifted = BTreeSet::new();
     for k in 0..want {
         let o = eligible[((k as f64 + 0.5) * stride) as usize];
-        let target = format!("{}/{}", o.resource, o.name);
-        let args: Vec<&str> = match o.kind {
-            "Deployment" => vec!["scale", &target, "--replicas=7"],
-            "Service" => vec!["annotate", &target, "shop.example.com/note=changed by hand"],
+        let target = o.target.as_str();
+        let args: Vec<&str> = match o.kind.as_str() {
+            "Deployment" => vec!["scale", target, "--replicas=7"],
             "ConfigMap" => vec![
                 "patch",
-                &target,
+                target,
                 "--type=merge",
                 "-p",
                 r#"{"data":{"LOG_LEVEL":"debug"}}"#,
             ],
-            _ => vec![
+            "Widget" => vec![
                 "patch",
-                &target,
+                target,
                 "--type=merge",
                 "-p",
                 r#"{"spec":{"size":9}}"#,
             ],
+            _ => vec!["annotate", target, "shop.example.com/note=changed by hand"],
         };
-        let mut full = vec!["-n", NS];
+        let mut full = Vec::new();
+        if let Some(ns) = &o.namespace {
+            full.extend(["-n", ns.as_str()]);
+        }
         full.extend(args);
         cp.kubectl_run(&full, None)?;
         drifted.insert(format!("{}/{}", o.kind, o.name));
