@@ -77,8 +77,8 @@ pub fn run(
     let (commit, _) = repo.resolve(rev)?;
     let repo_url = repo
         .remote_urls()
-        .into_iter()
-        .next()
+        .first()
+        .cloned()
         .unwrap_or_else(|| format!("file://{}", workdir.display()));
     log.debug(err, 1, || {
         format!(

@@ -134,15 +134,15 @@ impl Repo {
         lock_path: PathBuf,
         cache_use: CacheUse,
     ) -> Repo {
-        Repo {
+        Repo::new(
             repo,
-            origin: Origin::Cache {
+            Origin::Cache {
                 url: url.clone(),
                 lock_path,
                 cache_use,
                 fetch_guard: Mutex::new(()),
             },
-        }
+        )
     }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use gix::ObjectId;
 
@@ -99,12 +99,26 @@ pub(super) enum Origin {
 pub struct Repo {
     pub(super) repo: gix::ThreadSafeRepository,
     pub(super) origin: Origin,
+    /// Commits already read: every object of a run asks for its applied and last-change
+    /// commits, and those are a handful (a commit never changes).
+    commits: Mutex<HashMap<CommitId, CommitInfo>>,
+    /// The remotes' fetch URLs, read once (a run adds no remote).
+    remotes: OnceLock<Vec<String>>,
 }
 
 /// The longest revision text we pass to Git.
 const MAX_REV_BYTES: usize = 256;
 
 impl Repo {
+    pub(super) fn new(repo: gix::ThreadSafeRepository, origin: Origin) -> Repo {
+        Repo {
+            repo,
+            origin,
+            commits: Mutex::default(),
+            remotes: OnceLock::new(),
+        }
+    }
+
     /// A local checkout used as it is (discovered upward from `path`); never modified.
     pub fn open_local(path: &Path) -> Result<Repo, GitError> {
         let repo =
@@ -112,10 +126,7 @@ impl Repo {
                 path: path.to_path_buf(),
                 reason: error_chain(&e),
             })?;
-        Ok(Repo {
-            repo,
-            origin: Origin::Local,
-        })
+        Ok(Repo::new(repo, Origin::Local))
     }
 
     /// How this repository was obtained.
@@ -127,19 +138,21 @@ impl Repo {
     }
 
     /// The remotes' fetch URLs, as configured (to match a checkout with an object's repo URL).
-    pub fn remote_urls(&self) -> Vec<String> {
-        let repo = self.repo.to_thread_local();
-        let mut urls = Vec::new();
-        for name in repo.remote_names() {
-            // Without rewriting: the URL as the user wrote it is what they will recognise.
-            let name: &gix::bstr::BStr = name.as_ref();
-            if let Some(Ok(remote)) = repo.try_find_remote_without_url_rewrite(name)
-                && let Some(url) = remote.url(gix::remote::Direction::Fetch)
-            {
-                urls.push(url.to_bstring().to_string());
+    pub fn remote_urls(&self) -> &[String] {
+        self.remotes.get_or_init(|| {
+            let repo = self.repo.to_thread_local();
+            let mut urls = Vec::new();
+            for name in repo.remote_names() {
+                // Without rewriting: the URL as the user wrote it is what they will recognise.
+                let name: &gix::bstr::BStr = name.as_ref();
+                if let Some(Ok(remote)) = repo.try_find_remote_without_url_rewrite(name)
+                    && let Some(url) = remote.url(gix::remote::Direction::Fetch)
+                {
+                    urls.push(url.to_bstring().to_string());
+                }
             }
-        }
-        urls
+            urls
+        })
     }
 
     /// Whether one of the remotes names the same repository as `url`.
@@ -322,6 +335,20 @@ impl Repo {
 
     /// Author, time and subject of `commit`.
     pub fn commit_info(&self, commit: CommitId) -> Result<CommitInfo, GitError> {
+        let known = self.commits.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(info) = known.get(&commit) {
+            return Ok(info.clone());
+        }
+        drop(known);
+        let info = self.read_commit_info(commit)?;
+        self.commits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(commit, info.clone());
+        Ok(info)
+    }
+
+    fn read_commit_info(&self, commit: CommitId) -> Result<CommitInfo, GitError> {
         let repo = self.repo.to_thread_local();
         let found = self.find_commit(&repo, commit)?;
         let author = found.author().map_err(|e| self.other(&e))?;
@@ -614,7 +641,7 @@ mod tests {
         h.repo
             .git(&["remote", "add", "mirror", "https://example.com/o/r"]);
         let repo = open(&h);
-        let mut urls = repo.remote_urls();
+        let mut urls = repo.remote_urls().to_vec();
         urls.sort();
         assert_eq!(urls, ["git@github.com:o/r.git", "https://example.com/o/r"]);
         assert!(repo.has_remote(&RepoUrl::parse("https://github.com/o/r").unwrap()));

@@ -1925,6 +1925,16 @@ mod fleet {
                 "fleet_over_one": round3(ratio),
             })
         );
+        if args.keep {
+            eprintln!(
+                "bench-diff: keeping the {k} clusters (KUBECONFIG={}, contexts {}) and the \
+                 repository ({}) until stdin closes or a line is read",
+                kubeconfig.display(),
+                contexts.join(","),
+                repo.display()
+            );
+            let _ = std::io::stdin().read_line(&mut String::new());
+        }
         Ok(ExitCode::SUCCESS)
     }
 
