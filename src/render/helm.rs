@@ -73,7 +73,7 @@ pub fn template(
         root: t.chart.as_str().to_owned(),
         reason,
     })?;
-    let mut cmd = Command::new(t.helm);
+    let mut cmd = super::go_tool(Command::new(t.helm));
     cmd.arg("template")
         .arg(t.release)
         .arg(&chart_dir)
