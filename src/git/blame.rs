@@ -73,7 +73,7 @@ impl Repo {
         path: &RepoPath,
         cache_dir: Option<&Path>,
     ) -> Result<(Vec<BlameLine>, Option<Walk>), GitError> {
-        let repo = self.repo.to_thread_local();
+        let repo = self.handle();
         let blob = self.blamed_blob(&repo, commit, path)?;
         let algorithm = repo.diff_algorithm().map_err(|e| self.other(&e))?;
         let key = cache::Key {

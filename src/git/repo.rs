@@ -104,6 +104,40 @@ pub struct Repo {
     commits: Mutex<HashMap<CommitId, CommitInfo>>,
     /// The remotes' fetch URLs, read once (a run adds no remote).
     remotes: OnceLock<Vec<String>>,
+    /// Opened handles, each with an object cache, reused from call to call: a run looks up
+    /// the same commit and trees once per path it reads (a render's kustomizations, every
+    /// object's file), and a fresh handle would read and inflate them from disk every time.
+    handles: Mutex<Vec<gix::Repository>>,
+}
+
+/// Bytes of decoded objects one pooled handle keeps (a few handles live at once, one per
+/// thread reading): enough for the trees of a large monorepo's paths.
+const HANDLE_OBJECT_CACHE_BYTES: usize = 4 << 20;
+
+/// A handle taken from [`Repo`]'s pool; goes back to it when dropped.
+pub(super) struct Handle<'a> {
+    repo: Option<gix::Repository>,
+    pool: &'a Mutex<Vec<gix::Repository>>,
+}
+
+impl std::ops::Deref for Handle<'_> {
+    type Target = gix::Repository;
+    fn deref(&self) -> &gix::Repository {
+        self.repo
+            .as_ref()
+            .expect("a handle holds its repository until dropped")
+    }
+}
+
+impl Drop for Handle<'_> {
+    fn drop(&mut self) {
+        if let Some(repo) = self.repo.take() {
+            self.pool
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(repo);
+        }
+    }
 }
 
 /// The longest revision text we pass to Git.
@@ -116,6 +150,21 @@ impl Repo {
             origin,
             commits: Mutex::default(),
             remotes: OnceLock::new(),
+            handles: Mutex::default(),
+        }
+    }
+
+    /// A handle to read with, from the pool (or newly opened, with an object cache).
+    pub(super) fn handle(&self) -> Handle<'_> {
+        let pooled = self.handles.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let repo = pooled.unwrap_or_else(|| {
+            let mut repo = self.repo.to_thread_local();
+            repo.object_cache_size_if_unset(HANDLE_OBJECT_CACHE_BYTES);
+            repo
+        });
+        Handle {
+            repo: Some(repo),
+            pool: &self.handles,
         }
     }
 
@@ -140,7 +189,7 @@ impl Repo {
     /// The remotes' fetch URLs, as configured (to match a checkout with an object's repo URL).
     pub fn remote_urls(&self) -> &[String] {
         self.remotes.get_or_init(|| {
-            let repo = self.repo.to_thread_local();
+            let repo = self.handle();
             let mut urls = Vec::new();
             for name in repo.remote_names() {
                 // Without rewriting: the URL as the user wrote it is what they will recognise.
@@ -209,7 +258,7 @@ impl Repo {
 
     /// `Some(commit)` if `rev` names one here, `None` if it names nothing (yet).
     pub(super) fn try_resolve(&self, rev: &str) -> Result<Option<CommitId>, GitError> {
-        let repo = self.repo.to_thread_local();
+        let repo = self.handle();
         for candidate in self.rev_candidates(rev) {
             // A name that does not parse, or an id whose object is missing, is "not here".
             let Ok(id) = repo.rev_parse_single(candidate.as_str()) else {
@@ -250,7 +299,7 @@ impl Repo {
     /// Bytes of the file at `path` in `commit`, from the object database. Symlinks are followed
     /// while they stay inside the repository (at most 8); one that leaves it is `RefusedPath`.
     pub fn read_file(&self, commit: CommitId, path: &RepoPath) -> Result<Vec<u8>, GitError> {
-        let repo = self.repo.to_thread_local();
+        let repo = self.handle();
         let root = self.root_tree(&repo, commit)?;
         match self.lookup(&repo, root, commit, path)? {
             Found::File(id) => {
@@ -272,7 +321,7 @@ impl Repo {
     /// Every regular file (recursively) under `dir` at `commit`, repo-relative, sorted.
     /// Symlinks and submodules inside `dir` are not listed; `dir` itself may be a symlink.
     pub fn list_files(&self, commit: CommitId, dir: &RepoPath) -> Result<Vec<RepoPath>, GitError> {
-        let repo = self.repo.to_thread_local();
+        let repo = self.handle();
         let root = self.root_tree(&repo, commit)?;
         let dir_id = match self.lookup(&repo, root, commit, dir)? {
             Found::Dir(id) => id,
@@ -312,7 +361,7 @@ impl Repo {
                 ),
             });
         }
-        let repo = self.repo.to_thread_local();
+        let repo = self.handle();
         let root = self.root_tree(&repo, commit)?;
         tree::export_paths(&repo, root, paths, dest).map_err(|e| self.walk_err(e))
     }
@@ -324,7 +373,7 @@ impl Repo {
         commit: CommitId,
         paths: &[RepoPath],
     ) -> Result<Vec<(String, Option<String>)>, GitError> {
-        let repo = self.repo.to_thread_local();
+        let repo = self.handle();
         let root = self.root_tree(&repo, commit)?;
         let ids = tree::content_ids(&repo, root, paths).map_err(|e| self.walk_err(e))?;
         Ok(ids
@@ -349,7 +398,7 @@ impl Repo {
     }
 
     fn read_commit_info(&self, commit: CommitId) -> Result<CommitInfo, GitError> {
-        let repo = self.repo.to_thread_local();
+        let repo = self.handle();
         let found = self.find_commit(&repo, commit)?;
         let author = found.author().map_err(|e| self.other(&e))?;
         let time = author.time().map_err(|e| self.other(&e))?;
@@ -371,7 +420,7 @@ impl Repo {
         from: CommitId,
         path: &RepoPath,
     ) -> Result<Option<CommitId>, GitError> {
-        let repo = self.repo.to_thread_local();
+        let repo = self.handle();
         // (mode, id) of `path` per commit; compared raw, as git does, without following symlinks.
         let mut entries: HashMap<ObjectId, Option<(u16, ObjectId)>> = HashMap::new();
         let mut entry_at = |id: ObjectId| -> Result<Option<(u16, ObjectId)>, GitError> {
@@ -418,7 +467,7 @@ impl Repo {
 
     /// How many commits `to` has that `from` does not (`git rev-list --count from..to`).
     pub fn count_commits_between(&self, from: CommitId, to: CommitId) -> Result<usize, GitError> {
-        let repo = self.repo.to_thread_local();
+        let repo = self.handle();
         // Both must exist; a missing one would silently count wrong.
         self.find_commit(&repo, from)?;
         self.find_commit(&repo, to)?;
@@ -438,7 +487,7 @@ impl Repo {
     /// For a checkout: tracked files under `dir` whose working-tree content differs from HEAD,
     /// and untracked, non-ignored files under `dir`, repo-relative and sorted. Empty when clean.
     pub fn dirty_files(&self, dir: &RepoPath) -> Result<Vec<String>, GitError> {
-        let repo = self.repo.to_thread_local();
+        let repo = self.handle();
         if repo.workdir().is_none() {
             return Err(GitError::Other {
                 repo: self.display_name(),
