@@ -84,6 +84,15 @@ pub async fn run(
             ));
             None
         }
+        Ok(located) if located.chart.is_some() => {
+            failed = Some(format!(
+                "it is rendered from the Helm chart {} (Argo CD Application); blaming chart and \
+                 values lines is not supported yet: `kubectl gitops trace` names the chart and \
+                 values",
+                located.render_root
+            ));
+            None
+        }
         Ok(located) if located.desired_at_tip.is_none() => {
             failed = Some(format!(
                 "{} no longer declares it at {} (orphaned: the source file or document was removed)",

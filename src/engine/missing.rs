@@ -58,11 +58,15 @@ impl Declared {
         } else {
             w.located.file.clone()
         };
-        if !self.sources_seen.insert((
-            w.located.repo_key.clone(),
-            file,
-            w.located.render_root.clone(),
-        )) {
+        // A multi-source Application: its sources are listed together, once.
+        let root = match (&w.pointer, &w.located.reconciler) {
+            (Some(p), Some(r)) if !p.more_sources.is_empty() => r.display(),
+            _ => w.located.render_root.clone(),
+        };
+        if !self
+            .sources_seen
+            .insert((w.located.repo_key.clone(), file, root))
+        {
             return Ok(());
         }
         let docs = locator.siblings(&w.located, w.pointer.as_ref())?;

@@ -27,6 +27,24 @@ pub struct Template<'a> {
     pub kube_version: &'a str,
     /// The cluster's API versions, for `.Capabilities.APIVersions`.
     pub api_versions: &'a [String],
+    /// How the reconciler calls helm where helm-controller and Argo CD differ.
+    pub style: Style<'a>,
+}
+
+/// What differs between helm-controller's render and Argo CD's repo-server's.
+#[derive(Clone, Copy)]
+pub enum Style<'a> {
+    /// helm-controller: values files replace the chart's values.yaml; CRDs are applied from
+    /// the chart's `crds/` apart from the manifest, so they are not rendered.
+    Flux,
+    /// Argo CD: values files are merged over the chart's values.yaml, then the inline values,
+    /// then `parameters` (`--set`, `--set-string` when forced); `crds/` is rendered unless
+    /// `skipCrds`, and `skipTests` leaves the test hooks out.
+    Argo {
+        parameters: &'a [(String, String, bool)],
+        include_crds: bool,
+        skip_tests: bool,
+    },
 }
 
 /// Why a chart did not render.
@@ -83,7 +101,37 @@ pub fn template(
     for api_version in t.api_versions {
         cmd.arg("--api-versions").arg(api_version);
     }
-    if !t.values_files.is_empty() {
+    if let Style::Argo {
+        parameters,
+        include_crds,
+        skip_tests,
+    } = t.style
+    {
+        for (name, value, force_string) in parameters {
+            cmd.arg(if *force_string {
+                "--set-string"
+            } else {
+                "--set"
+            })
+            .arg(format!("{name}={}", escape_set(value)));
+        }
+        for (i, file) in t.values_files.iter().enumerate() {
+            // Copied out of the chart: a values file inside it must not count as a template.
+            let from = tmp.path().join(file.as_str());
+            let copy = tmp.path().join(format!(".values-{i}.yaml"));
+            std::fs::copy(&from, &copy).map_err(|source| RenderError::Io {
+                what: format!("reading {}", file.as_str()),
+                source,
+            })?;
+            cmd.arg("--values").arg(copy);
+        }
+        if include_crds {
+            cmd.arg("--include-crds");
+        }
+        if skip_tests {
+            cmd.arg("--skip-tests");
+        }
+    } else if !t.values_files.is_empty() {
         // As source-controller packages it: the files replace the chart's own values.yaml
         // (which may be one of them: each is read before it is replaced).
         let io = |what: String| move |source| RenderError::Io { what, source };
@@ -127,6 +175,24 @@ pub fn template(
         file: format!("{} (helm template output)", t.chart.as_str()),
     })?;
     split(&text, t.chart)
+}
+
+/// A `--set` value as Argo CD passes it: commas escaped unless the value is a `{a,b}` list.
+fn escape_set(value: &str) -> String {
+    if value.starts_with('{') && value.ends_with('}') {
+        return value.to_owned();
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut previous = None;
+    for c in value.chars() {
+        if c == ',' && previous != Some('\\') {
+            out.push_str("\\,");
+        } else {
+            out.push(c);
+        }
+        previous = Some(c);
+    }
+    out
 }
 
 /// The documents of `helm template` output, each named by its `# Source:` comment, made a
@@ -173,6 +239,14 @@ fn split(text: &str, chart: &RepoPath) -> Result<Vec<Document>, HelmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_values_have_their_commas_escaped_as_argo_does() {
+        assert_eq!(escape_set("a,b"), "a\\,b");
+        assert_eq!(escape_set("a\\,b"), "a\\,b");
+        assert_eq!(escape_set("{a,b}"), "{a,b}");
+        assert_eq!(escape_set("plain"), "plain");
+    }
 
     #[test]
     fn each_document_names_its_template() {

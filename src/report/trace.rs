@@ -96,9 +96,13 @@ fn text(out: &mut dyn Write, item: &TraceItem) -> std::io::Result<()> {
             (Some(0), _) => ", at the applied commit".to_owned(),
             (Some(n), changed) => {
                 let commits = if n == 1 { "commit" } else { "commits" };
-                let file = match (changed == Some(true), s.helm.is_some()) {
+                let file = match (changed == Some(true), s.helm.is_some() || s.chart.is_some()) {
                     (true, false) => "this file changed",
                     (false, false) => "this file did not change",
+                    (true, true) if s.chart.is_some() => "its chart or values files changed",
+                    (false, true) if s.chart.is_some() => {
+                        "its chart and values files did not change"
+                    }
                     (true, true) => "its chart, values files or HelmRelease changed",
                     (false, true) => "its chart, values files and HelmRelease did not change",
                 };
@@ -131,7 +135,39 @@ fn text(out: &mut dyn Write, item: &TraceItem) -> std::io::Result<()> {
     if let Some(h) = &s.helm {
         helm_rows(&mut row, h)?;
     }
+    if let Some(c) = &s.chart {
+        row(
+            "Release",
+            format!("{}/{} (helm template by Argo CD)", c.namespace, c.release),
+        )?;
+        row(
+            "Chart",
+            format!("{} {}, path {}", c.chart, c.chart_version, c.chart_path),
+        )?;
+        row("Values", values_line(&c.values, "helm.values"))?;
+    }
     row("Found by", s.rule.describe().to_owned())
+}
+
+/// The values sources in order, `inline` naming the reconciler's own values (never a value).
+fn values_line(values: &[crate::source::ValuesSource], inline: &str) -> String {
+    let values: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let what = match (v.kind.as_str(), &v.key) {
+                ("values", _) => inline.to_owned(),
+                (kind, Some(key)) => format!("{kind} {} key {key}", v.name),
+                (kind, None) => format!("{kind} {}", v.name),
+            };
+            format!("{}. {what}", i + 1)
+        })
+        .collect();
+    if values.is_empty() {
+        "the chart's defaults (later wins)".to_owned()
+    } else {
+        format!("{} (later wins)", values.join(", "))
+    }
 }
 
 /// The release, chart and values sources of a HelmRelease's object (never a value).
@@ -153,26 +189,12 @@ fn helm_rows(
             h.chart, h.chart_version, h.chart_source, h.chart_path
         ),
     )?;
-    let values: Vec<String> = h
-        .values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let what = match (v.kind.as_str(), &v.key) {
-                ("values", _) if h.values_from_git => "spec.values (as in Git)".to_owned(),
-                ("values", _) => "spec.values (as in the cluster)".to_owned(),
-                (kind, Some(key)) => format!("{kind} {} key {key}", v.name),
-                (kind, None) => format!("{kind} {}", v.name),
-            };
-            format!("{}. {what}", i + 1)
-        })
-        .collect();
-    let values = if values.is_empty() {
-        "the chart's defaults".to_owned()
+    let inline = if h.values_from_git {
+        "spec.values (as in Git)"
     } else {
-        values.join(", ")
+        "spec.values (as in the cluster)"
     };
-    row("Values", format!("{values} (later wins)"))?;
+    row("Values", values_line(&h.values, inline))?;
     match (&h.helm_release_file, h.helm_release_lines) {
         (Some(file), Some((a, b))) => row(
             "HelmRelease",

@@ -201,6 +201,23 @@ pub struct HelmTrace {
     pub values_from_git: bool,
 }
 
+/// For an object of an Argo CD Helm source: the chart and values it is rendered with (never a
+/// value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChartTrace {
+    /// `Application ns/name`.
+    pub application: String,
+    pub release: String,
+    pub namespace: String,
+    /// `name` and `version` of the chart's Chart.yaml, at the commit read.
+    pub chart: String,
+    pub chart_version: String,
+    pub chart_path: String,
+    /// In the order they are merged; later wins.
+    pub values: Vec<ValuesSource>,
+}
+
 /// Where one part of the values comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -321,7 +338,7 @@ pub fn merge_values(base: &mut Value, overlay: &Value) {
 
 /// What `.Capabilities.APIVersions` holds in helm-controller (Helm's `GetVersionSet` over
 /// discovery): every `group/version` served, and `group/version/Kind` of each of its kinds.
-fn api_versions(discovery: &crate::cluster::discovery::Discovery) -> Vec<String> {
+pub(super) fn api_versions(discovery: &crate::cluster::discovery::Discovery) -> Vec<String> {
     let mut out: Vec<String> = discovery
         .resources
         .iter()

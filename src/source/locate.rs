@@ -18,6 +18,7 @@ use crate::git::{CacheUse, CommitId, CommitInfo, GitError, Repo, RepoPath, RepoU
 use crate::object::ObjectKey;
 use crate::render::{self, Document};
 
+mod argo;
 mod helm;
 
 /// What `--repo` and the working directory offer.
@@ -117,7 +118,17 @@ pub struct Located {
     /// For an object of a Flux HelmRelease: the release, chart and values sources.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub helm: Option<Box<super::helm::HelmTrace>>,
+    /// For an object of an Argo CD Helm source: the chart and values sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chart: Option<Box<super::helm::ChartTrace>>,
 }
+
+/// What a render was made from, when it is a Helm chart (an Argo CD Helm source).
+type Chart = Option<Arc<super::helm::ChartTrace>>;
+
+/// An object found in Git: its document, the render root shown, whether the document is as
+/// its file writes it, and the chart it was rendered from.
+type Found = (Document, String, bool, Chart);
 
 /// A render's documents, with an index by kind and name: every object of a render root looks
 /// itself up in the same render.
@@ -125,6 +136,8 @@ struct Rendered {
     docs: RenderedDocs,
     /// The documents are the files' own, untransformed (no kustomize, no substitution).
     plain: bool,
+    /// Rendered from a Helm chart (an Argo CD Helm source): documents name their template.
+    chart: Chart,
     by_name: HashMap<(String, String), Vec<usize>>,
 }
 
@@ -182,6 +195,7 @@ impl Rendered {
         Rendered {
             docs: RenderedDocs::Parsed(Arc::new(docs)),
             plain,
+            chart: None,
             by_name,
         }
     }
@@ -218,6 +232,7 @@ impl Rendered {
         Some(Rendered {
             docs: RenderedDocs::Packed(docs.iter().map(Packed::pack).collect()),
             plain: self.plain,
+            chart: self.chart.clone(),
             by_name: self.by_name.clone(),
         })
     }
@@ -359,6 +374,39 @@ impl Locator {
         pointer: Option<Pointer>,
         key: &ObjectKey,
     ) -> Result<Located, SourceError> {
+        let Some(mut first) = pointer.clone().filter(|p| !p.more_sources.is_empty()) else {
+            return self.locate_source(pointer, key);
+        };
+        // A multi-source Application: the first source that declares the object made it. A
+        // source that cannot be read does not hold up the others; its error is the answer
+        // only when no other source declares the object.
+        let more = std::mem::take(&mut first.more_sources);
+        let mut not_declared = Vec::new();
+        let mut failed = None;
+        for source in std::iter::once(first).chain(more) {
+            match self.locate_source(Some(source), key) {
+                Err(e @ SourceError::NotDeclared { .. }) => not_declared.push(e.to_string()),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+                found => return found,
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Err(SourceError::Repeated(format!(
+            "no source of the Application declares {key}: {}",
+            not_declared.join("; ")
+        )))
+    }
+
+    /// [`Locator::locate`] for one source.
+    fn locate_source(
+        &self,
+        pointer: Option<Pointer>,
+        key: &ObjectKey,
+    ) -> Result<Located, SourceError> {
         let pointer = pointer.unwrap_or_else(|| Pointer::new(Rule::Fallback));
         if let Some(helm) = pointer.helm.clone() {
             return self.locate_helm(&pointer, &helm, key);
@@ -372,7 +420,7 @@ impl Locator {
         } = self.commits(&pointer, &repo_key, &repo)?;
         let read_at = applied.unwrap_or(tip);
 
-        let (mut doc, render_root, as_written) =
+        let (mut doc, render_root, as_written, chart) =
             self.find(&pointer, &repo_key, &repo, read_at, key)?;
         // One copy of desired, shared where it is the same at the tip and as written.
         let desired = Arc::new(std::mem::take(&mut doc.object));
@@ -382,7 +430,7 @@ impl Locator {
             Some(desired.clone())
         } else {
             match self.find(&pointer, &repo_key, &repo, tip, key) {
-                Ok((d, _, _)) => {
+                Ok((d, _, _, _)) => {
                     tip_place = (d.file.clone(), d.lines);
                     Some(Arc::new(d.object))
                 }
@@ -396,7 +444,7 @@ impl Locator {
         // A generated object (configMapGenerator...) is written nowhere as a document.
         let written = if doc.built_by.generator.is_some() {
             Arc::new(Value::Null)
-        } else if as_written {
+        } else if as_written || chart.is_some() {
             desired.clone()
         } else {
             match self.documents(&repo_key, &repo, read_at, &file).ok() {
@@ -411,18 +459,33 @@ impl Locator {
             Some(id) => Some(repo.commit_info(id)?),
             None => None,
         };
-        let mut pending_commit = None;
+        let mut pending_commit: Option<CommitInfo> = None;
+        // What the object is made from: its file; for a chart, the chart and its values files.
+        let mut inputs = vec![file.clone()];
+        if chart.is_some()
+            && let Some(h) = &pointer.argo_helm
+        {
+            inputs = vec![pointer.render_root.clone().unwrap_or_else(RepoPath::root)];
+            inputs.extend(h.value_files.iter().map(|f| f.path.clone()));
+        }
         let (commits_since_applied, file_changed_since_applied) = match applied {
             Some(a) if a != tip => {
                 let count = self.commits_between(&repo_key, &repo, a, tip)?;
-                let at_tip = self.last_change(&repo_key, &repo, tip, &file)?;
-                let at_applied = self.last_change(&repo_key, &repo, a, &file)?;
-                if at_tip != at_applied
-                    && let Some(id) = at_tip
-                {
-                    pending_commit = Some(repo.commit_info(id)?);
+                let mut changed = false;
+                for input in &inputs {
+                    let at_tip = self.last_change(&repo_key, &repo, tip, input)?;
+                    let at_applied = self.last_change(&repo_key, &repo, a, input)?;
+                    if at_tip != at_applied {
+                        changed = true;
+                        if let Some(id) = at_tip {
+                            let info = repo.commit_info(id)?;
+                            if pending_commit.as_ref().is_none_or(|p| info.time > p.time) {
+                                pending_commit = Some(info);
+                            }
+                        }
+                    }
                 }
-                (Some(count), Some(at_tip != at_applied))
+                (Some(count), Some(changed))
             }
             Some(_) => (Some(0), Some(false)),
             None => (None, None),
@@ -453,6 +516,7 @@ impl Locator {
             repo_key: repo_key.clone(),
             tip_place,
             helm: None,
+            chart: chart.map(|c| Box::new((*c).clone())),
         })
     }
 
@@ -505,7 +569,7 @@ impl Locator {
         repo: &Arc<Repo>,
         read_at: CommitId,
         key: &ObjectKey,
-    ) -> Result<(Document, String, bool), SourceError> {
+    ) -> Result<Found, SourceError> {
         let repo_key = repo_key.to_owned();
         let repo = repo.clone();
         Ok(match pointer.rule {
@@ -517,7 +581,7 @@ impl Locator {
                 let docs = self.documents(&repo_key, &repo, read_at, &file)?;
                 let doc =
                     pick(&docs, key).ok_or_else(|| not_declared(file.as_str(), read_at, key))?;
-                (doc, file.as_str().to_owned(), true)
+                (doc, file.as_str().to_owned(), true, None)
             }
             Rule::KustomizeOrigin => {
                 let origin = pointer.origin_path.clone().unwrap_or_default();
@@ -528,7 +592,7 @@ impl Locator {
                 let root = self
                     .origin_render_root(&repo, read_at, &file, &origin)
                     .unwrap_or_else(|| file.as_str().to_owned());
-                (doc, root, true)
+                (doc, root, true, None)
             }
             Rule::Flux | Rule::ArgoCd => {
                 let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);
@@ -542,6 +606,14 @@ impl Locator {
                 let (file, lines) = match RepoPath::parse(&found.file) {
                     // Read from the file itself: its lines are already the file's.
                     _ if rendered.plain => (found.file.clone(), found.lines),
+                    // A chart's template: the whole file made it.
+                    Ok(file) if rendered.chart.is_some() => {
+                        let lines = match repo.read_file(read_at, &file) {
+                            Ok(bytes) => (1, bytes.iter().filter(|b| **b == b'\n').count().max(1)),
+                            Err(_) => (1, 1),
+                        };
+                        (found.file.clone(), lines)
+                    }
                     Ok(file) => {
                         let docs = self.documents(&repo_key, &repo, read_at, &file)?;
                         let generated = found.built_by.generator.is_some();
@@ -564,7 +636,12 @@ impl Locator {
                     object: found.object,
                     built_by: found.built_by,
                 };
-                (doc, display_root(&root), rendered.plain)
+                (
+                    doc,
+                    display_root(&root),
+                    rendered.plain,
+                    rendered.chart.clone(),
+                )
             }
             // Rendered by `locate_helm`, from the pointer's release; never without it.
             Rule::Helm => {
@@ -574,7 +651,7 @@ impl Locator {
             }
             Rule::Fallback => {
                 let (doc, root) = self.search(&repo_key, &repo, read_at, key)?;
-                (doc, root, true)
+                (doc, root, true, None)
             }
         })
     }
@@ -594,6 +671,26 @@ impl Locator {
         let commit: CommitId = commit.parse()?;
         if let Some(helm) = pointer.and_then(|p| p.helm.as_ref()) {
             return Ok(helm::release_documents(helm));
+        }
+        // A multi-source Application: what every source renders at its tip.
+        if let Some(p) = pointer.filter(|p| !p.more_sources.is_empty()) {
+            let mut first = p.clone();
+            let more = std::mem::take(&mut first.more_sources);
+            let mut all = Vec::new();
+            let key = ObjectKey {
+                group: "argoproj.io".into(),
+                kind: "Application".into(),
+                namespace: None,
+                name: String::new(),
+            };
+            for source in std::iter::once(first).chain(more) {
+                let (repo_key, repo) = self.repo_for(source.repo.as_ref(), &key, source.rule)?;
+                let tip = self.commits(&source, &repo_key, &repo)?.tip;
+                let root = source.render_root.clone().unwrap_or_else(RepoPath::root);
+                let rendered = self.render(&repo_key, &repo, tip, &root, &source)?;
+                all.extend(rendered.all().iter().cloned());
+            }
+            return Ok(Arc::new(all));
         }
         match pointer {
             Some(pointer) if matches!(pointer.rule, Rule::Flux | Rule::ArgoCd) => {
@@ -994,12 +1091,17 @@ impl Locator {
         let cache_key = (
             commit,
             format!(
-                "{repo_key}|{}|{:?}|{:?}|{}|{}",
+                "{repo_key}|{}|{:?}|{:?}|{}|{}|{}",
                 root.as_str(),
                 pointer.overlay,
                 pointer.substitute,
                 pointer.generate_kustomization,
-                pointer.recurse
+                pointer.recurse,
+                pointer
+                    .argo_helm
+                    .as_ref()
+                    .map(|h| h.fingerprint())
+                    .unwrap_or_default()
             ),
         );
         let slot = self
@@ -1014,7 +1116,11 @@ impl Locator {
         let shared = slot.get_or_init(|| {
             self.reads.renders.fetch_add(1, Ordering::Relaxed);
             match self.render_uncached(repo_key, repo, commit, root, pointer) {
-                Ok((docs, plain)) => Ok(Arc::new(Rendered::new(docs, plain))),
+                Ok((docs, plain, chart)) => {
+                    let mut rendered = Rendered::new(docs, plain);
+                    rendered.chart = chart;
+                    Ok(Arc::new(rendered))
+                }
                 Err(e) => {
                     let failure = RenderFailure::of(&e);
                     own_error = Some(e);
@@ -1037,6 +1143,9 @@ impl Locator {
     pub fn prefetch(&self, pointer: &Pointer, key: &ObjectKey) {
         if !matches!(pointer.rule, Rule::Flux | Rule::ArgoCd) {
             return;
+        }
+        for source in &pointer.more_sources {
+            self.prefetch(source, key);
         }
         let Ok((repo_key, repo)) = self.repo_for(pointer.repo.as_ref(), key, pointer.rule) else {
             return;
@@ -1071,8 +1180,19 @@ impl Locator {
         commit: CommitId,
         root: &RepoPath,
         pointer: &Pointer,
-    ) -> Result<(Vec<Document>, bool), SourceError> {
+    ) -> Result<(Vec<Document>, bool, Chart), SourceError> {
         let files = repo.list_files(commit, root)?;
+        // Argo CD renders a source with `helm` set, or a path holding a chart, with Helm.
+        if let Some(h) = &pointer.argo_helm {
+            let chart_yaml = root.join("Chart.yaml").ok();
+            let is_chart = chart_yaml
+                .as_ref()
+                .is_some_and(|c| files.iter().any(|f| f == c));
+            if h.explicit || is_chart {
+                let (docs, chart) = self.argo_chart(repo, commit, root, h)?;
+                return Ok((docs, false, Some(Arc::new(chart))));
+            }
+        }
         let has_kustomization = files.iter().any(|f| {
             f.parent()
                 .as_ref()
@@ -1138,7 +1258,7 @@ impl Locator {
             }
         }
         let plain = !kustomized && pointer.substitute.is_none();
-        Ok((docs, plain))
+        Ok((docs, plain, None))
     }
 
     fn count_build(&self, built: render::Built) {

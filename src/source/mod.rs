@@ -9,11 +9,11 @@ mod prefetch;
 mod reconciler;
 
 pub use helm::{
-    HELM_CONTROLLER, HelmSource, HelmTrace, ReleaseRecord, ValuesSource, decode_release,
+    ChartTrace, HELM_CONTROLLER, HelmSource, HelmTrace, ReleaseRecord, ValuesSource, decode_release,
 };
 pub use locate::{GitReads, Located, Locator, RepoChoice};
 pub use prefetch::Prefetch;
-pub use reconciler::{Reconciler, ReconcilerCache, reconciler_pointer};
+pub use reconciler::{ArgoHelm, ArgoValueFile, Reconciler, ReconcilerCache, reconciler_pointer};
 
 use serde::Serialize;
 
@@ -80,6 +80,11 @@ pub struct Pointer {
     pub reconciler: Option<Reconciler>,
     /// For [`Rule::Helm`]: the release, its chart and values, and what it applied.
     pub helm: Option<std::sync::Arc<HelmSource>>,
+    /// For [`Rule::ArgoCd`]: how the source renders when it is a Helm chart.
+    pub argo_helm: Option<std::sync::Arc<ArgoHelm>>,
+    /// An Argo CD multi-source Application's other sources, in order: an object is the first
+    /// source's that declares it.
+    pub more_sources: Vec<Pointer>,
 }
 
 impl Pointer {
@@ -98,6 +103,8 @@ impl Pointer {
             tracked_ref: None,
             reconciler: None,
             helm: None,
+            argo_helm: None,
+            more_sources: Vec::new(),
         }
     }
 }

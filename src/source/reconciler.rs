@@ -137,14 +137,25 @@ pub async fn reconciler_pointer(
                 && k.namespace.as_deref().unwrap_or_default() == id.namespace
         });
         if names_this {
-            return argo(
+            let cache_key = format!(
+                "argo:{}/{}:tracking",
+                id.app_namespace.as_deref().unwrap_or_default(),
+                id.app
+            );
+            if let Some(hit) = cache.get(&cache_key) {
+                return hit;
+            }
+            let result = argo(
                 cluster,
                 discovery,
+                cache,
                 id.app_namespace.as_deref(),
                 &id.app,
                 true,
             )
             .await;
+            cache.put(cache_key, &result);
+            return result;
         }
     }
     if let Some(app) = label(ARGO_INSTANCE) {
@@ -154,7 +165,7 @@ pub async fn reconciler_pointer(
         if let Some(hit) = cache.get(&cache_key) {
             return hit;
         }
-        let result = argo(cluster, discovery, None, &app, false).await;
+        let result = argo(cluster, discovery, cache, None, &app, false).await;
         cache.put(cache_key, &result);
         return result;
     }
@@ -387,6 +398,7 @@ pub(super) async fn referenced(
 async fn argo(
     cluster: &Cluster,
     discovery: &CachedDiscovery,
+    cache: &ReconcilerCache,
     app_namespace: Option<&str>,
     app: &str,
     from_tracking_id: bool,
@@ -431,42 +443,200 @@ async fn argo(
         .unwrap_or("argocd");
     let display = format!("Application {app_ns}/{app}");
     let spec = &application["spec"];
-    let source = if spec["source"].is_object() {
-        &spec["source"]
+    // One source, or several (`spec.sources`): each renders its objects; a `ref` source only
+    // lends its files (`$ref/...` value files) to the others.
+    let (sources, field): (Vec<&Value>, &str) = if spec["source"].is_object() {
+        (vec![&spec["source"]], "spec.source")
     } else {
-        &spec["sources"][0]
+        (
+            spec["sources"]
+                .as_array()
+                .map(|a| a.iter().collect())
+                .unwrap_or_default(),
+            "spec.sources",
+        )
     };
-    if source["chart"].is_string() || !source["helm"].is_null() {
+    let refs: BTreeMap<&str, &Value> = sources
+        .iter()
+        .filter_map(|s| s["ref"].as_str().map(|r| (r, *s)))
+        .collect();
+    let revisions = &application["status"]["sync"]["revisions"];
+    let single_revision = application["status"]["sync"]["revision"].as_str();
+    let mut pointers = Vec::new();
+    for (index, source) in sources.iter().enumerate() {
+        let field = if sources.len() == 1 && spec["source"].is_object() {
+            field.to_owned()
+        } else {
+            format!("{field}[{index}]")
+        };
+        // A source with only `ref` renders nothing of its own.
+        if source["ref"].is_string() && source["path"].is_null() && source["chart"].is_null() {
+            continue;
+        }
+        let revision = if spec["source"].is_object() {
+            single_revision
+        } else {
+            revisions[index].as_str()
+        };
+        let p = argo_source(
+            cluster,
+            discovery,
+            cache,
+            ArgoApp {
+                display: &display,
+                name: app,
+                namespace: app_ns,
+                spec,
+                reconciler: &application,
+            },
+            source,
+            &field,
+            &refs,
+            revision,
+        )
+        .await?;
+        pointers.push(p);
+    }
+    if pointers.is_empty() {
+        return Err(bad_ks(
+            &display,
+            field,
+            "has no source that renders objects (only `ref` sources, or none)".into(),
+        ));
+    }
+    let mut first = pointers.remove(0);
+    first.more_sources = pointers;
+    Ok(Some(first))
+}
+
+/// The Application one source belongs to.
+struct ArgoApp<'a> {
+    display: &'a str,
+    name: &'a str,
+    namespace: &'a str,
+    spec: &'a Value,
+    reconciler: &'a Value,
+}
+
+/// The pointer of one source of an Application.
+#[allow(clippy::too_many_arguments)]
+async fn argo_source(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    cache: &ReconcilerCache,
+    app: ArgoApp<'_>,
+    source: &Value,
+    field: &str,
+    refs: &BTreeMap<&str, &Value>,
+    revision: Option<&str>,
+) -> Result<Pointer, SourceError> {
+    let display = app.display;
+    let url = source["repoURL"].as_str().unwrap_or_default();
+    if let Some(chart) = source["chart"].as_str() {
         return Err(SourceError::Unsupported {
-            what: format!("{display} with a Helm source"),
+            what: format!(
+                "{display} with chart {chart} from the Helm repository {url} (charts in Git, \
+                 a `path` with Chart.yaml, are)"
+            ),
         });
     }
-    let url = source["repoURL"].as_str().unwrap_or_default();
-    let repo =
-        RepoUrl::parse(url).map_err(|e| bad_ks(&display, "spec.source.repoURL", e.to_string()))?;
+    let repo = RepoUrl::parse(url)
+        .map_err(|e| bad_ks(display, &format!("{field}.repoURL"), e.to_string()))?;
     let mut p = Pointer::new(Rule::ArgoCd);
-    p.repo = Some(repo);
     p.tracked_ref = source["targetRevision"]
         .as_str()
         .filter(|r| !r.is_empty())
         .map(str::to_owned)
         .or(Some("HEAD".to_owned()));
-    p.render_root = Some(
-        RepoPath::root()
-            .join(source["path"].as_str().unwrap_or("."))
-            .map_err(|e| bad_ks(&display, "spec.source.path", e.to_string()))?,
-    );
+    let root = RepoPath::root()
+        .join(source["path"].as_str().unwrap_or("."))
+        .map_err(|e| bad_ks(display, &format!("{field}.path"), e.to_string()))?;
+    p.render_root = Some(root.clone());
     p.recurse = source["directory"]["recurse"].as_bool().unwrap_or(false);
-    let revision = application["status"]["sync"]["revision"]
-        .as_str()
-        .or_else(|| application["status"]["sync"]["revisions"][0].as_str());
     if let Some(rev) = revision.filter(|r| !r.is_empty()) {
         p.applied_commit = Some(
             markers::parse_flux_revision(rev)
-                .map_err(|e| bad_ks(&display, "status.sync.revision", e.reason))?
+                .map_err(|e| bad_ks(display, "status.sync.revision", e.reason))?
                 .commit,
         );
     }
+    // Helm settings count when `helm` is set, or when the path turns out to hold a chart
+    // (Argo CD's detection, made once Git is read).
+    let h = &source["helm"];
+    let values = if h["valuesObject"].is_object() {
+        Some(h["valuesObject"].clone())
+    } else if let Some(text) = h["values"].as_str().filter(|t| !t.trim().is_empty()) {
+        let parsed: Value = serde_saphyr::from_str(text).map_err(|e| {
+            bad_ks(
+                display,
+                &format!("{field}.helm.values"),
+                format!("is not YAML: {}", crate::text::single_line(&e.to_string())),
+            )
+        })?;
+        Some(parsed)
+    } else {
+        None
+    };
+    let mut value_files = Vec::new();
+    for file in h["valueFiles"].as_array().into_iter().flatten() {
+        let Some(text) = file.as_str() else { continue };
+        value_files.push(argo_value_file(
+            display,
+            field,
+            &repo,
+            p.tracked_ref.as_deref(),
+            &root,
+            refs,
+            text,
+        )?);
+    }
+    let parameters = h["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            Some((
+                p["name"].as_str()?.to_owned(),
+                p["value"].as_str().unwrap_or_default().to_owned(),
+                p["forceString"].as_bool().unwrap_or(false),
+            ))
+        })
+        .collect();
+    if h["fileParameters"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Err(SourceError::Unsupported {
+            what: format!("{display} with {field}.helm.fileParameters"),
+        });
+    }
+    let kube_version = cache.server_version(cluster).await?;
+    let destination_ns = app.spec["destination"]["namespace"]
+        .as_str()
+        .unwrap_or_default();
+    p.argo_helm = Some(std::sync::Arc::new(ArgoHelm {
+        application: display.to_owned(),
+        explicit: h.is_object(),
+        release: h["releaseName"]
+            .as_str()
+            .filter(|r| !r.is_empty())
+            .unwrap_or(app.name)
+            .to_owned(),
+        namespace: h["namespace"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(destination_ns)
+            .to_owned(),
+        value_files,
+        ignore_missing_value_files: h["ignoreMissingValueFiles"].as_bool().unwrap_or(false),
+        values,
+        parameters,
+        include_crds: !h["skipCrds"].as_bool().unwrap_or(false),
+        skip_tests: h["skipTests"].as_bool().unwrap_or(false),
+        kube_version,
+        api_versions: std::sync::Arc::new(super::helm::api_versions(&discovery.snapshot())),
+    }));
+    p.repo = Some(repo);
     let k = &source["kustomize"];
     p.overlay = Overlay {
         target_namespace: k["namespace"].as_str().map(str::to_owned),
@@ -488,12 +658,14 @@ async fn argo(
             })
             .unwrap_or_default(),
     };
+    let application = app.reconciler;
+    let spec = app.spec;
     let sync = application["status"]["sync"]["status"].as_str();
     let health = application["status"]["health"]["status"].as_str();
     p.reconciler = Some(Reconciler {
         kind: "Application".into(),
-        namespace: app_ns.to_owned(),
-        name: app.to_owned(),
+        namespace: app.namespace.to_owned(),
+        name: app.name.to_owned(),
         status: match (sync, health) {
             (None, None) => None,
             (s, h) => Some(format!(
@@ -505,7 +677,116 @@ async fn argo(
         message: None,
         suspended: spec["syncPolicy"]["automated"].is_null(),
     });
-    Ok(Some(p))
+    Ok(p)
+}
+
+/// A `valueFiles` entry of an Argo CD Helm source: relative to the chart's path, from the
+/// repository root when it starts with `/`, or `$ref/...` from a `ref` source, which must be
+/// the same repository at the same revision (read at the same commit as the chart).
+fn argo_value_file(
+    display: &str,
+    field: &str,
+    repo: &RepoUrl,
+    revision: Option<&str>,
+    root: &RepoPath,
+    refs: &BTreeMap<&str, &Value>,
+    text: &str,
+) -> Result<ArgoValueFile, SourceError> {
+    let bad = |reason: String| bad_ks(display, &format!("{field}.helm.valueFiles"), reason);
+    if text.contains("://") {
+        return Err(SourceError::Unsupported {
+            what: format!("{display} with the values file {text} from a URL"),
+        });
+    }
+    if let Some(rest) = text.strip_prefix('$') {
+        let (name, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let Some(source) = refs.get(name) else {
+            return Err(bad(format!(
+                "{text:?} names the source ref {name:?}, which no source of the Application has"
+            )));
+        };
+        let same_repo = source["repoURL"]
+            .as_str()
+            .and_then(|u| RepoUrl::parse(u).ok())
+            .is_some_and(|u| u.same_repo(repo));
+        let their_revision = source["targetRevision"]
+            .as_str()
+            .filter(|r| !r.is_empty())
+            .unwrap_or("HEAD");
+        if !same_repo || Some(their_revision) != revision {
+            return Err(SourceError::Unsupported {
+                what: format!(
+                    "{display}: the values file {text} from ref {name:?}, another repository or \
+                     revision than its chart's (a ref to the chart's own repository and \
+                     targetRevision is)"
+                ),
+            });
+        }
+        let path = RepoPath::root()
+            .join(path)
+            .map_err(|e| bad(format!("{text:?}: {e}")))?;
+        return Ok(ArgoValueFile {
+            written: text.to_owned(),
+            path,
+        });
+    }
+    let path = match text.strip_prefix('/') {
+        Some(from_root) => RepoPath::root().join(from_root),
+        None => root.join(text),
+    }
+    .map_err(|e| bad(format!("{text:?}: {e}")))?;
+    Ok(ArgoValueFile {
+        written: text.to_owned(),
+        path,
+    })
+}
+
+/// How Argo CD renders a source as a Helm chart (when it is one): `helm template` with these.
+#[derive(Debug, PartialEq)]
+pub struct ArgoHelm {
+    /// `Application ns/name`.
+    pub application: String,
+    /// `helm` is set on the source: a chart whatever the path holds.
+    pub explicit: bool,
+    pub release: String,
+    pub namespace: String,
+    /// In order; merged over the chart's own values.yaml.
+    pub value_files: Vec<ArgoValueFile>,
+    pub ignore_missing_value_files: bool,
+    /// `helm.valuesObject`, else `helm.values` parsed; merged after the files.
+    pub values: Option<Value>,
+    /// `helm.parameters`: name, value, forceString; merged last.
+    pub parameters: Vec<(String, String, bool)>,
+    pub include_crds: bool,
+    pub skip_tests: bool,
+    pub kube_version: String,
+    pub api_versions: std::sync::Arc<Vec<String>>,
+}
+
+impl ArgoHelm {
+    /// What the render depends on besides the commit and the chart's path (a render cache key).
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{}|{}|{:?}|{}|{:?}|{:?}|{}|{}|{}|{}",
+            self.release,
+            self.namespace,
+            self.value_files,
+            self.ignore_missing_value_files,
+            self.values.as_ref().map(|v| v.to_string()),
+            self.parameters,
+            self.include_crds,
+            self.skip_tests,
+            self.kube_version,
+            self.api_versions.len()
+        )
+    }
+}
+
+/// One `valueFiles` entry: as written, and the repository path it names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArgoValueFile {
+    pub written: String,
+    pub path: RepoPath,
 }
 
 /// Argo CD writes kustomize images as `name=newName:tag` strings.

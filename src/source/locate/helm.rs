@@ -199,6 +199,7 @@ impl Locator {
             desired_at_tip: at_tip,
             built_by: Default::default(),
             helm: Some(Box::new(trace)),
+            chart: None,
         })
     }
 
@@ -247,6 +248,7 @@ impl Locator {
                 namespace: &helm.namespace,
                 kube_version: &helm.kube_version,
                 api_versions: &helm.api_versions,
+                style: render::helm::Style::Flux,
             };
             render::helm::template(repo, commit, &template)
                 .map(Arc::new)

@@ -1,0 +1,554 @@
+//! Argo CD Helm sources and multi-source Applications, end to end: a chart in a local Git
+//! repository, rendered with the real `helm` exactly as Argo CD's repo-server calls it and
+//! applied as its application controller applies (server-side, field manager
+//! argocd-controller, a tracking id on every object); then every command of ours agrees.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::fixture::{ALICE, BOB, GitRepo};
+use crate::support::{Ran, items, json_of, kubectl, kubectl_gitops, run};
+
+const CHART: &str = "apiVersion: v2\nname: web\nversion: 0.2.0\n";
+
+const CHART_VALUES: &str = "\
+replicas: 1
+image: nginx:1.27
+greeting: hello
+team: nobody
+";
+
+const DEPLOYMENT: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}
+spec:
+  replicas: {{ .Values.replicas }}
+  selector:
+    matchLabels:
+      app: {{ .Release.Name }}
+  template:
+    metadata:
+      labels:
+        app: {{ .Release.Name }}
+    spec:
+      containers:
+        - name: web
+          image: {{ .Values.image }}
+";
+
+const SERVICE: &str = "\
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ .Release.Name }}
+spec:
+  selector:
+    app: {{ .Release.Name }}
+  ports:
+    - name: http
+      port: 80
+";
+
+const CONFIGMAP: &str = "\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-config
+data:
+  greeting: {{ .Values.greeting | quote }}
+  team: {{ .Values.team | quote }}
+";
+
+/// A plain manifest, the third source of the multi-source Application.
+const EXTRA: &str = "\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: extra-settings
+data:
+  mode: strict
+";
+
+fn repository() -> GitRepo {
+    let mut repo = GitRepo::new();
+    repo.write("charts/web/Chart.yaml", CHART)
+        .write("charts/web/values.yaml", CHART_VALUES)
+        .write("charts/web/templates/deployment.yaml", DEPLOYMENT)
+        .write("charts/web/templates/service.yaml", SERVICE)
+        .write("charts/web/templates/configmap.yaml", CONFIGMAP)
+        .write("env/prod-values.yaml", "greeting: hello-prod\n")
+        .write(
+            "env/shop-values.yaml",
+            "greeting: hello-shop\nimage: nginx:1.28\n",
+        )
+        .write("extras/settings.yaml", EXTRA);
+    repo.commit(ALICE, "The web chart, its values and extras");
+    repo
+}
+
+fn helm_binary() -> PathBuf {
+    testenv::ensure_helm()
+        .unwrap_or_else(|e| panic!("building helm: {e:#}"))
+        .helm
+}
+
+fn server_version() -> String {
+    let out = testenv::shared()
+        .kubectl()
+        .args(["version", "-o", "json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["serverVersion"]["gitVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// `helm template` as Argo CD's repo-server runs it (util/helm/cmd.go), in the work tree.
+fn argo_template(repo: &GitRepo, ns: &str, release: &str, extra: &[&str]) -> String {
+    let out = Command::new(helm_binary())
+        .current_dir(repo.path())
+        .args(["template", "charts/web", "--name-template", release])
+        .args(["--namespace", ns, "--kube-version", &server_version()])
+        .args(extra)
+        .arg("--include-crds")
+        .env("HELM_NO_PLUGINS", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Applies `manifests` as Argo CD's controller does for Application `app`: every object in the
+/// destination namespace with its tracking id, server-side as argocd-controller.
+fn argo_apply(ns: &str, app: &str, manifests: &str) {
+    let out = testenv::shared()
+        .kubectl()
+        .args(["create", "--dry-run=client", "-o", "json", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(manifests.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success(), "kubectl create --dry-run failed");
+    // One JSON document per object, one after the other.
+    let mut objects: Vec<Value> = serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter::<Value>()
+        .map(Result::unwrap)
+        .collect();
+    for o in &mut objects {
+        let group = o["apiVersion"]
+            .as_str()
+            .unwrap()
+            .rsplit_once('/')
+            .map(|(g, _)| g.to_owned())
+            .unwrap_or_default();
+        let id = format!(
+            "{ns}_{app}:{group}/{}:{ns}/{}",
+            o["kind"].as_str().unwrap(),
+            o["metadata"]["name"].as_str().unwrap()
+        );
+        o["metadata"]["namespace"] = ns.into();
+        o["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"] = id.into();
+    }
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects}).to_string();
+    kubectl(
+        ns,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=argocd-controller",
+            "-f",
+            "-",
+        ],
+        Some(&list),
+    );
+}
+
+/// The Application `app` in `ns`, Synced at `status`.
+fn application(ns: &str, app: &str, source: Value, status: Value) {
+    let mut spec = json!({
+        "project": "default",
+        "destination": {"server": "https://kubernetes.default.svc", "namespace": ns},
+        "syncPolicy": {"automated": {"prune": true}},
+    });
+    if source.is_array() {
+        spec["sources"] = source;
+    } else {
+        spec["source"] = source;
+    }
+    let object = json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": app, "namespace": ns},
+        "spec": spec,
+        "status": status,
+    });
+    kubectl(
+        ns,
+        &["apply", "--server-side", "-f", "-"],
+        Some(&object.to_string()),
+    );
+    // Argo CD's Application keeps its status in the main resource.
+    let patch = json!({ "status": status }).to_string();
+    kubectl(
+        ns,
+        &[
+            "patch",
+            &format!("application.argoproj.io/{app}"),
+            "--type=merge",
+            "-p",
+            &patch,
+        ],
+        None,
+    );
+}
+
+/// PATH for the plugin: kubectl's plugin directory, then `helm` when `with_helm`, then the
+/// inherited PATH without any `helm`.
+fn gitops(ns: &str, repo: &GitRepo, cache: &Path, with_helm: bool, args: &[&str]) -> Ran {
+    let kc = testenv::shared().kubeconfig.display().to_string();
+    let mut full = vec![args[0], "--kubeconfig", kc.as_str(), "-n", ns];
+    full.extend_from_slice(&args[1..]);
+    let mut cmd: Command = kubectl_gitops(&full);
+    let plugin_path = cmd
+        .get_envs()
+        .find(|(k, _)| *k == "PATH")
+        .and_then(|(_, v)| v.map(|v| v.to_owned()))
+        .unwrap_or_default();
+    let mut dirs = vec![std::env::split_paths(&plugin_path).next().unwrap()];
+    if with_helm {
+        dirs.push(helm_binary().parent().unwrap().to_path_buf());
+    }
+    let inherited = std::env::var_os("PATH").unwrap_or_default();
+    dirs.extend(std::env::split_paths(&inherited).filter(|d| !d.join("helm").exists()));
+    cmd.env("PATH", std::env::join_paths(dirs).unwrap())
+        .env("XDG_CACHE_HOME", cache)
+        .current_dir(repo.path());
+    run(&mut cmd)
+}
+
+const OBJECTS: [&str; 7] = [
+    "Deployment/web",
+    "Service/web",
+    "ConfigMap/web-config",
+    "Deployment/shop",
+    "Service/shop",
+    "ConfigMap/shop-config",
+    "ConfigMap/extra-settings",
+];
+
+fn diff(ns: &str, repo: &GitRepo, cache: &Path, mode: &str) -> (Ran, Value) {
+    let ran = gitops(
+        ns,
+        repo,
+        cache,
+        true,
+        &["diff", &format!("--server-side={mode}"), "-o", "json"],
+    );
+    let report = json_of(&ran);
+    (ran, report)
+}
+
+fn all_in_sync(ns: &str, repo: &GitRepo, cache: &Path, what: &str) {
+    for mode in ["false", "auto", "true"] {
+        let (ran, report) = diff(ns, repo, cache, mode);
+        assert_eq!(
+            ran.code,
+            Some(0),
+            "{what}, {mode}: {}\n{report:#}",
+            ran.stderr
+        );
+        let found = items(&report);
+        for object in OBJECTS {
+            assert_eq!(
+                found[object]["status"], "in-sync",
+                "{what}, {mode}: {object}: {:#}",
+                found[object]
+            );
+            assert_eq!(found[object]["source"]["rule"], "Argo CD tracking");
+        }
+    }
+}
+
+fn trace_source(ns: &str, repo: &GitRepo, cache: &Path, object: &str) -> Value {
+    let ran = gitops(ns, repo, cache, true, &["trace", object, "-o", "json"]);
+    assert_eq!(ran.code, Some(0), "{object}: {}", ran.stderr);
+    json_of(&ran)["items"][0]["source"].clone()
+}
+
+#[test]
+fn argo_helm_and_multi_source_applications_end_to_end() {
+    let cp = testenv::shared();
+    cp.install_gitops_crds();
+    let ns = cp.namespace("argo-helm");
+    let mut repo = repository();
+    let applied = repo.git(&["rev-parse", "HEAD"]).trim().to_owned();
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path();
+
+    // Application web: one Helm source with a values file, inline values and a parameter.
+    let inline = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(inline.path(), "team: payments\n").unwrap();
+    let web = argo_template(
+        &repo,
+        &ns,
+        "web",
+        &[
+            "--set",
+            "replicas=2",
+            "--values",
+            "env/prod-values.yaml",
+            "--values",
+            inline.path().to_str().unwrap(),
+        ],
+    );
+    argo_apply(&ns, "web", &web);
+    application(
+        &ns,
+        "web",
+        json!({
+            "repoURL": repo.url(), "path": "charts/web", "targetRevision": "main",
+            "helm": {
+                "releaseName": "web",
+                "valueFiles": ["../../env/prod-values.yaml"],
+                "values": "team: payments\n",
+                "parameters": [{"name": "replicas", "value": "2"}],
+            },
+        }),
+        json!({"sync": {"status": "Synced", "revision": applied},
+               "health": {"status": "Healthy"}}),
+    );
+    // Application shop: the chart with a values file from a `ref` source, and plain manifests.
+    let shop = argo_template(&repo, &ns, "shop", &["--values", "env/shop-values.yaml"]);
+    argo_apply(&ns, "shop", &format!("{shop}\n---\n{EXTRA}"));
+    application(
+        &ns,
+        "shop",
+        json!([
+            {"repoURL": repo.url(), "path": "charts/web", "targetRevision": "main",
+             "helm": {"valueFiles": ["$values/env/shop-values.yaml"]}},
+            {"repoURL": repo.url(), "targetRevision": "main", "ref": "values"},
+            {"repoURL": repo.url(), "path": "extras", "targetRevision": "main"},
+        ]),
+        json!({"sync": {"status": "Synced", "revisions": [applied, applied, applied]},
+               "health": {"status": "Healthy"}}),
+    );
+    assert_eq!(
+        kubectl_field(&ns, "deploy/web", "{.spec.replicas}"),
+        "2",
+        "the parameter was applied"
+    );
+    all_in_sync(&ns, &repo, cache, "after the sync");
+
+    // trace: the chart, release and values in Argo CD's order; the template as the file.
+    let s = trace_source(&ns, &repo, cache, "deploy/web");
+    assert_eq!(s["rule"], "argo-cd", "{s:#}");
+    assert_eq!(s["file"], "charts/web/templates/deployment.yaml", "{s:#}");
+    assert_eq!(s["renderRoot"], "charts/web");
+    assert_eq!(s["appliedCommit"]["id"], applied.as_str());
+    assert_eq!(s["reconciler"]["kind"], "Application");
+    assert_eq!(
+        s["chart"],
+        json!({
+            "application": format!("Application {ns}/web"),
+            "release": "web",
+            "namespace": ns,
+            "chart": "web",
+            "chartVersion": "0.2.0",
+            "chartPath": "charts/web",
+            "values": [
+                {"kind": "valueFiles", "name": "../../env/prod-values.yaml"},
+                {"kind": "values", "name": "helm.values"},
+                {"kind": "parameter", "name": "replicas"},
+            ],
+        }),
+        "{s:#}"
+    );
+    // Each object of the multi-source Application maps to the source that made it.
+    let s = trace_source(&ns, &repo, cache, "deploy/shop");
+    assert_eq!(s["chart"]["release"], "shop", "{s:#}");
+    assert_eq!(
+        s["chart"]["values"],
+        json!([{"kind": "valueFiles", "name": "$values/env/shop-values.yaml"}])
+    );
+    let s = trace_source(&ns, &repo, cache, "cm/extra-settings");
+    assert_eq!(s["file"], "extras/settings.yaml", "{s:#}");
+    assert_eq!(s["renderRoot"], "extras");
+    assert!(s["chart"].is_null(), "{s:#}");
+    let text = gitops(&ns, &repo, cache, true, &["trace", "cm/web-config"]);
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    for expected in [
+        format!("Release:     {ns}/web (helm template by Argo CD)"),
+        "Chart:       web 0.2.0, path charts/web".to_owned(),
+        "Values:      1. valueFiles ../../env/prod-values.yaml, 2. helm.values, 3. parameter \
+         replicas (later wins)"
+            .to_owned(),
+        format!("Reconciler:  Application {ns}/web"),
+    ] {
+        assert!(
+            text.stdout.contains(&expected),
+            "{expected}\n{}",
+            text.stdout
+        );
+    }
+
+    // blame: no chart line can be proven yet; it says so, and shows the managers.
+    let ran = gitops(&ns, &repo, cache, true, &["blame", "deploy/web"]);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert_eq!(ran.error_lines().len(), 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("rendered from the Helm chart charts/web (Argo CD Application)"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stdout.contains("argocd-controller"), "{}", ran.stdout);
+
+    // Out of band: found in every mode and attributed; a deleted object of the third source
+    // is missing.
+    let edits: [(&str, &[&str], &str, &str); 3] = [
+        (
+            "Deployment/web",
+            &["scale", "deploy/web", "--replicas=5"],
+            ".spec.replicas",
+            "kubectl",
+        ),
+        (
+            "ConfigMap/web-config",
+            &["patch", "cm/web-config", "-p", r#"{"data":{"team":"ops"}}"#],
+            ".data.team",
+            "kubectl-patch",
+        ),
+        (
+            "Deployment/shop",
+            &["set", "image", "deploy/shop", "web=nginx:1.29"],
+            ".spec.template.spec.containers[name=web].image",
+            "kubectl-set",
+        ),
+    ];
+    for (_, args, _, _) in &edits {
+        kubectl(&ns, args, None);
+    }
+    kubectl(&ns, &["delete", "configmap", "extra-settings"], None);
+    for mode in ["false", "auto", "true"] {
+        let (ran, report) = diff(&ns, &repo, cache, mode);
+        assert_eq!(ran.code, Some(1), "{mode}: {}", ran.stderr);
+        let found = items(&report);
+        for (object, _, path, manager) in &edits {
+            let fields = found[*object]["fields"].as_array().unwrap();
+            assert_eq!(fields.len(), 1, "{mode}: {object}: {fields:#?}");
+            assert_eq!(fields[0]["path"], *path, "{mode}: {object}");
+            assert_eq!(
+                fields[0]["why"]["kind"], "out-of-band",
+                "{mode}: {:#}",
+                fields[0]
+            );
+            assert_eq!(
+                fields[0]["why"]["manager"], *manager,
+                "{mode}: {:#}",
+                fields[0]
+            );
+        }
+        assert_eq!(
+            found["ConfigMap/extra-settings"]["status"], "missing",
+            "{mode}: {report:#}"
+        );
+        assert_eq!(found["Service/web"]["status"], "in-sync", "{mode}");
+    }
+    // revert: as Argo CD's manager, back to what Argo CD rendered.
+    let ran = gitops(&ns, &repo, cache, true, &["revert", "--all", "--yes"]);
+    assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout.contains("applied as argocd-controller"),
+        "{}",
+        ran.stdout
+    );
+    all_in_sync(&ns, &repo, cache, "after revert");
+
+    // A values change pushed to Git, not synced yet: pending, with its commit.
+    repo.write("env/prod-values.yaml", "greeting: hello-again\n");
+    let change = repo.commit(BOB, "Greet again in prod");
+    let (ran, report) = diff(&ns, &repo, cache, "auto");
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    let found = items(&report);
+    let fields = found["ConfigMap/web-config"]["fields"].as_array().unwrap();
+    assert_eq!(fields.len(), 1, "{fields:#?}");
+    assert_eq!(fields[0]["path"], ".data.greeting");
+    assert_eq!(fields[0]["why"]["kind"], "pending", "{:#}", fields[0]);
+    assert_eq!(fields[0]["why"]["commit"], change.as_str());
+    for object in [
+        "Deployment/web",
+        "ConfigMap/shop-config",
+        "ConfigMap/extra-settings",
+    ] {
+        assert_eq!(found[object]["status"], "in-sync", "{object}");
+    }
+
+    // No helm on PATH: one line per chart object, naming the Application and the fix; the
+    // plain source's object is still compared.
+    let ran = gitops(&ns, &repo, cache, false, &["diff", "-o", "json"]);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    let lines = ran.error_lines();
+    assert_eq!(lines.len(), 6, "{}", ran.stderr);
+    for line in &lines {
+        assert!(line.contains(&format!("Application {ns}/")), "{line}");
+        assert!(
+            line.contains("helm is not on PATH") && line.contains("install Helm"),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        items(&json_of(&ran))["ConfigMap/extra-settings"]["status"],
+        "in-sync"
+    );
+
+    // A chart that fails to render at the tip: one line per chart object, naming the fix.
+    repo.write(
+        "charts/web/templates/broken.yaml",
+        "{{ required \"set .Values.mustHave\" .Values.mustHave }}\n",
+    );
+    repo.commit(BOB, "A template that needs a value nobody sets");
+    let ran = gitops(&ns, &repo, cache, true, &["diff", "-o", "json"]);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    let lines = ran.error_lines();
+    assert_eq!(lines.len(), 6, "{}", ran.stderr);
+    for line in &lines {
+        assert!(line.contains("helm template of chart charts/web"), "{line}");
+        assert!(line.contains("set .Values.mustHave"), "{line}");
+        assert!(
+            line.contains("fix the chart or the values in Git"),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        items(&json_of(&ran))["ConfigMap/extra-settings"]["status"],
+        "in-sync"
+    );
+}
+
+fn kubectl_field(ns: &str, object: &str, path: &str) -> String {
+    let out = testenv::shared()
+        .kubectl()
+        .args(["get", "-n", ns, object, "-o", &format!("jsonpath={path}")])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
