@@ -1182,17 +1182,6 @@ impl Locator {
         pointer: &Pointer,
     ) -> Result<(Vec<Document>, bool, Chart), SourceError> {
         let files = repo.list_files(commit, root)?;
-        // Argo CD renders a source with `helm` set, or a path holding a chart, with Helm.
-        if let Some(h) = &pointer.argo_helm {
-            let chart_yaml = root.join("Chart.yaml").ok();
-            let is_chart = chart_yaml
-                .as_ref()
-                .is_some_and(|c| files.iter().any(|f| f == c));
-            if h.explicit || is_chart {
-                let (docs, chart) = self.argo_chart(repo, commit, root, h)?;
-                return Ok((docs, false, Some(Arc::new(chart))));
-            }
-        }
         let has_kustomization = files.iter().any(|f| {
             f.parent()
                 .as_ref()
@@ -1203,6 +1192,19 @@ impl Locator {
                     .iter()
                     .any(|k| f.as_str().ends_with(&format!("/{k}")) || f.as_str() == *k)
         });
+        // Argo CD renders a source with Helm when it sets `helm`, or when it sets no type and
+        // its path holds a Chart.yaml and no kustomization (Argo CD's discovery: a
+        // kustomization wins).
+        if let Some(h) = &pointer.argo_helm {
+            let chart_yaml = root.join("Chart.yaml").ok();
+            let is_chart = chart_yaml
+                .as_ref()
+                .is_some_and(|c| files.iter().any(|f| f == c));
+            if h.explicit || (!h.other_type && is_chart && !has_kustomization) {
+                let (docs, chart) = self.argo_chart(repo, commit, root, h)?;
+                return Ok((docs, false, Some(Arc::new(chart))));
+            }
+        }
         // A Flux path with no kustomization and no overlay: kustomize-controller's generated
         // kustomization lists every manifest under it, and kustomize gives them back as they
         // are. Read them directly; a nested kustomization still goes through kustomize.

@@ -617,6 +617,9 @@ async fn argo_source(
     p.argo_helm = Some(std::sync::Arc::new(ArgoHelm {
         application: display.to_owned(),
         explicit: h.is_object(),
+        other_type: ["kustomize", "directory", "plugin"]
+            .iter()
+            .any(|t| source[*t].is_object()),
         release: h["releaseName"]
             .as_str()
             .filter(|r| !r.is_empty())
@@ -748,6 +751,8 @@ pub struct ArgoHelm {
     pub application: String,
     /// `helm` is set on the source: a chart whatever the path holds.
     pub explicit: bool,
+    /// `kustomize`, `directory` or `plugin` is set: never a chart.
+    pub other_type: bool,
     pub release: String,
     pub namespace: String,
     /// In order; merged over the chart's own values.yaml.
@@ -767,7 +772,9 @@ impl ArgoHelm {
     /// What the render depends on besides the commit and the chart's path (a render cache key).
     pub fn fingerprint(&self) -> String {
         format!(
-            "{}|{}|{:?}|{}|{:?}|{:?}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{:?}|{}|{:?}|{:?}|{}|{}|{}|{}",
+            self.explicit,
+            self.other_type,
             self.release,
             self.namespace,
             self.value_files,

@@ -9,48 +9,17 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::fixture::{ALICE, BOB, GitRepo};
-use crate::support::{Ran, items, json_of, kubectl, kubectl_gitops, run};
+use crate::support::{Ran, items, json_of, kubectl, kubectl_gitops, path_with_helm, run};
 
-const CHART: &str = "apiVersion: v2\nname: web\nversion: 0.2.0\n";
+// The Flux Helm test's chart and templates, with values of its own here.
+use crate::helm::{CHART, DEPLOYMENT, SERVICE};
 
 const CHART_VALUES: &str = "\
 replicas: 1
 image: nginx:1.27
+port: 8080
 greeting: hello
 team: nobody
-";
-
-const DEPLOYMENT: &str = "\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {{ .Release.Name }}
-spec:
-  replicas: {{ .Values.replicas }}
-  selector:
-    matchLabels:
-      app: {{ .Release.Name }}
-  template:
-    metadata:
-      labels:
-        app: {{ .Release.Name }}
-    spec:
-      containers:
-        - name: web
-          image: {{ .Values.image }}
-";
-
-const SERVICE: &str = "\
-apiVersion: v1
-kind: Service
-metadata:
-  name: {{ .Release.Name }}
-spec:
-  selector:
-    app: {{ .Release.Name }}
-  ports:
-    - name: http
-      port: 80
 ";
 
 const CONFIGMAP: &str = "\
@@ -221,27 +190,16 @@ fn application(ns: &str, app: &str, source: Value, status: Value) {
     );
 }
 
-/// PATH for the plugin: kubectl's plugin directory, then `helm` when `with_helm`, then the
-/// inherited PATH without any `helm`.
+/// `kubectl gitops COMMAND --kubeconfig .. -n NS ARGS` in the work tree, with the built
+/// `helm` on PATH when `with_helm`, else without any.
 fn gitops(ns: &str, repo: &GitRepo, cache: &Path, with_helm: bool, args: &[&str]) -> Ran {
     let kc = testenv::shared().kubeconfig.display().to_string();
     let mut full = vec![args[0], "--kubeconfig", kc.as_str(), "-n", ns];
     full.extend_from_slice(&args[1..]);
     let mut cmd: Command = kubectl_gitops(&full);
-    let plugin_path = cmd
-        .get_envs()
-        .find(|(k, _)| *k == "PATH")
-        .and_then(|(_, v)| v.map(|v| v.to_owned()))
-        .unwrap_or_default();
-    let mut dirs = vec![std::env::split_paths(&plugin_path).next().unwrap()];
-    if with_helm {
-        dirs.push(helm_binary().parent().unwrap().to_path_buf());
-    }
-    let inherited = std::env::var_os("PATH").unwrap_or_default();
-    dirs.extend(std::env::split_paths(&inherited).filter(|d| !d.join("helm").exists()));
-    cmd.env("PATH", std::env::join_paths(dirs).unwrap())
-        .env("XDG_CACHE_HOME", cache)
-        .current_dir(repo.path());
+    let helm = helm_binary();
+    path_with_helm(&mut cmd, with_helm.then_some(helm.as_path()));
+    cmd.env("XDG_CACHE_HOME", cache).current_dir(repo.path());
     run(&mut cmd)
 }
 
@@ -372,7 +330,7 @@ fn argo_helm_and_multi_source_applications_end_to_end() {
             "release": "web",
             "namespace": ns,
             "chart": "web",
-            "chartVersion": "0.2.0",
+            "chartVersion": "0.1.0",
             "chartPath": "charts/web",
             "values": [
                 {"kind": "valueFiles", "name": "../../env/prod-values.yaml"},
@@ -397,7 +355,7 @@ fn argo_helm_and_multi_source_applications_end_to_end() {
     assert_eq!(text.code, Some(0), "{}", text.stderr);
     for expected in [
         format!("Release:     {ns}/web (helm template by Argo CD)"),
-        "Chart:       web 0.2.0, path charts/web".to_owned(),
+        "Chart:       web 0.1.0, path charts/web".to_owned(),
         "Values:      1. valueFiles ../../env/prod-values.yaml, 2. helm.values, 3. parameter \
          replicas (later wins)"
             .to_owned(),

@@ -157,10 +157,17 @@ fn admin_may_impersonate_and_the_server_sees_it() {
 #[test]
 fn context_only_reads() {
     let cp = testenv::shared();
+    // Other tests send dry-run patches to the same server at the same time: this run is told
+    // apart by the user it impersonates (with an admin's group, so it may read everything).
+    let reader = format!("context-reader-{}", std::process::id());
     let ran = run(&mut gitops(&[
         "context",
         "--kubeconfig",
         &kubeconfig(),
+        "--as",
+        &reader,
+        "--as-group",
+        "system:masters",
         "-v",
     ]));
     assert_eq!(ran.code, Some(0), "stderr: {}", ran.stderr);
@@ -174,6 +181,7 @@ fn context_only_reads() {
             e["userAgent"]
                 .as_str()
                 .is_some_and(|ua| ua.starts_with("kubectl-gitops/"))
+                && e["impersonatedUser"]["username"] == reader.as_str()
         })
         .unwrap();
     assert!(

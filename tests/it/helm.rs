@@ -3,20 +3,22 @@
 //! Secret and from a values file in Git; then every command of ours agrees with what it did.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Value, json};
 
 use crate::fixture::{ALICE, BOB, GitRepo};
-use crate::support::{Ran, items, json_of, kubectl, kubectl_gitops, reconciled_by_flux, run};
+use crate::support::{
+    Ran, items, json_of, kubectl, kubectl_gitops, path_with_helm, reconciled_by_flux, run,
+};
 use testenv::flux::WATCH_LABEL;
 use testenv::helm::FIELD_MANAGER;
 
 /// A value from a Secret (valuesFrom), rendered into a chart Secret: never printed.
 const PLANTED: &str = "planted-helm-Secret-value-7e1c";
 
-const CHART: &str = "\
+pub(crate) const CHART: &str = "\
 apiVersion: v2
 name: web
 version: 0.1.0
@@ -33,7 +35,7 @@ team: nobody
 apiKey: none
 ";
 
-const DEPLOYMENT: &str = "\
+pub(crate) const DEPLOYMENT: &str = "\
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -57,7 +59,7 @@ spec:
             - containerPort: {{ .Values.port }}
 ";
 
-const SERVICE: &str = "\
+pub(crate) const SERVICE: &str = "\
 apiVersion: v1
 kind: Service
 metadata:
@@ -177,19 +179,6 @@ fn repository() -> GitRepo {
     repo
 }
 
-/// PATH for the plugin: the built `helm` first when `with_helm`, else without any `helm`.
-fn path_env(with_helm: bool) -> std::ffi::OsString {
-    let helm = &testenv::helm::shared().binaries.helm;
-    let inherited = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = std::env::split_paths(&inherited)
-        .filter(|d| !d.join("helm").exists())
-        .collect();
-    if with_helm {
-        dirs.insert(0, helm.parent().unwrap().to_path_buf());
-    }
-    std::env::join_paths(dirs).unwrap()
-}
-
 /// `kubectl gitops COMMAND --kubeconfig .. -n NS ARGS` in the work tree; no output of it ever
 /// holds the Secret value, plain or encoded.
 fn gitops(ns: &str, repo: &GitRepo, cache: &Path, with_helm: bool, args: &[&str]) -> Ran {
@@ -198,17 +187,9 @@ fn gitops(ns: &str, repo: &GitRepo, cache: &Path, with_helm: bool, args: &[&str]
     full.extend_from_slice(&args[1..]);
     let mut cmd: Command = kubectl_gitops(&full);
     // kubectl finds the plugin through PATH: keep its directory, change only helm's.
-    let plugin_path = cmd
-        .get_envs()
-        .find(|(k, _)| *k == "PATH")
-        .and_then(|(_, v)| v.map(|v| v.to_owned()))
-        .unwrap_or_default();
-    let plugin_dir = std::env::split_paths(&plugin_path).next().unwrap();
-    let mut dirs = vec![plugin_dir];
-    dirs.extend(std::env::split_paths(&path_env(with_helm)));
-    cmd.env("PATH", std::env::join_paths(dirs).unwrap())
-        .env("XDG_CACHE_HOME", cache)
-        .current_dir(repo.path());
+    let helm = &testenv::helm::shared().binaries.helm;
+    path_with_helm(&mut cmd, with_helm.then_some(helm.as_path()));
+    cmd.env("XDG_CACHE_HOME", cache).current_dir(repo.path());
     let ran = run(&mut cmd);
     let encoded = kubectl_gitops::drift::base64(PLANTED.as_bytes());
     for text in [&ran.stdout, &ran.stderr] {

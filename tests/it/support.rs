@@ -209,3 +209,23 @@ pub fn items(report: &serde_json::Value) -> std::collections::BTreeMap<String, s
         })
         .collect()
 }
+
+/// Sets PATH of `cmd` (from [`kubectl_gitops`]): kubectl's plugin directory first, then the
+/// directory of `helm` when given, then the inherited PATH without any `helm` in it.
+pub fn path_with_helm(cmd: &mut Command, helm: Option<&Path>) {
+    let plugin_path = cmd
+        .get_envs()
+        .find(|(k, _)| *k == "PATH")
+        .and_then(|(_, v)| v.map(|v| v.to_owned()))
+        .unwrap_or_default();
+    let mut dirs: Vec<std::path::PathBuf> = std::env::split_paths(&plugin_path).take(1).collect();
+    if let Some(helm) = helm {
+        dirs.push(helm.parent().expect("helm is a file").to_path_buf());
+    }
+    let inherited = std::env::var_os("PATH").unwrap_or_default();
+    dirs.extend(std::env::split_paths(&inherited).filter(|d| !d.join("helm").exists()));
+    cmd.env(
+        "PATH",
+        std::env::join_paths(dirs).expect("PATH entries join"),
+    );
+}
