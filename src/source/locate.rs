@@ -374,13 +374,21 @@ impl Locator {
         pointer: Option<Pointer>,
         key: &ObjectKey,
     ) -> Result<Located, SourceError> {
-        let Some(mut first) = pointer.clone().filter(|p| !p.more_sources.is_empty()) else {
+        let Some(mut first) = pointer
+            .clone()
+            .filter(|p| !p.more_sources.is_empty() || !p.unusable_sources.is_empty())
+        else {
             return self.locate_source(pointer, key);
         };
         // A multi-source Application: the first source that declares the object made it. A
         // source that cannot be read does not hold up the others; its error is the answer
         // only when no other source declares the object.
         let more = std::mem::take(&mut first.more_sources);
+        let unusable = std::mem::take(&mut first.unusable_sources);
+        let application = first
+            .reconciler
+            .as_ref()
+            .map_or_else(|| "the Application".to_owned(), Reconciler::display);
         let mut not_declared = Vec::new();
         let mut failed = None;
         for source in std::iter::once(first).chain(more) {
@@ -394,6 +402,12 @@ impl Locator {
         }
         if let Some(e) = failed {
             return Err(e);
+        }
+        if !unusable.is_empty() {
+            return Err(SourceError::Repeated(format!(
+                "no source of {application} that can be read declares it; {}",
+                unusable.join("; ")
+            )));
         }
         Err(SourceError::Repeated(format!(
             "no source of the Application declares {key}: {}",

@@ -85,6 +85,9 @@ pub struct Pointer {
     /// An Argo CD multi-source Application's other sources, in order: an object is the first
     /// source's that declares it.
     pub more_sources: Vec<Pointer>,
+    /// The sources of the same Application that cannot be used (a chart from a Helm
+    /// repository...), each as `field: why`: the answer for an object no other source declares.
+    pub unusable_sources: Vec<String>,
 }
 
 impl Pointer {
@@ -105,6 +108,7 @@ impl Pointer {
             helm: None,
             argo_helm: None,
             more_sources: Vec::new(),
+            unusable_sources: Vec::new(),
         }
     }
 }

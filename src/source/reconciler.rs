@@ -463,6 +463,9 @@ async fn argo(
     let revisions = &application["status"]["sync"]["revisions"];
     let single_revision = application["status"]["sync"]["revision"].as_str();
     let mut pointers = Vec::new();
+    // A source we cannot use does not keep the others' objects from being compared.
+    let mut unusable = Vec::new();
+    let mut first_error = None;
     for (index, source) in sources.iter().enumerate() {
         let field = if sources.len() == 1 && spec["source"].is_object() {
             field.to_owned()
@@ -478,7 +481,7 @@ async fn argo(
         } else {
             revisions[index].as_str()
         };
-        let p = argo_source(
+        let found = argo_source(
             cluster,
             discovery,
             cache,
@@ -494,8 +497,22 @@ async fn argo(
             &refs,
             revision,
         )
-        .await?;
-        pointers.push(p);
+        .await;
+        match found {
+            Ok(p) => pointers.push(p),
+            Err(e) => {
+                unusable.push(format!(
+                    "{field}: {}",
+                    crate::text::single_line(&e.to_string())
+                ));
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if pointers.is_empty()
+        && let Some(e) = first_error
+    {
+        return Err(e);
     }
     if pointers.is_empty() {
         return Err(bad_ks(
@@ -506,6 +523,7 @@ async fn argo(
     }
     let mut first = pointers.remove(0);
     first.more_sources = pointers;
+    first.unusable_sources = unusable;
     Ok(Some(first))
 }
 

@@ -441,6 +441,68 @@ fn argo_helm_and_multi_source_applications_end_to_end() {
     );
     all_in_sync(&ns, &repo, cache, "after revert");
 
+    // An Application with a chart from a Helm repository (not supported yet) beside a plain
+    // source: the plain source's object is compared, the chart's is one line saying why.
+    let redis = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: redis-config\ndata:\n  maxmemory: 64mb\n";
+    repo.write(
+        "more/settings.yaml",
+        &EXTRA.replace("extra-settings", "more-settings"),
+    );
+    let more = repo.commit(BOB, "More settings");
+    argo_apply(
+        &ns,
+        "mixed",
+        &format!(
+            "{redis}---\n{}",
+            EXTRA.replace("extra-settings", "more-settings")
+        ),
+    );
+    application(
+        &ns,
+        "mixed",
+        json!([
+            {"repoURL": "https://charts.example.com/stable", "chart": "redis",
+             "targetRevision": "19.0.0"},
+            {"repoURL": repo.url(), "path": "more", "targetRevision": "main"},
+        ]),
+        json!({"sync": {"status": "Synced", "revisions": ["19.0.0", more]},
+               "health": {"status": "Healthy"}}),
+    );
+    let ran = gitops(&ns, &repo, cache, true, &["diff", "-o", "json"]);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    let lines = ran.error_lines();
+    assert_eq!(lines.len(), 1, "{}", ran.stderr);
+    let line = lines[0];
+    assert!(
+        line.starts_with(&format!("error: ConfigMap {ns}/redis-config: ")),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!(
+            "no source of Application {ns}/mixed that can be read declares it"
+        )) && line.contains("spec.sources[0]: ")
+            && line.contains("chart redis from the Helm repository")
+            && line.contains("is not supported yet"),
+        "{line}"
+    );
+    let found = items(&json_of(&ran));
+    assert_eq!(
+        found["ConfigMap/more-settings"]["status"], "in-sync",
+        "{:#}",
+        found["ConfigMap/more-settings"]
+    );
+    assert_eq!(found["Deployment/web"]["status"], "in-sync");
+    kubectl(
+        &ns,
+        &[
+            "delete",
+            "application.argoproj.io/mixed",
+            "configmap/redis-config",
+            "configmap/more-settings",
+        ],
+        None,
+    );
+
     // A values change pushed to Git, not synced yet: pending, with its commit.
     repo.write("env/prod-values.yaml", "greeting: hello-again\n");
     let change = repo.commit(BOB, "Greet again in prod");
