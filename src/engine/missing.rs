@@ -82,6 +82,11 @@ impl Declared {
         });
         for (index, doc) in docs.iter().enumerate() {
             let Some(mut key) = doc.key() else { continue };
+            // Argo CD runs hooks (a PreSync Job...) and deletes them by their policy; it never
+            // keeps them as the Application's resources, so their absence is no drift.
+            if w.located.rule == source::Rule::ArgoCd && is_argo_hook(&doc.object) {
+                continue;
+            }
             // The namespace is the sibling's, for a kind that has one.
             let namespaced = discovery
                 .for_kind(
@@ -215,6 +220,12 @@ fn copy_source_markers(sibling: &Value, rule: source::Rule, key: &ObjectKey, obj
             });
         }
     }
+}
+
+/// An Argo CD hook: `argocd.argoproj.io/hook`, or a Helm hook in a chart Argo CD renders.
+fn is_argo_hook(object: &serde_json::Value) -> bool {
+    let annotations = &object["metadata"]["annotations"];
+    annotations["argocd.argoproj.io/hook"].is_string() || annotations["helm.sh/hook"].is_string()
 }
 
 #[cfg(test)]

@@ -42,6 +42,25 @@ data:
   mode: strict
 ";
 
+/// An Argo CD PreSync hook beside it: Argo CD runs it and deletes it once it succeeded, so the
+/// cluster lacking it is no drift.
+const HOOK: &str = "\
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: migrate
+  annotations:
+    argocd.argoproj.io/hook: PreSync
+    argocd.argoproj.io/hook-delete-policy: HookSucceeded
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: migrate
+          image: busybox:1.36
+";
+
 fn repository() -> GitRepo {
     let mut repo = GitRepo::new();
     repo.write("charts/web/Chart.yaml", CHART)
@@ -54,7 +73,8 @@ fn repository() -> GitRepo {
             "env/shop-values.yaml",
             "greeting: hello-shop\nimage: nginx:1.28\n",
         )
-        .write("extras/settings.yaml", EXTRA);
+        .write("extras/settings.yaml", EXTRA)
+        .write("extras/migrate.yaml", HOOK);
     repo.commit(ALICE, "The web chart, its values and extras");
     repo
 }
@@ -294,7 +314,8 @@ fn argo_helm_and_multi_source_applications_end_to_end() {
         json!({"sync": {"status": "Synced", "revision": applied},
                "health": {"status": "Healthy"}}),
     );
-    // Application shop: the chart with a values file from a `ref` source, and plain manifests.
+    // Application shop: the chart with a values file from a `ref` source, and plain manifests
+    // (its PreSync hook ran and was deleted, as Argo CD does: not applied here).
     let shop = argo_template(&repo, &ns, "shop", &["--values", "env/shop-values.yaml"]);
     argo_apply(&ns, "shop", &format!("{shop}\n---\n{EXTRA}"));
     application(
