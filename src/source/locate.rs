@@ -374,11 +374,10 @@ impl Locator {
         pointer: Option<Pointer>,
         key: &ObjectKey,
     ) -> Result<Located, SourceError> {
-        let Some(mut first) = pointer
-            .clone()
-            .filter(|p| !p.more_sources.is_empty() || !p.unusable_sources.is_empty())
-        else {
-            return self.locate_source(pointer, key);
+        let several = |p: &Pointer| !p.more_sources.is_empty() || !p.unusable_sources.is_empty();
+        let mut first = match pointer {
+            Some(p) if several(&p) => p,
+            other => return self.locate_source(other, key),
         };
         // A multi-source Application: the first source that declares the object made it. A
         // source that cannot be read does not hold up the others; its error is the answer
