@@ -278,37 +278,14 @@ impl Flux {
     pub fn reconcile_now(&self, ns: &str, name: &str) -> Result<String> {
         let token = request_token();
         let annotation = format!("{REQUESTED_AT}={token}");
-        self.kubectl_run(
-            &[
-                "annotate",
-                "--overwrite",
-                "-n",
-                ns,
-                &format!("gitrepository/{name}"),
-                &annotation,
-            ],
-            None,
-        )?;
-        let deadline = Instant::now() + RECONCILE_TIMEOUT;
-        let revision = loop {
-            let repo = self.get(ns, "gitrepository", name)?;
-            if repo["status"]["lastHandledReconcileAt"] == token.as_str()
-                && condition(&repo, "Ready").0 == "True"
-                && let Some(revision) = repo["status"]["artifact"]["revision"].as_str()
-            {
-                break revision.to_owned();
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "GitRepository {ns}/{name} did not handle the reconcile request within {} s: \
-                     {}\nsource-controller log:\n{}",
-                    RECONCILE_TIMEOUT.as_secs(),
-                    describe(&repo),
-                    log_tail(&self.log("source-controller"))
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
+        let repo = self.source_request(ns, "gitrepository", name, &token)?;
+        let Some(revision) = repo["status"]["artifact"]["revision"].as_str() else {
+            bail!(
+                "GitRepository {ns}/{name} has no artifact: {}",
+                describe(&repo)
+            );
         };
+        let revision = revision.to_owned();
         self.kubectl_run(
             &[
                 "annotate",
@@ -325,6 +302,46 @@ impl Flux {
             .rsplit_once("sha1:")
             .map_or(revision.as_str(), |(_, sha)| sha)
             .to_owned())
+    }
+
+    /// Asks source-controller to fetch the source `kind` `ns/name` (a GitRepository, a
+    /// HelmRepository, a HelmChart) now, as `flux reconcile source` does, and waits until it
+    /// has and is Ready. Returns the source.
+    pub fn fetch_source_now(&self, ns: &str, kind: &str, name: &str) -> Result<Value> {
+        self.source_request(ns, kind, name, &request_token())
+    }
+
+    fn source_request(&self, ns: &str, kind: &str, name: &str, token: &str) -> Result<Value> {
+        self.kubectl_run(
+            &[
+                "annotate",
+                "--overwrite",
+                "-n",
+                ns,
+                &format!("{kind}/{name}"),
+                &format!("{REQUESTED_AT}={token}"),
+            ],
+            None,
+        )?;
+        let deadline = Instant::now() + RECONCILE_TIMEOUT;
+        loop {
+            let source = self.get(ns, kind, name)?;
+            if source["status"]["lastHandledReconcileAt"] == token
+                && condition(&source, "Ready").0 == "True"
+            {
+                return Ok(source);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{kind} {ns}/{name} did not handle the reconcile request within {} s: \
+                     {}\nsource-controller log:\n{}",
+                    RECONCILE_TIMEOUT.as_secs(),
+                    describe(&source),
+                    log_tail(&self.log("source-controller"))
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// The Kustomization `ns/name` as the server has it.

@@ -160,3 +160,129 @@ impl HelmController {
 pub fn watched() -> Value {
     serde_json::json!({ WATCH_LABEL: "real" })
 }
+
+/// A Helm chart repository served over HTTP on loopback, as chart repositories are served
+/// (static files: `index.yaml` and the chart archives), by the `gitserver` binary in its
+/// `-files` mode. Charts are packaged and indexed by the real `helm` (`helm package`,
+/// `helm repo index`). Dropping it, or [`ChartRepository::stop`], stops the server.
+#[derive(Debug)]
+pub struct ChartRepository {
+    /// The directory served: `index.yaml` and `<chart>-<version>.tgz`.
+    pub dir: PathBuf,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    helm: PathBuf,
+    pid: u32,
+}
+
+impl Drop for ChartRepository {
+    fn drop(&mut self) {
+        process::kill_all(&[self.pid]);
+    }
+}
+
+impl ChartRepository {
+    /// Serves a new empty repository in a temporary directory of `flux`'s, to anyone.
+    pub fn start(flux: &Flux, helm: &HelmController) -> Result<ChartRepository> {
+        ChartRepository::serve(flux, helm, None)
+    }
+
+    /// Serves a new empty repository that answers 401 to a request without basic auth
+    /// `user`/`password`.
+    pub fn start_with_basic_auth(
+        flux: &Flux,
+        helm: &HelmController,
+        user: &str,
+        password: &str,
+    ) -> Result<ChartRepository> {
+        ChartRepository::serve(flux, helm, Some((user, password)))
+    }
+
+    fn serve(
+        flux: &Flux,
+        helm: &HelmController,
+        auth: Option<(&str, &str)>,
+    ) -> Result<ChartRepository> {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = flux.dir.join(format!("charts-{}-{n}", std::process::id()));
+        if dir.exists() {
+            fs::remove_dir_all(&dir)?;
+        }
+        let served = dir.join("served");
+        fs::create_dir_all(&served).with_context(|| format!("creating {}", served.display()))?;
+        let addr_file = dir.join("url");
+        let log = dir.join("chartserver.log");
+        let mut cmd = std::process::Command::new(&flux.binaries.gitserver);
+        cmd.arg("-files")
+            .arg(&served)
+            .arg("-addr-file")
+            .arg(&addr_file);
+        if let Some((user, password)) = auth {
+            let file = dir.join("basic-auth");
+            fs::write(&file, format!("{user}:{password}"))?;
+            cmd.arg("-basic-auth-file").arg(file);
+        }
+        let pid = process::spawn(cmd, &log, Lifetime::TiedToThisProcess)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = loop {
+            if let Ok(url) = fs::read_to_string(&addr_file) {
+                break url.trim().to_owned();
+            }
+            if !process::alive(pid) || Instant::now() > deadline {
+                process::kill_all(&[pid]);
+                bail!(
+                    "the chart repository server did not start; its log:\n{}",
+                    log_tail(&log)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Ok(ChartRepository {
+            dir: served,
+            url,
+            helm: helm.binaries.helm.clone(),
+            pid,
+        })
+    }
+
+    /// Packages the chart directory `chart` into the repository (`helm package`) and indexes
+    /// the repository again (`helm repo index --url`), as a chart is published.
+    pub fn publish(&self, chart: &std::path::Path) -> Result<()> {
+        let run = |args: &[&std::ffi::OsStr]| -> Result<()> {
+            let out = std::process::Command::new(&self.helm)
+                .args(args)
+                .env("HELM_NO_PLUGINS", "1")
+                .env("HELM_CACHE_HOME", self.dir.with_file_name("helm-cache"))
+                .env("HELM_CONFIG_HOME", self.dir.with_file_name("helm-config"))
+                .env("HELM_DATA_HOME", self.dir.with_file_name("helm-data"))
+                .output()
+                .context("running helm")?;
+            if !out.status.success() {
+                bail!(
+                    "helm {args:?} failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            Ok(())
+        };
+        run(&[
+            "package".as_ref(),
+            chart.as_os_str(),
+            "-d".as_ref(),
+            self.dir.as_os_str(),
+        ])?;
+        run(&[
+            "repo".as_ref(),
+            "index".as_ref(),
+            self.dir.as_os_str(),
+            "--url".as_ref(),
+            self.url.as_ref(),
+        ])
+    }
+
+    /// Stops serving: the repository becomes unreachable at its URL.
+    pub fn stop(&self) {
+        process::kill_all(&[self.pid]);
+    }
+}
