@@ -91,16 +91,7 @@ pub fn template(
         root: t.chart.as_str().to_owned(),
         reason,
     })?;
-    let mut cmd = super::go_tool(Command::new(t.helm));
-    cmd.arg("template")
-        .arg(t.release)
-        .arg(&chart_dir)
-        .args(["--namespace", t.namespace])
-        .args(["--kube-version", t.kube_version])
-        .arg("--no-hooks");
-    for api_version in t.api_versions {
-        cmd.arg("--api-versions").arg(api_version);
-    }
+    let mut cmd = command(t, &chart_dir);
     if let Style::Argo {
         parameters,
         include_crds,
@@ -145,9 +136,36 @@ pub fn template(
         std::fs::write(&values_yaml, "{}\n")
             .map_err(io(format!("writing {}", values_yaml.display())))?;
     }
+    run(cmd, t, tmp.path())
+}
+
+/// Renders a chart archive (a chart from a chart repository) as helm-controller does: its
+/// own values.yaml under `t.values`. Documents are named `<t.chart>/templates/...`.
+pub fn template_archive(archive: &Path, t: &Template<'_>) -> Result<Vec<Document>, HelmError> {
+    let cmd = command(t, archive);
+    run(cmd, t, archive.parent().unwrap_or(archive))
+}
+
+/// `helm template` of `chart` (a directory or an archive) with what every render passes.
+fn command(t: &Template<'_>, chart: &Path) -> Command {
+    let mut cmd = super::go_tool(Command::new(t.helm));
+    cmd.arg("template")
+        .arg(t.release)
+        .arg(chart)
+        .args(["--namespace", t.namespace])
+        .args(["--kube-version", t.kube_version])
+        .arg("--no-hooks");
+    for api_version in t.api_versions {
+        cmd.arg("--api-versions").arg(api_version);
+    }
+    cmd
+}
+
+/// Runs `cmd` with `t.values` on stdin and reads its documents; `tmp` is named `.` in errors.
+fn run(mut cmd: Command, t: &Template<'_>, tmp: &Path) -> Result<Vec<Document>, HelmError> {
     cmd.args(["-f", "-"])
         // Never a prompt, never the network for a repository index (dependencies are vendored
-        // in a Git chart).
+        // in a Git chart and in a packaged one).
         .env("HELM_NO_PLUGINS", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -167,8 +185,8 @@ pub fn template(
     })?;
     if !output.status.success() {
         let reason = crate::text::joined_lines(&String::from_utf8_lossy(&output.stderr))
-            .replace(&format!("{}/", tmp.path().display()), "")
-            .replace(&tmp.path().display().to_string(), ".");
+            .replace(&format!("{}/", tmp.display()), "")
+            .replace(&tmp.display().to_string(), ".");
         return Err(HelmError::Failed(reason));
     }
     let text = String::from_utf8(output.stdout).map_err(|_| RenderError::NotText {

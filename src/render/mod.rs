@@ -4,6 +4,8 @@
 //! line range, and, when asked, the kustomizations whose generators and transformers made it.
 
 mod cache;
+pub mod chart_repo;
+pub mod chart_version;
 pub mod helm;
 mod remote;
 pub mod sops;
