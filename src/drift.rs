@@ -1087,6 +1087,17 @@ pub enum Why {
         time: i64,
         subject: String,
     },
+    /// A chart repository now offers another chart version for the release's version
+    /// constraint (no commit changed anything): installed at the next upgrade.
+    #[serde(rename_all = "camelCase")]
+    Published {
+        chart: String,
+        version: String,
+        /// `HelmRepository ns/name`.
+        source: String,
+        /// The version the release has.
+        installed: String,
+    },
     /// Changed in the cluster: the manager that owns the live value.
     #[serde(rename_all = "camelCase")]
     OutOfBand {
@@ -1098,6 +1109,14 @@ pub enum Why {
     /// Changed in the cluster by something managedFields does not record (a JSON-patch
     /// removal leaves no trace).
     Unrecorded,
+}
+
+impl Why {
+    /// Git (or a chart repository the release follows) wants it and the reconciler has not
+    /// applied it yet.
+    pub fn is_pending(&self) -> bool {
+        matches!(self, Why::Pending { .. } | Why::Published { .. })
+    }
 }
 
 /// One drifted field, as reported. Secret values are already masked here.
@@ -1126,6 +1145,17 @@ pub struct SourceSummary {
     pub lines: (usize, usize),
     pub commit: String,
     pub rule: String,
+}
+
+impl SourceSummary {
+    /// `file:first-last`, or the file alone when it has no lines in Git (a template of a
+    /// chart archive).
+    pub fn place(&self) -> String {
+        match self.lines {
+            (0, 0) => self.file.clone(),
+            (a, b) => format!("{}:{a}-{b}", self.file),
+        }
+    }
 }
 
 /// One object of the report.

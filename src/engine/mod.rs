@@ -199,7 +199,8 @@ impl Engine {
                 env,
             ))
             .with_render_cache(self.locator.render_cache())
-            .with_helm(env.find_program("helm")),
+            .with_helm(env.find_program("helm"))
+            .with_chart_cache(chart_cache(env)),
         );
         self.reconcilers = ReconcilerCache::default();
         self.repo_rules.clear();
@@ -1010,6 +1011,12 @@ pub fn new_locator(choice: RepoChoice, env: &Env, render_cache_size: u64) -> Loc
     Locator::new(choice)
         .with_render_cache(crate::render::RenderCache::for_env(env, render_cache_size))
         .with_helm(env.find_program("helm"))
+        .with_chart_cache(chart_cache(env))
+}
+
+/// Where chart archives from chart repositories are kept: `<cache>/charts`.
+fn chart_cache(env: &Env) -> Option<PathBuf> {
+    env.cache_dir.as_ref().map(|d| d.join("charts"))
 }
 
 /// The managers whose Apply is the reconciler's: Flux's and Argo CD's own; for a plain

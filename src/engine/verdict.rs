@@ -133,6 +133,16 @@ fn attribute(change: &Change, w: &Work) -> Why {
             subject: c.subject.clone(),
         };
     }
+    if at_tip != applied
+        && let Some(p) = &w.located.published_chart
+    {
+        return Why::Published {
+            chart: p.chart.clone(),
+            version: p.version.clone(),
+            source: p.source.clone(),
+            installed: p.installed.clone(),
+        };
+    }
     let is_reconciler = |e: &&crate::fields::ManagedEntry| {
         crate::normalize::applied_by_reconciler(&e.manager, &e.operation, &w.reconciler)
     };

@@ -94,6 +94,14 @@ pub(super) fn why_text(why: &Why) -> String {
             &commit[..commit.len().min(7)],
             format_time(*time, 0)
         ),
+        Why::Published {
+            chart,
+            version,
+            source,
+            installed,
+        } => format!(
+            "pending: chart {chart} {version} published in {source} (the release has {installed})"
+        ),
         Why::OutOfBand {
             manager,
             operation,
@@ -149,11 +157,9 @@ fn header(item: &ObjectReport) -> String {
     let status = item.status.as_str();
     match &item.source {
         Some(s) => format!(
-            "{} ({status}) from {}:{}-{} @ {}",
+            "{} ({status}) from {} @ {}",
             item.object,
-            s.file,
-            s.lines.0,
-            s.lines.1,
+            s.place(),
             &s.commit[..s.commit.len().min(7)]
         ),
         None => format!("{} ({status})", item.object),
@@ -170,10 +176,8 @@ fn unified(out: &mut dyn Write, item: &ObjectReport, color: bool) -> std::io::Re
     match &item.source {
         Some(s) => writeln!(
             out,
-            "{l}+++ git  {}:{}-{} @ {} ({}){l:#}",
-            s.file,
-            s.lines.0,
-            s.lines.1,
+            "{l}+++ git  {} @ {} ({}){l:#}",
+            s.place(),
             &s.commit[..s.commit.len().min(7)],
             s.repo
         )?,
@@ -220,12 +224,21 @@ fn hunk(
     Ok(())
 }
 
+/// `file:first` for tables, or the file alone when it has no lines in Git.
+fn first_line(s: &crate::drift::SourceSummary) -> String {
+    match s.lines.0 {
+        0 => s.file.clone(),
+        n => format!("{}:{n}", s.file),
+    }
+}
+
 fn changed_by(item: &ObjectReport) -> String {
     let mut who: Vec<String> = Vec::new();
     for f in &item.fields {
         let name = match &f.why {
             _ if !f.may_be_server_default.is_empty() => "server default?".to_owned(),
             Why::Pending { commit, .. } => format!("pending {}", &commit[..commit.len().min(7)]),
+            Why::Published { chart, version, .. } => format!("pending {chart} {version}"),
             Why::OutOfBand { manager, .. } => manager.clone(),
             Why::Unrecorded => "unrecorded".to_owned(),
         };
@@ -261,7 +274,7 @@ pub(super) fn table_rows(report: &DriftReport) -> Vec<Vec<String>> {
             let source = item
                 .source
                 .as_ref()
-                .map(|s| format!("{}:{}", s.file, s.lines.0))
+                .map(first_line)
                 .unwrap_or_else(|| "-".to_owned());
             vec![
                 kind,
@@ -323,7 +336,7 @@ pub(super) fn markdown_body(out: &mut dyn Write, report: &DriftReport) -> std::i
         let source = item
             .source
             .as_ref()
-            .map(|s| format!("`{}:{}`", s.file, s.lines.0))
+            .map(|s| format!("`{}`", first_line(s)))
             .unwrap_or_else(|| "-".to_owned());
         writeln!(
             out,

@@ -78,7 +78,11 @@ fn text(out: &mut dyn Write, item: &TraceItem) -> std::io::Result<()> {
         ""
     };
     row("Repository", format!("{}{repo_kind}", s.repo))?;
-    row("File", format!("{}:{}-{}", s.file, s.lines.0, s.lines.1))?;
+    // A template in a chart archive has no lines in Git.
+    match s.lines {
+        (0, 0) => row("File", s.file.clone())?,
+        (a, b) => row("File", format!("{}:{a}-{b}", s.file))?,
+    }
     row("Render root", s.render_root.clone())?;
     match &s.applied_commit {
         Some(c) => row("Applied", commit_line(c))?,
@@ -182,13 +186,21 @@ fn helm_rows(
             h.namespace, h.release, h.revision, h.status
         ),
     )?;
-    row(
-        "Chart",
-        format!(
+    let chart = match (
+        &h.chart_url,
+        &h.version_constraint,
+        &h.desired_chart_version,
+    ) {
+        (Some(url), Some(constraint), Some(desired)) => format!(
+            "{} {} from {} at {url}; version {constraint:?} picks {desired} there now",
+            h.chart, h.chart_version, h.chart_source
+        ),
+        _ => format!(
             "{} {} from {}, path {}",
             h.chart, h.chart_version, h.chart_source, h.chart_path
         ),
-    )?;
+    };
+    row("Chart", chart)?;
     let inline = if h.values_from_git {
         "spec.values (as in Git)"
     } else {

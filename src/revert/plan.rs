@@ -168,9 +168,7 @@ fn plan_apply(plan: &mut Plan, work: &Work, manager_flag: Option<&str>) {
     plan.secrets = secret_values(&plan.key, &[&body, &work.live]);
     if let Some(h) = &work.located.helm {
         // The release manifest goes back, not Git's tip: pending fields are not written.
-        plan.shown
-            .fields
-            .retain(|f| !matches!(f.why, drift::Why::Pending { .. }));
+        plan.shown.fields.retain(|f| !f.why.is_pending());
         plan.helm = Some((format!("HelmRelease {}", h.helm_release), h.revision));
     }
     let ignored: BTreeSet<&str> = plan.shown.ignored.iter().map(|f| f.path.as_str()).collect();

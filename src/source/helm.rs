@@ -26,6 +26,7 @@ use crate::render::Document;
 
 const FLUX_HELM_RELEASE: &str = "helmreleases.helm.toolkit.fluxcd.io";
 const FLUX_HELM_CHART: &str = "helmcharts.source.toolkit.fluxcd.io";
+const FLUX_HELM_REPOSITORY: &str = "helmrepositories.source.toolkit.fluxcd.io";
 
 /// The field manager helm-controller writes every object of a release with (client-side, so
 /// its managedFields entries are `Update`s).
@@ -62,6 +63,22 @@ pub struct HelmSource {
     pub own_pointer: Option<Box<Pointer>>,
     /// How the chart is referred to, for trace: `GitRepository ns/name`.
     pub chart_source: String,
+    /// When the chart comes from a chart repository (a HelmRepository) rather than Git.
+    pub repository: Option<Arc<RepositoryChart>>,
+}
+
+/// A chart from a Flux HelmRepository (HTTP(S)): where it is, which chart and which versions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepositoryChart {
+    /// `HelmRepository ns/name`.
+    pub display: String,
+    pub url: String,
+    /// `spec.chart.spec.chart` and `.version` as the cluster has them (Git's HelmRelease, when
+    /// found, wins).
+    pub chart: String,
+    pub version: String,
+    /// From the HelmRepository's `secretRef` (basic auth); never shown.
+    pub credentials: Option<crate::render::chart_repo::Credentials>,
 }
 
 impl std::fmt::Debug for HelmSource {
@@ -199,6 +216,14 @@ pub struct HelmTrace {
     pub helm_release_not_found: Option<String>,
     /// `spec.values` were read from the HelmRelease in Git (else from the cluster's).
     pub values_from_git: bool,
+    /// A chart from a chart repository: its URL, the version constraint Git declares and the
+    /// version it picks there now (which a newer chart published can change).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chart_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_constraint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired_chart_version: Option<String>,
 }
 
 /// For an object of an Argo CD Helm source: the chart and values it is rendered with (never a
@@ -216,6 +241,19 @@ pub struct ChartTrace {
     pub chart_path: String,
     /// In the order they are merged; later wins.
     pub values: Vec<ValuesSource>,
+}
+
+/// A chart version a chart repository offers for a release's version constraint that the
+/// release does not have: a change pending with no commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedChart {
+    pub chart: String,
+    pub version: String,
+    /// `HelmRepository ns/name`.
+    pub source: String,
+    /// The version the release has.
+    pub installed: String,
 }
 
 /// Where one part of the values comes from.
@@ -412,6 +450,22 @@ pub(super) async fn flux_helm(
     let kube_version = cache.server_version(cluster).await?;
 
     let own_pointer = own_pointer(cluster, discovery, cache, &hr).await;
+    let mut chart = chart;
+    if let Some(from) = &chart.repository {
+        // Git holds only the HelmRelease: its values and version are what Git wants.
+        let Some(own) = &own_pointer else {
+            return Err(SourceError::Helm {
+                release: display,
+                reason: format!(
+                    "its chart comes from {}, and the HelmRelease has no Flux Kustomization                      labels: nothing says where Git declares its values and version; apply it                      with a Flux Kustomization",
+                    from.display
+                ),
+            });
+        };
+        chart.repo = own.repo.clone();
+        chart.tracked_ref = own.tracked_ref.clone();
+        chart.applied_commit = own.applied_commit.clone();
+    }
     let helm = HelmSource {
         helm_release: (namespace.to_owned(), name.to_owned()),
         release,
@@ -427,9 +481,10 @@ pub(super) async fn flux_helm(
         api_versions: Arc::new(api_versions(&discovery.snapshot())),
         own_pointer,
         chart_source: chart.source,
+        repository: chart.repository.map(Arc::new),
     };
     let mut p = Pointer::new(Rule::Helm);
-    p.repo = Some(chart.repo);
+    p.repo = chart.repo;
     p.tracked_ref = chart.tracked_ref;
     p.render_root = Some(chart.path);
     p.applied_commit = chart.applied_commit;
@@ -445,20 +500,22 @@ pub(super) async fn flux_helm(
     Ok(p)
 }
 
-/// A HelmRelease's chart in Git, and the revision it was last built from.
+/// A HelmRelease's chart in Git, and the revision it was last built from; or a chart from a
+/// HelmRepository (then the repository and commits are the HelmRelease's own).
 struct GitChart {
     path: RepoPath,
     values_files: Vec<RepoPath>,
-    repo: crate::git::RepoUrl,
+    repo: Option<crate::git::RepoUrl>,
     tracked_ref: Option<String>,
     /// The Git revision the HelmChart was last built from: what the applied release was made of.
     applied_commit: Option<String>,
     /// `GitRepository ns/name`.
     source: String,
+    repository: Option<RepositoryChart>,
 }
 
 /// The chart of the HelmRelease `display` (`namespace/name`, `spec`): a GitRepository path
-/// (`chart.spec`), or a HelmChart (`chartRef`) built from one.
+/// or a HelmRepository chart (`chart.spec`), or a HelmChart (`chartRef`) built from one.
 async fn git_chart(
     cluster: &Cluster,
     discovery: &CachedDiscovery,
@@ -495,10 +552,32 @@ async fn git_chart(
         .as_str()
         .unwrap_or(&chart_ns)
         .to_owned();
+    if source_kind == "HelmRepository" {
+        let repository = repository_chart(
+            cluster,
+            discovery,
+            display,
+            (&source_ns, source_name),
+            &chart_spec,
+        )
+        .await?;
+        return Ok(GitChart {
+            path: RepoPath::root()
+                .join(&repository.chart)
+                .map_err(|e| bad_ks(display, "spec.chart.spec.chart", e.to_string()))?,
+            values_files: Vec::new(),
+            repo: None,
+            tracked_ref: None,
+            applied_commit: None,
+            source: repository.display.clone(),
+            repository: Some(repository),
+        });
+    }
     if source_kind != "GitRepository" {
         return Err(SourceError::Unsupported {
             what: format!(
-                "{display} with a chart from a {} (only charts in a GitRepository are)",
+                "{display} with a chart from a {} (only charts in a GitRepository or an HTTP(S) \
+                 HelmRepository are)",
                 if source_kind.is_empty() {
                     "source it does not name"
                 } else {
@@ -543,11 +622,139 @@ async fn git_chart(
     Ok(GitChart {
         path: chart_path,
         values_files,
-        repo,
+        repo: Some(repo),
         tracked_ref,
         applied_commit,
         source: format!("GitRepository {source_ns}/{source_name}"),
+        repository: None,
     })
+}
+
+/// The chart `chart_spec` names in the HelmRepository `ns/name`: its URL and credentials.
+async fn repository_chart(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    display: &str,
+    (ns, name): (&str, &str),
+    chart_spec: &Value,
+) -> Result<RepositoryChart, SourceError> {
+    let what = format!("HelmRepository {ns}/{name}");
+    let resource =
+        discovery
+            .resolve(FLUX_HELM_REPOSITORY)
+            .await
+            .map_err(|_| SourceError::MissingCrd {
+                named: what.clone(),
+                by: format!("the chart of {display}"),
+                crd: FLUX_HELM_REPOSITORY.into(),
+            })?;
+    let repository = cluster
+        .get(&resource, Some(ns), name)
+        .await?
+        .ok_or_else(|| SourceError::ReconcilerMissing {
+            reconciler: format!("{what} (the chart source of {display})"),
+        })?;
+    let spec = &repository["spec"];
+    let unsupported = |how: &str| {
+        Err(SourceError::Unsupported {
+            what: format!("{display} with a chart from {what} {how}"),
+        })
+    };
+    if spec["type"] == "oci" {
+        return unsupported("of type oci (an OCI registry)");
+    }
+    if spec["certSecretRef"].is_object() {
+        return unsupported("with a certSecretRef (its own TLS certificates)");
+    }
+    if chart_spec["valuesFiles"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty())
+        || chart_spec["valuesFile"].is_string()
+    {
+        return unsupported("with valuesFiles (files inside the chart archive)");
+    }
+    let url = spec["url"].as_str().unwrap_or_default();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(bad_ks(
+            display,
+            &format!("spec.url of {what}"),
+            format!("{url:?} is not an http:// or https:// URL"),
+        ));
+    }
+    let credentials = match spec["secretRef"]["name"].as_str() {
+        Some(secret) => {
+            let at = (ns, secret, url.trim_end_matches('/'));
+            Some(credentials(cluster, discovery, at, &what, display).await?)
+        }
+        None => None,
+    };
+    Ok(RepositoryChart {
+        display: what,
+        url: url.trim_end_matches('/').to_owned(),
+        chart: chart_spec["chart"].as_str().unwrap_or_default().to_owned(),
+        version: chart_spec["version"].as_str().unwrap_or("*").to_owned(),
+        credentials,
+    })
+}
+
+/// The basic-auth `username` and `password` of the Secret `ns/secret`, the secretRef of a
+/// HelmRepository at `url`; when the user may not read it, the ones the user's Helm config
+/// keeps for `url`, as Helm itself would use. Never shown.
+async fn credentials(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    (ns, secret, url): (&str, &str, &str),
+    what: &str,
+    display: &str,
+) -> Result<crate::render::chart_repo::Credentials, SourceError> {
+    let resource = discovery
+        .resolve("secrets")
+        .await
+        .map_err(|e| SourceError::Unsupported {
+            what: format!("reading the secretRef of {what}: {e}"),
+        })?;
+    let object = match cluster.get(&resource, Some(ns), secret).await {
+        Ok(Some(object)) => object,
+        Ok(None) => {
+            return Err(SourceError::ReconcilerMissing {
+                reconciler: format!("Secret {ns}/{secret} (the secretRef of {what})"),
+            });
+        }
+        Err(ClusterError::Forbidden { .. }) => {
+            if let Some(mine) = crate::render::chart_repo::helm_config_credentials(url) {
+                return Ok(mine);
+            }
+            return Err(SourceError::Helm {
+                release: display.to_owned(),
+                reason: format!(
+                    "you may not read Secret {ns}/{secret}, the credentials of {what} its chart \
+                     comes from, and your Helm config has none for {url}: ask for get on \
+                     secrets in {ns}, or run `helm repo add NAME {url} --username ..` with \
+                     your own"
+                ),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let field = |key: &str| {
+        object["data"][key]
+            .as_str()
+            .and_then(base64_bytes)
+            .and_then(|b| String::from_utf8(b).ok())
+    };
+    match (field("username"), field("password")) {
+        (Some(username), Some(password)) => Ok(crate::render::chart_repo::Credentials {
+            username,
+            password,
+            from: format!("Secret {ns}/{secret}"),
+        }),
+        _ => Err(SourceError::Unsupported {
+            what: format!(
+                "Secret {ns}/{secret} (the secretRef of {what}) without username and password \
+                 (only basic auth is)"
+            ),
+        }),
+    }
 }
 
 /// The HelmRelease's own source, by its Flux Kustomization labels (a Kustomization usually
@@ -832,6 +1039,7 @@ mod tests {
             api_versions: Arc::new(vec![]),
             own_pointer: None,
             chart_source: "GitRepository flux/apps".into(),
+            repository: None,
         }
     }
 

@@ -121,6 +121,10 @@ pub struct Located {
     /// For an object of an Argo CD Helm source: the chart and values sources.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chart: Option<Box<super::helm::ChartTrace>>,
+    /// A chart version that a chart repository now offers for the release's version
+    /// constraint, and the release does not have yet: what is pending when no commit is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published_chart: Option<super::helm::PublishedChart>,
 }
 
 /// What a render was made from, when it is a Helm chart (an Argo CD Helm source).
@@ -319,6 +323,8 @@ pub struct Locator {
     helm: Option<PathBuf>,
     /// Chart renders, by repository, commit, release and values: one per release and run.
     helm_renders: Mutex<HashMap<String, HelmRenderSlot>>,
+    /// Chart repositories' indexes (per run) and archives (kept on disk).
+    charts: render::chart_repo::ChartRepos,
 }
 
 impl Locator {
@@ -340,6 +346,7 @@ impl Locator {
             warnings: Mutex::default(),
             helm: None,
             helm_renders: Mutex::default(),
+            charts: Default::default(),
         }
     }
 
@@ -347,6 +354,12 @@ impl Locator {
     /// object is an error that says so).
     pub fn with_helm(mut self, helm: Option<PathBuf>) -> Locator {
         self.helm = helm;
+        self
+    }
+
+    /// Charts from chart repositories are kept in `dir` (None: downloaded for each run).
+    pub fn with_chart_cache(mut self, dir: Option<PathBuf>) -> Locator {
+        self.charts = render::chart_repo::ChartRepos::new(dir);
         self
     }
 
@@ -530,6 +543,7 @@ impl Locator {
             tip_place,
             helm: None,
             chart: chart.map(|c| Box::new((*c).clone())),
+            published_chart: None,
         })
     }
 

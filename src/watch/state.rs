@@ -242,6 +242,9 @@ pub(super) fn verdict_digest(report: &ObjectReport) -> u64 {
         }
         match &f.why {
             Why::Pending { commit, .. } => ("pending", commit).hash(&mut hasher),
+            Why::Published { chart, version, .. } => {
+                ("published", chart, version).hash(&mut hasher)
+            }
             Why::OutOfBand {
                 manager,
                 operation,

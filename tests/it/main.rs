@@ -16,6 +16,7 @@ mod fleet;
 mod flux;
 mod hardening;
 mod helm;
+mod helm_repository;
 mod hostile;
 mod krew;
 mod openapi;

@@ -10,7 +10,7 @@ use super::{Commits, Located, Locator, Shared};
 use crate::git::{CommitId, CommitInfo, Repo, RepoPath};
 use crate::object::ObjectKey;
 use crate::render::{self, Document};
-use crate::source::helm::{HelmSource, HelmTrace};
+use crate::source::helm::{HelmSource, HelmTrace, RepositoryChart};
 use crate::source::{Pointer, SourceError};
 
 /// The HelmRelease kind's group.
@@ -76,16 +76,28 @@ impl Locator {
             .own_pointer
             .as_ref()
             .map(|p| self.locate(Some((**p).clone()), &hr_key));
-        let git_values = match &own {
-            Some(Ok(l)) => l
-                .desired_at_tip
-                .as_ref()
-                .map(|d| d["spec"]["values"].clone()),
+        let git_hr = match &own {
+            Some(Ok(l)) => l.desired_at_tip.clone(),
             _ => None,
         };
+        let git_values = git_hr.as_ref().map(|d| d["spec"]["values"].clone());
         let values = helm.composed_values(git_values.as_ref().unwrap_or(&helm.inline_values));
 
-        let rendered = self.helm_render(&repo_key, &repo, tip, helm, &values)?;
+        // A chart repository's chart: the version Git's constraint picks there now.
+        let mut picked = None;
+        let rendered = match &helm.repository {
+            Some(from) => {
+                let git_spec = git_hr.as_ref().map(|d| &d["spec"]["chart"]["spec"]);
+                let git_str = |k: &str| git_spec.and_then(|s| s[k].as_str()).map(str::to_owned);
+                let chart = git_str("chart").unwrap_or_else(|| from.chart.clone());
+                let constraint = git_str("version").unwrap_or_else(|| from.version.clone());
+                let (rendered, version) =
+                    self.repository_render(helm, from, &chart, &constraint, &values)?;
+                picked = Some((chart, constraint, version));
+                rendered
+            }
+            None => self.helm_render(&repo_key, &repo, tip, helm, &values)?,
+        };
         let found = rendered.iter().find(|d| is(d, key, &helm.namespace));
         let applied_object = helm.applied(key);
         // Against the release record: an object it does not hold is orphaned.
@@ -105,15 +117,24 @@ impl Locator {
             Some(doc) => RepoPath::parse(&doc.file).unwrap_or_else(|_| templates.clone()),
             None => templates,
         };
-        let lines = match repo.read_file(tip, &file) {
-            Ok(bytes) => (1, bytes.iter().filter(|b| **b == b'\n').count().max(1)),
-            Err(_) => (1, 1),
+        // A template in a chart archive has no lines in Git (0-0: none shown).
+        let lines = match (&helm.repository, repo.read_file(tip, &file)) {
+            (Some(_), _) => (0, 0),
+            (None, Ok(bytes)) => (1, bytes.iter().filter(|b| **b == b'\n').count().max(1)),
+            (None, Err(_)) => (1, 1),
         };
         let desired = Arc::new(applied_object.unwrap_or(Value::Null));
 
-        let last_change = match self.last_change(&repo_key, &repo, read_at, &file)? {
-            Some(id) => Some(repo.commit_info(id)?),
-            None => None,
+        let last_change = match &helm.repository {
+            // The HelmRelease's own file is what Git holds of it.
+            Some(_) => match &own {
+                Some(Ok(own)) => own.last_change.clone(),
+                _ => None,
+            },
+            None => match self.last_change(&repo_key, &repo, read_at, &file)? {
+                Some(id) => Some(repo.commit_info(id)?),
+                None => None,
+            },
         };
         // Pending: the newest change after the applied commit to the chart, a values file, or
         // the HelmRelease in Git.
@@ -126,6 +147,9 @@ impl Locator {
             }
         };
         let (commits_since_applied, file_changed_since_applied) = match applied {
+            Some(a) if a != tip && helm.repository.is_some() => {
+                (Some(self.commits_between(&repo_key, &repo, a, tip)?), None)
+            }
             Some(a) if a != tip => {
                 let count = self.commits_between(&repo_key, &repo, a, tip)?;
                 let mut paths = vec![helm.chart_path.clone()];
@@ -147,6 +171,21 @@ impl Locator {
         if let Some(Ok(own)) = &own {
             newest(&mut pending, own.pending_commit.clone());
         }
+        let file_changed_since_applied = match (&helm.repository, &own) {
+            (Some(_), Some(Ok(own))) => own.file_changed_since_applied,
+            _ => file_changed_since_applied,
+        };
+        let published_chart = match (&picked, &helm.repository) {
+            (Some((chart, _, version)), Some(from)) if *version != helm.record.chart_version => {
+                Some(crate::source::helm::PublishedChart {
+                    chart: chart.clone(),
+                    version: version.clone(),
+                    source: from.display.clone(),
+                    installed: helm.record.chart_version.clone(),
+                })
+            }
+            _ => None,
+        };
 
         let (hr_file, hr_lines, hr_error) = match &own {
             Some(Ok(l)) => (Some(l.tip_place.0.clone()), Some(l.tip_place.1), None),
@@ -172,6 +211,16 @@ impl Locator {
             helm_release_lines: hr_lines,
             helm_release_not_found: hr_error,
             values_from_git: git_values.is_some(),
+            chart_url: helm.repository.as_ref().map(|r| r.url.clone()),
+            version_constraint: picked.as_ref().map(|p| p.1.clone()),
+            desired_chart_version: picked.as_ref().map(|p| p.2.clone()),
+        };
+        let render_root = match (&helm.repository, &picked) {
+            (Some(from), Some((chart, _, _))) => format!(
+                "chart {chart} {} from {}",
+                helm.record.chart_version, from.display
+            ),
+            _ => helm.chart_path.as_str().to_owned(),
         };
         Ok(Located {
             rule: pointer.rule,
@@ -179,7 +228,7 @@ impl Locator {
             local_checkout: local,
             file: file.as_str().to_owned(),
             lines,
-            render_root: helm.chart_path.as_str().to_owned(),
+            render_root,
             read_at: read_at.to_string(),
             applied_commit: match applied {
                 Some(a) => Some(repo.commit_info(a)?),
@@ -200,34 +249,101 @@ impl Locator {
             built_by: Default::default(),
             helm: Some(Box::new(trace)),
             chart: None,
+            published_chart,
         })
     }
 
-    /// The chart of `helm` rendered at `commit` with `values`, once per run.
-    fn helm_render(
+    /// The chart `chart` of a chart repository, at the version `constraint` picks there now,
+    /// rendered with `values` (once per release and run), and that version.
+    fn repository_render(
         &self,
-        repo_key: &str,
-        repo: &Arc<Repo>,
-        commit: CommitId,
         helm: &HelmSource,
+        from: &RepositoryChart,
+        chart: &str,
+        constraint: &str,
         values: &Value,
-    ) -> Result<Arc<Vec<Document>>, SourceError> {
-        let Some(binary) = self.helm.clone() else {
-            return Err(SourceError::Helm {
-                release: helm.display(),
-                reason: "helm is not on PATH, and its chart is rendered with `helm template`: \
-                         install Helm 3 or 4 (https://helm.sh/docs/intro/install/) and run again"
-                    .into(),
-            });
+    ) -> Result<(Arc<Vec<Document>>, String), SourceError> {
+        let binary = self.helm_binary(helm)?;
+        let failed = |reason: String| SourceError::Helm {
+            release: helm.display(),
+            reason: format!(
+                "cannot read chart {chart} from {} ({}): {reason}",
+                from.display, from.url
+            ),
         };
-        let files: Vec<&str> = helm.values_files.iter().map(RepoPath::as_str).collect();
+        let index = self
+            .charts
+            .index(&from.url, from.credentials.as_ref())
+            .map_err(|e| {
+                failed(format!(
+                    "{e}; check that the repository is reachable from this machine (a proxy is \
+                     taken from HTTPS_PROXY) and that its URL is right"
+                ))
+            })?;
+        let entry = index.pick(chart, constraint).map_err(&failed)?.clone();
         let cache_key = format!(
-            "{repo_key}\0{commit}\0{}\0{}\0{}\0{}\0{values}",
-            helm.release,
-            helm.namespace,
-            helm.chart_path.as_str(),
-            files.join("\0")
+            "{}\0{chart}\0{}\0{}\0{}\0{values}",
+            from.url, entry.version, helm.release, helm.namespace
         );
+        let rendered = self.helm_slot(cache_key, || {
+            let scratch = tempfile::Builder::new()
+                .prefix("kubectl-gitops-chart-")
+                .tempdir()
+                .map_err(|e| format!("{}: creating a temporary directory: {e}", helm.display()))?;
+            let archive = self
+                .charts
+                .archive(&from.url, &entry, from.credentials.as_ref(), scratch.path())
+                .map_err(|e| {
+                    format!(
+                        "{}: cannot read chart {chart} {} from {} ({}): {e}",
+                        helm.display(),
+                        entry.version,
+                        from.display,
+                        from.url
+                    )
+                })?;
+            let name = RepoPath::parse(chart).unwrap_or_else(|_| helm.chart_path.clone());
+            let template = render::helm::Template {
+                helm: &binary,
+                chart: &name,
+                values_files: &[],
+                values,
+                release: &helm.release,
+                namespace: &helm.namespace,
+                kube_version: &helm.kube_version,
+                api_versions: &helm.api_versions,
+                style: render::helm::Style::Flux,
+            };
+            render::helm::template_archive(&archive, &template).map_err(|e| {
+                format!(
+                    "{}: helm template of chart {chart} {} from {} failed: {}; fix the values \
+                     in Git or pick another chart version",
+                    helm.display(),
+                    entry.version,
+                    from.display,
+                    crate::text::single_line(&helm_reason(e))
+                )
+            })
+        })?;
+        Ok((rendered, entry.version))
+    }
+
+    /// The `helm` binary, or the error that says it is missing.
+    fn helm_binary(&self, helm: &HelmSource) -> Result<std::path::PathBuf, SourceError> {
+        self.helm.clone().ok_or_else(|| SourceError::Helm {
+            release: helm.display(),
+            reason: "helm is not on PATH, and its chart is rendered with `helm template`: \
+                     install Helm 3 or 4 (https://helm.sh/docs/intro/install/) and run again"
+                .into(),
+        })
+    }
+
+    /// One render per `cache_key` and run: a second caller waits for the first.
+    fn helm_slot(
+        &self,
+        cache_key: String,
+        render: impl FnOnce() -> Result<Vec<Document>, String>,
+    ) -> Result<Arc<Vec<Document>>, SourceError> {
         let slot = self
             .helm_renders
             .lock()
@@ -239,6 +355,30 @@ impl Locator {
             self.reads
                 .renders
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            render().map(Arc::new)
+        });
+        result.clone().map_err(SourceError::Repeated)
+    }
+
+    /// The chart of `helm` rendered at `commit` with `values`, once per run.
+    fn helm_render(
+        &self,
+        repo_key: &str,
+        repo: &Arc<Repo>,
+        commit: CommitId,
+        helm: &HelmSource,
+        values: &Value,
+    ) -> Result<Arc<Vec<Document>>, SourceError> {
+        let binary = self.helm_binary(helm)?;
+        let files: Vec<&str> = helm.values_files.iter().map(RepoPath::as_str).collect();
+        let cache_key = format!(
+            "{repo_key}\0{commit}\0{}\0{}\0{}\0{}\0{values}",
+            helm.release,
+            helm.namespace,
+            helm.chart_path.as_str(),
+            files.join("\0")
+        );
+        self.helm_slot(cache_key, || {
             let template = render::helm::Template {
                 helm: &binary,
                 chart: &helm.chart_path,
@@ -250,24 +390,25 @@ impl Locator {
                 api_versions: &helm.api_versions,
                 style: render::helm::Style::Flux,
             };
-            render::helm::template(repo, commit, &template)
-                .map(Arc::new)
-                .map_err(|e| {
-                    let reason = match e {
-                        render::helm::HelmError::Failed(reason) => reason,
-                        render::helm::HelmError::Render(e) => e.to_string(),
-                    };
-                    format!(
-                        "{}: helm template of chart {} at {} failed: {}; fix the chart or the \
-                         values in Git",
-                        helm.display(),
-                        helm.chart_path.as_str(),
-                        commit.short(),
-                        crate::text::single_line(&reason)
-                    )
-                })
-        });
-        result.clone().map_err(SourceError::Repeated)
+            render::helm::template(repo, commit, &template).map_err(|e| {
+                format!(
+                    "{}: helm template of chart {} at {} failed: {}; fix the chart or the \
+                     values in Git",
+                    helm.display(),
+                    helm.chart_path.as_str(),
+                    commit.short(),
+                    crate::text::single_line(&helm_reason(e))
+                )
+            })
+        })
+    }
+}
+
+/// What `helm template` said, or why its output could not be read.
+fn helm_reason(e: render::helm::HelmError) -> String {
+    match e {
+        render::helm::HelmError::Failed(reason) => reason,
+        render::helm::HelmError::Render(e) => e.to_string(),
     }
 }
 

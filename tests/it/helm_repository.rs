@@ -1,0 +1,471 @@
+//! Flux HelmReleases whose chart comes from a HelmRepository: a chart repository served over
+//! HTTP on loopback behind basic auth (`testenv::helm::ChartRepository`, charts packaged and
+//! indexed by the real `helm`), fetched by the real source-controller and installed by the real
+//! helm-controller. As platform teams often keep them, the HelmRepository and its credentials
+//! live in a namespace of their own, applied by hand; the HelmRelease in Git (values, version
+//! constraint) is applied by a Flux Kustomization.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::fixture::{ALICE, BOB, GitRepo};
+use crate::helm::{CHART, DEPLOYMENT, SERVICE};
+use crate::support::{
+    Ran, items, json_of, kubectl, kubectl_gitops, path_with_helm, reconciled_by_flux, run,
+};
+use testenv::flux::WATCH_LABEL;
+use testenv::helm::ChartRepository;
+
+/// The chart's default greeting, which a published version changes.
+const CONFIGMAP: &str = "\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-config
+data:
+  greeting: {{ .Values.greeting | quote }}
+";
+
+/// The chart repository's password (in the HelmRepository's secretRef): never printed.
+const PASSWORD: &str = "planted-chart-repo-password-5d2a";
+
+/// The objects of the release, as `Kind/name`.
+const RELEASED: [&str; 3] = ["Deployment/web", "Service/web", "ConfigMap/web-config"];
+
+/// Writes chart `web` at `version` with the default `greeting` into a new directory and
+/// publishes it into `charts`.
+fn publish(charts: &ChartRepository, version: &str, greeting: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("web");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    let meta = CHART.replace("version: 0.1.0", &format!("version: {version}"));
+    assert!(meta.contains(version), "{meta}");
+    std::fs::write(chart.join("Chart.yaml"), meta).unwrap();
+    std::fs::write(
+        chart.join("values.yaml"),
+        format!("replicas: 1\nimage: nginx:1.27\nport: 8080\ngreeting: {greeting}\n"),
+    )
+    .unwrap();
+    for (file, text) in [
+        ("deployment.yaml", DEPLOYMENT),
+        ("service.yaml", SERVICE),
+        ("configmap.yaml", CONFIGMAP),
+    ] {
+        std::fs::write(chart.join("templates").join(file), text).unwrap();
+    }
+    charts
+        .publish(&chart)
+        .unwrap_or_else(|e| panic!("publishing web {version}: {e:#}"));
+}
+
+/// The HelmRepository `charts` at `url`, with the basic-auth Secret `charts-auth`.
+fn repository_yaml(url: &str) -> String {
+    format!(
+        "\
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmRepository
+metadata:
+  name: charts
+  labels:
+    {WATCH_LABEL}: real
+spec:
+  url: {url}
+  interval: 1h
+  secretRef:
+    name: charts-auth
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: charts-auth
+stringData:
+  username: deploy
+  password: {PASSWORD}
+"
+    )
+}
+
+/// The HelmRelease installing `web` at `constraint` from the HelmRepository `platform/charts`,
+/// with `replicas` inline.
+fn release_yaml(platform: &str, constraint: &str, replicas: u32) -> String {
+    format!(
+        "\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: web
+  labels:
+    {WATCH_LABEL}: real
+spec:
+  interval: 1h
+  # No controller manager runs: a Deployment never gets ready Pods to wait for.
+  install:
+    disableWait: true
+  upgrade:
+    disableWait: true
+  chart:
+    metadata:
+      labels:
+        {WATCH_LABEL}: real
+    spec:
+      chart: web
+      version: \"{constraint}\"
+      interval: 1h
+      sourceRef:
+        kind: HelmRepository
+        name: charts
+        namespace: {platform}
+  values:
+    replicas: {replicas}
+"
+    )
+}
+
+/// `kubectl gitops COMMAND --kubeconfig .. -n NS ARGS` in the work tree, with helm on PATH
+/// and no Helm config of the user's; no output of it ever holds the repository's password.
+fn gitops(ns: &str, repo: &GitRepo, cache: &Path, args: &[&str]) -> Ran {
+    gitops_with(ns, repo, cache, &cache.join("no-helm-config.yaml"), args)
+}
+
+/// [`gitops`] with `helm_config` as the user's Helm repositories file.
+fn gitops_with(ns: &str, repo: &GitRepo, cache: &Path, helm_config: &Path, args: &[&str]) -> Ran {
+    let kc = testenv::shared().kubeconfig.display().to_string();
+    let mut full = vec![args[0], "--kubeconfig", kc.as_str(), "-n", ns];
+    full.extend_from_slice(&args[1..]);
+    let mut cmd: Command = kubectl_gitops(&full);
+    let helm = &testenv::helm::shared().binaries.helm;
+    path_with_helm(&mut cmd, Some(helm.as_path()));
+    cmd.env("XDG_CACHE_HOME", cache)
+        .env("HELM_REPOSITORY_CONFIG", helm_config)
+        .current_dir(repo.path());
+    let ran = run(&mut cmd);
+    let encoded = kubectl_gitops::drift::base64(PASSWORD.as_bytes());
+    for text in [&ran.stdout, &ran.stderr] {
+        assert!(
+            !text.contains(PASSWORD) && !text.contains(&encoded),
+            "{args:?}: the repository's password leaked:\n{text}"
+        );
+    }
+    ran
+}
+
+/// `diff --server-side=MODE -o json`, and its report by `Kind/name`.
+fn diff(
+    ns: &str,
+    repo: &GitRepo,
+    cache: &Path,
+    mode: &str,
+) -> (Ran, std::collections::BTreeMap<String, Value>) {
+    let ran = gitops(
+        ns,
+        repo,
+        cache,
+        &["diff", &format!("--server-side={mode}"), "-o", "json"],
+    );
+    let found = items(&json_of(&ran));
+    (ran, found)
+}
+
+/// Every object in sync, in every mode.
+fn all_in_sync(ns: &str, repo: &GitRepo, cache: &Path, what: &str) {
+    for mode in ["false", "auto", "true"] {
+        let (ran, found) = diff(ns, repo, cache, mode);
+        assert_eq!(
+            ran.code,
+            Some(0),
+            "{what}, {mode}: {}\n{found:#?}",
+            ran.stderr
+        );
+        for object in RELEASED.iter().chain(&["HelmRelease/web"]) {
+            assert_eq!(
+                found[*object]["status"], "in-sync",
+                "{what}, {mode}: {object}: {:#}",
+                found[*object]
+            );
+        }
+    }
+}
+
+/// Waits until the HelmRelease `web` has release revision `revision` of chart version
+/// `version`.
+fn wait_installed(ns: &str, revision: u64, version: &str) {
+    let helm = testenv::helm::shared();
+    let deadline = std::time::Instant::now() + testenv::flux::RECONCILE_TIMEOUT;
+    loop {
+        let hr = helm.wait_release(ns, "web", None).unwrap();
+        let latest = &hr["status"]["history"][0];
+        if latest["version"] == revision && latest["chartVersion"] == version {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "release revision {revision} of {version} did not come: {:#}",
+            hr["status"]
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn chart_from_a_helm_repository_installed_by_real_flux() {
+    let ns = testenv::shared().namespace("helm-repo");
+    let platform = testenv::shared().namespace("helm-repo-platform");
+    let flux = testenv::flux::shared();
+    let helm = testenv::helm::shared();
+    let charts = ChartRepository::start_with_basic_auth(flux, helm, "deploy", PASSWORD).unwrap();
+    publish(&charts, "0.1.0", "hello");
+    kubectl(
+        &platform,
+        &["apply", "-f", "-"],
+        Some(&repository_yaml(&charts.url)),
+    );
+    flux.fetch_source_now(&platform, "helmrepository", "charts")
+        .unwrap();
+    let mut repo = GitRepo::new();
+    repo.write("deploy/release.yaml", &release_yaml(&platform, "0.1.x", 2));
+    let first = repo.commit(ALICE, "web from the team's chart repository");
+    reconciled_by_flux(&ns, &repo, "./deploy");
+    wait_installed(&ns, 1, "0.1.0");
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path();
+    all_in_sync(&ns, &repo, cache, "after install");
+    // The archive is kept by its digest: a second run reads no chart again.
+    let kept: Vec<String> = std::fs::read_dir(cache.join("kubectl-gitops/charts"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(
+        kept[0].starts_with("sha256-") && kept[0].ends_with(".tgz"),
+        "{kept:?}"
+    );
+
+    // trace: the chart, where it comes from, the constraint and what it picks; the
+    // HelmRelease's own file in Git.
+    let ran = gitops(&ns, &repo, cache, &["trace", "cm/web-config", "-o", "json"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let s = json_of(&ran)["items"][0]["source"].clone();
+    assert_eq!(s["rule"], "helm", "{s:#}");
+    assert_eq!(s["file"], "web/templates/configmap.yaml", "{s:#}");
+    assert_eq!(
+        s["renderRoot"],
+        format!("chart web 0.1.0 from HelmRepository {platform}/charts"),
+        "{s:#}"
+    );
+    assert_eq!(s["appliedCommit"]["id"], first.as_str(), "{s:#}");
+    let h = &s["helm"];
+    assert_eq!(h["chart"], "web");
+    assert_eq!(h["chartVersion"], "0.1.0", "{h:#}");
+    assert_eq!(
+        h["chartSource"],
+        format!("HelmRepository {platform}/charts")
+    );
+    assert_eq!(h["chartUrl"], charts.url.as_str(), "{h:#}");
+    assert_eq!(h["versionConstraint"], "0.1.x", "{h:#}");
+    assert_eq!(h["desiredChartVersion"], "0.1.0", "{h:#}");
+    assert_eq!(h["helmReleaseFile"], "deploy/release.yaml", "{h:#}");
+    let text = gitops(&ns, &repo, cache, &["trace", "deploy/web"]);
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    for expected in [
+        format!(
+            "web 0.1.0 from HelmRepository {platform}/charts at {}; version \"0.1.x\" picks 0.1.0",
+            charts.url
+        ),
+        "File:        web/templates/deployment.yaml\n".to_owned(),
+        format!("HelmRelease: {ns}/web in deploy/release.yaml:"),
+    ] {
+        assert!(
+            text.stdout.contains(&expected),
+            "{expected}\n{}",
+            text.stdout
+        );
+    }
+
+    // Out-of-band edits are found and attributed as for any chart.
+    kubectl(&ns, &["scale", "deploy/web", "--replicas=5"], None);
+    kubectl(
+        &ns,
+        &[
+            "patch",
+            "cm/web-config",
+            "-p",
+            r#"{"data":{"greeting":"hi"}}"#,
+        ],
+        None,
+    );
+    for mode in ["false", "auto", "true"] {
+        let (ran, found) = diff(&ns, &repo, cache, mode);
+        assert_eq!(ran.code, Some(1), "{mode}: {}", ran.stderr);
+        for (object, path, manager) in [
+            ("Deployment/web", ".spec.replicas", "kubectl"),
+            ("ConfigMap/web-config", ".data.greeting", "kubectl-patch"),
+        ] {
+            let fields = found[object]["fields"].as_array().unwrap();
+            assert_eq!(fields.len(), 1, "{mode}: {object}: {fields:#?}");
+            assert_eq!(fields[0]["path"], path, "{mode}: {fields:#?}");
+            assert_eq!(fields[0]["why"]["kind"], "out-of-band", "{mode}");
+            assert_eq!(fields[0]["why"]["manager"], manager, "{mode}");
+        }
+        assert_eq!(found["Service/web"]["status"], "in-sync", "{mode}");
+    }
+    let ran = gitops(&ns, &repo, cache, &["revert", "--all", "--yes"]);
+    assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
+    all_in_sync(&ns, &repo, cache, "after revert");
+
+    // A values change pushed to Git and not reconciled yet: pending, with its commit.
+    repo.write("deploy/release.yaml", &release_yaml(&platform, "0.1.x", 3));
+    let change = repo.commit(BOB, "Three replicas of web");
+    let (ran, found) = diff(&ns, &repo, cache, "auto");
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    let fields = found["Deployment/web"]["fields"].as_array().unwrap();
+    assert_eq!(fields.len(), 1, "{fields:#?}");
+    assert_eq!(fields[0]["path"], ".spec.replicas");
+    assert_eq!(fields[0]["why"]["kind"], "pending", "{:#}", fields[0]);
+    assert_eq!(fields[0]["why"]["commit"], change.as_str());
+    assert_eq!(found["ConfigMap/web-config"]["status"], "in-sync");
+    flux.reconcile_now(&ns, "apps").unwrap();
+    wait_installed(&ns, 2, "0.1.0");
+    all_in_sync(&ns, &repo, cache, "after the values change was reconciled");
+
+    // A new chart version the constraint picks is published: pending too, with no commit
+    // behind it, until source-controller and helm-controller take it.
+    publish(&charts, "0.1.1", "hello-from-0.1.1");
+    publish(&charts, "0.2.0", "not-picked");
+    for mode in ["false", "auto", "true"] {
+        let (ran, found) = diff(&ns, &repo, cache, mode);
+        assert_eq!(ran.code, Some(1), "{mode}: {}", ran.stderr);
+        let fields = found["ConfigMap/web-config"]["fields"].as_array().unwrap();
+        assert_eq!(fields.len(), 1, "{mode}: {fields:#?}");
+        assert_eq!(fields[0]["path"], ".data.greeting");
+        assert_eq!(fields[0]["git"], "hello-from-0.1.1", "{mode}");
+        let why = &fields[0]["why"];
+        assert_eq!(why["kind"], "published", "{mode}: {why:#}");
+        assert_eq!(why["chart"], "web");
+        assert_eq!(why["version"], "0.1.1");
+        assert_eq!(why["installed"], "0.1.0");
+        assert_eq!(why["source"], format!("HelmRepository {platform}/charts"));
+        assert_eq!(found["Deployment/web"]["status"], "in-sync", "{mode}");
+    }
+    let text = gitops(&ns, &repo, cache, &["diff"]);
+    assert_eq!(text.code, Some(1), "{}", text.stderr);
+    let said = format!(
+        "pending: chart web 0.1.1 published in HelmRepository {platform}/charts (the release has 0.1.0)"
+    );
+    assert!(text.stdout.contains(&said), "{said}\n{}", text.stdout);
+    // revert leaves a published version to helm-controller, like a pending commit.
+    let ran = gitops(
+        &ns,
+        &repo,
+        cache,
+        &["revert", "cm/web-config", "--yes", "-v"],
+    );
+    assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout
+            .contains("unchanged: already as the release manifest says"),
+        "{}",
+        ran.stdout
+    );
+    flux.fetch_source_now(&platform, "helmrepository", "charts")
+        .unwrap();
+    flux.fetch_source_now(&platform, "helmchart", &format!("{ns}-web"))
+        .unwrap();
+    wait_installed(&ns, 3, "0.1.1");
+    all_in_sync(&ns, &repo, cache, "after 0.1.1 was installed");
+
+    // A user who may read the release's namespace but not the Secret of the platform's
+    // HelmRepository: the credentials the user's Helm config keeps for its URL, else one line
+    // per chart object saying what to do.
+    let reader = "chart-reader";
+    for (at, rules) in [
+        (
+            &ns,
+            r#"[{"apiGroups":["*"],"resources":["*"],"verbs":["get","list","watch"]}]"#,
+        ),
+        (
+            &platform,
+            r#"[{"apiGroups":["source.toolkit.fluxcd.io"],"resources":["*"],"verbs":["get","list","watch"]}]"#,
+        ),
+    ] {
+        let rbac = format!(
+            r#"{{"apiVersion":"v1","kind":"List","items":[
+              {{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role",
+                "metadata":{{"name":"{reader}"}},"rules":{rules}}},
+              {{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding",
+                "metadata":{{"name":"{reader}"}},
+                "roleRef":{{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"{reader}"}},
+                "subjects":[{{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":"{reader}"}}]}}]}}"#
+        );
+        kubectl(at, &["apply", "-f", "-"], Some(&rbac));
+    }
+    let as_reader = ["diff", "-o", "json", "--as", reader];
+    let ran = gitops(&ns, &repo, cache, &as_reader);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    let errors = ran.error_lines();
+    assert_eq!(errors.len(), RELEASED.len(), "{}", ran.stderr);
+    for line in errors {
+        assert!(
+            line.contains(&format!(
+                "you may not read Secret {platform}/charts-auth, the credentials of \
+                 HelmRepository {platform}/charts"
+            )),
+            "{line}"
+        );
+        assert!(line.contains("helm repo add NAME"), "{line}");
+    }
+    assert_eq!(
+        items(&json_of(&ran))["HelmRelease/web"]["status"],
+        "in-sync"
+    );
+    let helm_config = cache.join("repositories.yaml");
+    let mine = |password: &str| {
+        format!(
+            "apiVersion: \"\"\nrepositories:\n- name: team\n  url: {}/\n  username: deploy\n  \
+             password: {password}\n",
+            charts.url
+        )
+    };
+    std::fs::write(&helm_config, mine(PASSWORD)).unwrap();
+    let ran = gitops_with(&ns, &repo, cache, &helm_config, &as_reader);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    std::fs::write(&helm_config, mine("an-old-password")).unwrap();
+    let ran = gitops_with(&ns, &repo, cache, &helm_config, &as_reader);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    for line in ran.error_lines() {
+        assert!(
+            line.contains(&format!(
+                "answered 401 Unauthorized: the credentials from your Helm config ({}) are \
+                 refused",
+                helm_config.display()
+            )),
+            "{line}"
+        );
+    }
+
+    // The repository cannot be reached: one line per chart object naming the HelmRepository,
+    // its URL and what to check; the other objects are still reported.
+    charts.stop();
+    let ran = gitops(&ns, &repo, cache, &["diff", "-o", "json"]);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    let errors = ran.error_lines();
+    assert_eq!(errors.len(), RELEASED.len(), "{}", ran.stderr);
+    for line in errors {
+        assert!(line.contains(&format!("HelmRelease {ns}/web")), "{line}");
+        assert!(
+            line.contains(&format!(
+                "HelmRepository {platform}/charts ({})",
+                charts.url
+            )),
+            "{line}"
+        );
+        assert!(
+            line.contains("check that the repository is reachable"),
+            "{line}"
+        );
+    }
+    let found = items(&json_of(&ran));
+    assert_eq!(found["HelmRelease/web"]["status"], "in-sync");
+    assert_eq!(found["Deployment/web"]["status"], "error");
+}
