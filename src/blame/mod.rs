@@ -2,6 +2,7 @@
 //! Git, or to the field manager that changed it in the cluster, or to the server's defaults.
 //! `sides.rs` reads Git's side of it.
 
+pub mod helm;
 mod kustomize;
 pub mod sides;
 
@@ -39,6 +40,23 @@ pub enum Origin {
         operation: String,
         time: Option<String>,
         subresource: Option<String>,
+    },
+    /// Set by a value from a `valuesFrom` object in the cluster, not from Git.
+    #[serde(rename_all = "camelCase")]
+    Values {
+        /// `ConfigMap web-values key values.yaml`.
+        source: String,
+        /// The value's path in the values: `image.tag`.
+        values_path: String,
+    },
+    /// Rendered so by the chart (a template or the chart's own defaults), with no value of
+    /// the release's that changes it.
+    #[serde(rename_all = "camelCase")]
+    Chart {
+        /// `chart charts/web 0.1.0`.
+        chart: String,
+        /// The template that renders the object.
+        file: String,
     },
     /// Nobody set it: the API server's default.
     ServerDefault,
@@ -97,6 +115,50 @@ pub fn annotate(
         .collect()
 }
 
+/// Blames every line of `live`, an object a chart rendered, against `desired` (as the
+/// reconciler applied it) and the chart's side (`helm`): a values line, a `valuesFrom` object
+/// or the chart where the chart proves it, else the field managers.
+pub fn annotate_chart(
+    live: &Value,
+    desired: &Value,
+    chart: &helm::HelmSide,
+    managed: &ManagedFields,
+    schema: Option<Node<'_>>,
+) -> Vec<BlameRecord> {
+    let mut lines = Vec::new();
+    emit(live, &FieldPath::root(), 0, schema, &mut lines);
+    lines
+        .into_iter()
+        .map(|(text, path, value)| {
+            // Live as applied, and as the chart renders it with the values as applied.
+            let applied = path.resolve(desired).is_some_and(|d| equal_here(d, &value))
+                && path
+                    .resolve(&chart.rendered)
+                    .is_none_or(|r| equal_here(r, &value));
+            let claim = applied.then(|| helm::attribute(chart, &path)).flatten();
+            let origin = match claim {
+                Some(helm::Claim::Value(leaf)) => match &leaf.place {
+                    helm::ValuePlace::Git { file, line, blame } => git_origin(blame, file, *line),
+                    helm::ValuePlace::Cluster { source } => Origin::Values {
+                        source: source.clone(),
+                        values_path: helm::dotted(&leaf.path),
+                    },
+                },
+                Some(helm::Claim::Chart) => Origin::Chart {
+                    chart: chart.chart.clone(),
+                    file: chart.template.clone(),
+                },
+                None => managers(&path, managed),
+            };
+            BlameRecord {
+                origin,
+                path: path.to_string(),
+                text,
+            }
+        })
+        .collect()
+}
+
 fn git_origin(b: &BlameLine, file: &str, line: usize) -> Origin {
     Origin::Git {
         commit: b.commit.clone(),
@@ -147,6 +209,11 @@ fn origin(
             return git_origin(b, git.file, line);
         }
     }
+    managers(path, managed)
+}
+
+/// The newest manager that owns `path` (or something inside it), else the server's default.
+fn managers(path: &FieldPath, managed: &ManagedFields) -> Origin {
     let mut owners = managed.owners(path);
     if owners.is_empty() {
         // A container line: whoever owns something inside it.

@@ -68,20 +68,43 @@ pub async fn run(
     let locator =
         crate::engine::new_locator(choice, env, global.render_cache_size).recording_transformers();
     let reconcilers = ReconcilerCache::default();
+    let blame_cache = cache_dir.as_ref().map(|d| d.join("blame"));
+    // A HelmRelease's object: the chart rendered as applied, and once per value.
+    let mut chart_side = None;
     let located = match source::pointer(&cluster, &discovery, &reconcilers, &live).await {
-        Ok(pointer) => locator.locate(pointer, &key),
+        Ok(pointer) => {
+            let helm_pointer = pointer.as_ref().filter(|p| p.helm.is_some()).cloned();
+            let located = locator.locate(pointer, &key);
+            if let (Some(p), Ok(l)) = (&helm_pointer, &located)
+                && l.helm.is_some()
+            {
+                chart_side = Some(locator.helm_blame(p, l, &key, blame_cache.as_deref()));
+            }
+            located
+        }
         Err(e) => Err(e),
     };
     // Without a source, blame still shows who owns every line, and says why Git is missing.
     let mut failed = None;
+    let mut chart = None;
     let git = match located {
-        // A chart template is no document of the object: no line of it can be proven yet.
         Ok(located) if located.helm.is_some() => {
-            failed = Some(format!(
-                "it is rendered from the Helm chart {} (HelmRelease); blaming chart and values \
-                 lines is not supported yet: `kubectl gitops trace` names the chart and values",
-                located.render_root
-            ));
+            match chart_side {
+                Some(Ok((side, unchangeable))) => {
+                    if !unchangeable.is_empty() {
+                        writeln!(
+                            err,
+                            "warning: {key}: the chart fails to render with {} changed, so no \
+                             line is tied to the chart itself (a line those values set would \
+                             be); lines no value sets show their field managers",
+                            unchangeable.join(", ")
+                        )?;
+                    }
+                    chart = Some((side, located.desired.clone()));
+                }
+                Some(Err(e)) => failed = Some(e.to_string()),
+                None => failed = Some("its HelmRelease could not be read".into()),
+            }
             None
         }
         Ok(located) if located.chart.is_some() => {
@@ -106,7 +129,6 @@ pub async fn run(
             None
         }
         Ok(located) => {
-            let blame_cache = cache_dir.as_ref().map(|d| d.join("blame"));
             match locator.source_file(&located, blame_cache.as_deref()) {
                 Ok((text, lines)) => {
                     // A generated object's file is the kustomization that configures it: its
@@ -156,7 +178,10 @@ pub async fn run(
             patches,
             kustomizations,
         });
-    let records = blame::annotate(&shown, side.as_ref(), &managed, node);
+    let records = match &chart {
+        Some((side, desired)) => blame::annotate_chart(&shown, desired, side, &managed, node),
+        None => blame::annotate(&shown, side.as_ref(), &managed, node),
+    };
     let records = blame::mask_secret(&key, records);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -74,6 +74,84 @@ pub fn template(
     commit: CommitId,
     t: &Template<'_>,
 ) -> Result<Vec<Document>, HelmError> {
+    let prepared = prepare(repo, commit, t)?;
+    prepared.render(t, t.values)
+}
+
+/// Renders the chart at `commit` once for each of `sets` (each in place of `t.values`),
+/// exported once, a few renders at a time: blame's probes.
+pub fn template_each(
+    repo: &Repo,
+    commit: CommitId,
+    t: &Template<'_>,
+    sets: &[Value],
+) -> Result<Vec<Result<Vec<Document>, HelmError>>, HelmError> {
+    let prepared = prepare(repo, commit, t)?;
+    Ok(each(sets, |values| prepared.render(t, values)))
+}
+
+/// Renders a chart archive (a chart from a chart repository) as helm-controller does: its
+/// own values.yaml under `t.values`. Documents are named `<t.chart>/templates/...`.
+pub fn template_archive(archive: &Path, t: &Template<'_>) -> Result<Vec<Document>, HelmError> {
+    let cmd = command(t, archive);
+    run(cmd, t, t.values, archive.parent().unwrap_or(archive))
+}
+
+/// [`template_archive`] once for each of `sets`, a few at a time.
+pub fn template_archive_each(
+    archive: &Path,
+    t: &Template<'_>,
+    sets: &[Value],
+) -> Vec<Result<Vec<Document>, HelmError>> {
+    each(sets, |values| {
+        let cmd = command(t, archive);
+        run(cmd, t, values, archive.parent().unwrap_or(archive))
+    })
+}
+
+/// `render` of every set, on as many threads as there are cores (at most 4), in order.
+fn each<T: Send>(sets: &[Value], render: impl Fn(&Value) -> T + Sync) -> Vec<T> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::Mutex::new(Vec::with_capacity(sets.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..workers.min(sets.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(values) = sets.get(i) else { break };
+                    let out = render(values);
+                    done.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((i, out));
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, out)| out).collect()
+}
+
+/// A chart exported at a commit with its values files in place, and the arguments that say
+/// how to render it: rendered any number of times.
+struct Prepared {
+    tmp: tempfile::TempDir,
+    chart_dir: std::path::PathBuf,
+    args: Vec<std::ffi::OsString>,
+}
+
+impl Prepared {
+    fn render(&self, t: &Template<'_>, values: &Value) -> Result<Vec<Document>, HelmError> {
+        let mut cmd = command(t, &self.chart_dir);
+        cmd.args(&self.args);
+        run(cmd, t, values, self.tmp.path())
+    }
+}
+
+fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, HelmError> {
     let tmp = tempfile::Builder::new()
         .prefix("kubectl-gitops-helm-")
         .tempdir()
@@ -91,7 +169,7 @@ pub fn template(
         root: t.chart.as_str().to_owned(),
         reason,
     })?;
-    let mut cmd = command(t, &chart_dir);
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
     if let Style::Argo {
         parameters,
         include_crds,
@@ -99,12 +177,15 @@ pub fn template(
     } = t.style
     {
         for (name, value, force_string) in parameters {
-            cmd.arg(if *force_string {
-                "--set-string"
-            } else {
-                "--set"
-            })
-            .arg(format!("{name}={}", escape_set(value)));
+            args.push(
+                if *force_string {
+                    "--set-string"
+                } else {
+                    "--set"
+                }
+                .into(),
+            );
+            args.push(format!("{name}={}", escape_set(value)).into());
         }
         for (i, file) in t.values_files.iter().enumerate() {
             // Copied out of the chart: a values file inside it must not count as a template.
@@ -114,13 +195,14 @@ pub fn template(
                 what: format!("reading {}", file.as_str()),
                 source,
             })?;
-            cmd.arg("--values").arg(copy);
+            args.push("--values".into());
+            args.push(copy.into());
         }
         if include_crds {
-            cmd.arg("--include-crds");
+            args.push("--include-crds".into());
         }
         if skip_tests {
-            cmd.arg("--skip-tests");
+            args.push("--skip-tests".into());
         }
     } else if !t.values_files.is_empty() {
         // As source-controller packages it: the files replace the chart's own values.yaml
@@ -130,20 +212,18 @@ pub fn template(
             let from = tmp.path().join(file.as_str());
             let copy = tmp.path().join(format!(".values-{i}.yaml"));
             std::fs::copy(&from, &copy).map_err(io(format!("reading {}", file.as_str())))?;
-            cmd.arg("-f").arg(copy);
+            args.push("-f".into());
+            args.push(copy.into());
         }
         let values_yaml = chart_dir.join("values.yaml");
         std::fs::write(&values_yaml, "{}\n")
             .map_err(io(format!("writing {}", values_yaml.display())))?;
     }
-    run(cmd, t, tmp.path())
-}
-
-/// Renders a chart archive (a chart from a chart repository) as helm-controller does: its
-/// own values.yaml under `t.values`. Documents are named `<t.chart>/templates/...`.
-pub fn template_archive(archive: &Path, t: &Template<'_>) -> Result<Vec<Document>, HelmError> {
-    let cmd = command(t, archive);
-    run(cmd, t, archive.parent().unwrap_or(archive))
+    Ok(Prepared {
+        tmp,
+        chart_dir,
+        args,
+    })
 }
 
 /// `helm template` of `chart` (a directory or an archive) with what every render passes.
@@ -161,8 +241,13 @@ fn command(t: &Template<'_>, chart: &Path) -> Command {
     cmd
 }
 
-/// Runs `cmd` with `t.values` on stdin and reads its documents; `tmp` is named `.` in errors.
-fn run(mut cmd: Command, t: &Template<'_>, tmp: &Path) -> Result<Vec<Document>, HelmError> {
+/// Runs `cmd` with `values` on stdin and reads its documents; `tmp` is named `.` in errors.
+fn run(
+    mut cmd: Command,
+    t: &Template<'_>,
+    values: &Value,
+    tmp: &Path,
+) -> Result<Vec<Document>, HelmError> {
     cmd.args(["-f", "-"])
         // Never a prompt, never the network for a repository index (dependencies are vendored
         // in a Git chart and in a packaged one).
@@ -174,7 +259,7 @@ fn run(mut cmd: Command, t: &Template<'_>, tmp: &Path) -> Result<Vec<Document>, 
         what: format!("running {}", t.helm.display()),
         source,
     })?;
-    let input = serde_json::to_vec(t.values).expect("values serialise");
+    let input = serde_json::to_vec(values).expect("values serialise");
     if let Some(mut stdin) = child.stdin.take() {
         // A chart that fails early closes stdin; its error comes from the exit status.
         let _ = stdin.write_all(&input);

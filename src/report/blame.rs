@@ -116,6 +116,14 @@ fn prefix(origin: &Origin, time: TimeFormat, now: i64) -> (String, anstyle::Styl
                 DRIFT,
             )
         }
+        Origin::Values {
+            source,
+            values_path,
+        } => (
+            format!("values: {source} ({values_path})"),
+            anstyle::Style::new(),
+        ),
+        Origin::Chart { chart, file } => (format!("{chart} {file}"), anstyle::Style::new()),
         Origin::ServerDefault => ("(server default)".to_owned(), DEFAULTED),
     }
 }

@@ -20,6 +20,7 @@ use crate::render::{self, Document};
 
 mod argo;
 mod helm;
+mod helm_blame;
 
 /// What `--repo` and the working directory offer.
 #[derive(Debug, Clone, Default)]

@@ -360,17 +360,109 @@ fn real_helm_controller_installs_and_every_command_agrees() {
         );
     }
 
-    // blame: not the chart's lines yet, but every line's field manager, and why.
-    let ran = gitops(&ns, &repo, cache, true, &["blame", "deploy/web"]);
-    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
-    assert!(
-        ran.stderr
-            .contains("rendered from the Helm chart charts/web"),
-        "{}",
-        ran.stderr
+    // blame: each line to the values line that sets it (the chart rendered once per value),
+    // a valuesFrom object's value to that object, the chart's own lines to the chart.
+    let commit = &applied[..7];
+    let release_line = line_of(&release_yaml(), "    replicas: 2");
+    let values_line = |needle: &str| line_of(CHART_VALUES, needle);
+    let deployment = blame(&ns, &repo, cache, "deploy/web");
+    let expected_deployment = [
+        (
+            ".spec.replicas",
+            json!({"kind": "git", "file": "deploy/release.yaml", "line": release_line}),
+        ),
+        (
+            ".spec.template.spec.containers[name=web].image",
+            json!({"kind": "git", "file": "charts/web/values.yaml", "line": values_line("image:")}),
+        ),
+        (
+            ".spec.template.spec.containers[name=web].ports[containerPort=8080,protocol=TCP].containerPort",
+            json!({"kind": "git", "file": "charts/web/values.yaml", "line": values_line("port:")}),
+        ),
+        (
+            ".kind",
+            json!({"kind": "chart", "file": "charts/web/templates/deployment.yaml"}),
+        ),
+        (
+            ".spec.selector.matchLabels.app",
+            json!({"kind": "chart", "file": "charts/web/templates/deployment.yaml"}),
+        ),
+    ];
+    for (path, origin) in &expected_deployment {
+        assert_origin(&deployment, path, origin, commit);
+    }
+    // Set by the API server or by helm-controller, not by the chart: their managers.
+    assert_eq!(
+        deployment[".spec.revisionHistoryLimit"]["kind"], "drift",
+        "{:#}",
+        deployment[".spec.revisionHistoryLimit"]
     );
-    assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
-    assert!(ran.stdout.contains(FIELD_MANAGER), "{}", ran.stdout);
+    assert_eq!(
+        deployment[".metadata.labels[\"app.kubernetes.io/managed-by\"]"]["manager"],
+        FIELD_MANAGER
+    );
+    let config = blame(&ns, &repo, cache, "cm/web-config");
+    for (path, origin) in [
+        (
+            ".data.greeting",
+            json!({"kind": "git", "file": "env/prod-values.yaml", "line": 1}),
+        ),
+        // Left at its default in the chart's values.yaml, which is a valuesFile here.
+        (
+            ".data.logLevel",
+            json!({"kind": "git", "file": "charts/web/values.yaml", "line": values_line("logLevel:")}),
+        ),
+        (
+            ".data.team",
+            json!({"kind": "values", "source": "ConfigMap web-values key values.yaml", "valuesPath": "team"}),
+        ),
+        (
+            ".data.fluxServed",
+            json!({"kind": "chart", "file": "charts/web/templates/configmap.yaml"}),
+        ),
+    ] {
+        assert_origin(&config, path, &origin, commit);
+    }
+    let secret = blame(&ns, &repo, cache, "secret/web-credentials");
+    assert_origin(
+        &secret,
+        ".data.apiKey",
+        &json!({"kind": "values", "source": "Secret web-secret-values key values.yaml", "valuesPath": "apiKey"}),
+        commit,
+    );
+    let text = gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["blame", "deploy/web", "--time", "none"],
+    );
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    for expected in [
+        format!("{commit} Alice Example deploy/release.yaml:{release_line}"),
+        "chart charts/web 0.1.0+".to_owned(),
+        " charts/web/templates/deployment.yaml | kind: Deployment".to_owned(),
+    ] {
+        assert!(
+            text.stdout.contains(&expected),
+            "{expected}\n{}",
+            text.stdout
+        );
+    }
+    let text = gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["blame", "cm/web-config", "--time", "none"],
+    );
+    assert!(
+        text.stdout.lines().any(|l| l
+            .starts_with("values: ConfigMap web-values key values.yaml (team) ")
+            && l.ends_with("|   team: payments")),
+        "{}",
+        text.stdout
+    );
 
     // Out-of-band edits, each by its own manager, each found and attributed to it.
     let edits: [(&str, &[&str], &str, &str); 6] = [
@@ -451,6 +543,24 @@ fn real_helm_controller_installs_and_every_command_agrees() {
             found["ServiceAccount/web-runner"]
         );
     }
+
+    // blame: an edited line is its manager's, the others still their values'.
+    let deployment = blame(&ns, &repo, cache, "deploy/web");
+    assert_eq!(
+        deployment[".spec.replicas"]["kind"], "drift",
+        "{deployment:#?}"
+    );
+    assert_eq!(deployment[".spec.replicas"]["manager"], "kubectl");
+    assert_eq!(
+        deployment[".spec.template.spec.containers[name=web].image"]["manager"],
+        "kubectl-set"
+    );
+    assert_origin(
+        &deployment,
+        expected_deployment[2].0,
+        &expected_deployment[2].1,
+        commit,
+    );
 
     // revert: back to the release manifest, as helm-controller, no new release revision.
     let before = records(&ns);
@@ -587,6 +697,47 @@ fn real_helm_controller_installs_and_every_command_agrees() {
         items(&json_of(&ran))["HelmRelease/web"]["status"],
         "in-sync"
     );
+}
+
+/// The 1-based line of `text` that starts with `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.starts_with(needle))
+        .unwrap_or_else(|| panic!("no line {needle:?} in:\n{text}"))
+        + 1
+}
+
+/// `blame OBJECT -o json`: each line's origin by its path.
+fn blame(ns: &str, repo: &GitRepo, cache: &Path, object: &str) -> BTreeMap<String, Value> {
+    let ran = gitops(ns, repo, cache, true, &["blame", object, "-o", "json"]);
+    assert_eq!(ran.code, Some(0), "blame {object}: {}", ran.stderr);
+    assert_eq!(ran.stderr, "", "blame {object}");
+    ran.stdout
+        .lines()
+        .map(|l| {
+            let record: Value = serde_json::from_str(l).unwrap();
+            (
+                record["path"].as_str().unwrap().to_owned(),
+                record["origin"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// The origin at `path` has every field of `expected` (and a Git one, `commit`).
+fn assert_origin(found: &BTreeMap<String, Value>, path: &str, expected: &Value, commit: &str) {
+    let origin = found
+        .get(path)
+        .unwrap_or_else(|| panic!("no line {path}: {:#?}", found.keys()));
+    for (k, v) in expected.as_object().unwrap() {
+        assert_eq!(&origin[k], v, "{path}: {origin:#}");
+    }
+    if origin["kind"] == "git" {
+        assert!(
+            origin["commit"].as_str().unwrap().starts_with(commit),
+            "{path}: {origin:#}"
+        );
+    }
 }
 
 /// Waits until the HelmRelease's latest release is revision `revision`.

@@ -283,6 +283,39 @@ fn chart_from_a_helm_repository_installed_by_real_flux() {
         );
     }
 
+    // blame: a value from the HelmRelease in Git is its line; the archive's own default is
+    // the chart's.
+    let ran = gitops(&ns, &repo, cache, &["blame", "deploy/web", "-o", "json"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let origin = |ran: &Ran, path: &str| -> Value {
+        ran.stdout
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|r| r["path"] == path)
+            .unwrap_or_else(|| panic!("no line {path}:\n{}", ran.stdout))["origin"]
+            .clone()
+    };
+    let replicas = origin(&ran, ".spec.replicas");
+    let release = release_yaml(&platform, "0.1.x", 2);
+    let line = release
+        .lines()
+        .position(|l| l == "    replicas: 2")
+        .unwrap()
+        + 1;
+    assert_eq!(replicas["kind"], "git", "{replicas:#}");
+    assert_eq!(replicas["file"], "deploy/release.yaml");
+    assert_eq!(replicas["line"], line);
+    assert_eq!(replicas["commit"], first.as_str());
+    let ran = gitops(&ns, &repo, cache, &["blame", "cm/web-config", "-o", "json"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let greeting = origin(&ran, ".data.greeting");
+    assert_eq!(greeting["kind"], "chart", "{greeting:#}");
+    assert_eq!(
+        greeting["chart"],
+        format!("chart web 0.1.0 from HelmRepository {platform}/charts")
+    );
+    assert_eq!(greeting["file"], "web/templates/configmap.yaml");
+
     // Out-of-band edits are found and attributed as for any chart.
     kubectl(&ns, &["scale", "deploy/web", "--replicas=5"], None);
     kubectl(

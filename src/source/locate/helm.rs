@@ -14,7 +14,7 @@ use crate::source::helm::{HelmSource, HelmTrace, RepositoryChart};
 use crate::source::{Pointer, SourceError};
 
 /// The HelmRelease kind's group.
-const HELM_GROUP: &str = "helm.toolkit.fluxcd.io";
+pub(super) const HELM_GROUP: &str = "helm.toolkit.fluxcd.io";
 
 /// The release record's documents, as applied: what *missing* is judged against.
 pub(super) fn release_documents(helm: &HelmSource) -> Arc<Vec<Document>> {
@@ -329,7 +329,7 @@ impl Locator {
     }
 
     /// The `helm` binary, or the error that says it is missing.
-    fn helm_binary(&self, helm: &HelmSource) -> Result<std::path::PathBuf, SourceError> {
+    pub(super) fn helm_binary(&self, helm: &HelmSource) -> Result<std::path::PathBuf, SourceError> {
         self.helm.clone().ok_or_else(|| SourceError::Helm {
             release: helm.display(),
             reason: "helm is not on PATH, and its chart is rendered with `helm template`: \
@@ -405,7 +405,7 @@ impl Locator {
 }
 
 /// What `helm template` said, or why its output could not be read.
-fn helm_reason(e: render::helm::HelmError) -> String {
+pub(super) fn helm_reason(e: render::helm::HelmError) -> String {
     match e {
         render::helm::HelmError::Failed(reason) => reason,
         render::helm::HelmError::Render(e) => e.to_string(),

@@ -1,0 +1,391 @@
+//! Lines of a chart-rendered object, tied to the values line that set them where that can be
+//! proven: the chart is rendered once as applied and once more for each value with only that
+//! value changed. A field whose rendered value changes with a value was set by it; no line is
+//! guessed from names. A field no value changes, that the chart renders, is the chart's (its
+//! template or its own defaults). What neither yields is left to the field managers.
+
+use serde_json::Value;
+
+use crate::fields::{FieldPath, Segment};
+use crate::git::BlameLine;
+
+/// Where one value (a leaf of the values helm was given) is set, for the source that wins.
+#[derive(Debug, Clone)]
+pub enum ValuePlace {
+    /// A line of a file in Git: a values file, or the HelmRelease's `spec.values`.
+    Git {
+        file: String,
+        line: usize,
+        blame: BlameLine,
+    },
+    /// A `valuesFrom` object in the cluster: `ConfigMap web-values key values.yaml`.
+    Cluster { source: String },
+}
+
+/// One value of the composed values: its path in the values and where it is set.
+#[derive(Debug, Clone)]
+pub struct ValueLeaf {
+    pub path: Vec<String>,
+    pub place: ValuePlace,
+}
+
+/// What the chart says about the blamed object.
+pub struct HelmSide {
+    /// The object as the chart renders it with the values as applied (before the reconciler's
+    /// post-rendering).
+    pub rendered: Value,
+    /// Each value and the object rendered with only that value changed (Null when the object
+    /// is then not rendered at all).
+    pub probes: Vec<(ValueLeaf, Value)>,
+    /// `chart web 0.1.0`, and the template that renders the object.
+    pub chart: String,
+    pub template: String,
+    /// Whether every value was probed. When one could not be (the chart fails to render
+    /// with it changed), a field no probe changed may still be that value's: no line is
+    /// claimed for the chart then.
+    pub complete: bool,
+}
+
+/// A values source in merge order, as parsed, and how to find each value's place in it.
+pub struct ValuesLayer<'a> {
+    pub values: &'a Value,
+    pub place: &'a dyn Fn(&[String]) -> Option<ValuePlace>,
+}
+
+/// The leaves of the values `layers` compose to, each with the place of the last layer that
+/// sets it (later layers win, maps merge, anything else is replaced: Helm's coalescing). A
+/// leaf is a scalar or a list; null (which unsets) and empty maps are none.
+pub fn leaves(layers: &[ValuesLayer<'_>]) -> Vec<ValueLeaf> {
+    let mut out: Vec<ValueLeaf> = Vec::new();
+    for layer in layers {
+        let mut paths = Vec::new();
+        walk(layer.values, &mut Vec::new(), &mut paths);
+        for (path, value) in paths {
+            // A later layer replaces the value at its path and everything under it.
+            out.retain(|l| !l.path.starts_with(&path) && !path.starts_with(&l.path));
+            if value.is_null() {
+                continue;
+            }
+            if let Some(place) = (layer.place)(&path) {
+                out.push(ValueLeaf { path, place });
+            }
+        }
+    }
+    out
+}
+
+fn walk(value: &Value, at: &mut Vec<String>, out: &mut Vec<(Vec<String>, Value)>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                at.push(k.clone());
+                walk(v, at, out);
+                at.pop();
+            }
+        }
+        Value::Object(_) => {}
+        other if !at.is_empty() => out.push((at.clone(), other.clone())),
+        _ => {}
+    }
+}
+
+/// `value` changed so that any template using it renders something else: a string gets a
+/// suffix, a number grows by one, a boolean flips, a list changes its first item. None when
+/// nothing in it can change (an empty list).
+pub fn perturb(value: &Value) -> Option<Value> {
+    match value {
+        Value::String(s) => Some(Value::String(format!("{s}-kubectl-gitops-probe"))),
+        Value::Bool(b) => Some(Value::Bool(!b)),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Some(Value::from(i.checked_add(1).unwrap_or(i - 1))),
+            (None, Some(f)) => Some(Value::from(f + 1.0)),
+            _ => None,
+        },
+        Value::Array(items) => {
+            let (first, rest) = items.split_first()?;
+            let mut changed = vec![perturb(first)?];
+            changed.extend(rest.iter().cloned());
+            Some(Value::Array(changed))
+        }
+        Value::Object(map) => {
+            let mut out = map.clone();
+            for (k, v) in map {
+                if let Some(p) = perturb(v) {
+                    out.insert(k.clone(), p);
+                    return Some(Value::Object(out));
+                }
+            }
+            None
+        }
+        Value::Null => None,
+    }
+}
+
+/// The values `base` with the value at `path` replaced by `with` (maps made on the way).
+pub fn with_value(base: &Value, path: &[String], with: Value) -> Value {
+    let mut out = base.clone();
+    if !out.is_object() {
+        out = Value::Object(Default::default());
+    }
+    let mut at = &mut out;
+    for (i, key) in path.iter().enumerate() {
+        let map = at.as_object_mut().expect("made a map above");
+        if i + 1 == path.len() {
+            map.insert(key.clone(), with);
+            break;
+        }
+        let next = map
+            .entry(key.clone())
+            .or_insert_with(|| Value::Object(Default::default()));
+        if !next.is_object() {
+            *next = Value::Object(Default::default());
+        }
+        at = next;
+    }
+    out
+}
+
+/// The value at `path` in `values`.
+pub fn value_at<'a>(values: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(values, |v, k| v.get(k))
+}
+
+/// What set the line at `path`, when the chart proves it: the values that change it (the most
+/// recently changed line among them in Git, else a cluster source), else the chart when it
+/// renders the field. None: the chart does not render it (the reconciler or someone else set
+/// it).
+pub fn attribute<'a>(side: &'a HelmSide, path: &FieldPath) -> Option<Claim<'a>> {
+    let here = path.resolve(&side.rendered);
+    let mut git: Option<(&ValueLeaf, &BlameLine)> = None;
+    let mut cluster: Option<&ValueLeaf> = None;
+    // A container line is the chart's key; its items are blamed on their own lines.
+    let scalar = here.is_some_and(|v| !v.is_object() && !v.is_array());
+    if scalar || here.is_none() {
+        for (leaf, probe) in &side.probes {
+            if path.resolve(probe) == here {
+                continue;
+            }
+            match &leaf.place {
+                ValuePlace::Git { blame, .. } => {
+                    if git.is_none_or(|(_, b)| blame.author_time > b.author_time) {
+                        git = Some((leaf, blame));
+                    }
+                }
+                ValuePlace::Cluster { .. } => {
+                    cluster.get_or_insert(leaf);
+                }
+            }
+        }
+    }
+    match (git, cluster, here) {
+        (Some((leaf, _)), _, Some(_)) => Some(Claim::Value(leaf)),
+        (None, Some(leaf), Some(_)) => Some(Claim::Value(leaf)),
+        (_, _, Some(_)) if side.complete => Some(Claim::Chart),
+        (_, _, Some(_)) => None,
+        (_, _, None) => None,
+    }
+}
+
+/// What [`attribute`] found.
+#[derive(Debug)]
+pub enum Claim<'a> {
+    Value(&'a ValueLeaf),
+    Chart,
+}
+
+/// `a.b.c` for a values path, as `--set` names it.
+pub fn dotted(path: &[String]) -> String {
+    path.iter()
+        .map(|k| {
+            if k.contains('.') {
+                format!("\"{k}\"")
+            } else {
+                k.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The field path of a values path inside `under` (`.spec.values` in a HelmRelease).
+pub fn field_path(under: &FieldPath, path: &[String]) -> FieldPath {
+    path.iter()
+        .fold(under.clone(), |p, k| p.child(Segment::Field(k.clone())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn line(commit: &str, time: i64) -> BlameLine {
+        BlameLine {
+            line: 1,
+            commit: commit.into(),
+            original_path: "f".into(),
+            original_line: 1,
+            author_name: "A".into(),
+            author_email: "a@example.com".into(),
+            author_time: time,
+            author_offset_seconds: 0,
+            summary: "s".into(),
+        }
+    }
+
+    fn git(file: &str, commit: &str, time: i64) -> impl Fn(&[String]) -> Option<ValuePlace> {
+        let (file, commit) = (file.to_owned(), commit.to_owned());
+        move |_: &[String]| {
+            Some(ValuePlace::Git {
+                file: file.clone(),
+                line: 1,
+                blame: line(&commit, time),
+            })
+        }
+    }
+
+    #[test]
+    fn the_last_layer_that_sets_a_value_wins() {
+        let chart_file = json!({"image": {"repo": "nginx", "tag": "1"}, "port": 80, "list": [1]});
+        let env = json!({"image": {"tag": "2"}, "list": [2, 3], "gone": null});
+        let inline = json!({"port": 81, "image": "whole"});
+        let (a, b, c) = (git("a", "c1", 1), git("b", "c2", 2), git("c", "c3", 3));
+        let layers = [
+            ValuesLayer {
+                values: &chart_file,
+                place: &a,
+            },
+            ValuesLayer {
+                values: &env,
+                place: &b,
+            },
+            ValuesLayer {
+                values: &inline,
+                place: &c,
+            },
+        ];
+        let found: Vec<(String, String)> = leaves(&layers)
+            .into_iter()
+            .map(|l| {
+                let file = match l.place {
+                    ValuePlace::Git { file, .. } => file,
+                    ValuePlace::Cluster { source } => source,
+                };
+                (dotted(&l.path), file)
+            })
+            .collect();
+        // `image` replaced as a whole by the inline string: its keys are gone.
+        assert_eq!(
+            found,
+            [
+                ("list".to_owned(), "b".to_owned()),
+                ("image".to_owned(), "c".to_owned()),
+                ("port".to_owned(), "c".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_kind_of_value_can_be_changed() {
+        assert_eq!(perturb(&json!("a")), Some(json!("a-kubectl-gitops-probe")));
+        assert_eq!(perturb(&json!(2)), Some(json!(3)));
+        assert_eq!(perturb(&json!(1.5)), Some(json!(2.5)));
+        assert_eq!(perturb(&json!(true)), Some(json!(false)));
+        assert_eq!(perturb(&json!([1, 2])), Some(json!([2, 2])));
+        assert_eq!(perturb(&json!([])), None);
+        assert_eq!(perturb(&json!(null)), None);
+        assert_eq!(
+            with_value(
+                &json!({"a": {"b": 1}, "c": 2}),
+                &["a".into(), "b".into()],
+                json!(5)
+            ),
+            json!({"a": {"b": 5}, "c": 2})
+        );
+        assert_eq!(
+            with_value(&json!({}), &["x".into(), "y".into()], json!(1)),
+            json!({"x": {"y": 1}})
+        );
+    }
+
+    #[test]
+    fn a_field_is_the_value_that_changes_it_else_the_charts() {
+        let leaf = |name: &str, place: ValuePlace| ValueLeaf {
+            path: vec![name.to_owned()],
+            place,
+        };
+        let side = HelmSide {
+            rendered: json!({"spec": {"replicas": 2, "port": 80, "image": "nginx:1"}}),
+            probes: vec![
+                (
+                    leaf(
+                        "replicas",
+                        ValuePlace::Git {
+                            file: "release.yaml".into(),
+                            line: 7,
+                            blame: line("c1", 1),
+                        },
+                    ),
+                    json!({"spec": {"replicas": 3, "port": 80, "image": "nginx:1"}}),
+                ),
+                (
+                    leaf(
+                        "repo",
+                        ValuePlace::Git {
+                            file: "values.yaml".into(),
+                            line: 1,
+                            blame: line("old", 1),
+                        },
+                    ),
+                    json!({"spec": {"replicas": 2, "port": 80, "image": "nginx-p:1"}}),
+                ),
+                (
+                    leaf(
+                        "tag",
+                        ValuePlace::Git {
+                            file: "values.yaml".into(),
+                            line: 2,
+                            blame: line("new", 9),
+                        },
+                    ),
+                    json!({"spec": {"replicas": 2, "port": 80, "image": "nginx:1-p"}}),
+                ),
+                (
+                    leaf(
+                        "unused",
+                        ValuePlace::Cluster {
+                            source: "ConfigMap v key values.yaml".into(),
+                        },
+                    ),
+                    json!({"spec": {"replicas": 2, "port": 80, "image": "nginx:1"}}),
+                ),
+            ],
+            chart: "chart web 0.1.0".into(),
+            template: "web/templates/d.yaml".into(),
+            complete: true,
+        };
+        let at = |p: &str| {
+            let path = FieldPath::root()
+                .child(Segment::Field("spec".into()))
+                .child(Segment::Field(p.into()));
+            match attribute(&side, &path) {
+                Some(Claim::Value(l)) => dotted(&l.path),
+                Some(Claim::Chart) => "chart".into(),
+                None => "none".into(),
+            }
+        };
+        assert_eq!(at("replicas"), "replicas");
+        assert_eq!(at("port"), "chart");
+        // Two values make the image: the one changed last, as git blame would say.
+        assert_eq!(at("image"), "tag");
+        assert_eq!(at("added-by-someone"), "none");
+        // A value that could not be probed may be what set the port: no claim for the chart.
+        let side = HelmSide {
+            complete: false,
+            ..side
+        };
+        let path = FieldPath::root()
+            .child(Segment::Field("spec".into()))
+            .child(Segment::Field("port".into()));
+        assert!(attribute(&side, &path).is_none());
+    }
+}

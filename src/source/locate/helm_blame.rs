@@ -1,0 +1,311 @@
+//! Git's side of `blame` for an object of a Flux HelmRelease: the values sources in merge
+//! order with each value's line, and the chart rendered as applied and once per value with
+//! only that value changed (`crate::blame::helm` joins them).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::{Located, Locator};
+use crate::blame::helm::{self as chart_blame, HelmSide, ValueLeaf, ValuePlace, ValuesLayer};
+use crate::fields::lines::LineIndex;
+use crate::fields::{FieldPath, Segment};
+use crate::git::{BlameLine, RepoPath};
+use crate::object::ObjectKey;
+use crate::render::{self, Document};
+use crate::source::helm::HelmSource;
+use crate::source::{Pointer, SourceError};
+
+/// More values than this are not probed one by one in a run: blame says so.
+const MAX_PROBES: usize = 300;
+
+/// Where a value of one values source is set, by its path in the values.
+type PlaceOf = Box<dyn Fn(&[String]) -> Option<ValuePlace>>;
+
+/// A values source as blame reads it: its values and where each of its lines is.
+struct Layer {
+    values: Value,
+    place: PlaceOf,
+}
+
+/// The place of `path` (under `under`) in a file of Git, by its line index and blame.
+fn git_place(file: String, index: LineIndex, blame: Vec<BlameLine>, under: FieldPath) -> PlaceOf {
+    Box::new(move |path: &[String]| {
+        let line = index.line(&chart_blame::field_path(&under, path))?;
+        let blame = blame.get(line.checked_sub(1)?)?.clone();
+        Some(ValuePlace::Git {
+            file: file.clone(),
+            line,
+            blame,
+        })
+    })
+}
+
+impl Locator {
+    /// What the chart of `located` (an object of the HelmRelease `pointer` leads to) proves
+    /// about each of its lines, as applied. Errors say why no line of it can be proven.
+    pub fn helm_blame(
+        &self,
+        pointer: &Pointer,
+        located: &Located,
+        key: &ObjectKey,
+        blame_cache: Option<&Path>,
+    ) -> Result<(HelmSide, Vec<String>), SourceError> {
+        let helm = pointer
+            .helm
+            .as_ref()
+            .ok_or_else(|| SourceError::Repeated("not an object of a HelmRelease".into()))?;
+        let binary = self.helm_binary(helm)?;
+        let failed = |reason: String| SourceError::Helm {
+            release: helm.display(),
+            reason,
+        };
+
+        let mut layers = Vec::new();
+        for file in &helm.values_files {
+            let (text, blame) = self.file_with_blame(located, file, blame_cache)?;
+            let text = String::from_utf8_lossy(&text).into_owned();
+            let values: Value = if text.trim().is_empty() {
+                Value::Null
+            } else {
+                serde_saphyr::from_str(&text).map_err(|e| {
+                    failed(format!(
+                        "its values file {} is not YAML: {}",
+                        file.as_str(),
+                        crate::text::single_line(&e.to_string())
+                    ))
+                })?
+            };
+            let lines = (1, text.lines().count().max(1));
+            let index = LineIndex::of_document(&text, lines).unwrap_or_default();
+            let place = git_place(file.as_str().to_owned(), index, blame, FieldPath::root());
+            layers.push(Layer { values, place });
+        }
+        for (source, values) in &helm.values_from {
+            let source = match &source.key {
+                Some(k) => format!("{} {} key {k}", source.kind, source.name),
+                None => format!("{} {}", source.kind, source.name),
+            };
+            layers.push(Layer {
+                values: values.clone(),
+                place: Box::new(move |_: &[String]| {
+                    Some(ValuePlace::Cluster {
+                        source: source.clone(),
+                    })
+                }),
+            });
+        }
+        // spec.values: as Git wrote it in the HelmRelease's own file, as applied.
+        let (inline, inline_place) = self.inline_values(helm, blame_cache);
+        layers.push(Layer {
+            values: inline.clone(),
+            place: inline_place,
+        });
+
+        let views: Vec<ValuesLayer<'_>> = layers
+            .iter()
+            .map(|l| ValuesLayer {
+                values: &l.values,
+                place: &*l.place,
+            })
+            .collect();
+        let leaves = chart_blame::leaves(&views);
+        if leaves.len() > MAX_PROBES {
+            return Err(failed(format!(
+                "its values set {} values, more than the {MAX_PROBES} blame renders the chart \
+                 for one by one",
+                leaves.len()
+            )));
+        }
+        // What helm reads on stdin as applied; each probe changes one value on top of it,
+        // which is what changing its line in the winning source would do.
+        let base = helm.composed_values(&inline);
+        let mut effective = Value::Object(Default::default());
+        for l in &layers {
+            crate::source::helm::merge_values(&mut effective, &l.values);
+        }
+        let mut probed: Vec<ValueLeaf> = Vec::new();
+        let mut sets = vec![base.clone()];
+        let mut unchangeable = Vec::new();
+        for leaf in leaves {
+            match chart_blame::value_at(&effective, &leaf.path).and_then(chart_blame::perturb) {
+                Some(changed) => {
+                    sets.push(chart_blame::with_value(&base, &leaf.path, changed));
+                    probed.push(leaf);
+                }
+                None => unchangeable.push(chart_blame::dotted(&leaf.path)),
+            }
+        }
+
+        let renders = self.render_each(helm, located, &binary, &sets)?;
+        let mut renders = renders.into_iter();
+        let find = |docs: &[Document]| {
+            docs.iter()
+                .find(|d| {
+                    d.key().is_some_and(|mut k| {
+                        if k.namespace.is_none() && key.namespace.is_some() {
+                            k.namespace = Some(helm.namespace.clone());
+                        }
+                        k == *key
+                    })
+                })
+                .map(|d| d.object.clone())
+        };
+        let rendered = match renders.next() {
+            Some(Ok(docs)) => find(&docs).ok_or_else(|| {
+                failed(format!(
+                    "its chart, rendered as applied, does not render {key}: its lines cannot be \
+                     tied to values"
+                ))
+            })?,
+            Some(Err(e)) => {
+                return Err(failed(format!(
+                    "helm template of its chart as applied failed: {}",
+                    crate::text::single_line(&super::helm::helm_reason(e))
+                )));
+            }
+            None => return Err(failed("helm template rendered nothing".into())),
+        };
+        let mut probes = Vec::new();
+        for (leaf, render) in probed.into_iter().zip(renders) {
+            match render {
+                Ok(docs) => probes.push((leaf, find(&docs).unwrap_or(Value::Null))),
+                Err(_) => unchangeable.push(chart_blame::dotted(&leaf.path)),
+            }
+        }
+        let chart = match &helm.repository {
+            Some(from) => format!(
+                "chart {} {} from {}",
+                from.chart, helm.record.chart_version, from.display
+            ),
+            None => format!(
+                "chart {} {}",
+                helm.chart_path.as_str(),
+                helm.record.chart_version
+            ),
+        };
+        Ok((
+            HelmSide {
+                rendered,
+                probes,
+                chart,
+                template: located.file.clone(),
+                complete: unchangeable.is_empty(),
+            },
+            unchangeable,
+        ))
+    }
+
+    /// `spec.values` of the HelmRelease as Git wrote it (as applied) with each value's line;
+    /// the cluster's, with no line, when the HelmRelease's file is not found.
+    fn inline_values(&self, helm: &HelmSource, blame_cache: Option<&Path>) -> (Value, PlaceOf) {
+        let hr_key = ObjectKey {
+            group: super::helm::HELM_GROUP.into(),
+            kind: "HelmRelease".into(),
+            namespace: Some(helm.helm_release.0.clone()),
+            name: helm.helm_release.1.clone(),
+        };
+        let own = helm
+            .own_pointer
+            .as_ref()
+            .and_then(|p| self.locate(Some((**p).clone()), &hr_key).ok());
+        if let Some(own) = own
+            && let Ok((text, blame)) = self.source_file(&own, blame_cache)
+        {
+            let text = String::from_utf8_lossy(&text).into_owned();
+            let index = LineIndex::of_document(&text, own.lines).unwrap_or_default();
+            let under = FieldPath::root()
+                .child(Segment::Field("spec".into()))
+                .child(Segment::Field("values".into()));
+            let values = own.written["spec"]["values"].clone();
+            return (values, git_place(own.file.clone(), index, blame, under));
+        }
+        let source = format!("spec.values of {} (not found in Git)", helm.display());
+        (
+            helm.inline_values.clone(),
+            Box::new(move |_: &[String]| {
+                Some(ValuePlace::Cluster {
+                    source: source.clone(),
+                })
+            }),
+        )
+    }
+
+    /// The chart of `helm` as applied, rendered once for each of `sets`.
+    fn render_each(
+        &self,
+        helm: &HelmSource,
+        located: &Located,
+        binary: &Path,
+        sets: &[Value],
+    ) -> Result<Vec<Result<Vec<Document>, render::helm::HelmError>>, SourceError> {
+        let failed = |reason: String| SourceError::Helm {
+            release: helm.display(),
+            reason,
+        };
+        match &helm.repository {
+            None => {
+                let repo = self
+                    .repo_of(located)
+                    .ok_or_else(|| SourceError::Repeated("the repository is not open".into()))?;
+                let commit = located.read_at.parse()?;
+                let t = render::helm::Template {
+                    helm: binary,
+                    chart: &helm.chart_path,
+                    values_files: &helm.values_files,
+                    values: &sets[0],
+                    release: &helm.release,
+                    namespace: &helm.namespace,
+                    kube_version: &helm.kube_version,
+                    api_versions: &helm.api_versions,
+                    style: render::helm::Style::Flux,
+                };
+                render::helm::template_each(&repo, commit, &t, sets).map_err(|e| {
+                    failed(format!(
+                        "helm template of chart {} failed: {}",
+                        helm.chart_path.as_str(),
+                        crate::text::single_line(&super::helm::helm_reason(e))
+                    ))
+                })
+            }
+            Some(from) => {
+                // The version the release has, not the one the constraint picks now.
+                let cannot = |e: String| {
+                    failed(format!(
+                        "cannot read chart {} {} from {} ({}): {e}",
+                        from.chart, helm.record.chart_version, from.display, from.url
+                    ))
+                };
+                let index = self
+                    .charts
+                    .index(&from.url, from.credentials.as_ref())
+                    .map_err(&cannot)?;
+                let entry = index
+                    .pick(&from.chart, &helm.record.chart_version)
+                    .map_err(&cannot)?
+                    .clone();
+                let scratch = tempfile::Builder::new()
+                    .prefix("kubectl-gitops-chart-")
+                    .tempdir()
+                    .map_err(|e| cannot(format!("creating a temporary directory: {e}")))?;
+                let archive = self
+                    .charts
+                    .archive(&from.url, &entry, from.credentials.as_ref(), scratch.path())
+                    .map_err(&cannot)?;
+                let name = RepoPath::parse(&from.chart).unwrap_or_else(|_| helm.chart_path.clone());
+                let t = render::helm::Template {
+                    helm: binary,
+                    chart: &name,
+                    values_files: &[],
+                    values: &sets[0],
+                    release: &helm.release,
+                    namespace: &helm.namespace,
+                    kube_version: &helm.kube_version,
+                    api_versions: &helm.api_versions,
+                    style: render::helm::Style::Flux,
+                };
+                Ok(render::helm::template_archive_each(&archive, &t, sets))
+            }
+        }
+    }
+}
