@@ -31,6 +31,11 @@ pub struct Env {
     pub cache_dir: Option<PathBuf>,
     /// Set when running in a pod: `KUBERNETES_SERVICE_HOST` and `_PORT` both present.
     pub in_cluster: bool,
+    /// Helm's repositories file, as Helm finds it: `$HELM_REPOSITORY_CONFIG`, else
+    /// `repositories.yaml` under `$HELM_CONFIG_HOME`, else under Helm's configuration
+    /// directory (`$XDG_CONFIG_HOME/helm`, `~/.config/helm`; `~/Library/Preferences/helm` on
+    /// macOS, `%APPDATA%\\helm` on Windows).
+    pub helm_repository_config: Option<PathBuf>,
     /// Test only: `KUBECTL_GITOPS_TEST_HOOK`, a shell command `revert` runs at fixed points
     /// (after planning, after each apply) so that a test can change an object in that window.
     pub test_hook: Option<OsString>,
@@ -53,9 +58,32 @@ impl Env {
             cache_dir: dirs::cache_dir().map(|d| d.join("kubectl-gitops")),
             in_cluster: non_empty("KUBERNETES_SERVICE_HOST").is_some()
                 && non_empty("KUBERNETES_SERVICE_PORT").is_some(),
+            helm_repository_config: non_empty("HELM_REPOSITORY_CONFIG")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    let dir = non_empty("HELM_CONFIG_HOME")
+                        .map(PathBuf::from)
+                        .or_else(|| helm_config_dir(non_empty("XDG_CONFIG_HOME")))?;
+                    Some(dir.join("repositories.yaml"))
+                }),
             test_hook: non_empty("KUBECTL_GITOPS_TEST_HOOK"),
         }
     }
+}
+
+/// Helm's own configuration directory when `$HELM_CONFIG_HOME` is not set (Helm's
+/// `helmpath` lazy paths).
+fn helm_config_dir(xdg_config_home: Option<OsString>) -> Option<PathBuf> {
+    if let Some(xdg) = xdg_config_home {
+        return Some(PathBuf::from(xdg).join("helm"));
+    }
+    if cfg!(target_os = "macos") {
+        return dirs::home_dir().map(|h| h.join("Library/Preferences/helm"));
+    }
+    if cfg!(windows) {
+        return dirs::config_dir().map(|d| d.join("helm"));
+    }
+    dirs::home_dir().map(|h| h.join(".config/helm"))
 }
 
 /// The first executable file called `name` (`name.exe` on Windows) in the directories of

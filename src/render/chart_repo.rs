@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// The largest index and archive read (an index of a big public repository is tens of MB).
-const MAX_INDEX: u64 = 256 << 20;
-const MAX_ARCHIVE: u64 = 64 << 20;
+/// The largest index and archive read: source-controller's defaults (`--helm-index-max-size`,
+/// `--helm-chart-max-size`), so a chart Flux refuses is not rendered here.
+const MAX_INDEX: u64 = 50 << 20;
+const MAX_ARCHIVE: u64 = 10 << 20;
 
 /// Basic-auth credentials for a chart repository; never shown.
 #[derive(Clone, PartialEq, Eq)]
@@ -22,6 +23,8 @@ pub struct Credentials {
     pub password: String,
     /// Where they come from, for messages: `Secret ns/name`, `your Helm config (PATH)`.
     pub from: String,
+    /// `spec.passCredentials`: sent to every host the index names, not only the repository's.
+    pub pass_to_any_host: bool,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -82,34 +85,52 @@ type IndexSlot = Arc<OnceLock<Result<Arc<Index>, String>>>;
 pub struct ChartRepos {
     /// `<cache>/charts`; None: archives are downloaded for each run.
     dir: Option<PathBuf>,
+    /// The user's Helm repositories file (`helm repo add`), asked for credentials when a
+    /// HelmRepository's secretRef may not be read.
+    helm_config: Option<PathBuf>,
     indexes: Mutex<HashMap<String, IndexSlot>>,
 }
 
 impl ChartRepos {
-    pub fn new(dir: Option<PathBuf>) -> ChartRepos {
+    pub fn new(dir: Option<PathBuf>, helm_config: Option<PathBuf>) -> ChartRepos {
         ChartRepos {
             dir,
+            helm_config,
             indexes: Mutex::default(),
         }
     }
 
-    /// The index of the repository at `url`, read once per run.
+    /// The credentials the user's Helm config keeps for the repository at `url` (`helm repo
+    /// add NAME URL --username U --password P`), if any; an unreadable file is as none.
+    pub fn helm_config_credentials(&self, url: &str) -> Option<Credentials> {
+        let file = self.helm_config.as_ref()?;
+        let text = std::fs::read_to_string(file).ok()?;
+        credentials_in(&text, url, &file.display().to_string())
+    }
+
+    /// The index of the repository at `url`, read once per run for each set of credentials
+    /// (two HelmRepositories may name one URL with different ones).
     pub fn index(&self, url: &str, auth: Option<&Credentials>) -> Result<Arc<Index>, String> {
+        let with = auth.map_or("", |a| a.from.as_str());
         let slot = self
             .indexes
             .lock()
             .expect("chart index lock")
-            .entry(url.to_owned())
+            .entry(format!("{url}\0{with}"))
             .or_default()
             .clone();
         slot.get_or_init(|| {
             let index_url = join(url, "index.yaml")?;
             let bytes = get(&index_url, auth, MAX_INDEX)?;
-            let index: Index = serde_saphyr::from_slice(&bytes)
-                .map_err(|e| format!("its index.yaml does not parse: {e}"))?;
-            Ok(Arc::new(index))
+            parse_index(&bytes)
         })
         .clone()
+    }
+
+    /// Forgets the indexes read: the next [`ChartRepos::index`] reads them again (`watch`, at
+    /// each poll, sees a newly published version).
+    pub fn forget_indexes(&self) {
+        self.indexes.lock().expect("chart index lock").clear();
     }
 
     /// The archive of `entry` on disk: from the cache when its digest is there, else
@@ -138,9 +159,18 @@ impl ChartRepos {
             .first()
             .ok_or_else(|| format!("its index names no URL for version {}", entry.version))?;
         let url = join(repo_url, url)?;
-        // Credentials go only to the repository's own host, as Helm sends them.
+        // Credentials go only to the repository's own scheme, host and port, as Helm sends
+        // them, unless passCredentials says otherwise.
         let same_host = host(&url) == host(repo_url);
-        let bytes = get(&url, auth.filter(|_| same_host), MAX_ARCHIVE)?;
+        let sent = auth.filter(|a| same_host || a.pass_to_any_host);
+        let bytes = get(&url, sent, MAX_ARCHIVE).map_err(|e| match (auth, sent) {
+            (Some(a), None) => format!(
+                "{e} (the credentials from {} were not sent: {url} is not on the repository's \
+                 host; spec.passCredentials sends them anyway)",
+                a.from
+            ),
+            _ => e,
+        })?;
         if digest_ok {
             let got = sha256_hex(&bytes);
             if got != digest {
@@ -192,10 +222,31 @@ fn join(base: &str, relative: &str) -> Result<String, String> {
         .map_err(|e| format!("{relative} is not a URL under {base}: {e}"))
 }
 
+/// An index, parsed with room for the largest one read (the default budget of the YAML
+/// parser is sized for manifests: a public repository's index has far more nodes).
+fn parse_index(bytes: &[u8]) -> Result<Arc<Index>, String> {
+    let mut budget = serde_saphyr::Budget::default();
+    let limit = MAX_INDEX as usize;
+    budget.max_total_scalar_bytes = limit;
+    budget.max_events = limit / 2;
+    budget.max_nodes = limit / 2;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    let index: Index = serde_saphyr::from_slice_with_options(bytes, options).map_err(|e| {
+        format!(
+            "its index.yaml does not parse: {}",
+            crate::text::single_line(&e.to_string())
+        )
+    })?;
+    Ok(Arc::new(index))
+}
+
+/// Scheme, host and port: where credentials may go.
 fn host(url: &str) -> Option<String> {
     reqwest::Url::parse(url).ok().map(|u| {
         format!(
-            "{}:{:?}",
+            "{}://{}:{:?}",
+            u.scheme(),
             u.host_str().unwrap_or_default(),
             u.port_or_known_default()
         )
@@ -218,9 +269,14 @@ fn get(url: &str, auth: Option<&Credentials>, limit: u64) -> Result<Vec<u8>, Str
             if let Some(a) = &auth {
                 request = request.basic_auth(&a.username, Some(&a.password));
             }
-            let response = request
-                .send()
-                .map_err(|e| format!("cannot reach {url}: {}", chain(&e)))?;
+            let response = request.send().map_err(|e| {
+                format!(
+                    "cannot reach {url}: {}; check that the repository is reachable from \
+                         this machine (a proxy is taken from HTTPS_PROXY) and that its URL is \
+                         right",
+                    chain(&e)
+                )
+            })?;
             let status = response.status();
             if !status.is_success() {
                 let why = match status.as_u16() {
@@ -275,31 +331,6 @@ fn chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-/// Helm's repositories file: `$HELM_REPOSITORY_CONFIG`, else `repositories.yaml` under
-/// `$HELM_CONFIG_HOME`, `$XDG_CONFIG_HOME/helm` or `~/.config/helm`, as Helm finds it.
-fn helm_repositories_file() -> Option<PathBuf> {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(file) = env("HELM_REPOSITORY_CONFIG") {
-        return Some(file);
-    }
-    let dir = env("HELM_CONFIG_HOME")
-        .or_else(|| env("XDG_CONFIG_HOME").map(|d| d.join("helm")))
-        .or_else(|| env("HOME").map(|h| h.join(".config/helm")))?;
-    Some(dir.join("repositories.yaml"))
-}
-
-/// The credentials the user's Helm config keeps for the repository at `url` (`helm repo add
-/// NAME URL --username U --password P`), if any; an unreadable file is as none.
-pub fn helm_config_credentials(url: &str) -> Option<Credentials> {
-    let file = helm_repositories_file()?;
-    let text = std::fs::read_to_string(&file).ok()?;
-    credentials_in(&text, url, &file.display().to_string())
-}
-
 /// The entry for `url` in the text of a Helm repositories file, with a username.
 fn credentials_in(text: &str, url: &str, file: &str) -> Option<Credentials> {
     #[derive(Deserialize)]
@@ -326,6 +357,7 @@ fn credentials_in(text: &str, url: &str, file: &str) -> Option<Credentials> {
             username: r.username,
             password: r.password,
             from: format!("your Helm config ({file})"),
+            pass_to_any_host: false,
         })
 }
 
@@ -349,6 +381,8 @@ mod tests {
         );
         assert_eq!(host("https://a/x"), host("https://a:443/y"));
         assert_ne!(host("https://a/x"), host("https://b/x"));
+        // Never in clear text to where they were sent over TLS.
+        assert_ne!(host("https://a:8443/x"), host("http://a:8443/x"));
     }
 
     #[test]
@@ -374,6 +408,7 @@ mod tests {
                     username: "u".into(),
                     password: "hunter2".into(),
                     from: "Secret a/b".into(),
+                    pass_to_any_host: false,
                 }
             )
             .contains("hunter2")
@@ -415,7 +450,7 @@ repositories:
             .local_addr()
             .unwrap()
             .port();
-        let repos = ChartRepos::new(None);
+        let repos = ChartRepos::new(None, None);
         let e = repos
             .index(&format!("http://127.0.0.1:{port}"), None)
             .unwrap_err();

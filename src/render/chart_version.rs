@@ -1,7 +1,8 @@
 //! Chart versions and the version constraints a HelmRelease names (`spec.chart.spec.version`),
 //! matched as Flux and Helm match them (Masterminds semver v3): `1.2.3`, `1.2.x`, `~1.2`,
 //! `^1`, `>=1.0 <2`, `1.2 - 1.4`, `a || b`, `*`; a version with a pre-release passes only a
-//! constraint that names one (each constraint of a group, as Masterminds checks them).
+//! `||` group of which some constraint names one (`>=1.0.0-0 <2.0.0` takes pre-releases), as
+//! Masterminds checks them.
 
 use std::cmp::Ordering;
 
@@ -96,13 +97,14 @@ struct Range {
     upper: Bound,
     /// `!=`: the range is what a version must not be in.
     negated: bool,
-    /// The constraint names a pre-release: versions with one may match.
+    /// The constraint names a pre-release: versions with one may match its group.
     allows_pre: bool,
 }
 
 impl Range {
-    fn holds(&self, v: &Version) -> bool {
-        if !v.pre.is_empty() && !self.allows_pre {
+    /// Whether `v` is in the range; a pre-release only when its group names one.
+    fn holds(&self, v: &Version, group_allows_pre: bool) -> bool {
+        if !v.pre.is_empty() && !group_allows_pre {
             return false;
         }
         let above = self.lower.as_ref().is_none_or(
@@ -160,7 +162,10 @@ impl Constraint {
     }
 
     pub fn matches(&self, v: &Version) -> bool {
-        self.groups.iter().any(|g| g.iter().all(|r| r.holds(v)))
+        self.groups.iter().any(|g| {
+            let allows_pre = g.iter().any(|r| r.allows_pre);
+            g.iter().all(|r| r.holds(v, allows_pre))
+        })
     }
 }
 
@@ -195,9 +200,9 @@ fn next(v: &Version, given: usize) -> Version {
     let mut parts = v.parts;
     match given {
         0 => parts = [u64::MAX, 0, 0],
-        1 => parts = [parts[0] + 1, 0, 0],
-        2 => parts = [parts[0], parts[1] + 1, 0],
-        _ => parts = [parts[0], parts[1], parts[2] + 1],
+        1 => parts = [parts[0].saturating_add(1), 0, 0],
+        2 => parts = [parts[0], parts[1].saturating_add(1), 0],
+        _ => parts = [parts[0], parts[1], parts[2].saturating_add(1)],
     }
     Version {
         parts,
@@ -253,6 +258,10 @@ fn range(token: &str) -> Result<Range, String> {
         "<" => r(None, below(v)),
         "<=" | "=<" if exact => r(None, Some((v, true))),
         "<=" | "=<" => r(None, below(next(&v, given))),
+        // ~*, ~0 and ~0.0.0: anything (Masterminds' special case).
+        "~" | "~>" if given == 0 || (given == 3 && v.parts == [0, 0, 0] && v.pre.is_empty()) => {
+            r(None, None)
+        }
         // ~1.2.3 and ~1.2: the same minor; ~1: the same major.
         "~" | "~>" => r(from(&v), below(next(&v, given.clamp(1, 2)))),
         // ^1.2.3: the same major; ^0.2.3: the same minor; ^0.0.3: that patch.
@@ -269,15 +278,22 @@ fn range(token: &str) -> Result<Range, String> {
 }
 
 /// The version Flux picks among `versions` for `constraint`: the exact string first, then the
-/// highest one that matches (unparsable ones are skipped, as helm's index does).
+/// highest one that matches (ones that are not `major.minor.patch` are skipped, as
+/// source-controller skips them).
 pub fn pick<'a>(constraint: &str, versions: &[&'a str]) -> Result<Option<&'a str>, String> {
-    if let Some(exact) = versions.iter().find(|v| **v == constraint.trim()) {
+    let wanted = constraint.trim();
+    if !wanted.is_empty()
+        && let Some(exact) = versions.iter().find(|v| **v == wanted)
+    {
         return Ok(Some(exact));
     }
     let c = Constraint::parse(constraint)?;
     Ok(versions
         .iter()
-        .filter_map(|v| Some((Version::parse(v)?, *v)))
+        .filter_map(|v| match parse_partial(v) {
+            Some((parsed, 3)) => Some((parsed, *v)),
+            _ => None,
+        })
         .filter(|(parsed, _)| c.matches(parsed))
         .max_by(|a, b| a.0.cmp(&b.0))
         .map(|(_, v)| v))
@@ -324,11 +340,18 @@ mod tests {
             ("0.1.x || >=3", Some("0.1.1")),
             ("!=2.0.0", Some("1.10.0")),
             ("3.x", None),
-            // A pre-release only when the constraint names one: each one of a group
-            // (Masterminds checks it per constraint, so `<1.4.0` refuses it here).
+            // A pre-release only when a constraint of its `||` group names one.
             ("~1.3.0-rc.0", Some("1.3.0-rc.1")),
-            (">=1.3.0-rc.0 <1.4.0", None),
+            (">=1.3.0-rc.0 <1.4.0", Some("1.3.0-rc.1")),
+            (">=1.3.0-0 <1.4.0", Some("1.3.0-rc.1")),
             (">=1.2.5 <1.4.0", None),
+            ("<1.0.0 || >=1.3.0-0 <1.4.0", Some("1.3.0-rc.1")),
+            ("1.3.0-rc.0 - 1.3.0 || 0.1.x", Some("1.3.0-rc.1")),
+            // `~0.0.0` and `~*` are anything; `~0` the same major, `~0.0` the same minor.
+            ("~0.0.0", Some("2.0.0")),
+            ("~*", Some("2.0.0")),
+            ("~0", Some("0.2.0")),
+            ("~0.1", Some("0.1.1")),
         ] {
             assert_eq!(pick(constraint, &VERSIONS), Ok(picked), "{constraint:?}");
         }
@@ -343,6 +366,11 @@ mod tests {
                 .contains("`one.two`")
         );
         assert!(pick(">=", &VERSIONS).is_err());
+        // Versions of fewer than three parts are skipped, as source-controller skips them.
+        assert_eq!(pick("*", &["1.2", "1.1.0"]), Ok(Some("1.1.0")));
+        // An empty constraint is `*`, not the index entry without a version.
+        assert_eq!(pick("", &["", "1.1.0"]), Ok(Some("1.1.0")));
+        assert_eq!(pick(">=18446744073709551615", &VERSIONS), Ok(None));
     }
 
     #[test]

@@ -79,6 +79,9 @@ pub struct RepositoryChart {
     pub version: String,
     /// From the HelmRepository's `secretRef` (basic auth); never shown.
     pub credentials: Option<crate::render::chart_repo::Credentials>,
+    /// `ns/name` of the `secretRef` when the user may not read it: the user's Helm config is
+    /// asked for credentials instead.
+    pub unreadable_secret: Option<String>,
 }
 
 impl std::fmt::Debug for HelmSource {
@@ -457,7 +460,9 @@ pub(super) async fn flux_helm(
             return Err(SourceError::Helm {
                 release: display,
                 reason: format!(
-                    "its chart comes from {}, and the HelmRelease has no Flux Kustomization                      labels: nothing says where Git declares its values and version; apply it                      with a Flux Kustomization",
+                    "its chart comes from {}, and the HelmRelease has no Flux Kustomization \
+                     labels: nothing says where Git declares its values and version; apply it \
+                     with a Flux Kustomization",
                     from.display
                 ),
             });
@@ -674,6 +679,13 @@ async fn repository_chart(
         return unsupported("with valuesFiles (files inside the chart archive)");
     }
     let url = spec["url"].as_str().unwrap_or_default();
+    // Never shown, so refused before the URL is named in any message.
+    if url
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.split('/').next().is_some_and(|h| h.contains('@')))
+    {
+        return unsupported("whose spec.url holds credentials (put them in its secretRef)");
+    }
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(bad_ks(
             display,
@@ -681,12 +693,16 @@ async fn repository_chart(
             format!("{url:?} is not an http:// or https:// URL"),
         ));
     }
-    let credentials = match spec["secretRef"]["name"].as_str() {
-        Some(secret) => {
-            let at = (ns, secret, url.trim_end_matches('/'));
-            Some(credentials(cluster, discovery, at, &what, display).await?)
-        }
-        None => None,
+    let pass_to_any_host = spec["passCredentials"] == true;
+    let (credentials, unreadable_secret) = match spec["secretRef"]["name"].as_str() {
+        Some(secret) => match credentials(cluster, discovery, (ns, secret), &what).await? {
+            Some(mut c) => {
+                c.pass_to_any_host = pass_to_any_host;
+                (Some(c), None)
+            }
+            None => (None, Some(format!("{ns}/{secret}"))),
+        },
+        None => (None, None),
     };
     Ok(RepositoryChart {
         display: what,
@@ -694,19 +710,18 @@ async fn repository_chart(
         chart: chart_spec["chart"].as_str().unwrap_or_default().to_owned(),
         version: chart_spec["version"].as_str().unwrap_or("*").to_owned(),
         credentials,
+        unreadable_secret,
     })
 }
 
-/// The basic-auth `username` and `password` of the Secret `ns/secret`, the secretRef of a
-/// HelmRepository at `url`; when the user may not read it, the ones the user's Helm config
-/// keeps for `url`, as Helm itself would use. Never shown.
+/// The basic-auth `username` and `password` of the Secret `ns/secret`, the secretRef of the
+/// HelmRepository `what`; None when the user may not read it. Never shown.
 async fn credentials(
     cluster: &Cluster,
     discovery: &CachedDiscovery,
-    (ns, secret, url): (&str, &str, &str),
+    (ns, secret): (&str, &str),
     what: &str,
-    display: &str,
-) -> Result<crate::render::chart_repo::Credentials, SourceError> {
+) -> Result<Option<crate::render::chart_repo::Credentials>, SourceError> {
     let resource = discovery
         .resolve("secrets")
         .await
@@ -720,20 +735,7 @@ async fn credentials(
                 reconciler: format!("Secret {ns}/{secret} (the secretRef of {what})"),
             });
         }
-        Err(ClusterError::Forbidden { .. }) => {
-            if let Some(mine) = crate::render::chart_repo::helm_config_credentials(url) {
-                return Ok(mine);
-            }
-            return Err(SourceError::Helm {
-                release: display.to_owned(),
-                reason: format!(
-                    "you may not read Secret {ns}/{secret}, the credentials of {what} its chart \
-                     comes from, and your Helm config has none for {url}: ask for get on \
-                     secrets in {ns}, or run `helm repo add NAME {url} --username ..` with \
-                     your own"
-                ),
-            });
-        }
+        Err(ClusterError::Forbidden { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     let field = |key: &str| {
@@ -743,11 +745,12 @@ async fn credentials(
             .and_then(|b| String::from_utf8(b).ok())
     };
     match (field("username"), field("password")) {
-        (Some(username), Some(password)) => Ok(crate::render::chart_repo::Credentials {
+        (Some(username), Some(password)) => Ok(Some(crate::render::chart_repo::Credentials {
             username,
             password,
             from: format!("Secret {ns}/{secret}"),
-        }),
+            pass_to_any_host: false,
+        })),
         _ => Err(SourceError::Unsupported {
             what: format!(
                 "Secret {ns}/{secret} (the secretRef of {what}) without username and password \

@@ -358,9 +358,14 @@ impl Locator {
         self
     }
 
-    /// Charts from chart repositories are kept in `dir` (None: downloaded for each run).
-    pub fn with_chart_cache(mut self, dir: Option<PathBuf>) -> Locator {
-        self.charts = render::chart_repo::ChartRepos::new(dir);
+    /// Charts from chart repositories are kept in `dir` (None: downloaded for each run);
+    /// `helm_config` is the user's Helm repositories file, for credentials.
+    pub fn with_chart_cache(
+        mut self,
+        dir: Option<PathBuf>,
+        helm_config: Option<PathBuf>,
+    ) -> Locator {
+        self.charts = render::chart_repo::ChartRepos::new(dir, helm_config);
         self
     }
 

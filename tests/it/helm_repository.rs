@@ -31,6 +31,27 @@ data:
 /// The chart repository's password (in the HelmRepository's secretRef): never printed.
 const PASSWORD: &str = "planted-chart-repo-password-5d2a";
 
+/// A password the user's Helm config once held, refused by the repository.
+const OLD_PASSWORD: &str = "an-old-password-91fe";
+
+/// The files under `dir`, at any depth.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
 /// The objects of the release, as `Kind/name`.
 const RELEASED: [&str; 3] = ["Deployment/web", "Service/web", "ConfigMap/web-config"];
 
@@ -141,11 +162,31 @@ fn gitops_with(ns: &str, repo: &GitRepo, cache: &Path, helm_config: &Path, args:
         .env("HELM_REPOSITORY_CONFIG", helm_config)
         .current_dir(repo.path());
     let ran = run(&mut cmd);
-    let encoded = kubectl_gitops::drift::base64(PASSWORD.as_bytes());
+    let leaked = |text: &str| {
+        [PASSWORD, OLD_PASSWORD]
+            .iter()
+            .flat_map(|p| {
+                [
+                    p.to_string(),
+                    kubectl_gitops::drift::base64(p.as_bytes()),
+                    kubectl_gitops::drift::base64(format!("deploy:{p}").as_bytes()),
+                ]
+            })
+            .any(|secret| text.contains(&secret))
+    };
     for text in [&ran.stdout, &ran.stderr] {
         assert!(
-            !text.contains(PASSWORD) && !text.contains(&encoded),
+            !leaked(text),
             "{args:?}: the repository's password leaked:\n{text}"
+        );
+    }
+    // Nor does the cache hold it.
+    for entry in walk(&cache.join("kubectl-gitops")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !leaked(&String::from_utf8_lossy(&bytes)),
+            "{args:?}: {} holds the password",
+            entry.display()
         );
     }
     ran
@@ -228,10 +269,15 @@ fn chart_from_a_helm_repository_installed_by_real_flux() {
     let first = repo.commit(ALICE, "web from the team's chart repository");
     reconciled_by_flux(&ns, &repo, "./deploy");
     wait_installed(&ns, 1, "0.1.0");
+    let fetched_index = charts.served("/index.yaml");
+    let fetched_archive = charts.served("/web-0.1.0.tgz");
     let cache = tempfile::tempdir().unwrap();
     let cache = cache.path();
     all_in_sync(&ns, &repo, cache, "after install");
-    // The archive is kept by its digest: a second run reads no chart again.
+    // The archive is kept by its digest: the three runs above (each reading the index) read
+    // it once.
+    assert!(charts.served("/index.yaml") >= fetched_index + 3);
+    assert_eq!(charts.served("/web-0.1.0.tgz"), fetched_archive + 1);
     let kept: Vec<String> = std::fs::read_dir(cache.join("kubectl-gitops/charts"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -463,9 +509,10 @@ fn chart_from_a_helm_repository_installed_by_real_flux() {
     std::fs::write(&helm_config, mine(PASSWORD)).unwrap();
     let ran = gitops_with(&ns, &repo, cache, &helm_config, &as_reader);
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
-    std::fs::write(&helm_config, mine("an-old-password")).unwrap();
+    std::fs::write(&helm_config, mine(OLD_PASSWORD)).unwrap();
     let ran = gitops_with(&ns, &repo, cache, &helm_config, &as_reader);
     assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert_eq!(ran.error_lines().len(), RELEASED.len(), "{}", ran.stderr);
     for line in ran.error_lines() {
         assert!(
             line.contains(&format!(

@@ -271,15 +271,11 @@ impl Locator {
                 from.display, from.url
             ),
         };
+        let credentials = self.chart_credentials(helm, from)?;
         let index = self
             .charts
-            .index(&from.url, from.credentials.as_ref())
-            .map_err(|e| {
-                failed(format!(
-                    "{e}; check that the repository is reachable from this machine (a proxy is \
-                     taken from HTTPS_PROXY) and that its URL is right"
-                ))
-            })?;
+            .index(&from.url, credentials.as_ref())
+            .map_err(&failed)?;
         let entry = index.pick(chart, constraint).map_err(&failed)?.clone();
         let cache_key = format!(
             "{}\0{chart}\0{}\0{}\0{}\0{values}",
@@ -292,7 +288,7 @@ impl Locator {
                 .map_err(|e| format!("{}: creating a temporary directory: {e}", helm.display()))?;
             let archive = self
                 .charts
-                .archive(&from.url, &entry, from.credentials.as_ref(), scratch.path())
+                .archive(&from.url, &entry, credentials.as_ref(), scratch.path())
                 .map_err(|e| {
                     format!(
                         "{}: cannot read chart {chart} {} from {} ({}): {e}",
@@ -326,6 +322,33 @@ impl Locator {
             })
         })?;
         Ok((rendered, entry.version))
+    }
+
+    /// The credentials for the chart repository `from`: its secretRef's, else (when the user
+    /// may not read that Secret) the ones the user's Helm config keeps for its URL.
+    pub(super) fn chart_credentials(
+        &self,
+        helm: &HelmSource,
+        from: &RepositoryChart,
+    ) -> Result<Option<crate::render::chart_repo::Credentials>, SourceError> {
+        let Some(secret) = &from.unreadable_secret else {
+            return Ok(from.credentials.clone());
+        };
+        match self.charts.helm_config_credentials(&from.url) {
+            Some(mine) => Ok(Some(mine)),
+            None => {
+                let ns = secret.split('/').next().unwrap_or_default();
+                Err(SourceError::Helm {
+                    release: helm.display(),
+                    reason: format!(
+                        "you may not read Secret {secret}, the credentials of {} its chart comes \
+                         from, and your Helm config has none for {}: ask for get on secrets in \
+                         {ns}, or run `helm repo add NAME {} --username ..` with your own",
+                        from.display, from.url, from.url
+                    ),
+                })
+            }
+        }
     }
 
     /// The `helm` binary, or the error that says it is missing.

@@ -276,9 +276,10 @@ impl Locator {
                         from.chart, helm.record.chart_version, from.display, from.url
                     ))
                 };
+                let credentials = self.chart_credentials(helm, from)?;
                 let index = self
                     .charts
-                    .index(&from.url, from.credentials.as_ref())
+                    .index(&from.url, credentials.as_ref())
                     .map_err(&cannot)?;
                 let entry = index
                     .pick(&from.chart, &helm.record.chart_version)
@@ -290,7 +291,7 @@ impl Locator {
                     .map_err(|e| cannot(format!("creating a temporary directory: {e}")))?;
                 let archive = self
                     .charts
-                    .archive(&from.url, &entry, from.credentials.as_ref(), scratch.path())
+                    .archive(&from.url, &entry, credentials.as_ref(), scratch.path())
                     .map_err(&cannot)?;
                 let name = RepoPath::parse(&from.chart).unwrap_or_else(|_| helm.chart_path.clone());
                 let t = render::helm::Template {

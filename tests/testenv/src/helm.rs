@@ -281,6 +281,18 @@ impl ChartRepository {
         ])
     }
 
+    /// How many requests for `path` (`/index.yaml`, `/web-0.1.0.tgz`) the server has answered
+    /// with the file (not with 401).
+    pub fn served(&self, path: &str) -> usize {
+        let log = self.dir.with_file_name("chartserver.log");
+        let wanted = format!("gitserver: GET {path}");
+        fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| *l == wanted)
+            .count()
+    }
+
     /// Stops serving: the repository becomes unreachable at its URL.
     pub fn stop(&self) {
         process::kill_all(&[self.pid]);
