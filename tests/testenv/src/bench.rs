@@ -1,7 +1,10 @@
 //! What the benchmark binaries (`src/bin/bench-*.rs`) share: medians, rounding, the load
 //! average they print beside their figures, their flag parsing, and Flux's status.
 
-use anyhow::{Context, Result};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
 
 use crate::ControlPlane;
 
@@ -80,6 +83,68 @@ pub fn mark_kustomizations_ready<'a>(
         )?;
     }
     Ok(())
+}
+
+/// One timed command line (or several, run one after the other).
+pub struct Bench {
+    pub id: &'static str,
+    pub label: String,
+    pub commands: Vec<Command>,
+    pub walls: Vec<f64>,
+    pub peak_rss_mb: f64,
+}
+
+impl Bench {
+    pub fn new(id: &'static str, label: &str, commands: Vec<Command>) -> Bench {
+        Bench {
+            id,
+            label: label.to_owned(),
+            commands,
+            walls: Vec::new(),
+            peak_rss_mb: 0.0,
+        }
+    }
+
+    /// Runs every command once, output discarded; each must exit 0 or 1 (no error). Returns
+    /// the wall time of all and the largest peak RSS of one (with its children).
+    pub fn run_once(&mut self) -> Result<(f64, f64)> {
+        let started = Instant::now();
+        let mut peak = 0.0f64;
+        for cmd in &mut self.commands {
+            // To a file, not a pipe: nothing reads a pipe while the command runs.
+            let mut stderr_file = tempfile::tempfile()?;
+            let child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr_file.try_clone()?)
+                .spawn()
+                .with_context(|| format!("({}) starting {:?}", self.id, cmd.get_program()))?;
+            let pid = child.id() as libc::pid_t;
+            let mut status = 0;
+            // SAFETY: rusage is plain data that wait4 fills in; we wait for our own child once.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            if waited != pid {
+                bail!("wait4: {}", std::io::Error::last_os_error());
+            }
+            let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+            if !matches!(code, Some(0 | 1)) {
+                let mut stderr = String::new();
+                use std::io::{Read, Seek};
+                let _ = stderr_file.rewind();
+                let _ = stderr_file.read_to_string(&mut stderr);
+                bail!(
+                    "({}) {} exited {code:?}: {}",
+                    self.id,
+                    self.label,
+                    tail(&stderr, 10)
+                );
+            }
+            drop(child);
+            peak = peak.max(usage.ru_maxrss as f64 / 1024.0);
+        }
+        Ok((started.elapsed().as_secs_f64(), peak))
+    }
 }
 
 #[cfg(test)]
