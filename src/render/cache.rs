@@ -35,6 +35,8 @@ pub struct RenderCache {
     /// What identifies the kustomize that builds: the `kubectl` found on PATH, its size and
     /// modification time (a new kubectl, and so a new kustomize, is a new key).
     tool: String,
+    /// The same of the `helm` found on PATH, for chart renders.
+    helm: String,
 }
 
 /// What a lookup found.
@@ -56,7 +58,8 @@ impl RenderCache {
         Some(RenderCache {
             dir,
             max_bytes,
-            tool: kubectl_identity(path),
+            tool: program_identity(path, "kubectl"),
+            helm: program_identity(path, "helm"),
         })
     }
 
@@ -84,6 +87,18 @@ impl RenderCache {
             .field(format!("{metadata:?}"));
         for (path, id) in ids {
             d.field(path).field(id.as_deref().unwrap_or("-"));
+        }
+        d.hex()
+    }
+
+    /// The key of a `helm template` render: the `helm` on PATH and `parts`, everything the
+    /// render reads (the chart's and values files' Git ids or the archive's digest, the
+    /// release, namespace, cluster version and API versions, the values).
+    pub fn helm_key(&self, parts: &[&str]) -> String {
+        let mut d = Digest::new();
+        d.field(FORMAT).field("helm").field(&self.helm);
+        for part in parts {
+            d.field(part);
         }
         d.hex()
     }
@@ -223,14 +238,14 @@ fn parse_entry(key: &str, bytes: &[u8]) -> Option<Vec<Document>> {
     serde_json::from_slice(body).ok()
 }
 
-/// The first `kubectl` on `path`, with its size and modification time; a fixed word when there
+/// The first `name` on `path`, with its size and modification time; a fixed phrase when there
 /// is none (the build then fails and nothing is stored).
-fn kubectl_identity(path: Option<&OsStr>) -> String {
-    let Some(candidate) = crate::env::find_on_path(path, "kubectl") else {
-        return "no kubectl on PATH".into();
+fn program_identity(path: Option<&OsStr>, name: &str) -> String {
+    let Some(candidate) = crate::env::find_on_path(path, name) else {
+        return format!("no {name} on PATH");
     };
     let Ok(meta) = std::fs::metadata(&candidate) else {
-        return "no kubectl on PATH".into();
+        return format!("no {name} on PATH");
     };
     let real = std::fs::canonicalize(&candidate).unwrap_or(candidate);
     let modified = meta
@@ -259,6 +274,7 @@ mod tests {
             dir: dir.to_path_buf(),
             max_bytes: max,
             tool: "kubectl test".into(),
+            helm: "helm test".into(),
         }
     }
 
@@ -334,6 +350,31 @@ mod tests {
         assert_eq!(
             base,
             c.key(&ids, &root, &Overlay::default(), true, Metadata::Origin)
+        );
+    }
+
+    #[test]
+    fn a_helm_key_changes_with_every_part_and_with_helm() {
+        let c = cache(Path::new("/nowhere"), 1);
+        let key = c.helm_key(&["chart", "values"]);
+        assert_eq!(key, c.helm_key(&["chart", "values"]));
+        assert_ne!(key, c.helm_key(&["chart", "other values"]));
+        assert_ne!(key, c.helm_key(&["chartvalues"]));
+        let other = RenderCache {
+            helm: "helm other".into(),
+            ..cache(Path::new("/nowhere"), 1)
+        };
+        assert_ne!(key, other.helm_key(&["chart", "values"]));
+        // Not a kustomize key for the same words.
+        assert_ne!(
+            key,
+            c.key(
+                &[],
+                &RepoPath::root(),
+                &Overlay::default(),
+                false,
+                Metadata::Origin
+            )
         );
     }
 

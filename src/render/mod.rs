@@ -10,7 +10,7 @@ pub mod helm;
 mod remote;
 pub mod sops;
 
-pub use cache::{RenderCache, parse_size as parse_cache_size};
+pub use cache::{Lookup as CacheLookup, RenderCache, parse_size as parse_cache_size};
 
 use std::collections::BTreeMap;
 use std::path::Path;

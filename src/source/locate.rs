@@ -48,6 +48,9 @@ pub struct GitReads {
     pub cached_renders: AtomicUsize,
     /// Damaged render cache entries found and built again.
     pub damaged_renders: AtomicUsize,
+    /// `helm template` runs, and Helm renders read back from the render cache.
+    pub helm_templates: AtomicUsize,
+    pub cached_helm: AtomicUsize,
 }
 
 impl GitReads {
@@ -55,7 +58,8 @@ impl GitReads {
         let get = |c: &AtomicUsize| c.load(Ordering::Relaxed);
         format!(
             "git: {} file reads, {} renders, {} history lookups, {} clones, {} fetches; \
-             kustomize: {} builds, {} from the render cache, {} damaged entries rebuilt",
+             kustomize: {} builds, {} from the render cache, {} damaged entries rebuilt; \
+             helm: {} templates, {} from the render cache",
             get(&self.files),
             get(&self.renders),
             get(&self.history),
@@ -63,7 +67,9 @@ impl GitReads {
             get(&self.fetches),
             get(&self.kustomize_builds),
             get(&self.cached_renders),
-            get(&self.damaged_renders)
+            get(&self.damaged_renders),
+            get(&self.helm_templates),
+            get(&self.cached_helm)
         )
     }
 }
@@ -1174,6 +1180,12 @@ impl Locator {
     /// them done or waits for them. A render that fails is forgotten here: `locate` meets the
     /// failure again, for the object it belongs to.
     pub fn prefetch(&self, pointer: &Pointer, key: &ObjectKey) {
+        // A HelmRelease's chart: rendered once per release and run, so locating the object
+        // now leaves the render for every other object of the release.
+        if pointer.rule == Rule::Helm {
+            let _ = self.locate(Some(pointer.clone()), key);
+            return;
+        }
         if !matches!(pointer.rule, Rule::Flux | Rule::ArgoCd) {
             return;
         }

@@ -11,7 +11,9 @@ use tokio::sync::Semaphore;
 use super::{Locator, ReconcilerCache, Rule};
 use crate::cluster::cache::CachedDiscovery;
 use crate::cluster::{Cluster, LiveObject};
-use crate::markers::{ARGO_INSTANCE, ARGO_TRACKING_ID, FLUX_NAME, FLUX_NAMESPACE};
+use crate::markers::{
+    ARGO_INSTANCE, ARGO_TRACKING_ID, FLUX_HELM_NAME, FLUX_HELM_NAMESPACE, FLUX_NAME, FLUX_NAMESPACE,
+};
 use crate::object::ObjectKey;
 
 /// The renders started in one evaluation.
@@ -59,7 +61,7 @@ impl Prefetch {
             else {
                 continue;
             };
-            if !matches!(pointer.rule, Rule::Flux | Rule::ArgoCd)
+            if !matches!(pointer.rule, Rule::Flux | Rule::ArgoCd | Rule::Helm)
                 || !self.started.insert(format!("{pointer:?}"))
             {
                 continue;
@@ -82,6 +84,12 @@ fn reconciler_of(live: &LiveObject) -> Option<String> {
     let annotations = &live["metadata"]["annotations"];
     if let (Some(name), Some(ns)) = (labels[FLUX_NAME].as_str(), labels[FLUX_NAMESPACE].as_str()) {
         return Some(format!("flux:{ns}/{name}"));
+    }
+    if let (Some(name), Some(ns)) = (
+        labels[FLUX_HELM_NAME].as_str(),
+        labels[FLUX_HELM_NAMESPACE].as_str(),
+    ) {
+        return Some(format!("helm:{ns}/{name}"));
     }
     if let Some(id) = annotations[ARGO_TRACKING_ID].as_str() {
         // `<app>:<group>/<kind>:<ns>/<name>`: the application is what the objects share.

@@ -302,6 +302,24 @@ fn real_helm_controller_installs_and_every_command_agrees() {
     assert_eq!(served, "yes");
     // A clean install: no drift in any mode.
     all_in_sync(&ns, &repo, cache, "after install");
+    // Values from a Secret: the render is never kept on disk, so helm runs each time. (The
+    // render cache holds the kustomize render of ./deploy, whose Secret is in Git as it is.)
+    let ran = gitops(&ns, &repo, cache, true, &["diff", "-v=1"]);
+    assert!(
+        ran.stderr
+            .contains("helm: 1 templates, 0 from the render cache"),
+        "{}",
+        ran.stderr
+    );
+    for entry in std::fs::read_dir(cache.join("kubectl-gitops/renders")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains("charts/web/templates/"),
+            "{} is a chart render",
+            path.display()
+        );
+    }
 
     // trace: the release, its chart and values sources in order, the HelmRelease's own file.
     let ran = gitops(

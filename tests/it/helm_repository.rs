@@ -278,6 +278,15 @@ fn chart_from_a_helm_repository_installed_by_real_flux() {
     // it once.
     assert!(charts.served("/index.yaml") >= fetched_index + 3);
     assert_eq!(charts.served("/web-0.1.0.tgz"), fetched_archive + 1);
+    // The render is kept too (its values come from Git alone): a later run runs no helm.
+    let ran = gitops(&ns, &repo, cache, &["diff", "-v=1"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("helm: 0 templates, 1 from the render cache"),
+        "{}",
+        ran.stderr
+    );
     let kept: Vec<String> = std::fs::read_dir(cache.join("kubectl-gitops/charts"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -281,7 +281,15 @@ impl Locator {
             "{}\0{chart}\0{}\0{}\0{}\0{values}",
             from.url, entry.version, helm.release, helm.namespace
         );
-        let rendered = self.helm_slot(cache_key, || {
+        let digest = entry.digest.to_ascii_lowercase();
+        let disk_key = (digest.len() == 64).then(|| {
+            self.helm_disk_key(
+                helm,
+                values,
+                &["archive", &from.url, chart, &entry.version, &digest],
+            )
+        });
+        let rendered = self.helm_slot(cache_key, disk_key.flatten(), || {
             let scratch = tempfile::Builder::new()
                 .prefix("kubectl-gitops-chart-")
                 .tempdir()
@@ -361,10 +369,33 @@ impl Locator {
         })
     }
 
-    /// One render per `cache_key` and run: a second caller waits for the first.
+    /// The render cache's key for a render of `helm` with `values` that reads `parts`; None
+    /// when the render must not be kept on disk: no cache, or values from a Secret (its
+    /// values, and the chart's Secrets made from them, never reach the disk).
+    fn helm_disk_key(&self, helm: &HelmSource, values: &Value, parts: &[&str]) -> Option<String> {
+        let cache = self.render_cache.as_ref()?;
+        if helm.values_from.iter().any(|(s, _)| s.kind == "Secret") {
+            return None;
+        }
+        let apis = helm.api_versions.join("\n");
+        let values = values.to_string();
+        let mut all: Vec<&str> = parts.to_vec();
+        all.extend([
+            helm.release.as_str(),
+            helm.namespace.as_str(),
+            helm.kube_version.as_str(),
+            apis.as_str(),
+            values.as_str(),
+        ]);
+        Some(cache.helm_key(&all))
+    }
+
+    /// One render per `cache_key` and run: a second caller waits for the first. With
+    /// `disk_key`, the render is read from the render cache, or kept there once made.
     fn helm_slot(
         &self,
         cache_key: String,
+        disk_key: Option<String>,
         render: impl FnOnce() -> Result<Vec<Document>, String>,
     ) -> Result<Arc<Vec<Document>>, SourceError> {
         let slot = self
@@ -375,10 +406,28 @@ impl Locator {
             .or_insert_with(|| Arc::new(OnceLock::new()))
             .clone();
         let result: &Shared<Vec<Document>> = slot.get_or_init(|| {
-            self.reads
-                .renders
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            render().map(Arc::new)
+            use std::sync::atomic::Ordering::Relaxed;
+            let cache = disk_key.as_ref().zip(self.render_cache.as_ref());
+            if let Some((key, cache)) = cache {
+                match cache.get(key) {
+                    render::CacheLookup::Hit(docs) => {
+                        self.reads.cached_helm.fetch_add(1, Relaxed);
+                        return Ok(Arc::new(docs));
+                    }
+                    render::CacheLookup::Damaged => {
+                        self.reads.damaged_renders.fetch_add(1, Relaxed);
+                    }
+                    render::CacheLookup::Miss => {}
+                }
+            }
+            self.reads.renders.fetch_add(1, Relaxed);
+            self.reads.helm_templates.fetch_add(1, Relaxed);
+            let docs = render()?;
+            if let Some((key, cache)) = cache {
+                // Not kept: rendered again next time.
+                let _ = cache.put(key, &docs);
+            }
+            Ok(Arc::new(docs))
         });
         result.clone().map_err(SourceError::Repeated)
     }
@@ -401,7 +450,18 @@ impl Locator {
             helm.chart_path.as_str(),
             files.join("\0")
         );
-        self.helm_slot(cache_key, || {
+        // What the render reads from Git: the chart's tree and the values files, by their ids.
+        let mut read = vec![helm.chart_path.clone()];
+        read.extend(helm.values_files.iter().cloned());
+        let ids = repo.content_ids(commit, &read)?;
+        let ids: Vec<String> = ids
+            .into_iter()
+            .map(|(path, id)| format!("{path} {}", id.as_deref().unwrap_or("-")))
+            .collect();
+        let mut parts: Vec<&str> = vec!["git", helm.chart_path.as_str()];
+        parts.extend(ids.iter().map(String::as_str));
+        let disk_key = self.helm_disk_key(helm, values, &parts);
+        self.helm_slot(cache_key, disk_key, || {
             let template = render::helm::Template {
                 helm: &binary,
                 chart: &helm.chart_path,
