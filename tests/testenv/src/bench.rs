@@ -147,6 +147,71 @@ impl Bench {
     }
 }
 
+/// Runs every bench `runs` times, interleaved (a, b, c, a, b, c, ...), calling `before` ahead of
+/// each run (to empty a cache), and records its wall time and peak RSS.
+pub fn run_interleaved(
+    benches: &mut [Bench],
+    runs: usize,
+    mut before: impl FnMut(&Bench),
+) -> Result<()> {
+    for run in 0..runs {
+        for bench in benches.iter_mut() {
+            before(bench);
+            let (wall, rss) = bench.run_once()?;
+            eprintln!("          run {}/{runs} ({}) {wall:.2}s", run + 1, bench.id);
+            bench.walls.push(wall);
+            bench.peak_rss_mb = bench.peak_rss_mb.max(rss);
+        }
+    }
+    Ok(())
+}
+
+/// The median wall time of bench `id`, if it ran.
+pub fn median_of(benches: &[Bench], id: &str) -> Option<f64> {
+    benches
+        .iter()
+        .find(|b| b.id == id)
+        .map(|b| median(&b.walls))
+}
+
+/// Prints the machine line and one row per bench: median, peak RSS, command.
+pub fn print_table(benches: &[Bench]) {
+    println!(
+        "machine: {} cores, load {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        loadavg()
+    );
+    println!();
+    println!("{:<4} {:>8} {:>10}  command", "", "median", "peak RSS");
+    for b in benches {
+        println!(
+            "({}) {:>7.2}s {:>7.0} MB  {}",
+            b.id,
+            median(&b.walls),
+            b.peak_rss_mb,
+            b.label
+        );
+    }
+    println!();
+}
+
+/// The objects a `diff -o json` report calls anything but in sync, as `Kind/name`.
+pub fn not_in_sync(report: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    report["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["status"] != "in-sync")
+        .map(|i| {
+            format!(
+                "{}/{}",
+                i["object"]["kind"].as_str().unwrap_or_default(),
+                i["object"]["name"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use testenv::bench::{Bench, loadavg, median, parse_number, tail};
+use testenv::bench::{
+    Bench, median, median_of, not_in_sync, parse_number, print_table, run_interleaved, tail,
+};
 use testenv::flux::{Flux, WATCH_LABEL};
 use testenv::helm::HelmController;
 use testenv::{ControlPlane, Lifetime};
@@ -451,19 +453,7 @@ fn bench(
     step(&format!("drifted {} objects out of band", drifted.len()));
     let checked = ours(&["-o", "json"]).output()?;
     let report: Value = serde_json::from_slice(&checked.stdout).unwrap_or_default();
-    let found: BTreeSet<String> = report["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|i| i["status"] != "in-sync")
-        .map(|i| {
-            format!(
-                "{}/{}",
-                i["object"]["kind"].as_str().unwrap_or_default(),
-                i["object"]["name"].as_str().unwrap_or_default()
-            )
-        })
-        .collect();
+    let found = not_in_sync(&report);
     let exact = found == drifted && checked.status.code() == Some(1);
     step(&format!(
         "checked: our diff reports {} of {} drifted, exactly those: {exact}",
@@ -521,29 +511,13 @@ fn bench(
     if let Some(only) = &args.only {
         benches.retain(|b| only.contains(b.id));
     }
-    for run in 0..args.runs {
-        for bench in &mut benches {
-            if bench.id == "a" {
-                let _ = fs::remove_dir_all(&cache);
-            }
-            let (wall, rss) = bench.run_once()?;
-            eprintln!(
-                "          run {}/{} ({}) {wall:.2}s",
-                run + 1,
-                args.runs,
-                bench.id
-            );
-            bench.walls.push(wall);
-            bench.peak_rss_mb = bench.peak_rss_mb.max(rss);
+    run_interleaved(&mut benches, args.runs, |bench| {
+        if bench.id == "a" {
+            let _ = fs::remove_dir_all(&cache);
         }
-    }
+    })?;
 
-    let median_of = |id: &str| {
-        benches
-            .iter()
-            .find(|b| b.id == id)
-            .map(|b| median(&b.walls))
-    };
+    let median_of = |id: &str| median_of(&benches, id);
     println!();
     println!(
         "bench/diff --shape helm: {} HelmReleases of one chart in Git, {} objects each ({objects} \
@@ -553,23 +527,7 @@ fn bench(
         drifted.len(),
         args.runs
     );
-    println!(
-        "machine: {} cores, load {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        loadavg()
-    );
-    println!();
-    println!("{:<4} {:>8} {:>10}  command", "", "median", "peak RSS");
-    for b in &benches {
-        println!(
-            "({}) {:>7.2}s {:>7.0} MB  {}",
-            b.id,
-            median(&b.walls),
-            b.peak_rss_mb,
-            b.label
-        );
-    }
-    println!();
+    print_table(&benches);
     let mut ratios = Vec::new();
     for (what, ours, target) in [
         (
