@@ -20,6 +20,8 @@ pub enum ValuePlace {
     },
     /// A `valuesFrom` object in the cluster: `ConfigMap web-values key values.yaml`.
     Cluster { source: String },
+    /// No line of its source could be found: a field it changes is claimed for nobody.
+    Unknown,
 }
 
 /// One value of the composed values: its path in the values and where it is set.
@@ -66,9 +68,8 @@ pub fn leaves(layers: &[ValuesLayer<'_>]) -> Vec<ValueLeaf> {
             if value.is_null() {
                 continue;
             }
-            if let Some(place) = (layer.place)(&path) {
-                out.push(ValueLeaf { path, place });
-            }
+            let place = (layer.place)(&path).unwrap_or(ValuePlace::Unknown);
+            out.push(ValueLeaf { path, place });
         }
     }
     out
@@ -90,8 +91,8 @@ fn walk(value: &Value, at: &mut Vec<String>, out: &mut Vec<(Vec<String>, Value)>
 }
 
 /// `value` changed so that any template using it renders something else: a string gets a
-/// suffix, a number grows by one, a boolean flips, a list changes its first item. None when
-/// nothing in it can change (an empty list).
+/// suffix, a number grows by one, a boolean flips, every item of a list (every entry of a
+/// map in it) changes so, an empty list gets an item. None for null.
 pub fn perturb(value: &Value) -> Option<Value> {
     match value {
         Value::String(s) => Some(Value::String(format!("{s}-kubectl-gitops-probe"))),
@@ -101,21 +102,22 @@ pub fn perturb(value: &Value) -> Option<Value> {
             (None, Some(f)) => Some(Value::from(f + 1.0)),
             _ => None,
         },
+        Value::Array(items) if items.is_empty() => {
+            Some(Value::Array(vec![Value::from("kubectl-gitops-probe")]))
+        }
         Value::Array(items) => {
-            let (first, rest) = items.split_first()?;
-            let mut changed = vec![perturb(first)?];
-            changed.extend(rest.iter().cloned());
-            Some(Value::Array(changed))
+            let changed: Vec<Value> = items
+                .iter()
+                .map(|v| perturb(v).unwrap_or_else(|| v.clone()))
+                .collect();
+            (changed != *items).then_some(Value::Array(changed))
         }
         Value::Object(map) => {
-            let mut out = map.clone();
-            for (k, v) in map {
-                if let Some(p) = perturb(v) {
-                    out.insert(k.clone(), p);
-                    return Some(Value::Object(out));
-                }
-            }
-            None
+            let changed: serde_json::Map<String, Value> = map
+                .iter()
+                .map(|(k, v)| (k.clone(), perturb(v).unwrap_or_else(|| v.clone())))
+                .collect();
+            (changed != *map).then_some(Value::Object(changed))
         }
         Value::Null => None,
     }
@@ -158,6 +160,7 @@ pub fn attribute<'a>(side: &'a HelmSide, path: &FieldPath) -> Option<Claim<'a>> 
     let here = path.resolve(&side.rendered);
     let mut git: Option<(&ValueLeaf, &BlameLine)> = None;
     let mut cluster: Option<&ValueLeaf> = None;
+    let mut unknown = false;
     // A container line is the chart's key; its items are blamed on their own lines.
     let scalar = here.is_some_and(|v| !v.is_object() && !v.is_array());
     if scalar || here.is_none() {
@@ -174,13 +177,14 @@ pub fn attribute<'a>(side: &'a HelmSide, path: &FieldPath) -> Option<Claim<'a>> 
                 ValuePlace::Cluster { .. } => {
                     cluster.get_or_insert(leaf);
                 }
+                ValuePlace::Unknown => unknown = true,
             }
         }
     }
     match (git, cluster, here) {
         (Some((leaf, _)), _, Some(_)) => Some(Claim::Value(leaf)),
         (None, Some(leaf), Some(_)) => Some(Claim::Value(leaf)),
-        (_, _, Some(_)) if side.complete => Some(Claim::Chart),
+        (_, _, Some(_)) if side.complete && !unknown => Some(Claim::Chart),
         (_, _, Some(_)) => None,
         (_, _, None) => None,
     }
@@ -269,6 +273,7 @@ mod tests {
                 let file = match l.place {
                     ValuePlace::Git { file, .. } => file,
                     ValuePlace::Cluster { source } => source,
+                    ValuePlace::Unknown => "?".into(),
                 };
                 (dotted(&l.path), file)
             })
@@ -290,8 +295,15 @@ mod tests {
         assert_eq!(perturb(&json!(2)), Some(json!(3)));
         assert_eq!(perturb(&json!(1.5)), Some(json!(2.5)));
         assert_eq!(perturb(&json!(true)), Some(json!(false)));
-        assert_eq!(perturb(&json!([1, 2])), Some(json!([2, 2])));
-        assert_eq!(perturb(&json!([])), None);
+        assert_eq!(perturb(&json!([1, 2])), Some(json!([2, 3])));
+        assert_eq!(
+            perturb(&json!([{"host": "a", "port": 1}, {"host": "b"}])),
+            Some(
+                json!([{"host": "a-kubectl-gitops-probe", "port": 2}, {"host": "b-kubectl-gitops-probe"}])
+            )
+        );
+        assert_eq!(perturb(&json!([])), Some(json!(["kubectl-gitops-probe"])));
+        assert_eq!(perturb(&json!([null])), None);
         assert_eq!(perturb(&json!(null)), None);
         assert_eq!(
             with_value(
@@ -378,6 +390,22 @@ mod tests {
         // Two values make the image: the one changed last, as git blame would say.
         assert_eq!(at("image"), "tag");
         assert_eq!(at("added-by-someone"), "none");
+        // A value whose line is unknown changes the port: claimed for nobody.
+        let mut unplaced = HelmSide {
+            probes: side.probes.clone(),
+            rendered: side.rendered.clone(),
+            chart: side.chart.clone(),
+            template: side.template.clone(),
+            complete: true,
+        };
+        unplaced.probes.push((
+            leaf("port", ValuePlace::Unknown),
+            json!({"spec": {"replicas": 2, "port": 81, "image": "nginx:1"}}),
+        ));
+        let port = FieldPath::root()
+            .child(Segment::Field("spec".into()))
+            .child(Segment::Field("port".into()));
+        assert!(attribute(&unplaced, &port).is_none());
         // A value that could not be probed may be what set the port: no claim for the chart.
         let side = HelmSide {
             complete: false,

@@ -143,6 +143,7 @@ pub fn annotate_chart(
                         source: source.clone(),
                         values_path: helm::dotted(&leaf.path),
                     },
+                    helm::ValuePlace::Unknown => managers(&path, managed),
                 },
                 Some(helm::Claim::Chart) => Origin::Chart {
                     chart: chart.chart.clone(),

@@ -94,9 +94,10 @@ pub async fn run(
                     if !unchangeable.is_empty() {
                         writeln!(
                             err,
-                            "warning: {key}: the chart fails to render with {} changed, so no \
-                             line is tied to the chart itself (a line those values set would \
-                             be); lines no value sets show their field managers",
+                            "warning: {key}: with {} changed the chart fails to render or no \
+                             longer renders the object, so no line is tied to the chart itself \
+                             (one those values set would be); lines no value sets show their \
+                             field managers",
                             unchangeable.join(", ")
                         )?;
                     }

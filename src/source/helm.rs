@@ -109,12 +109,17 @@ impl HelmSource {
 
     /// The values in the order helm-controller merges them: each `valuesFrom`, then
     /// `spec.values` (`inline`) on top.
+    /// A source that is no map (a HelmRelease without `spec.values`) adds nothing.
     pub fn composed_values(&self, inline: &Value) -> Value {
         let mut values = Value::Object(Default::default());
         for (_, from) in &self.values_from {
-            merge_values(&mut values, from);
+            if from.is_object() {
+                merge_values(&mut values, from);
+            }
         }
-        merge_values(&mut values, inline);
+        if inline.is_object() {
+            merge_values(&mut values, inline);
+        }
         values
     }
 

@@ -82,6 +82,13 @@ impl Locator {
         };
         let git_values = git_hr.as_ref().map(|d| d["spec"]["values"].clone());
         let values = helm.composed_values(git_values.as_ref().unwrap_or(&helm.inline_values));
+        // Kept on disk only when every value is Git's own text: not the cluster's copy, not
+        // substituted by the HelmRelease's Kustomization (its variables may be a Secret's).
+        let keep = git_values.is_some()
+            && helm
+                .own_pointer
+                .as_ref()
+                .is_some_and(|p| p.substitute.is_none());
 
         // A chart repository's chart: the version Git's constraint picks there now.
         let mut picked = None;
@@ -92,11 +99,11 @@ impl Locator {
                 let chart = git_str("chart").unwrap_or_else(|| from.chart.clone());
                 let constraint = git_str("version").unwrap_or_else(|| from.version.clone());
                 let (rendered, version) =
-                    self.repository_render(helm, from, &chart, &constraint, &values)?;
+                    self.repository_render(helm, from, (&chart, &constraint), &values, keep)?;
                 picked = Some((chart, constraint, version));
                 rendered
             }
-            None => self.helm_render(&repo_key, &repo, tip, helm, &values)?,
+            None => self.helm_render(&repo_key, &repo, tip, helm, &values, keep)?,
         };
         let found = rendered.iter().find(|d| is(d, key, &helm.namespace));
         let applied_object = helm.applied(key);
@@ -254,14 +261,15 @@ impl Locator {
     }
 
     /// The chart `chart` of a chart repository, at the version `constraint` picks there now,
-    /// rendered with `values` (once per release and run), and that version.
+    /// rendered with `values` (once per release and run; on disk too when `keep`), and that
+    /// version.
     fn repository_render(
         &self,
         helm: &HelmSource,
         from: &RepositoryChart,
-        chart: &str,
-        constraint: &str,
+        (chart, constraint): (&str, &str),
         values: &Value,
+        keep: bool,
     ) -> Result<(Arc<Vec<Document>>, String), SourceError> {
         let binary = self.helm_binary(helm)?;
         let failed = |reason: String| SourceError::Helm {
@@ -282,14 +290,18 @@ impl Locator {
             from.url, entry.version, helm.release, helm.namespace
         );
         let digest = entry.digest.to_ascii_lowercase();
-        let disk_key = (digest.len() == 64).then(|| {
-            self.helm_disk_key(
-                helm,
-                values,
-                &["archive", &from.url, chart, &entry.version, &digest],
-            )
-        });
-        let rendered = self.helm_slot(cache_key, disk_key.flatten(), || {
+        let disk_key = || {
+            (keep && digest.len() == 64)
+                .then(|| {
+                    self.helm_disk_key(
+                        helm,
+                        values,
+                        &["archive", &from.url, chart, &entry.version, &digest],
+                    )
+                })
+                .flatten()
+        };
+        let rendered = self.helm_slot(cache_key, disk_key, || {
             let scratch = tempfile::Builder::new()
                 .prefix("kubectl-gitops-chart-")
                 .tempdir()
@@ -390,12 +402,13 @@ impl Locator {
         Some(cache.helm_key(&all))
     }
 
-    /// One render per `cache_key` and run: a second caller waits for the first. With
-    /// `disk_key`, the render is read from the render cache, or kept there once made.
+    /// One render per `cache_key` and run: a second caller waits for the first. With a
+    /// `disk_key` (asked for by the first caller only), the render is read from the render
+    /// cache, or kept there once made.
     fn helm_slot(
         &self,
         cache_key: String,
-        disk_key: Option<String>,
+        disk_key: impl FnOnce() -> Option<String>,
         render: impl FnOnce() -> Result<Vec<Document>, String>,
     ) -> Result<Arc<Vec<Document>>, SourceError> {
         let slot = self
@@ -407,6 +420,7 @@ impl Locator {
             .clone();
         let result: &Shared<Vec<Document>> = slot.get_or_init(|| {
             use std::sync::atomic::Ordering::Relaxed;
+            let disk_key = disk_key();
             let cache = disk_key.as_ref().zip(self.render_cache.as_ref());
             if let Some((key, cache)) = cache {
                 match cache.get(key) {
@@ -440,6 +454,7 @@ impl Locator {
         commit: CommitId,
         helm: &HelmSource,
         values: &Value,
+        keep: bool,
     ) -> Result<Arc<Vec<Document>>, SourceError> {
         let binary = self.helm_binary(helm)?;
         let files: Vec<&str> = helm.values_files.iter().map(RepoPath::as_str).collect();
@@ -451,16 +466,22 @@ impl Locator {
             files.join("\0")
         );
         // What the render reads from Git: the chart's tree and the values files, by their ids.
-        let mut read = vec![helm.chart_path.clone()];
-        read.extend(helm.values_files.iter().cloned());
-        let ids = repo.content_ids(commit, &read)?;
-        let ids: Vec<String> = ids
-            .into_iter()
-            .map(|(path, id)| format!("{path} {}", id.as_deref().unwrap_or("-")))
-            .collect();
-        let mut parts: Vec<&str> = vec!["git", helm.chart_path.as_str()];
-        parts.extend(ids.iter().map(String::as_str));
-        let disk_key = self.helm_disk_key(helm, values, &parts);
+        let disk_key = || {
+            if !keep {
+                return None;
+            }
+            let mut read = vec![helm.chart_path.clone()];
+            read.extend(helm.values_files.iter().cloned());
+            let ids: Vec<String> = repo
+                .content_ids(commit, &read)
+                .ok()?
+                .into_iter()
+                .map(|(path, id)| format!("{path} {}", id.as_deref().unwrap_or("-")))
+                .collect();
+            let mut parts: Vec<&str> = vec!["git", helm.chart_path.as_str()];
+            parts.extend(ids.iter().map(String::as_str));
+            self.helm_disk_key(helm, values, &parts)
+        };
         self.helm_slot(cache_key, disk_key, || {
             let template = render::helm::Template {
                 helm: &binary,

@@ -121,7 +121,7 @@ impl Locator {
         // which is what changing its line in the winning source would do.
         let base = helm.composed_values(&inline);
         let mut effective = Value::Object(Default::default());
-        for l in &layers {
+        for l in layers.iter().filter(|l| l.values.is_object()) {
             crate::source::helm::merge_values(&mut effective, &l.values);
         }
         let mut probed: Vec<ValueLeaf> = Vec::new();
@@ -168,9 +168,10 @@ impl Locator {
         };
         let mut probes = Vec::new();
         for (leaf, render) in probed.into_iter().zip(renders) {
-            match render {
-                Ok(docs) => probes.push((leaf, find(&docs).unwrap_or(Value::Null))),
-                Err(_) => unchangeable.push(chart_blame::dotted(&leaf.path)),
+            // A probe that fails, or renders without the object, proves nothing of its fields.
+            match render.ok().as_deref().and_then(find) {
+                Some(object) => probes.push((leaf, object)),
+                None => unchangeable.push(chart_blame::dotted(&leaf.path)),
             }
         }
         let chart = match &helm.repository {
@@ -217,7 +218,11 @@ impl Locator {
             let under = FieldPath::root()
                 .child(Segment::Field("spec".into()))
                 .child(Segment::Field("values".into()));
-            let values = own.written["spec"]["values"].clone();
+            // The values as applied (patched, substituted); their lines as written.
+            let values = match &own.desired["spec"]["values"] {
+                v @ Value::Object(_) => v.clone(),
+                _ => own.written["spec"]["values"].clone(),
+            };
             return (values, git_place(own.file.clone(), index, blame, under));
         }
         let source = format!("spec.values of {} (not found in Git)", helm.display());
