@@ -515,37 +515,42 @@ impl Drop for GitServer {
     }
 }
 
+/// Spawns `cmd` (a `gitserver`) with `-addr-file addr_file`, its output in `log`, and waits
+/// until it has written its URL: its pid and URL. It dies with this process.
+pub(crate) fn spawn_gitserver(
+    mut cmd: Command,
+    addr_file: &Path,
+    log: &Path,
+) -> Result<(u32, String)> {
+    let _ = fs::remove_file(addr_file);
+    cmd.arg("-addr-file").arg(addr_file);
+    let pid = process::spawn(cmd, log, Lifetime::TiedToThisProcess)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(url) = fs::read_to_string(addr_file) {
+            return Ok((pid, url.trim().to_owned()));
+        }
+        if !process::alive(pid) || Instant::now() > deadline {
+            process::kill_all(&[pid]);
+            bail!("the end of its log:\n{}", log_tail(log));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl GitServer {
     /// Starts `binary` (the built `gitserver`) serving `dir/root`, its log in `dir/gitserver.log`.
     pub fn start(binary: &Path, dir: &Path) -> Result<GitServer> {
         let root = dir.join("root");
         fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-        let addr_file = dir.join("url");
-        let _ = fs::remove_file(&addr_file);
-        let log = dir.join("gitserver.log");
         let mut cmd = Command::new(binary);
         // upload-pack must not read the user's Git configuration.
         cmd.env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .arg("-root")
-            .arg(&root)
-            .arg("-addr-file")
-            .arg(&addr_file);
-        let pid = process::spawn(cmd, &log, Lifetime::TiedToThisProcess)?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let url = loop {
-            if let Ok(url) = fs::read_to_string(&addr_file) {
-                break url.trim().to_owned();
-            }
-            if !process::alive(pid) || Instant::now() > deadline {
-                process::kill_all(&[pid]);
-                bail!(
-                    "the Git server did not start; the end of its log:\n{}",
-                    log_tail(&log)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+            .arg(&root);
+        let (pid, url) = spawn_gitserver(cmd, &dir.join("url"), &dir.join("gitserver.log"))
+            .context("the Git server did not start")?;
         Ok(GitServer {
             root,
             url,

@@ -211,33 +211,15 @@ impl ChartRepository {
         }
         let served = dir.join("served");
         fs::create_dir_all(&served).with_context(|| format!("creating {}", served.display()))?;
-        let addr_file = dir.join("url");
-        let log = dir.join("chartserver.log");
         let mut cmd = std::process::Command::new(&flux.binaries.gitserver);
-        cmd.arg("-files")
-            .arg(&served)
-            .arg("-addr-file")
-            .arg(&addr_file);
+        cmd.arg("-files").arg(&served);
         if let Some((user, password)) = auth {
             let file = dir.join("basic-auth");
             fs::write(&file, format!("{user}:{password}"))?;
             cmd.arg("-basic-auth-file").arg(file);
         }
-        let pid = process::spawn(cmd, &log, Lifetime::TiedToThisProcess)?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let url = loop {
-            if let Ok(url) = fs::read_to_string(&addr_file) {
-                break url.trim().to_owned();
-            }
-            if !process::alive(pid) || Instant::now() > deadline {
-                process::kill_all(&[pid]);
-                bail!(
-                    "the chart repository server did not start; its log:\n{}",
-                    log_tail(&log)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let (pid, url) = flux::spawn_gitserver(cmd, &dir.join("url"), &dir.join("chartserver.log"))
+            .context("the chart repository server did not start")?;
         Ok(ChartRepository {
             dir: served,
             url,
