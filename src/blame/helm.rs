@@ -211,6 +211,63 @@ pub fn dotted(path: &[String]) -> String {
         .join(".")
 }
 
+/// The values path an Argo CD parameter (`--set` name) sets: `a.b.c`, with `\.` inside a key.
+/// None for what helm reads otherwise (list indexes, several names at once), which blame
+/// cannot change on its own.
+pub fn parameter_path(name: &str) -> Option<Vec<String>> {
+    if name.is_empty() || name.contains(['[', ']', ',', '=']) {
+        return None;
+    }
+    let mut path = vec![String::new()];
+    let mut chars = name.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => path.last_mut()?.push(chars.next()?),
+            '.' => path.push(String::new()),
+            c => path.last_mut()?.push(c),
+        }
+    }
+    (!path.iter().any(String::is_empty)).then_some(path)
+}
+
+/// A parameter's value as `--set` types it (helm's strvals): `true`/`false`, `null`, an
+/// integer without a leading zero, else the string; always the string with forceString.
+pub fn parameter_value(value: &str, force_string: bool) -> Value {
+    if force_string {
+        return Value::from(value);
+    }
+    if value.eq_ignore_ascii_case("true") {
+        return Value::Bool(true);
+    }
+    if value.eq_ignore_ascii_case("false") {
+        return Value::Bool(false);
+    }
+    if value.eq_ignore_ascii_case("null") {
+        return Value::Null;
+    }
+    if value == "0" {
+        return Value::from(0);
+    }
+    if !value.starts_with('0')
+        && let Ok(i) = value.parse::<i64>()
+    {
+        return Value::from(i);
+    }
+    Value::from(value)
+}
+
+/// A parameter's value changed as [`perturb`] changes a value, written back as `--set` reads
+/// it. None for null and for a `{a,b}` list.
+pub fn perturb_parameter(value: &str, force_string: bool) -> Option<String> {
+    if !force_string && value.starts_with('{') && value.ends_with('}') {
+        return None;
+    }
+    match perturb(&parameter_value(value, force_string))? {
+        Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    }
+}
+
 /// The field path of a values path inside `under` (`.spec.values` in a HelmRelease).
 pub fn field_path(under: &FieldPath, path: &[String]) -> FieldPath {
     path.iter()
@@ -317,6 +374,36 @@ mod tests {
             with_value(&json!({}), &["x".into(), "y".into()], json!(1)),
             json!({"x": {"y": 1}})
         );
+    }
+
+    #[test]
+    fn parameters_are_read_and_changed_as_set_reads_them() {
+        assert_eq!(
+            parameter_path("image.tag"),
+            Some(vec!["image".to_owned(), "tag".to_owned()])
+        );
+        assert_eq!(
+            parameter_path(r"annotations.example\.com/team"),
+            Some(vec![
+                "annotations".to_owned(),
+                "example.com/team".to_owned()
+            ])
+        );
+        assert_eq!(parameter_path("hosts[0].name"), None);
+        assert_eq!(parameter_path("a..b"), None);
+        assert_eq!(parameter_value("2", false), json!(2));
+        assert_eq!(parameter_value("2", true), json!("2"));
+        assert_eq!(parameter_value("007", false), json!("007"));
+        assert_eq!(parameter_value("True", false), json!(true));
+        assert_eq!(parameter_value("null", false), json!(null));
+        assert_eq!(perturb_parameter("2", false).as_deref(), Some("3"));
+        assert_eq!(perturb_parameter("true", false).as_deref(), Some("false"));
+        assert_eq!(
+            perturb_parameter("2", true).as_deref(),
+            Some("2-kubectl-gitops-probe")
+        );
+        assert_eq!(perturb_parameter("{a,b}", false), None);
+        assert_eq!(perturb_parameter("null", false), None);
     }
 
     #[test]

@@ -73,12 +73,17 @@ pub async fn run(
     let mut chart_side = None;
     let located = match source::pointer(&cluster, &discovery, &reconcilers, &live).await {
         Ok(pointer) => {
-            let helm_pointer = pointer.as_ref().filter(|p| p.helm.is_some()).cloned();
+            let chart_pointer = pointer
+                .as_ref()
+                .filter(|p| p.helm.is_some() || p.argo_helm.is_some())
+                .cloned();
             let located = locator.locate(pointer, &key);
-            if let (Some(p), Ok(l)) = (&helm_pointer, &located)
-                && l.helm.is_some()
-            {
-                chart_side = Some(locator.helm_blame(p, l, &key, blame_cache.as_deref()));
+            if let (Some(p), Ok(l)) = (&chart_pointer, &located) {
+                if l.helm.is_some() {
+                    chart_side = Some(locator.helm_blame(p, l, &key, blame_cache.as_deref()));
+                } else if l.chart.is_some() {
+                    chart_side = Some(locator.argo_helm_blame(p, l, &key, blame_cache.as_deref()));
+                }
             }
             located
         }
@@ -88,7 +93,7 @@ pub async fn run(
     let mut failed = None;
     let mut chart = None;
     let git = match located {
-        Ok(located) if located.helm.is_some() => {
+        Ok(located) if located.helm.is_some() || located.chart.is_some() => {
             match chart_side {
                 Some(Ok((side, unchangeable))) => {
                     if !unchangeable.is_empty() {
@@ -104,17 +109,8 @@ pub async fn run(
                     chart = Some((side, located.desired.clone()));
                 }
                 Some(Err(e)) => failed = Some(e.to_string()),
-                None => failed = Some("its HelmRelease could not be read".into()),
+                None => failed = Some("its HelmRelease or Application could not be read".into()),
             }
-            None
-        }
-        Ok(located) if located.chart.is_some() => {
-            failed = Some(format!(
-                "it is rendered from the Helm chart {} (Argo CD Application); blaming chart and \
-                 values lines is not supported yet: `kubectl gitops trace` names the chart and \
-                 values",
-                located.render_root
-            ));
             None
         }
         Ok(located) if located.desired_at_tip.is_none() => {

@@ -41,7 +41,7 @@ pub enum Style<'a> {
     /// then `parameters` (`--set`, `--set-string` when forced); `crds/` is rendered unless
     /// `skipCrds`, and `skipTests` leaves the test hooks out.
     Argo {
-        parameters: &'a [(String, String, bool)],
+        parameters: &'a [Parameter],
         include_crds: bool,
         skip_tests: bool,
     },
@@ -75,7 +75,7 @@ pub fn template(
     t: &Template<'_>,
 ) -> Result<Vec<Document>, HelmError> {
     let prepared = prepare(repo, commit, t)?;
-    prepared.render(t, t.values)
+    prepared.render(t, t.values, style_parameters(t))
 }
 
 /// Renders the chart at `commit` once for each of `sets` (each in place of `t.values`),
@@ -87,7 +87,35 @@ pub fn template_each(
     sets: &[Value],
 ) -> Result<Vec<Result<Vec<Document>, HelmError>>, HelmError> {
     let prepared = prepare(repo, commit, t)?;
-    Ok(each(sets, |values| prepared.render(t, values)))
+    Ok(each(sets, |values| {
+        prepared.render(t, values, style_parameters(t))
+    }))
+}
+
+/// An Argo CD `parameters` entry: name, value, forceString (`--set-string`).
+pub type Parameter = (String, String, bool);
+
+/// [`template_each`] for an Argo CD source, where a value set by a parameter is changed in
+/// the parameters (`--set` wins over every values file): each set's values on stdin with its
+/// parameters in place of the style's.
+pub fn template_each_with_parameters(
+    repo: &Repo,
+    commit: CommitId,
+    t: &Template<'_>,
+    sets: &[(Value, Vec<Parameter>)],
+) -> Result<Vec<Result<Vec<Document>, HelmError>>, HelmError> {
+    let prepared = prepare(repo, commit, t)?;
+    Ok(each(sets, |(values, parameters)| {
+        prepared.render(t, values, parameters)
+    }))
+}
+
+/// The parameters the style passes (none for helm-controller).
+fn style_parameters<'a>(t: &Template<'a>) -> &'a [Parameter] {
+    match t.style {
+        Style::Argo { parameters, .. } => parameters,
+        Style::Flux => &[],
+    }
 }
 
 /// Renders a chart archive (a chart from a chart repository) as helm-controller does: its
@@ -110,7 +138,7 @@ pub fn template_archive_each(
 }
 
 /// `render` of every set, on as many threads as there are cores (at most 4), in order.
-fn each<T: Send>(sets: &[Value], render: impl Fn(&Value) -> T + Sync) -> Vec<T> {
+fn each<S: Sync, T: Send>(sets: &[S], render: impl Fn(&S) -> T + Sync) -> Vec<T> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4);
@@ -144,8 +172,21 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn render(&self, t: &Template<'_>, values: &Value) -> Result<Vec<Document>, HelmError> {
+    fn render(
+        &self,
+        t: &Template<'_>,
+        values: &Value,
+        parameters: &[Parameter],
+    ) -> Result<Vec<Document>, HelmError> {
         let mut cmd = command(t, &self.chart_dir);
+        for (name, value, force_string) in parameters {
+            cmd.arg(if *force_string {
+                "--set-string"
+            } else {
+                "--set"
+            });
+            cmd.arg(format!("{name}={}", escape_set(value)));
+        }
         cmd.args(&self.args);
         run(cmd, t, values, self.tmp.path())
     }
@@ -171,22 +212,11 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
     })?;
     let mut args: Vec<std::ffi::OsString> = Vec::new();
     if let Style::Argo {
-        parameters,
         include_crds,
         skip_tests,
+        ..
     } = t.style
     {
-        for (name, value, force_string) in parameters {
-            args.push(
-                if *force_string {
-                    "--set-string"
-                } else {
-                    "--set"
-                }
-                .into(),
-            );
-            args.push(format!("{name}={}", escape_set(value)).into());
-        }
         for (i, file) in t.values_files.iter().enumerate() {
             // Copied out of the chart: a values file inside it must not count as a template.
             let from = tmp.path().join(file.as_str());

@@ -12,7 +12,7 @@ use crate::fixture::{ALICE, BOB, GitRepo};
 use crate::support::{Ran, items, json_of, kubectl, kubectl_gitops, path_with_helm, run};
 
 // The Flux Helm test's chart and templates, with values of its own here.
-use crate::helm::{CHART, DEPLOYMENT, SERVICE};
+use crate::helm::{CHART, DEPLOYMENT, SERVICE, assert_origin, origins};
 
 const CHART_VALUES: &str = "\
 replicas: 1
@@ -389,17 +389,66 @@ fn argo_helm_and_multi_source_applications_end_to_end() {
         );
     }
 
-    // blame: no chart line can be proven yet; it says so, and shows the managers.
-    let ran = gitops(&ns, &repo, cache, true, &["blame", "deploy/web"]);
-    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
-    assert_eq!(ran.error_lines().len(), 1, "{}", ran.stderr);
-    assert!(
-        ran.stderr
-            .contains("rendered from the Helm chart charts/web (Argo CD Application)"),
-        "{}",
-        ran.stderr
+    // blame: a value set by a values file to its line, by helm.values or a parameter to the
+    // Application, a chart default and the chart's own lines to the chart.
+    let commit = &applied[..7];
+    let blame = |object: &str| {
+        origins(
+            &gitops(&ns, &repo, cache, true, &["blame", object, "-o", "json"]),
+            object,
+        )
+    };
+    let deployment = blame("deploy/web");
+    for (path, origin) in [
+        (
+            ".spec.replicas",
+            json!({"kind": "values", "source": format!("parameter replicas of Application {ns}/web"), "valuesPath": "replicas"}),
+        ),
+        (
+            ".spec.template.spec.containers[name=web].image",
+            json!({"kind": "chart", "file": "charts/web/templates/deployment.yaml"}),
+        ),
+        (
+            ".kind",
+            json!({"kind": "chart", "file": "charts/web/templates/deployment.yaml"}),
+        ),
+    ] {
+        assert_origin(&deployment, path, &origin, commit);
+    }
+    let config = blame("cm/web-config");
+    for (path, origin) in [
+        (
+            ".data.greeting",
+            json!({"kind": "git", "file": "env/prod-values.yaml", "line": 1}),
+        ),
+        (
+            ".data.team",
+            json!({"kind": "values", "source": format!("helm.values of Application {ns}/web"), "valuesPath": "team"}),
+        ),
+    ] {
+        assert_origin(&config, path, &origin, commit);
+    }
+    // A value file of a `ref` source, by its line.
+    let shop = blame("deploy/shop");
+    assert_origin(
+        &shop,
+        ".spec.template.spec.containers[name=web].image",
+        &json!({"kind": "git", "file": "env/shop-values.yaml", "line": 2}),
+        commit,
     );
-    assert!(ran.stdout.contains("argocd-controller"), "{}", ran.stdout);
+    let text = gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["blame", "deploy/web", "--time", "none"],
+    );
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    assert!(
+        text.stdout.contains("chart charts/web 0.1.0"),
+        "{}",
+        text.stdout
+    );
 
     // Out of band: found in every mode and attributed; a deleted object of the third source
     // is missing.

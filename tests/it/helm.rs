@@ -727,7 +727,14 @@ fn line_of(text: &str, needle: &str) -> usize {
 
 /// `blame OBJECT -o json`: each line's origin by its path.
 fn blame(ns: &str, repo: &GitRepo, cache: &Path, object: &str) -> BTreeMap<String, Value> {
-    let ran = gitops(ns, repo, cache, true, &["blame", object, "-o", "json"]);
+    origins(
+        &gitops(ns, repo, cache, true, &["blame", object, "-o", "json"]),
+        object,
+    )
+}
+
+/// What `blame OBJECT -o json` printed: each line's origin by its path.
+pub(crate) fn origins(ran: &Ran, object: &str) -> BTreeMap<String, Value> {
     assert_eq!(ran.code, Some(0), "blame {object}: {}", ran.stderr);
     assert_eq!(ran.stderr, "", "blame {object}");
     ran.stdout
@@ -743,7 +750,12 @@ fn blame(ns: &str, repo: &GitRepo, cache: &Path, object: &str) -> BTreeMap<Strin
 }
 
 /// The origin at `path` has every field of `expected` (and a Git one, `commit`).
-fn assert_origin(found: &BTreeMap<String, Value>, path: &str, expected: &Value, commit: &str) {
+pub(crate) fn assert_origin(
+    found: &BTreeMap<String, Value>,
+    path: &str,
+    expected: &Value,
+    commit: &str,
+) {
     let origin = found
         .get(path)
         .unwrap_or_else(|| panic!("no line {path}: {:#?}", found.keys()));

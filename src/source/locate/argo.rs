@@ -59,21 +59,13 @@ impl Locator {
             });
         }
         let empty = json!({});
-        let template = render::helm::Template {
-            helm: &binary,
-            chart: root,
-            values_files: &files,
-            values: h.values.as_ref().unwrap_or(&empty),
-            release: &h.release,
-            namespace: &h.namespace,
-            kube_version: &h.kube_version,
-            api_versions: &h.api_versions,
-            style: render::helm::Style::Argo {
-                parameters: &h.parameters,
-                include_crds: h.include_crds,
-                skip_tests: h.skip_tests,
-            },
-        };
+        let template = argo_template(
+            h,
+            &binary,
+            root,
+            &files,
+            h.values.as_ref().unwrap_or(&empty),
+        );
         let docs = render::helm::template(repo, commit, &template).map_err(|e| {
             let reason = match e {
                 render::helm::HelmError::Failed(reason) => reason,
@@ -123,5 +115,30 @@ fn display(root: &RepoPath) -> String {
         ".".to_owned()
     } else {
         root.as_str().to_owned()
+    }
+}
+
+/// `helm template` of the chart at `root` as Argo CD's repo-server runs it for `h`.
+pub(super) fn argo_template<'a>(
+    h: &'a ArgoHelm,
+    binary: &'a std::path::Path,
+    root: &'a RepoPath,
+    files: &'a [RepoPath],
+    values: &'a Value,
+) -> render::helm::Template<'a> {
+    render::helm::Template {
+        helm: binary,
+        chart: root,
+        values_files: files,
+        values,
+        release: &h.release,
+        namespace: &h.namespace,
+        kube_version: &h.kube_version,
+        api_versions: &h.api_versions,
+        style: render::helm::Style::Argo {
+            parameters: &h.parameters,
+            include_crds: h.include_crds,
+            skip_tests: h.skip_tests,
+        },
     }
 }

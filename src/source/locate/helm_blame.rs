@@ -12,6 +12,7 @@ use crate::fields::lines::LineIndex;
 use crate::fields::{FieldPath, Segment};
 use crate::git::{BlameLine, RepoPath};
 use crate::object::ObjectKey;
+use crate::render::helm::Parameter;
 use crate::render::{self, Document};
 use crate::source::helm::HelmSource;
 use crate::source::{Pointer, SourceError};
@@ -63,23 +64,7 @@ impl Locator {
 
         let mut layers = Vec::new();
         for file in &helm.values_files {
-            let (text, blame) = self.file_with_blame(located, file, blame_cache)?;
-            let text = String::from_utf8_lossy(&text).into_owned();
-            let values: Value = if text.trim().is_empty() {
-                Value::Null
-            } else {
-                serde_saphyr::from_str(&text).map_err(|e| {
-                    failed(format!(
-                        "its values file {} is not YAML: {}",
-                        file.as_str(),
-                        crate::text::single_line(&e.to_string())
-                    ))
-                })?
-            };
-            let lines = (1, text.lines().count().max(1));
-            let index = LineIndex::of_document(&text, lines).unwrap_or_default();
-            let place = git_place(file.as_str().to_owned(), index, blame, FieldPath::root());
-            layers.push(Layer { values, place });
+            layers.push(self.values_file_layer(located, file, blame_cache, &failed)?);
         }
         for (source, values) in &helm.values_from {
             let source = match &source.key {
@@ -102,78 +87,9 @@ impl Locator {
             place: inline_place,
         });
 
-        let views: Vec<ValuesLayer<'_>> = layers
-            .iter()
-            .map(|l| ValuesLayer {
-                values: &l.values,
-                place: &*l.place,
-            })
-            .collect();
-        let leaves = chart_blame::leaves(&views);
-        if leaves.len() > MAX_PROBES {
-            return Err(failed(format!(
-                "its values set {} values, more than the {MAX_PROBES} blame renders the chart \
-                 for one by one",
-                leaves.len()
-            )));
-        }
         // What helm reads on stdin as applied; each probe changes one value on top of it,
         // which is what changing its line in the winning source would do.
         let base = helm.composed_values(&inline);
-        let mut effective = Value::Object(Default::default());
-        for l in layers.iter().filter(|l| l.values.is_object()) {
-            crate::source::helm::merge_values(&mut effective, &l.values);
-        }
-        let mut probed: Vec<ValueLeaf> = Vec::new();
-        let mut sets = vec![base.clone()];
-        let mut unchangeable = Vec::new();
-        for leaf in leaves {
-            match chart_blame::value_at(&effective, &leaf.path).and_then(chart_blame::perturb) {
-                Some(changed) => {
-                    sets.push(chart_blame::with_value(&base, &leaf.path, changed));
-                    probed.push(leaf);
-                }
-                None => unchangeable.push(chart_blame::dotted(&leaf.path)),
-            }
-        }
-
-        let renders = self.render_each(helm, located, &binary, &sets)?;
-        let mut renders = renders.into_iter();
-        let find = |docs: &[Document]| {
-            docs.iter()
-                .find(|d| {
-                    d.key().is_some_and(|mut k| {
-                        if k.namespace.is_none() && key.namespace.is_some() {
-                            k.namespace = Some(helm.namespace.clone());
-                        }
-                        k == *key
-                    })
-                })
-                .map(|d| d.object.clone())
-        };
-        let rendered = match renders.next() {
-            Some(Ok(docs)) => find(&docs).ok_or_else(|| {
-                failed(format!(
-                    "its chart, rendered as applied, does not render {key}: its lines cannot be \
-                     tied to values"
-                ))
-            })?,
-            Some(Err(e)) => {
-                return Err(failed(format!(
-                    "helm template of its chart as applied failed: {}",
-                    crate::text::single_line(&super::helm::helm_reason(e))
-                )));
-            }
-            None => return Err(failed("helm template rendered nothing".into())),
-        };
-        let mut probes = Vec::new();
-        for (leaf, render) in probed.into_iter().zip(renders) {
-            // A probe that fails, or renders without the object, proves nothing of its fields.
-            match render.ok().as_deref().and_then(find) {
-                Some(object) => probes.push((leaf, object)),
-                None => unchangeable.push(chart_blame::dotted(&leaf.path)),
-            }
-        }
         let chart = match &helm.repository {
             Some(from) => format!(
                 "chart {} {} from {}",
@@ -185,16 +101,120 @@ impl Locator {
                 helm.record.chart_version
             ),
         };
-        Ok((
-            HelmSide {
-                rendered,
-                probes,
-                chart,
-                template: located.file.clone(),
-                complete: unchangeable.is_empty(),
-            },
-            unchangeable,
-        ))
+        let proof = Proof {
+            what: helm.display(),
+            namespace: &helm.namespace,
+            key,
+            layers,
+            base,
+            parameters: &[],
+            chart,
+            template: located.file.clone(),
+        };
+        proof.run(|sets| {
+            let values: Vec<Value> = sets.iter().map(|(v, _)| v.clone()).collect();
+            self.render_each(helm, located, &binary, &values)
+        })
+    }
+
+    /// [`Locator::helm_blame`] for an object of an Argo CD Helm source (`h`, of `pointer`):
+    /// its `valueFiles` lines in Git, `helm.values` and each parameter of the Application.
+    pub fn argo_helm_blame(
+        &self,
+        pointer: &Pointer,
+        located: &Located,
+        key: &ObjectKey,
+        blame_cache: Option<&Path>,
+    ) -> Result<(HelmSide, Vec<String>), SourceError> {
+        let h = pointer
+            .argo_helm
+            .as_ref()
+            .ok_or_else(|| SourceError::Repeated("not an object of an Argo CD chart".into()))?;
+        let chart = located
+            .chart
+            .as_ref()
+            .ok_or_else(|| SourceError::Repeated("not rendered from a chart".into()))?;
+        let failed = |reason: String| SourceError::Helm {
+            release: h.application.clone(),
+            reason,
+        };
+        let binary = self.helm.clone().ok_or_else(|| {
+            failed("helm is not on PATH: install Helm 3 or 4 and run again".into())
+        })?;
+        let repo = self
+            .repo_of(located)
+            .ok_or_else(|| SourceError::Repeated("the repository is not open".into()))?;
+        let commit: crate::git::CommitId = located.read_at.parse()?;
+        let mut layers = Vec::new();
+        let mut files = Vec::new();
+        for file in &h.value_files {
+            // ignoreMissingValueFiles: left out as Argo CD leaves it out.
+            if h.ignore_missing_value_files && repo.read_file(commit, &file.path).is_err() {
+                continue;
+            }
+            layers.push(self.values_file_layer(located, &file.path, blame_cache, &failed)?);
+            files.push(file.path.clone());
+        }
+        let base = h.values.clone().unwrap_or_else(|| serde_json::json!({}));
+        if h.values.is_some() {
+            let source = format!("helm.values of {}", h.application);
+            layers.push(Layer {
+                values: base.clone(),
+                place: Box::new(move |_: &[String]| {
+                    Some(ValuePlace::Cluster {
+                        source: source.clone(),
+                    })
+                }),
+            });
+        }
+        let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);
+        let proof = Proof {
+            what: h.application.clone(),
+            namespace: &h.namespace,
+            key,
+            layers,
+            base: base.clone(),
+            parameters: &h.parameters,
+            chart: format!("chart {} {}", chart.chart_path, chart.chart_version),
+            template: located.file.clone(),
+        };
+        proof.run(|sets| {
+            let t = super::argo::argo_template(h, &binary, &root, &files, &base);
+            render::helm::template_each_with_parameters(&repo, commit, &t, sets).map_err(|e| {
+                failed(format!(
+                    "helm template of chart {} failed: {}",
+                    chart.chart_path,
+                    crate::text::single_line(&super::helm::helm_reason(e))
+                ))
+            })
+        })
+    }
+
+    /// A values file of Git at the commit read, as a layer with each value's line.
+    fn values_file_layer(
+        &self,
+        located: &Located,
+        file: &RepoPath,
+        blame_cache: Option<&Path>,
+        failed: &dyn Fn(String) -> SourceError,
+    ) -> Result<Layer, SourceError> {
+        let (text, blame) = self.file_with_blame(located, file, blame_cache)?;
+        let text = String::from_utf8_lossy(&text).into_owned();
+        let values: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_saphyr::from_str(&text).map_err(|e| {
+                failed(format!(
+                    "its values file {} is not YAML: {}",
+                    file.as_str(),
+                    crate::text::single_line(&e.to_string())
+                ))
+            })?
+        };
+        let lines = (1, text.lines().count().max(1));
+        let index = LineIndex::of_document(&text, lines).unwrap_or_default();
+        let place = git_place(file.as_str().to_owned(), index, blame, FieldPath::root());
+        Ok(Layer { values, place })
     }
 
     /// `spec.values` of the HelmRelease as Git wrote it (as applied) with each value's line;
@@ -313,5 +333,166 @@ impl Locator {
                 Ok(render::helm::template_archive_each(&archive, &t, sets))
             }
         }
+    }
+}
+
+/// What one blame of a chart-rendered object needs: the values sources in merge order, what
+/// helm reads on stdin as applied, and (Argo CD) the parameters merged last.
+struct Proof<'a> {
+    /// The HelmRelease or Application, for errors.
+    what: String,
+    /// Where the chart's objects without a namespace go.
+    namespace: &'a str,
+    key: &'a ObjectKey,
+    layers: Vec<Layer>,
+    base: Value,
+    parameters: &'a [Parameter],
+    chart: String,
+    template: String,
+}
+
+impl Proof<'_> {
+    /// Renders as applied and once per value with only that value changed (`render` gets every
+    /// set of stdin values and parameters, the first as applied), and what that proves.
+    #[allow(clippy::type_complexity)]
+    fn run(
+        mut self,
+        render: impl FnOnce(
+            &[(Value, Vec<Parameter>)],
+        )
+            -> Result<Vec<Result<Vec<Document>, render::helm::HelmError>>, SourceError>,
+    ) -> Result<(HelmSide, Vec<String>), SourceError> {
+        let failed = |reason: String| SourceError::Helm {
+            release: self.what.clone(),
+            reason,
+        };
+        let mut unchangeable = Vec::new();
+        // Parameters are one layer, merged last. One blame cannot read (a list index, several
+        // names) may set any field, so nothing is then claimed for the chart.
+        let mut by_parameter: Vec<(usize, Vec<String>)> = Vec::new();
+        let mut parameter_values = Value::Object(Default::default());
+        for (i, (name, value, force_string)) in self.parameters.iter().enumerate() {
+            match chart_blame::parameter_path(name) {
+                Some(path) => {
+                    parameter_values = chart_blame::with_value(
+                        &parameter_values,
+                        &path,
+                        chart_blame::parameter_value(value, *force_string),
+                    );
+                    by_parameter.push((i, path));
+                }
+                None => unchangeable.push(name.clone()),
+            }
+        }
+        if !by_parameter.is_empty() {
+            let what = self.what.clone();
+            self.layers.push(Layer {
+                values: parameter_values,
+                place: Box::new(move |path: &[String]| {
+                    Some(ValuePlace::Cluster {
+                        source: format!("parameter {} of {what}", chart_blame::dotted(path)),
+                    })
+                }),
+            });
+        }
+        let views: Vec<ValuesLayer<'_>> = self
+            .layers
+            .iter()
+            .map(|l| ValuesLayer {
+                values: &l.values,
+                place: &*l.place,
+            })
+            .collect();
+        let leaves = chart_blame::leaves(&views);
+        if leaves.len() > MAX_PROBES {
+            return Err(failed(format!(
+                "its values set {} values, more than the {MAX_PROBES} blame renders the chart \
+                 for one by one",
+                leaves.len()
+            )));
+        }
+        let mut effective = Value::Object(Default::default());
+        for l in self.layers.iter().filter(|l| l.values.is_object()) {
+            crate::source::helm::merge_values(&mut effective, &l.values);
+        }
+        let mut probed: Vec<ValueLeaf> = Vec::new();
+        let mut sets = vec![(self.base.clone(), self.parameters.to_vec())];
+        for leaf in leaves {
+            // A value a parameter sets is changed in the parameters: `--set` wins over stdin.
+            let set = match by_parameter.iter().rev().find(|(_, p)| *p == leaf.path) {
+                Some((i, _)) => {
+                    let (_, value, force_string) = &self.parameters[*i];
+                    chart_blame::perturb_parameter(value, *force_string).map(|changed| {
+                        let mut parameters = self.parameters.to_vec();
+                        parameters[*i].1 = changed;
+                        (self.base.clone(), parameters)
+                    })
+                }
+                None => chart_blame::value_at(&effective, &leaf.path)
+                    .and_then(chart_blame::perturb)
+                    .map(|changed| {
+                        (
+                            chart_blame::with_value(&self.base, &leaf.path, changed),
+                            self.parameters.to_vec(),
+                        )
+                    }),
+            };
+            match set {
+                Some(set) => {
+                    sets.push(set);
+                    probed.push(leaf);
+                }
+                None => unchangeable.push(chart_blame::dotted(&leaf.path)),
+            }
+        }
+
+        let renders = render(&sets)?;
+        let mut renders = renders.into_iter();
+        let key = self.key;
+        let find = |docs: &[Document]| {
+            docs.iter()
+                .find(|d| {
+                    d.key().is_some_and(|mut k| {
+                        if k.namespace.is_none() && key.namespace.is_some() {
+                            k.namespace = Some(self.namespace.to_owned());
+                        }
+                        k == *key
+                    })
+                })
+                .map(|d| d.object.clone())
+        };
+        let rendered = match renders.next() {
+            Some(Ok(docs)) => find(&docs).ok_or_else(|| {
+                failed(format!(
+                    "its chart, rendered as applied, does not render {key}: its lines cannot be \
+                     tied to values"
+                ))
+            })?,
+            Some(Err(e)) => {
+                return Err(failed(format!(
+                    "helm template of its chart as applied failed: {}",
+                    crate::text::single_line(&super::helm::helm_reason(e))
+                )));
+            }
+            None => return Err(failed("helm template rendered nothing".into())),
+        };
+        let mut probes = Vec::new();
+        for (leaf, render) in probed.into_iter().zip(renders) {
+            // A probe that fails, or renders without the object, proves nothing of its fields.
+            match render.ok().as_deref().and_then(find) {
+                Some(object) => probes.push((leaf, object)),
+                None => unchangeable.push(chart_blame::dotted(&leaf.path)),
+            }
+        }
+        Ok((
+            HelmSide {
+                rendered,
+                probes,
+                chart: self.chart,
+                template: self.template,
+                complete: unchangeable.is_empty(),
+            },
+            unchangeable,
+        ))
     }
 }
