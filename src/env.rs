@@ -36,6 +36,11 @@ pub struct Env {
     /// directory (`$XDG_CONFIG_HOME/helm`, `~/.config/helm`; `~/Library/Preferences/helm` on
     /// macOS, `%APPDATA%\\helm` on Windows).
     pub helm_repository_config: Option<PathBuf>,
+    /// Where registry credentials are kept, asked in this order: Helm's (`helm registry
+    /// login`: `$HELM_REGISTRY_CONFIG`, else `registry/config.json` in Helm's configuration
+    /// directory), then Docker's (`docker login`: `$DOCKER_CONFIG/config.json`, else
+    /// `~/.docker/config.json`).
+    pub registry_configs: Vec<PathBuf>,
     /// Test only: `KUBECTL_GITOPS_TEST_HOOK`, a shell command `revert` runs at fixed points
     /// (after planning, after each apply) so that a test can change an object in that window.
     pub test_hook: Option<OsString>,
@@ -45,6 +50,11 @@ impl Env {
     /// Reads the environment of this process.
     pub fn from_process() -> Env {
         let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        let helm_dir = || {
+            non_empty("HELM_CONFIG_HOME")
+                .map(PathBuf::from)
+                .or_else(|| helm_config_dir(non_empty("XDG_CONFIG_HOME")))
+        };
         Env {
             kubeconfig: non_empty("KUBECONFIG"),
             home: dirs::home_dir(),
@@ -60,12 +70,18 @@ impl Env {
                 && non_empty("KUBERNETES_SERVICE_PORT").is_some(),
             helm_repository_config: non_empty("HELM_REPOSITORY_CONFIG")
                 .map(PathBuf::from)
-                .or_else(|| {
-                    let dir = non_empty("HELM_CONFIG_HOME")
-                        .map(PathBuf::from)
-                        .or_else(|| helm_config_dir(non_empty("XDG_CONFIG_HOME")))?;
-                    Some(dir.join("repositories.yaml"))
-                }),
+                .or_else(|| Some(helm_dir()?.join("repositories.yaml"))),
+            registry_configs: [
+                non_empty("HELM_REGISTRY_CONFIG")
+                    .map(PathBuf::from)
+                    .or_else(|| Some(helm_dir()?.join("registry/config.json"))),
+                non_empty("DOCKER_CONFIG")
+                    .map(|d| PathBuf::from(d).join("config.json"))
+                    .or_else(|| Some(dirs::home_dir()?.join(".docker/config.json"))),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
             test_hook: non_empty("KUBECTL_GITOPS_TEST_HOOK"),
         }
     }

@@ -200,7 +200,11 @@ impl Engine {
             ))
             .with_render_cache(self.locator.render_cache())
             .with_helm(env.find_program("helm"))
-            .with_chart_cache(chart_cache(env), env.helm_repository_config.clone()),
+            .with_chart_cache(
+                chart_cache(env),
+                env.helm_repository_config.clone(),
+                env.registry_configs.clone(),
+            ),
         );
         self.reconcilers = ReconcilerCache::default();
         self.repo_rules.clear();
@@ -1011,7 +1015,11 @@ pub fn new_locator(choice: RepoChoice, env: &Env, render_cache_size: u64) -> Loc
     Locator::new(choice)
         .with_render_cache(crate::render::RenderCache::for_env(env, render_cache_size))
         .with_helm(env.find_program("helm"))
-        .with_chart_cache(chart_cache(env), env.helm_repository_config.clone())
+        .with_chart_cache(
+            chart_cache(env),
+            env.helm_repository_config.clone(),
+            env.registry_configs.clone(),
+        )
 }
 
 /// Where chart archives from chart repositories are kept: `<cache>/charts`.

@@ -4,12 +4,12 @@
 //! value of the user's: the values go to `helm` on stdin.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use serde::Deserialize;
+
+use super::oci::{Layer, OciRepo};
 
 /// The largest index and archive read: source-controller's defaults (`--helm-index-max-size`,
 /// `--helm-chart-max-size`), so a chart Flux refuses is not rendered here.
@@ -62,15 +62,7 @@ impl Index {
         let versions: Vec<&str> = entries.iter().map(|e| e.version.as_str()).collect();
         let picked = super::chart_version::pick(constraint, &versions)
             .map_err(|e| format!("spec.chart.spec.version: {e}"))?
-            .ok_or_else(|| {
-                let mut known = versions.clone();
-                known.sort_by_key(|v| std::cmp::Reverse(super::chart_version::Version::parse(v)));
-                known.truncate(5);
-                format!(
-                    "no version of chart {chart} matches {constraint:?} (newest: {})",
-                    known.join(", ")
-                )
-            })?;
+            .ok_or_else(|| no_match(chart, constraint, &versions))?;
         Ok(entries
             .iter()
             .find(|e| e.version == picked)
@@ -79,6 +71,31 @@ impl Index {
 }
 
 type IndexSlot = Arc<OnceLock<Result<Arc<Index>, String>>>;
+type TagsSlot = Arc<OnceLock<Result<Arc<Vec<String>>, String>>>;
+
+/// What kind of chart repository a URL is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoKind {
+    /// `index.yaml` and archives over HTTP(S).
+    Index,
+    /// An OCI registry (`oci://`).
+    Oci(OciRepo),
+}
+
+/// A chart version picked in a repository, and where its archive is.
+#[derive(Debug, Clone)]
+pub struct Picked {
+    pub version: String,
+    /// `sha256` of the archive, hex (empty when an index gives none).
+    pub digest: String,
+    from: PickedFrom,
+}
+
+#[derive(Debug, Clone)]
+enum PickedFrom {
+    Entry(Entry),
+    Layer(OciRepo, String, Layer),
+}
 
 /// Indexes read in this run, and where archives are kept between runs.
 #[derive(Debug, Default)]
@@ -88,24 +105,51 @@ pub struct ChartRepos {
     /// The user's Helm repositories file (`helm repo add`), asked for credentials when a
     /// HelmRepository's secretRef may not be read.
     helm_config: Option<PathBuf>,
+    /// The user's registry credentials files (`helm registry login`, `docker login`), asked
+    /// in order for an OCI registry's.
+    registry_configs: Vec<PathBuf>,
     indexes: Mutex<HashMap<String, IndexSlot>>,
+    /// OCI charts' tags listed in this run.
+    tags: Mutex<HashMap<String, TagsSlot>>,
+    oci: super::oci::Client,
 }
 
 impl ChartRepos {
-    pub fn new(dir: Option<PathBuf>, helm_config: Option<PathBuf>) -> ChartRepos {
+    pub fn new(
+        dir: Option<PathBuf>,
+        helm_config: Option<PathBuf>,
+        registry_configs: Vec<PathBuf>,
+    ) -> ChartRepos {
         ChartRepos {
             dir,
             helm_config,
+            registry_configs,
             indexes: Mutex::default(),
+            tags: Mutex::default(),
+            oci: Default::default(),
         }
     }
 
-    /// The credentials the user's Helm config keeps for the repository at `url` (`helm repo
-    /// add NAME URL --username U --password P`), if any; an unreadable file is as none.
-    pub fn helm_config_credentials(&self, url: &str) -> Option<Credentials> {
-        let file = self.helm_config.as_ref()?;
-        let text = std::fs::read_to_string(file).ok()?;
-        credentials_in(&text, url, &file.display().to_string())
+    /// The credentials the user's own config keeps for the repository at `url`, if any; an
+    /// unreadable file is as none. For an index, Helm's repositories file (`helm repo add NAME
+    /// URL --username U --password P`); for an OCI registry, the first registry config with an
+    /// entry for its host (`helm registry login`, `docker login`).
+    pub fn user_credentials(&self, url: &str, kind: &RepoKind) -> Option<Credentials> {
+        match kind {
+            RepoKind::Index => {
+                let file = self.helm_config.as_ref()?;
+                let text = std::fs::read_to_string(file).ok()?;
+                credentials_in(&text, url, &file.display().to_string())
+            }
+            RepoKind::Oci(repo) => self.registry_configs.iter().find_map(|file| {
+                let text = std::fs::read_to_string(file).ok()?;
+                super::oci::docker_config_credentials(
+                    &text,
+                    &repo.registry,
+                    &format!("your registry config ({})", file.display()),
+                )
+            }),
+        }
     }
 
     /// The index of the repository at `url`, read once per run for each set of credentials
@@ -131,19 +175,81 @@ impl ChartRepos {
     /// each poll, sees a newly published version).
     pub fn forget_indexes(&self) {
         self.indexes.lock().expect("chart index lock").clear();
+        self.tags.lock().expect("chart tags lock").clear();
     }
 
-    /// The archive of `entry` on disk: from the cache when its digest is there, else
+    /// The version `constraint` picks for `chart` in the repository at `url`, as
+    /// source-controller picks it: in an index, the exact string first, then the highest
+    /// match; in an OCI registry, an exact version as its tag without listing the tags, else
+    /// the highest tag that matches.
+    pub fn pick(
+        &self,
+        url: &str,
+        kind: &RepoKind,
+        (chart, constraint): (&str, &str),
+        auth: Option<&Credentials>,
+    ) -> Result<Picked, String> {
+        match kind {
+            RepoKind::Index => {
+                let entry = self.index(url, auth)?.pick(chart, constraint)?.clone();
+                Ok(Picked {
+                    version: entry.version.clone(),
+                    digest: entry.digest.to_ascii_lowercase(),
+                    from: PickedFrom::Entry(entry),
+                })
+            }
+            RepoKind::Oci(repo) => {
+                let version = if super::chart_version::is_strict(constraint) {
+                    constraint.to_owned()
+                } else {
+                    let versions = self.oci_versions(repo, chart, auth)?;
+                    let listed: Vec<&str> = versions.iter().map(String::as_str).collect();
+                    super::chart_version::pick(constraint, &listed)
+                        .map_err(|e| format!("spec.chart.spec.version: {e}"))?
+                        .ok_or_else(|| no_match(chart, constraint, &listed))?
+                        .to_owned()
+                };
+                let layer = self.oci.layer(repo, chart, &version, auth)?;
+                Ok(Picked {
+                    version,
+                    digest: layer.digest.clone(),
+                    from: PickedFrom::Layer(repo.clone(), chart.to_owned(), layer),
+                })
+            }
+        }
+    }
+
+    /// The tags of `chart` in `repo` as versions, listed once per run for each set of
+    /// credentials.
+    fn oci_versions(
+        &self,
+        repo: &OciRepo,
+        chart: &str,
+        auth: Option<&Credentials>,
+    ) -> Result<Arc<Vec<String>>, String> {
+        let with = auth.map_or("", |a| a.from.as_str());
+        let slot = self
+            .tags
+            .lock()
+            .expect("chart tags lock")
+            .entry(format!("{}\0{chart}\0{with}", repo.chart_ref("")))
+            .or_default()
+            .clone();
+        slot.get_or_init(|| self.oci.versions(repo, chart, auth).map(Arc::new))
+            .clone()
+    }
+
+    /// The archive of `picked` on disk: from the cache when its digest is there, else
     /// downloaded, checked against the digest and kept. `scratch` holds it when it cannot be
     /// kept (no digest, no cache).
-    pub fn archive(
+    pub fn fetch(
         &self,
-        repo_url: &str,
-        entry: &Entry,
+        url: &str,
+        picked: &Picked,
         auth: Option<&Credentials>,
         scratch: &Path,
     ) -> Result<PathBuf, String> {
-        let digest = entry.digest.to_ascii_lowercase();
+        let digest = &picked.digest;
         let digest_ok = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
         let kept = match (&self.dir, digest_ok) {
             (Some(dir), true) => Some(dir.join(format!("sha256-{digest}.tgz"))),
@@ -154,30 +260,24 @@ impl ChartRepos {
         {
             return Ok(path.clone());
         }
-        let url = entry
-            .urls
-            .first()
-            .ok_or_else(|| format!("its index names no URL for version {}", entry.version))?;
-        let url = join(repo_url, url)?;
-        // Credentials go only to the repository's own scheme, host and port, as Helm sends
-        // them, unless passCredentials says otherwise.
-        let same_host = host(&url) == host(repo_url);
-        let sent = auth.filter(|a| same_host || a.pass_to_any_host);
-        let bytes = get(&url, sent, MAX_ARCHIVE).map_err(|e| match (auth, sent) {
-            (Some(a), None) => format!(
-                "{e} (the credentials from {} were not sent: {url} is not on the repository's \
-                 host; spec.passCredentials sends them anyway)",
-                a.from
+        let (bytes, fetched_from) = match &picked.from {
+            PickedFrom::Entry(entry) => entry_archive(url, entry, auth)?,
+            PickedFrom::Layer(repo, chart, layer) => (
+                self.oci.blob(repo, chart, layer, auth, MAX_ARCHIVE)?,
+                format!(
+                    "{}:{}",
+                    repo.chart_ref(chart),
+                    picked.version.replace('+', "_")
+                ),
             ),
-            _ => e,
-        })?;
+        };
         if digest_ok {
             let got = sha256_hex(&bytes);
-            if got != digest {
+            if got != *digest {
                 return Err(format!(
-                    "the archive of version {} at {url} has digest sha256:{got}, the index says \
-                     sha256:{digest}",
-                    entry.version
+                    "the archive of version {} at {fetched_from} has digest sha256:{got}, its \
+                     repository says sha256:{digest}",
+                    picked.version
                 ));
             }
         }
@@ -202,6 +302,43 @@ impl ChartRepos {
         std::fs::write(&path, &bytes).map_err(|e| format!("writing {}: {e}", path.display()))?;
         Ok(path)
     }
+}
+
+/// The archive an index entry names, downloaded, and its URL.
+fn entry_archive(
+    repo_url: &str,
+    entry: &Entry,
+    auth: Option<&Credentials>,
+) -> Result<(Vec<u8>, String), String> {
+    let url = entry
+        .urls
+        .first()
+        .ok_or_else(|| format!("its index names no URL for version {}", entry.version))?;
+    let url = join(repo_url, url)?;
+    // Credentials go only to the repository's own scheme, host and port, as Helm sends
+    // them, unless passCredentials says otherwise.
+    let same_host = host(&url) == host(repo_url);
+    let sent = auth.filter(|a| same_host || a.pass_to_any_host);
+    let bytes = get(&url, sent, MAX_ARCHIVE).map_err(|e| match (auth, sent) {
+        (Some(a), None) => format!(
+            "{e} (the credentials from {} were not sent: {url} is not on the repository's \
+             host; spec.passCredentials sends them anyway)",
+            a.from
+        ),
+        _ => e,
+    })?;
+    Ok((bytes, url))
+}
+
+/// No version of `chart` matches: the newest ones, to pick from.
+fn no_match(chart: &str, constraint: &str, versions: &[&str]) -> String {
+    let mut known = versions.to_vec();
+    known.sort_by_key(|v| std::cmp::Reverse(super::chart_version::Version::parse(v)));
+    known.truncate(5);
+    format!(
+        "no version of chart {chart} matches {constraint:?} (newest: {})",
+        known.join(", ")
+    )
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -253,82 +390,33 @@ fn host(url: &str) -> Option<String> {
     })
 }
 
-/// GET `url` into memory (at most `limit` bytes). On a thread of its own: the blocking client
-/// runs a runtime of its own, which must not start or end on one of the caller's.
+/// GET `url` into memory (at most `limit` bytes); anything but a success is an error.
 fn get(url: &str, auth: Option<&Credentials>, limit: u64) -> Result<Vec<u8>, String> {
-    let auth = auth.cloned();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let client = reqwest::blocking::Client::builder()
-                .connect_timeout(Duration::from_secs(15))
-                .timeout(Duration::from_secs(120))
-                .user_agent(concat!("kubectl-gitops/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| format!("cannot make an HTTP client: {}", chain(&e)))?;
-            let mut request = client.get(url);
-            if let Some(a) = &auth {
-                request = request.basic_auth(&a.username, Some(&a.password));
-            }
-            let response = request.send().map_err(|e| {
-                format!(
-                    "cannot reach {url}: {}; check that the repository is reachable from \
-                         this machine (a proxy is taken from HTTPS_PROXY) and that its URL is \
-                         right",
-                    chain(&e)
-                )
-            })?;
-            let status = response.status();
-            if !status.is_success() {
-                let why = match status.as_u16() {
-                    401 | 403 => match &auth {
-                        Some(a) => format!("the credentials from {} are refused", a.from),
-                        None => "it asks for credentials".to_owned(),
-                    },
-                    404 => "not found".to_owned(),
-                    _ => String::new(),
-                };
-                return Err(format!(
-                    "{url} answered {status}{}",
-                    if why.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {why}")
-                    }
-                ));
-            }
-            let mut bytes = Vec::new();
-            response
-                .take(limit + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|e| format!("reading {url}: {e}"))?;
-            if bytes.len() as u64 > limit {
-                return Err(format!("{url} is larger than {} MiB", limit >> 20));
-            }
-            Ok(bytes)
-        })
-        .join()
-        .unwrap_or_else(|_| Err(format!("fetching {url} failed")))
-    })
+    let reply = super::http::get(
+        url,
+        auth.map_or(super::http::Auth::None, super::http::Auth::Basic),
+        None,
+        limit,
+    )?;
+    if (200..300).contains(&reply.status) {
+        return Ok(reply.bytes);
+    }
+    Err(refusal(url, reply.status, auth))
 }
 
-/// An error and its causes, one line, without reqwest's and hyper's generic wrappers ("error
-/// sending request for url (..)", "client error (Connect)") where a cause says more.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = next {
-        let text = err.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = err.source();
-    }
-    let generic =
-        |p: &String| p.starts_with("error sending request") || p.starts_with("client error");
-    if parts.iter().any(|p| !generic(p)) {
-        parts.retain(|p| !generic(p));
-    }
-    parts.join(": ")
+/// What an answer other than success means, in one line.
+pub(super) fn refusal(url: &str, status: u16, auth: Option<&Credentials>) -> String {
+    let why = match status {
+        401 | 403 => match auth {
+            Some(a) => format!(": the credentials from {} are refused", a.from),
+            None => ": it asks for credentials".to_owned(),
+        },
+        404 => ": not found".to_owned(),
+        _ => String::new(),
+    };
+    let status = reqwest::StatusCode::from_u16(status)
+        .map_or_else(|_| status.to_string(), |s| s.to_string());
+    format!("{url} answered {status}{why}")
 }
 
 /// The entry for `url` in the text of a Helm repositories file, with a username.
@@ -450,7 +538,7 @@ repositories:
             .local_addr()
             .unwrap()
             .port();
-        let repos = ChartRepos::new(None, None);
+        let repos = ChartRepos::new(None, None, Vec::new());
         let e = repos
             .index(&format!("http://127.0.0.1:{port}"), None)
             .unwrap_err();

@@ -21,6 +21,20 @@ impl Version {
     }
 }
 
+/// Whether `text` is one exact version, as Masterminds' `StrictNewVersion` reads it: three
+/// numeric parts, no leading `v`, and a pre-release or build only after them.
+pub fn is_strict(text: &str) -> bool {
+    let core = text.split(['-', '+']).next().unwrap_or_default();
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (p.len() == 1 || !p.starts_with('0'))
+        })
+        && Version::parse(text).is_some()
+}
+
 impl Ord for Version {
     fn cmp(&self, other: &Version) -> Ordering {
         self.parts.cmp(&other.parts).then_with(|| {
@@ -383,5 +397,17 @@ mod tests {
         assert_eq!(v("1.2"), v("1.2.0"));
         assert_eq!(v("1.2.0+build.5"), v("1.2.0"));
         assert!(Version::parse("1.2.3.4").is_none());
+    }
+
+    #[test]
+    fn an_exact_version_is_strict_semver() {
+        for exact in ["0.1.0", "1.2.3-rc.1", "1.2.3+build.5", "10.0.0"] {
+            assert!(is_strict(exact), "{exact}");
+        }
+        for not in [
+            "1.2", "v1.2.3", "1.2.x", "^1.2.3", "*", ">=1.0.0", "01.2.3", "",
+        ] {
+            assert!(!is_strict(not), "{not}");
+        }
     }
 }

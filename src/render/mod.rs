@@ -7,6 +7,8 @@ mod cache;
 pub mod chart_repo;
 pub mod chart_version;
 pub mod helm;
+mod http;
+pub mod oci;
 mod remote;
 pub mod sops;
 

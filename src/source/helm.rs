@@ -67,12 +67,14 @@ pub struct HelmSource {
     pub repository: Option<Arc<RepositoryChart>>,
 }
 
-/// A chart from a Flux HelmRepository (HTTP(S)): where it is, which chart and which versions.
+/// A chart from a Flux HelmRepository (an index over HTTP(S), or an OCI registry): where it
+/// is, which chart and which versions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RepositoryChart {
     /// `HelmRepository ns/name`.
     pub display: String,
     pub url: String,
+    pub kind: crate::render::chart_repo::RepoKind,
     /// `spec.chart.spec.chart` and `.version` as the cluster has them (Git's HelmRelease, when
     /// found, wins).
     pub chart: String,
@@ -586,7 +588,7 @@ async fn git_chart(
     if source_kind != "GitRepository" {
         return Err(SourceError::Unsupported {
             what: format!(
-                "{display} with a chart from a {} (only charts in a GitRepository or an HTTP(S) \
+                "{display} with a chart from a {} (only charts in a GitRepository or a \
                  HelmRepository are)",
                 if source_kind.is_empty() {
                     "source it does not name"
@@ -670,8 +672,12 @@ async fn repository_chart(
             what: format!("{display} with a chart from {what} {how}"),
         })
     };
-    if spec["type"] == "oci" {
-        return unsupported("of type oci (an OCI registry)");
+    let oci = spec["type"] == "oci";
+    if oci && !matches!(spec["provider"].as_str(), None | Some("" | "generic")) {
+        return unsupported(&format!(
+            "with spec.provider {} (its cloud provider's credentials)",
+            spec["provider"]
+        ));
     }
     if spec["certSecretRef"].is_object() {
         return unsupported("with a certSecretRef (its own TLS certificates)");
@@ -691,16 +697,28 @@ async fn repository_chart(
     {
         return unsupported("whose spec.url holds credentials (put them in its secretRef)");
     }
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
+    let kind = if oci {
+        // `spec.insecure`: the registry speaks plain HTTP.
+        let repo = crate::render::oci::OciRepo::parse(url, spec["insecure"] == true)
+            .map_err(|e| bad_ks(display, &format!("spec.url of {what}"), e))?;
+        crate::render::chart_repo::RepoKind::Oci(repo)
+    } else if url.starts_with("http://") || url.starts_with("https://") {
+        crate::render::chart_repo::RepoKind::Index
+    } else {
         return Err(bad_ks(
             display,
             &format!("spec.url of {what}"),
-            format!("{url:?} is not an http:// or https:// URL"),
+            format!("{url:?} is not an http:// or https:// URL (an oci:// one needs type: oci)"),
         ));
-    }
+    };
+    let registry = match &kind {
+        crate::render::chart_repo::RepoKind::Oci(repo) => Some(repo.registry.as_str()),
+        crate::render::chart_repo::RepoKind::Index => None,
+    };
     let pass_to_any_host = spec["passCredentials"] == true;
     let (credentials, unreadable_secret) = match spec["secretRef"]["name"].as_str() {
-        Some(secret) => match credentials(cluster, discovery, (ns, secret), &what).await? {
+        Some(secret) => match credentials(cluster, discovery, (ns, secret), &what, registry).await?
+        {
             Some(mut c) => {
                 c.pass_to_any_host = pass_to_any_host;
                 (Some(c), None)
@@ -712,6 +730,7 @@ async fn repository_chart(
     Ok(RepositoryChart {
         display: what,
         url: url.trim_end_matches('/').to_owned(),
+        kind,
         chart: chart_spec["chart"].as_str().unwrap_or_default().to_owned(),
         version: chart_spec["version"].as_str().unwrap_or("*").to_owned(),
         credentials,
@@ -720,12 +739,14 @@ async fn repository_chart(
 }
 
 /// The basic-auth `username` and `password` of the Secret `ns/secret`, the secretRef of the
-/// HelmRepository `what`; None when the user may not read it. Never shown.
+/// HelmRepository `what` (for an OCI `registry`, also its entry in a `.dockerconfigjson`);
+/// None when the user may not read it. Never shown.
 async fn credentials(
     cluster: &Cluster,
     discovery: &CachedDiscovery,
     (ns, secret): (&str, &str),
     what: &str,
+    registry: Option<&str>,
 ) -> Result<Option<crate::render::chart_repo::Credentials>, SourceError> {
     let resource = discovery
         .resolve("secrets")
@@ -749,17 +770,34 @@ async fn credentials(
             .and_then(base64_bytes)
             .and_then(|b| String::from_utf8(b).ok())
     };
+    let from = format!("Secret {ns}/{secret}");
+    if let (Some(registry), Some(config)) = (registry, field(".dockerconfigjson")) {
+        return match crate::render::oci::docker_config_credentials(&config, registry, &from) {
+            Some(found) => Ok(Some(found)),
+            None => Err(SourceError::Unsupported {
+                what: format!(
+                    "Secret {ns}/{secret} (the secretRef of {what}), whose .dockerconfigjson has \
+                     no credentials for {registry}"
+                ),
+            }),
+        };
+    }
     match (field("username"), field("password")) {
         (Some(username), Some(password)) => Ok(Some(crate::render::chart_repo::Credentials {
             username,
             password,
-            from: format!("Secret {ns}/{secret}"),
+            from,
             pass_to_any_host: false,
         })),
         _ => Err(SourceError::Unsupported {
             what: format!(
-                "Secret {ns}/{secret} (the secretRef of {what}) without username and password \
-                 (only basic auth is)"
+                "Secret {ns}/{secret} (the secretRef of {what}) without username and password{} \
+                 (only basic auth is)",
+                if registry.is_some() {
+                    " or .dockerconfigjson"
+                } else {
+                    ""
+                }
             ),
         }),
     }

@@ -365,13 +365,15 @@ impl Locator {
     }
 
     /// Charts from chart repositories are kept in `dir` (None: downloaded for each run);
-    /// `helm_config` is the user's Helm repositories file, for credentials.
+    /// `helm_config` is the user's Helm repositories file and `registry_configs` their
+    /// registry credentials files, for credentials.
     pub fn with_chart_cache(
         mut self,
         dir: Option<PathBuf>,
         helm_config: Option<PathBuf>,
+        registry_configs: Vec<PathBuf>,
     ) -> Locator {
-        self.charts = render::chart_repo::ChartRepos::new(dir, helm_config);
+        self.charts = render::chart_repo::ChartRepos::new(dir, helm_config, registry_configs);
         self
     }
 

@@ -859,32 +859,7 @@ fn decode_base64(text: &str) -> Option<String> {
     String::from_utf8(base64_bytes(text)?).ok()
 }
 
-/// Standard base64 to bytes (Secret data, Helm release records; never printed).
-pub(super) fn base64_bytes(text: &str) -> Option<Vec<u8>> {
-    let mut bits: u32 = 0;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for byte in text
-        .bytes()
-        .filter(|b| !b.is_ascii_whitespace() && *b != b'=')
-    {
-        let value = match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        bits = (bits << 6) | u32::from(value);
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-        }
-    }
-    Some(out)
-}
+pub(super) use crate::text::base64_bytes;
 
 #[cfg(test)]
 mod tests {

@@ -1,9 +1,12 @@
-//! Flux HelmReleases whose chart comes from a HelmRepository: a chart repository served over
-//! HTTP on loopback behind basic auth (`testenv::helm::ChartRepository`, charts packaged and
-//! indexed by the real `helm`), fetched by the real source-controller and installed by the real
-//! helm-controller. As platform teams often keep them, the HelmRepository and its credentials
-//! live in a namespace of their own, applied by hand; the HelmRelease in Git (values, version
-//! constraint) is applied by a Flux Kustomization.
+//! Flux HelmReleases whose chart comes from a HelmRepository, fetched by the real
+//! source-controller and installed by the real helm-controller, from each kind of chart
+//! repository behind credentials: a chart repository served over HTTP on loopback with basic
+//! auth (`testenv::helm::ChartRepository`, charts packaged and indexed by the real `helm`), and
+//! an OCI registry (`type: oci`: the real distribution registry with htpasswd, charts pushed by
+//! the real `helm push`, its credentials a `.dockerconfigjson` Secret). As platform teams often
+//! keep them, the HelmRepository and its credentials live in a namespace of their own, applied
+//! by hand; the HelmRelease in Git (values, version constraint) is applied by a Flux
+//! Kustomization. One test body runs against each kind.
 
 use std::path::Path;
 use std::process::Command;
@@ -16,7 +19,7 @@ use crate::support::{
     Ran, items, json_of, kubectl, kubectl_gitops, path_with_helm, reconciled_by_flux, run,
 };
 use testenv::flux::WATCH_LABEL;
-use testenv::helm::ChartRepository;
+use testenv::helm::{ChartRepository, OciRegistry};
 
 /// The chart's default greeting, which a published version changes.
 const CONFIGMAP: &str = "\
@@ -57,7 +60,7 @@ const RELEASED: [&str; 3] = ["Deployment/web", "Service/web", "ConfigMap/web-con
 
 /// Writes chart `web` at `version` with the default `greeting` into a new directory and
 /// publishes it into `charts`.
-fn publish(charts: &ChartRepository, version: &str, greeting: &str) {
+fn publish(charts: &Charts, version: &str, greeting: &str) {
     let dir = tempfile::tempdir().unwrap();
     let chart = dir.path().join("web");
     std::fs::create_dir_all(chart.join("templates")).unwrap();
@@ -76,15 +79,63 @@ fn publish(charts: &ChartRepository, version: &str, greeting: &str) {
     ] {
         std::fs::write(chart.join("templates").join(file), text).unwrap();
     }
-    charts
-        .publish(&chart)
-        .unwrap_or_else(|e| panic!("publishing web {version}: {e:#}"));
+    let published = match charts {
+        Charts::Index(repo) => repo.publish(&chart),
+        Charts::Oci(registry) => registry.push(&chart, "charts"),
+    };
+    published.unwrap_or_else(|e| panic!("publishing web {version}: {e:#}"));
 }
 
-/// The HelmRepository `charts` at `url`, with the basic-auth Secret `charts-auth`.
-fn repository_yaml(url: &str) -> String {
-    format!(
-        "\
+/// The chart repository a test runs against, served on loopback behind the user `deploy` and
+/// [`PASSWORD`].
+enum Charts {
+    /// `index.yaml` and archives over HTTP, basic auth.
+    Index(ChartRepository),
+    /// An OCI registry, htpasswd; the charts under `charts/`.
+    Oci(OciRegistry),
+}
+
+impl Charts {
+    fn start(oci: bool) -> Charts {
+        let flux = testenv::flux::shared();
+        let helm = testenv::helm::shared();
+        if oci {
+            Charts::Oci(OciRegistry::start(flux, helm, Some(("deploy", PASSWORD))).unwrap())
+        } else {
+            Charts::Index(
+                ChartRepository::start_with_basic_auth(flux, helm, "deploy", PASSWORD).unwrap(),
+            )
+        }
+    }
+
+    /// The HelmRepository's `spec.url`.
+    fn url(&self) -> String {
+        match self {
+            Charts::Index(repo) => repo.url.clone(),
+            Charts::Oci(registry) => registry.url("charts"),
+        }
+    }
+
+    /// The HelmRepository `charts`, with its credentials in the Secret `charts-auth`.
+    fn repository_yaml(&self) -> String {
+        let url = self.url();
+        let (kind, secret) = match self {
+            Charts::Index(_) => (
+                String::new(),
+                format!("stringData:\n  username: deploy\n  password: {PASSWORD}\n"),
+            ),
+            Charts::Oci(registry) => (
+                // The registry speaks plain HTTP.
+                "  type: oci\n  insecure: true\n".to_owned(),
+                format!(
+                    "type: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: \
+                     '{}'\n",
+                    docker_config(&registry.host, PASSWORD)
+                ),
+            ),
+        };
+        format!(
+            "\
 apiVersion: source.toolkit.fluxcd.io/v1
 kind: HelmRepository
 metadata:
@@ -92,7 +143,7 @@ metadata:
   labels:
     {WATCH_LABEL}: real
 spec:
-  url: {url}
+{kind}  url: {url}
   interval: 1h
   secretRef:
     name: charts-auth
@@ -101,11 +152,76 @@ apiVersion: v1
 kind: Secret
 metadata:
   name: charts-auth
-stringData:
-  username: deploy
-  password: {PASSWORD}
-"
-    )
+{secret}"
+        )
+    }
+
+    /// How many times the plugin listed the chart's versions: read `index.yaml`, or the
+    /// chart's tags.
+    fn listed(&self) -> usize {
+        match self {
+            Charts::Index(repo) => repo.served("/index.yaml"),
+            Charts::Oci(registry) => registry.served_to_plugin("/v2/charts/web/tags/list"),
+        }
+    }
+
+    /// How many times the plugin downloaded an archive (the index's server counts the
+    /// controllers' downloads too).
+    fn downloaded(&self) -> usize {
+        match self {
+            Charts::Index(repo) => repo.served("/web-0.1.0.tgz"),
+            Charts::Oci(registry) => registry.served_to_plugin("/v2/charts/web/blobs/"),
+        }
+    }
+
+    /// The environment variable that names the user's own credentials file for this kind,
+    /// and that file's text with `password` for the repository.
+    fn user_config(&self, password: &str) -> (&'static str, String) {
+        match self {
+            Charts::Index(repo) => (
+                "HELM_REPOSITORY_CONFIG",
+                format!(
+                    "apiVersion: \"\"\nrepositories:\n- name: team\n  url: {}/\n  username: \
+                     deploy\n  password: {password}\n",
+                    repo.url
+                ),
+            ),
+            Charts::Oci(registry) => (
+                "HELM_REGISTRY_CONFIG",
+                docker_config(&registry.host, password),
+            ),
+        }
+    }
+
+    /// What the plugin tells a user without credentials to run.
+    fn login_hint(&self) -> String {
+        match self {
+            Charts::Index(_) => "helm repo add NAME".to_owned(),
+            Charts::Oci(registry) => format!("helm registry login {}", registry.host),
+        }
+    }
+
+    /// How the user's own credentials file is named in messages.
+    fn user_config_named(&self, file: &Path) -> String {
+        match self {
+            Charts::Index(_) => format!("your Helm config ({})", file.display()),
+            Charts::Oci(_) => format!("your registry config ({})", file.display()),
+        }
+    }
+
+    fn stop(&self) {
+        match self {
+            Charts::Index(repo) => repo.stop(),
+            Charts::Oci(registry) => registry.stop(),
+        }
+    }
+}
+
+/// A Docker config (`.dockerconfigjson`, `helm registry login`'s file) with `deploy` and
+/// `password` for `registry`.
+fn docker_config(registry: &str, password: &str) -> String {
+    let auth = kubectl_gitops::drift::base64(format!("deploy:{password}").as_bytes());
+    format!(r#"{{"auths":{{"{registry}":{{"auth":"{auth}"}}}}}}"#)
 }
 
 /// The HelmRelease installing `web` at `constraint` from the HelmRepository `platform/charts`,
@@ -145,22 +261,36 @@ spec:
 }
 
 /// `kubectl gitops COMMAND --kubeconfig .. -n NS ARGS` in the work tree, with helm on PATH
-/// and no Helm config of the user's; no output of it ever holds the repository's password.
+/// and no Helm or Docker config of the user's; no output of it ever holds the repository's
+/// password.
 fn gitops(ns: &str, repo: &GitRepo, cache: &Path, args: &[&str]) -> Ran {
-    gitops_with(ns, repo, cache, &cache.join("no-helm-config.yaml"), args)
+    gitops_with(ns, repo, cache, None, args)
 }
 
-/// [`gitops`] with `helm_config` as the user's Helm repositories file.
-fn gitops_with(ns: &str, repo: &GitRepo, cache: &Path, helm_config: &Path, args: &[&str]) -> Ran {
+/// [`gitops`] with the user's own credentials file: the environment variable that names it,
+/// and its path.
+fn gitops_with(
+    ns: &str,
+    repo: &GitRepo,
+    cache: &Path,
+    user_config: Option<(&str, &Path)>,
+    args: &[&str],
+) -> Ran {
     let kc = testenv::shared().kubeconfig.display().to_string();
     let mut full = vec![args[0], "--kubeconfig", kc.as_str(), "-n", ns];
     full.extend_from_slice(&args[1..]);
     let mut cmd: Command = kubectl_gitops(&full);
     let helm = &testenv::helm::shared().binaries.helm;
     path_with_helm(&mut cmd, Some(helm.as_path()));
+    let none = cache.join("no-user-config");
     cmd.env("XDG_CACHE_HOME", cache)
-        .env("HELM_REPOSITORY_CONFIG", helm_config)
+        .env("HELM_REPOSITORY_CONFIG", &none)
+        .env("HELM_REGISTRY_CONFIG", &none)
+        .env("DOCKER_CONFIG", &none)
         .current_dir(repo.path());
+    if let Some((var, file)) = user_config {
+        cmd.env(var, file);
+    }
     let ran = run(&mut cmd);
     let leaked = |text: &str| {
         [PASSWORD, OLD_PASSWORD]
@@ -251,33 +381,47 @@ fn wait_installed(ns: &str, revision: u64, version: &str) {
 
 #[test]
 fn chart_from_a_helm_repository_installed_by_real_flux() {
-    let ns = testenv::shared().namespace("helm-repo");
-    let platform = testenv::shared().namespace("helm-repo-platform");
+    chart_from_a_repository(false);
+}
+
+#[test]
+fn chart_from_an_oci_registry_installed_by_real_flux() {
+    chart_from_a_repository(true);
+}
+
+/// The whole story against a chart repository (`oci`: an OCI registry).
+fn chart_from_a_repository(oci: bool) {
+    let name = if oci { "helm-oci" } else { "helm-repo" };
+    let ns = testenv::shared().namespace(name);
+    let platform = testenv::shared().namespace(&format!("{name}-platform"));
     let flux = testenv::flux::shared();
-    let helm = testenv::helm::shared();
-    let charts = ChartRepository::start_with_basic_auth(flux, helm, "deploy", PASSWORD).unwrap();
+    let charts = Charts::start(oci);
+    let url = charts.url();
     publish(&charts, "0.1.0", "hello");
     kubectl(
         &platform,
         &["apply", "-f", "-"],
-        Some(&repository_yaml(&charts.url)),
+        Some(&charts.repository_yaml()),
     );
-    flux.fetch_source_now(&platform, "helmrepository", "charts")
-        .unwrap();
+    // source-controller leaves an OCI HelmRepository as written (nothing to fetch).
+    if !oci {
+        flux.fetch_source_now(&platform, "helmrepository", "charts")
+            .unwrap();
+    }
     let mut repo = GitRepo::new();
     repo.write("deploy/release.yaml", &release_yaml(&platform, "0.1.x", 2));
     let first = repo.commit(ALICE, "web from the team's chart repository");
     reconciled_by_flux(&ns, &repo, "./deploy");
     wait_installed(&ns, 1, "0.1.0");
-    let fetched_index = charts.served("/index.yaml");
-    let fetched_archive = charts.served("/web-0.1.0.tgz");
+    let listed = charts.listed();
+    let downloaded = charts.downloaded();
     let cache = tempfile::tempdir().unwrap();
     let cache = cache.path();
     all_in_sync(&ns, &repo, cache, "after install");
-    // The archive is kept by its digest: the three runs above (each reading the index) read
-    // it once.
-    assert!(charts.served("/index.yaml") >= fetched_index + 3);
-    assert_eq!(charts.served("/web-0.1.0.tgz"), fetched_archive + 1);
+    // The archive is kept by its digest: the three runs above (each listing the versions)
+    // download it once.
+    assert!(charts.listed() >= listed + 3);
+    assert_eq!(charts.downloaded(), downloaded + 1);
     // The render is kept too (its values come from Git alone): a later run runs no helm.
     let ran = gitops(&ns, &repo, cache, &["diff", "-v=1"]);
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
@@ -317,7 +461,7 @@ fn chart_from_a_helm_repository_installed_by_real_flux() {
         h["chartSource"],
         format!("HelmRepository {platform}/charts")
     );
-    assert_eq!(h["chartUrl"], charts.url.as_str(), "{h:#}");
+    assert_eq!(h["chartUrl"], url.as_str(), "{h:#}");
     assert_eq!(h["versionConstraint"], "0.1.x", "{h:#}");
     assert_eq!(h["desiredChartVersion"], "0.1.0", "{h:#}");
     assert_eq!(h["helmReleaseFile"], "deploy/release.yaml", "{h:#}");
@@ -325,8 +469,7 @@ fn chart_from_a_helm_repository_installed_by_real_flux() {
     assert_eq!(text.code, Some(0), "{}", text.stderr);
     for expected in [
         format!(
-            "web 0.1.0 from HelmRepository {platform}/charts at {}; version \"0.1.x\" picks 0.1.0",
-            charts.url
+            "web 0.1.0 from HelmRepository {platform}/charts at {url}; version \"0.1.x\" picks 0.1.0"
         ),
         "File:        web/templates/deployment.yaml\n".to_owned(),
         format!("HelmRelease: {ns}/web in deploy/release.yaml:"),
@@ -456,8 +599,10 @@ fn chart_from_a_helm_repository_installed_by_real_flux() {
         "{}",
         ran.stdout
     );
-    flux.fetch_source_now(&platform, "helmrepository", "charts")
-        .unwrap();
+    if !oci {
+        flux.fetch_source_now(&platform, "helmrepository", "charts")
+            .unwrap();
+    }
     flux.fetch_source_now(&platform, "helmchart", &format!("{ns}-web"))
         .unwrap();
     wait_installed(&ns, 3, "0.1.1");
@@ -501,33 +646,27 @@ fn chart_from_a_helm_repository_installed_by_real_flux() {
             )),
             "{line}"
         );
-        assert!(line.contains("helm repo add NAME"), "{line}");
+        assert!(line.contains(&charts.login_hint()), "{line}");
     }
     assert_eq!(
         items(&json_of(&ran))["HelmRelease/web"]["status"],
         "in-sync"
     );
-    let helm_config = cache.join("repositories.yaml");
-    let mine = |password: &str| {
-        format!(
-            "apiVersion: \"\"\nrepositories:\n- name: team\n  url: {}/\n  username: deploy\n  \
-             password: {password}\n",
-            charts.url
-        )
-    };
-    std::fs::write(&helm_config, mine(PASSWORD)).unwrap();
-    let ran = gitops_with(&ns, &repo, cache, &helm_config, &as_reader);
+    let helm_config = cache.join("user-config");
+    let (var, text) = charts.user_config(PASSWORD);
+    std::fs::write(&helm_config, text).unwrap();
+    let mine = Some((var, helm_config.as_path()));
+    let ran = gitops_with(&ns, &repo, cache, mine, &as_reader);
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
-    std::fs::write(&helm_config, mine(OLD_PASSWORD)).unwrap();
-    let ran = gitops_with(&ns, &repo, cache, &helm_config, &as_reader);
+    std::fs::write(&helm_config, charts.user_config(OLD_PASSWORD).1).unwrap();
+    let ran = gitops_with(&ns, &repo, cache, mine, &as_reader);
     assert_eq!(ran.code, Some(2), "{}", ran.stderr);
     assert_eq!(ran.error_lines().len(), RELEASED.len(), "{}", ran.stderr);
     for line in ran.error_lines() {
         assert!(
             line.contains(&format!(
-                "answered 401 Unauthorized: the credentials from your Helm config ({}) are \
-                 refused",
-                helm_config.display()
+                "answered 401 Unauthorized: the credentials from {} are refused",
+                charts.user_config_named(&helm_config)
             )),
             "{line}"
         );
@@ -543,10 +682,7 @@ fn chart_from_a_helm_repository_installed_by_real_flux() {
     for line in errors {
         assert!(line.contains(&format!("HelmRelease {ns}/web")), "{line}");
         assert!(
-            line.contains(&format!(
-                "HelmRepository {platform}/charts ({})",
-                charts.url
-            )),
+            line.contains(&format!("HelmRepository {platform}/charts ({url})")),
             "{line}"
         );
         assert!(

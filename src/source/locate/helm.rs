@@ -280,23 +280,27 @@ impl Locator {
             ),
         };
         let credentials = self.chart_credentials(helm, from)?;
-        let index = self
+        let picked = self
             .charts
-            .index(&from.url, credentials.as_ref())
+            .pick(
+                &from.url,
+                &from.kind,
+                (chart, constraint),
+                credentials.as_ref(),
+            )
             .map_err(&failed)?;
-        let entry = index.pick(chart, constraint).map_err(&failed)?.clone();
         let cache_key = format!(
-            "{}\0{chart}\0{}\0{}\0{}\0{values}",
-            from.url, entry.version, helm.release, helm.namespace
+            "{}\0{chart}\0{}\0{}\0{}\0{}\0{values}",
+            from.url, picked.version, picked.digest, helm.release, helm.namespace
         );
-        let digest = entry.digest.to_ascii_lowercase();
+        let digest = picked.digest.clone();
         let disk_key = || {
             (keep && digest.len() == 64)
                 .then(|| {
                     self.helm_disk_key(
                         helm,
                         values,
-                        &["archive", &from.url, chart, &entry.version, &digest],
+                        &["archive", &from.url, chart, &picked.version, &digest],
                     )
                 })
                 .flatten()
@@ -308,12 +312,12 @@ impl Locator {
                 .map_err(|e| format!("{}: creating a temporary directory: {e}", helm.display()))?;
             let archive = self
                 .charts
-                .archive(&from.url, &entry, credentials.as_ref(), scratch.path())
+                .fetch(&from.url, &picked, credentials.as_ref(), scratch.path())
                 .map_err(|e| {
                     format!(
                         "{}: cannot read chart {chart} {} from {} ({}): {e}",
                         helm.display(),
-                        entry.version,
+                        picked.version,
                         from.display,
                         from.url
                     )
@@ -335,13 +339,13 @@ impl Locator {
                     "{}: helm template of chart {chart} {} from {} failed: {}; fix the values \
                      in Git or pick another chart version",
                     helm.display(),
-                    entry.version,
+                    picked.version,
                     from.display,
                     crate::text::single_line(&helm_reason(e))
                 )
             })
         })?;
-        Ok((rendered, entry.version))
+        Ok((rendered, picked.version))
     }
 
     /// The credentials for the chart repository `from`: its secretRef's, else (when the user
@@ -354,17 +358,27 @@ impl Locator {
         let Some(secret) = &from.unreadable_secret else {
             return Ok(from.credentials.clone());
         };
-        match self.charts.helm_config_credentials(&from.url) {
+        match self.charts.user_credentials(&from.url, &from.kind) {
             Some(mine) => Ok(Some(mine)),
             None => {
                 let ns = secret.split('/').next().unwrap_or_default();
+                let (config, login) = match &from.kind {
+                    render::chart_repo::RepoKind::Index => (
+                        "your Helm config has",
+                        format!("`helm repo add NAME {} --username ..`", from.url),
+                    ),
+                    render::chart_repo::RepoKind::Oci(repo) => (
+                        "your Helm and Docker registry configs have",
+                        format!("`helm registry login {}`", repo.registry),
+                    ),
+                };
                 Err(SourceError::Helm {
                     release: helm.display(),
                     reason: format!(
                         "you may not read Secret {secret}, the credentials of {} its chart comes \
-                         from, and your Helm config has none for {}: ask for get on secrets in \
-                         {ns}, or run `helm repo add NAME {} --username ..` with your own",
-                        from.display, from.url, from.url
+                         from, and {config} none for {}: ask for get on secrets in {ns}, or run \
+                         {login} with your own",
+                        from.display, from.url
                     ),
                 })
             }

@@ -302,21 +302,22 @@ impl Locator {
                     ))
                 };
                 let credentials = self.chart_credentials(helm, from)?;
-                let index = self
+                let picked = self
                     .charts
-                    .index(&from.url, credentials.as_ref())
+                    .pick(
+                        &from.url,
+                        &from.kind,
+                        (&from.chart, &helm.record.chart_version),
+                        credentials.as_ref(),
+                    )
                     .map_err(&cannot)?;
-                let entry = index
-                    .pick(&from.chart, &helm.record.chart_version)
-                    .map_err(&cannot)?
-                    .clone();
                 let scratch = tempfile::Builder::new()
                     .prefix("kubectl-gitops-chart-")
                     .tempdir()
                     .map_err(|e| cannot(format!("creating a temporary directory: {e}")))?;
                 let archive = self
                     .charts
-                    .archive(&from.url, &entry, credentials.as_ref(), scratch.path())
+                    .fetch(&from.url, &picked, credentials.as_ref(), scratch.path())
                     .map_err(&cannot)?;
                 let name = RepoPath::parse(&from.chart).unwrap_or_else(|_| helm.chart_path.clone());
                 let t = render::helm::Template {

@@ -1,5 +1,6 @@
 //! Builds kube-apiserver, etcd, krew, Flux (source-controller, kustomize-controller, the flux
-//! CLI and a Git smart-HTTP server) and sops (with age-keygen) from the pinned Go tool modules
+//! CLI and a Git smart-HTTP server), helm and helm-controller, sops (with age-keygen) and the
+//! distribution registry from the pinned Go tool modules
 //! under `tests/testenv/go/`, once, into a cache outside `target/` keyed by version and by the
 //! module's go.sum.
 
@@ -146,6 +147,15 @@ const HELM_CLI: Tool = Tool {
     build_in: BuildIn::ToolModule,
 };
 
+/// The CNCF distribution registry, an OCI registry the tests push charts to (`go/registry`).
+const REGISTRY: Tool = Tool {
+    name: "registry",
+    module_dir: "registry",
+    versioned_module: "github.com/distribution/distribution/v3",
+    package: "github.com/distribution/distribution/v3/cmd/registry",
+    build_in: BuildIn::ToolModule,
+};
+
 /// Paths of the built Helm binaries, and their versions.
 #[derive(Debug, Clone)]
 pub struct HelmBinaries {
@@ -260,6 +270,13 @@ pub fn ensure_sops() -> Result<SopsBinaries> {
         sops_version,
         age_keygen,
     })
+}
+
+/// Returns the distribution registry and its version (e.g. `v3.1.2`), building it if it is not
+/// yet in the cache.
+pub fn ensure_registry() -> Result<(PathBuf, String)> {
+    let (bin_root, _lock) = lock_bin_root()?;
+    ensure(&REGISTRY, &bin_root)
 }
 
 /// Returns helm-controller and the `helm` CLI, building the ones not yet in the cache.

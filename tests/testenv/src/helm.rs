@@ -231,36 +231,31 @@ impl ChartRepository {
     /// Packages the chart directory `chart` into the repository (`helm package`) and indexes
     /// the repository again (`helm repo index --url`), as a chart is published.
     pub fn publish(&self, chart: &std::path::Path) -> Result<()> {
-        let run = |args: &[&std::ffi::OsStr]| -> Result<()> {
-            let out = std::process::Command::new(&self.helm)
-                .args(args)
-                .env("HELM_NO_PLUGINS", "1")
-                .env("HELM_CACHE_HOME", self.dir.with_file_name("helm-cache"))
-                .env("HELM_CONFIG_HOME", self.dir.with_file_name("helm-config"))
-                .env("HELM_DATA_HOME", self.dir.with_file_name("helm-data"))
-                .output()
-                .context("running helm")?;
-            if !out.status.success() {
-                bail!(
-                    "helm {args:?} failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            Ok(())
-        };
-        run(&[
-            "package".as_ref(),
-            chart.as_os_str(),
-            "-d".as_ref(),
-            self.dir.as_os_str(),
-        ])?;
-        run(&[
-            "repo".as_ref(),
-            "index".as_ref(),
-            self.dir.as_os_str(),
-            "--url".as_ref(),
-            self.url.as_ref(),
-        ])
+        let home = self
+            .dir
+            .parent()
+            .expect("served under the repository's directory");
+        helm_cli(
+            &self.helm,
+            home,
+            &[
+                "package".as_ref(),
+                chart.as_os_str(),
+                "-d".as_ref(),
+                self.dir.as_os_str(),
+            ],
+        )?;
+        helm_cli(
+            &self.helm,
+            home,
+            &[
+                "repo".as_ref(),
+                "index".as_ref(),
+                self.dir.as_os_str(),
+                "--url".as_ref(),
+                self.url.as_ref(),
+            ],
+        )
     }
 
     /// How many requests for `path` (`/index.yaml`, `/web-0.1.0.tgz`) the server has answered
@@ -276,6 +271,171 @@ impl ChartRepository {
     }
 
     /// Stops serving: the repository becomes unreachable at its URL.
+    pub fn stop(&self) {
+        process::kill_all(&[self.pid]);
+    }
+}
+
+/// Runs the test `helm` with `args`, its cache, config and data under `home` (never the user's),
+/// and no plugins.
+fn helm_cli(
+    helm: &std::path::Path,
+    home: &std::path::Path,
+    args: &[&std::ffi::OsStr],
+) -> Result<()> {
+    let out = std::process::Command::new(helm)
+        .args(args)
+        .env("HELM_NO_PLUGINS", "1")
+        .env("HELM_CACHE_HOME", home.join("helm-cache"))
+        .env("HELM_CONFIG_HOME", home.join("helm-config"))
+        .env("HELM_DATA_HOME", home.join("helm-data"))
+        .output()
+        .context("running helm")?;
+    if !out.status.success() {
+        bail!(
+            "helm {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// An OCI registry on loopback: the CNCF distribution registry built from its Go module, with
+/// filesystem storage, speaking plain HTTP (Flux's `spec.insecure: true`), optionally behind
+/// htpasswd basic auth. Charts are pushed with the real `helm push`. Dropping it, or
+/// [`OciRegistry::stop`], stops it.
+#[derive(Debug)]
+pub struct OciRegistry {
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    /// The registry's version, e.g. `v3.1.2`.
+    pub version: String,
+    dir: PathBuf,
+    helm: PathBuf,
+    auth: Option<(String, String)>,
+    pid: u32,
+}
+
+impl Drop for OciRegistry {
+    fn drop(&mut self) {
+        process::kill_all(&[self.pid]);
+    }
+}
+
+impl OciRegistry {
+    /// Builds (once) and starts a new empty registry in a directory of `flux`'s; with `auth`,
+    /// every request without that user and password is answered 401 (`Basic` challenge).
+    pub fn start(
+        flux: &Flux,
+        helm: &HelmController,
+        auth: Option<(&str, &str)>,
+    ) -> Result<OciRegistry> {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let (binary, version) = build::ensure_registry()?;
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = flux
+            .dir
+            .join(format!("registry-{}-{n}", std::process::id()));
+        if dir.exists() {
+            fs::remove_dir_all(&dir)?;
+        }
+        fs::create_dir_all(dir.join("data"))?;
+        let port = free_port()?;
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: \
+             {}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: testenv-{n}\n",
+            dir.join("data").display()
+        );
+        if let Some((user, password)) = auth {
+            let hash = bcrypt::hash(password, 4).context("hashing the registry password")?;
+            fs::write(dir.join("htpasswd"), format!("{user}:{hash}\n"))?;
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: testenv\n    path: {}\n",
+                dir.join("htpasswd").display()
+            ));
+        }
+        fs::write(dir.join("config.yml"), config)?;
+        let log = dir.join("registry.log");
+        let mut cmd = std::process::Command::new(&binary);
+        cmd.arg("serve").arg(dir.join("config.yml"));
+        let pid = process::spawn(cmd, &log, Lifetime::TiedToThisProcess)?;
+        let registry = OciRegistry {
+            host: format!("127.0.0.1:{port}"),
+            version,
+            dir,
+            helm: helm.binaries.helm.clone(),
+            auth: auth.map(|(u, p)| (u.to_owned(), p.to_owned())),
+            pid,
+        };
+        if let Err(e) = crate::wait_port(port, Duration::from_secs(30)) {
+            bail!(
+                "the registry did not start: {e}; its log:\n{}",
+                log_tail(&log)
+            );
+        }
+        Ok(registry)
+    }
+
+    /// `oci://HOST/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("oci://{}/{path}", self.host)
+    }
+
+    /// Packages the chart directory `chart` (`helm package`) and pushes it under `path`
+    /// (`helm push CHART.tgz oci://HOST/path --plain-http`), as a chart is published.
+    pub fn push(&self, chart: &std::path::Path, path: &str) -> Result<()> {
+        let packaged = self.dir.join("packaged");
+        if packaged.exists() {
+            fs::remove_dir_all(&packaged)?;
+        }
+        fs::create_dir_all(&packaged)?;
+        helm_cli(
+            &self.helm,
+            &self.dir,
+            &[
+                "package".as_ref(),
+                chart.as_os_str(),
+                "-d".as_ref(),
+                packaged.as_os_str(),
+            ],
+        )?;
+        let archive = fs::read_dir(&packaged)?
+            .next()
+            .context("helm package wrote no archive")??
+            .path();
+        let url = self.url(path);
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "push".as_ref(),
+            archive.as_os_str(),
+            url.as_ref(),
+            "--plain-http".as_ref(),
+        ];
+        if let Some((user, password)) = &self.auth {
+            use std::ffi::OsStr;
+            args.extend([
+                OsStr::new("--username"),
+                OsStr::new(user),
+                OsStr::new("--password"),
+                OsStr::new(password),
+            ]);
+        }
+        helm_cli(&self.helm, &self.dir, &args)
+    }
+
+    /// How many GETs of a path starting with `prefix` (`/v2/charts/web/blobs/`) the registry
+    /// answered 200 to the plugin (its user agent), from its access log.
+    pub fn served_to_plugin(&self, prefix: &str) -> usize {
+        let wanted = format!("\"GET {prefix}");
+        fs::read_to_string(self.dir.join("registry.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                l.contains(&wanted) && l.contains("\" 200 ") && l.contains("kubectl-gitops/")
+            })
+            .count()
+    }
+
+    /// Stops the registry: its charts become unreachable.
     pub fn stop(&self) {
         process::kill_all(&[self.pid]);
     }
