@@ -82,6 +82,17 @@ pub enum RepoKind {
     Oci(OciRepo),
 }
 
+/// Which version of a chart is wanted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wanted {
+    /// A version constraint (`0.1.x`, `1.2.3`, `*`), as a HelmRepository's chart names one.
+    Constraint(String),
+    /// An OCI tag as written (an OCIRepository's `ref.tag`: `latest`, `0.1.0`).
+    Tag(String),
+    /// An OCI manifest digest (`sha256:..`: an OCIRepository's `ref.digest`).
+    Digest(String),
+}
+
 /// A chart version picked in a repository, and where its archive is.
 #[derive(Debug, Clone)]
 pub struct Picked {
@@ -89,12 +100,36 @@ pub struct Picked {
     /// `sha256` of the archive, hex (empty when an index gives none).
     pub digest: String,
     from: PickedFrom,
+    /// Rendered with this version in its Chart.yaml, not the archive's own.
+    render_as: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 enum PickedFrom {
     Entry(Entry),
-    Layer(OciRepo, String, Layer),
+    /// The registry, the chart, the tag or digest it was read at, its layer.
+    Layer(OciRepo, String, String, Layer),
+}
+
+impl Picked {
+    /// The chart as helm-controller installs it from an OCIRepository: the first 12 hex
+    /// digits of the manifest's digest as the version's build metadata (`0.1.0+c22fced2ace5`),
+    /// so a tag pushed again is a new version. The same `Picked` for an index's chart.
+    pub fn tracking_digest(mut self) -> Picked {
+        if let PickedFrom::Layer(_, _, _, layer) = &self.from {
+            let version = with_build(&self.version, &layer.manifest[..12]);
+            self.render_as = Some(version.clone());
+            self.version = version;
+        }
+        self
+    }
+}
+
+/// `version` with `build` as its build metadata, in place of any it has (semver's
+/// `SetMetadata`).
+pub fn with_build(version: &str, build: &str) -> String {
+    let core = version.split_once('+').map_or(version, |(core, _)| core);
+    format!("{core}+{build}")
 }
 
 /// Indexes read in this run, and where archives are kept between runs.
@@ -186,34 +221,55 @@ impl ChartRepos {
         &self,
         url: &str,
         kind: &RepoKind,
-        (chart, constraint): (&str, &str),
+        (chart, wanted): (&str, &Wanted),
         auth: Option<&Credentials>,
     ) -> Result<Picked, String> {
-        match kind {
-            RepoKind::Index => {
+        match (kind, wanted) {
+            (RepoKind::Index, Wanted::Constraint(constraint)) => {
                 let entry = self.index(url, auth)?.pick(chart, constraint)?.clone();
                 Ok(Picked {
                     version: entry.version.clone(),
                     digest: entry.digest.to_ascii_lowercase(),
                     from: PickedFrom::Entry(entry),
+                    render_as: None,
                 })
             }
-            RepoKind::Oci(repo) => {
-                let version = if super::chart_version::is_strict(constraint) {
-                    constraint.to_owned()
-                } else {
-                    let versions = self.oci_versions(repo, chart, auth)?;
-                    let listed: Vec<&str> = versions.iter().map(String::as_str).collect();
-                    super::chart_version::pick(constraint, &listed)
-                        .map_err(|e| format!("spec.chart.spec.version: {e}"))?
-                        .ok_or_else(|| no_match(chart, constraint, &listed))?
-                        .to_owned()
+            (RepoKind::Index, _) => Err(format!(
+                "a chart repository index has versions, not tags or digests ({url})"
+            )),
+            (RepoKind::Oci(repo), wanted) => {
+                let reference = match wanted {
+                    Wanted::Constraint(c) if super::chart_version::is_strict(c) => {
+                        c.replace('+', "_")
+                    }
+                    Wanted::Constraint(constraint) => {
+                        let versions = self.oci_versions(repo, chart, auth)?;
+                        let listed: Vec<&str> = versions.iter().map(String::as_str).collect();
+                        super::chart_version::pick(constraint, &listed)
+                            .map_err(|e| format!("version {constraint:?}: {e}"))?
+                            .ok_or_else(|| no_match(chart, constraint, &listed))?
+                            .replace('+', "_")
+                    }
+                    Wanted::Tag(tag) => tag.clone(),
+                    Wanted::Digest(digest) => digest.clone(),
                 };
-                let layer = self.oci.layer(repo, chart, &version, auth)?;
+                let layer = self.oci.layer(repo, chart, &reference, auth)?;
+                let version = match (&layer.version, wanted) {
+                    (Some(v), _) => v.clone(),
+                    (None, Wanted::Constraint(_)) => reference.replace('_', "+"),
+                    (None, _) => {
+                        return Err(format!(
+                            "{}@{reference} names no chart version (no \
+                             org.opencontainers.image.version annotation, no config version)",
+                            repo.chart_ref(chart)
+                        ));
+                    }
+                };
                 Ok(Picked {
                     version,
                     digest: layer.digest.clone(),
-                    from: PickedFrom::Layer(repo.clone(), chart.to_owned(), layer),
+                    from: PickedFrom::Layer(repo.clone(), chart.to_owned(), reference, layer),
+                    render_as: None,
                 })
             }
         }
@@ -239,10 +295,26 @@ impl ChartRepos {
             .clone()
     }
 
+    /// The chart of `picked` on disk, for `helm template`: its archive, or (when it is
+    /// rendered as another version) the chart unpacked into `scratch` with that version.
+    pub fn fetch(
+        &self,
+        url: &str,
+        picked: &Picked,
+        auth: Option<&Credentials>,
+        scratch: &Path,
+    ) -> Result<PathBuf, String> {
+        let archive = self.archive(url, picked, auth, scratch)?;
+        match &picked.render_as {
+            None => Ok(archive),
+            Some(version) => unpack_as(&archive, version, &scratch.join("unpacked")),
+        }
+    }
+
     /// The archive of `picked` on disk: from the cache when its digest is there, else
     /// downloaded, checked against the digest and kept. `scratch` holds it when it cannot be
     /// kept (no digest, no cache).
-    pub fn fetch(
+    fn archive(
         &self,
         url: &str,
         picked: &Picked,
@@ -262,13 +334,12 @@ impl ChartRepos {
         }
         let (bytes, fetched_from) = match &picked.from {
             PickedFrom::Entry(entry) => entry_archive(url, entry, auth)?,
-            PickedFrom::Layer(repo, chart, layer) => (
+            PickedFrom::Layer(repo, chart, reference, layer) => (
                 self.oci.blob(repo, chart, layer, auth, MAX_ARCHIVE)?,
-                format!(
-                    "{}:{}",
-                    repo.chart_ref(chart),
-                    picked.version.replace('+', "_")
-                ),
+                match reference.starts_with("sha256:") {
+                    true => format!("{}@{reference}", repo.chart_ref(chart)),
+                    false => format!("{}:{reference}", repo.chart_ref(chart)),
+                },
             ),
         };
         if digest_ok {
@@ -302,6 +373,65 @@ impl ChartRepos {
         std::fs::write(&path, &bytes).map_err(|e| format!("writing {}: {e}", path.display()))?;
         Ok(path)
     }
+}
+
+/// The chart archive `archive` unpacked under `into` (regular files and directories only, none
+/// outside it), its Chart.yaml saying `version`: the chart's directory.
+fn unpack_as(archive: &Path, version: &str, into: &Path) -> Result<PathBuf, String> {
+    let failed = |e: &dyn std::fmt::Display| format!("unpacking {}: {e}", archive.display());
+    let file = std::fs::File::open(archive).map_err(|e| failed(&e))?;
+    std::fs::create_dir_all(into).map_err(|e| failed(&e))?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut top: Option<PathBuf> = None;
+    for entry in tar.entries().map_err(|e| failed(&e))? {
+        let mut entry = entry.map_err(|e| failed(&e))?;
+        let kind = entry.header().entry_type();
+        let path = entry.path().map_err(|e| failed(&e))?.into_owned();
+        if kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
+            continue;
+        }
+        if !(kind.is_file() || kind.is_dir()) {
+            return Err(failed(&format!(
+                "{} is neither a file nor a directory; a chart holds only those",
+                path.display()
+            )));
+        }
+        let first = path
+            .components()
+            .next()
+            .map(|c| PathBuf::from(c.as_os_str()));
+        if top.is_none() {
+            top = first.clone();
+        }
+        if first != top {
+            return Err(failed(&"a chart archive has one top-level directory"));
+        }
+        if !entry.unpack_in(into).map_err(|e| failed(&e))? {
+            return Err(failed(&format!(
+                "{} is outside the archive's directory",
+                path.display()
+            )));
+        }
+    }
+    let chart = into.join(top.ok_or_else(|| failed(&"the archive is empty"))?);
+    let chart_yaml = chart.join("Chart.yaml");
+    let text = std::fs::read_to_string(&chart_yaml).map_err(|e| failed(&e))?;
+    let mut found = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| match line.strip_prefix("version:") {
+            Some(_) if !found => {
+                found = true;
+                format!("version: {version}")
+            }
+            _ => line.to_owned(),
+        })
+        .collect();
+    if !found {
+        return Err(failed(&"its Chart.yaml has no version"));
+    }
+    std::fs::write(&chart_yaml, lines.join("\n") + "\n").map_err(|e| failed(&e))?;
+    Ok(chart)
 }
 
 /// The archive an index entry names, downloaded, and its URL.
@@ -341,7 +471,7 @@ fn no_match(chart: &str, constraint: &str, versions: &[&str]) -> String {
     )
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -452,6 +582,104 @@ fn credentials_in(text: &str, url: &str, file: &str) -> Option<Credentials> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `.tgz` of `entries` (path, kind, contents), names written as given.
+    fn archive(dir: &Path, entries: &[(&str, tar::EntryType, &str)]) -> PathBuf {
+        let path = dir.join("chart.tgz");
+        let gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut tar = tar::Builder::new(gz);
+        for (name, kind, text) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            header.set_entry_type(*kind);
+            header.set_size(text.len() as u64);
+            header.set_mode(0o644);
+            if kind.is_symlink() {
+                header.set_link_name(text).unwrap();
+                header.set_size(0);
+            }
+            header.set_cksum();
+            let data: &[u8] = if kind.is_symlink() {
+                b""
+            } else {
+                text.as_bytes()
+            };
+            tar.append(&header, data).unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn a_chart_rendered_as_another_version_says_it_in_its_chart_yaml() {
+        assert_eq!(with_build("0.1.0", "c22fced2ace5"), "0.1.0+c22fced2ace5");
+        assert_eq!(
+            with_build("0.1.0+old", "c22fced2ace5"),
+            "0.1.0+c22fced2ace5"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = tar::EntryType::Regular;
+        let tgz = archive(
+            dir.path(),
+            &[
+                (
+                    "web/Chart.yaml",
+                    file,
+                    "apiVersion: v2\nname: web\nversion: 0.1.0\n",
+                ),
+                ("web/templates/cm.yaml", file, "kind: ConfigMap\n"),
+            ],
+        );
+        let chart = unpack_as(&tgz, "0.1.0+c22fced2ace5", &dir.path().join("out")).unwrap();
+        assert_eq!(chart, dir.path().join("out/web"));
+        assert_eq!(
+            std::fs::read_to_string(chart.join("Chart.yaml")).unwrap(),
+            "apiVersion: v2\nname: web\nversion: 0.1.0+c22fced2ace5\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(chart.join("templates/cm.yaml")).unwrap(),
+            "kind: ConfigMap\n"
+        );
+    }
+
+    #[test]
+    fn an_archive_that_reaches_outside_or_links_is_refused() {
+        let file = tar::EntryType::Regular;
+        for (entries, said) in [
+            (
+                vec![
+                    ("web/Chart.yaml", file, "version: 0.1.0\n"),
+                    ("web/../../escaped", file, "x"),
+                ],
+                "outside",
+            ),
+            (
+                vec![
+                    ("web/Chart.yaml", file, "version: 0.1.0\n"),
+                    ("web/link", tar::EntryType::Symlink, "/etc/passwd"),
+                ],
+                "neither a file nor a directory",
+            ),
+            (
+                vec![
+                    ("web/Chart.yaml", file, "version: 0.1.0\n"),
+                    ("other/x", file, "x"),
+                ],
+                "one top-level directory",
+            ),
+            (vec![("web/Chart.yaml", file, "name: web\n")], "no version"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let tgz = archive(dir.path(), &entries);
+            let e = unpack_as(&tgz, "1.0.0", &dir.path().join("out/in")).unwrap_err();
+            assert!(e.contains(said), "{said}: {e}");
+            assert!(!dir.path().join("escaped").exists());
+            assert!(!dir.path().join("out/escaped").exists());
+        }
+    }
 
     #[test]
     fn urls_in_an_index_are_under_the_repository() {

@@ -80,11 +80,15 @@ impl OciRepo {
     }
 }
 
-/// A chart layer: its `sha256` digest (hex) and size.
+/// A chart layer: its `sha256` digest (hex) and size, and the chart version its manifest
+/// names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layer {
     pub digest: String,
     pub size: u64,
+    pub version: Option<String>,
+    /// `sha256` of the manifest, hex.
+    pub manifest: String,
 }
 
 /// The tokens registries gave in this run, by registry, repository and credentials.
@@ -132,18 +136,28 @@ impl Client {
         ))
     }
 
-    /// The chart layer of `chart` at `version`.
+    /// The chart layer of `chart` at `reference`: a tag (a version's, with `_` for `+`) or a
+    /// manifest digest (`sha256:..`). The chart's version is the manifest's
+    /// `org.opencontainers.image.version` (`helm push` writes it), else its config's.
     pub fn layer(
         &self,
         repo: &OciRepo,
         chart: &str,
-        version: &str,
+        reference: &str,
         auth: Option<&Credentials>,
     ) -> Result<Layer, String> {
         #[derive(Deserialize)]
         struct Manifest {
             #[serde(default)]
             layers: Vec<Descriptor>,
+            config: Option<Descriptor>,
+            #[serde(default)]
+            annotations: BTreeMap<String, String>,
+        }
+        #[derive(Deserialize)]
+        struct Config {
+            #[serde(default)]
+            version: String,
         }
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
@@ -156,11 +170,41 @@ impl Client {
             size: u64,
         }
         let repository = repo.repository(chart);
-        let tag = version.replace('+', "_");
+        let tag = reference;
+        if tag.is_empty() || tag.contains(['/', '?', '#']) {
+            return Err(format!("{tag:?} is neither a tag nor a digest"));
+        }
         let url = format!("{}/v2/{repository}/manifests/{tag}", repo.base());
         let reply = self.get(repo, &repository, &url, Some(MANIFEST), auth, MAX_DOCUMENT)?;
+        let manifest_digest = super::chart_repo::sha256_hex(&reply.bytes);
+        if let Some(asked) = tag.strip_prefix("sha256:")
+            && !asked.eq_ignore_ascii_case(&manifest_digest)
+        {
+            return Err(format!(
+                "the manifest at {url} has digest sha256:{manifest_digest}, not the one asked for"
+            ));
+        }
         let manifest: Manifest = serde_json::from_slice(&reply.bytes)
             .map_err(|e| format!("the manifest at {url} does not parse: {e}"))?;
+        let mut version = manifest
+            .annotations
+            .get("org.opencontainers.image.version")
+            .filter(|v| !v.is_empty())
+            .cloned();
+        if version.is_none()
+            && let Some(config) = manifest.config.as_ref().and_then(|c| {
+                c.digest
+                    .strip_prefix("sha256:")
+                    .map(|d| (d.to_owned(), c.size))
+            })
+        {
+            let url = format!("{}/v2/{repository}/blobs/sha256:{}", repo.base(), config.0);
+            let reply = self.get(repo, &repository, &url, None, auth, MAX_DOCUMENT)?;
+            version = serde_json::from_slice::<Config>(&reply.bytes)
+                .ok()
+                .map(|c| c.version)
+                .filter(|v| !v.is_empty());
+        }
         let layer = manifest
             .layers
             .into_iter()
@@ -185,6 +229,8 @@ impl Client {
         Ok(Layer {
             digest: digest.to_ascii_lowercase(),
             size: layer.size,
+            version,
+            manifest: manifest_digest,
         })
     }
 

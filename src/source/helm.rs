@@ -27,6 +27,7 @@ use crate::render::Document;
 const FLUX_HELM_RELEASE: &str = "helmreleases.helm.toolkit.fluxcd.io";
 const FLUX_HELM_CHART: &str = "helmcharts.source.toolkit.fluxcd.io";
 const FLUX_HELM_REPOSITORY: &str = "helmrepositories.source.toolkit.fluxcd.io";
+const FLUX_OCI_REPOSITORY: &str = "ocirepositories.source.toolkit.fluxcd.io";
 
 /// The field manager helm-controller writes every object of a release with (client-side, so
 /// its managedFields entries are `Update`s).
@@ -76,9 +77,14 @@ pub struct RepositoryChart {
     pub url: String,
     pub kind: crate::render::chart_repo::RepoKind,
     /// `spec.chart.spec.chart` and `.version` as the cluster has them (Git's HelmRelease, when
-    /// found, wins).
+    /// found, wins); for an OCIRepository, the last part of its URL and its `ref`.
     pub chart: String,
     pub version: String,
+    /// An OCIRepository's `ref.tag` or `ref.digest`: that one, not a version constraint.
+    pub pin: Option<crate::render::chart_repo::Wanted>,
+    /// helm-controller installs the chart with the manifest's digest in its version (an
+    /// OCIRepository's: `0.1.0+c22fced2ace5`).
+    pub digest_in_version: bool,
     /// From the HelmRepository's `secretRef` (basic auth); never shown.
     pub credentials: Option<crate::render::chart_repo::Credentials>,
     /// `ns/name` of the `secretRef` when the user may not read it: the user's Helm config is
@@ -537,9 +543,28 @@ async fn git_chart(
 ) -> Result<GitChart, SourceError> {
     let (chart_spec, chart_ns, chart_name) = if spec["chartRef"].is_object() {
         let kind = spec["chartRef"]["kind"].as_str().unwrap_or_default();
+        if kind == "OCIRepository" {
+            let ns = spec["chartRef"]["namespace"].as_str().unwrap_or(namespace);
+            let name = spec["chartRef"]["name"].as_str().unwrap_or_default();
+            let repository = oci_repository_chart(cluster, discovery, display, (ns, name)).await?;
+            return Ok(GitChart {
+                path: RepoPath::root()
+                    .join(&repository.chart)
+                    .map_err(|e| bad_ks(display, "spec.chartRef", e.to_string()))?,
+                values_files: Vec::new(),
+                repo: None,
+                tracked_ref: None,
+                applied_commit: None,
+                source: repository.display.clone(),
+                repository: Some(repository),
+            });
+        }
         if kind != "HelmChart" {
             return Err(SourceError::Unsupported {
-                what: format!("{display} with a chartRef to an {kind}"),
+                what: format!(
+                    "{display} with a chartRef to a {kind} (only a HelmChart or an OCIRepository \
+                     is)"
+                ),
             });
         }
         let ns = spec["chartRef"]["namespace"].as_str().unwrap_or(namespace);
@@ -642,6 +667,31 @@ async fn git_chart(
     })
 }
 
+/// The Flux source `ns/name` of the CRD `crd` (`what`, named by `by`): a missing CRD or object
+/// says which.
+async fn chart_source(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    crd: &str,
+    (what, by): (&str, &str),
+    (ns, name): (&str, &str),
+) -> Result<Value, SourceError> {
+    let resource = discovery
+        .resolve(crd)
+        .await
+        .map_err(|_| SourceError::MissingCrd {
+            named: what.to_owned(),
+            by: by.to_owned(),
+            crd: crd.into(),
+        })?;
+    cluster
+        .get(&resource, Some(ns), name)
+        .await?
+        .ok_or_else(|| SourceError::ReconcilerMissing {
+            reconciler: format!("{what} ({by})"),
+        })
+}
+
 /// The chart `chart_spec` names in the HelmRepository `ns/name`: its URL and credentials.
 async fn repository_chart(
     cluster: &Cluster,
@@ -651,21 +701,15 @@ async fn repository_chart(
     chart_spec: &Value,
 ) -> Result<RepositoryChart, SourceError> {
     let what = format!("HelmRepository {ns}/{name}");
-    let resource =
-        discovery
-            .resolve(FLUX_HELM_REPOSITORY)
-            .await
-            .map_err(|_| SourceError::MissingCrd {
-                named: what.clone(),
-                by: format!("the chart of {display}"),
-                crd: FLUX_HELM_REPOSITORY.into(),
-            })?;
-    let repository = cluster
-        .get(&resource, Some(ns), name)
-        .await?
-        .ok_or_else(|| SourceError::ReconcilerMissing {
-            reconciler: format!("{what} (the chart source of {display})"),
-        })?;
+    let by = format!("the chart source of {display}");
+    let repository = chart_source(
+        cluster,
+        discovery,
+        FLUX_HELM_REPOSITORY,
+        (&what, &by),
+        (ns, name),
+    )
+    .await?;
     let spec = &repository["spec"];
     let unsupported = |how: &str| {
         Err(SourceError::Unsupported {
@@ -733,6 +777,109 @@ async fn repository_chart(
         kind,
         chart: chart_spec["chart"].as_str().unwrap_or_default().to_owned(),
         version: chart_spec["version"].as_str().unwrap_or("*").to_owned(),
+        pin: None,
+        digest_in_version: false,
+        credentials,
+        unreadable_secret,
+    })
+}
+
+/// The chart of the OCIRepository `ns/name` (a HelmRelease's `chartRef`): its registry, the
+/// chart (its URL's last part), the `ref` that picks the version, and its credentials.
+async fn oci_repository_chart(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    display: &str,
+    (ns, name): (&str, &str),
+) -> Result<RepositoryChart, SourceError> {
+    use crate::render::chart_repo::{RepoKind, Wanted};
+    let what = format!("OCIRepository {ns}/{name}");
+    let by = format!("the chartRef of {display}");
+    let object = chart_source(
+        cluster,
+        discovery,
+        FLUX_OCI_REPOSITORY,
+        (&what, &by),
+        (ns, name),
+    )
+    .await?;
+    let spec = &object["spec"];
+    let unsupported = |how: &str| {
+        Err(SourceError::Unsupported {
+            what: format!("{display} with a chart from {what} {how}"),
+        })
+    };
+    if !matches!(spec["provider"].as_str(), None | Some("" | "generic")) {
+        return unsupported(&format!(
+            "with spec.provider {} (its cloud provider's credentials)",
+            spec["provider"]
+        ));
+    }
+    if spec["certSecretRef"].is_object() {
+        return unsupported("with a certSecretRef (its own TLS certificates)");
+    }
+    if spec["ref"]["semverFilter"]
+        .as_str()
+        .is_some_and(|f| !f.is_empty())
+    {
+        return unsupported("with ref.semverFilter");
+    }
+    if let Some(media) = spec["layerSelector"]["mediaType"].as_str()
+        && media != crate::render::oci::CHART_LAYER
+    {
+        return unsupported(&format!(
+            "whose layerSelector picks {media} (a chart is {})",
+            crate::render::oci::CHART_LAYER
+        ));
+    }
+    let url = spec["url"].as_str().unwrap_or_default();
+    let (base, chart) = url
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .filter(|(base, _)| base.len() > "oci:/".len())
+        .ok_or_else(|| {
+            bad_ks(
+                display,
+                &format!("spec.url of {what}"),
+                format!("{url:?} is not oci://HOST/REPOSITORY"),
+            )
+        })?;
+    let repo = crate::render::oci::OciRepo::parse(base, spec["insecure"] == true)
+        .map_err(|e| bad_ks(display, &format!("spec.url of {what}"), e))?;
+    // source-controller's order: a digest, else a semver range, else a tag (`latest`).
+    let reference = &spec["ref"];
+    let text = |k: &str| {
+        reference[k]
+            .as_str()
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let (version, pin) = match (text("digest"), text("semver"), text("tag")) {
+        (Some(digest), _, _) => (digest.clone(), Some(Wanted::Digest(digest))),
+        (None, Some(semver), _) => (semver, None),
+        (None, None, tag) => {
+            let tag = tag.unwrap_or_else(|| "latest".to_owned());
+            (tag.clone(), Some(Wanted::Tag(tag)))
+        }
+    };
+    let registry = repo.registry.clone();
+    let (credentials, unreadable_secret) = match spec["secretRef"]["name"].as_str() {
+        Some(secret) => {
+            match credentials(cluster, discovery, (ns, secret), &what, Some(&registry)).await? {
+                Some(c) => (Some(c), None),
+                None => (None, Some(format!("{ns}/{secret}"))),
+            }
+        }
+        None => (None, None),
+    };
+    Ok(RepositoryChart {
+        display: what,
+        url: url.trim_end_matches('/').to_owned(),
+        kind: RepoKind::Oci(repo),
+        chart: chart.to_owned(),
+        version,
+        pin,
+        digest_in_version: true,
         credentials,
         unreadable_secret,
     })

@@ -3,10 +3,11 @@
 //! repository behind credentials: a chart repository served over HTTP on loopback with basic
 //! auth (`testenv::helm::ChartRepository`, charts packaged and indexed by the real `helm`), and
 //! an OCI registry (`type: oci`: the real distribution registry with htpasswd, charts pushed by
-//! the real `helm push`, its credentials a `.dockerconfigjson` Secret). As platform teams often
-//! keep them, the HelmRepository and its credentials live in a namespace of their own, applied
-//! by hand; the HelmRelease in Git (values, version constraint) is applied by a Flux
-//! Kustomization. One test body runs against each kind.
+//! the real `helm push`, its credentials a `.dockerconfigjson` Secret), named by a HelmRepository
+//! or by an OCIRepository the HelmRelease's `chartRef` points to. As platform teams often keep
+//! them, the source and its credentials live in a namespace of their own, applied by hand; the
+//! HelmRelease in Git (values, version constraint) is applied by a Flux Kustomization. One test
+//! body runs against each kind.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,12 +15,30 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::fixture::{ALICE, BOB, GitRepo};
-use crate::helm::{CHART, DEPLOYMENT, SERVICE};
+use crate::helm::{CHART, DEPLOYMENT};
 use crate::support::{
     Ran, items, json_of, kubectl, kubectl_gitops, path_with_helm, reconciled_by_flux, run,
 };
 use testenv::flux::WATCH_LABEL;
 use testenv::helm::{ChartRepository, OciRegistry};
+
+/// Labelled with the chart's version, as `helm create` charts are: helm-controller's version
+/// (an OCIRepository's digest in it) must be the one rendered.
+const SERVICE: &str = "\
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ .Release.Name }}
+  labels:
+    helm.sh/chart: {{ printf \"%s-%s\" .Chart.Name .Chart.Version | replace \"+\" \"_\" }}
+spec:
+  selector:
+    app: {{ .Release.Name }}
+  ports:
+    - name: http
+      port: 80
+      targetPort: {{ .Values.port }}
+";
 
 /// The chart's default greeting, which a published version changes.
 const CONFIGMAP: &str = "\
@@ -59,8 +78,9 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 const RELEASED: [&str; 3] = ["Deployment/web", "Service/web", "ConfigMap/web-config"];
 
 /// Writes chart `web` at `version` with the default `greeting` into a new directory and
-/// publishes it into `charts`.
-fn publish(charts: &Charts, version: &str, greeting: &str) {
+/// publishes it into `charts`: the version as helm-controller installs it (from an
+/// OCIRepository, with the first 12 hex digits of the manifest's digest as build metadata).
+fn publish(charts: &Charts, version: &str, greeting: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let chart = dir.path().join("web");
     std::fs::create_dir_all(chart.join("templates")).unwrap();
@@ -80,10 +100,18 @@ fn publish(charts: &Charts, version: &str, greeting: &str) {
         std::fs::write(chart.join("templates").join(file), text).unwrap();
     }
     let published = match charts {
-        Charts::Index(repo) => repo.publish(&chart),
-        Charts::Oci(registry) => registry.push(&chart, "charts"),
+        Charts::Index(repo) => repo.publish(&chart).map(|()| None),
+        Charts::Oci {
+            registry,
+            chart_ref,
+        } => registry
+            .push(&chart, "charts")
+            .map(|digest| chart_ref.then_some(digest)),
     };
-    published.unwrap_or_else(|e| panic!("publishing web {version}: {e:#}"));
+    match published.unwrap_or_else(|e| panic!("publishing web {version}: {e:#}")) {
+        Some(digest) => format!("{version}+{}", &digest["sha256:".len()..][..12]),
+        None => version.to_owned(),
+    }
 }
 
 /// The chart repository a test runs against, served on loopback behind the user `deploy` and
@@ -91,16 +119,25 @@ fn publish(charts: &Charts, version: &str, greeting: &str) {
 enum Charts {
     /// `index.yaml` and archives over HTTP, basic auth.
     Index(ChartRepository),
-    /// An OCI registry, htpasswd; the charts under `charts/`.
-    Oci(OciRegistry),
+    /// An OCI registry, htpasswd; the charts under `charts/`. `chart_ref`: named by an
+    /// OCIRepository (the HelmRelease's `chartRef`, the constraint its `ref.semver`), else by
+    /// a HelmRepository of `type: oci`.
+    Oci {
+        registry: OciRegistry,
+        chart_ref: bool,
+    },
 }
 
 impl Charts {
-    fn start(oci: bool) -> Charts {
+    /// `oci`: an OCI registry, named by an OCIRepository when `chart_ref`.
+    fn start(oci: bool, chart_ref: bool) -> Charts {
         let flux = testenv::flux::shared();
         let helm = testenv::helm::shared();
         if oci {
-            Charts::Oci(OciRegistry::start(flux, helm, Some(("deploy", PASSWORD))).unwrap())
+            Charts::Oci {
+                registry: OciRegistry::start(flux, helm, Some(("deploy", PASSWORD))).unwrap(),
+                chart_ref,
+            }
         } else {
             Charts::Index(
                 ChartRepository::start_with_basic_auth(flux, helm, "deploy", PASSWORD).unwrap(),
@@ -108,25 +145,49 @@ impl Charts {
         }
     }
 
-    /// The HelmRepository's `spec.url`.
+    /// The source's `spec.url`.
     fn url(&self) -> String {
         match self {
             Charts::Index(repo) => repo.url.clone(),
-            Charts::Oci(registry) => registry.url("charts"),
+            Charts::Oci {
+                registry,
+                chart_ref: false,
+            } => registry.url("charts"),
+            Charts::Oci { registry, .. } => registry.url("charts/web"),
         }
     }
 
-    /// The HelmRepository `charts`, with its credentials in the Secret `charts-auth`.
+    /// The kind of the chart's source.
+    fn source_kind(&self) -> &'static str {
+        match self {
+            Charts::Oci {
+                chart_ref: true, ..
+            } => "OCIRepository",
+            _ => "HelmRepository",
+        }
+    }
+
+    /// The source `charts`, with its credentials in the Secret `charts-auth`.
     fn repository_yaml(&self) -> String {
         let url = self.url();
-        let (kind, secret) = match self {
+        let (spec, secret) = match self {
             Charts::Index(_) => (
                 String::new(),
                 format!("stringData:\n  username: deploy\n  password: {PASSWORD}\n"),
             ),
-            Charts::Oci(registry) => (
+            Charts::Oci {
+                registry,
+                chart_ref,
+            } => (
                 // The registry speaks plain HTTP.
-                "  type: oci\n  insecure: true\n".to_owned(),
+                if *chart_ref {
+                    "  insecure: true\n  ref:\n    semver: \"0.1.x\"\n  layerSelector:\n    \
+                     mediaType: application/vnd.cncf.helm.chart.content.v1.tar+gzip\n    \
+                     operation: copy\n"
+                } else {
+                    "  type: oci\n  insecure: true\n"
+                }
+                .to_owned(),
                 format!(
                     "type: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: \
                      '{}'\n",
@@ -134,16 +195,17 @@ impl Charts {
                 ),
             ),
         };
+        let kind = self.source_kind();
         format!(
             "\
 apiVersion: source.toolkit.fluxcd.io/v1
-kind: HelmRepository
+kind: {kind}
 metadata:
   name: charts
   labels:
     {WATCH_LABEL}: real
 spec:
-{kind}  url: {url}
+{spec}  url: {url}
   interval: 1h
   secretRef:
     name: charts-auth
@@ -161,7 +223,7 @@ metadata:
     fn listed(&self) -> usize {
         match self {
             Charts::Index(repo) => repo.served("/index.yaml"),
-            Charts::Oci(registry) => registry.served_to_plugin("/v2/charts/web/tags/list"),
+            Charts::Oci { registry, .. } => registry.served_to_plugin("/v2/charts/web/tags/list"),
         }
     }
 
@@ -170,7 +232,7 @@ metadata:
     fn downloaded(&self) -> usize {
         match self {
             Charts::Index(repo) => repo.served("/web-0.1.0.tgz"),
-            Charts::Oci(registry) => registry.served_to_plugin("/v2/charts/web/blobs/"),
+            Charts::Oci { registry, .. } => registry.served_to_plugin("/v2/charts/web/blobs/"),
         }
     }
 
@@ -186,7 +248,7 @@ metadata:
                     repo.url
                 ),
             ),
-            Charts::Oci(registry) => (
+            Charts::Oci { registry, .. } => (
                 "HELM_REGISTRY_CONFIG",
                 docker_config(&registry.host, password),
             ),
@@ -197,7 +259,7 @@ metadata:
     fn login_hint(&self) -> String {
         match self {
             Charts::Index(_) => "helm repo add NAME".to_owned(),
-            Charts::Oci(registry) => format!("helm registry login {}", registry.host),
+            Charts::Oci { registry, .. } => format!("helm registry login {}", registry.host),
         }
     }
 
@@ -205,14 +267,14 @@ metadata:
     fn user_config_named(&self, file: &Path) -> String {
         match self {
             Charts::Index(_) => format!("your Helm config ({})", file.display()),
-            Charts::Oci(_) => format!("your registry config ({})", file.display()),
+            Charts::Oci { .. } => format!("your registry config ({})", file.display()),
         }
     }
 
     fn stop(&self) {
         match self {
             Charts::Index(repo) => repo.stop(),
-            Charts::Oci(registry) => registry.stop(),
+            Charts::Oci { registry, .. } => registry.stop(),
         }
     }
 }
@@ -224,9 +286,33 @@ fn docker_config(registry: &str, password: &str) -> String {
     format!(r#"{{"auths":{{"{registry}":{{"auth":"{auth}"}}}}}}"#)
 }
 
-/// The HelmRelease installing `web` at `constraint` from the HelmRepository `platform/charts`,
-/// with `replicas` inline.
-fn release_yaml(platform: &str, constraint: &str, replicas: u32) -> String {
+/// The HelmRelease installing `web` from the source `platform/charts` of `charts`, at
+/// `constraint` (an OCIRepository holds its own), with `replicas` inline.
+fn release_yaml(charts: &Charts, platform: &str, constraint: &str, replicas: u32) -> String {
+    let chart = match charts.source_kind() {
+        "OCIRepository" => format!(
+            "  chartRef:
+    kind: OCIRepository
+    name: charts
+    namespace: {platform}
+"
+        ),
+        kind => format!(
+            "  chart:
+    metadata:
+      labels:
+        {WATCH_LABEL}: real
+    spec:
+      chart: web
+      version: \"{constraint}\"
+      interval: 1h
+      sourceRef:
+        kind: {kind}
+        name: charts
+        namespace: {platform}
+"
+        ),
+    };
     format!(
         "\
 apiVersion: helm.toolkit.fluxcd.io/v2
@@ -242,19 +328,7 @@ spec:
     disableWait: true
   upgrade:
     disableWait: true
-  chart:
-    metadata:
-      labels:
-        {WATCH_LABEL}: real
-    spec:
-      chart: web
-      version: \"{constraint}\"
-      interval: 1h
-      sourceRef:
-        kind: HelmRepository
-        name: charts
-        namespace: {platform}
-  values:
+{chart}  values:
     replicas: {replicas}
 "
     )
@@ -381,23 +455,34 @@ fn wait_installed(ns: &str, revision: u64, version: &str) {
 
 #[test]
 fn chart_from_a_helm_repository_installed_by_real_flux() {
-    chart_from_a_repository(false);
+    chart_from_a_repository(false, false);
 }
 
 #[test]
 fn chart_from_an_oci_registry_installed_by_real_flux() {
-    chart_from_a_repository(true);
+    chart_from_a_repository(true, false);
 }
 
-/// The whole story against a chart repository (`oci`: an OCI registry).
-fn chart_from_a_repository(oci: bool) {
-    let name = if oci { "helm-oci" } else { "helm-repo" };
+#[test]
+fn chart_from_an_oci_repository_installed_by_real_flux() {
+    chart_from_a_repository(true, true);
+}
+
+/// The whole story against a chart repository (`oci`: an OCI registry, named by an
+/// OCIRepository when `chart_ref`).
+fn chart_from_a_repository(oci: bool, chart_ref: bool) {
+    let name = match (oci, chart_ref) {
+        (false, _) => "helm-repo",
+        (true, false) => "helm-oci",
+        (true, true) => "helm-ocirepo",
+    };
     let ns = testenv::shared().namespace(name);
     let platform = testenv::shared().namespace(&format!("{name}-platform"));
     let flux = testenv::flux::shared();
-    let charts = Charts::start(oci);
+    let charts = Charts::start(oci, chart_ref);
+    let source = format!("{} {platform}/charts", charts.source_kind());
     let url = charts.url();
-    publish(&charts, "0.1.0", "hello");
+    let v010 = publish(&charts, "0.1.0", "hello");
     kubectl(
         &platform,
         &["apply", "-f", "-"],
@@ -408,11 +493,18 @@ fn chart_from_a_repository(oci: bool) {
         flux.fetch_source_now(&platform, "helmrepository", "charts")
             .unwrap();
     }
+    if chart_ref {
+        flux.fetch_source_now(&platform, "ocirepository", "charts")
+            .unwrap();
+    }
     let mut repo = GitRepo::new();
-    repo.write("deploy/release.yaml", &release_yaml(&platform, "0.1.x", 2));
+    repo.write(
+        "deploy/release.yaml",
+        &release_yaml(&charts, &platform, "0.1.x", 2),
+    );
     let first = repo.commit(ALICE, "web from the team's chart repository");
     reconciled_by_flux(&ns, &repo, "./deploy");
-    wait_installed(&ns, 1, "0.1.0");
+    wait_installed(&ns, 1, &v010);
     let listed = charts.listed();
     let downloaded = charts.downloaded();
     let cache = tempfile::tempdir().unwrap();
@@ -450,27 +542,22 @@ fn chart_from_a_repository(oci: bool) {
     assert_eq!(s["file"], "web/templates/configmap.yaml", "{s:#}");
     assert_eq!(
         s["renderRoot"],
-        format!("chart web 0.1.0 from HelmRepository {platform}/charts"),
+        format!("chart web {v010} from {source}"),
         "{s:#}"
     );
     assert_eq!(s["appliedCommit"]["id"], first.as_str(), "{s:#}");
     let h = &s["helm"];
     assert_eq!(h["chart"], "web");
-    assert_eq!(h["chartVersion"], "0.1.0", "{h:#}");
-    assert_eq!(
-        h["chartSource"],
-        format!("HelmRepository {platform}/charts")
-    );
+    assert_eq!(h["chartVersion"], v010.as_str(), "{h:#}");
+    assert_eq!(h["chartSource"], source.as_str());
     assert_eq!(h["chartUrl"], url.as_str(), "{h:#}");
     assert_eq!(h["versionConstraint"], "0.1.x", "{h:#}");
-    assert_eq!(h["desiredChartVersion"], "0.1.0", "{h:#}");
+    assert_eq!(h["desiredChartVersion"], v010.as_str(), "{h:#}");
     assert_eq!(h["helmReleaseFile"], "deploy/release.yaml", "{h:#}");
     let text = gitops(&ns, &repo, cache, &["trace", "deploy/web"]);
     assert_eq!(text.code, Some(0), "{}", text.stderr);
     for expected in [
-        format!(
-            "web 0.1.0 from HelmRepository {platform}/charts at {url}; version \"0.1.x\" picks 0.1.0"
-        ),
+        format!("web {v010} from {source} at {url}; version \"0.1.x\" picks {v010}"),
         "File:        web/templates/deployment.yaml\n".to_owned(),
         format!("HelmRelease: {ns}/web in deploy/release.yaml:"),
     ] {
@@ -494,7 +581,7 @@ fn chart_from_a_repository(oci: bool) {
             .clone()
     };
     let replicas = origin(&ran, ".spec.replicas");
-    let release = release_yaml(&platform, "0.1.x", 2);
+    let release = release_yaml(&charts, &platform, "0.1.x", 2);
     let line = release
         .lines()
         .position(|l| l == "    replicas: 2")
@@ -508,10 +595,7 @@ fn chart_from_a_repository(oci: bool) {
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
     let greeting = origin(&ran, ".data.greeting");
     assert_eq!(greeting["kind"], "chart", "{greeting:#}");
-    assert_eq!(
-        greeting["chart"],
-        format!("chart web 0.1.0 from HelmRepository {platform}/charts")
-    );
+    assert_eq!(greeting["chart"], format!("chart web {v010} from {source}"));
     assert_eq!(greeting["file"], "web/templates/configmap.yaml");
 
     // Out-of-band edits are found and attributed as for any chart.
@@ -546,7 +630,10 @@ fn chart_from_a_repository(oci: bool) {
     all_in_sync(&ns, &repo, cache, "after revert");
 
     // A values change pushed to Git and not reconciled yet: pending, with its commit.
-    repo.write("deploy/release.yaml", &release_yaml(&platform, "0.1.x", 3));
+    repo.write(
+        "deploy/release.yaml",
+        &release_yaml(&charts, &platform, "0.1.x", 3),
+    );
     let change = repo.commit(BOB, "Three replicas of web");
     let (ran, found) = diff(&ns, &repo, cache, "auto");
     assert_eq!(ran.code, Some(1), "{}", ran.stderr);
@@ -557,16 +644,16 @@ fn chart_from_a_repository(oci: bool) {
     assert_eq!(fields[0]["why"]["commit"], change.as_str());
     assert_eq!(found["ConfigMap/web-config"]["status"], "in-sync");
     flux.reconcile_now(&ns, "apps").unwrap();
-    wait_installed(&ns, 2, "0.1.0");
+    wait_installed(&ns, 2, &v010);
     all_in_sync(&ns, &repo, cache, "after the values change was reconciled");
 
     // A new chart version the constraint picks is published: pending too, with no commit
     // behind it, until source-controller and helm-controller take it.
-    publish(&charts, "0.1.1", "hello-from-0.1.1");
+    let v011 = publish(&charts, "0.1.1", "hello-from-0.1.1");
     publish(&charts, "0.2.0", "not-picked");
     for mode in ["false", "auto", "true"] {
         let (ran, found) = diff(&ns, &repo, cache, mode);
-        assert_eq!(ran.code, Some(1), "{mode}: {}", ran.stderr);
+        assert_eq!(ran.code, Some(1), "{mode}: {}\n{found:#?}", ran.stderr);
         let fields = found["ConfigMap/web-config"]["fields"].as_array().unwrap();
         assert_eq!(fields.len(), 1, "{mode}: {fields:#?}");
         assert_eq!(fields[0]["path"], ".data.greeting");
@@ -574,16 +661,14 @@ fn chart_from_a_repository(oci: bool) {
         let why = &fields[0]["why"];
         assert_eq!(why["kind"], "published", "{mode}: {why:#}");
         assert_eq!(why["chart"], "web");
-        assert_eq!(why["version"], "0.1.1");
-        assert_eq!(why["installed"], "0.1.0");
-        assert_eq!(why["source"], format!("HelmRepository {platform}/charts"));
+        assert_eq!(why["version"], v011.as_str());
+        assert_eq!(why["installed"], v010.as_str());
+        assert_eq!(why["source"], source.as_str());
         assert_eq!(found["Deployment/web"]["status"], "in-sync", "{mode}");
     }
     let text = gitops(&ns, &repo, cache, &["diff"]);
     assert_eq!(text.code, Some(1), "{}", text.stderr);
-    let said = format!(
-        "pending: chart web 0.1.1 published in HelmRepository {platform}/charts (the release has 0.1.0)"
-    );
+    let said = format!("pending: chart web {v011} published in {source} (the release has {v010})");
     assert!(text.stdout.contains(&said), "{said}\n{}", text.stdout);
     // revert leaves a published version to helm-controller, like a pending commit.
     let ran = gitops(
@@ -603,9 +688,14 @@ fn chart_from_a_repository(oci: bool) {
         flux.fetch_source_now(&platform, "helmrepository", "charts")
             .unwrap();
     }
-    flux.fetch_source_now(&platform, "helmchart", &format!("{ns}-web"))
-        .unwrap();
-    wait_installed(&ns, 3, "0.1.1");
+    if chart_ref {
+        flux.fetch_source_now(&platform, "ocirepository", "charts")
+            .unwrap();
+    } else {
+        flux.fetch_source_now(&platform, "helmchart", &format!("{ns}-web"))
+            .unwrap();
+    }
+    wait_installed(&ns, 3, &v011);
     all_in_sync(&ns, &repo, cache, "after 0.1.1 was installed");
 
     // A user who may read the release's namespace but not the Secret of the platform's
@@ -642,7 +732,7 @@ fn chart_from_a_repository(oci: bool) {
         assert!(
             line.contains(&format!(
                 "you may not read Secret {platform}/charts-auth, the credentials of \
-                 HelmRepository {platform}/charts"
+                 {source}"
             )),
             "{line}"
         );
@@ -681,10 +771,7 @@ fn chart_from_a_repository(oci: bool) {
     assert_eq!(errors.len(), RELEASED.len(), "{}", ran.stderr);
     for line in errors {
         assert!(line.contains(&format!("HelmRelease {ns}/web")), "{line}");
-        assert!(
-            line.contains(&format!("HelmRepository {platform}/charts ({url})")),
-            "{line}"
-        );
+        assert!(line.contains(&format!("{source} ({url})")), "{line}");
         assert!(
             line.contains("check that the repository is reachable"),
             "{line}"

@@ -280,15 +280,23 @@ impl Locator {
             ),
         };
         let credentials = self.chart_credentials(helm, from)?;
+        let wanted = from
+            .pin
+            .clone()
+            .unwrap_or_else(|| render::chart_repo::Wanted::Constraint(constraint.to_owned()));
         let picked = self
             .charts
             .pick(
                 &from.url,
                 &from.kind,
-                (chart, constraint),
+                (chart, &wanted),
                 credentials.as_ref(),
             )
             .map_err(&failed)?;
+        let picked = match from.digest_in_version {
+            true => picked.tracking_digest(),
+            false => picked,
+        };
         let cache_key = format!(
             "{}\0{chart}\0{}\0{}\0{}\0{}\0{values}",
             from.url, picked.version, picked.digest, helm.release, helm.namespace

@@ -302,15 +302,37 @@ impl Locator {
                     ))
                 };
                 let credentials = self.chart_credentials(helm, from)?;
-                let picked = self
+                let version = &helm.record.chart_version;
+                let wanted = match from.digest_in_version {
+                    // `0.1.0+c22fced2ace5`: the tag `0.1.0`, which must still name that
+                    // manifest.
+                    true => render::chart_repo::Wanted::Tag(
+                        version
+                            .split_once('+')
+                            .map_or(version.as_str(), |(v, _)| v)
+                            .to_owned(),
+                    ),
+                    false => render::chart_repo::Wanted::Constraint(version.clone()),
+                };
+                let mut picked = self
                     .charts
                     .pick(
                         &from.url,
                         &from.kind,
-                        (&from.chart, &helm.record.chart_version),
+                        (&from.chart, &wanted),
                         credentials.as_ref(),
                     )
                     .map_err(&cannot)?;
+                if from.digest_in_version {
+                    picked = picked.tracking_digest();
+                    if picked.version != *version {
+                        return Err(cannot(format!(
+                            "its tag now names another chart ({}); the release's is gone from \
+                             the registry",
+                            picked.version
+                        )));
+                    }
+                }
                 let scratch = tempfile::Builder::new()
                     .prefix("kubectl-gitops-chart-")
                     .tempdir()

@@ -255,7 +255,8 @@ impl ChartRepository {
                 "--url".as_ref(),
                 self.url.as_ref(),
             ],
-        )
+        )?;
+        Ok(())
     }
 
     /// How many requests for `path` (`/index.yaml`, `/web-0.1.0.tgz`) the server has answered
@@ -282,7 +283,7 @@ fn helm_cli(
     helm: &std::path::Path,
     home: &std::path::Path,
     args: &[&std::ffi::OsStr],
-) -> Result<()> {
+) -> Result<String> {
     let out = std::process::Command::new(helm)
         .args(args)
         .env("HELM_NO_PLUGINS", "1")
@@ -297,7 +298,7 @@ fn helm_cli(
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
 }
 
 /// An OCI registry on loopback: the CNCF distribution registry built from its Go module, with
@@ -382,8 +383,9 @@ impl OciRegistry {
     }
 
     /// Packages the chart directory `chart` (`helm package`) and pushes it under `path`
-    /// (`helm push CHART.tgz oci://HOST/path --plain-http`), as a chart is published.
-    pub fn push(&self, chart: &std::path::Path, path: &str) -> Result<()> {
+    /// (`helm push CHART.tgz oci://HOST/path --plain-http`), as a chart is published: the
+    /// manifest's digest helm reports (`sha256:...`).
+    pub fn push(&self, chart: &std::path::Path, path: &str) -> Result<String> {
         let packaged = self.dir.join("packaged");
         if packaged.exists() {
             fs::remove_dir_all(&packaged)?;
@@ -419,7 +421,11 @@ impl OciRegistry {
                 OsStr::new(password),
             ]);
         }
-        helm_cli(&self.helm, &self.dir, &args)
+        let said = helm_cli(&self.helm, &self.dir, &args)?;
+        said.lines()
+            .find_map(|l| l.trim().strip_prefix("Digest: "))
+            .map(|d| d.trim().to_owned())
+            .with_context(|| format!("helm push named no digest: {said}"))
     }
 
     /// How many GETs of a path starting with `prefix` (`/v2/charts/web/blobs/`) the registry

@@ -29,7 +29,7 @@ use anyhow::{Context, Result, bail};
 
 pub use build::{
     Binaries, FluxBinaries, HelmBinaries, KrewBinaries, cache_dir, ensure_binaries, ensure_flux,
-    ensure_helm, ensure_krew,
+    ensure_helm, ensure_krew, ensure_registry,
 };
 pub use build::{SopsBinaries, ensure_sops};
 pub use process::Lifetime;

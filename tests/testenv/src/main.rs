@@ -88,6 +88,8 @@ fn run() -> Result<()> {
             let bins = testenv::ensure_helm()?;
             println!("{}", bins.helm.display());
             println!("{}", bins.helm_controller.display());
+            let (registry, _) = testenv::ensure_registry()?;
+            println!("{}", registry.display());
             Ok(())
         }
         // For the lifecycle test: start a control plane tied to this process, print its pids,
