@@ -211,29 +211,8 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
         reason,
     })?;
     let mut args: Vec<std::ffi::OsString> = Vec::new();
-    if let Style::Argo {
-        include_crds,
-        skip_tests,
-        ..
-    } = t.style
-    {
-        for (i, file) in t.values_files.iter().enumerate() {
-            // Copied out of the chart: a values file inside it must not count as a template.
-            let from = tmp.path().join(file.as_str());
-            let copy = tmp.path().join(format!(".values-{i}.yaml"));
-            std::fs::copy(&from, &copy).map_err(|source| RenderError::Io {
-                what: format!("reading {}", file.as_str()),
-                source,
-            })?;
-            args.push("--values".into());
-            args.push(copy.into());
-        }
-        if include_crds {
-            args.push("--include-crds".into());
-        }
-        if skip_tests {
-            args.push("--skip-tests".into());
-        }
+    if let Style::Argo { .. } = t.style {
+        args = argo_args(tmp.path(), t)?;
     } else if !t.values_files.is_empty() {
         // As source-controller packages it: the files replace the chart's own values.yaml
         // (which may be one of them: each is read before it is replaced).
@@ -254,6 +233,73 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
         chart_dir,
         args,
     })
+}
+
+/// Argo CD's arguments for `t` (its style's), its values files exported under `tmp`: each
+/// `--values` in order, `--include-crds`, `--skip-tests`.
+fn argo_args(tmp: &Path, t: &Template<'_>) -> Result<Vec<std::ffi::OsString>, HelmError> {
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    let Style::Argo {
+        include_crds,
+        skip_tests,
+        ..
+    } = t.style
+    else {
+        return Ok(args);
+    };
+    for (i, file) in t.values_files.iter().enumerate() {
+        // Copied out of the chart: a values file inside it must not count as a template.
+        let from = tmp.join(file.as_str());
+        let copy = tmp.join(format!(".values-{i}.yaml"));
+        std::fs::copy(&from, &copy).map_err(|source| RenderError::Io {
+            what: format!("reading {}", file.as_str()),
+            source,
+        })?;
+        args.push("--values".into());
+        args.push(copy.into());
+    }
+    if include_crds {
+        args.push("--include-crds".into());
+    }
+    if skip_tests {
+        args.push("--skip-tests".into());
+    }
+    Ok(args)
+}
+
+/// A chart archive rendered as Argo CD's repo-server renders a chart from a chart repository
+/// (`t.style` is Argo's), its values files read from `files` (the repository of a `ref`
+/// source, at a commit), once for each of `sets` (values on stdin, and parameters).
+pub fn template_archive_argo(
+    archive: &Path,
+    files: Option<(&Repo, CommitId)>,
+    t: &Template<'_>,
+    sets: &[(Value, Vec<Parameter>)],
+) -> Result<Vec<Result<Vec<Document>, HelmError>>, HelmError> {
+    let tmp = tempfile::Builder::new()
+        .prefix("kubectl-gitops-helm-")
+        .tempdir()
+        .map_err(|source| RenderError::Io {
+            what: "creating a temporary directory".into(),
+            source,
+        })?;
+    if let Some((repo, commit)) = files
+        && !t.values_files.is_empty()
+    {
+        let mut paths = t.values_files.to_vec();
+        paths.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        paths.dedup();
+        repo.export_paths(commit, &paths, tmp.path())?;
+    }
+    let args = argo_args(tmp.path(), t)?;
+    let prepared = Prepared {
+        tmp,
+        chart_dir: archive.to_path_buf(),
+        args,
+    };
+    Ok(each(sets, |(values, parameters)| {
+        prepared.render(t, values, parameters)
+    }))
 }
 
 /// `helm template` of `chart` (a directory or an archive) with what every render passes.

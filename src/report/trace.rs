@@ -144,10 +144,18 @@ fn text(out: &mut dyn Write, item: &TraceItem) -> std::io::Result<()> {
             "Release",
             format!("{}/{} (helm template by Argo CD)", c.namespace, c.release),
         )?;
-        row(
-            "Chart",
-            format!("{} {}, path {}", c.chart, c.chart_version, c.chart_path),
-        )?;
+        let chart = match (
+            &c.chart_url,
+            &c.version_constraint,
+            &c.desired_chart_version,
+        ) {
+            (Some(url), Some(constraint), Some(desired)) => format!(
+                "{} {} from {url}; version {constraint:?} picks {desired} there now",
+                c.chart, c.chart_version
+            ),
+            _ => format!("{} {}, path {}", c.chart, c.chart_version, c.chart_path),
+        };
+        row("Chart", chart)?;
         row("Values", values_line(&c.values, "helm.values"))?;
     }
     row("Found by", s.rule.describe().to_owned())

@@ -90,6 +90,9 @@ pub struct RepositoryChart {
     /// `ns/name` of the `secretRef` when the user may not read it: the user's Helm config is
     /// asked for credentials instead.
     pub unreadable_secret: Option<String>,
+    /// No credentials were found where the reconciler keeps them (an Argo CD repository
+    /// Secret): the user's Helm or Docker config is asked, else none are sent.
+    pub user_config_fallback: bool,
 }
 
 impl std::fmt::Debug for HelmSource {
@@ -257,6 +260,14 @@ pub struct ChartTrace {
     pub chart_path: String,
     /// In the order they are merged; later wins.
     pub values: Vec<ValuesSource>,
+    /// A chart from a chart repository: its URL, the source's `targetRevision` and the
+    /// version that picks there now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chart_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_constraint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desired_chart_version: Option<String>,
 }
 
 /// A chart version a chart repository offers for a release's version constraint that the
@@ -781,6 +792,7 @@ async fn repository_chart(
         digest_in_version: false,
         credentials,
         unreadable_secret,
+        user_config_fallback: false,
     })
 }
 
@@ -882,6 +894,7 @@ async fn oci_repository_chart(
         digest_in_version: true,
         credentials,
         unreadable_secret,
+        user_config_fallback: false,
     })
 }
 

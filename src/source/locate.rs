@@ -19,6 +19,7 @@ use crate::object::ObjectKey;
 use crate::render::{self, Document};
 
 mod argo;
+mod argo_repository;
 mod helm;
 mod helm_blame;
 
@@ -451,6 +452,11 @@ impl Locator {
         if let Some(helm) = pointer.helm.clone() {
             return self.locate_helm(&pointer, &helm, key);
         }
+        if let Some(h) = pointer.argo_helm.clone()
+            && let Some(c) = &h.chart
+        {
+            return self.locate_argo_repository_chart(&pointer, &h, c, key);
+        }
         let (repo_key, repo) = self.repo_for(pointer.repo.as_ref(), key, pointer.rule)?;
         let Commits {
             local,
@@ -705,6 +711,12 @@ impl Locator {
         located: &Located,
         pointer: Option<&Pointer>,
     ) -> Result<Arc<Vec<Document>>, SourceError> {
+        if let Some(p) = pointer.filter(|p| p.more_sources.is_empty())
+            && let Some(h) = &p.argo_helm
+            && let Some(c) = &h.chart
+        {
+            return self.argo_repository_documents(p, h, c);
+        }
         let repo = self.repo_of(located);
         let (Some(repo), Some(commit)) = (repo, &located.tracked_commit) else {
             return Ok(Arc::default());
@@ -725,6 +737,16 @@ impl Locator {
                 name: String::new(),
             };
             for source in std::iter::once(first).chain(more) {
+                if let Some(h) = &source.argo_helm
+                    && let Some(c) = &h.chart
+                {
+                    all.extend(
+                        self.argo_repository_documents(&source, h, c)?
+                            .iter()
+                            .cloned(),
+                    );
+                    continue;
+                }
                 let (repo_key, repo) = self.repo_for(source.repo.as_ref(), &key, source.rule)?;
                 let tip = self.commits(&source, &repo_key, &repo)?.tip;
                 let root = source.render_root.clone().unwrap_or_else(RepoPath::root);
@@ -1193,6 +1215,12 @@ impl Locator {
         }
         for source in &pointer.more_sources {
             self.prefetch(source, key);
+        }
+        if let Some(h) = &pointer.argo_helm
+            && let Some(c) = &h.chart
+        {
+            let _ = self.argo_repository_documents(pointer, h, c);
+            return;
         }
         let Ok((repo_key, repo)) = self.repo_for(pointer.repo.as_ref(), key, pointer.rule) else {
             return;

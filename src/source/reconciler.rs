@@ -456,9 +456,10 @@ async fn argo(
             "spec.sources",
         )
     };
-    let refs: BTreeMap<&str, &Value> = sources
+    let refs: BTreeMap<&str, (usize, &Value)> = sources
         .iter()
-        .filter_map(|s| s["ref"].as_str().map(|r| (r, *s)))
+        .enumerate()
+        .filter_map(|(i, s)| s["ref"].as_str().map(|r| (r, (i, *s))))
         .collect();
     let revisions = &application["status"]["sync"]["revisions"];
     let single_revision = application["status"]["sync"]["revision"].as_str();
@@ -545,39 +546,41 @@ async fn argo_source(
     app: ArgoApp<'_>,
     source: &Value,
     field: &str,
-    refs: &BTreeMap<&str, &Value>,
+    refs: &BTreeMap<&str, (usize, &Value)>,
     revision: Option<&str>,
 ) -> Result<Pointer, SourceError> {
     let display = app.display;
     let url = source["repoURL"].as_str().unwrap_or_default();
-    if let Some(chart) = source["chart"].as_str() {
-        return Err(SourceError::Unsupported {
-            what: format!(
-                "{display} with chart {chart} from the Helm repository {url} (charts in Git, \
-                 a `path` with Chart.yaml, are)"
-            ),
-        });
-    }
-    let repo = RepoUrl::parse(url)
-        .map_err(|e| bad_ks(display, &format!("{field}.repoURL"), e.to_string()))?;
     let mut p = Pointer::new(Rule::ArgoCd);
-    p.tracked_ref = source["targetRevision"]
-        .as_str()
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned)
-        .or(Some("HEAD".to_owned()));
-    let root = RepoPath::root()
-        .join(source["path"].as_str().unwrap_or("."))
-        .map_err(|e| bad_ks(display, &format!("{field}.path"), e.to_string()))?;
-    p.render_root = Some(root.clone());
-    p.recurse = source["directory"]["recurse"].as_bool().unwrap_or(false);
-    if let Some(rev) = revision.filter(|r| !r.is_empty()) {
-        p.applied_commit = Some(
-            markers::parse_flux_revision(rev)
-                .map_err(|e| bad_ks(display, "status.sync.revision", e.reason))?
-                .commit,
-        );
-    }
+    // A chart from a Helm repository or an OCI registry: its revision is the chart version
+    // synced, and Git (a `ref` source) holds at most its values files.
+    let chart = match source["chart"].as_str().filter(|c| !c.is_empty()) {
+        Some(chart) => {
+            Some(argo_repository_chart(cluster, discovery, &app, source, field, chart).await?)
+        }
+        None => None,
+    };
+    let root = match &chart {
+        Some(_) => RepoPath::root(),
+        None => RepoPath::root()
+            .join(source["path"].as_str().unwrap_or("."))
+            .map_err(|e| bad_ks(display, &format!("{field}.path"), e.to_string()))?,
+    };
+    let repo = match &chart {
+        Some(_) => None,
+        None => {
+            p.tracked_ref = Some(argo_target_revision(source).to_owned());
+            p.render_root = Some(root.clone());
+            p.recurse = source["directory"]["recurse"].as_bool().unwrap_or(false);
+            if let Some(rev) = revision.filter(|r| !r.is_empty()) {
+                p.applied_commit = Some(argo_applied_commit(display, rev)?);
+            }
+            Some(
+                RepoUrl::parse(url)
+                    .map_err(|e| bad_ks(display, &format!("{field}.repoURL"), e.to_string()))?,
+            )
+        }
+    };
     // Helm settings count when `helm` is set, or when the path turns out to hold a chart
     // (Argo CD's detection, made once Git is read).
     let h = &source["helm"];
@@ -598,15 +601,53 @@ async fn argo_source(
     let mut value_files = Vec::new();
     for file in h["valueFiles"].as_array().into_iter().flatten() {
         let Some(text) = file.as_str() else { continue };
-        value_files.push(argo_value_file(
-            display,
-            field,
-            &repo,
-            p.tracked_ref.as_deref(),
-            &root,
-            refs,
-            text,
-        )?);
+        match &repo {
+            Some(repo) => value_files.push(argo_value_file(
+                display,
+                field,
+                repo,
+                p.tracked_ref.as_deref(),
+                &root,
+                refs,
+                text,
+            )?),
+            // A chart's values files come from one `ref` source: its repository is the one
+            // read, at the revision it synced.
+            None => {
+                let (file, (index, from)) = argo_ref_value_file(display, field, refs, text)?;
+                let from_url = from["repoURL"].as_str().unwrap_or_default();
+                let from_repo = RepoUrl::parse(from_url).map_err(|e| {
+                    bad_ks(
+                        display,
+                        &format!("spec.sources[{index}].repoURL"),
+                        e.to_string(),
+                    )
+                })?;
+                match &p.repo {
+                    Some(other)
+                        if !other.same_repo(&from_repo)
+                            || p.tracked_ref.as_deref() != Some(argo_target_revision(from)) =>
+                    {
+                        return Err(SourceError::Unsupported {
+                            what: format!(
+                                "{display}: values files of {field} from more than one \
+                                 repository or revision"
+                            ),
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        p.tracked_ref = Some(argo_target_revision(from).to_owned());
+                        let revisions = &app.reconciler["status"]["sync"]["revisions"];
+                        if let Some(rev) = revisions[index].as_str().filter(|r| !r.is_empty()) {
+                            p.applied_commit = Some(argo_applied_commit(display, rev)?);
+                        }
+                        p.repo = Some(from_repo);
+                    }
+                }
+                value_files.push(file);
+            }
+        }
     }
     let parameters = h["parameters"]
         .as_array()
@@ -634,7 +675,7 @@ async fn argo_source(
         .unwrap_or_default();
     p.argo_helm = Some(std::sync::Arc::new(ArgoHelm {
         application: display.to_owned(),
-        explicit: h.is_object(),
+        explicit: h.is_object() || chart.is_some(),
         other_type: ["kustomize", "directory", "plugin"]
             .iter()
             .any(|t| source[*t].is_object()),
@@ -656,8 +697,14 @@ async fn argo_source(
         skip_tests: h["skipTests"].as_bool().unwrap_or(false),
         kube_version,
         api_versions: std::sync::Arc::new(super::helm::api_versions(&discovery.snapshot())),
+        chart: chart.map(|from| ArgoRepositoryChart {
+            from,
+            synced_version: revision.filter(|r| !r.is_empty()).map(str::to_owned),
+        }),
     }));
-    p.repo = Some(repo);
+    if repo.is_some() {
+        p.repo = repo;
+    }
     let k = &source["kustomize"];
     p.overlay = Overlay {
         target_namespace: k["namespace"].as_str().map(str::to_owned),
@@ -710,7 +757,7 @@ fn argo_value_file(
     repo: &RepoUrl,
     revision: Option<&str>,
     root: &RepoPath,
-    refs: &BTreeMap<&str, &Value>,
+    refs: &BTreeMap<&str, (usize, &Value)>,
     text: &str,
 ) -> Result<ArgoValueFile, SourceError> {
     let bad = |reason: String| bad_ks(display, &format!("{field}.helm.valueFiles"), reason);
@@ -721,7 +768,7 @@ fn argo_value_file(
     }
     if let Some(rest) = text.strip_prefix('$') {
         let (name, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let Some(source) = refs.get(name) else {
+        let Some((_, source)) = refs.get(name) else {
             return Err(bad(format!(
                 "{text:?} names the source ref {name:?}, which no source of the Application has"
             )));
@@ -762,6 +809,212 @@ fn argo_value_file(
     })
 }
 
+/// A source's `targetRevision`, `HEAD` when it names none.
+fn argo_target_revision(source: &Value) -> &str {
+    source["targetRevision"]
+        .as_str()
+        .filter(|r| !r.is_empty())
+        .unwrap_or("HEAD")
+}
+
+/// The commit of a Git source's synced revision.
+fn argo_applied_commit(display: &str, revision: &str) -> Result<String, SourceError> {
+    Ok(markers::parse_flux_revision(revision)
+        .map_err(|e| bad_ks(display, "status.sync.revision", e.reason))?
+        .commit)
+}
+
+/// A `valueFiles` entry of a chart from a chart repository: `$ref/path`, a file of the `ref`
+/// source's repository (a file inside the chart archive is not read yet), and that source
+/// with its index.
+fn argo_ref_value_file<'a>(
+    display: &str,
+    field: &str,
+    refs: &BTreeMap<&str, (usize, &'a Value)>,
+    text: &str,
+) -> Result<(ArgoValueFile, (usize, &'a Value)), SourceError> {
+    let bad = |reason: String| bad_ks(display, &format!("{field}.helm.valueFiles"), reason);
+    let Some(rest) = text.strip_prefix('$').filter(|_| !text.contains("://")) else {
+        return Err(SourceError::Unsupported {
+            what: format!(
+                "{display} with the values file {text} of {field} (a chart from a chart \
+                 repository reads its values files from a `ref` source: `$ref/path`)"
+            ),
+        });
+    };
+    let (name, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let Some(source) = refs.get(name) else {
+        return Err(bad(format!(
+            "{text:?} names the source ref {name:?}, which no source of the Application has"
+        )));
+    };
+    let path = RepoPath::root()
+        .join(path)
+        .map_err(|e| bad(format!("{text:?}: {e}")))?;
+    Ok((
+        ArgoValueFile {
+            written: text.to_owned(),
+            path,
+        },
+        *source,
+    ))
+}
+
+/// Argo CD's label on its repository Secrets, and the values it reads credentials from.
+const ARGO_SECRET_TYPE: &str = "argocd.argoproj.io/secret-type";
+
+/// The chart repository of an Argo CD source with `chart`: an index over HTTP(S), or an OCI
+/// registry (`oci://`, or a bare `host/path` its repository Secret enables OCI for), with
+/// the credentials of Argo CD's repository Secret for its URL (a `repository`, else the
+/// longest `repo-creds` prefix) when the user may read them.
+async fn argo_repository_chart(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    app: &ArgoApp<'_>,
+    source: &Value,
+    field: &str,
+    chart: &str,
+) -> Result<super::helm::RepositoryChart, SourceError> {
+    use crate::render::chart_repo::{Credentials, RepoKind};
+    let display = app.display;
+    let url = source["repoURL"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_end_matches('/');
+    let bad_url = |reason: String| bad_ks(display, &format!("{field}.repoURL"), reason);
+    // Never shown, so refused before the URL is named in any message.
+    if url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .is_some_and(|h| h.contains('@'))
+    {
+        return Err(SourceError::Unsupported {
+            what: format!(
+                "{display} whose {field}.repoURL holds credentials (Argo CD keeps them in a \
+                 repository Secret)"
+            ),
+        });
+    }
+    let secret = argo_repository_secret(cluster, discovery, app.namespace, url).await?;
+    let data = |key: &str| -> Option<String> {
+        secret.as_ref()?["data"][key]
+            .as_str()
+            .and_then(crate::text::base64_bytes)
+            .and_then(|b| String::from_utf8(b).ok())
+    };
+    let plain_http = data("insecureOCIForceHttp").as_deref() == Some("true");
+    let kind = if url.starts_with("oci://") {
+        RepoKind::Oci(crate::render::oci::OciRepo::parse(url, plain_http).map_err(bad_url)?)
+    } else if url.starts_with("http://") || url.starts_with("https://") {
+        RepoKind::Index
+    } else if data("enableOCI").as_deref() == Some("true") {
+        RepoKind::Oci(
+            crate::render::oci::OciRepo::parse(&format!("oci://{url}"), plain_http)
+                .map_err(bad_url)?,
+        )
+    } else {
+        return Err(bad_url(format!(
+            "{url:?} is not an http://, https:// or oci:// URL, and no repository Secret of \
+             Argo CD enables OCI for it"
+        )));
+    };
+    let from = match &secret {
+        Some(s) => format!(
+            "Secret {}/{}",
+            s["metadata"]["namespace"].as_str().unwrap_or_default(),
+            s["metadata"]["name"].as_str().unwrap_or_default()
+        ),
+        None => String::new(),
+    };
+    let credentials = match (data("username"), data("password")) {
+        (Some(username), Some(password)) => Some(Credentials {
+            username,
+            password,
+            from,
+            pass_to_any_host: false,
+        }),
+        _ => None,
+    };
+    Ok(super::helm::RepositoryChart {
+        display: format!("the chart repository of {display}"),
+        url: match &kind {
+            RepoKind::Oci(_) if !url.starts_with("oci://") => format!("oci://{url}"),
+            _ => url.to_owned(),
+        },
+        kind,
+        chart: chart.to_owned(),
+        version: match argo_target_revision(source) {
+            "HEAD" => "*".to_owned(),
+            r => r.to_owned(),
+        },
+        pin: None,
+        digest_in_version: false,
+        user_config_fallback: credentials.is_none(),
+        credentials,
+        unreadable_secret: None,
+    })
+}
+
+/// Argo CD's repository Secret for `url` in `ns`: a `repository` whose url is it, else the
+/// `repo-creds` whose url is its longest prefix. None when there is none, or the user may
+/// not list Secrets there (the user's own Helm config is asked then).
+async fn argo_repository_secret(
+    cluster: &Cluster,
+    discovery: &CachedDiscovery,
+    ns: &str,
+    url: &str,
+) -> Result<Option<LiveObject>, SourceError> {
+    let Ok(resource) = discovery.resolve("secrets").await else {
+        return Ok(None);
+    };
+    let selector = format!("{ARGO_SECRET_TYPE} in (repository,repo-creds)");
+    let secrets = match cluster.list(&resource, Some(ns), Some(&selector)).await {
+        Ok(secrets) => secrets,
+        Err(crate::cluster::ClusterError::Forbidden { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(repository_secret_for(&secrets, url).cloned())
+}
+
+/// Of Argo CD's repository Secrets, the one for `url`: a `repository` whose url is it (with
+/// or without `oci://`), else the `repo-creds` whose url is its longest prefix.
+fn repository_secret_for<'a>(secrets: &'a [LiveObject], url: &str) -> Option<&'a LiveObject> {
+    let url_of = |s: &LiveObject| {
+        s["data"]["url"]
+            .as_str()
+            .and_then(crate::text::base64_bytes)
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(|u| u.trim_end_matches('/').to_owned())
+    };
+    let bare = |u: &str| u.strip_prefix("oci://").unwrap_or(u).to_owned();
+    let url = bare(url.trim_end_matches('/'));
+    let kind =
+        |s: &LiveObject| s["metadata"]["labels"][ARGO_SECRET_TYPE].as_str() == Some("repository");
+    if let Some(exact) = secrets
+        .iter()
+        .find(|s| kind(s) && url_of(s).is_some_and(|u| bare(&u) == url))
+    {
+        return Some(exact);
+    }
+    secrets
+        .iter()
+        .filter(|s| s["metadata"]["labels"][ARGO_SECRET_TYPE].as_str() == Some("repo-creds"))
+        .filter_map(|s| url_of(s).map(|u| (bare(&u), s)))
+        .filter(|(prefix, _)| url.starts_with(prefix.as_str()))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map(|(_, s)| s)
+}
+
+/// An Argo CD source's chart from a chart repository: where it is, the version constraint
+/// (`targetRevision`), and the version synced (`status.sync.revision(s)`).
+#[derive(Debug, PartialEq)]
+pub struct ArgoRepositoryChart {
+    pub from: super::helm::RepositoryChart,
+    pub synced_version: Option<String>,
+}
+
 /// How Argo CD renders a source as a Helm chart (when it is one): `helm template` with these.
 #[derive(Debug, PartialEq)]
 pub struct ArgoHelm {
@@ -784,6 +1037,8 @@ pub struct ArgoHelm {
     pub skip_tests: bool,
     pub kube_version: String,
     pub api_versions: std::sync::Arc<Vec<String>>,
+    /// A chart from a chart repository (`chart` set), not a path in Git.
+    pub chart: Option<ArgoRepositoryChart>,
 }
 
 impl ArgoHelm {
@@ -864,6 +1119,60 @@ pub(super) use crate::text::base64_bytes;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argo_repository_secrets_by_url_then_longest_prefix() {
+        // Each url as the Secret's data holds it, base64.
+        let secret = |name: &str, kind: &str, url: &str| {
+            serde_json::json!({
+                "metadata": {"name": name, "labels": {ARGO_SECRET_TYPE: kind}},
+                "data": {"url": url},
+            })
+        };
+        let secrets = vec![
+            // https://charts.example.com
+            secret("org", "repo-creds", "aHR0cHM6Ly9jaGFydHMuZXhhbXBsZS5jb20="),
+            // https://charts.example.com/team
+            secret(
+                "team",
+                "repo-creds",
+                "aHR0cHM6Ly9jaGFydHMuZXhhbXBsZS5jb20vdGVhbQ==",
+            ),
+            // https://charts.example.com/team/stable/
+            secret(
+                "exact",
+                "repository",
+                "aHR0cHM6Ly9jaGFydHMuZXhhbXBsZS5jb20vdGVhbS9zdGFibGUv",
+            ),
+            // registry.example.com:5000/charts
+            secret(
+                "registry",
+                "repository",
+                "cmVnaXN0cnkuZXhhbXBsZS5jb206NTAwMC9jaGFydHM=",
+            ),
+        ];
+        let name = |url: &str| {
+            repository_secret_for(&secrets, url)
+                .map(|s| s["metadata"]["name"].as_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            name("https://charts.example.com/team/stable").as_deref(),
+            Some("exact")
+        );
+        assert_eq!(
+            name("https://charts.example.com/team/beta").as_deref(),
+            Some("team")
+        );
+        assert_eq!(
+            name("https://charts.example.com/other").as_deref(),
+            Some("org")
+        );
+        assert_eq!(
+            name("oci://registry.example.com:5000/charts").as_deref(),
+            Some("registry")
+        );
+        assert_eq!(name("https://elsewhere.example.com"), None);
+    }
 
     #[test]
     fn base64_of_secret_values() {

@@ -79,13 +79,13 @@ fn repository() -> GitRepo {
     repo
 }
 
-fn helm_binary() -> PathBuf {
+pub(crate) fn helm_binary() -> PathBuf {
     testenv::ensure_helm()
         .unwrap_or_else(|e| panic!("building helm: {e:#}"))
         .helm
 }
 
-fn server_version() -> String {
+pub(crate) fn server_version() -> String {
     let out = testenv::shared()
         .kubectl()
         .args(["version", "-o", "json"])
@@ -119,7 +119,7 @@ fn argo_template(repo: &GitRepo, ns: &str, release: &str, extra: &[&str]) -> Str
 
 /// Applies `manifests` as Argo CD's controller does for Application `app`: every object in the
 /// destination namespace with its tracking id, server-side as argocd-controller.
-fn argo_apply(ns: &str, app: &str, manifests: &str) {
+pub(crate) fn argo_apply(ns: &str, app: &str, manifests: &str) {
     let out = testenv::shared()
         .kubectl()
         .args(["create", "--dry-run=client", "-o", "json", "-f", "-"])
@@ -172,7 +172,7 @@ fn argo_apply(ns: &str, app: &str, manifests: &str) {
 }
 
 /// The Application `app` in `ns`, Synced at `status`.
-fn application(ns: &str, app: &str, source: Value, status: Value) {
+pub(crate) fn application(ns: &str, app: &str, source: Value, status: Value) {
     let mut spec = json!({
         "project": "default",
         "destination": {"server": "https://kubernetes.default.svc", "namespace": ns},
@@ -212,7 +212,13 @@ fn application(ns: &str, app: &str, source: Value, status: Value) {
 
 /// `kubectl gitops COMMAND --kubeconfig .. -n NS ARGS` in the work tree, with the built
 /// `helm` on PATH when `with_helm`, else without any.
-fn gitops(ns: &str, repo: &GitRepo, cache: &Path, with_helm: bool, args: &[&str]) -> Ran {
+pub(crate) fn gitops(
+    ns: &str,
+    repo: &GitRepo,
+    cache: &Path,
+    with_helm: bool,
+    args: &[&str],
+) -> Ran {
     let kc = testenv::shared().kubeconfig.display().to_string();
     let mut full = vec![args[0], "--kubeconfig", kc.as_str(), "-n", ns];
     full.extend_from_slice(&args[1..]);
@@ -511,8 +517,9 @@ fn argo_helm_and_multi_source_applications_end_to_end() {
     );
     all_in_sync(&ns, &repo, cache, "after revert");
 
-    // An Application with a chart from a Helm repository (not supported yet) beside a plain
-    // source: the plain source's object is compared, the chart's is one line saying why.
+    // An Application with a chart from a Helm repository that cannot be reached beside a
+    // plain source: the plain source's object is compared, the chart's is one line saying
+    // which repository and why.
     let redis = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: redis-config\ndata:\n  maxmemory: 64mb\n";
     repo.write(
         "more/settings.yaml",
@@ -531,7 +538,7 @@ fn argo_helm_and_multi_source_applications_end_to_end() {
         &ns,
         "mixed",
         json!([
-            {"repoURL": "https://charts.example.com/stable", "chart": "redis",
+            {"repoURL": "http://127.0.0.1:9/stable", "chart": "redis",
              "targetRevision": "19.0.0"},
             {"repoURL": repo.url(), "path": "more", "targetRevision": "main"},
         ]),
@@ -548,11 +555,8 @@ fn argo_helm_and_multi_source_applications_end_to_end() {
         "{line}"
     );
     assert!(
-        line.contains(&format!(
-            "no source of Application {ns}/mixed that can be read declares it"
-        )) && line.contains("spec.sources[0]: ")
-            && line.contains("chart redis from the Helm repository")
-            && line.contains("is not supported yet"),
+        line.contains(&format!("Application {ns}/mixed"))
+            && line.contains("cannot read chart redis from http://127.0.0.1:9/stable"),
         "{line}"
     );
     let found = items(&json_of(&ran));

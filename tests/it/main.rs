@@ -1,6 +1,7 @@
 //! Integration tests: the real binary, through real kubectl, against the real control plane
 //! from `tests/testenv` (one per test binary, one namespace per test where objects are made).
 
+mod argo_chart;
 mod argo_helm;
 mod blame;
 mod cli;

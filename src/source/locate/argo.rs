@@ -30,34 +30,7 @@ impl Locator {
                 ),
             });
         };
-        let mut files = Vec::new();
-        let mut values = Vec::new();
-        for file in &h.value_files {
-            // ignoreMissingValueFiles: Argo CD leaves out a file that is not there.
-            if h.ignore_missing_value_files && repo.read_file(commit, &file.path).is_err() {
-                continue;
-            }
-            files.push(file.path.clone());
-            values.push(ValuesSource {
-                kind: "valueFiles".into(),
-                name: file.written.clone(),
-                key: None,
-            });
-        }
-        if h.values.is_some() {
-            values.push(ValuesSource {
-                kind: "values".into(),
-                name: "helm.values".into(),
-                key: None,
-            });
-        }
-        for (name, _, _) in &h.parameters {
-            values.push(ValuesSource {
-                kind: "parameter".into(),
-                name: name.clone(),
-                key: None,
-            });
-        }
+        let (files, values) = values_sources(h, Some((repo, commit)));
         let empty = json!({});
         let template = argo_template(
             h,
@@ -105,9 +78,49 @@ impl Locator {
                 chart_version: text(&meta["version"]),
                 chart_path: display(root),
                 values,
+                chart_url: None,
+                version_constraint: None,
+                desired_chart_version: None,
             },
         ))
     }
+}
+
+/// The values files of `h` that are read at `at` (a missing one left out with
+/// `ignoreMissingValueFiles`, as Argo CD leaves it out), and every values source in order.
+pub(super) fn values_sources(
+    h: &ArgoHelm,
+    at: Option<(&Repo, CommitId)>,
+) -> (Vec<RepoPath>, Vec<ValuesSource>) {
+    let mut files = Vec::new();
+    let mut values = Vec::new();
+    for file in &h.value_files {
+        let missing = at.is_none_or(|(repo, commit)| repo.read_file(commit, &file.path).is_err());
+        if h.ignore_missing_value_files && missing {
+            continue;
+        }
+        files.push(file.path.clone());
+        values.push(ValuesSource {
+            kind: "valueFiles".into(),
+            name: file.written.clone(),
+            key: None,
+        });
+    }
+    if h.values.is_some() {
+        values.push(ValuesSource {
+            kind: "values".into(),
+            name: "helm.values".into(),
+            key: None,
+        });
+    }
+    for (name, _, _) in &h.parameters {
+        values.push(ValuesSource {
+            kind: "parameter".into(),
+            name: name.clone(),
+            key: None,
+        });
+    }
+    (files, values)
 }
 
 fn display(root: &RepoPath) -> String {

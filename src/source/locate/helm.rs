@@ -279,7 +279,7 @@ impl Locator {
                 from.display, from.url
             ),
         };
-        let credentials = self.chart_credentials(helm, from)?;
+        let credentials = self.chart_credentials(&helm.display(), from)?;
         let wanted = from
             .pin
             .clone()
@@ -360,10 +360,13 @@ impl Locator {
     /// may not read that Secret) the ones the user's Helm config keeps for its URL.
     pub(super) fn chart_credentials(
         &self,
-        helm: &HelmSource,
+        release: &str,
         from: &RepositoryChart,
     ) -> Result<Option<crate::render::chart_repo::Credentials>, SourceError> {
         let Some(secret) = &from.unreadable_secret else {
+            if from.credentials.is_none() && from.user_config_fallback {
+                return Ok(self.charts.user_credentials(&from.url, &from.kind));
+            }
             return Ok(from.credentials.clone());
         };
         match self.charts.user_credentials(&from.url, &from.kind) {
@@ -381,7 +384,7 @@ impl Locator {
                     ),
                 };
                 Err(SourceError::Helm {
-                    release: helm.display(),
+                    release: release.to_owned(),
                     reason: format!(
                         "you may not read Secret {secret}, the credentials of {} its chart comes \
                          from, and {config} none for {}: ask for get on secrets in {ns}, or run \
@@ -427,7 +430,7 @@ impl Locator {
     /// One render per `cache_key` and run: a second caller waits for the first. With a
     /// `disk_key` (asked for by the first caller only), the render is read from the render
     /// cache, or kept there once made.
-    fn helm_slot(
+    pub(super) fn helm_slot(
         &self,
         cache_key: String,
         disk_key: impl FnOnce() -> Option<String>,

@@ -141,19 +141,19 @@ impl Locator {
         let binary = self.helm.clone().ok_or_else(|| {
             failed("helm is not on PATH: install Helm 3 or 4 and run again".into())
         })?;
-        let repo = self
-            .repo_of(located)
-            .ok_or_else(|| SourceError::Repeated("the repository is not open".into()))?;
-        let commit: crate::git::CommitId = located.read_at.parse()?;
-        let mut layers = Vec::new();
-        let mut files = Vec::new();
-        for file in &h.value_files {
-            // ignoreMissingValueFiles: left out as Argo CD leaves it out.
-            if h.ignore_missing_value_files && repo.read_file(commit, &file.path).is_err() {
-                continue;
+        // A chart from a chart repository with no `ref` source reads nothing from Git.
+        let git = match (&h.chart, self.repo_of(located)) {
+            (Some(_), None) if h.value_files.is_empty() => None,
+            (_, Some(repo)) => Some((repo, located.read_at.parse::<crate::git::CommitId>()?)),
+            (_, None) => {
+                return Err(SourceError::Repeated("the repository is not open".into()));
             }
-            layers.push(self.values_file_layer(located, &file.path, blame_cache, &failed)?);
-            files.push(file.path.clone());
+        };
+        let mut layers = Vec::new();
+        let (files, _) =
+            super::argo::values_sources(h, git.as_ref().map(|(r, c)| (r.as_ref(), *c)));
+        for file in &files {
+            layers.push(self.values_file_layer(located, file, blame_cache, &failed)?);
         }
         let base = h.values.clone().unwrap_or_else(|| serde_json::json!({}));
         if h.values.is_some() {
@@ -168,6 +168,12 @@ impl Locator {
             });
         }
         let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);
+        let chart_name = match (&h.chart, &chart.chart_url) {
+            (Some(c), Some(url)) => {
+                format!("chart {} {} from {url}", c.from.chart, chart.chart_version)
+            }
+            _ => format!("chart {} {}", chart.chart_path, chart.chart_version),
+        };
         let proof = Proof {
             what: h.application.clone(),
             namespace: &h.namespace,
@@ -175,18 +181,55 @@ impl Locator {
             layers,
             base: base.clone(),
             parameters: &h.parameters,
-            chart: format!("chart {} {}", chart.chart_path, chart.chart_version),
+            chart: chart_name.clone(),
             template: located.file.clone(),
         };
-        proof.run(|sets| {
-            let t = super::argo::argo_template(h, &binary, &root, &files, &base);
-            render::helm::template_each_with_parameters(&repo, commit, &t, sets).map_err(|e| {
-                failed(format!(
-                    "helm template of chart {} failed: {}",
-                    chart.chart_path,
-                    crate::text::single_line(&super::helm::helm_reason(e))
-                ))
-            })
+        let helm_failed = |e: render::helm::HelmError| {
+            failed(format!(
+                "helm template of {chart_name} failed: {}",
+                crate::text::single_line(&super::helm::helm_reason(e))
+            ))
+        };
+        proof.run(|sets| match &h.chart {
+            None => {
+                let (repo, commit) = git.as_ref().expect("a chart in Git has its repository");
+                let t = super::argo::argo_template(h, &binary, &root, &files, &base);
+                render::helm::template_each_with_parameters(repo, *commit, &t, sets)
+                    .map_err(helm_failed)
+            }
+            // The version synced, not the one the constraint picks now.
+            Some(c) => {
+                let from = &c.from;
+                let cannot = |e: String| {
+                    failed(format!(
+                        "cannot read chart {} {} from {}: {e}",
+                        from.chart, chart.chart_version, from.url
+                    ))
+                };
+                let credentials = self.chart_credentials(&h.application, from)?;
+                let wanted = render::chart_repo::Wanted::Constraint(chart.chart_version.clone());
+                let picked = self
+                    .charts
+                    .pick(
+                        &from.url,
+                        &from.kind,
+                        (&from.chart, &wanted),
+                        credentials.as_ref(),
+                    )
+                    .map_err(&cannot)?;
+                let scratch = tempfile::Builder::new()
+                    .prefix("kubectl-gitops-chart-")
+                    .tempdir()
+                    .map_err(|e| cannot(format!("creating a temporary directory: {e}")))?;
+                let archive = self
+                    .charts
+                    .fetch(&from.url, &picked, credentials.as_ref(), scratch.path())
+                    .map_err(&cannot)?;
+                let name = RepoPath::parse(&from.chart).unwrap_or_else(|_| RepoPath::root());
+                let t = super::argo::argo_template(h, &binary, &name, &files, &base);
+                let at = git.as_ref().map(|(r, c)| (r.as_ref(), *c));
+                render::helm::template_archive_argo(&archive, at, &t, sets).map_err(helm_failed)
+            }
         })
     }
 
@@ -301,7 +344,7 @@ impl Locator {
                         from.chart, helm.record.chart_version, from.display, from.url
                     ))
                 };
-                let credentials = self.chart_credentials(helm, from)?;
+                let credentials = self.chart_credentials(&helm.display(), from)?;
                 let version = &helm.record.chart_version;
                 let wanted = match from.digest_in_version {
                     // `0.1.0+c22fced2ace5`: the tag `0.1.0`, which must still name that

@@ -1,0 +1,512 @@
+//! Argo CD Applications whose chart comes from a chart repository (`chart` set), end to end:
+//! a Helm repository's index served on loopback, and an OCI registry (the real distribution
+//! registry, behind htpasswd, its credentials in an Argo CD repository Secret). The charts are
+//! packaged, indexed and pushed by the real `helm`; each Application is rendered by the real
+//! `helm template` from the repository as Argo CD's repo-server renders it, and applied as its
+//! controller applies (server-side as argocd-controller, a tracking id on every object). The
+//! values file comes from a `ref` source in Git, the pattern most multi-source Applications
+//! are for.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::argo_helm::{application, argo_apply, gitops, helm_binary, server_version};
+use crate::fixture::{ALICE, BOB, GitRepo};
+use crate::helm::{CHART, DEPLOYMENT, SERVICE, assert_origin, origins};
+use crate::support::{items, json_of, kubectl};
+use testenv::helm::{ChartRepository, OciRegistry};
+
+/// The registry's password, in the Argo CD repository Secret: never printed.
+const PASSWORD: &str = "planted-argo-registry-password-3c7f";
+
+const CONFIGMAP: &str = "\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-config
+data:
+  greeting: {{ .Values.greeting | quote }}
+  team: {{ .Values.team | quote }}
+  mode: {{ .Values.mode | quote }}
+";
+
+const OBJECTS: [&str; 6] = [
+    "Deployment/web",
+    "Service/web",
+    "ConfigMap/web-config",
+    "Deployment/api",
+    "Service/api",
+    "ConfigMap/api-config",
+];
+
+/// Chart `web` at `version` with the default `mode`, in a new directory.
+fn chart(version: &str, mode: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("web");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    let meta = CHART.replace("version: 0.1.0", &format!("version: {version}"));
+    std::fs::write(chart.join("Chart.yaml"), meta).unwrap();
+    std::fs::write(
+        chart.join("values.yaml"),
+        format!(
+            "replicas: 1\nimage: nginx:1.27\nport: 8080\ngreeting: hello\nteam: nobody\nmode: {mode}\n"
+        ),
+    )
+    .unwrap();
+    for (file, text) in [
+        ("deployment.yaml", DEPLOYMENT),
+        ("service.yaml", SERVICE),
+        ("configmap.yaml", CONFIGMAP),
+    ] {
+        std::fs::write(chart.join("templates").join(file), text).unwrap();
+    }
+    dir
+}
+
+/// `helm template` of chart `web` from a chart repository, as Argo CD's repo-server runs it
+/// (`--repo`, or the chart's `oci://` reference), with the values files in the work tree.
+fn argo_template(
+    repo: &GitRepo,
+    ns: &str,
+    release: &str,
+    chart: &[&str],
+    extra: &[&str],
+) -> String {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(helm_binary())
+        .current_dir(repo.path())
+        .arg("template")
+        .args(chart)
+        .args(["--name-template", release])
+        .args(["--namespace", ns, "--kube-version", &server_version()])
+        .args(extra)
+        .arg("--include-crds")
+        .env("HELM_NO_PLUGINS", "1")
+        .env("HELM_CACHE_HOME", home.path().join("cache"))
+        .env("HELM_CONFIG_HOME", home.path().join("config"))
+        .env("HELM_DATA_HOME", home.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn diff(ns: &str, repo: &GitRepo, cache: &Path, mode: &str) -> (crate::support::Ran, Value) {
+    let ran = gitops(
+        ns,
+        repo,
+        cache,
+        true,
+        &["diff", &format!("--server-side={mode}"), "-o", "json"],
+    );
+    let report = json_of(&ran);
+    (ran, report)
+}
+
+fn all_in_sync(ns: &str, repo: &GitRepo, cache: &Path, what: &str) {
+    for mode in ["false", "auto", "true"] {
+        let (ran, report) = diff(ns, repo, cache, mode);
+        assert_eq!(
+            ran.code,
+            Some(0),
+            "{what}, {mode}: {}\n{report:#}",
+            ran.stderr
+        );
+        let found = items(&report);
+        for object in OBJECTS {
+            assert_eq!(
+                found[object]["status"], "in-sync",
+                "{what}, {mode}: {object}: {:#}",
+                found[object]
+            );
+        }
+    }
+}
+
+/// Every output and the plugin's cache are free of the registry's password.
+fn assert_no_password(outputs: &[&str], cache: &Path) {
+    for out in outputs {
+        assert!(!out.contains(PASSWORD), "the password was printed:\n{out}");
+    }
+    for file in walk(cache) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(PASSWORD),
+            "{} holds the password",
+            file.display()
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
+    let cp = testenv::shared();
+    cp.install_gitops_crds();
+    let flux = testenv::flux::shared();
+    let helm = testenv::helm::shared();
+    let ns = cp.namespace("argo-charts");
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path();
+
+    let index = ChartRepository::start(flux, helm).unwrap();
+    let registry = OciRegistry::start(flux, helm, Some(("deploy", PASSWORD))).unwrap();
+    let v010 = chart("0.1.0", "strict");
+    index.publish(&v010.path().join("web")).unwrap();
+    registry.push(&v010.path().join("web"), "charts").unwrap();
+
+    let mut repo = GitRepo::new();
+    repo.write("env/web-values.yaml", "greeting: hello-web\n")
+        .write(
+            "env/api-values.yaml",
+            "greeting: hello-api\nimage: nginx:1.28\n",
+        );
+    let applied = repo.commit(ALICE, "Values of web and api");
+
+    // Application web: the chart from the Helm repository (a version constraint), its values
+    // file from a `ref` source, inline values and a parameter.
+    let inline = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(inline.path(), "team: payments\n").unwrap();
+    let web = argo_template(
+        &repo,
+        &ns,
+        "web",
+        &["web", "--repo", &index.url, "--version", "0.1.0"],
+        &[
+            "--values",
+            "env/web-values.yaml",
+            "--values",
+            inline.path().to_str().unwrap(),
+            "--set",
+            "replicas=2",
+        ],
+    );
+    argo_apply(&ns, "web", &web);
+    application(
+        &ns,
+        "web",
+        json!([
+            {"repoURL": index.url, "chart": "web", "targetRevision": "0.1.*",
+             "helm": {
+                 "valueFiles": ["$values/env/web-values.yaml"],
+                 "values": "team: payments\n",
+                 "parameters": [{"name": "replicas", "value": "2"}],
+             }},
+            {"repoURL": repo.url(), "targetRevision": "main", "ref": "values"},
+        ]),
+        json!({"sync": {"status": "Synced", "revisions": ["0.1.0", applied]},
+               "health": {"status": "Healthy"}}),
+    );
+    // Application api: the chart from the OCI registry, as Argo CD names one (host/path, the
+    // repository Secret enabling OCI over plain HTTP, with the registry's credentials).
+    let bare = registry.url("charts")["oci://".len()..].to_owned();
+    kubectl(
+        &ns,
+        &["apply", "-f", "-"],
+        Some(
+            &json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "registry", "namespace": ns,
+                             "labels": {"argocd.argoproj.io/secret-type": "repository"}},
+                "stringData": {"url": bare, "type": "helm", "enableOCI": "true",
+                               "insecureOCIForceHttp": "true",
+                               "username": "deploy", "password": PASSWORD},
+            })
+            .to_string(),
+        ),
+    );
+    let api = argo_template(
+        &repo,
+        &ns,
+        "api",
+        &[
+            &format!("{}/web", registry.url("charts")),
+            "--version",
+            "0.1.0",
+        ],
+        &[
+            "--plain-http",
+            "--username",
+            "deploy",
+            "--password",
+            PASSWORD,
+            "--values",
+            "env/api-values.yaml",
+        ],
+    );
+    argo_apply(&ns, "api", &api);
+    application(
+        &ns,
+        "api",
+        json!([
+            {"repoURL": bare, "chart": "web", "targetRevision": "0.1.0",
+             "helm": {"releaseName": "api", "valueFiles": ["$values/env/api-values.yaml"]}},
+            {"repoURL": repo.url(), "targetRevision": "main", "ref": "values"},
+        ]),
+        json!({"sync": {"status": "Synced", "revisions": ["0.1.0", applied]},
+               "health": {"status": "Healthy"}}),
+    );
+    all_in_sync(&ns, &repo, cache, "after the sync");
+
+    // trace: the chart's repository, the constraint and what it picks, the values in order.
+    let ran = gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["trace", "cm/web-config", "-o", "json"],
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let s = json_of(&ran)["items"][0]["source"].clone();
+    assert_eq!(s["rule"], "argo-cd", "{s:#}");
+    assert_eq!(s["file"], "web/templates/configmap.yaml", "{s:#}");
+    assert_eq!(s["appliedCommit"]["id"], applied.as_str(), "{s:#}");
+    assert_eq!(
+        s["chart"],
+        json!({
+            "application": format!("Application {ns}/web"),
+            "release": "web",
+            "namespace": ns,
+            "chart": "web",
+            "chartVersion": "0.1.0",
+            "chartPath": "",
+            "values": [
+                {"kind": "valueFiles", "name": "$values/env/web-values.yaml"},
+                {"kind": "values", "name": "helm.values"},
+                {"kind": "parameter", "name": "replicas"},
+            ],
+            "chartUrl": index.url,
+            "versionConstraint": "0.1.*",
+            "desiredChartVersion": "0.1.0",
+        }),
+        "{s:#}"
+    );
+    let ran = gitops(&ns, &repo, cache, true, &["trace", "deploy/api"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(
+        ran.stdout.contains(&format!(
+            "Chart:       web 0.1.0 from {}; version \"0.1.0\" picks 0.1.0 there now",
+            registry.url("charts")
+        )),
+        "{}",
+        ran.stdout
+    );
+
+    // blame: a values file line, helm.values and a parameter to the Application, a chart
+    // default to the chart (its archive's template).
+    let commit = &applied[..7];
+    let blame = |object: &str| {
+        origins(
+            &gitops(&ns, &repo, cache, true, &["blame", object, "-o", "json"]),
+            object,
+        )
+    };
+    let config = blame("cm/web-config");
+    for (path, origin) in [
+        (
+            ".data.greeting",
+            json!({"kind": "git", "file": "env/web-values.yaml", "line": 1}),
+        ),
+        (
+            ".data.team",
+            json!({"kind": "values", "source": format!("helm.values of Application {ns}/web")}),
+        ),
+        (
+            ".data.mode",
+            json!({"kind": "chart", "file": "web/templates/configmap.yaml",
+                   "chart": format!("chart web 0.1.0 from {}", index.url)}),
+        ),
+    ] {
+        assert_origin(&config, path, &origin, commit);
+    }
+    let deployment = blame("deploy/web");
+    assert_origin(
+        &deployment,
+        ".spec.replicas",
+        &json!({"kind": "values", "source": format!("parameter replicas of Application {ns}/web")}),
+        commit,
+    );
+    let api_deployment = blame("deploy/api");
+    assert_origin(
+        &api_deployment,
+        ".spec.template.spec.containers[name=web].image",
+        &json!({"kind": "git", "file": "env/api-values.yaml", "line": 2}),
+        commit,
+    );
+
+    // Out of band: found and attributed, a deleted object is missing; revert puts them back
+    // as Argo CD's manager.
+    kubectl(
+        &ns,
+        &[
+            "patch",
+            "cm/web-config",
+            "-p",
+            r#"{"data":{"mode":"loose"}}"#,
+        ],
+        None,
+    );
+    kubectl(&ns, &["scale", "deploy/api", "--replicas=4"], None);
+    kubectl(&ns, &["delete", "service", "api"], None);
+    for mode in ["false", "auto", "true"] {
+        let (ran, report) = diff(&ns, &repo, cache, mode);
+        assert_eq!(ran.code, Some(1), "{mode}: {}", ran.stderr);
+        let found = items(&report);
+        for (object, path, manager) in [
+            ("ConfigMap/web-config", ".data.mode", "kubectl-patch"),
+            ("Deployment/api", ".spec.replicas", "kubectl"),
+        ] {
+            let fields = found[object]["fields"].as_array().unwrap();
+            assert_eq!(fields.len(), 1, "{mode}: {object}: {fields:#?}");
+            assert_eq!(fields[0]["path"], path, "{mode}: {object}");
+            assert_eq!(
+                fields[0]["why"]["kind"], "out-of-band",
+                "{mode}: {:#}",
+                fields[0]
+            );
+            assert_eq!(
+                fields[0]["why"]["manager"], manager,
+                "{mode}: {:#}",
+                fields[0]
+            );
+        }
+        assert_eq!(
+            found["Service/api"]["status"], "missing",
+            "{mode}: {report:#}"
+        );
+        assert_eq!(found["Service/web"]["status"], "in-sync", "{mode}");
+    }
+    let revert = gitops(&ns, &repo, cache, true, &["revert", "--all", "--yes"]);
+    assert_eq!(revert.code, Some(0), "{}\n{}", revert.stdout, revert.stderr);
+    assert!(
+        revert.stdout.contains("applied as argocd-controller"),
+        "{}",
+        revert.stdout
+    );
+    all_in_sync(&ns, &repo, cache, "after revert");
+
+    // A values change pushed to Git, not synced yet: pending, with its commit.
+    repo.write("env/web-values.yaml", "greeting: hello-again\n");
+    let change = repo.commit(BOB, "Greet again");
+    let (ran, report) = diff(&ns, &repo, cache, "auto");
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    let found = items(&report);
+    let fields = found["ConfigMap/web-config"]["fields"].as_array().unwrap();
+    assert_eq!(fields.len(), 1, "{fields:#?}");
+    assert_eq!(fields[0]["path"], ".data.greeting");
+    assert_eq!(fields[0]["why"]["kind"], "pending", "{:#}", fields[0]);
+    assert_eq!(fields[0]["why"]["commit"], change.as_str());
+    assert_eq!(found["ConfigMap/api-config"]["status"], "in-sync");
+    // Synced: in sync again.
+    let web = argo_template(
+        &repo,
+        &ns,
+        "web",
+        &["web", "--repo", &index.url, "--version", "0.1.0"],
+        &[
+            "--values",
+            "env/web-values.yaml",
+            "--values",
+            inline.path().to_str().unwrap(),
+            "--set",
+            "replicas=2",
+        ],
+    );
+    argo_apply(&ns, "web", &web);
+    kubectl(
+        &ns,
+        &[
+            "patch",
+            "application.argoproj.io/web",
+            "--type=merge",
+            "-p",
+            &json!({"status": {"sync": {"revisions": ["0.1.0", change]}}}).to_string(),
+        ],
+        None,
+    );
+    all_in_sync(&ns, &repo, cache, "after syncing the values");
+
+    // A chart version the constraint picks, published and not synced: pending as published.
+    let v011 = chart("0.1.1", "relaxed");
+    index.publish(&v011.path().join("web")).unwrap();
+    let (ran, report) = diff(&ns, &repo, cache, "auto");
+    assert_eq!(ran.code, Some(1), "{}\n{report:#}", ran.stderr);
+    let found = items(&report);
+    let fields = found["ConfigMap/web-config"]["fields"].as_array().unwrap();
+    assert_eq!(fields.len(), 1, "{fields:#?}");
+    assert_eq!(fields[0]["path"], ".data.mode");
+    assert_eq!(fields[0]["why"]["kind"], "published", "{:#}", fields[0]);
+    assert_eq!(fields[0]["why"]["version"], "0.1.1", "{:#}", fields[0]);
+    // api pins 0.1.0 in the registry: unchanged.
+    assert_eq!(found["ConfigMap/api-config"]["status"], "in-sync");
+    let text = gitops(&ns, &repo, cache, true, &["diff"]);
+    assert!(
+        text.stdout
+            .contains("pending: chart web 0.1.1 published in"),
+        "{}",
+        text.stdout
+    );
+
+    // The registry stopped: one line per object of api, naming the Application and the
+    // registry; web's objects are still reported.
+    registry.stop();
+    let down = gitops(&ns, &repo, cache, true, &["diff", "-o", "json"]);
+    assert_eq!(down.code, Some(2), "{}", down.stderr);
+    let lines = down.error_lines();
+    assert_eq!(lines.len(), 3, "{}", down.stderr);
+    for line in &lines {
+        assert!(line.contains(&format!("Application {ns}/api")), "{line}");
+        assert!(line.contains(&bare), "{line}");
+    }
+    let found = items(&json_of(&down));
+    assert_eq!(
+        found["Service/web"]["status"], "in-sync",
+        "{:#}",
+        found["Service/web"]
+    );
+
+    assert_no_password(
+        &[
+            &ran.stdout,
+            &ran.stderr,
+            &text.stdout,
+            &text.stderr,
+            &down.stdout,
+            &down.stderr,
+            &revert.stdout,
+            &revert.stderr,
+        ],
+        cache,
+    );
+    kubectl(
+        &ns,
+        &[
+            "delete",
+            "application.argoproj.io/web",
+            "application.argoproj.io/api",
+        ],
+        None,
+    );
+}
