@@ -75,10 +75,20 @@ pub async fn run(
         Ok(pointer) => {
             let chart_pointer = pointer
                 .as_ref()
-                .filter(|p| p.helm.is_some() || p.argo_helm.is_some())
+                .filter(|p| {
+                    p.helm.is_some()
+                        || std::iter::once(*p)
+                            .chain(&p.more_sources)
+                            .any(|s| s.argo_helm.is_some())
+                })
                 .cloned();
             let located = locator.locate(pointer, &key);
             if let (Some(p), Ok(l)) = (&chart_pointer, &located) {
+                // A multi-source Application: the source that declares the object.
+                let p = match l.source_index {
+                    0 => p,
+                    i => p.more_sources.get(i - 1).unwrap_or(p),
+                };
                 if l.helm.is_some() {
                     chart_side = Some(locator.helm_blame(p, l, &key, blame_cache.as_deref()));
                 } else if l.chart.is_some() {

@@ -133,6 +133,10 @@ pub struct Located {
     /// constraint, and the release does not have yet: what is pending when no commit is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub published_chart: Option<super::helm::PublishedChart>,
+    /// Which source of a multi-source Application declares it (0: the first, else
+    /// `more_sources[i - 1]` of its pointer).
+    #[serde(skip)]
+    pub source_index: usize,
 }
 
 /// What a render was made from, when it is a Helm chart (an Argo CD Helm source).
@@ -418,13 +422,16 @@ impl Locator {
             .map_or_else(|| "the Application".to_owned(), Reconciler::display);
         let mut not_declared = Vec::new();
         let mut failed = None;
-        for source in std::iter::once(first).chain(more) {
+        for (index, source) in std::iter::once(first).chain(more).enumerate() {
             match self.locate_source(Some(source), key) {
                 Err(e @ SourceError::NotDeclared { .. }) => not_declared.push(e.to_string()),
                 Err(e) => {
                     failed.get_or_insert(e);
                 }
-                found => return found,
+                Ok(mut found) => {
+                    found.source_index = index;
+                    return Ok(found);
+                }
             }
         }
         if let Some(e) = failed {
@@ -564,6 +571,7 @@ impl Locator {
             helm: None,
             chart: chart.map(|c| Box::new((*c).clone())),
             published_chart: None,
+            source_index: 0,
         })
     }
 

@@ -32,13 +32,24 @@ data:
   mode: {{ .Values.mode | quote }}
 ";
 
-const OBJECTS: [&str; 6] = [
+/// A plain manifest, the first source of Application api (its chart is the second).
+const EXTRA: &str = "\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: api-extra
+data:
+  mode: strict
+";
+
+const OBJECTS: [&str; 7] = [
     "Deployment/web",
     "Service/web",
     "ConfigMap/web-config",
     "Deployment/api",
     "Service/api",
     "ConfigMap/api-config",
+    "ConfigMap/api-extra",
 ];
 
 /// Chart `web` at `version` with the default `mode`, in a new directory.
@@ -182,7 +193,8 @@ fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
         .write(
             "env/api-values.yaml",
             "greeting: hello-api\nimage: nginx:1.28\n",
-        );
+        )
+        .write("extras/settings.yaml", EXTRA);
     let applied = repo.commit(ALICE, "Values of web and api");
 
     // Application web: the chart from the Helm repository (a version constraint), its values
@@ -219,8 +231,9 @@ fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
         json!({"sync": {"status": "Synced", "revisions": ["0.1.0", applied]},
                "health": {"status": "Healthy"}}),
     );
-    // Application api: the chart from the OCI registry, as Argo CD names one (host/path, the
-    // repository Secret enabling OCI over plain HTTP, with the registry's credentials).
+    // Application api: a plain directory, then the chart from the OCI registry, as Argo CD
+    // names one (host/path, the repository Secret enabling OCI over plain HTTP, with the
+    // registry's credentials).
     let bare = registry.url("charts")["oci://".len()..].to_owned();
     kubectl(
         &ns,
@@ -256,16 +269,17 @@ fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
             "env/api-values.yaml",
         ],
     );
-    argo_apply(&ns, "api", &api);
+    argo_apply(&ns, "api", &format!("{api}\n---\n{EXTRA}"));
     application(
         &ns,
         "api",
         json!([
+            {"repoURL": repo.url(), "path": "extras", "targetRevision": "main"},
             {"repoURL": bare, "chart": "web", "targetRevision": "0.1.0",
              "helm": {"releaseName": "api", "valueFiles": ["$values/env/api-values.yaml"]}},
             {"repoURL": repo.url(), "targetRevision": "main", "ref": "values"},
         ]),
-        json!({"sync": {"status": "Synced", "revisions": ["0.1.0", applied]},
+        json!({"sync": {"status": "Synced", "revisions": [applied, "0.1.0", applied]},
                "health": {"status": "Healthy"}}),
     );
     all_in_sync(&ns, &repo, cache, "after the sync");

@@ -187,6 +187,7 @@ impl Locator {
             helm: None,
             chart: Some(Box::new(trace)),
             published_chart,
+            source_index: 0,
         })
     }
 

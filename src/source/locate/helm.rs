@@ -257,6 +257,7 @@ impl Locator {
             helm: Some(Box::new(trace)),
             chart: None,
             published_chart,
+            source_index: 0,
         })
     }
 
