@@ -143,7 +143,9 @@ impl Watch {
             Some(s) => (
                 s.resource_version.clone(),
                 s.content,
-                Some(self.tip_of(s)),
+                // Nothing read from Git (an Argo CD chart from a chart repository with no
+                // `ref` source): no tip to poll.
+                s.tracked_commit.is_some().then(|| self.tip_of(s)),
                 s.declared,
                 Some(s.read_at.clone()),
             ),
