@@ -725,14 +725,6 @@ impl Locator {
         {
             return self.argo_repository_documents(p, h, c);
         }
-        let repo = self.repo_of(located);
-        let (Some(repo), Some(commit)) = (repo, &located.tracked_commit) else {
-            return Ok(Arc::default());
-        };
-        let commit: CommitId = commit.parse()?;
-        if let Some(helm) = pointer.and_then(|p| p.helm.as_ref()) {
-            return Ok(helm::release_documents(helm));
-        }
         // A multi-source Application: what every source renders at its tip.
         if let Some(p) = pointer.filter(|p| !p.more_sources.is_empty()) {
             let mut first = p.clone();
@@ -762,6 +754,14 @@ impl Locator {
                 all.extend(rendered.all().iter().cloned());
             }
             return Ok(Arc::new(all));
+        }
+        let repo = self.repo_of(located);
+        let (Some(repo), Some(commit)) = (repo, &located.tracked_commit) else {
+            return Ok(Arc::default());
+        };
+        let commit: CommitId = commit.parse()?;
+        if let Some(helm) = pointer.and_then(|p| p.helm.as_ref()) {
+            return Ok(helm::release_documents(helm));
         }
         match pointer {
             Some(pointer) if matches!(pointer.rule, Rule::Flux | Rule::ArgoCd) => {

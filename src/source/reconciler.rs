@@ -909,7 +909,8 @@ async fn argo_repository_chart(
         RepoKind::Oci(crate::render::oci::OciRepo::parse(url, plain_http).map_err(bad_url)?)
     } else if url.starts_with("http://") || url.starts_with("https://") {
         RepoKind::Index
-    } else if data("enableOCI").as_deref() == Some("true") {
+    } else if !url.contains("://") || data("enableOCI").as_deref() == Some("true") {
+        // Argo CD takes a URL with no scheme for an OCI registry (`helm.IsHelmOciRepo`).
         RepoKind::Oci(
             crate::render::oci::OciRepo::parse(&format!("oci://{url}"), plain_http)
                 .map_err(bad_url)?,
