@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use crate::argo_helm::{application, argo_apply, gitops, helm_binary, server_version};
 use crate::fixture::{ALICE, BOB, GitRepo};
 use crate::helm::{CHART, DEPLOYMENT, SERVICE, assert_origin, origins};
+use crate::helm_repository::walk;
 use crate::support::{items, json_of, kubectl};
 use testenv::helm::{ChartRepository, OciRegistry};
 
@@ -155,23 +156,6 @@ fn assert_no_password(outputs: &[&str], cache: &Path) {
     }
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .flat_map(|e| {
-            let path = e.path();
-            if path.is_dir() {
-                walk(&path)
-            } else {
-                vec![path]
-            }
-        })
-        .collect()
-}
-
 #[test]
 fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
     let cp = testenv::shared();
@@ -201,21 +185,26 @@ fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
     // file from a `ref` source, inline values and a parameter.
     let inline = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(inline.path(), "team: payments\n").unwrap();
-    let web = argo_template(
-        &repo,
-        &ns,
-        "web",
-        &["web", "--repo", &index.url, "--version", "0.1.0"],
-        &[
-            "--values",
-            "env/web-values.yaml",
-            "--values",
-            inline.path().to_str().unwrap(),
-            "--set",
-            "replicas=2",
-        ],
-    );
-    argo_apply(&ns, "web", &web);
+    // Synced as Argo CD syncs web: rendered from the index with the values files as they are
+    // in the work tree.
+    let sync_web = |repo: &GitRepo| {
+        let web = argo_template(
+            repo,
+            &ns,
+            "web",
+            &["web", "--repo", &index.url, "--version", "0.1.0"],
+            &[
+                "--values",
+                "env/web-values.yaml",
+                "--values",
+                inline.path().to_str().unwrap(),
+                "--set",
+                "replicas=2",
+            ],
+        );
+        argo_apply(&ns, "web", &web);
+    };
+    sync_web(&repo);
     application(
         &ns,
         "web",
@@ -434,21 +423,7 @@ fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
     assert_eq!(fields[0]["why"]["commit"], change.as_str());
     assert_eq!(found["ConfigMap/api-config"]["status"], "in-sync");
     // Synced: in sync again.
-    let web = argo_template(
-        &repo,
-        &ns,
-        "web",
-        &["web", "--repo", &index.url, "--version", "0.1.0"],
-        &[
-            "--values",
-            "env/web-values.yaml",
-            "--values",
-            inline.path().to_str().unwrap(),
-            "--set",
-            "replicas=2",
-        ],
-    );
-    argo_apply(&ns, "web", &web);
+    sync_web(&repo);
     kubectl(
         &ns,
         &[

@@ -57,7 +57,7 @@ const PASSWORD: &str = "planted-chart-repo-password-5d2a";
 const OLD_PASSWORD: &str = "an-old-password-91fe";
 
 /// The files under `dir`, at any depth.
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
