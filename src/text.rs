@@ -64,9 +64,49 @@ pub fn base64_bytes(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// `message` with every secret replaced by `(hidden)`, longest first so that no part of one
+/// shows; a secret of several lines is also replaced line by line (a tool may quote one line,
+/// or join its lines).
+pub fn redact(message: &str, secrets: &[String]) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for secret in secrets {
+        parts.push(secret);
+        if secret.contains('\n') {
+            parts.extend(secret.lines().map(str::trim));
+        }
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let mut text = message.to_owned();
+    for part in parts {
+        text = text.replace(part, "(hidden)");
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_is_hidden_whole_and_line_by_line() {
+        let secrets = [
+            "hunter2".to_owned(),
+            "-----BEGIN KEY-----\nAAAA\n-----END KEY-----".to_owned(),
+        ];
+        assert_eq!(
+            redact("bad password hunter2 (hunter22)", &secrets),
+            "bad password (hidden) ((hidden)2)"
+        );
+        assert_eq!(
+            redact("cannot parse -----BEGIN KEY-----; AAAA", &secrets),
+            "cannot parse (hidden); (hidden)"
+        );
+        assert_eq!(
+            redact("nothing to hide", &[String::new()]),
+            "nothing to hide"
+        );
+    }
 
     #[test]
     fn durations_read_like_flags() {

@@ -29,6 +29,9 @@ pub struct Template<'a> {
     pub api_versions: &'a [String],
     /// How the reconciler calls helm where helm-controller and Argo CD differ.
     pub style: Style<'a>,
+    /// Values from Secrets: a chart's `fail` or `required` message may quote one, and helm's
+    /// message is shown with each of them hidden.
+    pub secrets: &'a [String],
 }
 
 /// What differs between helm-controller's render and Argo CD's repo-server's.
@@ -345,7 +348,8 @@ fn run(
         source,
     })?;
     if !output.status.success() {
-        let reason = crate::text::joined_lines(&String::from_utf8_lossy(&output.stderr))
+        let stderr = crate::text::redact(&String::from_utf8_lossy(&output.stderr), t.secrets);
+        let reason = crate::text::joined_lines(&stderr)
             .replace(&format!("{}/", tmp.display()), "")
             .replace(&tmp.display().to_string(), ".");
         return Err(HelmError::Failed(reason));

@@ -9,12 +9,12 @@ use serde_json::Value;
 use super::Plan;
 use super::patch::removal_pointers;
 use super::plan::{ApplyStep, Step};
-use super::secrets::redact;
 use crate::cluster::{Cluster, ClusterError};
 use crate::env::Env;
 use crate::fields::FieldPath;
 use crate::object::ObjectKey;
 use crate::report::{Log, RevertAction, RevertItem, RevertResult};
+use crate::text::redact;
 use crate::text::single_line;
 
 /// Test only: runs `KUBECTL_GITOPS_TEST_HOOK` with the stage (`planned`, `applied`) and the

@@ -32,20 +32,10 @@ pub(super) fn secret_values(key: &ObjectKey, objects: &[&Value]) -> Vec<String> 
     values.into_iter().collect()
 }
 
-/// `message` with every Secret value replaced (longest first, so that no part of one shows).
-pub(super) fn redact(message: &str, secrets: &[String]) -> String {
-    let mut secrets: Vec<&String> = secrets.iter().collect();
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let mut text = message.to_owned();
-    for secret in secrets {
-        text = text.replace(secret.as_str(), "(hidden)");
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::text::redact;
     use serde_json::json;
 
     #[test]

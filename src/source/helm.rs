@@ -134,6 +134,37 @@ impl HelmSource {
         values
     }
 
+    /// The values that come from Secrets, as text a tool's message could quote: each string
+    /// (and long number) in a `valuesFrom` Secret, and each variable the HelmRelease's
+    /// Kustomization substitutes from a Secret.
+    pub fn secret_texts(&self) -> Vec<String> {
+        fn leaves(value: &Value, out: &mut Vec<String>) {
+            match value {
+                Value::String(s) => out.push(s.clone()),
+                Value::Number(n) if n.to_string().len() >= 4 => out.push(n.to_string()),
+                Value::Array(items) => items.iter().for_each(|v| leaves(v, out)),
+                Value::Object(map) => map.values().for_each(|v| leaves(v, out)),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        for (source, values) in &self.values_from {
+            if source.kind == "Secret" {
+                leaves(values, &mut out);
+            }
+        }
+        if let Some(p) = &self.own_pointer
+            && let Some(vars) = &p.substitute
+        {
+            out.extend(
+                p.secret_variables
+                    .iter()
+                    .filter_map(|name| vars.get(name).cloned()),
+            );
+        }
+        out
+    }
+
     /// The values sources in order, for trace: no values, only where they come from.
     pub fn values_sources(&self) -> Vec<ValuesSource> {
         let mut out: Vec<ValuesSource> = self
@@ -1259,6 +1290,20 @@ mod tests {
         assert!(!format!("{helm:?}").contains("hunter2"));
         let kinds: Vec<String> = helm.values_sources().into_iter().map(|s| s.kind).collect();
         assert_eq!(kinds, ["ConfigMap", "Secret", "values"]);
+    }
+
+    #[test]
+    fn secret_texts_are_the_secrets_values_and_secret_substitutions() {
+        let mut helm = source();
+        let mut own = Pointer::new(Rule::Flux);
+        own.substitute = Some(BTreeMap::from([
+            ("cluster".into(), "prod".into()),
+            ("token".into(), "s3cr3t".into()),
+        ]));
+        own.secret_variables = vec!["token".into()];
+        helm.own_pointer = Some(Box::new(own));
+        // The ConfigMap's values and the inline ones are not secret; the Secret's team is.
+        assert_eq!(helm.secret_texts(), ["hunter2", "b", "s3cr3t"]);
     }
 
     #[test]

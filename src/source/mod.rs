@@ -73,6 +73,8 @@ pub struct Pointer {
     pub overlay: Overlay,
     /// Flux `postBuild.substitute` variables; values from Secrets are used, never shown.
     pub substitute: Option<std::collections::BTreeMap<String, String>>,
+    /// The names of the `substitute` variables whose values come from a Secret.
+    pub secret_variables: Vec<String>,
     /// The commit that was applied, when known.
     pub applied_commit: Option<String>,
     /// The branch, tag or revision the reconciler follows.
@@ -102,6 +104,7 @@ impl Pointer {
             recurse: false,
             overlay: Overlay::default(),
             substitute: None,
+            secret_variables: Vec::new(),
             applied_commit: None,
             tracked_ref: None,
             reconciler: None,

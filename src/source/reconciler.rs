@@ -236,8 +236,10 @@ async fn flux(
             .unwrap_or_default(),
     };
     if !spec["postBuild"].is_null() {
-        p.substitute =
-            Some(substitutions(cluster, discovery, namespace, &spec["postBuild"]).await?);
+        let (vars, secret) =
+            substitutions(cluster, discovery, namespace, &spec["postBuild"]).await?;
+        p.substitute = Some(vars);
+        p.secret_variables = secret;
     }
     p.reconciler = Some(Reconciler {
         kind: "Kustomization".into(),
@@ -328,14 +330,16 @@ pub(super) fn bad_ks(reconciler: &str, field: &str, reason: String) -> SourceErr
 }
 
 /// `postBuild.substitute`, then each `substituteFrom` ConfigMap or Secret (earlier wins, as in
-/// kustomize-controller, where `substitute` overrides `substituteFrom`).
+/// kustomize-controller, where `substitute` overrides `substituteFrom`); and the names of
+/// those whose values come from a Secret.
 async fn substitutions(
     cluster: &Cluster,
     discovery: &CachedDiscovery,
     namespace: &str,
     post_build: &Value,
-) -> Result<BTreeMap<String, String>, SourceError> {
+) -> Result<(BTreeMap<String, String>, Vec<String>), SourceError> {
     let mut vars = string_map(&post_build["substitute"]);
+    let mut secret = Vec::new();
     for from in post_build["substituteFrom"]
         .as_array()
         .into_iter()
@@ -355,15 +359,19 @@ async fn substitutions(
         };
         let data = string_map(&object["data"]);
         for (k, v) in data {
+            if vars.contains_key(&k) {
+                continue;
+            }
             let value = if kind == "Secret" {
+                secret.push(k.clone());
                 decode_base64(&v).unwrap_or_default()
             } else {
                 v
             };
-            vars.entry(k).or_insert(value);
+            vars.insert(k, value);
         }
     }
-    Ok(vars)
+    Ok((vars, secret))
 }
 
 /// The ConfigMap or Secret a reconciler's `{kind, name, optional}` reference names

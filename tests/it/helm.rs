@@ -693,9 +693,10 @@ fn real_helm_controller_installs_and_every_command_agrees() {
     assert_eq!(found["ConfigMap/web-values"]["status"], "in-sync");
 
     // A chart that fails to render at the tip: one line per object, naming the chart and fix.
+    // Its message quotes the value from the Secret: helm's words are shown, that value is not.
     repo.write(
         "charts/web/templates/broken.yaml",
-        "{{ required \"set .Values.mustHave\" .Values.mustHave }}\n",
+        "{{ required (printf \"set .Values.mustHave (apiKey is %s)\" .Values.apiKey) .Values.mustHave }}\n",
     );
     repo.commit(BOB, "A template that needs a value nobody sets");
     let ran = gitops(&ns, &repo, cache, true, &["diff", "-o", "json"]);
@@ -705,7 +706,10 @@ fn real_helm_controller_installs_and_every_command_agrees() {
     for line in &lines {
         assert!(line.starts_with("error: "), "{line}");
         assert!(line.contains("helm template of chart charts/web"), "{line}");
-        assert!(line.contains("set .Values.mustHave"), "{line}");
+        assert!(
+            line.contains("set .Values.mustHave (apiKey is (hidden))"),
+            "{line}"
+        );
         assert!(
             line.contains("fix the chart or the values in Git"),
             "{line}"

@@ -153,5 +153,7 @@ pub(super) fn argo_template<'a>(
             include_crds: h.include_crds,
             skip_tests: h.skip_tests,
         },
+        // Argo CD's values are all in Git or the Application.
+        secrets: &[],
     }
 }

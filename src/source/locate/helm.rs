@@ -332,6 +332,7 @@ impl Locator {
                     )
                 })?;
             let name = RepoPath::parse(chart).unwrap_or_else(|_| helm.chart_path.clone());
+            let secrets = helm.secret_texts();
             let template = render::helm::Template {
                 helm: &binary,
                 chart: &name,
@@ -342,6 +343,7 @@ impl Locator {
                 kube_version: &helm.kube_version,
                 api_versions: &helm.api_versions,
                 style: render::helm::Style::Flux,
+                secrets: &secrets,
             };
             render::helm::template_archive(&archive, &template).map_err(|e| {
                 format!(
@@ -509,6 +511,7 @@ impl Locator {
             self.helm_disk_key(helm, values, &parts)
         };
         self.helm_slot(cache_key, disk_key, || {
+            let secrets = helm.secret_texts();
             let template = render::helm::Template {
                 helm: &binary,
                 chart: &helm.chart_path,
@@ -519,6 +522,7 @@ impl Locator {
                 kube_version: &helm.kube_version,
                 api_versions: &helm.api_versions,
                 style: render::helm::Style::Flux,
+                secrets: &secrets,
             };
             render::helm::template(repo, commit, &template).map_err(|e| {
                 format!(

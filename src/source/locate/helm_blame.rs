@@ -311,6 +311,7 @@ impl Locator {
             release: helm.display(),
             reason,
         };
+        let secrets = helm.secret_texts();
         match &helm.repository {
             None => {
                 let repo = self
@@ -327,6 +328,7 @@ impl Locator {
                     kube_version: &helm.kube_version,
                     api_versions: &helm.api_versions,
                     style: render::helm::Style::Flux,
+                    secrets: &secrets,
                 };
                 render::helm::template_each(&repo, commit, &t, sets).map_err(|e| {
                     failed(format!(
@@ -395,6 +397,7 @@ impl Locator {
                     kube_version: &helm.kube_version,
                     api_versions: &helm.api_versions,
                     style: render::helm::Style::Flux,
+                    secrets: &secrets,
                 };
                 Ok(render::helm::template_archive_each(&archive, &t, sets))
             }
