@@ -42,10 +42,20 @@ pub struct HelmSide {
     /// `chart web 0.1.0`, and the template that renders the object.
     pub chart: String,
     pub template: String,
+    /// The reconciler's post-renderers (Flux `spec.postRenderers`), when it has any: the
+    /// object before them, and after each with where that one is written. `rendered` and the
+    /// probes are post-rendered.
+    pub post: Option<PostStages>,
     /// Whether every value was probed. When one could not be (the chart fails to render
     /// with it changed), a field no probe changed may still be that value's: no line is
     /// claimed for the chart then.
     pub complete: bool,
+}
+
+/// The blamed object before the post-renderers, and after each of them in order.
+pub struct PostStages {
+    pub bare: Value,
+    pub after: Vec<(Value, ValuePlace)>,
 }
 
 /// A values source in merge order, as parsed, and how to find each value's place in it.
@@ -158,6 +168,28 @@ pub fn value_at<'a>(values: &'a Value, path: &[String]) -> Option<&'a Value> {
 /// it).
 pub fn attribute<'a>(side: &'a HelmSide, path: &FieldPath) -> Option<Claim<'a>> {
     let here = path.resolve(&side.rendered);
+    if let (Some(post), Some(_)) = (&side.post, here) {
+        // The last post-renderer that wrote the field: a scalar it changed, or anything it
+        // added. A map or list it only changed inside is the chart's key.
+        let container = |v: &Value| v.is_object() || v.is_array();
+        let mut before = path.resolve(&post.bare);
+        let mut claim = None;
+        for (object, place) in &post.after {
+            let after = path.resolve(object);
+            let wrote = match (before, after) {
+                (None, Some(_)) => true,
+                (Some(b), Some(a)) => a != b && !(container(a) && container(b)),
+                _ => false,
+            };
+            if wrote {
+                claim = Some(place);
+            }
+            before = after;
+        }
+        if let Some(place) = claim {
+            return Some(Claim::PostRenderer(place));
+        }
+    }
     let mut git: Option<(&ValueLeaf, &BlameLine)> = None;
     let mut cluster: Option<&ValueLeaf> = None;
     let mut unknown = false;
@@ -194,6 +226,8 @@ pub fn attribute<'a>(side: &'a HelmSide, path: &FieldPath) -> Option<Claim<'a>> 
 #[derive(Debug)]
 pub enum Claim<'a> {
     Value(&'a ValueLeaf),
+    /// A post-renderer wrote it (its patch or image), where it is written.
+    PostRenderer(&'a ValuePlace),
     Chart,
 }
 
@@ -460,29 +494,61 @@ mod tests {
             ],
             chart: "chart web 0.1.0".into(),
             template: "web/templates/d.yaml".into(),
+            post: None,
             complete: true,
         };
-        let at = |p: &str| {
+        let claim = |side: &HelmSide, p: &str| {
             let path = FieldPath::root()
                 .child(Segment::Field("spec".into()))
                 .child(Segment::Field(p.into()));
-            match attribute(&side, &path) {
+            match attribute(side, &path) {
                 Some(Claim::Value(l)) => dotted(&l.path),
+                Some(Claim::PostRenderer(ValuePlace::Git { line, .. })) => format!("line {line}"),
+                Some(Claim::PostRenderer(_)) => "a post-renderer".into(),
                 Some(Claim::Chart) => "chart".into(),
                 None => "none".into(),
             }
         };
+        let at = |p: &str| claim(&side, p);
         assert_eq!(at("replicas"), "replicas");
         assert_eq!(at("port"), "chart");
         // Two values make the image: the one changed last, as git blame would say.
         assert_eq!(at("image"), "tag");
         assert_eq!(at("added-by-someone"), "none");
+
+        // Post-renderers: what one wrote last is its; what none changed is as without them.
+        let git = |at: usize| ValuePlace::Git {
+            file: "release.yaml".into(),
+            line: at,
+            blame: line("c2", 2),
+        };
+        let bare = side.rendered.clone();
+        let patched =
+            json!({"spec": {"replicas": 5, "port": 80, "image": "nginx:1", "paused": false}});
+        let retagged =
+            json!({"spec": {"replicas": 5, "port": 80, "image": "nginx:2", "paused": false}});
+        let post = HelmSide {
+            probes: side.probes.clone(),
+            rendered: retagged.clone(),
+            chart: side.chart.clone(),
+            template: side.template.clone(),
+            post: Some(PostStages {
+                bare,
+                after: vec![(patched, git(20)), (retagged, git(30))],
+            }),
+            complete: true,
+        };
+        assert_eq!(claim(&post, "replicas"), "line 20");
+        assert_eq!(claim(&post, "paused"), "line 20");
+        assert_eq!(claim(&post, "image"), "line 30");
+        assert_eq!(claim(&post, "port"), "chart");
         // A value whose line is unknown changes the port: claimed for nobody.
         let mut unplaced = HelmSide {
             probes: side.probes.clone(),
             rendered: side.rendered.clone(),
             chart: side.chart.clone(),
             template: side.template.clone(),
+            post: None,
             complete: true,
         };
         unplaced.probes.push((

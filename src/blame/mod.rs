@@ -145,6 +145,14 @@ pub fn annotate_chart(
                     },
                     helm::ValuePlace::Unknown => managers(&path, managed),
                 },
+                Some(helm::Claim::PostRenderer(place)) => match place {
+                    helm::ValuePlace::Git { file, line, blame } => git_origin(blame, file, *line),
+                    helm::ValuePlace::Cluster { source } => Origin::Values {
+                        source: source.clone(),
+                        values_path: String::new(),
+                    },
+                    helm::ValuePlace::Unknown => managers(&path, managed),
+                },
                 Some(helm::Claim::Chart) => Origin::Chart {
                     chart: chart.chart.clone(),
                     file: chart.template.clone(),

@@ -21,6 +21,11 @@ pub struct LineIndex {
     /// names are matched when a path asks for them. Indexing every name up front would not
     /// scale: an item with n scalar fields has n(n+1)/2 keys, and nested lists multiply them.
     lists: HashMap<FieldPath, Vec<Item>>,
+    /// Each list item's last line (by position), less trailing blank and comment lines.
+    item_ends: HashMap<FieldPath, usize>,
+    /// Where each list item's node ends (line, column), as the parser marks it: the start of
+    /// whatever follows.
+    item_marks: HashMap<FieldPath, (usize, usize)>,
 }
 
 /// What a list item can be named by besides its position.
@@ -85,7 +90,45 @@ impl LineIndex {
         let doc = list_item_at(doc, range.0).unwrap_or(doc);
         let mut index = LineIndex::default();
         index.walk(&FieldPath::root(), doc);
+        // A node ends where the next one starts: an item's last line is the one before, unless
+        // the item ends within its own line (`- {a: 1}`).
+        let lines: Vec<&str> = text.lines().collect();
+        let start_of = |at: &FieldPath, index: &LineIndex| index.lines.get(at).copied();
+        let marks = std::mem::take(&mut index.item_marks);
+        let ends: Vec<(FieldPath, usize)> = marks
+            .iter()
+            .filter_map(|(path, &(line, col))| {
+                let start = start_of(path, &index)?;
+                let before = lines
+                    .get(line.checked_sub(1)?)
+                    .map_or("", |l| l.get(..col).unwrap_or(l));
+                let mut last = if before.trim().is_empty() {
+                    line - 1
+                } else {
+                    line
+                };
+                while last > start
+                    && lines.get(last - 1).is_none_or(|l| {
+                        let t = l.trim();
+                        t.is_empty() || t.starts_with('#')
+                    })
+                {
+                    last -= 1;
+                }
+                Some((path.clone(), last.max(start)))
+            })
+            .collect();
+        index.item_ends = ends.into_iter().collect();
         Some(index)
+    }
+
+    /// The first and last line of the list item at `path` (items by position), when it is
+    /// written in the file.
+    pub fn item_lines(&self, path: &FieldPath) -> Option<(usize, usize)> {
+        let (resolved, true) = self.resolve(path) else {
+            return None;
+        };
+        Some((*self.lines.get(&resolved)?, *self.item_ends.get(&resolved)?))
     }
 
     /// The line of `path`, or of its nearest ancestor that is written in the file.
@@ -148,6 +191,10 @@ impl LineIndex {
                 for (i, item) in items.iter().enumerate() {
                     let by_index = path.child(Segment::Index(i));
                     self.lines.insert(by_index.clone(), item.span.start.line());
+                    self.item_marks.insert(
+                        by_index.clone(),
+                        (item.span.end.line(), item.span.end.col()),
+                    );
                     self.walk(&by_index, item);
                 }
                 self.lists
@@ -252,6 +299,34 @@ fn scalar_json(node: &MarkedYaml<'_>) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_items_lines_run_to_its_last_written_line() {
+        let text = "spec:\n  postRenderers:\n    - kustomize:\n        patches:\n          - patch: |\n              a: 1\n              b: 2\n    # a comment\n    - kustomize:\n        images: [{name: x}]\n\n  values:\n    list: [{a: 1}]\n    other:\n      - {b: 2}\n";
+        let index = LineIndex::of_document(text, (1, 15)).unwrap();
+        let item = |path: &str| {
+            let segments: Vec<Segment> = path
+                .split('.')
+                .map(|s| match s.parse() {
+                    Ok(i) => Segment::Index(i),
+                    Err(_) => Segment::Field(s.into()),
+                })
+                .collect();
+            let mut at = FieldPath::root();
+            for s in segments {
+                at.push(s);
+            }
+            index.item_lines(&at)
+        };
+        assert_eq!(item("spec.postRenderers.0"), Some((3, 7)));
+        assert_eq!(item("spec.postRenderers.1"), Some((9, 10)));
+        assert_eq!(
+            item("spec.postRenderers.0.kustomize.patches.0"),
+            Some((5, 7))
+        );
+        assert_eq!(item("spec.values.other.0"), Some((15, 15)));
+        assert_eq!(item("spec.postRenderers.2"), None);
+    }
 
     const FILE: &str = "\
 apiVersion: v1

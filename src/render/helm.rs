@@ -360,6 +360,198 @@ fn run(
     split(&text, t.chart)
 }
 
+/// `docs` (a chart's render) through helm-controller's post-renderers (`spec.postRenderers`),
+/// in order: each `kustomize` one is a kustomization over the render (`helm-output.yaml`) with
+/// its `patches` and `images`, built by `kubectl kustomize` as helm-controller builds it with
+/// kustomize's library. Each document keeps its template's name (matched by its identity, as
+/// a patch may not rename it; one renamed is the chart's). Nothing to do without one.
+///
+/// kustomize reads files, so the render is written to a temporary directory, but no Secret
+/// value is: each value of a Secret's `data` or `stringData`, and each string that holds one
+/// of `secrets`, is written as a placeholder and put back after.
+pub fn post_render(
+    docs: &[Document],
+    post_renderers: &[Value],
+    chart: &RepoPath,
+    secrets: &[String],
+) -> Result<Vec<Document>, HelmError> {
+    let kustomizations: Vec<Value> = post_renderers
+        .iter()
+        .filter_map(|r| r.get("kustomize"))
+        .map(post_render_kustomization)
+        .collect();
+    if kustomizations.is_empty() {
+        return Ok(docs.to_vec());
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("kubectl-gitops-post-render-")
+        .tempdir()
+        .map_err(|source| RenderError::Io {
+            what: "creating a temporary directory".into(),
+            source,
+        })?;
+    let io = |what: &str| {
+        let what = what.to_owned();
+        move |source| RenderError::Io { what, source }
+    };
+    let mut hidden = Hidden::default();
+    let mut current: Vec<Document> = docs.to_vec();
+    for doc in &mut current {
+        hidden.hide(&mut doc.object, secrets);
+    }
+    for (i, kustomization) in kustomizations.iter().enumerate() {
+        let mut input = String::new();
+        for doc in &current {
+            input.push_str("---\n");
+            input.push_str(&serde_json::to_string(&doc.object).expect("objects serialise"));
+            input.push('\n');
+        }
+        std::fs::write(tmp.path().join("helm-output.yaml"), input)
+            .map_err(io("writing the render for the post-renderers"))?;
+        std::fs::write(
+            tmp.path().join("kustomization.yaml"),
+            serde_json::to_string(kustomization).expect("kustomizations serialise"),
+        )
+        .map_err(io("writing a post-renderer's kustomization"))?;
+        let root = format!("spec.postRenderers[{i}].kustomize");
+        let text = super::run_kustomize(tmp.path(), &root)?;
+        let mut out = Vec::new();
+        for mut doc in documents(&root, text.as_bytes())? {
+            let key = doc.key();
+            match current.iter().find(|d| key.is_some() && d.key() == key) {
+                Some(before) => {
+                    doc.file = before.file.clone();
+                    doc.lines = before.lines;
+                    doc.built_by = before.built_by.clone();
+                }
+                None => {
+                    doc.file = chart.as_str().to_owned();
+                    doc.lines = (0, 0);
+                }
+            }
+            out.push(doc);
+        }
+        current = out;
+    }
+    for doc in &mut current {
+        hidden.restore(&mut doc.object);
+    }
+    Ok(current)
+}
+
+/// The values [`post_render`] keeps off the disk, by the placeholder written in their place.
+#[derive(Default)]
+struct Hidden {
+    values: Vec<String>,
+}
+
+impl Hidden {
+    const MARK: &'static str = "kubectl-gitops-hidden-";
+
+    /// Replaces a Secret's values, and any string holding one of `secrets`, in `object`.
+    fn hide(&mut self, object: &mut Value, secrets: &[String]) {
+        let is_secret = object["kind"] == "Secret" && object["apiVersion"] == "v1";
+        for (key, value) in object.as_object_mut().into_iter().flatten() {
+            let whole = is_secret && (key == "data" || key == "stringData");
+            self.walk(value, whole, secrets);
+        }
+    }
+
+    fn walk(&mut self, value: &mut Value, whole: bool, secrets: &[String]) {
+        match value {
+            Value::String(s)
+                if whole
+                    || secrets
+                        .iter()
+                        .any(|x| !x.is_empty() && s.contains(x.as_str())) =>
+            {
+                let text = std::mem::take(s);
+                *s = format!("{}{}", Hidden::MARK, self.values.len());
+                self.values.push(text);
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.walk(v, whole, secrets)),
+            Value::Object(map) => map.values_mut().for_each(|v| self.walk(v, whole, secrets)),
+            _ => {}
+        }
+    }
+
+    /// Puts every placeholder still in `value` back.
+    fn restore(&self, value: &mut Value) {
+        match value {
+            Value::String(s) => {
+                if let Some(i) = s
+                    .strip_prefix(Hidden::MARK)
+                    .and_then(|n| n.parse::<usize>().ok())
+                    && let Some(original) = self.values.get(i)
+                {
+                    *s = original.clone();
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.restore(v)),
+            Value::Object(map) => map.values_mut().for_each(|v| self.restore(v)),
+            _ => {}
+        }
+    }
+}
+
+/// [`post_render`] of each render of `renders` that succeeded, a few at a time.
+pub fn post_render_each(
+    renders: Vec<Result<Vec<Document>, HelmError>>,
+    post_renderers: &[Value],
+    chart: &RepoPath,
+    secrets: &[String],
+) -> Vec<Result<Vec<Document>, HelmError>> {
+    each(&renders, |render| match render {
+        Ok(docs) => post_render(docs, post_renderers, chart, secrets),
+        Err(HelmError::Failed(reason)) => Err(HelmError::Failed(reason.clone())),
+        Err(HelmError::Render(e)) => Err(HelmError::Failed(e.to_string())),
+    })
+}
+
+/// A `kustomize` post-renderer as the kustomization helm-controller builds for it: the render
+/// as its one resource, its `images` and `patches` (each `patch` with its `target`).
+fn post_render_kustomization(spec: &Value) -> Value {
+    let images: Vec<Value> = spec["images"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|image| {
+            let mut out = serde_json::Map::new();
+            for field in ["name", "newName", "newTag", "digest"] {
+                if let Some(v) = image[field].as_str().filter(|v| !v.is_empty()) {
+                    out.insert(field.into(), v.into());
+                }
+            }
+            Value::Object(out)
+        })
+        .collect();
+    let patches: Vec<Value> = spec["patches"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|patch| {
+            let mut out = serde_json::Map::new();
+            out.insert("patch".into(), patch["patch"].clone());
+            if patch["target"].is_object() {
+                out.insert("target".into(), patch["target"].clone());
+            }
+            Value::Object(out)
+        })
+        .collect();
+    let mut k = serde_json::json!({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": ["helm-output.yaml"],
+    });
+    if !images.is_empty() {
+        k["images"] = Value::Array(images);
+    }
+    if !patches.is_empty() {
+        k["patches"] = Value::Array(patches);
+    }
+    k
+}
+
 /// A `--set` value as Argo CD passes it: commas escaped unless the value is a `{a,b}` list.
 fn escape_set(value: &str) -> String {
     if value.starts_with('{') && value.ends_with('}') {
@@ -429,6 +621,55 @@ mod tests {
         assert_eq!(escape_set("a\\,b"), "a\\,b");
         assert_eq!(escape_set("{a,b}"), "{a,b}");
         assert_eq!(escape_set("plain"), "plain");
+    }
+
+    #[test]
+    fn secret_values_are_kept_off_the_post_renderers_input_and_put_back() {
+        let original = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "web", "labels": {"team": "a"}},
+            "data": {"token": "c2VjcmV0"},
+        });
+        let config = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "web"},
+            "data": {"url": "https://user:hunter2@db", "plain": "x"},
+        });
+        let mut hidden = Hidden::default();
+        let (mut secret, mut cm) = (original.clone(), config.clone());
+        hidden.hide(&mut secret, &["hunter2".into()]);
+        hidden.hide(&mut cm, &["hunter2".into()]);
+        let written = format!("{secret}{cm}");
+        assert!(
+            !written.contains("c2VjcmV0") && !written.contains("hunter2"),
+            "{written}"
+        );
+        // What is not secret is written as it is: a patch can still match it.
+        assert_eq!(secret["metadata"], original["metadata"]);
+        assert_eq!(cm["data"]["plain"], "x");
+        hidden.restore(&mut secret);
+        hidden.restore(&mut cm);
+        assert_eq!((secret, cm), (original, config));
+    }
+
+    #[test]
+    fn a_kustomize_post_renderer_is_the_kustomization_helm_controller_builds() {
+        let spec = serde_json::json!({
+            "patches": [{"patch": "- op: remove\n  path: /x\n", "target": {"kind": "Deployment"}}],
+            "images": [{"name": "nginx", "newTag": "1.29", "newName": ""}],
+        });
+        assert_eq!(
+            post_render_kustomization(&spec),
+            serde_json::json!({
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": ["helm-output.yaml"],
+                "images": [{"name": "nginx", "newTag": "1.29"}],
+                "patches": [{"patch": "- op: remove\n  path: /x\n", "target": {"kind": "Deployment"}}],
+            })
+        );
     }
 
     #[test]

@@ -588,7 +588,7 @@ fn go_tool(mut cmd: Command) -> Command {
     cmd
 }
 
-fn run_kustomize(dir: &Path, root_name: &str) -> Result<String, RenderError> {
+pub(super) fn run_kustomize(dir: &Path, root_name: &str) -> Result<String, RenderError> {
     let output = go_tool(Command::new("kubectl"))
         .arg("kustomize")
         .arg(dir)

@@ -215,6 +215,15 @@ fn helm_rows(
         "spec.values (as in the cluster)"
     };
     row("Values", values_line(&h.values, inline))?;
+    if !h.post_renderers.is_empty() {
+        let listed: Vec<String> = h
+            .post_renderers
+            .iter()
+            .enumerate()
+            .map(|(i, r)| format!("{}. {r}", i + 1))
+            .collect();
+        row("Post-render", format!("{} (in order)", listed.join(", ")))?;
+    }
     match (&h.helm_release_file, h.helm_release_lines) {
         (Some(file), Some((a, b))) => row(
             "HelmRelease",

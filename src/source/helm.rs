@@ -53,6 +53,8 @@ pub struct HelmSource {
     /// `spec.commonMetadata` labels and annotations, post-rendered into every object.
     pub common_labels: BTreeMap<String, String>,
     pub common_annotations: BTreeMap<String, String>,
+    /// `spec.postRenderers` as the cluster has it (what the release was rendered with).
+    pub post_renderers: Vec<Value>,
     /// The latest deployed release record: what helm-controller applied.
     pub record: Arc<ReleaseRecord>,
     /// The live cluster's version, for `helm template --kube-version`.
@@ -274,6 +276,32 @@ pub struct HelmTrace {
     pub version_constraint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub desired_chart_version: Option<String>,
+    /// `spec.postRenderers` as Git declares them, in order, each as what it does:
+    /// `kustomize: 2 patches, 1 image`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub post_renderers: Vec<String>,
+}
+
+/// `spec.postRenderers` of a HelmRelease spec.
+pub fn post_renderers_of(spec: &Value) -> Vec<Value> {
+    spec["postRenderers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A post-renderer as trace shows it: `kustomize: 2 patches, 1 image`.
+pub fn post_renderer_summary(r: &Value) -> String {
+    let Some(k) = r.get("kustomize") else {
+        return "none (no kustomize)".into();
+    };
+    let count = |field: &str| k[field].as_array().map_or(0, Vec::len);
+    let (patches, images) = (count("patches"), count("images"));
+    format!(
+        "kustomize: {patches} {}, {images} image{}",
+        if patches == 1 { "patch" } else { "patches" },
+        crate::text::plural(images)
+    )
 }
 
 /// For an object of an Argo CD Helm source: the chart and values it is rendered with (never a
@@ -492,15 +520,6 @@ pub(super) async fn flux_helm(
         .unwrap_or(namespace)
         .to_owned();
     let release = release_name(&hr);
-    // Rendering without them would report what they change as drift.
-    if spec["postRenderers"]
-        .as_array()
-        .is_some_and(|p| !p.is_empty())
-    {
-        return Err(SourceError::Unsupported {
-            what: format!("{display} with postRenderers"),
-        });
-    }
 
     let chart = git_chart(cluster, discovery, &display, (namespace, name), spec).await?;
     let record = release_record(cluster, discovery, &storage_ns, &release, &display).await?;
@@ -536,6 +555,7 @@ pub(super) async fn flux_helm(
         inline_values: spec["values"].clone(),
         common_labels: string_map(&spec["commonMetadata"]["labels"]),
         common_annotations: string_map(&spec["commonMetadata"]["annotations"]),
+        post_renderers: post_renderers_of(spec),
         record: Arc::new(record),
         kube_version,
         api_versions: Arc::new(api_versions(&discovery.snapshot())),
@@ -1265,6 +1285,7 @@ mod tests {
             inline_values: json!({"image": {"repo": "nginx"}}),
             common_labels: BTreeMap::from([("tier".into(), "web".into())]),
             common_annotations: BTreeMap::new(),
+            post_renderers: vec![],
             record: Arc::new(ReleaseRecord {
                 revision: 1,
                 status: "deployed".into(),

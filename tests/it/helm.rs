@@ -775,7 +775,7 @@ pub(crate) fn assert_origin(
 }
 
 /// Waits until the HelmRelease's latest release is revision `revision`.
-fn wait_revision(helm: &testenv::helm::HelmController, ns: &str, revision: u64) {
+pub(crate) fn wait_revision(helm: &testenv::helm::HelmController, ns: &str, revision: u64) {
     let deadline = std::time::Instant::now() + testenv::flux::RECONCILE_TIMEOUT;
     loop {
         let hr = helm.wait_release(ns, "web", None).unwrap();

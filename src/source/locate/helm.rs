@@ -89,6 +89,16 @@ impl Locator {
                 .own_pointer
                 .as_ref()
                 .is_some_and(|p| p.substitute.is_none());
+        // The post-renderers Git declares (the cluster's when Git's HelmRelease is not found).
+        let post_renderers = match &git_hr {
+            Some(d) => crate::source::helm::post_renderers_of(&d["spec"]),
+            None => helm.post_renderers.clone(),
+        };
+        let inputs = Inputs {
+            values: &values,
+            post_renderers: &post_renderers,
+            keep,
+        };
 
         // A chart repository's chart: the version Git's constraint picks there now.
         let mut picked = None;
@@ -99,11 +109,11 @@ impl Locator {
                 let chart = git_str("chart").unwrap_or_else(|| from.chart.clone());
                 let constraint = git_str("version").unwrap_or_else(|| from.version.clone());
                 let (rendered, version) =
-                    self.repository_render(helm, from, (&chart, &constraint), &values, keep)?;
+                    self.repository_render(helm, from, (&chart, &constraint), &inputs)?;
                 picked = Some((chart, constraint, version));
                 rendered
             }
-            None => self.helm_render(&repo_key, &repo, tip, helm, &values, keep)?,
+            None => self.helm_render(&repo_key, &repo, tip, helm, &inputs)?,
         };
         let found = rendered.iter().find(|d| is(d, key, &helm.namespace));
         let applied_object = helm.applied(key);
@@ -221,6 +231,10 @@ impl Locator {
             chart_url: helm.repository.as_ref().map(|r| r.url.clone()),
             version_constraint: picked.as_ref().map(|p| p.1.clone()),
             desired_chart_version: picked.as_ref().map(|p| p.2.clone()),
+            post_renderers: post_renderers
+                .iter()
+                .map(crate::source::helm::post_renderer_summary)
+                .collect(),
         };
         let render_root = match (&helm.repository, &picked) {
             (Some(from), Some((chart, _, _))) => format!(
@@ -269,9 +283,9 @@ impl Locator {
         helm: &HelmSource,
         from: &RepositoryChart,
         (chart, constraint): (&str, &str),
-        values: &Value,
-        keep: bool,
+        inputs: &Inputs<'_>,
     ) -> Result<(Arc<Vec<Document>>, String), SourceError> {
+        let values = inputs.values;
         let binary = self.helm_binary(helm)?;
         let failed = |reason: String| SourceError::Helm {
             release: helm.display(),
@@ -299,16 +313,21 @@ impl Locator {
             false => picked,
         };
         let cache_key = format!(
-            "{}\0{chart}\0{}\0{}\0{}\0{}\0{values}",
-            from.url, picked.version, picked.digest, helm.release, helm.namespace
+            "{}\0{chart}\0{}\0{}\0{}\0{}\0{}",
+            from.url,
+            picked.version,
+            picked.digest,
+            helm.release,
+            helm.namespace,
+            inputs.key()
         );
         let digest = picked.digest.clone();
         let disk_key = || {
-            (keep && digest.len() == 64)
+            (inputs.keep && digest.len() == 64)
                 .then(|| {
                     self.helm_disk_key(
                         helm,
-                        values,
+                        inputs,
                         &["archive", &from.url, chart, &picked.version, &digest],
                     )
                 })
@@ -345,7 +364,7 @@ impl Locator {
                 style: render::helm::Style::Flux,
                 secrets: &secrets,
             };
-            render::helm::template_archive(&archive, &template).map_err(|e| {
+            let docs = render::helm::template_archive(&archive, &template).map_err(|e| {
                 format!(
                     "{}: helm template of chart {chart} {} from {} failed: {}; fix the values \
                      in Git or pick another chart version",
@@ -354,7 +373,8 @@ impl Locator {
                     from.display,
                     crate::text::single_line(&helm_reason(e))
                 )
-            })
+            })?;
+            post_render(helm, &docs, inputs.post_renderers, &name, &secrets)
         })?;
         Ok((rendered, picked.version))
     }
@@ -412,13 +432,18 @@ impl Locator {
     /// The render cache's key for a render of `helm` with `values` that reads `parts`; None
     /// when the render must not be kept on disk: no cache, or values from a Secret (its
     /// values, and the chart's Secrets made from them, never reach the disk).
-    fn helm_disk_key(&self, helm: &HelmSource, values: &Value, parts: &[&str]) -> Option<String> {
+    fn helm_disk_key(
+        &self,
+        helm: &HelmSource,
+        inputs: &Inputs<'_>,
+        parts: &[&str],
+    ) -> Option<String> {
         let cache = self.render_cache.as_ref()?;
         if helm.values_from.iter().any(|(s, _)| s.kind == "Secret") {
             return None;
         }
         let apis = helm.api_versions.join("\n");
-        let values = values.to_string();
+        let values = inputs.key();
         let mut all: Vec<&str> = parts.to_vec();
         all.extend([
             helm.release.as_str(),
@@ -481,21 +506,22 @@ impl Locator {
         repo: &Arc<Repo>,
         commit: CommitId,
         helm: &HelmSource,
-        values: &Value,
-        keep: bool,
+        inputs: &Inputs<'_>,
     ) -> Result<Arc<Vec<Document>>, SourceError> {
         let binary = self.helm_binary(helm)?;
+        let values = inputs.values;
         let files: Vec<&str> = helm.values_files.iter().map(RepoPath::as_str).collect();
         let cache_key = format!(
-            "{repo_key}\0{commit}\0{}\0{}\0{}\0{}\0{values}",
+            "{repo_key}\0{commit}\0{}\0{}\0{}\0{}\0{}",
             helm.release,
             helm.namespace,
             helm.chart_path.as_str(),
-            files.join("\0")
+            files.join("\0"),
+            inputs.key()
         );
         // What the render reads from Git: the chart's tree and the values files, by their ids.
         let disk_key = || {
-            if !keep {
+            if !inputs.keep {
                 return None;
             }
             let mut read = vec![helm.chart_path.clone()];
@@ -508,7 +534,7 @@ impl Locator {
                 .collect();
             let mut parts: Vec<&str> = vec!["git", helm.chart_path.as_str()];
             parts.extend(ids.iter().map(String::as_str));
-            self.helm_disk_key(helm, values, &parts)
+            self.helm_disk_key(helm, inputs, &parts)
         };
         self.helm_slot(cache_key, disk_key, || {
             let secrets = helm.secret_texts();
@@ -524,7 +550,7 @@ impl Locator {
                 style: render::helm::Style::Flux,
                 secrets: &secrets,
             };
-            render::helm::template(repo, commit, &template).map_err(|e| {
+            let docs = render::helm::template(repo, commit, &template).map_err(|e| {
                 format!(
                     "{}: helm template of chart {} at {} failed: {}; fix the chart or the \
                      values in Git",
@@ -533,9 +559,52 @@ impl Locator {
                     commit.short(),
                     crate::text::single_line(&helm_reason(e))
                 )
-            })
+            })?;
+            post_render(
+                helm,
+                &docs,
+                inputs.post_renderers,
+                &helm.chart_path,
+                &secrets,
+            )
         })
     }
+}
+
+/// What a HelmRelease's chart is rendered with: its values, its post-renderers, and whether
+/// the render may be kept on disk.
+struct Inputs<'a> {
+    values: &'a Value,
+    post_renderers: &'a [Value],
+    keep: bool,
+}
+
+impl Inputs<'_> {
+    /// What tells two renders apart (besides the chart): the values and post-renderers.
+    fn key(&self) -> String {
+        match self.post_renderers {
+            [] => self.values.to_string(),
+            post => format!("{}\0{}", self.values, Value::from(post.to_vec())),
+        }
+    }
+}
+
+/// `docs` through the HelmRelease's post-renderers, or the error that says why not.
+pub(super) fn post_render(
+    helm: &HelmSource,
+    docs: &[Document],
+    post_renderers: &[Value],
+    chart: &RepoPath,
+    secrets: &[String],
+) -> Result<Vec<Document>, String> {
+    render::helm::post_render(docs, post_renderers, chart, secrets).map_err(|e| {
+        format!(
+            "{}: its postRenderers failed over the chart's render: {}; fix spec.postRenderers \
+             in Git",
+            helm.display(),
+            crate::text::single_line(&crate::text::redact(&helm_reason(e), secrets))
+        )
+    })
 }
 
 /// What `helm template` said, or why its output could not be read.

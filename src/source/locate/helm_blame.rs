@@ -110,6 +110,15 @@ impl Locator {
             parameters: &[],
             chart,
             template: located.file.clone(),
+            post_renderers: &helm.post_renderers,
+            post: self.post_renderer_steps(helm, blame_cache),
+            chart_path: match &helm.repository {
+                Some(from) => {
+                    RepoPath::parse(&from.chart).unwrap_or_else(|_| helm.chart_path.clone())
+                }
+                None => helm.chart_path.clone(),
+            },
+            secrets: helm.secret_texts(),
         };
         proof.run(|sets| {
             let values: Vec<Value> = sets.iter().map(|(v, _)| v.clone()).collect();
@@ -183,6 +192,10 @@ impl Locator {
             parameters: &h.parameters,
             chart: chart_name.clone(),
             template: located.file.clone(),
+            post_renderers: &[],
+            post: Vec::new(),
+            chart_path: root.clone(),
+            secrets: Vec::new(),
         };
         let helm_failed = |e: render::helm::HelmError| {
             failed(format!(
@@ -263,21 +276,7 @@ impl Locator {
     /// `spec.values` of the HelmRelease as Git wrote it (as applied) with each value's line;
     /// the cluster's, with no line, when the HelmRelease's file is not found.
     fn inline_values(&self, helm: &HelmSource, blame_cache: Option<&Path>) -> (Value, PlaceOf) {
-        let hr_key = ObjectKey {
-            group: super::helm::HELM_GROUP.into(),
-            kind: "HelmRelease".into(),
-            namespace: Some(helm.helm_release.0.clone()),
-            name: helm.helm_release.1.clone(),
-        };
-        let own = helm
-            .own_pointer
-            .as_ref()
-            .and_then(|p| self.locate(Some((**p).clone()), &hr_key).ok());
-        if let Some(own) = own
-            && let Ok((text, blame)) = self.source_file(&own, blame_cache)
-        {
-            let text = String::from_utf8_lossy(&text).into_owned();
-            let index = LineIndex::of_document(&text, own.lines).unwrap_or_default();
+        if let Some((own, index, blame)) = self.own_file(helm, blame_cache) {
             let under = FieldPath::root()
                 .child(Segment::Field("spec".into()))
                 .child(Segment::Field("values".into()));
@@ -297,6 +296,78 @@ impl Locator {
                 })
             }),
         )
+    }
+
+    /// The post-renderers of `helm` as applied (the cluster's) one step at a time, as
+    /// kustomize applies a kustomization's: its patches in order, then its images. Each step
+    /// is a post-renderer of its own, with where the HelmRelease's file in Git writes it (the
+    /// most recently changed line of that patch or image; Unknown when the file is not found).
+    /// Applied in turn they make what the whole post-renderer makes.
+    fn post_renderer_steps(
+        &self,
+        helm: &HelmSource,
+        blame_cache: Option<&Path>,
+    ) -> Vec<(Value, ValuePlace)> {
+        if helm.post_renderers.is_empty() {
+            return Vec::new();
+        }
+        let file = self.own_file(helm, blame_cache);
+        let place = |at: FieldPath| {
+            let (own, index, blame) = file.as_ref()?;
+            let (first, last) = index.item_lines(&at)?;
+            let (line, blame) = (first..=last)
+                .filter_map(|l| Some((l, blame.get(l.checked_sub(1)?)?)))
+                // The last of them when several are as new: a patch's value is written last.
+                .max_by_key(|(_, b)| b.author_time)?;
+            Some(ValuePlace::Git {
+                file: own.file.clone(),
+                line,
+                blame: blame.clone(),
+            })
+        };
+        let mut steps = Vec::new();
+        for (i, renderer) in helm.post_renderers.iter().enumerate() {
+            let kustomize = &renderer["kustomize"];
+            for field in ["patches", "images"] {
+                for (j, item) in kustomize[field]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    let at = FieldPath::fields(["spec", "postRenderers"])
+                        .child(Segment::Index(i))
+                        .child(Segment::Field("kustomize".into()))
+                        .child(Segment::Field(field.into()))
+                        .child(Segment::Index(j));
+                    let step = serde_json::json!({"kustomize": {field: [item]}});
+                    steps.push((step, place(at).unwrap_or(ValuePlace::Unknown)));
+                }
+            }
+        }
+        steps
+    }
+
+    /// The HelmRelease of `helm` as Git has it: where, its line index and its blame.
+    fn own_file(
+        &self,
+        helm: &HelmSource,
+        blame_cache: Option<&Path>,
+    ) -> Option<(Located, LineIndex, Vec<BlameLine>)> {
+        let hr_key = ObjectKey {
+            group: super::helm::HELM_GROUP.into(),
+            kind: "HelmRelease".into(),
+            namespace: Some(helm.helm_release.0.clone()),
+            name: helm.helm_release.1.clone(),
+        };
+        let own = helm
+            .own_pointer
+            .as_ref()
+            .and_then(|p| self.locate(Some((**p).clone()), &hr_key).ok())?;
+        let (text, blame) = self.source_file(&own, blame_cache).ok()?;
+        let text = String::from_utf8_lossy(&text).into_owned();
+        let index = LineIndex::of_document(&text, own.lines).unwrap_or_default();
+        Some((own, index, blame))
     }
 
     /// The chart of `helm` as applied, rendered once for each of `sets`.
@@ -418,6 +489,14 @@ struct Proof<'a> {
     parameters: &'a [Parameter],
     chart: String,
     template: String,
+    /// Flux `spec.postRenderers` as applied, and the same one patch or image at a time, each
+    /// with where it is written.
+    post_renderers: &'a [Value],
+    post: Vec<(Value, ValuePlace)>,
+    /// The chart's name in documents, and the values from Secrets (kept off the disk when
+    /// the render is post-rendered).
+    chart_path: RepoPath,
+    secrets: Vec<String>,
 }
 
 impl Proof<'_> {
@@ -515,8 +594,7 @@ impl Proof<'_> {
             }
         }
 
-        let renders = render(&sets)?;
-        let mut renders = renders.into_iter();
+        let mut renders = render(&sets)?;
         let key = self.key;
         let find = |docs: &[Document]| {
             docs.iter()
@@ -530,6 +608,41 @@ impl Proof<'_> {
                 })
                 .map(|d| d.object.clone())
         };
+        // Through the post-renderers: the render as applied one at a time (what each wrote),
+        // every probe through all of them.
+        let mut post = None;
+        if !self.post_renderers.is_empty() {
+            if let Some(Ok(docs)) = renders.first() {
+                let mut stage = docs.clone();
+                let bare = find(&stage).unwrap_or(Value::Null);
+                let mut after = Vec::new();
+                for (renderer, place) in &self.post {
+                    stage = render::helm::post_render(
+                        &stage,
+                        std::slice::from_ref(renderer),
+                        &self.chart_path,
+                        &self.secrets,
+                    )
+                    .map_err(|e| {
+                        failed(format!(
+                            "its postRenderers failed over the chart's render: {}",
+                            crate::text::single_line(&super::helm::helm_reason(e))
+                        ))
+                    })?;
+                    after.push((find(&stage).unwrap_or(Value::Null), place.clone()));
+                }
+                renders[0] = Ok(stage);
+                post = Some(chart_blame::PostStages { bare, after });
+            }
+            let probes = renders.split_off(1);
+            renders.extend(render::helm::post_render_each(
+                probes,
+                self.post_renderers,
+                &self.chart_path,
+                &self.secrets,
+            ));
+        }
+        let mut renders = renders.into_iter();
         let rendered = match renders.next() {
             Some(Ok(docs)) => find(&docs).ok_or_else(|| {
                 failed(format!(
@@ -559,6 +672,7 @@ impl Proof<'_> {
                 probes,
                 chart: self.chart,
                 template: self.template,
+                post,
                 complete: unchangeable.is_empty(),
             },
             unchangeable,
