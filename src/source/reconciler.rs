@@ -469,8 +469,9 @@ async fn argo(
         .enumerate()
         .filter_map(|(i, s)| s["ref"].as_str().map(|r| (r, (i, *s))))
         .collect();
-    let revisions = &application["status"]["sync"]["revisions"];
-    let single_revision = application["status"]["sync"]["revision"].as_str();
+    let deployed = argo_deployed(&application);
+    let revisions = &deployed["revisions"];
+    let single_revision = deployed["revision"].as_str();
     let mut pointers = Vec::new();
     // A source we cannot use does not keep the others' objects from being compared.
     let mut unusable = Vec::new();
@@ -534,6 +535,27 @@ async fn argo(
     first.more_sources = pointers;
     first.unusable_sources = unusable;
     Ok(Some(first))
+}
+
+/// Where an Application says what it deployed (`revision`, or `revisions` of a multi-source
+/// one): its newest `status.history` entry (a sync that succeeded), else the last sync
+/// operation's result when it succeeded, else `status.sync` (what the last comparison was
+/// made against: after a refresh that can be a commit not deployed yet).
+fn argo_deployed(application: &Value) -> &Value {
+    let status = &application["status"];
+    let has_revision = |v: &Value| v["revision"].is_string() || v["revisions"].is_array();
+    if let Some(last) = status["history"].as_array().and_then(|h| {
+        h.iter()
+            .filter(|e| has_revision(e))
+            .max_by_key(|e| e["id"].as_i64())
+    }) {
+        return last;
+    }
+    let result = &status["operationState"]["syncResult"];
+    if status["operationState"]["phase"] == "Succeeded" && has_revision(result) {
+        return result;
+    }
+    &status["sync"]
 }
 
 /// The Application one source belongs to.
@@ -646,7 +668,7 @@ async fn argo_source(
                     Some(_) => {}
                     None => {
                         p.tracked_ref = Some(argo_target_revision(from).to_owned());
-                        let revisions = &app.reconciler["status"]["sync"]["revisions"];
+                        let revisions = &argo_deployed(app.reconciler)["revisions"];
                         if let Some(rev) = revisions[index].as_str().filter(|r| !r.is_empty()) {
                             p.applied_commit = Some(argo_applied_commit(display, rev)?);
                         }
@@ -1128,6 +1150,22 @@ pub(super) use crate::text::base64_bytes;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argo_deployed_revision_is_the_newest_history_entry_else_the_last_sync() {
+        use serde_json::json;
+        let app = json!({"status": {
+            "sync": {"revision": "c3"},
+            "operationState": {"phase": "Succeeded", "syncResult": {"revision": "c2"}},
+            "history": [{"id": 0, "revision": "c0"}, {"id": 1, "revision": "c1"}],
+        }});
+        assert_eq!(argo_deployed(&app)["revision"], "c1");
+        let mut no_history = app.clone();
+        no_history["status"]["history"] = json!([]);
+        assert_eq!(argo_deployed(&no_history)["revision"], "c2");
+        no_history["status"]["operationState"]["phase"] = "Failed".into();
+        assert_eq!(argo_deployed(&no_history)["revision"], "c3");
+    }
 
     #[test]
     fn argo_repository_secrets_by_url_then_longest_prefix() {

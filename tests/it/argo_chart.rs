@@ -410,9 +410,35 @@ fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
     );
     all_in_sync(&ns, &repo, cache, "after revert");
 
-    // A values change pushed to Git, not synced yet: pending, with its commit.
+    // A values change pushed to Git, not synced yet: pending, with its commit. Argo CD has
+    // refreshed: the last comparison (`status.sync`) is at the new commit, and what it
+    // deployed is in `status.history`.
     repo.write("env/web-values.yaml", "greeting: hello-again\n");
     let change = repo.commit(BOB, "Greet again");
+    let status = |sync: &str, synced: &str, history: &[&str]| {
+        let history: Vec<Value> = history
+            .iter()
+            .enumerate()
+            .map(|(id, commit)| {
+                json!({"id": id, "revisions": ["0.1.0", commit],
+                       "deployedAt": format!("2026-01-01T00:0{id}:00Z")})
+            })
+            .collect();
+        json!({"status": {"sync": {"status": sync, "revisions": ["0.1.0", synced]},
+                          "history": history}})
+        .to_string()
+    };
+    kubectl(
+        &ns,
+        &[
+            "patch",
+            "application.argoproj.io/web",
+            "--type=merge",
+            "-p",
+            &status("OutOfSync", &change, &[&applied]),
+        ],
+        None,
+    );
     let (ran, report) = diff(&ns, &repo, cache, "auto");
     assert_eq!(ran.code, Some(1), "{}", ran.stderr);
     let found = items(&report);
@@ -431,7 +457,7 @@ fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
             "application.argoproj.io/web",
             "--type=merge",
             "-p",
-            &json!({"status": {"sync": {"revisions": ["0.1.0", change]}}}).to_string(),
+            &status("Synced", &change, &[&applied, &change]),
         ],
         None,
     );
