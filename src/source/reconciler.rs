@@ -927,19 +927,26 @@ async fn argo_repository_chart(
             ),
         });
     }
-    let secret = argo_repository_secret(cluster, discovery, app.namespace, url).await?;
-    let data = |key: &str| -> Option<String> {
-        secret.as_ref()?["data"][key]
+    let (secret, creds) = argo_repository_secret(cluster, discovery, app.namespace, url).await?;
+    // A `repository` Secret's own field, else its `repo-creds`' (Argo CD's
+    // `enrichCredsToRepo`); booleans as Go's `strconv.ParseBool` reads them.
+    let field_of = |s: &Option<LiveObject>, key: &str| -> Option<String> {
+        s.as_ref()?["data"][key]
             .as_str()
             .and_then(crate::text::base64_bytes)
             .and_then(|b| String::from_utf8(b).ok())
+            .filter(|v| !v.is_empty())
     };
-    let plain_http = data("insecureOCIForceHttp").as_deref() == Some("true");
+    let data = |key: &str| field_of(&secret, key).or_else(|| field_of(&creds, key));
+    let flag = |key: &str| {
+        data(key).is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"))
+    };
+    let plain_http = flag("insecureOCIForceHttp");
     let kind = if url.starts_with("oci://") {
         RepoKind::Oci(crate::render::oci::OciRepo::parse(url, plain_http).map_err(bad_url)?)
     } else if url.starts_with("http://") || url.starts_with("https://") {
         RepoKind::Index
-    } else if !url.contains("://") || data("enableOCI").as_deref() == Some("true") {
+    } else if !url.contains("://") || flag("enableOCI") {
         // Argo CD takes a URL with no scheme for an OCI registry (`helm.IsHelmOciRepo`).
         RepoKind::Oci(
             crate::render::oci::OciRepo::parse(&format!("oci://{url}"), plain_http)
@@ -951,7 +958,13 @@ async fn argo_repository_chart(
              Argo CD enables OCI for it"
         )));
     };
-    let from = match &secret {
+    // The Secret the credentials come from (and are named after): the repository's own,
+    // else its repo-creds'.
+    let with_credentials = match field_of(&secret, "username") {
+        None if field_of(&creds, "username").is_some() => &creds,
+        _ => &secret,
+    };
+    let from = match with_credentials {
         Some(s) => format!(
             "Secret {}/{}",
             s["metadata"]["namespace"].as_str().unwrap_or_default(),
@@ -959,7 +972,10 @@ async fn argo_repository_chart(
         ),
         None => String::new(),
     };
-    let credentials = match (data("username"), data("password")) {
+    let credentials = match (
+        field_of(with_credentials, "username"),
+        field_of(with_credentials, "password"),
+    ) {
         (Some(username), Some(password)) => Some(Credentials {
             username,
             password,
@@ -988,30 +1004,44 @@ async fn argo_repository_chart(
     })
 }
 
-/// Argo CD's repository Secret for `url` in `ns`: a `repository` whose url is it, else the
-/// `repo-creds` whose url is its longest prefix. None when there is none, or the user may
-/// not list Secrets there (the user's own Helm config is asked then).
+/// Argo CD's repository Secrets for `url`: the `repository` whose url is it, and the
+/// `repo-creds` whose url is its longest prefix. They are looked for in the Application's
+/// namespace, then in `argocd` (Argo CD's own, where they are kept when Applications live in
+/// other namespaces). None where the user may not list Secrets (the user's own Helm config
+/// is asked then).
 async fn argo_repository_secret(
     cluster: &Cluster,
     discovery: &CachedDiscovery,
     ns: &str,
     url: &str,
-) -> Result<Option<LiveObject>, SourceError> {
+) -> Result<(Option<LiveObject>, Option<LiveObject>), SourceError> {
     let Ok(resource) = discovery.resolve("secrets").await else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let selector = format!("{ARGO_SECRET_TYPE} in (repository,repo-creds)");
-    let secrets = match cluster.list(&resource, Some(ns), Some(&selector)).await {
-        Ok(secrets) => secrets,
-        Err(crate::cluster::ClusterError::Forbidden { .. }) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    Ok(repository_secret_for(&secrets, url).cloned())
+    for ns in [ns, "argocd"]
+        .iter()
+        .take(if ns == "argocd" { 1 } else { 2 })
+    {
+        let secrets = match cluster.list(&resource, Some(ns), Some(&selector)).await {
+            Ok(secrets) => secrets,
+            Err(crate::cluster::ClusterError::Forbidden { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let (repository, creds) = repository_secrets_for(&secrets, url);
+        if repository.is_some() || creds.is_some() {
+            return Ok((repository.cloned(), creds.cloned()));
+        }
+    }
+    Ok((None, None))
 }
 
-/// Of Argo CD's repository Secrets, the one for `url`: a `repository` whose url is it (with
-/// or without `oci://`), else the `repo-creds` whose url is its longest prefix.
-fn repository_secret_for<'a>(secrets: &'a [LiveObject], url: &str) -> Option<&'a LiveObject> {
+/// Of Argo CD's repository Secrets, those for `url`: the `repository` whose url is it (with
+/// or without `oci://`), and the `repo-creds` whose url is its longest prefix.
+fn repository_secrets_for<'a>(
+    secrets: &'a [LiveObject],
+    url: &str,
+) -> (Option<&'a LiveObject>, Option<&'a LiveObject>) {
     let url_of = |s: &LiveObject| {
         s["data"]["url"]
             .as_str()
@@ -1023,19 +1053,17 @@ fn repository_secret_for<'a>(secrets: &'a [LiveObject], url: &str) -> Option<&'a
     let url = bare(url.trim_end_matches('/'));
     let kind =
         |s: &LiveObject| s["metadata"]["labels"][ARGO_SECRET_TYPE].as_str() == Some("repository");
-    if let Some(exact) = secrets
+    let repository = secrets
         .iter()
-        .find(|s| kind(s) && url_of(s).is_some_and(|u| bare(&u) == url))
-    {
-        return Some(exact);
-    }
-    secrets
+        .find(|s| kind(s) && url_of(s).is_some_and(|u| bare(&u) == url));
+    let creds = secrets
         .iter()
         .filter(|s| s["metadata"]["labels"][ARGO_SECRET_TYPE].as_str() == Some("repo-creds"))
         .filter_map(|s| url_of(s).map(|u| (bare(&u), s)))
         .filter(|(prefix, _)| url.starts_with(prefix.as_str()))
         .max_by_key(|(prefix, _)| prefix.len())
-        .map(|(_, s)| s)
+        .map(|(_, s)| s);
+    (repository, creds)
 }
 
 /// An Argo CD source's chart from a chart repository: where it is, the version constraint
@@ -1199,9 +1227,16 @@ mod tests {
             ),
         ];
         let name = |url: &str| {
-            repository_secret_for(&secrets, url)
+            let (repository, creds) = repository_secrets_for(&secrets, url);
+            repository
+                .or(creds)
                 .map(|s| s["metadata"]["name"].as_str().unwrap().to_owned())
         };
+        // A repository Secret comes with the repo-creds it may take credentials from.
+        let (repository, creds) =
+            repository_secrets_for(&secrets, "https://charts.example.com/team/stable");
+        assert_eq!(repository.unwrap()["metadata"]["name"], "exact");
+        assert_eq!(creds.unwrap()["metadata"]["name"], "team");
         assert_eq!(
             name("https://charts.example.com/team/stable").as_deref(),
             Some("exact")

@@ -223,19 +223,29 @@ fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
     // Application api: a plain directory, then the chart from the OCI registry, as Argo CD
     // names one (host/path, the repository Secret enabling OCI over plain HTTP, with the
     // registry's credentials).
+    // The repository Secret holds no credentials: they come from the repo-creds Secret for
+    // the whole registry (Argo CD's enrichCredsToRepo). Its booleans are written as Go's
+    // ParseBool reads them.
     let bare = registry.url("charts")["oci://".len()..].to_owned();
+    let host = bare.split('/').next().unwrap().to_owned();
+    let secret = |name: &str, kind: &str, data: Value| {
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": ns,
+                         "labels": {"argocd.argoproj.io/secret-type": kind}},
+            "stringData": data,
+        })
+    };
     kubectl(
         &ns,
         &["apply", "-f", "-"],
         Some(
-            &json!({
-                "apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "registry", "namespace": ns,
-                             "labels": {"argocd.argoproj.io/secret-type": "repository"}},
-                "stringData": {"url": bare, "type": "helm", "enableOCI": "true",
-                               "insecureOCIForceHttp": "true",
-                               "username": "deploy", "password": PASSWORD},
-            })
+            &json!({"apiVersion": "v1", "kind": "List", "items": [
+                secret("registry", "repository", json!({"url": bare, "type": "helm",
+                    "enableOCI": "True", "insecureOCIForceHttp": "1"})),
+                secret("registry-creds", "repo-creds", json!({"url": host, "type": "helm",
+                    "username": "deploy", "password": PASSWORD})),
+            ]})
             .to_string(),
         ),
     );
