@@ -61,7 +61,7 @@ impl Index {
             .ok_or_else(|| format!("its index has no chart named {chart}"))?;
         let versions: Vec<&str> = entries.iter().map(|e| e.version.as_str()).collect();
         let picked = super::chart_version::pick(constraint, &versions)
-            .map_err(|e| format!("spec.chart.spec.version: {e}"))?
+            .map_err(|e| format!("version {constraint:?}: {e}"))?
             .ok_or_else(|| no_match(chart, constraint, &versions))?;
         Ok(entries
             .iter()

@@ -469,7 +469,7 @@ async fn argo(
         .enumerate()
         .filter_map(|(i, s)| s["ref"].as_str().map(|r| (r, (i, *s))))
         .collect();
-    let deployed = argo_deployed(&application);
+    let (deployed, deployed_at) = argo_deployed(&application);
     let revisions = &deployed["revisions"];
     let single_revision = deployed["revision"].as_str();
     let mut pointers = Vec::new();
@@ -487,9 +487,11 @@ async fn argo(
             continue;
         }
         let revision = if spec["source"].is_object() {
-            single_revision
+            single_revision.map(|r| (r, format!("{deployed_at}.revision")))
         } else {
-            revisions[index].as_str()
+            revisions[index]
+                .as_str()
+                .map(|r| (r, format!("{deployed_at}.revisions[{index}]")))
         };
         let found = argo_source(
             cluster,
@@ -505,7 +507,7 @@ async fn argo(
             source,
             &field,
             &refs,
-            revision,
+            revision.as_ref().map(|(r, f)| (*r, f.as_str())),
         )
         .await;
         match found {
@@ -540,22 +542,24 @@ async fn argo(
 /// Where an Application says what it deployed (`revision`, or `revisions` of a multi-source
 /// one): its newest `status.history` entry (a sync that succeeded), else the last sync
 /// operation's result when it succeeded, else `status.sync` (what the last comparison was
-/// made against: after a refresh that can be a commit not deployed yet).
-fn argo_deployed(application: &Value) -> &Value {
+/// made against: after a refresh that can be a commit not deployed yet). With its path, for
+/// errors.
+fn argo_deployed(application: &Value) -> (&Value, String) {
     let status = &application["status"];
     let has_revision = |v: &Value| v["revision"].is_string() || v["revisions"].is_array();
-    if let Some(last) = status["history"].as_array().and_then(|h| {
+    if let Some((i, last)) = status["history"].as_array().and_then(|h| {
         h.iter()
-            .filter(|e| has_revision(e))
-            .max_by_key(|e| e["id"].as_i64())
+            .enumerate()
+            .filter(|(_, e)| has_revision(e))
+            .max_by_key(|(_, e)| e["id"].as_i64())
     }) {
-        return last;
+        return (last, format!("status.history[{i}]"));
     }
     let result = &status["operationState"]["syncResult"];
     if status["operationState"]["phase"] == "Succeeded" && has_revision(result) {
-        return result;
+        return (result, "status.operationState.syncResult".into());
     }
-    &status["sync"]
+    (&status["sync"], "status.sync".into())
 }
 
 /// The Application one source belongs to.
@@ -577,7 +581,8 @@ async fn argo_source(
     source: &Value,
     field: &str,
     refs: &BTreeMap<&str, (usize, &Value)>,
-    revision: Option<&str>,
+    // The deployed revision, and where it was read.
+    revision: Option<(&str, &str)>,
 ) -> Result<Pointer, SourceError> {
     let display = app.display;
     let url = source["repoURL"].as_str().unwrap_or_default();
@@ -602,8 +607,8 @@ async fn argo_source(
             p.tracked_ref = Some(argo_target_revision(source).to_owned());
             p.render_root = Some(root.clone());
             p.recurse = source["directory"]["recurse"].as_bool().unwrap_or(false);
-            if let Some(rev) = revision.filter(|r| !r.is_empty()) {
-                p.applied_commit = Some(argo_applied_commit(display, rev)?);
+            if let Some((rev, at)) = revision.filter(|(r, _)| !r.is_empty()) {
+                p.applied_commit = Some(argo_applied_commit(display, at, rev)?);
             }
             Some(
                 RepoUrl::parse(url)
@@ -668,9 +673,13 @@ async fn argo_source(
                     Some(_) => {}
                     None => {
                         p.tracked_ref = Some(argo_target_revision(from).to_owned());
-                        let revisions = &argo_deployed(app.reconciler)["revisions"];
-                        if let Some(rev) = revisions[index].as_str().filter(|r| !r.is_empty()) {
-                            p.applied_commit = Some(argo_applied_commit(display, rev)?);
+                        let (deployed, at) = argo_deployed(app.reconciler);
+                        if let Some(rev) = deployed["revisions"][index]
+                            .as_str()
+                            .filter(|r| !r.is_empty())
+                        {
+                            let at = format!("{at}.revisions[{index}]");
+                            p.applied_commit = Some(argo_applied_commit(display, &at, rev)?);
                         }
                         p.repo = Some(from_repo);
                     }
@@ -729,7 +738,9 @@ async fn argo_source(
         api_versions: std::sync::Arc::new(super::helm::api_versions(&discovery.snapshot())),
         chart: chart.map(|from| ArgoRepositoryChart {
             from,
-            synced_version: revision.filter(|r| !r.is_empty()).map(str::to_owned),
+            synced_version: revision
+                .filter(|(r, _)| !r.is_empty())
+                .map(|(r, _)| r.to_owned()),
         }),
     }));
     if repo.is_some() {
@@ -847,10 +858,10 @@ fn argo_target_revision(source: &Value) -> &str {
         .unwrap_or("HEAD")
 }
 
-/// The commit of a Git source's synced revision.
-fn argo_applied_commit(display: &str, revision: &str) -> Result<String, SourceError> {
+/// The commit of a Git source's deployed revision (`field`, for errors: where it was read).
+fn argo_applied_commit(display: &str, field: &str, revision: &str) -> Result<String, SourceError> {
     Ok(markers::parse_flux_revision(revision)
-        .map_err(|e| bad_ks(display, "status.sync.revision", e.reason))?
+        .map_err(|e| bad_ks(display, field, e.reason))?
         .commit)
 }
 
@@ -1101,10 +1112,12 @@ pub struct ArgoHelm {
 }
 
 impl ArgoHelm {
-    /// What the render depends on besides the commit and the chart's path (a render cache key).
+    /// What the render depends on besides the commit and the chart's path (a render cache key),
+    /// and the Application: a render that fails names it.
     pub fn fingerprint(&self) -> String {
         format!(
-            "{}|{}|{}|{}|{:?}|{}|{:?}|{:?}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{:?}|{}|{:?}|{:?}|{}|{}|{}|{}",
+            self.application,
             self.explicit,
             self.other_type,
             self.release,
@@ -1187,12 +1200,19 @@ mod tests {
             "operationState": {"phase": "Succeeded", "syncResult": {"revision": "c2"}},
             "history": [{"id": 0, "revision": "c0"}, {"id": 1, "revision": "c1"}],
         }});
-        assert_eq!(argo_deployed(&app)["revision"], "c1");
+        let revision = |app: &Value| {
+            let (deployed, at) = argo_deployed(app);
+            (deployed["revision"].as_str().unwrap().to_owned(), at)
+        };
+        assert_eq!(revision(&app), ("c1".into(), "status.history[1]".into()));
         let mut no_history = app.clone();
         no_history["status"]["history"] = json!([]);
-        assert_eq!(argo_deployed(&no_history)["revision"], "c2");
+        assert_eq!(
+            revision(&no_history),
+            ("c2".into(), "status.operationState.syncResult".into())
+        );
         no_history["status"]["operationState"]["phase"] = "Failed".into();
-        assert_eq!(argo_deployed(&no_history)["revision"], "c3");
+        assert_eq!(revision(&no_history), ("c3".into(), "status.sync".into()));
     }
 
     #[test]
