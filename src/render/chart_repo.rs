@@ -414,24 +414,35 @@ fn unpack_as(archive: &Path, version: &str, into: &Path) -> Result<PathBuf, Stri
         }
     }
     let chart = into.join(top.ok_or_else(|| failed(&"the archive is empty"))?);
-    let chart_yaml = chart.join("Chart.yaml");
-    let text = std::fs::read_to_string(&chart_yaml).map_err(|e| failed(&e))?;
-    let mut found = false;
-    let lines: Vec<String> = text
-        .lines()
-        .map(|line| match line.strip_prefix("version:") {
-            Some(_) if !found => {
-                found = true;
-                format!("version: {version}")
-            }
-            _ => line.to_owned(),
-        })
-        .collect();
-    if !found {
-        return Err(failed(&"its Chart.yaml has no version"));
-    }
-    std::fs::write(&chart_yaml, lines.join("\n") + "\n").map_err(|e| failed(&e))?;
+    set_chart_version(&chart.join("Chart.yaml"), |_| version.to_owned()).map_err(|e| failed(&e))?;
     Ok(chart)
+}
+
+/// Rewrites the `version:` of the Chart.yaml at `chart_yaml` to what `version` makes of it
+/// (given it unquoted, without a comment), as source-controller does when it packages a
+/// chart with another version.
+pub(super) fn set_chart_version(
+    chart_yaml: &Path,
+    version: impl FnOnce(&str) -> String,
+) -> Result<(), String> {
+    let text = std::fs::read_to_string(chart_yaml).map_err(|e| e.to_string())?;
+    let mut version = Some(version);
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        if let Some(value) = line.strip_prefix("version:")
+            && let Some(version) = version.take()
+        {
+            let value = value.split(" #").next().unwrap_or(value).trim();
+            let value = value.trim_matches(|c| c == '"' || c == '\'');
+            lines.push(format!("version: {}", version(value)));
+        } else {
+            lines.push(line.to_owned());
+        }
+    }
+    if version.is_some() {
+        return Err("its Chart.yaml has no version".into());
+    }
+    std::fs::write(chart_yaml, lines.join("\n") + "\n").map_err(|e| e.to_string())
 }
 
 /// The archive an index entry names, downloaded, and its URL.

@@ -32,6 +32,9 @@ pub struct Template<'a> {
     /// Values from Secrets: a chart's `fail` or `required` message may quote one, and helm's
     /// message is shown with each of them hidden.
     pub secrets: &'a [String],
+    /// For a chart in Git: build metadata source-controller puts in the version of the chart
+    /// it packages (`e87e77fafdf6.1`), written into the exported Chart.yaml.
+    pub version_build: Option<&'a str>,
 }
 
 /// What differs between helm-controller's render and Argo CD's repo-server's.
@@ -213,6 +216,15 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
         root: t.chart.as_str().to_owned(),
         reason,
     })?;
+    if let Some(build) = t.version_build {
+        super::chart_repo::set_chart_version(&chart_dir.join("Chart.yaml"), |v| {
+            semver_with_build(v, build)
+        })
+        .map_err(|reason| RenderError::Refused {
+            root: t.chart.as_str().to_owned(),
+            reason: format!("cannot give its version build metadata: {reason}"),
+        })?;
+    }
     let mut args: Vec<std::ffi::OsString> = Vec::new();
     if let Style::Argo { .. } = t.style {
         args = argo_args(tmp.path(), t)?;
@@ -552,6 +564,28 @@ fn post_render_kustomization(spec: &Value) -> Value {
     k
 }
 
+/// `version` as semver's `SetMetadata` then `String` make it: `build` in place of any build
+/// metadata, a leading `v` dropped and a missing minor or patch made `0` (`v1.2` with `abc`:
+/// `1.2.0+abc`).
+fn semver_with_build(version: &str, build: &str) -> String {
+    let core = version.split_once('+').map_or(version, |(core, _)| core);
+    let core = core.strip_prefix(['v', 'V']).unwrap_or(core);
+    let (numbers, pre) = match core.split_once('-') {
+        Some((n, pre)) => (n, Some(pre)),
+        None => (core, None),
+    };
+    let mut parts: Vec<&str> = numbers.split('.').collect();
+    while parts.len() < 3 {
+        parts.push("0");
+    }
+    let mut out = parts.join(".");
+    if let Some(pre) = pre {
+        out.push('-');
+        out.push_str(pre);
+    }
+    format!("{out}+{build}")
+}
+
 /// A `--set` value as Argo CD passes it: commas escaped unless the value is a `{a,b}` list.
 fn escape_set(value: &str) -> String {
     if value.starts_with('{') && value.ends_with('}') {
@@ -614,6 +648,17 @@ fn split(text: &str, chart: &RepoPath) -> Result<Vec<Document>, HelmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_gets_build_metadata_as_semver_writes_it() {
+        assert_eq!(
+            semver_with_build("0.1.0", "e87e77fafdf6.1"),
+            "0.1.0+e87e77fafdf6.1"
+        );
+        assert_eq!(semver_with_build("0.1.0+old", "abc"), "0.1.0+abc");
+        assert_eq!(semver_with_build("v1.2", "abc"), "1.2.0+abc");
+        assert_eq!(semver_with_build("1.0.0-rc.1", "3"), "1.0.0-rc.1+3");
+    }
 
     #[test]
     fn set_values_have_their_commas_escaped_as_argo_does() {

@@ -68,6 +68,8 @@ pub struct HelmSource {
     pub chart_source: String,
     /// When the chart comes from a chart repository (a HelmRepository) rather than Git.
     pub repository: Option<Arc<RepositoryChart>>,
+    /// For a chart in Git: the build metadata source-controller puts in its version.
+    pub version_build: VersionBuild,
 }
 
 /// A chart from a Flux HelmRepository (an index over HTTP(S), or an OCI registry): where it
@@ -562,6 +564,7 @@ pub(super) async fn flux_helm(
         own_pointer,
         chart_source: chart.source,
         repository: chart.repository.map(Arc::new),
+        version_build: chart.version_build,
     };
     let mut p = Pointer::new(Rule::Helm);
     p.repo = chart.repo;
@@ -592,6 +595,35 @@ struct GitChart {
     /// `GitRepository ns/name`.
     source: String,
     repository: Option<RepositoryChart>,
+    version_build: VersionBuild,
+}
+
+/// The build metadata source-controller gives the version of a chart it builds from Git (its
+/// Chart.yaml's version is rewritten so, and `.Chart.Version` renders it): the first 12 hex
+/// of the commit with `reconcileStrategy: Revision`, then `.<the HelmChart's generation>`
+/// when it has `valuesFiles` (`0.1.0+e87e77fafdf6.1`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VersionBuild {
+    pub revision: bool,
+    /// The HelmChart's generation, when its `valuesFiles` are set.
+    pub generation: Option<i64>,
+}
+
+impl VersionBuild {
+    /// The metadata for a chart built from `commit`; None when it gets none.
+    pub fn at(&self, commit: &str) -> Option<String> {
+        let mut out = String::new();
+        if self.revision {
+            out.push_str(commit.get(..12).unwrap_or(commit));
+        }
+        if let Some(generation) = self.generation {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&generation.to_string());
+        }
+        (!out.is_empty()).then_some(out)
+    }
 }
 
 /// The chart of the HelmRelease `display` (`namespace/name`, `spec`): a GitRepository path
@@ -619,6 +651,7 @@ async fn git_chart(
                 applied_commit: None,
                 source: repository.display.clone(),
                 repository: Some(repository),
+                version_build: VersionBuild::default(),
             });
         }
         if kind != "HelmChart" {
@@ -670,6 +703,7 @@ async fn git_chart(
             applied_commit: None,
             source: repository.display.clone(),
             repository: Some(repository),
+            version_build: VersionBuild::default(),
         });
     }
     if source_kind != "GitRepository" {
@@ -706,17 +740,25 @@ async fn git_chart(
     let (repo, tracked_ref) =
         git_repository(cluster, discovery, &source_ns, source_name, display).await?;
     // The Git revision the chart was last built from: what the applied release was made of.
-    let applied_commit =
-        match get_helm_chart(cluster, discovery, display, &chart_ns, &chart_name).await? {
-            Some(chart) => match chart["status"]["observedSourceArtifactRevision"]
-                .as_str()
-                .filter(|r| !r.is_empty())
-            {
-                Some(rev) => Some(markers::parse_flux_revision(rev)?.commit),
-                None => None,
-            },
-            None => None,
-        };
+    let helm_chart = get_helm_chart(cluster, discovery, display, &chart_ns, &chart_name).await?;
+    let applied_commit = match helm_chart.as_ref().and_then(|chart| {
+        chart["status"]["observedSourceArtifactRevision"]
+            .as_str()
+            .filter(|r| !r.is_empty())
+    }) {
+        Some(rev) => Some(markers::parse_flux_revision(rev)?.commit),
+        None => None,
+    };
+    let version_build = VersionBuild {
+        revision: chart_spec["reconcileStrategy"] == "Revision",
+        generation: (!values_files.is_empty())
+            .then(|| {
+                helm_chart
+                    .as_ref()
+                    .and_then(|c| c["metadata"]["generation"].as_i64())
+            })
+            .flatten(),
+    };
 
     Ok(GitChart {
         path: chart_path,
@@ -726,6 +768,7 @@ async fn git_chart(
         applied_commit,
         source: format!("GitRepository {source_ns}/{source_name}"),
         repository: None,
+        version_build,
     })
 }
 
@@ -1298,6 +1341,7 @@ mod tests {
             own_pointer: None,
             chart_source: "GitRepository flux/apps".into(),
             repository: None,
+            version_build: VersionBuild::default(),
         }
     }
 

@@ -78,6 +78,9 @@ apiVersion: v1
 kind: ConfigMap
 metadata:
   name: {{ .Release.Name }}-config
+  labels:
+    {{- /* As `helm create` writes it: the version source-controller packaged. */}}
+    helm.sh/chart: {{ printf \"%s-%s\" .Chart.Name .Chart.Version | replace \"+\" \"_\" }}
 data:
   greeting: {{ .Values.greeting | quote }}
   logLevel: {{ .Values.logLevel | quote }}
@@ -438,6 +441,11 @@ fn real_helm_controller_installs_and_every_command_agrees() {
             ".data.fluxServed",
             json!({"kind": "chart", "file": "charts/web/templates/configmap.yaml"}),
         ),
+        // The version source-controller packaged (`0.1.0+<commit>.<generation>`).
+        (
+            ".metadata.labels[\"helm.sh/chart\"]",
+            json!({"kind": "chart", "file": "charts/web/templates/configmap.yaml"}),
+        ),
     ] {
         assert_origin(&config, path, &origin, commit);
     }
@@ -621,11 +629,25 @@ fn real_helm_controller_installs_and_every_command_agrees() {
     let (ran, report) = diff(&ns, &repo, cache, "auto");
     assert_eq!(ran.code, Some(1), "{}", ran.stderr);
     let found = items(&report);
+    // With `reconcileStrategy: Revision` the chart's version carries the commit, so the label
+    // that renders it changes at the next upgrade too.
     let fields = found["ConfigMap/web-config"]["fields"].as_array().unwrap();
-    assert_eq!(fields.len(), 1, "{fields:#?}");
-    assert_eq!(fields[0]["path"], ".data.greeting");
-    assert_eq!(fields[0]["why"]["kind"], "pending", "{:#}", fields[0]);
-    assert_eq!(fields[0]["why"]["commit"], change.as_str());
+    let paths: Vec<&str> = fields.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        paths,
+        [".data.greeting", ".metadata.labels[\"helm.sh/chart\"]"],
+        "{fields:#?}"
+    );
+    let short = &change.as_str()[..12];
+    assert_eq!(
+        fields[1]["git"],
+        format!("web-0.1.0_{short}.1"),
+        "{fields:#?}"
+    );
+    for field in fields {
+        assert_eq!(field["why"]["kind"], "pending", "{field:#}");
+        assert_eq!(field["why"]["commit"], change.as_str());
+    }
     assert_eq!(found["Deployment/web"]["status"], "in-sync");
     // revert leaves a pending change to helm-controller: it writes the release manifest only.
     let ran = gitops(

@@ -155,5 +155,7 @@ pub(super) fn argo_template<'a>(
         },
         // Argo CD's values are all in Git or the Application.
         secrets: &[],
+        // Argo CD renders a chart in Git with its own version.
+        version_build: None,
     }
 }

@@ -363,6 +363,7 @@ impl Locator {
                 api_versions: &helm.api_versions,
                 style: render::helm::Style::Flux,
                 secrets: &secrets,
+                version_build: None,
             };
             let docs = render::helm::template_archive(&archive, &template).map_err(|e| {
                 format!(
@@ -510,13 +511,15 @@ impl Locator {
     ) -> Result<Arc<Vec<Document>>, SourceError> {
         let binary = self.helm_binary(helm)?;
         let values = inputs.values;
+        let build = helm.version_build.at(&commit.to_string());
         let files: Vec<&str> = helm.values_files.iter().map(RepoPath::as_str).collect();
         let cache_key = format!(
-            "{repo_key}\0{commit}\0{}\0{}\0{}\0{}\0{}",
+            "{repo_key}\0{commit}\0{}\0{}\0{}\0{}\0{:?}\0{}",
             helm.release,
             helm.namespace,
             helm.chart_path.as_str(),
             files.join("\0"),
+            build,
             inputs.key()
         );
         // What the render reads from Git: the chart's tree and the values files, by their ids.
@@ -534,6 +537,7 @@ impl Locator {
                 .collect();
             let mut parts: Vec<&str> = vec!["git", helm.chart_path.as_str()];
             parts.extend(ids.iter().map(String::as_str));
+            parts.push(build.as_deref().unwrap_or("-"));
             self.helm_disk_key(helm, inputs, &parts)
         };
         self.helm_slot(cache_key, disk_key, || {
@@ -549,6 +553,7 @@ impl Locator {
                 api_versions: &helm.api_versions,
                 style: render::helm::Style::Flux,
                 secrets: &secrets,
+                version_build: build.as_deref(),
             };
             let docs = render::helm::template(repo, commit, &template).map_err(|e| {
                 format!(

@@ -389,6 +389,7 @@ impl Locator {
                     .repo_of(located)
                     .ok_or_else(|| SourceError::Repeated("the repository is not open".into()))?;
                 let commit = located.read_at.parse()?;
+                let build = helm.version_build.at(&located.read_at);
                 let t = render::helm::Template {
                     helm: binary,
                     chart: &helm.chart_path,
@@ -400,6 +401,7 @@ impl Locator {
                     api_versions: &helm.api_versions,
                     style: render::helm::Style::Flux,
                     secrets: &secrets,
+                    version_build: build.as_deref(),
                 };
                 render::helm::template_each(&repo, commit, &t, sets).map_err(|e| {
                     failed(format!(
@@ -469,6 +471,7 @@ impl Locator {
                     api_versions: &helm.api_versions,
                     style: render::helm::Style::Flux,
                     secrets: &secrets,
+                    version_build: None,
                 };
                 Ok(render::helm::template_archive_each(&archive, &t, sets))
             }
