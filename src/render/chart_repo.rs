@@ -125,6 +125,16 @@ impl Picked {
     }
 }
 
+impl Picked {
+    /// The chart rendered as `version` in its Chart.yaml (unpacked to be rendered): as
+    /// source-controller packages a chart again with its values files merged in.
+    pub fn rendered_as(mut self, version: String) -> Picked {
+        self.render_as = Some(version.clone());
+        self.version = version;
+        self
+    }
+}
+
 /// `version` with `build` as its build metadata, in place of any it has (semver's
 /// `SetMetadata`).
 pub fn with_build(version: &str, build: &str) -> String {

@@ -125,9 +125,13 @@ fn style_parameters<'a>(t: &Template<'a>) -> &'a [Parameter] {
 }
 
 /// Renders a chart archive (a chart from a chart repository) as helm-controller does: its
-/// own values.yaml under `t.values`. Documents are named `<t.chart>/templates/...`.
+/// own values.yaml under `t.values`. Documents are named `<t.chart>/templates/...`. With
+/// `t.values_files` (paths in the chart; `archive` is then the chart unpacked), those files
+/// are merged in order in place of its values.yaml, as source-controller packages it.
 pub fn template_archive(archive: &Path, t: &Template<'_>) -> Result<Vec<Document>, HelmError> {
-    let cmd = command(t, archive);
+    let args = chart_values_files(archive, t)?;
+    let mut cmd = command(t, archive);
+    cmd.args(&args);
     run(cmd, t, t.values, archive.parent().unwrap_or(archive))
 }
 
@@ -137,10 +141,48 @@ pub fn template_archive_each(
     t: &Template<'_>,
     sets: &[Value],
 ) -> Vec<Result<Vec<Document>, HelmError>> {
+    let args = match chart_values_files(archive, t) {
+        Ok(args) => args,
+        Err(e) => {
+            let reason = match e {
+                HelmError::Failed(r) => r,
+                HelmError::Render(e) => e.to_string(),
+            };
+            return sets
+                .iter()
+                .map(|_| Err(HelmError::Failed(reason.clone())))
+                .collect();
+        }
+    };
     each(sets, |values| {
-        let cmd = command(t, archive);
+        let mut cmd = command(t, archive);
+        cmd.args(&args);
         run(cmd, t, values, archive.parent().unwrap_or(archive))
     })
+}
+
+/// The `-f` arguments of an unpacked chart's `t.values_files`, each copied out of the chart
+/// (a values file must not count as a template), its values.yaml emptied: none without them.
+fn chart_values_files(
+    chart_dir: &Path,
+    t: &Template<'_>,
+) -> Result<Vec<std::ffi::OsString>, HelmError> {
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    if t.values_files.is_empty() {
+        return Ok(args);
+    }
+    let scratch = chart_dir.parent().unwrap_or(chart_dir);
+    let io = |what: String| move |source| RenderError::Io { what, source };
+    for (i, file) in t.values_files.iter().enumerate() {
+        let copy = scratch.join(format!(".values-{i}.yaml"));
+        std::fs::copy(chart_dir.join(file.as_str()), &copy)
+            .map_err(io(format!("reading {} of the chart", file.as_str())))?;
+        args.push("-f".into());
+        args.push(copy.into());
+    }
+    std::fs::write(chart_dir.join("values.yaml"), "{}\n")
+        .map_err(io("writing the chart's values.yaml".into()))?;
+    Ok(args)
 }
 
 /// `render` of every set, on as many threads as there are cores (at most 4), in order.

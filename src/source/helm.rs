@@ -97,6 +97,54 @@ pub struct RepositoryChart {
     /// No credentials were found where the reconciler keeps them (an Argo CD repository
     /// Secret): the user's Helm or Docker config is asked, else none are sent.
     pub user_config_fallback: bool,
+    /// `spec.chart.spec.valuesFiles`: files inside the chart, merged in order in place of its
+    /// values.yaml, as source-controller packages it (missing ones skipped with
+    /// `ignoreMissingValuesFiles`).
+    pub values_files: Vec<String>,
+    pub ignore_missing_values_files: bool,
+    /// The build metadata source-controller gives the version when it packages the chart
+    /// with values files: the HelmChart's generation.
+    pub version_build: Option<String>,
+}
+
+impl RepositoryChart {
+    /// The chart as source-controller packages it: with values files, again, as `version`
+    /// with the HelmChart's generation as build metadata (`0.1.0+2`).
+    pub fn packaged(
+        &self,
+        picked: crate::render::chart_repo::Picked,
+    ) -> crate::render::chart_repo::Picked {
+        if self.values_files.is_empty() {
+            return picked;
+        }
+        let version = match &self.version_build {
+            Some(build) => crate::render::chart_repo::with_build(&picked.version, build),
+            None => picked.version.clone(),
+        };
+        picked.rendered_as(version)
+    }
+
+    /// The `valuesFiles` in the chart unpacked at `chart_dir`, in order: a missing one is
+    /// skipped with `ignoreMissingValuesFiles`, else an error that names it.
+    pub fn values_in(&self, chart_dir: &std::path::Path) -> Result<Vec<RepoPath>, String> {
+        let mut out = Vec::new();
+        for file in &self.values_files {
+            let path = RepoPath::root()
+                .join(file.trim_start_matches("./"))
+                .map_err(|e| format!("valuesFiles entry {file:?}: {e}"))?;
+            if !chart_dir.join(path.as_str()).is_file() {
+                if self.ignore_missing_values_files {
+                    continue;
+                }
+                return Err(format!(
+                    "the chart has no values file {file} (spec.chart.spec.valuesFiles; set \
+                     ignoreMissingValuesFiles to skip it)"
+                ));
+            }
+            out.push(path);
+        }
+        Ok(out)
+    }
 }
 
 impl std::fmt::Debug for HelmSource {
@@ -180,6 +228,13 @@ impl HelmSource {
                 key: None,
             })
             .collect();
+        if let Some(from) = &self.repository {
+            out.extend(from.values_files.iter().map(|f| ValuesSource {
+                kind: "valuesFile".into(),
+                name: format!("{f} (in chart {})", from.chart),
+                key: None,
+            }));
+        }
         out.extend(self.values_from.iter().map(|(s, _)| s.clone()));
         if self
             .inline_values
@@ -685,7 +740,7 @@ async fn git_chart(
         .unwrap_or(&chart_ns)
         .to_owned();
     if source_kind == "HelmRepository" {
-        let repository = repository_chart(
+        let mut repository = repository_chart(
             cluster,
             discovery,
             display,
@@ -693,6 +748,14 @@ async fn git_chart(
             &chart_spec,
         )
         .await?;
+        if !repository.values_files.is_empty() {
+            // source-controller packages it again, its version with the HelmChart's generation.
+            repository.version_build =
+                get_helm_chart(cluster, discovery, display, &chart_ns, &chart_name)
+                    .await?
+                    .and_then(|c| c["metadata"]["generation"].as_i64())
+                    .map(|g| g.to_string());
+        }
         return Ok(GitChart {
             path: RepoPath::root()
                 .join(&repository.chart)
@@ -831,13 +894,6 @@ async fn repository_chart(
     if spec["certSecretRef"].is_object() {
         return unsupported("with a certSecretRef (its own TLS certificates)");
     }
-    if chart_spec["valuesFiles"]
-        .as_array()
-        .is_some_and(|f| !f.is_empty())
-        || chart_spec["valuesFile"].is_string()
-    {
-        return unsupported("with valuesFiles (files inside the chart archive)");
-    }
     let url = spec["url"].as_str().unwrap_or_default();
     // Never shown, so refused before the URL is named in any message.
     if url
@@ -887,7 +943,22 @@ async fn repository_chart(
         credentials,
         unreadable_secret,
         user_config_fallback: false,
+        values_files: chart_values_files(chart_spec),
+        ignore_missing_values_files: chart_spec["ignoreMissingValuesFiles"] == true,
+        version_build: None,
     })
+}
+
+/// `valuesFiles` (and the older `valuesFile`) of a HelmChart spec, in order.
+fn chart_values_files(chart_spec: &Value) -> Vec<String> {
+    chart_spec["valuesFiles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(chart_spec.get("valuesFile"))
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The chart of the OCIRepository `ns/name` (a HelmRelease's `chartRef`): its registry, the
@@ -989,6 +1060,9 @@ async fn oci_repository_chart(
         credentials,
         unreadable_secret,
         user_config_fallback: false,
+        values_files: Vec::new(),
+        ignore_missing_values_files: false,
+        version_build: None,
     })
 }
 

@@ -1010,6 +1010,9 @@ async fn argo_repository_chart(
         pin: None,
         digest_in_version: false,
         user_config_fallback: credentials.is_none(),
+        values_files: Vec::new(),
+        ignore_missing_values_files: false,
+        version_build: None,
         credentials,
         unreadable_secret: None,
     })

@@ -81,6 +81,11 @@ const RELEASED: [&str; 3] = ["Deployment/web", "Service/web", "ConfigMap/web-con
 /// publishes it into `charts`: the version as helm-controller installs it (from an
 /// OCIRepository, with the first 12 hex digits of the manifest's digest as build metadata).
 fn publish(charts: &Charts, version: &str, greeting: &str) -> String {
+    publish_with(charts, version, greeting, &[])
+}
+
+/// [`publish`], with more files in the chart (`(path in the chart, text)`).
+fn publish_with(charts: &Charts, version: &str, greeting: &str, more: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let chart = dir.path().join("web");
     std::fs::create_dir_all(chart.join("templates")).unwrap();
@@ -98,6 +103,9 @@ fn publish(charts: &Charts, version: &str, greeting: &str) -> String {
         ("configmap.yaml", CONFIGMAP),
     ] {
         std::fs::write(chart.join("templates").join(file), text).unwrap();
+    }
+    for (file, text) in more {
+        std::fs::write(chart.join(file), text).unwrap();
     }
     let published = match charts {
         Charts::Index(repo) => repo.publish(&chart).map(|()| None),
@@ -451,6 +459,128 @@ fn wait_installed(ns: &str, revision: u64, version: &str) {
         );
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
+}
+
+/// `spec.chart.spec.valuesFiles` of a chart from a HelmRepository are files inside the chart:
+/// source-controller merges them in place of its values.yaml and packages it again, its
+/// version with the HelmChart's generation (`0.1.0+1`), which the chart renders in a label.
+#[test]
+fn values_files_inside_a_repository_chart() {
+    let ns = testenv::shared().namespace("helm-repo-values");
+    let platform = testenv::shared().namespace("helm-repo-values-platform");
+    let flux = testenv::flux::shared();
+    let charts = Charts::start(false, false);
+    publish_with(
+        &charts,
+        "0.1.0",
+        "hello",
+        &[("values-prod.yaml", "greeting: hello-prod\nport: 9090\n")],
+    );
+    kubectl(
+        &platform,
+        &["apply", "-f", "-"],
+        Some(&charts.repository_yaml()),
+    );
+    flux.fetch_source_now(&platform, "helmrepository", "charts")
+        .unwrap();
+    let mut repo = GitRepo::new();
+    let release = release_yaml(&charts, &platform, "0.1.x", 2).replace(
+        "      interval: 1h\n      sourceRef:",
+        "      valuesFiles:\n        - values.yaml\n        - values-prod.yaml\n        - \
+         values-missing.yaml\n      ignoreMissingValuesFiles: true\n      interval: 1h\n      \
+         sourceRef:",
+    );
+    assert!(release.contains("values-prod.yaml"), "{release}");
+    repo.write("deploy/release.yaml", &release);
+    repo.commit(ALICE, "web with the chart's prod values");
+    reconciled_by_flux(&ns, &repo, "./deploy");
+    let hr = testenv::helm::shared()
+        .wait_release(&ns, "web", None)
+        .unwrap();
+    let installed = hr["status"]["history"][0]["chartVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(installed, "0.1.0+1", "{:#}", hr["status"]);
+    let greeting = testenv::shared()
+        .kubectl_run(
+            &[
+                "get",
+                "-n",
+                &ns,
+                "cm/web-config",
+                "-o",
+                "jsonpath={.data.greeting}",
+            ],
+            None,
+        )
+        .unwrap();
+    assert_eq!(greeting, "hello-prod");
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path();
+    // The Service's label holds the version, the ConfigMap and the port the prod values.
+    all_in_sync(&ns, &repo, cache, "after install");
+
+    let ran = gitops(&ns, &repo, cache, &["trace", "cm/web-config", "-o", "json"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let h = json_of(&ran)["items"][0]["source"]["helm"].clone();
+    let values: Vec<&str> = h["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        [
+            "values.yaml (in chart web)",
+            "values-prod.yaml (in chart web)",
+            "values-missing.yaml (in chart web)",
+            "spec.values"
+        ],
+        "{h:#}"
+    );
+    assert_eq!(h["chartVersion"], "0.1.0+1", "{h:#}");
+
+    // A value from a values file in the chart is the chart's.
+    let ran = gitops(&ns, &repo, cache, &["blame", "cm/web-config", "-o", "json"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let greeting = ran
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|r| r["path"] == ".data.greeting")
+        .unwrap_or_else(|| panic!("no greeting:\n{}", ran.stdout))["origin"]
+        .clone();
+    assert_eq!(greeting["kind"], "chart", "{greeting:#}");
+    assert_eq!(
+        greeting["chart"],
+        format!("chart web 0.1.0+1 from HelmRepository {platform}/charts")
+    );
+
+    // Without ignoreMissingValuesFiles, a values file the chart lacks is one error line per
+    // object, naming it.
+    kubectl(
+        &ns,
+        &[
+            "patch",
+            "helmrelease/web",
+            "--type=json",
+            "-p",
+            r#"[{"op": "remove", "path": "/spec/chart/spec/ignoreMissingValuesFiles"}]"#,
+        ],
+        None,
+    );
+    let ran = gitops(&ns, &repo, cache, &["diff", "-o", "json"]);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    for line in ran.error_lines() {
+        assert!(
+            line.contains("the chart has no values file values-missing.yaml"),
+            "{line}"
+        );
+    }
+    assert_eq!(ran.error_lines().len(), RELEASED.len(), "{}", ran.stderr);
+    charts.stop();
 }
 
 #[test]

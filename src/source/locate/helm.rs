@@ -310,10 +310,15 @@ impl Locator {
             .map_err(&failed)?;
         let picked = match from.digest_in_version {
             true => picked.tracking_digest(),
-            false => picked,
+            false => from.packaged(picked),
         };
+        let in_chart = format!(
+            "{}\n{}",
+            from.values_files.join("\n"),
+            from.ignore_missing_values_files
+        );
         let cache_key = format!(
-            "{}\0{chart}\0{}\0{}\0{}\0{}\0{}",
+            "{}\0{chart}\0{}\0{}\0{}\0{}\0{in_chart}\0{}",
             from.url,
             picked.version,
             picked.digest,
@@ -328,7 +333,14 @@ impl Locator {
                     self.helm_disk_key(
                         helm,
                         inputs,
-                        &["archive", &from.url, chart, &picked.version, &digest],
+                        &[
+                            "archive",
+                            &from.url,
+                            chart,
+                            &picked.version,
+                            &digest,
+                            &in_chart,
+                        ],
                     )
                 })
                 .flatten()
@@ -352,10 +364,18 @@ impl Locator {
                 })?;
             let name = RepoPath::parse(chart).unwrap_or_else(|_| helm.chart_path.clone());
             let secrets = helm.secret_texts();
+            let files = from.values_in(&archive).map_err(|e| {
+                format!(
+                    "{}: chart {chart} {} from {}: {e}",
+                    helm.display(),
+                    picked.version,
+                    from.display
+                )
+            })?;
             let template = render::helm::Template {
                 helm: &binary,
                 chart: &name,
-                values_files: &[],
+                values_files: &files,
                 values,
                 release: &helm.release,
                 namespace: &helm.namespace,

@@ -430,6 +430,15 @@ impl Locator {
                             .map_or(version.as_str(), |(v, _)| v)
                             .to_owned(),
                     ),
+                    // `0.1.0+2` (packaged again with its values files): the index's `0.1.0`.
+                    false if !from.values_files.is_empty() => {
+                        render::chart_repo::Wanted::Constraint(
+                            version
+                                .split_once('+')
+                                .map_or(version.as_str(), |(v, _)| v)
+                                .to_owned(),
+                        )
+                    }
                     false => render::chart_repo::Wanted::Constraint(version.clone()),
                 };
                 let mut picked = self
@@ -455,15 +464,19 @@ impl Locator {
                     .prefix("kubectl-gitops-chart-")
                     .tempdir()
                     .map_err(|e| cannot(format!("creating a temporary directory: {e}")))?;
+                if !from.values_files.is_empty() {
+                    picked = picked.rendered_as(version.clone());
+                }
                 let archive = self
                     .charts
                     .fetch(&from.url, &picked, credentials.as_ref(), scratch.path())
                     .map_err(&cannot)?;
+                let files = from.values_in(&archive).map_err(&cannot)?;
                 let name = RepoPath::parse(&from.chart).unwrap_or_else(|_| helm.chart_path.clone());
                 let t = render::helm::Template {
                     helm: binary,
                     chart: &name,
-                    values_files: &[],
+                    values_files: &files,
                     values: &sets[0],
                     release: &helm.release,
                     namespace: &helm.namespace,
