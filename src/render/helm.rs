@@ -35,6 +35,9 @@ pub struct Template<'a> {
     /// For a chart in Git: build metadata source-controller puts in the version of the chart
     /// it packages (`e87e77fafdf6.1`), written into the exported Chart.yaml.
     pub version_build: Option<&'a str>,
+    /// Rendered as an upgrade (`--is-upgrade`: `.Release.IsUpgrade`), as helm-controller
+    /// renders every revision after the first.
+    pub is_upgrade: bool,
 }
 
 /// What differs between helm-controller's render and Argo CD's repo-server's.
@@ -368,6 +371,9 @@ fn command(t: &Template<'_>, chart: &Path) -> Command {
         .args(["--namespace", t.namespace])
         .args(["--kube-version", t.kube_version])
         .arg("--no-hooks");
+    if t.is_upgrade {
+        cmd.arg("--is-upgrade");
+    }
     for api_version in t.api_versions {
         cmd.arg("--api-versions").arg(api_version);
     }

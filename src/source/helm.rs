@@ -186,6 +186,12 @@ impl HelmSource {
         values
     }
 
+    /// Whether helm-controller rendered the release as applied as an upgrade: every revision
+    /// after the first. (A chart's `.Release.IsUpgrade` and `.Release.IsInstall` say so.)
+    pub fn is_upgrade(&self) -> bool {
+        self.record.revision > 1
+    }
+
     /// The values that come from Secrets, as text a tool's message could quote: each string
     /// (and long number) in a `valuesFrom` Secret, and each variable the HelmRelease's
     /// Kustomization substitutes from a Secret.

@@ -85,6 +85,8 @@ data:
   greeting: {{ .Values.greeting | quote }}
   logLevel: {{ .Values.logLevel | quote }}
   team: {{ .Values.team | quote }}
+  {{- /* helm-controller installs revision 1 and upgrades the others. */}}
+  action: {{ if .Release.IsUpgrade }}upgrade{{ else }}install{{ end }}
   {{- /* In helm-controller's capabilities (from discovery), not in Helm's built-in list. */}}
   {{- if .Capabilities.APIVersions.Has \"helm.toolkit.fluxcd.io/v2/HelmRelease\" }}
   fluxServed: \"yes\"

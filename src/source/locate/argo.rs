@@ -157,5 +157,7 @@ pub(super) fn argo_template<'a>(
         secrets: &[],
         // Argo CD renders a chart in Git with its own version.
         version_build: None,
+        // Argo CD renders with `helm template` as it is: an install.
+        is_upgrade: false,
     }
 }

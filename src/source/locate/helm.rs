@@ -384,6 +384,7 @@ impl Locator {
                 style: render::helm::Style::Flux,
                 secrets: &secrets,
                 version_build: None,
+                is_upgrade: helm.is_upgrade(),
             };
             let docs = render::helm::template_archive(&archive, &template).map_err(|e| {
                 format!(
@@ -463,7 +464,7 @@ impl Locator {
         if helm.values_from.iter().any(|(s, _)| s.kind == "Secret") {
             return None;
         }
-        let apis = helm.api_versions.join("\n");
+        let apis = format!("{}\n{}", helm.api_versions.join("\n"), helm.is_upgrade());
         let values = inputs.key();
         let mut all: Vec<&str> = parts.to_vec();
         all.extend([
@@ -574,6 +575,7 @@ impl Locator {
                 style: render::helm::Style::Flux,
                 secrets: &secrets,
                 version_build: build.as_deref(),
+                is_upgrade: helm.is_upgrade(),
             };
             let docs = render::helm::template(repo, commit, &template).map_err(|e| {
                 format!(

@@ -402,6 +402,7 @@ impl Locator {
                     style: render::helm::Style::Flux,
                     secrets: &secrets,
                     version_build: build.as_deref(),
+                    is_upgrade: helm.is_upgrade(),
                 };
                 render::helm::template_each(&repo, commit, &t, sets).map_err(|e| {
                     failed(format!(
@@ -485,6 +486,7 @@ impl Locator {
                     style: render::helm::Style::Flux,
                     secrets: &secrets,
                     version_build: None,
+                    is_upgrade: helm.is_upgrade(),
                 };
                 Ok(render::helm::template_archive_each(&archive, &t, sets))
             }
