@@ -508,12 +508,25 @@ struct Hidden {
 impl Hidden {
     const MARK: &'static str = "kubectl-gitops-hidden-";
 
-    /// Replaces a Secret's values, and any string holding one of `secrets`, in `object`.
+    /// Replaces a Secret's values, and any string holding one of `secrets`, in `object`; not
+    /// its identity (apiVersion, kind, name, namespace), which patch targets match.
     fn hide(&mut self, object: &mut Value, secrets: &[String]) {
         let is_secret = object["kind"] == "Secret" && object["apiVersion"] == "v1";
         for (key, value) in object.as_object_mut().into_iter().flatten() {
-            let whole = is_secret && (key == "data" || key == "stringData");
-            self.walk(value, whole, secrets);
+            match key.as_str() {
+                "apiVersion" | "kind" => {}
+                "metadata" => {
+                    for (field, value) in value.as_object_mut().into_iter().flatten() {
+                        if field != "name" && field != "namespace" {
+                            self.walk(value, false, secrets);
+                        }
+                    }
+                }
+                _ => {
+                    let whole = is_secret && (key == "data" || key == "stringData");
+                    self.walk(value, whole, secrets);
+                }
+            }
         }
     }
 
@@ -732,8 +745,10 @@ mod tests {
         });
         let mut hidden = Hidden::default();
         let (mut secret, mut cm) = (original.clone(), config.clone());
-        hidden.hide(&mut secret, &["hunter2".into()]);
-        hidden.hide(&mut cm, &["hunter2".into()]);
+        // `web` is a value from a Secret too: the objects' names are still written as they are.
+        let secrets = ["hunter2".to_owned(), "web".to_owned()];
+        hidden.hide(&mut secret, &secrets);
+        hidden.hide(&mut cm, &secrets);
         let written = format!("{secret}{cm}");
         assert!(
             !written.contains("c2VjcmV0") && !written.contains("hunter2"),
@@ -741,6 +756,7 @@ mod tests {
         );
         // What is not secret is written as it is: a patch can still match it.
         assert_eq!(secret["metadata"], original["metadata"]);
+        assert_eq!(cm["metadata"]["name"], "web");
         assert_eq!(cm["data"]["plain"], "x");
         hidden.restore(&mut secret);
         hidden.restore(&mut cm);
