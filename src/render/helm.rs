@@ -443,6 +443,20 @@ pub fn post_render(
     if kustomizations.is_empty() {
         return Ok(docs.to_vec());
     }
+    // kustomize reads its kustomization from a file: one that holds a value from a Secret (a
+    // variable its Kustomization substitutes) is not written.
+    let written = Value::from(kustomizations.clone()).to_string();
+    if secrets
+        .iter()
+        .any(|x| !x.is_empty() && written.contains(x.as_str()))
+    {
+        return Err(HelmError::Failed(
+            "its postRenderers hold a value from a Secret (a variable its Kustomization \
+             substitutes), and kustomize would read it from a file: kubectl-gitops does not \
+             write Secret values to disk; move the value out of spec.postRenderers"
+                .into(),
+        ));
+    }
     let tmp = tempfile::Builder::new()
         .prefix("kubectl-gitops-post-render-")
         .tempdir()
@@ -761,6 +775,22 @@ mod tests {
         hidden.restore(&mut secret);
         hidden.restore(&mut cm);
         assert_eq!((secret, cm), (original, config));
+    }
+
+    #[test]
+    fn a_post_renderer_holding_a_secret_value_is_never_written() {
+        let renderer = serde_json::json!({"kustomize": {"images": [{"name": "nginx", "newTag": "s3cr3t-tag"}]}});
+        let chart = RepoPath::parse("charts/web").unwrap();
+        let Err(HelmError::Failed(reason)) =
+            post_render(&[], &[renderer], &chart, &["s3cr3t-tag".into()])
+        else {
+            panic!("rendered");
+        };
+        assert!(!reason.contains("s3cr3t"), "{reason}");
+        assert!(
+            reason.contains("move the value out of spec.postRenderers"),
+            "{reason}"
+        );
     }
 
     #[test]

@@ -16,8 +16,8 @@ use crate::support::{
 };
 use testenv::flux::WATCH_LABEL;
 
-/// A value of the chart's Secret: post-rendering writes the render to a scratch directory,
-/// and this must not be in it, nor in any output.
+/// A value of the chart's Secret (through a Secret label patch): no output holds it. (That
+/// the scratch directory does not is the render layer's unit test's.)
 const TOKEN: &str = "post-render-token-9b2f";
 
 const VALUES: &str = "\

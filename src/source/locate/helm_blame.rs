@@ -644,7 +644,10 @@ impl Proof<'_> {
                     .map_err(|e| {
                         failed(format!(
                             "its postRenderers failed over the chart's render: {}",
-                            crate::text::single_line(&super::helm::helm_reason(e))
+                            crate::text::single_line(&crate::text::redact(
+                                &super::helm::helm_reason(e),
+                                &self.secrets
+                            ))
                         ))
                     })?;
                     after.push((find(&stage).unwrap_or(Value::Null), place.clone()));
