@@ -427,8 +427,9 @@ fn run(
 /// a patch may not rename it; one renamed is the chart's). Nothing to do without one.
 ///
 /// kustomize reads files, so the render is written to a temporary directory, but no Secret
-/// value is: each value of a Secret's `data` or `stringData`, and each string that holds one
-/// of `secrets`, is written as a placeholder and put back after.
+/// value is: each value of a Secret's `data` or `stringData`, and each string that is one of
+/// `secrets` or holds one of at least [`EMBEDDED_SECRET_MIN`] characters, is written as a
+/// placeholder and put back after. Post-renderers holding one are refused.
 pub fn post_render(
     docs: &[Document],
     post_renderers: &[Value],
@@ -445,11 +446,7 @@ pub fn post_render(
     }
     // kustomize reads its kustomization from a file: one that holds a value from a Secret (a
     // variable its Kustomization substitutes) is not written.
-    let written = Value::from(kustomizations.clone()).to_string();
-    if secrets
-        .iter()
-        .any(|x| !x.is_empty() && written.contains(x.as_str()))
-    {
+    if kustomizations.iter().any(|k| holds_secret_leaf(k, secrets)) {
         return Err(HelmError::Failed(
             "its postRenderers hold a value from a Secret (a variable its Kustomization \
              substitutes), and kustomize would read it from a file: kubectl-gitops does not \
@@ -513,6 +510,38 @@ pub fn post_render(
     Ok(current)
 }
 
+/// How long a Secret's value must be to be looked for inside a longer string. A shorter one
+/// (`b`, `1`, `true`) is part of so many strings (images, names, label values) that hiding
+/// each string holding it would keep patches and images from matching what they target; it
+/// is hidden where it is a whole string.
+const EMBEDDED_SECRET_MIN: usize = 6;
+
+/// Whether `s` is one of `secrets`, or holds one long enough to be told from chance.
+fn holds_secret(s: &str, secrets: &[String]) -> bool {
+    secrets.iter().any(|x| {
+        !x.is_empty() && (s == x || (x.chars().count() >= EMBEDDED_SECRET_MIN && s.contains(x)))
+    })
+}
+
+/// Whether a string in `value` [holds a secret](holds_secret); a string that is YAML (a
+/// patch) is looked into, so that a short value substituted in it is found as a whole value.
+fn holds_secret_leaf(value: &Value, secrets: &[String]) -> bool {
+    match value {
+        Value::String(s) => {
+            holds_secret(s, secrets)
+                || (s.contains('\n')
+                    && serde_saphyr::from_str::<Value>(s)
+                        .is_ok_and(|parsed| holds_secret_leaf(&parsed, secrets)))
+        }
+        Value::Array(items) => items.iter().any(|v| holds_secret_leaf(v, secrets)),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| holds_secret(k, secrets) || holds_secret_leaf(v, secrets)),
+        Value::Number(n) => holds_secret(&n.to_string(), secrets),
+        _ => false,
+    }
+}
+
 /// The values [`post_render`] keeps off the disk, by the placeholder written in their place.
 #[derive(Default)]
 struct Hidden {
@@ -522,7 +551,8 @@ struct Hidden {
 impl Hidden {
     const MARK: &'static str = "kubectl-gitops-hidden-";
 
-    /// Replaces a Secret's values, and any string holding one of `secrets`, in `object`; not
+    /// Replaces a Secret's values, and any string that [holds one of `secrets`](holds_secret),
+    /// in `object`; not
     /// its identity (apiVersion, kind, name, namespace), which patch targets match.
     fn hide(&mut self, object: &mut Value, secrets: &[String]) {
         let is_secret = object["kind"] == "Secret" && object["apiVersion"] == "v1";
@@ -546,12 +576,7 @@ impl Hidden {
 
     fn walk(&mut self, value: &mut Value, whole: bool, secrets: &[String]) {
         match value {
-            Value::String(s)
-                if whole
-                    || secrets
-                        .iter()
-                        .any(|x| !x.is_empty() && s.contains(x.as_str())) =>
-            {
+            Value::String(s) if whole || holds_secret(s, secrets) => {
                 let text = std::mem::take(s);
                 *s = format!("{}{}", Hidden::MARK, self.values.len());
                 self.values.push(text);
@@ -791,6 +816,47 @@ mod tests {
             reason.contains("move the value out of spec.postRenderers"),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn a_short_secret_value_is_hidden_only_where_it_is_a_whole_string() {
+        let config = serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"team": "b"}},
+            "spec": {"template": {"spec": {"containers": [
+                {"name": "web", "image": "nginx:1.27-bookworm"},
+            ]}}},
+        });
+        let mut hidden = Hidden::default();
+        let mut written = config.clone();
+        hidden.hide(&mut written, &["b".to_owned()]);
+        // The image still matches an `images` post-renderer; the label that is the value does not
+        // reach the disk.
+        let containers = &written["spec"]["template"]["spec"]["containers"];
+        assert_eq!(containers[0]["image"], "nginx:1.27-bookworm");
+        assert_ne!(written["metadata"]["labels"]["team"], "b");
+        hidden.restore(&mut written);
+        assert_eq!(written, config);
+    }
+
+    #[test]
+    fn a_short_substituted_value_is_found_as_a_whole_value_of_a_patch() {
+        let chart = RepoPath::parse("charts/web").unwrap();
+        let patch = |value: &str| {
+            serde_json::json!({"kustomize": {"patches": [{
+                "patch": format!("- op: add\n  path: /metadata/annotations/token\n  value: {value}\n"),
+                "target": {"kind": "Deployment"},
+            }]}})
+        };
+        let secrets = ["k9".to_owned()];
+        let Err(HelmError::Failed(reason)) = post_render(&[], &[patch("k9")], &chart, &secrets)
+        else {
+            panic!("rendered");
+        };
+        assert!(reason.contains("hold a value from a Secret"), "{reason}");
+        // Where the short value is only part of another word, the post-renderer runs.
+        assert!(post_render(&[], &[patch("k9s-dashboard")], &chart, &secrets).is_ok());
     }
 
     #[test]
