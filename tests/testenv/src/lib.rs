@@ -756,8 +756,20 @@ fn random_token() -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// A loopback port free now and never handed out before in this process: the kernel may give
+/// a port back as soon as its listener is closed, so two ports asked for before either is
+/// bound (a controller's health and metrics ports) could otherwise be the same.
 fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if given.insert(port) {
+            return Ok(port);
+        }
+    }
+    bail!("no loopback port was free that this test run had not handed out already")
 }
 
 fn wait_port(port: u16, within: Duration) -> Result<()> {
