@@ -155,6 +155,20 @@ pub fn always_ignored(pointer: &str) -> Option<&'static str> {
     })
 }
 
+/// Removes every field whose value is null, at any depth (list items stay): a Helm chart
+/// renders `key:` with no value for a value left unset, and helm's three-way merge patch
+/// deletes such a field, where a server-side apply would store an empty string.
+pub fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
 /// Removes the always-ignored fields (and the maps they leave empty) from an object.
 pub fn strip(object: &mut Value) {
     if let Some(map) = object.as_object_mut() {
@@ -299,6 +313,19 @@ impl IgnoreRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nulls_are_dropped_at_any_depth() {
+        let mut object = serde_json::json!({
+            "data": {"greeting": null, "kept": ""},
+            "spec": {"items": [{"a": null, "b": 1}, null]},
+        });
+        drop_nulls(&mut object);
+        assert_eq!(
+            object,
+            serde_json::json!({"data": {"kept": ""}, "spec": {"items": [{"b": 1}, null]}})
+        );
+    }
     use serde_json::json;
 
     #[test]

@@ -37,6 +37,10 @@ impl DryRuns {
         let manager = w.manager();
         // As the reconciler applies it: with the bookkeeping labels it owns.
         drift::keep_bookkeeping(&mut desired, &w.live, &w.managed, &manager);
+        if w.located.helm.is_some() {
+            // As helm-controller's upgrade patches it: a field rendered null is deleted.
+            crate::normalize::drop_nulls(&mut desired);
+        }
         let permits = self.permits.clone();
         self.started += 1;
         self.tasks.spawn(async move {
