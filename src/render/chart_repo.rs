@@ -135,11 +135,26 @@ impl Picked {
     }
 }
 
-/// `version` with `build` as its build metadata, in place of any it has (semver's
-/// `SetMetadata`).
+/// `version` as semver's `SetMetadata` then `String` make it: `build` in place of any build
+/// metadata, a leading `v` dropped and a missing minor or patch made `0` (`v1.2` with `abc`:
+/// `1.2.0+abc`).
 pub fn with_build(version: &str, build: &str) -> String {
     let core = version.split_once('+').map_or(version, |(core, _)| core);
-    format!("{core}+{build}")
+    let core = core.strip_prefix(['v', 'V']).unwrap_or(core);
+    let (numbers, pre) = match core.split_once('-') {
+        Some((n, pre)) => (n, Some(pre)),
+        None => (core, None),
+    };
+    let mut parts: Vec<&str> = numbers.split('.').collect();
+    while parts.len() < 3 {
+        parts.push("0");
+    }
+    let mut out = parts.join(".");
+    if let Some(pre) = pre {
+        out.push('-');
+        out.push_str(pre);
+    }
+    format!("{out}+{build}")
 }
 
 /// Indexes read in this run, and where archives are kept between runs.
@@ -632,6 +647,17 @@ mod tests {
         }
         tar.into_inner().unwrap().finish().unwrap();
         path
+    }
+
+    #[test]
+    fn a_version_gets_build_metadata_as_semver_writes_it() {
+        assert_eq!(
+            with_build("0.1.0", "e87e77fafdf6.1"),
+            "0.1.0+e87e77fafdf6.1"
+        );
+        assert_eq!(with_build("0.1.0+old", "abc"), "0.1.0+abc");
+        assert_eq!(with_build("v1.2", "abc"), "1.2.0+abc");
+        assert_eq!(with_build("1.0.0-rc.1", "3"), "1.0.0-rc.1+3");
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub struct Template<'a> {
     /// Repository paths, merged in order over an empty values.yaml (source-controller replaces
     /// the chart's values.yaml with them when they are given).
     pub values_files: &'a [RepoPath],
+    /// `ignoreMissingValuesFiles`: a values file that is not there is skipped, else an error
+    /// naming it. The chart's values.yaml is replaced even when none is there, as
+    /// source-controller replaces it with what it merged: nothing.
+    pub ignore_missing_values_files: bool,
     /// Merged last (`valuesFrom` and `spec.values`).
     pub values: &'a Value,
     pub release: &'a str,
@@ -170,21 +174,49 @@ fn chart_values_files(
     chart_dir: &Path,
     t: &Template<'_>,
 ) -> Result<Vec<std::ffi::OsString>, HelmError> {
-    let mut args: Vec<std::ffi::OsString> = Vec::new();
     if t.values_files.is_empty() {
-        return Ok(args);
+        return Ok(Vec::new());
     }
     let scratch = chart_dir.parent().unwrap_or(chart_dir);
-    let io = |what: String| move |source| RenderError::Io { what, source };
+    let args = values_file_args(chart_dir, scratch, t, "in the chart")?;
+    std::fs::write(chart_dir.join("values.yaml"), "{}\n").map_err(|source| RenderError::Io {
+        what: "writing the chart's values.yaml".into(),
+        source,
+    })?;
+    Ok(args)
+}
+
+/// The `-f` arguments of `t.values_files` under `root`, each copied to `scratch` first (a
+/// values file inside the chart must not count as a template, and the chart's values.yaml
+/// may be one of them: each is read before it is replaced). A missing one is skipped under
+/// `ignoreMissingValuesFiles`, else an error naming it and the `place` it was looked for.
+fn values_file_args(
+    root: &Path,
+    scratch: &Path,
+    t: &Template<'_>,
+    place: &str,
+) -> Result<Vec<std::ffi::OsString>, HelmError> {
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
     for (i, file) in t.values_files.iter().enumerate() {
+        let from = root.join(file.as_str());
+        if !from.is_file() {
+            if t.ignore_missing_values_files {
+                continue;
+            }
+            return Err(HelmError::Failed(format!(
+                "there is no values file {} {place} (spec.chart.spec.valuesFiles); add it, or \
+                 set ignoreMissingValuesFiles to skip it",
+                file.as_str()
+            )));
+        }
         let copy = scratch.join(format!(".values-{i}.yaml"));
-        std::fs::copy(chart_dir.join(file.as_str()), &copy)
-            .map_err(io(format!("reading {} of the chart", file.as_str())))?;
+        std::fs::copy(&from, &copy).map_err(|source| RenderError::Io {
+            what: format!("reading {}", file.as_str()),
+            source,
+        })?;
         args.push("-f".into());
         args.push(copy.into());
     }
-    std::fs::write(chart_dir.join("values.yaml"), "{}\n")
-        .map_err(io("writing the chart's values.yaml".into()))?;
     Ok(args)
 }
 
@@ -263,7 +295,7 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
     })?;
     if let Some(build) = t.version_build {
         super::chart_repo::set_chart_version(&chart_dir.join("Chart.yaml"), |v| {
-            semver_with_build(v, build)
+            super::chart_repo::with_build(v, build)
         })
         .map_err(|reason| RenderError::Refused {
             root: t.chart.as_str().to_owned(),
@@ -274,19 +306,13 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
     if let Style::Argo { .. } = t.style {
         args = argo_args(tmp.path(), t)?;
     } else if !t.values_files.is_empty() {
-        // As source-controller packages it: the files replace the chart's own values.yaml
-        // (which may be one of them: each is read before it is replaced).
-        let io = |what: String| move |source| RenderError::Io { what, source };
-        for (i, file) in t.values_files.iter().enumerate() {
-            let from = tmp.path().join(file.as_str());
-            let copy = tmp.path().join(format!(".values-{i}.yaml"));
-            std::fs::copy(&from, &copy).map_err(io(format!("reading {}", file.as_str())))?;
-            args.push("-f".into());
-            args.push(copy.into());
-        }
+        // As source-controller packages it: the files replace the chart's own values.yaml.
+        args = values_file_args(tmp.path(), tmp.path(), t, "in Git")?;
         let values_yaml = chart_dir.join("values.yaml");
-        std::fs::write(&values_yaml, "{}\n")
-            .map_err(io(format!("writing {}", values_yaml.display())))?;
+        std::fs::write(&values_yaml, "{}\n").map_err(|source| RenderError::Io {
+            what: format!("writing {}", values_yaml.display()),
+            source,
+        })?;
     }
     Ok(Prepared {
         tmp,
@@ -664,28 +690,6 @@ fn post_render_kustomization(spec: &Value) -> Value {
     k
 }
 
-/// `version` as semver's `SetMetadata` then `String` make it: `build` in place of any build
-/// metadata, a leading `v` dropped and a missing minor or patch made `0` (`v1.2` with `abc`:
-/// `1.2.0+abc`).
-fn semver_with_build(version: &str, build: &str) -> String {
-    let core = version.split_once('+').map_or(version, |(core, _)| core);
-    let core = core.strip_prefix(['v', 'V']).unwrap_or(core);
-    let (numbers, pre) = match core.split_once('-') {
-        Some((n, pre)) => (n, Some(pre)),
-        None => (core, None),
-    };
-    let mut parts: Vec<&str> = numbers.split('.').collect();
-    while parts.len() < 3 {
-        parts.push("0");
-    }
-    let mut out = parts.join(".");
-    if let Some(pre) = pre {
-        out.push('-');
-        out.push_str(pre);
-    }
-    format!("{out}+{build}")
-}
-
 /// A `--set` value as Argo CD passes it: commas escaped unless the value is a `{a,b}` list.
 fn escape_set(value: &str) -> String {
     if value.starts_with('{') && value.ends_with('}') {
@@ -748,17 +752,6 @@ fn split(text: &str, chart: &RepoPath) -> Result<Vec<Document>, HelmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_version_gets_build_metadata_as_semver_writes_it() {
-        assert_eq!(
-            semver_with_build("0.1.0", "e87e77fafdf6.1"),
-            "0.1.0+e87e77fafdf6.1"
-        );
-        assert_eq!(semver_with_build("0.1.0+old", "abc"), "0.1.0+abc");
-        assert_eq!(semver_with_build("v1.2", "abc"), "1.2.0+abc");
-        assert_eq!(semver_with_build("1.0.0-rc.1", "3"), "1.0.0-rc.1+3");
-    }
 
     #[test]
     fn set_values_have_their_commas_escaped_as_argo_does() {

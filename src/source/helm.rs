@@ -46,6 +46,8 @@ pub struct HelmSource {
     pub chart_path: RepoPath,
     /// `valuesFiles`, repository paths, in order.
     pub values_files: Vec<RepoPath>,
+    /// `ignoreMissingValuesFiles`: a values file not in Git is skipped.
+    pub ignore_missing_values_files: bool,
     /// Each `valuesFrom` reference and what it holds, in order (a Secret's: never shown).
     pub values_from: Vec<(ValuesSource, Value)>,
     /// `spec.values` as the cluster has it (Git's, when the HelmRelease is found in Git, wins).
@@ -124,18 +126,16 @@ impl RepositoryChart {
         picked.rendered_as(version)
     }
 
-    /// The `valuesFiles` in the chart unpacked at `chart_dir`, in order: a missing one is
-    /// skipped with `ignoreMissingValuesFiles`, else an error that names it.
+    /// The `valuesFiles` in the chart unpacked at `chart_dir`, in order, as paths in it: a
+    /// missing one is an error that names it, unless `ignoreMissingValuesFiles` (the render
+    /// skips it then).
     pub fn values_in(&self, chart_dir: &std::path::Path) -> Result<Vec<RepoPath>, String> {
         let mut out = Vec::new();
         for file in &self.values_files {
             let path = RepoPath::root()
                 .join(file.trim_start_matches("./"))
                 .map_err(|e| format!("valuesFiles entry {file:?}: {e}"))?;
-            if !chart_dir.join(path.as_str()).is_file() {
-                if self.ignore_missing_values_files {
-                    continue;
-                }
+            if !self.ignore_missing_values_files && !chart_dir.join(path.as_str()).is_file() {
                 return Err(format!(
                     "the chart has no values file {file} (spec.chart.spec.valuesFiles; set \
                      ignoreMissingValuesFiles to skip it)"
@@ -614,6 +614,7 @@ pub(super) async fn flux_helm(
         namespace: target_ns,
         chart_path: chart.path.clone(),
         values_files: chart.values_files,
+        ignore_missing_values_files: chart.ignore_missing_values_files,
         values_from,
         inline_values: spec["values"].clone(),
         common_labels: string_map(&spec["commonMetadata"]["labels"]),
@@ -649,6 +650,7 @@ pub(super) async fn flux_helm(
 struct GitChart {
     path: RepoPath,
     values_files: Vec<RepoPath>,
+    ignore_missing_values_files: bool,
     repo: Option<crate::git::RepoUrl>,
     tracked_ref: Option<String>,
     /// The Git revision the HelmChart was last built from: what the applied release was made of.
@@ -707,6 +709,7 @@ async fn git_chart(
                     .join(&repository.chart)
                     .map_err(|e| bad_ks(display, "spec.chartRef", e.to_string()))?,
                 values_files: Vec::new(),
+                ignore_missing_values_files: false,
                 repo: None,
                 tracked_ref: None,
                 applied_commit: None,
@@ -767,6 +770,7 @@ async fn git_chart(
                 .join(&repository.chart)
                 .map_err(|e| bad_ks(display, "spec.chart.spec.chart", e.to_string()))?,
             values_files: Vec::new(),
+            ignore_missing_values_files: false,
             repo: None,
             tracked_ref: None,
             applied_commit: None,
@@ -792,17 +796,10 @@ async fn git_chart(
         .join(chart_spec["chart"].as_str().unwrap_or("."))
         .map_err(|e| bad_ks(display, "spec.chart.spec.chart", e.to_string()))?;
     let mut values_files = Vec::new();
-    let listed = chart_spec["valuesFiles"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .chain(chart_spec["valuesFile"].as_str().map(Value::from));
-    for file in listed {
-        let file = file.as_str().unwrap_or_default();
+    for file in chart_values_files(&chart_spec) {
         values_files.push(
             RepoPath::root()
-                .join(file)
+                .join(&file)
                 .map_err(|e| bad_ks(display, "valuesFiles", e.to_string()))?,
         );
     }
@@ -832,6 +829,7 @@ async fn git_chart(
     Ok(GitChart {
         path: chart_path,
         values_files,
+        ignore_missing_values_files: chart_spec["ignoreMissingValuesFiles"] == true,
         repo: Some(repo),
         tracked_ref,
         applied_commit,
@@ -955,16 +953,28 @@ async fn repository_chart(
     })
 }
 
-/// `valuesFiles` (and the older `valuesFile`) of a HelmChart spec, in order.
+/// `valuesFiles` (and the older `valuesFile`) of a HelmChart spec, in order, as
+/// source-controller reads them (`BuildOptions.GetValuesFiles`): a list that is only
+/// `values.yaml` is none, so the chart is neither packaged again nor given build metadata.
 fn chart_values_files(chart_spec: &Value) -> Vec<String> {
-    chart_spec["valuesFiles"]
-        .as_array()
+    // The older `valuesFile` goes first, as source-controller's v1beta2 put it.
+    let files: Vec<String> = chart_spec
+        .get("valuesFile")
         .into_iter()
-        .flatten()
-        .chain(chart_spec.get("valuesFile"))
+        .chain(chart_spec["valuesFiles"].as_array().into_iter().flatten())
         .filter_map(Value::as_str)
         .map(str::to_owned)
-        .collect()
+        .collect();
+    match files.as_slice() {
+        [only]
+            if RepoPath::root()
+                .join(only)
+                .is_ok_and(|p| p.as_str() == "values.yaml") =>
+        {
+            Vec::new()
+        }
+        _ => files,
+    }
 }
 
 /// The chart of the OCIRepository `ns/name` (a HelmRelease's `chartRef`): its registry, the
@@ -1387,6 +1397,7 @@ mod tests {
             namespace: "shop".into(),
             chart_path: RepoPath::parse("charts/web").unwrap(),
             values_files: vec![],
+            ignore_missing_values_files: false,
             values_from: vec![
                 (
                     ValuesSource {
@@ -1435,6 +1446,27 @@ mod tests {
         assert!(!format!("{helm:?}").contains("hunter2"));
         let kinds: Vec<String> = helm.values_sources().into_iter().map(|s| s.kind).collect();
         assert_eq!(kinds, ["ConfigMap", "Secret", "values"]);
+    }
+
+    #[test]
+    fn values_files_are_read_as_source_controller_reads_them() {
+        let files = |spec: Value| chart_values_files(&spec);
+        // Only the chart's own values.yaml: no list, so no packaging and no build metadata.
+        assert!(files(json!({"valuesFiles": ["values.yaml"]})).is_empty());
+        assert!(files(json!({"valuesFiles": ["./values.yaml"]})).is_empty());
+        assert!(files(json!({"valuesFile": "values.yaml"})).is_empty());
+        assert_eq!(
+            files(json!({"valuesFiles": ["values.yaml", "prod.yaml"]})),
+            ["values.yaml", "prod.yaml"]
+        );
+        assert_eq!(
+            files(json!({"valuesFile": "a.yaml", "valuesFiles": ["b.yaml"]})),
+            ["a.yaml", "b.yaml"]
+        );
+        assert_eq!(
+            files(json!({"valuesFiles": ["charts/values.yaml"]})),
+            ["charts/values.yaml"]
+        );
     }
 
     #[test]

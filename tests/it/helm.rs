@@ -139,9 +139,12 @@ spec:
       sourceRef:
         kind: GitRepository
         name: apps
+      # Not in Git: skipped, as source-controller skips it.
       valuesFiles:
         - charts/web/values.yaml
         - env/prod-values.yaml
+        - env/staging-values.yaml
+      ignoreMissingValuesFiles: true
   valuesFrom:
     - kind: ConfigMap
       name: web-values
@@ -358,6 +361,7 @@ fn real_helm_controller_installs_and_every_command_agrees() {
         json!([
             {"kind": "valuesFile", "name": "charts/web/values.yaml"},
             {"kind": "valuesFile", "name": "env/prod-values.yaml"},
+            {"kind": "valuesFile", "name": "env/staging-values.yaml"},
             {"kind": "ConfigMap", "name": "web-values", "key": "values.yaml"},
             {"kind": "Secret", "name": "web-secret-values", "key": "values.yaml"},
             {"kind": "values", "name": "spec.values"},
@@ -372,7 +376,7 @@ fn real_helm_controller_installs_and_every_command_agrees() {
     for expected in [
         format!("Release:     {ns}/web revision 1 (deployed)"),
         format!("from GitRepository {ns}/apps, path charts/web"),
-        "3. ConfigMap web-values key values.yaml".to_owned(),
+        "4. ConfigMap web-values key values.yaml".to_owned(),
         format!("HelmRelease: {ns}/web in deploy/release.yaml:1-"),
         "Found by:    Flux HelmRelease labels".to_owned(),
     ] {

@@ -580,7 +580,74 @@ fn values_files_inside_a_repository_chart() {
         );
     }
     assert_eq!(ran.error_lines().len(), RELEASED.len(), "{}", ran.stderr);
+
+    // A list that is only values.yaml is no list to source-controller: the chart is not
+    // packaged again, so its version (in the Service's label) has no build metadata.
+    let only_default = release.replace(
+        "        - values-prod.yaml\n        - values-missing.yaml\n      \
+         ignoreMissingValuesFiles: true\n",
+        "",
+    );
+    assert_ne!(only_default, release);
+    repo.write("deploy/release.yaml", &only_default);
+    repo.commit(BOB, "web with the chart's own values");
+    reconciled_by_flux(&ns, &repo, "./deploy");
+    let installed = wait_chart_version(&ns, |v| v == "0.1.0");
+    assert_eq!(installed, "0.1.0");
+    all_in_sync(&ns, &repo, cache, "with only values.yaml listed");
+
+    // Every values file missing, and ignored: source-controller merges nothing in place of
+    // the chart's values.yaml, so the chart's default greeting is gone.
+    let none_there = release
+        .replace("        - values.yaml\n        - values-prod.yaml\n", "")
+        .replace(
+            "  values:\n    replicas: 2\n",
+            "  values:\n    replicas: 2\n    image: nginx:1.27\n    port: 8080\n",
+        );
+    assert!(none_there.contains("port: 8080") && !none_there.contains("values-prod"));
+    repo.write("deploy/release.yaml", &none_there);
+    repo.commit(BOB, "web with a values file the chart does not have");
+    reconciled_by_flux(&ns, &repo, "./deploy");
+    let installed = wait_chart_version(&ns, |v| v.starts_with("0.1.0+") && v != "0.1.0+1");
+    let greeting = testenv::shared()
+        .kubectl_run(
+            &[
+                "get",
+                "-n",
+                &ns,
+                "cm/web-config",
+                "-o",
+                "jsonpath={.data.greeting}",
+            ],
+            None,
+        )
+        .unwrap();
+    assert_eq!(greeting, "", "installed {installed}");
+    all_in_sync(&ns, &repo, cache, "with every values file missing");
     charts.stop();
+}
+
+/// Waits until the HelmRelease `web`'s latest release is of a chart version `wanted` takes,
+/// and returns it.
+fn wait_chart_version(ns: &str, wanted: impl Fn(&str) -> bool) -> String {
+    let helm = testenv::helm::shared();
+    let deadline = std::time::Instant::now() + testenv::flux::RECONCILE_TIMEOUT;
+    loop {
+        let hr = helm.wait_release(ns, "web", None).unwrap();
+        let latest = hr["status"]["history"][0]["chartVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if wanted(&latest) {
+            return latest;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no release of the chart version wanted came: {:#}",
+            hr["status"]
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
 }
 
 #[test]

@@ -143,6 +143,7 @@ pub(super) fn argo_template<'a>(
         helm: binary,
         chart: root,
         values_files: files,
+        ignore_missing_values_files: false,
         values,
         release: &h.release,
         namespace: &h.namespace,

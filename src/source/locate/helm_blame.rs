@@ -64,7 +64,12 @@ impl Locator {
 
         let mut layers = Vec::new();
         for file in &helm.values_files {
-            layers.push(self.values_file_layer(located, file, blame_cache, &failed)?);
+            match self.values_file_layer(located, file, blame_cache, &failed) {
+                // Skipped by source-controller too.
+                Err(SourceError::Git(crate::git::GitError::FileNotFound { .. }))
+                    if helm.ignore_missing_values_files => {}
+                layer => layers.push(layer?),
+            }
         }
         for (source, values) in &helm.values_from {
             let source = match &source.key {
@@ -394,6 +399,7 @@ impl Locator {
                     helm: binary,
                     chart: &helm.chart_path,
                     values_files: &helm.values_files,
+                    ignore_missing_values_files: helm.ignore_missing_values_files,
                     values: &sets[0],
                     release: &helm.release,
                     namespace: &helm.namespace,
@@ -478,6 +484,7 @@ impl Locator {
                     helm: binary,
                     chart: &name,
                     values_files: &files,
+                    ignore_missing_values_files: from.ignore_missing_values_files,
                     values: &sets[0],
                     release: &helm.release,
                     namespace: &helm.namespace,
