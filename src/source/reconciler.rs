@@ -338,8 +338,10 @@ async fn substitutions(
     namespace: &str,
     post_build: &Value,
 ) -> Result<(BTreeMap<String, String>, Vec<String>), SourceError> {
-    let mut vars = string_map(&post_build["substitute"]);
-    let mut secret = Vec::new();
+    // As kustomize-controller loads them: each `substituteFrom` in order, a later one's key
+    // over an earlier one's, every newline taken out of a value; then `substitute` over all.
+    let mut vars = BTreeMap::new();
+    let mut secret = std::collections::BTreeSet::new();
     for from in post_build["substituteFrom"]
         .as_array()
         .into_iter()
@@ -359,19 +361,21 @@ async fn substitutions(
         };
         let data = string_map(&object["data"]);
         for (k, v) in data {
-            if vars.contains_key(&k) {
-                continue;
-            }
             let value = if kind == "Secret" {
-                secret.push(k.clone());
+                secret.insert(k.clone());
                 decode_base64(&v).unwrap_or_default()
             } else {
+                secret.remove(&k);
                 v
             };
-            vars.insert(k, value);
+            vars.insert(k, value.replace('\n', ""));
         }
     }
-    Ok((vars, secret))
+    for (k, v) in string_map(&post_build["substitute"]) {
+        secret.remove(&k);
+        vars.insert(k, v);
+    }
+    Ok((vars, secret.into_iter().collect()))
 }
 
 /// The ConfigMap or Secret a reconciler's `{kind, name, optional}` reference names

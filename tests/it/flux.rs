@@ -829,3 +829,79 @@ fn real_flux_reconciles_and_every_command_agrees() {
     assert_eq!(ran.code, Some(0), "{}\n{report:#}", ran.stderr);
     assert!(!items(&report).contains_key(DELETED), "{report:#}");
 }
+
+/// `postBuild` variables as real kustomize-controller loads them: each `substituteFrom` in
+/// order, a later one's key over an earlier one's, a value's newlines taken out, then the
+/// inline `substitute` over all. Every mode of `diff` then agrees with what it applied, and
+/// the Secret's value is in no output.
+#[test]
+fn substitution_variables_are_loaded_as_kustomize_controller_loads_them() {
+    let ns = testenv::shared().namespace("flux-substitute");
+    let mut repo = GitRepo::new();
+    repo.write(
+        "deploy/settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  \
+         tier: ${TIER}\n  region: ${REGION}\n  token: ${TOKEN}\n",
+    );
+    repo.commit(ALICE, "settings from variables");
+    flux_origin(&repo);
+    // The Secret's value has a newline, which kustomize-controller takes out.
+    let token = format!("{}\n{}", &PLANTED[..8], &PLANTED[8..]);
+    kubectl(
+        &ns,
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: first}}\n\
+             data: {{TIER: first, REGION: first}}\n---\n\
+             apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: second}}\ndata: {{TIER: second}}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {{name: token}}\n\
+             data: {{TOKEN: {}}}\n",
+            kubectl_gitops::drift::base64(token.as_bytes())
+        )),
+    );
+    testenv::flux::shared()
+        .reconcile(
+            &ns,
+            "settings",
+            repo.path(),
+            "./deploy",
+            json!({
+                "targetNamespace": ns,
+                "postBuild": {
+                    "substitute": {"REGION": "inline"},
+                    "substituteFrom": [
+                        {"kind": "ConfigMap", "name": "first"},
+                        {"kind": "ConfigMap", "name": "second"},
+                        {"kind": "Secret", "name": "token"},
+                    ],
+                },
+            }),
+        )
+        .unwrap();
+    let data = &live(&ns, "configmap/settings")["data"];
+    assert_eq!(
+        (&data["tier"], &data["region"]),
+        (&json!("second"), &json!("inline")),
+        "{data:#}"
+    );
+    assert_eq!(
+        data["token"], PLANTED,
+        "kustomize-controller keeps no newline"
+    );
+    let cache = tempfile::tempdir().unwrap();
+    for mode in ["false", "auto", "true"] {
+        let ran = gitops(
+            &ns,
+            &repo,
+            cache.path(),
+            &["diff", &format!("--server-side={mode}"), "-o", "json"],
+        );
+        assert_eq!(ran.code, Some(0), "{mode}: {}\n{}", ran.stderr, ran.stdout);
+        let found = items(&json_of(&ran));
+        assert_eq!(
+            found["ConfigMap/settings"]["status"], "in-sync",
+            "{mode}: {:#}",
+            found["ConfigMap/settings"]
+        );
+    }
+}
