@@ -126,6 +126,28 @@ impl RepositoryChart {
         picked.rendered_as(version)
     }
 
+    /// The chart with the `valuesFiles` and `ignoreMissingValuesFiles` of `chart_spec` (a
+    /// HelmRelease's `spec.chart.spec` as Git declares it), as source-controller will package
+    /// it once helm-controller has passed them on: a changed list is one more generation of
+    /// the HelmChart.
+    pub fn as_declared(&self, chart_spec: &Value) -> RepositoryChart {
+        let values_files = chart_values_files(chart_spec);
+        let ignore_missing_values_files = chart_spec["ignoreMissingValuesFiles"] == true;
+        let changed = values_files != self.values_files
+            || ignore_missing_values_files != self.ignore_missing_values_files;
+        let version_build = match (&self.version_build, changed) {
+            (_, false) => self.version_build.clone(),
+            (Some(g), true) => g.parse::<u64>().ok().map(|g| (g + 1).to_string()),
+            (None, true) => None,
+        };
+        RepositoryChart {
+            values_files,
+            ignore_missing_values_files,
+            version_build,
+            ..self.clone()
+        }
+    }
+
     /// The `valuesFiles` in the chart unpacked at `chart_dir`, in order, as paths in it: a
     /// missing one is an error that names it, unless `ignoreMissingValuesFiles` (the render
     /// skips it then).

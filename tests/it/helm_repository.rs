@@ -558,19 +558,27 @@ fn values_files_inside_a_repository_chart() {
         format!("chart web 0.1.0+1 from HelmRepository {platform}/charts")
     );
 
+    // Git's list changed and not reconciled yet: what Git wants is the chart packaged with
+    // Git's list (one more generation of the HelmChart), pending with its commit.
+    let without_prod = release.replace("        - values-prod.yaml\n", "");
+    assert_ne!(without_prod, release);
+    repo.write("deploy/release.yaml", &without_prod);
+    let change = repo.commit(BOB, "web without the chart's prod values");
+    let (ran, found) = diff(&ns, &repo, cache, "auto");
+    assert_eq!(ran.code, Some(1), "{}\n{found:#?}", ran.stderr);
+    let fields = found["ConfigMap/web-config"]["fields"].as_array().unwrap();
+    assert_eq!(fields.len(), 1, "{fields:#?}");
+    assert_eq!(fields[0]["path"], ".data.greeting");
+    assert_eq!(fields[0]["git"], "hello", "{:#}", fields[0]);
+    assert_eq!(fields[0]["why"]["kind"], "pending", "{:#}", fields[0]);
+    assert_eq!(fields[0]["why"]["commit"], change.as_str());
+
     // Without ignoreMissingValuesFiles, a values file the chart lacks is one error line per
     // object, naming it.
-    kubectl(
-        &ns,
-        &[
-            "patch",
-            "helmrelease/web",
-            "--type=json",
-            "-p",
-            r#"[{"op": "remove", "path": "/spec/chart/spec/ignoreMissingValuesFiles"}]"#,
-        ],
-        None,
-    );
+    let strict = release.replace("      ignoreMissingValuesFiles: true\n", "");
+    assert_ne!(strict, release);
+    repo.write("deploy/release.yaml", &strict);
+    repo.commit(BOB, "web without ignoring missing values files");
     let ran = gitops(&ns, &repo, cache, &["diff", "-o", "json"]);
     assert_eq!(ran.code, Some(2), "{}", ran.stderr);
     for line in ran.error_lines() {

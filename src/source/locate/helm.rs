@@ -108,6 +108,11 @@ impl Locator {
                 let git_str = |k: &str| git_spec.and_then(|s| s[k].as_str()).map(str::to_owned);
                 let chart = git_str("chart").unwrap_or_else(|| from.chart.clone());
                 let constraint = git_str("version").unwrap_or_else(|| from.version.clone());
+                // The values files inside the chart Git lists now.
+                let declared = git_spec
+                    .filter(|s| s.is_object())
+                    .map(|s| from.as_declared(s));
+                let from = declared.as_ref().unwrap_or(from);
                 let (rendered, version) =
                     self.repository_render(helm, from, (&chart, &constraint), &inputs)?;
                 picked = Some((chart, constraint, version));
