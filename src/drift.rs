@@ -183,7 +183,7 @@ fn walk(
             }
         }
         Value::Null => {
-            if live.is_some_and(|l| !l.is_null()) {
+            if live.is_some_and(|l| !equivalent(desired, l, node)) {
                 cx.out.push(change(path, desired, live));
             }
         }
@@ -351,6 +351,9 @@ pub fn equivalent(a: &Value, b: &Value, node: Option<Node<'_>>) -> bool {
         }
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         (Value::String(x), Value::String(y)) if x == y => true,
+        // A null the manifest sets is deleted by a patch, and stored as the empty string where
+        // the object is created with it (a ConfigMap's data key): both are what it asked for.
+        (Value::Null, Value::String(s)) | (Value::String(s), Value::Null) => s.is_empty(),
         (Value::String(_) | Value::Number(_), Value::String(_) | Value::Number(_))
             if matches!(shape, Some(Shape::Quantity))
                 || (shape.is_none() && looks_like_quantity(a, b)) =>
@@ -736,6 +739,32 @@ mod tests {
                 assert_eq!(changes.len(), 1);
                 assert_eq!(changes[0].path.to_string(), ".data.k");
                 assert_eq!(changes[0].live, Some(json!("w")));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_null_in_the_manifest_is_absent_or_the_empty_string_live() {
+        // `note: {{ .Values.note }}` with no note: created, the server stores ""; patched, the
+        // key is deleted.
+        let desired = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"},
+                             "data": {"k": "v", "note": null}});
+        for data in [json!({"k": "v", "note": ""}), json!({"k": "v"})] {
+            let live = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                              "metadata": {"name": "a"}, "data": data});
+            assert_eq!(
+                compare_offline(&desired, &live, None),
+                Offline::InSync,
+                "{live}"
+            );
+        }
+        let set = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"},
+                         "data": {"k": "v", "note": "set by hand"}});
+        match compare_offline(&desired, &set, None) {
+            Offline::Drifted(changes) => {
+                assert_eq!(changes.len(), 1);
+                assert_eq!(changes[0].path.to_string(), ".data.note");
             }
             other => panic!("{other:?}"),
         }

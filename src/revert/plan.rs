@@ -208,6 +208,11 @@ fn plan_apply(plan: &mut Plan, work: &Work, manager_flag: Option<&str>) {
     let held: BTreeSet<String> = plan.held.iter().map(|h| h.path.clone()).collect();
     plan.shown.fields.retain(|f| !held.contains(&f.path));
     drift::keep_bookkeeping(&mut body, &work.live, &work.managed, &manager);
+    if work.located.helm.is_some() {
+        // As the dry run applies it, and as helm-controller's upgrade patches it: a field
+        // rendered null is deleted, not stored as the empty string.
+        crate::normalize::drop_nulls(&mut body);
+    }
     let resource_version = work.live["metadata"]["resourceVersion"]
         .as_str()
         .unwrap_or_default()

@@ -48,6 +48,7 @@ metadata:
   name: {{ .Release.Name }}-config
 data:
   greeting: {{ .Values.greeting | quote }}
+  note: {{ .Values.note }}
 ";
 
 /// The chart repository's password (in the HelmRepository's secretRef): never printed.
