@@ -695,6 +695,29 @@ pub fn base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_holding_a_secret_is_found_whole_or_inside() {
+        let secrets = ["hunter2".to_owned(), "ab".to_owned()];
+        for shown in [
+            json!("hunter2"),
+            json!("postgres://u:hunter2@db"),
+            json!("ab"),
+            json!({"args": ["--password=hunter2"]}),
+            json!({"hunter2": "key"}),
+        ] {
+            assert!(shows_secret(Some(&shown), &secrets), "{shown}");
+        }
+        for shown in [
+            json!("about"),
+            json!(12),
+            json!(true),
+            json!({"tier": "web"}),
+        ] {
+            assert!(!shows_secret(Some(&shown), &secrets), "{shown}");
+        }
+        assert!(!shows_secret(None, &secrets));
+    }
     use serde_json::json;
 
     #[test]
@@ -1283,6 +1306,26 @@ pub fn mask_secret(value: &Option<Value>, side: &str) -> Option<Value> {
     value
         .as_ref()
         .map(|_| Value::String(format!("(hidden {side} value)")))
+}
+
+/// How long a value from a Secret must be to be looked for inside a longer string shown in a
+/// report; a shorter one is hidden where it is a whole value.
+const SHOWN_SECRET_MIN: usize = 3;
+
+/// Whether `value` (a field's Git or live value, as a report would show it) holds one of
+/// `secrets`: values from Secrets that went into an object that is not a Secret (a Flux
+/// `postBuild` variable, a HelmRelease's `valuesFrom` Secret).
+pub fn shows_secret(value: Option<&Value>, secrets: &[String]) -> bool {
+    let holds = |s: &str| crate::text::holds_secret(s, secrets, SHOWN_SECRET_MIN);
+    match value {
+        None | Some(Value::Null | Value::Bool(_)) => false,
+        Some(Value::String(s)) => holds(s),
+        Some(Value::Number(n)) => holds(&n.to_string()),
+        Some(Value::Array(items)) => items.iter().any(|v| shows_secret(Some(v), secrets)),
+        Some(Value::Object(map)) => map
+            .iter()
+            .any(|(k, v)| holds(k) || shows_secret(Some(v), secrets)),
+    }
 }
 
 /// Whether `path` of an object of `kind` holds a Secret value.

@@ -64,6 +64,14 @@ pub fn base64_bytes(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Whether `s` is one of `secrets`, or holds one of at least `min` characters inside it (a
+/// shorter one is part of too many strings by chance to be told from it).
+pub fn holds_secret(s: &str, secrets: &[String], min: usize) -> bool {
+    secrets
+        .iter()
+        .any(|x| !x.is_empty() && (s == x || (x.chars().count() >= min && s.contains(x.as_str()))))
+}
+
 /// `message` with every secret replaced by `(hidden)`, longest first so that no part of one
 /// shows; a secret of several lines is also replaced line by line (a tool may quote one line,
 /// or join its lines).

@@ -353,19 +353,44 @@ fn yaml_scalar(value: &Value) -> String {
     }
 }
 
-/// Secret values never reach the output: their lines keep the key, the value is masked.
-pub fn mask_secret(key: &ObjectKey, mut records: Vec<BlameRecord>) -> Vec<BlameRecord> {
-    if !(key.group.is_empty() && key.kind == "Secret") {
-        return records;
-    }
+/// Secret values never reach the output: their lines keep the key, the value is masked. So
+/// is a line of any object whose value holds one of `secrets`, the values from Secrets its
+/// reconciler put into it (a substituted variable, a Helm value from a Secret).
+pub fn mask_secret(
+    key: &ObjectKey,
+    mut records: Vec<BlameRecord>,
+    secrets: &[String],
+) -> Vec<BlameRecord> {
+    let is_secret = key.group.is_empty() && key.kind == "Secret";
     for r in &mut records {
-        if (r.path.starts_with(".data.")
-            || r.path.starts_with(".stringData.")
-            || r.path.starts_with(".data["))
-            && let Some((label, _)) = r.text.split_once(": ")
-        {
-            r.text = format!("{label}: (hidden)");
+        let secret_path = is_secret
+            && (r.path.starts_with(".data.")
+                || r.path.starts_with(".stringData.")
+                || r.path.starts_with(".data["));
+        let (label, value) = match r.text.split_once(": ") {
+            Some((label, value)) => (Some(label), value),
+            None => (None, r.text.as_str()),
+        };
+        let value = value.trim_start_matches("- ");
+        let unquoted = serde_saphyr::from_str::<String>(value).unwrap_or_else(|_| value.to_owned());
+        let holds = drift::shows_secret(Some(&Value::String(unquoted)), secrets)
+            || drift::shows_secret(Some(&Value::String(value.to_owned())), secrets);
+        if !(secret_path || holds) {
+            continue;
         }
+        r.text = match label {
+            Some(label)
+                if !drift::shows_secret(Some(&Value::String(label.to_owned())), secrets) =>
+            {
+                format!("{label}: (hidden)")
+            }
+            Some(_) => "(hidden)".to_owned(),
+            None if r.text.trim_start().starts_with("- ") => {
+                let indent = r.text.len() - r.text.trim_start().len();
+                format!("{}- (hidden)", &r.text[..indent])
+            }
+            None => "(hidden)".to_owned(),
+        };
     }
     records
 }
@@ -387,6 +412,38 @@ mod tests {
             author_offset_seconds: 0,
             summary: "s".into(),
         }
+    }
+
+    #[test]
+    fn a_line_holding_a_value_from_a_secret_is_masked_in_any_object() {
+        let record = |path: &str, text: &str| BlameRecord {
+            path: path.into(),
+            text: text.into(),
+            origin: Origin::ServerDefault,
+        };
+        let cm = ObjectKey {
+            group: String::new(),
+            kind: "ConfigMap".into(),
+            namespace: Some("n".into()),
+            name: "c".into(),
+        };
+        let records = vec![
+            record(".data.url", "  url: postgres://u:hunter2@db"),
+            record(".data.pin", "  pin: 'ab'"),
+            record(".data.args[0]", "    - hunter2"),
+            record(".data.tier", "  tier: web"),
+        ];
+        let masked = mask_secret(&cm, records, &["hunter2".into(), "ab".into()]);
+        let texts: Vec<&str> = masked.iter().map(|r| r.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "  url: (hidden)",
+                "  pin: (hidden)",
+                "    - (hidden)",
+                "  tier: web"
+            ]
+        );
     }
 
     #[test]

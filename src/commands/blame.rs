@@ -71,8 +71,14 @@ pub async fn run(
     let blame_cache = cache_dir.as_ref().map(|d| d.join("blame"));
     // A HelmRelease's object: the chart rendered as applied, and once per value.
     let mut chart_side = None;
+    // Values from Secrets its reconciler put into the object: hidden, as in diff.
+    let mut secrets = Vec::new();
     let located = match source::pointer(&cluster, &discovery, &reconcilers, &live).await {
         Ok(pointer) => {
+            secrets = pointer
+                .as_ref()
+                .map(source::Pointer::secret_texts)
+                .unwrap_or_default();
             let chart_pointer = pointer
                 .as_ref()
                 .filter(|p| {
@@ -189,7 +195,7 @@ pub async fn run(
         Some((side, desired)) => blame::annotate_chart(&shown, desired, side, &managed, node),
         None => blame::annotate(&shown, side.as_ref(), &managed, node),
     };
-    let records = blame::mask_secret(&key, records);
+    let records = blame::mask_secret(&key, records, &secrets);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -200,7 +206,7 @@ pub async fn run(
             writeln!(
                 err,
                 "error: {key}: {}; lines show their field managers only",
-                crate::text::single_line(&reason)
+                crate::text::redact(&crate::text::single_line(&reason), &secrets)
             )?;
             Ok(Outcome::Failed)
         }

@@ -43,7 +43,10 @@ pub(super) fn verdict(w: &Work, rules: &[IgnoreRule], repo_rules: &[IgnoreRule])
                 source,
                 fields: Vec::new(),
                 ignored: Vec::new(),
-                error: Some(format!("dry run failed: {e}")),
+                error: Some(crate::text::redact(
+                    &format!("dry run failed: {e}"),
+                    &w.located.secrets,
+                )),
                 not_compared: Vec::new(),
             };
         }
@@ -55,7 +58,11 @@ pub(super) fn verdict(w: &Work, rules: &[IgnoreRule], repo_rules: &[IgnoreRule])
     let mut ignored = Vec::new();
     for change in changes.iter().chain(w.extra.iter()) {
         let why = attribute(change, w);
-        let secret = drift::is_secret_value(&w.key.group, &w.key.kind, &change.path);
+        // A Secret's values, and any value holding one that a reconciler put into another
+        // object (a substituted variable, a Helm value from a Secret).
+        let secret = drift::is_secret_value(&w.key.group, &w.key.kind, &change.path)
+            || drift::shows_secret(change.desired.as_ref(), &w.located.secrets)
+            || drift::shows_secret(change.live.as_ref(), &w.located.secrets);
         let (git, live) = if secret {
             (
                 drift::mask_secret(&change.desired, "git"),

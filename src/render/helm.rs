@@ -544,9 +544,7 @@ const EMBEDDED_SECRET_MIN: usize = 6;
 
 /// Whether `s` is one of `secrets`, or holds one long enough to be told from chance.
 fn holds_secret(s: &str, secrets: &[String]) -> bool {
-    secrets.iter().any(|x| {
-        !x.is_empty() && (s == x || (x.chars().count() >= EMBEDDED_SECRET_MIN && s.contains(x)))
-    })
+    crate::text::holds_secret(s, secrets, EMBEDDED_SECRET_MIN)
 }
 
 /// Whether a string in `value` [holds a secret](holds_secret); a string that is YAML (a

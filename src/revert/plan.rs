@@ -166,6 +166,7 @@ fn plan_apply(plan: &mut Plan, work: &Work, manager_flag: Option<&str>) {
         return;
     };
     plan.secrets = secret_values(&plan.key, &[&body, &work.live]);
+    plan.secrets.extend(work.located.secrets.iter().cloned());
     if let Some(h) = &work.located.helm {
         // The release manifest goes back, not Git's tip: pending fields are not written.
         plan.shown.fields.retain(|f| !f.why.is_pending());

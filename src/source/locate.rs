@@ -137,6 +137,10 @@ pub struct Located {
     /// `more_sources[i - 1]` of its pointer).
     #[serde(skip)]
     pub source_index: usize,
+    /// The values from Secrets that went into desired ([`Pointer::secret_texts`]): no report
+    /// shows a field that holds one.
+    #[serde(skip)]
+    pub secrets: Vec<String>,
 }
 
 /// What a render was made from, when it is a Helm chart (an Argo CD Helm source).
@@ -572,6 +576,7 @@ impl Locator {
             chart: chart.map(|c| Box::new((*c).clone())),
             published_chart: None,
             source_index: 0,
+            secrets: pointer.secret_texts(),
         })
     }
 

@@ -114,6 +114,29 @@ impl Pointer {
             unusable_sources: Vec::new(),
         }
     }
+
+    /// The values that come from Secrets and go into what this source renders, for reports
+    /// to hide: each `postBuild` variable substituted from a Secret, and a HelmRelease's
+    /// [Secret values](HelmSource::secret_texts); never shown.
+    pub fn secret_texts(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .substitute
+            .iter()
+            .flat_map(|vars| {
+                self.secret_variables
+                    .iter()
+                    .filter_map(|name| vars.get(name).cloned())
+            })
+            .collect();
+        if let Some(helm) = &self.helm {
+            out.extend(helm.secret_texts());
+        }
+        out.extend(self.more_sources.iter().flat_map(Pointer::secret_texts));
+        out.retain(|s| !s.is_empty());
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 /// Why an object's source could not be found or used.

@@ -904,4 +904,93 @@ fn substitution_variables_are_loaded_as_kustomize_controller_loads_them() {
             found["ConfigMap/settings"]
         );
     }
+
+    // blame shows the line of the substituted value with the value hidden.
+    for format in ["text", "json"] {
+        let ran = gitops(
+            &ns,
+            &repo,
+            cache.path(),
+            &["blame", "configmap/settings", "-o", format],
+        );
+        assert_eq!(
+            ran.code,
+            Some(0),
+            "{format}: {}\n{}",
+            ran.stderr,
+            ran.stdout
+        );
+        assert!(
+            ran.stdout.contains("token: (hidden)") && ran.stdout.contains("tier: second"),
+            "{format}: {}",
+            ran.stdout
+        );
+    }
+
+    // Edited out of band, the field that holds the Secret's value is drifted with both values
+    // hidden in every format (a live value of such a field may be an older Secret value); a
+    // field from a ConfigMap is shown.
+    // (gitops() fails on the value in any output.)
+    kubectl(
+        &ns,
+        &[
+            "patch",
+            "configmap",
+            "settings",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"token":"edited-token","tier":"edited-tier"}}"#,
+        ],
+        None,
+    );
+    for format in ["diff", "table", "json", "yaml", "markdown"] {
+        let ran = gitops(&ns, &repo, cache.path(), &["diff", "-o", format]);
+        assert_eq!(
+            ran.code,
+            Some(1),
+            "{format}: {}\n{}",
+            ran.stderr,
+            ran.stdout
+        );
+        // A table names the fields, not their values.
+        assert!(
+            (format == "table" || ran.stdout.contains("edited-tier"))
+                && !ran.stdout.contains("edited-token"),
+            "{format}: {}",
+            ran.stdout
+        );
+    }
+    let ran = gitops(&ns, &repo, cache.path(), &["diff", "-o", "json"]);
+    let settings = &items(&json_of(&ran))["ConfigMap/settings"];
+    let fields: BTreeMap<&str, (&Value, &Value)> = settings["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap(), (&f["git"], &f["live"])))
+        .collect();
+    assert_eq!(
+        fields,
+        BTreeMap::from([
+            (".data.tier", (&json!("second"), &json!("edited-tier"))),
+            (
+                ".data.token",
+                (&json!("(hidden git value)"), &json!("(hidden live value)"))
+            ),
+        ]),
+        "{settings:#}"
+    );
+    // revert puts the Secret's value back without showing it.
+    let ran = gitops(
+        &ns,
+        &repo,
+        cache.path(),
+        &["revert", "configmap/settings", "--yes", "-o", "json"],
+    );
+    assert_eq!(ran.code, Some(0), "{}\n{}", ran.stderr, ran.stdout);
+    assert!(!ran.stdout.contains("edited-token"), "{}", ran.stdout);
+    let data = &live(&ns, "configmap/settings")["data"];
+    assert_eq!(
+        (&data["tier"], &data["token"]),
+        (&json!("second"), &json!(PLANTED))
+    );
 }

@@ -188,6 +188,7 @@ impl Locator {
             chart: Some(Box::new(trace)),
             published_chart,
             source_index: 0,
+            secrets: pointer.secret_texts(),
         })
     }
 

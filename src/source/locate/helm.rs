@@ -277,6 +277,7 @@ impl Locator {
             chart: None,
             published_chart,
             source_index: 0,
+            secrets: pointer.secret_texts(),
         })
     }
 
