@@ -85,6 +85,8 @@ data:
   greeting: {{ .Values.greeting | quote }}
   logLevel: {{ .Values.logLevel | quote }}
   team: {{ .Values.team | quote }}
+  {{- /* A value from the valuesFrom Secret in a ConfigMap: hidden in every output. */}}
+  endpoint: {{ printf \"https://api.example/?key=%s\" .Values.apiKey | quote }}
   {{- /* helm-controller installs revision 1 and upgrades the others. */}}
   action: {{ if .Release.IsUpgrade }}upgrade{{ else }}install{{ end }}
   {{- /* In helm-controller's capabilities (from discovery), not in Helm's built-in list. */}}
@@ -518,7 +520,12 @@ fn real_helm_controller_installs_and_every_command_agrees() {
         ),
         (
             "ConfigMap/web-config",
-            &["patch", "cm/web-config", "-p", r#"{"data":{"team":"ops"}}"#],
+            &[
+                "patch",
+                "cm/web-config",
+                "-p",
+                r#"{"data":{"team":"ops","endpoint":"https://api.example/?key=edited"}}"#,
+            ],
             ".data.team",
             "kubectl-patch",
         ),
@@ -569,6 +576,18 @@ fn real_helm_controller_installs_and_every_command_agrees() {
             assert_eq!(field["why"]["kind"], "out-of-band", "{mode}: {field:#}");
             assert_eq!(field["why"]["manager"], *manager, "{mode}: {field:#}");
         }
+        // The field that renders the valuesFrom Secret's value: drifted, both sides hidden.
+        let endpoint = found["ConfigMap/web-config"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == ".data.endpoint")
+            .unwrap_or_else(|| panic!("{mode}: {:#}", found["ConfigMap/web-config"]));
+        assert_eq!(
+            (&endpoint["git"], &endpoint["live"]),
+            (&json!("(hidden git value)"), &json!("(hidden live value)")),
+            "{mode}: {endpoint:#}"
+        );
         assert_eq!(
             found["ServiceAccount/web-runner"]["status"], "missing",
             "{mode}: {:#}",
