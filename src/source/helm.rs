@@ -208,10 +208,11 @@ impl HelmSource {
         values
     }
 
-    /// Whether helm-controller rendered the release as applied as an upgrade: every revision
-    /// after the first. (A chart's `.Release.IsUpgrade` and `.Release.IsInstall` say so.)
+    /// Whether helm-controller rendered the release as applied as an upgrade ([the
+    /// record](ReleaseRecord::rendered_as_upgrade) says). A chart's `.Release.IsUpgrade` and
+    /// `.Release.IsInstall` say so.
     pub fn is_upgrade(&self) -> bool {
-        self.record.revision > 1
+        self.record.rendered_as_upgrade
     }
 
     /// The values that come from Secrets, as text a tool's message could quote: each string
@@ -450,6 +451,12 @@ pub struct ReleaseRecord {
     pub chart_version: String,
     /// The manifest's documents (post-rendered, as applied).
     pub manifest: Arc<Vec<Document>>,
+    /// Whether the manifest was rendered as an upgrade, from Helm's description of the action
+    /// that made the record: an install (also `install.replace` over an older release) is
+    /// not, an upgrade is, and a rollback copies the manifest of the revision it rolls back
+    /// to, an upgrade unless that is the first. Else (a description Helm did not write):
+    /// every revision after the first.
+    pub rendered_as_upgrade: bool,
 }
 
 impl ReleaseRecord {
@@ -499,6 +506,8 @@ pub fn decode_release(secret: &Value) -> Result<ReleaseRecord, String> {
     struct RawInfo {
         #[serde(default)]
         status: String,
+        #[serde(default)]
+        description: String,
     }
     #[derive(serde::Deserialize, Default)]
     struct RawChart {
@@ -519,11 +528,34 @@ pub fn decode_release(secret: &Value) -> Result<ReleaseRecord, String> {
         .map_err(|e| format!("its manifest does not parse: {e}"))?;
     Ok(ReleaseRecord {
         revision: raw.version,
+        rendered_as_upgrade: rendered_as_upgrade(raw.version, &raw.info.description),
         status: raw.info.status,
         chart_name: raw.chart.metadata.name,
         chart_version: raw.chart.metadata.version,
         manifest: Arc::new(manifest),
     })
+}
+
+/// The abbreviated commit in the build metadata source-controller gives a chart packaged from
+/// Git under `reconcileStrategy: Revision` (`0.1.0+e87e77fafdf6`, `0.1.0+e87e77fafdf6.2`).
+fn release_commit(chart_version: &str) -> Option<&str> {
+    let (_, build) = chart_version.split_once('+')?;
+    let commit = build.split('.').next()?;
+    (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())).then_some(commit)
+}
+
+/// [`ReleaseRecord::rendered_as_upgrade`], from the record's revision and `info.description`
+/// as Helm 3 and 4 write it (never shown: a failure's description may quote a value).
+fn rendered_as_upgrade(revision: u64, description: &str) -> bool {
+    if let Some(to) = description.strip_prefix("Rollback to ") {
+        return to.trim().parse::<u64>().map_or(revision > 1, |to| to > 1);
+    }
+    match description {
+        "Install complete" | "Initial install underway" => false,
+        "Upgrade complete" | "Preparing upgrade" => true,
+        d if d.starts_with("Upgrade \"") => true,
+        _ => revision > 1,
+    }
 }
 
 /// Helm's and Flux's merge of values: maps merge key by key, anything else is replaced.
@@ -613,6 +645,14 @@ pub(super) async fn flux_helm(
 
     let own_pointer = own_pointer(cluster, discovery, cache, &hr).await;
     let mut chart = chart;
+    // Under `reconcileStrategy: Revision` the release's chart version names the commit it was
+    // made from: after a failed upgrade rolled back, the HelmChart was built from a newer one.
+    if chart.repository.is_none()
+        && chart.version_build.revision
+        && let Some(commit) = release_commit(&record.chart_version)
+    {
+        chart.applied_commit = Some(commit.to_owned());
+    }
     if let Some(from) = &chart.repository {
         // Git holds only the HelmRelease: its values and version are what Git wants.
         let Some(own) = &own_pointer else {
@@ -1448,6 +1488,7 @@ mod tests {
                 chart_name: "web".into(),
                 chart_version: "0.1.0".into(),
                 manifest: Arc::new(vec![]),
+                rendered_as_upgrade: false,
             }),
             kube_version: "v1.35.4".into(),
             api_versions: Arc::new(vec![]),
@@ -1489,6 +1530,37 @@ mod tests {
             files(json!({"valuesFiles": ["charts/values.yaml"]})),
             ["charts/values.yaml"]
         );
+    }
+
+    #[test]
+    fn a_revision_chart_version_names_the_commit_of_the_release() {
+        assert_eq!(release_commit("0.1.0+e87e77fafdf6"), Some("e87e77fafdf6"));
+        assert_eq!(release_commit("0.1.0+e87e77fafdf6.2"), Some("e87e77fafdf6"));
+        assert_eq!(release_commit("0.1.0+2"), None);
+        assert_eq!(release_commit("0.1.0"), None);
+        assert_eq!(release_commit("0.1.0+ghijklmnopqr"), None);
+    }
+
+    #[test]
+    fn an_upgrade_is_read_from_the_action_that_made_the_record() {
+        for (revision, description, upgrade) in [
+            (1, "Install complete", false),
+            // install.replace over an uninstalled or failed release.
+            (4, "Install complete", false),
+            (2, "Upgrade complete", true),
+            (3, "Upgrade \"web\" failed: cannot patch", true),
+            // A rollback copies the manifest of the revision it goes back to.
+            (3, "Rollback to 1", false),
+            (5, "Rollback to 3", true),
+            (2, "", true),
+            (1, "", false),
+        ] {
+            assert_eq!(
+                rendered_as_upgrade(revision, description),
+                upgrade,
+                "{revision} {description}"
+            );
+        }
     }
 
     #[test]

@@ -768,6 +768,106 @@ fn real_helm_controller_installs_and_every_command_agrees() {
     );
 }
 
+/// An upgrade that fails is rolled back by real helm-controller's remediation: the release's
+/// newest revision is then the install's manifest again, rendered with `.Release.IsInstall`,
+/// and diff renders the chart as that revision was rendered (it took every revision after the
+/// first for an upgrade, and the rolled-back ConfigMap drifted).
+#[test]
+fn a_rollback_remediation_renders_as_the_revision_it_went_back_to() {
+    let ns = testenv::shared().namespace("helm-rollback");
+    let mut repo = repository();
+    repo.write(
+        "deploy/release.yaml",
+        &release_yaml().replace(
+            "  upgrade:\n    disableWait: true\n",
+            "  upgrade:\n    disableWait: true\n    remediation:\n      retries: 1\n      \
+             strategy: rollback\n  rollback:\n    disableWait: true\n",
+        ),
+    );
+    repo.commit(ALICE, "Roll back a failed upgrade");
+    let helm = testenv::helm::shared();
+    reconciled_by_flux(&ns, &repo, "./deploy");
+    helm.wait_release(&ns, "web", None)
+        .unwrap_or_else(|e| panic!("installing the release: {e:#}"));
+    // The API server refuses the Deployment of the upgrade: it fails and is rolled back.
+    repo.write(
+        "env/prod-values.yaml",
+        "greeting: hello-prod\nport: 70000\n",
+    );
+    let change = repo.commit(BOB, "Serve web on a port that is not one");
+    testenv::flux::shared().reconcile_now(&ns, "apps").unwrap();
+    let deadline = std::time::Instant::now() + testenv::flux::RECONCILE_TIMEOUT;
+    loop {
+        let hr: Value = serde_json::from_str(
+            &testenv::shared()
+                .kubectl_run(
+                    &["get", "-n", &ns, "helmrelease", "web", "-o", "json"],
+                    None,
+                )
+                .unwrap(),
+        )
+        .unwrap();
+        let newest = &hr["status"]["history"][0];
+        if newest["status"] == "deployed"
+            && newest["version"].as_u64().is_some_and(|v| v > 2)
+            && newest["chartVersion"]
+                .as_str()
+                .is_some_and(|v| !v.contains(&change.as_str()[..12]))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rollback: {:#}",
+            hr["status"]
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert_eq!(field(&ns, "cm/web-config", "{.data.action}"), "install");
+    let cache = tempfile::tempdir().unwrap();
+    // A dry run of Git's port is refused as helm-controller's upgrade was: those objects are
+    // errors in the server-side modes, the others still compared.
+    for (mode, code) in [("false", 1), ("auto", 2), ("true", 2)] {
+        let (ran, report) = diff(&ns, &repo, cache.path(), mode);
+        assert_eq!(ran.code, Some(code), "{mode}: {}", ran.stderr);
+        let found = items(&report);
+        let config = &found["ConfigMap/web-config"];
+        let paths: Vec<&str> = config["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["path"].as_str().unwrap())
+            .collect();
+        // The chart's version carries the commit (reconcileStrategy: Revision): pending.
+        assert_eq!(
+            paths,
+            [".metadata.labels[\"helm.sh/chart\"]"],
+            "{mode}: {config:#}"
+        );
+        if code == 2 {
+            assert!(
+                ran.stderr
+                    .contains("containerPort: Invalid value: 70000: must be between 1 and 65535"),
+                "{mode}: {}",
+                ran.stderr
+            );
+            continue;
+        }
+        // The port Git wants is pending with its commit: the release holds the one before.
+        let port = found["Deployment/web"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["git"]["containerPort"] == 70000)
+            .unwrap_or_else(|| panic!("{mode}: {:#}", found["Deployment/web"]));
+        assert_eq!(
+            (&port["why"]["kind"], &port["why"]["commit"]),
+            (&json!("pending"), &json!(change.as_str())),
+            "{mode}: {port:#}"
+        );
+    }
+}
+
 /// The 1-based line of `text` that starts with `needle`.
 fn line_of(text: &str, needle: &str) -> usize {
     text.lines()
