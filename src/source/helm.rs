@@ -647,9 +647,14 @@ pub(super) async fn flux_helm(
     let mut chart = chart;
     // Under `reconcileStrategy: Revision` the release's chart version names the commit it was
     // made from: after a failed upgrade rolled back, the HelmChart was built from a newer one.
+    // (The HelmChart's full id is kept when it is that commit.)
     if chart.repository.is_none()
         && chart.version_build.revision
         && let Some(commit) = release_commit(&record.chart_version)
+        && !chart
+            .applied_commit
+            .as_deref()
+            .is_some_and(|built| built.starts_with(commit))
     {
         chart.applied_commit = Some(commit.to_owned());
     }
@@ -1551,6 +1556,7 @@ mod tests {
             (3, "Upgrade \"web\" failed: cannot patch", true),
             // A rollback copies the manifest of the revision it goes back to.
             (3, "Rollback to 1", false),
+            // Revision 3 is taken for an upgrade; it may have been a rollback to 1 itself.
             (5, "Rollback to 3", true),
             (2, "", true),
             (1, "", false),
