@@ -695,6 +695,7 @@ pub fn base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_value_holding_a_secret_is_found_whole_or_inside() {
@@ -718,7 +719,6 @@ mod tests {
         }
         assert!(!shows_secret(None, &secrets));
     }
-    use serde_json::json;
 
     #[test]
     fn quantities_compare_by_value() {

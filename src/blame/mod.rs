@@ -371,7 +371,7 @@ pub fn mask_secret(
             Some((label, value)) => (Some(label), value),
             None => (None, r.text.as_str()),
         };
-        let value = value.trim_start_matches("- ");
+        let value = value.trim_start().trim_start_matches("- ");
         let unquoted = serde_saphyr::from_str::<String>(value).unwrap_or_else(|_| value.to_owned());
         let holds = drift::shows_secret(Some(&Value::String(unquoted)), secrets)
             || drift::shows_secret(Some(&Value::String(value.to_owned())), secrets);
@@ -431,6 +431,7 @@ mod tests {
             record(".data.url", "  url: postgres://u:hunter2@db"),
             record(".data.pin", "  pin: 'ab'"),
             record(".data.args[0]", "    - hunter2"),
+            record(".data.args[1]", "    - ab"),
             record(".data.tier", "  tier: web"),
         ];
         let masked = mask_secret(&cm, records, &["hunter2".into(), "ab".into()]);
@@ -440,6 +441,7 @@ mod tests {
             [
                 "  url: (hidden)",
                 "  pin: (hidden)",
+                "    - (hidden)",
                 "    - (hidden)",
                 "  tier: web"
             ]
