@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::Deserialize;
 
 use super::oci::{Layer, OciRepo};
+use crate::git::RepoPath;
 
 /// The largest index and archive read: source-controller's defaults (`--helm-index-max-size`,
 /// `--helm-chart-max-size`), so a chart Flux refuses is not rendered here.
@@ -400,6 +401,35 @@ impl ChartRepos {
     }
 }
 
+/// The file at `path` inside the chart archive `archive`, under its one top-level directory
+/// (the chart's), or None when the archive holds none there; at most as large as an archive.
+pub fn archive_file(archive: &Path, path: &RepoPath) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read;
+    let failed = |e: &dyn std::fmt::Display| format!("reading {}: {e}", archive.display());
+    let file = std::fs::File::open(archive).map_err(|e| failed(&e))?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    for entry in tar.entries().map_err(|e| failed(&e))? {
+        let entry = entry.map_err(|e| failed(&e))?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let name = entry.path().map_err(|e| failed(&e))?.into_owned();
+        let mut parts = name.components().map(|c| c.as_os_str().to_string_lossy());
+        parts.next();
+        let inside: Vec<_> = parts.collect();
+        if inside.join("/") != path.as_str() {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        entry
+            .take(MAX_ARCHIVE)
+            .read_to_end(&mut bytes)
+            .map_err(|e| failed(&e))?;
+        return Ok(Some(bytes));
+    }
+    Ok(None)
+}
+
 /// The chart archive `archive` unpacked under `into` (regular files and directories only, none
 /// outside it), its Chart.yaml saying `version`: the chart's directory.
 fn unpack_as(archive: &Path, version: &str, into: &Path) -> Result<PathBuf, String> {
@@ -690,6 +720,40 @@ mod tests {
             std::fs::read_to_string(chart.join("templates/cm.yaml")).unwrap(),
             "kind: ConfigMap\n"
         );
+    }
+
+    #[test]
+    fn a_file_inside_an_archive_is_read_under_its_chart_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = tar::EntryType::Regular;
+        let tgz = archive(
+            dir.path(),
+            &[
+                ("web/Chart.yaml", file, "version: 0.1.0\n"),
+                ("web/values-prod.yaml", file, "greeting: prod\n"),
+                ("web/env/staging.yaml", file, "greeting: staging\n"),
+                ("web/../outside.yaml", file, "x"),
+                ("web/linked.yaml", tar::EntryType::Symlink, "/etc/passwd"),
+            ],
+        );
+        let read = |path: &str| archive_file(&tgz, &RepoPath::parse(path).unwrap()).unwrap();
+        assert_eq!(
+            read("values-prod.yaml").as_deref(),
+            Some(&b"greeting: prod\n"[..])
+        );
+        assert_eq!(
+            read("env/staging.yaml").as_deref(),
+            Some(&b"greeting: staging\n"[..])
+        );
+        // Not the chart's: absent, outside its directory, or not a file.
+        for path in [
+            "missing.yaml",
+            "web/values-prod.yaml",
+            "outside.yaml",
+            "linked.yaml",
+        ] {
+            assert_eq!(read(path), None, "{path}");
+        }
     }
 
     #[test]

@@ -353,12 +353,23 @@ fn argo_args(tmp: &Path, t: &Template<'_>) -> Result<Vec<std::ffi::OsString>, He
     Ok(args)
 }
 
+/// A values file of a chart from a chart repository, as Argo CD reads it: a path of the
+/// `ref` source's repository (`$ref/path`), or one inside the chart's archive (no `$`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArchiveValuesFile {
+    Git(RepoPath),
+    Chart(RepoPath),
+}
+
 /// A chart archive rendered as Argo CD's repo-server renders a chart from a chart repository
-/// (`t.style` is Argo's), its values files read from `files` (the repository of a `ref`
-/// source, at a commit), once for each of `sets` (values on stdin, and parameters).
+/// (`t.style` is Argo's, `t.values_files` empty), with `files` in order, those of Git read
+/// from `git` (the repository of a `ref` source, at a commit), once for each of `sets`
+/// (values on stdin, and parameters). A file the chart does not hold is an error, or left
+/// out with `ignore_missing` (`ignoreMissingValueFiles`).
 pub fn template_archive_argo(
     archive: &Path,
-    files: Option<(&Repo, CommitId)>,
+    git: Option<(&Repo, CommitId)>,
+    (files, ignore_missing): (&[ArchiveValuesFile], bool),
     t: &Template<'_>,
     sets: &[(Value, Vec<Parameter>)],
 ) -> Result<Vec<Result<Vec<Document>, HelmError>>, HelmError> {
@@ -369,22 +380,70 @@ pub fn template_archive_argo(
             what: "creating a temporary directory".into(),
             source,
         })?;
-    if let Some((repo, commit)) = files
-        && !t.values_files.is_empty()
-    {
-        let mut paths = t.values_files.to_vec();
-        paths.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-        paths.dedup();
-        repo.export_paths(commit, &paths, tmp.path())?;
+    // Git's under `git/`, the chart's under `chart/`: the same path may be in both.
+    let mut from_git: Vec<RepoPath> = files
+        .iter()
+        .filter_map(|f| match f {
+            ArchiveValuesFile::Git(p) => Some(p.clone()),
+            ArchiveValuesFile::Chart(_) => None,
+        })
+        .collect();
+    from_git.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    from_git.dedup();
+    if !from_git.is_empty() {
+        let (repo, commit) = git.ok_or_else(|| {
+            HelmError::Failed("its values files are in Git, and no repository was read".into())
+        })?;
+        let into = tmp.path().join("git");
+        std::fs::create_dir(&into).map_err(|source| RenderError::Io {
+            what: format!("creating {}", into.display()),
+            source,
+        })?;
+        repo.export_paths(commit, &from_git, &into)?;
     }
-    let args = argo_args(tmp.path(), t)?;
+    let mut local = Vec::new();
+    for file in files {
+        let (dir, path) = match file {
+            ArchiveValuesFile::Git(p) => ("git", p),
+            ArchiveValuesFile::Chart(p) => ("chart", p),
+        };
+        let at = RepoPath::root().join(&format!("{dir}/{}", path.as_str()))?;
+        if let ArchiveValuesFile::Chart(p) = file {
+            let bytes =
+                match super::chart_repo::archive_file(archive, p).map_err(HelmError::Failed)? {
+                    Some(bytes) => bytes,
+                    None if ignore_missing => continue,
+                    None => {
+                        return Err(HelmError::Failed(format!(
+                            "the values file {} is not in the chart",
+                            p.as_str()
+                        )));
+                    }
+                };
+            let to = tmp.path().join(at.as_str());
+            let write = || -> std::io::Result<()> {
+                std::fs::create_dir_all(to.parent().expect("under the scratch directory"))?;
+                std::fs::write(&to, &bytes)
+            };
+            write().map_err(|source| RenderError::Io {
+                what: format!("writing {}", to.display()),
+                source,
+            })?;
+        }
+        local.push(at);
+    }
+    let t = Template {
+        values_files: &local,
+        ..*t
+    };
+    let args = argo_args(tmp.path(), &t)?;
     let prepared = Prepared {
         tmp,
         chart_dir: archive.to_path_buf(),
         args,
     };
     Ok(each(sets, |(values, parameters)| {
-        prepared.render(t, values, parameters)
+        prepared.render(&t, values, parameters)
     }))
 }
 

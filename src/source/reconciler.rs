@@ -650,6 +650,11 @@ async fn argo_source(
                 refs,
                 text,
             )?),
+            // A file inside the chart's archive (no `$`): the repo-server reads it from the
+            // chart it unpacked, as the chart's directory and its root.
+            None if !text.starts_with('$') => {
+                value_files.push(argo_chart_value_file(display, field, text)?);
+            }
             // A chart's values files come from one `ref` source: its repository is the one
             // read, at the revision it synced.
             None => {
@@ -841,6 +846,7 @@ fn argo_value_file(
         return Ok(ArgoValueFile {
             written: text.to_owned(),
             path,
+            in_chart: false,
         });
     }
     let path = match text.strip_prefix('/') {
@@ -851,6 +857,7 @@ fn argo_value_file(
     Ok(ArgoValueFile {
         written: text.to_owned(),
         path,
+        in_chart: false,
     })
 }
 
@@ -869,9 +876,37 @@ fn argo_applied_commit(display: &str, field: &str, revision: &str) -> Result<Str
         .commit)
 }
 
-/// A `valueFiles` entry of a chart from a chart repository: `$ref/path`, a file of the `ref`
-/// source's repository (a file inside the chart archive is not read yet), and that source
-/// with its index.
+/// A `valueFiles` entry of a chart from a chart repository without `$`: a file inside the
+/// chart's archive, relative to its directory (`/` naming the same directory, as the
+/// repo-server takes the unpacked chart for the repository's root too).
+fn argo_chart_value_file(
+    display: &str,
+    field: &str,
+    text: &str,
+) -> Result<ArgoValueFile, SourceError> {
+    if text.contains("://") {
+        return Err(SourceError::Unsupported {
+            what: format!("{display} with the values file {text} from a URL"),
+        });
+    }
+    let path = RepoPath::root()
+        .join(text.trim_start_matches('/'))
+        .map_err(|e| {
+            bad_ks(
+                display,
+                &format!("{field}.helm.valueFiles"),
+                format!("{text:?}: {e} (a values file without `$` is read inside the chart)"),
+            )
+        })?;
+    Ok(ArgoValueFile {
+        written: text.to_owned(),
+        path,
+        in_chart: true,
+    })
+}
+
+/// A `valueFiles` entry of a chart from a chart repository written `$ref/path`: a file of the
+/// `ref` source's repository, and that source with its index.
 fn argo_ref_value_file<'a>(
     display: &str,
     field: &str,
@@ -881,10 +916,7 @@ fn argo_ref_value_file<'a>(
     let bad = |reason: String| bad_ks(display, &format!("{field}.helm.valueFiles"), reason);
     let Some(rest) = text.strip_prefix('$').filter(|_| !text.contains("://")) else {
         return Err(SourceError::Unsupported {
-            what: format!(
-                "{display} with the values file {text} of {field} (a chart from a chart \
-                 repository reads its values files from a `ref` source: `$ref/path`)"
-            ),
+            what: format!("{display} with the values file {text} from a URL"),
         });
     };
     let (name, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -900,6 +932,7 @@ fn argo_ref_value_file<'a>(
         ArgoValueFile {
             written: text.to_owned(),
             path,
+            in_chart: false,
         },
         *source,
     ))
@@ -1141,11 +1174,13 @@ impl ArgoHelm {
     }
 }
 
-/// One `valueFiles` entry: as written, and the repository path it names.
+/// One `valueFiles` entry: as written, and the path it names: in the repository, or inside
+/// the chart's archive (`in_chart`: a chart from a chart repository, the entry without `$`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArgoValueFile {
     pub written: String,
     pub path: RepoPath,
+    pub in_chart: bool,
 }
 
 /// Argo CD writes kustomize images as `name=newName:tag` strings.

@@ -535,3 +535,251 @@ fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
         None,
     );
 }
+
+/// The objects of Applications web and lax, each rendered from chart `web`.
+const INSIDE: [&str; 6] = [
+    "Deployment/web",
+    "Service/web",
+    "ConfigMap/web-config",
+    "Deployment/lax",
+    "Service/lax",
+    "ConfigMap/lax-config",
+];
+
+/// `valueFiles` without `$` of a chart from a chart repository are files inside the chart's
+/// archive, as Argo CD's repo-server reads them from the chart it unpacked (the chart's
+/// directory is then also the root): merged in order with one from a `ref` source, skipped
+/// with `ignoreMissingValueFiles`, an error naming the file without it. The synced renders
+/// are the real `helm template` of the chart from the index, with the chart's own file.
+#[test]
+fn argo_values_files_inside_a_chart_from_a_repository() {
+    let cp = testenv::shared();
+    cp.install_gitops_crds();
+    let flux = testenv::flux::shared();
+    let helm = testenv::helm::shared();
+    let ns = cp.namespace("argo-chart-values");
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path();
+
+    let index = ChartRepository::start(flux, helm).unwrap();
+    let publish = |version: &str, greeting: &str| {
+        let dir = chart(version, "strict");
+        let prod = dir.path().join("web/values-prod.yaml");
+        std::fs::write(&prod, format!("greeting: {greeting}\nteam: chart-team\n")).unwrap();
+        index.publish(&dir.path().join("web")).unwrap();
+        dir
+    };
+    let v010 = publish("0.1.0", "hello-prod");
+    let prod = v010.path().join("web/values-prod.yaml");
+    let prod = prod.to_str().unwrap();
+
+    let mut repo = GitRepo::new();
+    repo.write("env/override.yaml", "team: platform\n");
+    let applied = repo.commit(ALICE, "Team of web");
+    let synced = |release: &str, values: &[&str]| {
+        let mut extra = Vec::new();
+        for file in values {
+            extra.extend(["--values", file]);
+        }
+        let chart = ["web", "--repo", index.url.as_str(), "--version", "0.1.0"];
+        argo_apply(
+            &ns,
+            release,
+            &argo_template(&repo, &ns, release, &chart, &extra),
+        );
+    };
+    // web: the chart's values-prod.yaml, then a `ref` source's file over it.
+    synced("web", &[prod, "env/override.yaml"]);
+    application(
+        &ns,
+        "web",
+        json!([
+            {"repoURL": index.url, "chart": "web", "targetRevision": "0.1.*",
+             "helm": {"valueFiles": ["values-prod.yaml", "$values/env/override.yaml"]}},
+            {"repoURL": repo.url(), "targetRevision": "main", "ref": "values"},
+        ]),
+        json!({"sync": {"status": "Synced", "revisions": ["0.1.0", applied]},
+               "health": {"status": "Healthy"}}),
+    );
+    // lax: only the chart's files, one written from the root, one the chart does not hold.
+    synced("lax", &[prod]);
+    application(
+        &ns,
+        "lax",
+        json!({"repoURL": index.url, "chart": "web", "targetRevision": "0.1.0",
+               "helm": {"valueFiles": ["/values-prod.yaml", "values-staging.yaml"],
+                        "ignoreMissingValueFiles": true}}),
+        json!({"sync": {"status": "Synced", "revision": "0.1.0"},
+               "health": {"status": "Healthy"}}),
+    );
+    let in_sync = |what: &str| {
+        for mode in ["false", "auto", "true"] {
+            let (ran, report) = diff(&ns, &repo, cache, mode);
+            assert_eq!(
+                ran.code,
+                Some(0),
+                "{what}, {mode}: {}\n{report:#}",
+                ran.stderr
+            );
+            let found = items(&report);
+            for object in INSIDE {
+                assert_eq!(
+                    found[object]["status"], "in-sync",
+                    "{what}, {mode}: {object}: {:#}",
+                    found[object]
+                );
+            }
+        }
+    };
+    in_sync("after the sync");
+
+    // trace names the chart's file apart from Git's, in order.
+    let ran = gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["trace", "cm/web-config", "-o", "json"],
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let s = json_of(&ran)["items"][0]["source"].clone();
+    assert_eq!(
+        s["chart"]["values"],
+        json!([
+            {"kind": "chartValueFiles", "name": "values-prod.yaml"},
+            {"kind": "valueFiles", "name": "$values/env/override.yaml"},
+        ]),
+        "{s:#}"
+    );
+    assert_eq!(s["appliedCommit"]["id"], applied.as_str(), "{s:#}");
+    let ran = gitops(&ns, &repo, cache, true, &["trace", "cm/web-config"]);
+    assert!(
+        ran.stdout.contains(
+            "1. chartValueFiles values-prod.yaml, 2. valueFiles $values/env/override.yaml \
+             (later wins)"
+        ),
+        "{}",
+        ran.stdout
+    );
+
+    // blame: a value of the chart's file to that file of the synced version; the one Git's
+    // file sets over it to Git's line; a chart default to the template.
+    let chart_name = format!("chart web 0.1.0 from {}", index.url);
+    let config = origins(
+        &gitops(
+            &ns,
+            &repo,
+            cache,
+            true,
+            &["blame", "cm/web-config", "-o", "json"],
+        ),
+        "cm/web-config",
+    );
+    for (path, origin) in [
+        (
+            ".data.greeting",
+            json!({"kind": "values",
+                   "source": format!("values file values-prod.yaml of {chart_name}")}),
+        ),
+        (
+            ".data.team",
+            json!({"kind": "git", "file": "env/override.yaml", "line": 1}),
+        ),
+        (
+            ".data.mode",
+            json!({"kind": "chart", "file": "web/templates/configmap.yaml", "chart": chart_name}),
+        ),
+    ] {
+        assert_origin(&config, path, &origin, &applied[..7]);
+    }
+    let lax = origins(
+        &gitops(
+            &ns,
+            &repo,
+            cache,
+            true,
+            &["blame", "cm/lax-config", "-o", "json"],
+        ),
+        "cm/lax-config",
+    );
+    assert_origin(
+        &lax,
+        ".data.team",
+        &json!({"kind": "values", "source": format!("values file values-prod.yaml of {chart_name}")}),
+        "",
+    );
+
+    // Out of band, then reverted as Argo CD's manager.
+    kubectl(
+        &ns,
+        &[
+            "patch",
+            "cm/lax-config",
+            "-p",
+            r#"{"data":{"greeting":"edited"}}"#,
+        ],
+        None,
+    );
+    let (ran, report) = diff(&ns, &repo, cache, "auto");
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    let fields = items(&report)["ConfigMap/lax-config"]["fields"].clone();
+    assert_eq!(fields.as_array().map(Vec::len), Some(1), "{fields:#}");
+    assert_eq!(fields[0]["path"], ".data.greeting");
+    assert_eq!(fields[0]["why"]["kind"], "out-of-band", "{:#}", fields[0]);
+    let revert = gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["revert", "cm/lax-config", "--yes"],
+    );
+    assert_eq!(revert.code, Some(0), "{}\n{}", revert.stdout, revert.stderr);
+    in_sync("after revert");
+
+    // 0.1.1 changes the chart's file: web's constraint picks it, published; lax pins 0.1.0.
+    let _v011 = publish("0.1.1", "hello-prod-2");
+    let (ran, report) = diff(&ns, &repo, cache, "auto");
+    assert_eq!(ran.code, Some(1), "{}\n{report:#}", ran.stderr);
+    let found = items(&report);
+    let fields = found["ConfigMap/web-config"]["fields"].as_array().unwrap();
+    assert_eq!(fields.len(), 1, "{fields:#?}");
+    assert_eq!(fields[0]["path"], ".data.greeting");
+    assert_eq!(fields[0]["why"]["kind"], "published", "{:#}", fields[0]);
+    assert_eq!(fields[0]["why"]["version"], "0.1.1", "{:#}", fields[0]);
+    assert_eq!(found["ConfigMap/lax-config"]["status"], "in-sync");
+
+    // Without ignoreMissingValueFiles, a file the chart does not hold: one line per object
+    // naming the Application and the file; the others are still compared.
+    synced("broken", &[]);
+    application(
+        &ns,
+        "broken",
+        json!({"repoURL": index.url, "chart": "web", "targetRevision": "0.1.0",
+               "helm": {"valueFiles": ["values-staging.yaml"]}}),
+        json!({"sync": {"status": "Synced", "revision": "0.1.0"},
+               "health": {"status": "Healthy"}}),
+    );
+    let ran = gitops(&ns, &repo, cache, true, &["diff", "-o", "json"]);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    let lines = ran.error_lines();
+    assert_eq!(lines.len(), 3, "{}", ran.stderr);
+    for line in &lines {
+        assert!(line.contains(&format!("Application {ns}/broken")), "{line}");
+        assert!(
+            line.contains("the values file values-staging.yaml is not in the chart"),
+            "{line}"
+        );
+    }
+    let found = items(&json_of(&ran));
+    assert_eq!(found["ConfigMap/lax-config"]["status"], "in-sync");
+    kubectl(
+        &ns,
+        &[
+            "delete",
+            "application.argoproj.io/web",
+            "application.argoproj.io/lax",
+            "application.argoproj.io/broken",
+        ],
+        None,
+    );
+}

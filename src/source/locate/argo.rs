@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::Locator;
 use crate::git::{CommitId, Repo, RepoPath};
+use crate::render::helm::ArchiveValuesFile;
 use crate::render::{self, Document};
 use crate::source::helm::{ChartTrace, ValuesSource};
 use crate::source::{ArgoHelm, SourceError};
@@ -31,6 +32,7 @@ impl Locator {
             });
         };
         let (files, values) = values_sources(h, Some((repo, commit)));
+        let files = in_git(&files);
         let empty = json!({});
         let template = argo_template(
             h,
@@ -86,20 +88,30 @@ impl Locator {
     }
 }
 
-/// The values files of `h` that are read at `at` (a missing one left out with
-/// `ignoreMissingValueFiles`, as Argo CD leaves it out), and every values source in order.
+/// The values files of `h` in order (a missing one of Git left out with
+/// `ignoreMissingValueFiles`, as Argo CD leaves it out; one inside a chart's archive is left
+/// out when it renders), and every values source in order.
 pub(super) fn values_sources(
     h: &ArgoHelm,
     at: Option<(&Repo, CommitId)>,
-) -> (Vec<RepoPath>, Vec<ValuesSource>) {
+) -> (Vec<ArchiveValuesFile>, Vec<ValuesSource>) {
     let mut files = Vec::new();
     let mut values = Vec::new();
     for file in &h.value_files {
+        if file.in_chart {
+            files.push(ArchiveValuesFile::Chart(file.path.clone()));
+            values.push(ValuesSource {
+                kind: "chartValueFiles".into(),
+                name: file.written.clone(),
+                key: None,
+            });
+            continue;
+        }
         let missing = at.is_none_or(|(repo, commit)| repo.read_file(commit, &file.path).is_err());
         if h.ignore_missing_value_files && missing {
             continue;
         }
-        files.push(file.path.clone());
+        files.push(ArchiveValuesFile::Git(file.path.clone()));
         values.push(ValuesSource {
             kind: "valueFiles".into(),
             name: file.written.clone(),
@@ -121,6 +133,17 @@ pub(super) fn values_sources(
         });
     }
     (files, values)
+}
+
+/// The paths of `files` that are in Git: all of a chart in Git's.
+pub(super) fn in_git(files: &[ArchiveValuesFile]) -> Vec<RepoPath> {
+    files
+        .iter()
+        .filter_map(|f| match f {
+            ArchiveValuesFile::Git(p) => Some(p.clone()),
+            ArchiveValuesFile::Chart(_) => None,
+        })
+        .collect()
 }
 
 fn display(root: &RepoPath) -> String {

@@ -75,6 +75,7 @@ impl Locator {
                 .as_ref()
                 .map(|v| (v.repo.as_ref(), v.commits.read_at())),
         );
+        let files = super::argo::in_git(&files);
         let mut last_change: Option<CommitInfo> = None;
         let mut pending: Option<CommitInfo> = None;
         let newer = |slot: &mut Option<CommitInfo>, c: CommitInfo| {
@@ -296,9 +297,10 @@ impl Locator {
                 let name = RepoPath::parse(&from.chart).unwrap_or_else(|_| RepoPath::root());
                 let empty = json!({});
                 let values: &Value = h.values.as_ref().unwrap_or(&empty);
-                let t = super::argo::argo_template(h, &binary, &name, &files, values);
+                let t = super::argo::argo_template(h, &binary, &name, &[], values);
                 let sets = [(values.clone(), h.parameters.clone())];
-                render::helm::template_archive_argo(&archive, at, &t, &sets)
+                let files = (files.as_slice(), h.ignore_missing_value_files);
+                render::helm::template_archive_argo(&archive, at, files, &t, &sets)
                     .map_err(super::helm::helm_reason)
                     .and_then(|mut each| each.remove(0).map_err(super::helm::helm_reason))
                     .map_err(|reason| {

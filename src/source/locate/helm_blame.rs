@@ -12,10 +12,11 @@ use crate::fields::lines::LineIndex;
 use crate::fields::{FieldPath, Segment};
 use crate::git::{BlameLine, RepoPath};
 use crate::object::ObjectKey;
-use crate::render::helm::Parameter;
+use crate::render::helm::{ArchiveValuesFile, Parameter};
 use crate::render::{self, Document};
 use crate::source::helm::HelmSource;
-use crate::source::{Pointer, SourceError};
+use crate::source::reconciler::ArgoRepositoryChart;
+use crate::source::{ArgoHelm, Pointer, SourceError};
 
 /// More values than this are not probed one by one in a run: blame says so.
 const MAX_PROBES: usize = 300;
@@ -27,6 +28,33 @@ type PlaceOf = Box<dyn Fn(&[String]) -> Option<ValuePlace>>;
 struct Layer {
     values: Value,
     place: PlaceOf,
+}
+
+/// A values file inside a chart's archive, as a layer: each value is `source`'s, with no line.
+fn chart_values_layer(
+    bytes: &[u8],
+    source: String,
+    failed: &dyn Fn(String) -> SourceError,
+) -> Result<Layer, SourceError> {
+    let text = String::from_utf8_lossy(bytes);
+    let values: Value = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_saphyr::from_str(&text).map_err(|e| {
+            failed(format!(
+                "its {source} is not YAML: {}",
+                crate::text::single_line(&e.to_string())
+            ))
+        })?
+    };
+    Ok(Layer {
+        values,
+        place: Box::new(move |_: &[String]| {
+            Some(ValuePlace::Cluster {
+                source: source.clone(),
+            })
+        }),
+    })
 }
 
 /// The place of `path` (under `under`) in a file of Git, by its line index and blame.
@@ -157,17 +185,49 @@ impl Locator {
         })?;
         // A chart from a chart repository with no `ref` source reads nothing from Git.
         let git = match (&h.chart, self.repo_of(located)) {
-            (Some(_), None) if h.value_files.is_empty() => None,
+            (Some(_), None) if h.value_files.iter().all(|f| f.in_chart) => None,
             (_, Some(repo)) => Some((repo, located.read_at.parse::<crate::git::CommitId>()?)),
             (_, None) => {
                 return Err(SourceError::Repeated("the repository is not open".into()));
             }
         };
+        let chart_name = match (&h.chart, &chart.chart_url) {
+            (Some(c), Some(url)) => {
+                format!("chart {} {} from {url}", c.from.chart, chart.chart_version)
+            }
+            _ => format!("chart {} {}", chart.chart_path, chart.chart_version),
+        };
+        // The archive of the version synced (not the one the constraint picks now), of a chart
+        // from a chart repository: rendered, and the values files inside it read.
+        let archive = match &h.chart {
+            Some(c) => Some(self.synced_archive(h, c, &chart.chart_version, &failed)?),
+            None => None,
+        };
         let mut layers = Vec::new();
         let (files, _) =
             super::argo::values_sources(h, git.as_ref().map(|(r, c)| (r.as_ref(), *c)));
         for file in &files {
-            layers.push(self.values_file_layer(located, file, blame_cache, &failed)?);
+            match file {
+                ArchiveValuesFile::Git(path) => {
+                    layers.push(self.values_file_layer(located, path, blame_cache, &failed)?);
+                }
+                ArchiveValuesFile::Chart(path) => {
+                    let (_, archive) = archive.as_ref().expect("a chart from a chart repository");
+                    let bytes = render::chart_repo::archive_file(archive, path)
+                        .map_err(|e| failed(format!("cannot read {chart_name}: {e}")))?;
+                    let Some(bytes) = bytes else {
+                        if h.ignore_missing_value_files {
+                            continue;
+                        }
+                        return Err(failed(format!(
+                            "the values file {} is not in {chart_name}",
+                            path.as_str()
+                        )));
+                    };
+                    let source = format!("values file {} of {chart_name}", path.as_str());
+                    layers.push(chart_values_layer(&bytes, source, &failed)?);
+                }
+            }
         }
         let base = h.values.clone().unwrap_or_else(|| serde_json::json!({}));
         if h.values.is_some() {
@@ -182,12 +242,6 @@ impl Locator {
             });
         }
         let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);
-        let chart_name = match (&h.chart, &chart.chart_url) {
-            (Some(c), Some(url)) => {
-                format!("chart {} {} from {url}", c.from.chart, chart.chart_version)
-            }
-            _ => format!("chart {} {}", chart.chart_path, chart.chart_version),
-        };
         let proof = Proof {
             what: h.application.clone(),
             namespace: &h.namespace,
@@ -208,47 +262,61 @@ impl Locator {
                 crate::text::single_line(&super::helm::helm_reason(e))
             ))
         };
-        proof.run(|sets| match &h.chart {
-            None => {
+        proof.run(|sets| match (&h.chart, &archive) {
+            (Some(c), Some((_, archive))) => {
+                let name = RepoPath::parse(&c.from.chart).unwrap_or_else(|_| RepoPath::root());
+                let t = super::argo::argo_template(h, &binary, &name, &[], &base);
+                let at = git.as_ref().map(|(r, c)| (r.as_ref(), *c));
+                let files = (files.as_slice(), h.ignore_missing_value_files);
+                render::helm::template_archive_argo(archive, at, files, &t, sets)
+                    .map_err(helm_failed)
+            }
+            _ => {
                 let (repo, commit) = git.as_ref().expect("a chart in Git has its repository");
+                let files = super::argo::in_git(&files);
                 let t = super::argo::argo_template(h, &binary, &root, &files, &base);
                 render::helm::template_each_with_parameters(repo, *commit, &t, sets)
                     .map_err(helm_failed)
             }
-            // The version synced, not the one the constraint picks now.
-            Some(c) => {
-                let from = &c.from;
-                let cannot = |e: String| {
-                    failed(format!(
-                        "cannot read chart {} {} from {}: {e}",
-                        from.chart, chart.chart_version, from.url
-                    ))
-                };
-                let credentials = self.chart_credentials(&h.application, from)?;
-                let wanted = render::chart_repo::Wanted::Constraint(chart.chart_version.clone());
-                let picked = self
-                    .charts
-                    .pick(
-                        &from.url,
-                        &from.kind,
-                        (&from.chart, &wanted),
-                        credentials.as_ref(),
-                    )
-                    .map_err(&cannot)?;
-                let scratch = tempfile::Builder::new()
-                    .prefix("kubectl-gitops-chart-")
-                    .tempdir()
-                    .map_err(|e| cannot(format!("creating a temporary directory: {e}")))?;
-                let archive = self
-                    .charts
-                    .fetch(&from.url, &picked, credentials.as_ref(), scratch.path())
-                    .map_err(&cannot)?;
-                let name = RepoPath::parse(&from.chart).unwrap_or_else(|_| RepoPath::root());
-                let t = super::argo::argo_template(h, &binary, &name, &files, &base);
-                let at = git.as_ref().map(|(r, c)| (r.as_ref(), *c));
-                render::helm::template_archive_argo(&archive, at, &t, sets).map_err(helm_failed)
-            }
         })
+    }
+
+    /// The archive of chart `c` at `version` (the one synced), in a scratch directory kept
+    /// with it.
+    fn synced_archive(
+        &self,
+        h: &ArgoHelm,
+        c: &ArgoRepositoryChart,
+        version: &str,
+        failed: &dyn Fn(String) -> SourceError,
+    ) -> Result<(tempfile::TempDir, std::path::PathBuf), SourceError> {
+        let from = &c.from;
+        let cannot = |e: String| {
+            failed(format!(
+                "cannot read chart {} {version} from {}: {e}",
+                from.chart, from.url
+            ))
+        };
+        let credentials = self.chart_credentials(&h.application, from)?;
+        let wanted = render::chart_repo::Wanted::Constraint(version.to_owned());
+        let picked = self
+            .charts
+            .pick(
+                &from.url,
+                &from.kind,
+                (&from.chart, &wanted),
+                credentials.as_ref(),
+            )
+            .map_err(&cannot)?;
+        let scratch = tempfile::Builder::new()
+            .prefix("kubectl-gitops-chart-")
+            .tempdir()
+            .map_err(|e| cannot(format!("creating a temporary directory: {e}")))?;
+        let archive = self
+            .charts
+            .fetch(&from.url, &picked, credentials.as_ref(), scratch.path())
+            .map_err(&cannot)?;
+        Ok((scratch, archive))
     }
 
     /// A values file of Git at the commit read, as a layer with each value's line.
