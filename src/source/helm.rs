@@ -455,8 +455,11 @@ pub struct ReleaseRecord {
     /// that made the record: an install (also `install.replace` over an older release) is
     /// not, an upgrade is, and a rollback copies the manifest of the revision it rolls back
     /// to, an upgrade unless that is the first. Else (a description Helm did not write):
-    /// every revision after the first.
+    /// every revision after the first. [`release_record`] follows a rollback to the record
+    /// it went back to.
     pub rendered_as_upgrade: bool,
+    /// The revision a rollback went back to (`Rollback to N`), whose manifest it copied.
+    pub rolled_back_to: Option<u64>,
 }
 
 impl ReleaseRecord {
@@ -529,6 +532,11 @@ pub fn decode_release(secret: &Value) -> Result<ReleaseRecord, String> {
     Ok(ReleaseRecord {
         revision: raw.version,
         rendered_as_upgrade: rendered_as_upgrade(raw.version, &raw.info.description),
+        rolled_back_to: raw
+            .info
+            .description
+            .strip_prefix("Rollback to ")
+            .and_then(|to| to.trim().parse().ok()),
         status: raw.info.status,
         chart_name: raw.chart.metadata.name,
         chart_version: raw.chart.metadata.version,
@@ -1387,13 +1395,35 @@ async fn release_record(
                  (Secret sh.helm.release.v1.{release}.v<N>): it has not been installed yet"
             ),
         })?;
-    decode_release(latest).map_err(|reason| SourceError::Helm {
+    let mut record = decode_release(latest).map_err(|reason| SourceError::Helm {
         release: display.to_owned(),
         reason: format!(
             "its release record {} cannot be read: {reason}",
             latest["metadata"]["name"].as_str().unwrap_or_default()
         ),
-    })
+    })?;
+    record.rendered_as_upgrade = rolled_back_as(&record, &secrets);
+    Ok(record)
+}
+
+/// Whether `record`'s manifest was rendered as an upgrade, a rollback followed back through
+/// `secrets` (the release's records) to the record whose manifest it copied: that one's own
+/// action. A record pruned from the history (`maxHistory`), or one that cannot be read, ends
+/// the chain with what the last rollback's revision says (an upgrade unless it is the first).
+fn rolled_back_as(record: &ReleaseRecord, secrets: &[crate::cluster::LiveObject]) -> bool {
+    let mut upgrade = record.rendered_as_upgrade;
+    let (mut at, mut to) = (record.revision, record.rolled_back_to);
+    // Each step goes to an older revision, so the chain ends.
+    while let Some(n) = to.filter(|n| *n < at) {
+        let earlier = secrets
+            .iter()
+            .find(|s| s["metadata"]["labels"]["version"].as_str() == Some(&n.to_string()))
+            .and_then(|s| decode_release(s).ok());
+        let Some(earlier) = earlier else { break };
+        upgrade = earlier.rendered_as_upgrade;
+        (at, to) = (earlier.revision, earlier.rolled_back_to);
+    }
+    upgrade
 }
 
 #[cfg(test)]
@@ -1494,6 +1524,7 @@ mod tests {
                 chart_version: "0.1.0".into(),
                 manifest: Arc::new(vec![]),
                 rendered_as_upgrade: false,
+                rolled_back_to: None,
             }),
             kube_version: "v1.35.4".into(),
             api_versions: Arc::new(vec![]),
@@ -1556,7 +1587,7 @@ mod tests {
             (3, "Upgrade \"web\" failed: cannot patch", true),
             // A rollback copies the manifest of the revision it goes back to.
             (3, "Rollback to 1", false),
-            // Revision 3 is taken for an upgrade; it may have been a rollback to 1 itself.
+            // Alone, revision 3 is taken for an upgrade (`rolled_back_as` follows it).
             (5, "Rollback to 3", true),
             (2, "", true),
             (1, "", false),
@@ -1567,6 +1598,51 @@ mod tests {
                 "{revision} {description}"
             );
         }
+    }
+
+    #[test]
+    fn a_rollback_renders_as_the_record_it_went_back_to() {
+        let record = |version: u64, description: &str| {
+            let mut s = record_secret(&json!({
+                "name": "web", "version": version,
+                "info": {"status": "superseded", "description": description},
+                "manifest": "",
+            }));
+            s["metadata"]["labels"]["version"] = version.to_string().into();
+            s
+        };
+        let history = [
+            record(1, "Install complete"),
+            record(2, "Upgrade complete"),
+            record(3, "Rollback to 1"),
+            record(4, "Upgrade \"web\" failed: port out of range"),
+            record(5, "Rollback to 3"),
+            record(6, "Rollback to 2"),
+            record(7, "Rollback to 5"),
+            // install.replace after an uninstall keeps the revision count.
+            record(8, "Install complete"),
+            record(9, "Rollback to 8"),
+            // Pointing at itself or a newer one: not followed.
+            record(10, "Rollback to 10"),
+        ];
+        let as_upgrade = |n: usize, secrets: &[Value]| {
+            rolled_back_as(&decode_release(&history[n - 1]).unwrap(), secrets)
+        };
+        for (revision, upgrade) in [(5, false), (6, true), (7, false), (9, false), (10, true)] {
+            assert_eq!(
+                as_upgrade(revision, &history),
+                upgrade,
+                "revision {revision}"
+            );
+        }
+        // Revision 3 pruned: 5 goes back to 3, taken for an upgrade as it is not the first.
+        let pruned: Vec<Value> = history
+            .iter()
+            .filter(|s| s["metadata"]["labels"]["version"] != "3")
+            .cloned()
+            .collect();
+        assert!(as_upgrade(5, &pruned));
+        assert!(!as_upgrade(3, &pruned));
     }
 
     #[test]
