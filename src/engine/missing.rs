@@ -39,6 +39,8 @@ struct SourceContext {
     rule: source::Rule,
     manager: String,
     reconciler: Option<source::Reconciler>,
+    /// The values from Secrets its reconciler renders into it (never shown).
+    secrets: Vec<String>,
 }
 
 impl Declared {
@@ -83,6 +85,7 @@ impl Declared {
             rule: w.located.rule,
             manager: w.manager(),
             reconciler: w.located.reconciler.clone(),
+            secrets: w.located.secrets.clone(),
         });
         for (index, doc) in docs.iter().enumerate() {
             let Some(mut key) = doc.key() else { continue };
@@ -160,6 +163,7 @@ impl Declared {
                     desired,
                     manager: c.source.manager.clone(),
                     reconciler: c.source.reconciler.clone(),
+                    secrets: c.source.secrets.clone(),
                 };
                 (c.report, missing)
             })

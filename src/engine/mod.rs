@@ -967,6 +967,7 @@ fn named_not_listed(
                 desired,
                 manager: "kubectl-gitops".into(),
                 reconciler: None,
+                secrets: Vec::new(),
             };
             failed |= decryptor.missing(&mut report, &mut missing, err);
             items.push(Evaluated {

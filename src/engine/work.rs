@@ -138,6 +138,9 @@ pub struct MissingObject {
     /// The field manager the reconciler of its siblings applies as.
     pub manager: String,
     pub reconciler: Option<source::Reconciler>,
+    /// Values from Secrets its source renders into it (a substituted variable, a HelmRelease's
+    /// Secret values): hidden in what revert prints, as for a drifted object.
+    pub secrets: Vec<String>,
 }
 
 /// A kind that was listed, and from which resourceVersion a watch can follow it.

@@ -129,6 +129,7 @@ fn plan(e: Evaluated, manager_flag: Option<&str>, discovery: &Discovery) -> Plan
             let api_version = missing.desired["apiVersion"].as_str().unwrap_or_default();
             let resource = discovery.for_kind(api_version, &key.kind).cloned();
             plan.secrets = secret_values(&key, &[&missing.desired]);
+            plan.secrets.extend(missing.secrets.iter().cloned());
             plan.manager = Some(manager_flag.map_or(missing.manager.clone(), str::to_owned));
             plan.reconciler = missing.reconciler.clone();
             plan.step = match resource {

@@ -648,6 +648,49 @@ fn real_helm_controller_installs_and_every_command_agrees() {
     );
     all_in_sync(&ns, &repo, cache, "after the next reconcile");
 
+    // A deleted object the server refuses to create again, with a message that quotes the
+    // value the chart renders from the valuesFrom Secret (a ValidatingAdmissionPolicy of
+    // this namespace): revert says it failed, the value hidden in every format.
+    kubectl(&ns, &["delete", "cm/web-config"], None);
+    let refusal = refuse_web_config(&ns);
+    for format in ["text", "json", "yaml"] {
+        let ran = gitops(
+            &ns,
+            &repo,
+            cache,
+            true,
+            &["revert", "cm/web-config", "--yes", "-o", format],
+        );
+        assert_eq!(
+            ran.code,
+            Some(2),
+            "{format}: {}\n{}",
+            ran.stdout,
+            ran.stderr
+        );
+        let said = format!("{}{}", ran.stdout, ran.stderr);
+        assert!(said.contains("refused here"), "{format}: {said}");
+        assert!(
+            !said.contains(PLANTED),
+            "{format}: the Secret's value leaked:\n{said}"
+        );
+    }
+    refusal.lift();
+    let ran = gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["revert", "cm/web-config", "--yes"],
+    );
+    assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
+    all_in_sync(
+        &ns,
+        &repo,
+        cache,
+        "after the refused object was created again",
+    );
+
     // A values change pushed to Git and not reconciled yet: pending, with its commit.
     repo.write("env/prod-values.yaml", "greeting: hello-again\n");
     let change = repo.commit(BOB, "Greet again in prod");
@@ -935,6 +978,84 @@ pub(crate) fn wait_revision(helm: &testenv::helm::HelmController, ns: &str, revi
             std::time::Instant::now() < deadline,
             "release revision {revision} did not come: {:#}",
             hr["status"]
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+/// A ValidatingAdmissionPolicy refusing to create ConfigMap web-config in `ns`, its message
+/// quoting the ConfigMap's `endpoint`; in force when this returns.
+struct Refusal {
+    name: String,
+    ns: String,
+}
+
+fn refuse_web_config(ns: &str) -> Refusal {
+    let name = format!("refuse-web-config-{ns}");
+    let scope = json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}});
+    let mut constraints = scope.clone();
+    constraints["resourceRules"] = json!([{"apiGroups": [""], "apiVersions": ["v1"],
+        "operations": ["CREATE"], "resources": ["configmaps"]}]);
+    let objects = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+         "metadata": {"name": name},
+         "spec": {"failurePolicy": "Fail", "matchConstraints": constraints,
+                  "validations": [{
+                      "expression": "object.metadata.name != 'web-config'",
+                      "messageExpression": "'web-config is refused here, endpoint ' + \
+                          (has(object.data) && 'endpoint' in object.data ? \
+                           object.data.endpoint : 'none')"}]}},
+        {"apiVersion": "admissionregistration.k8s.io/v1",
+         "kind": "ValidatingAdmissionPolicyBinding",
+         "metadata": {"name": name},
+         "spec": {"policyName": name, "validationActions": ["Deny"], "matchResources": scope}},
+    ]});
+    kubectl(ns, &["apply", "-f", "-"], Some(&objects.to_string()));
+    // The API server compiles a policy a moment after it is written.
+    wait_web_config_created(ns, false);
+    Refusal {
+        name,
+        ns: ns.to_owned(),
+    }
+}
+
+impl Refusal {
+    fn lift(self) {
+        for kind in [
+            "validatingadmissionpolicybinding",
+            "validatingadmissionpolicy",
+        ] {
+            kubectl(&self.ns, &["delete", kind, &self.name], None);
+        }
+        wait_web_config_created(&self.ns, true);
+    }
+}
+
+/// Waits until a server-side dry run of creating ConfigMap web-config in `ns` succeeds
+/// (`allowed`) or is refused.
+fn wait_web_config_created(ns: &str, allowed: bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = testenv::shared()
+            .kubectl()
+            .args([
+                "-n",
+                ns,
+                "create",
+                "configmap",
+                "web-config",
+                "--dry-run=server",
+            ])
+            .output()
+            .unwrap();
+        if out.status.success() == allowed {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy is not {}: {}",
+            if allowed { "lifted" } else { "in force" },
+            String::from_utf8_lossy(&out.stderr)
         );
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
