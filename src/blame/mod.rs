@@ -355,23 +355,30 @@ fn yaml_scalar(value: &Value) -> String {
 
 /// Secret values never reach the output: their lines keep the key, the value is masked. So
 /// is a line of any object whose value holds one of `secrets`, the values from Secrets its
-/// reconciler put into it (a substituted variable, a Helm value from a Secret).
+/// reconciler put into it (a substituted variable, a Helm value from a Secret). With
+/// `all` (its reconciler's Secrets could not be read, so which values came from them is
+/// unknown), every line's value is masked.
 pub fn mask_secret(
     key: &ObjectKey,
     mut records: Vec<BlameRecord>,
     secrets: &[String],
+    all: bool,
 ) -> Vec<BlameRecord> {
     let is_secret = key.group.is_empty() && key.kind == "Secret";
     for r in &mut records {
-        let secret_path = is_secret
-            && (r.path.starts_with(".data.")
-                || r.path.starts_with(".stringData.")
-                || r.path.starts_with(".data["));
         let (label, value) = match r.text.split_once(": ") {
             Some((label, value)) => (Some(label), value),
             None => (None, r.text.as_str()),
         };
         let value = value.trim_start().trim_start_matches("- ");
+        // A line that only opens a map or list (`spec:`, `- ports:`) holds no value.
+        let bare = r.text.trim().trim_start_matches("- ");
+        let opens = (label.is_none() && bare.ends_with(':')) || bare.is_empty();
+        let secret_path = (all && !opens)
+            || is_secret
+                && (r.path.starts_with(".data.")
+                    || r.path.starts_with(".stringData.")
+                    || r.path.starts_with(".data["));
         let unquoted = serde_saphyr::from_str::<String>(value).unwrap_or_else(|_| value.to_owned());
         let holds = drift::shows_secret(Some(&Value::String(unquoted)), secrets)
             || drift::shows_secret(Some(&Value::String(value.to_owned())), secrets);
@@ -434,7 +441,7 @@ mod tests {
             record(".data.args[1]", "    - ab"),
             record(".data.tier", "  tier: web"),
         ];
-        let masked = mask_secret(&cm, records, &["hunter2".into(), "ab".into()]);
+        let masked = mask_secret(&cm, records, &["hunter2".into(), "ab".into()], false);
         let texts: Vec<&str> = masked.iter().map(|r| r.text.as_str()).collect();
         assert_eq!(
             texts,
@@ -444,6 +451,50 @@ mod tests {
                 "    - (hidden)",
                 "    - (hidden)",
                 "  tier: web"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_value_is_masked_when_the_reconcilers_secrets_are_unknown() {
+        let record = |text: &str| BlameRecord {
+            path: ".x".into(),
+            text: text.into(),
+            origin: Origin::ServerDefault,
+        };
+        let cm = ObjectKey {
+            group: String::new(),
+            kind: "ConfigMap".into(),
+            namespace: Some("n".into()),
+            name: "c".into(),
+        };
+        let lines = [
+            "metadata:",
+            "  name: c",
+            "data:",
+            "  url: postgres://db",
+            "  script: |",
+            "    echo token",
+            "  args:",
+            "    - --verbose",
+            "  - name: web",
+            "  - ports:",
+        ];
+        let masked = mask_secret(&cm, lines.map(record).to_vec(), &[], true);
+        let texts: Vec<&str> = masked.iter().map(|r| r.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "metadata:",
+                "  name: (hidden)",
+                "data:",
+                "  url: (hidden)",
+                "  script: (hidden)",
+                "(hidden)",
+                "  args:",
+                "    - (hidden)",
+                "  - name: (hidden)",
+                "  - ports:",
             ]
         );
     }

@@ -73,6 +73,8 @@ pub async fn run(
     let mut chart_side = None;
     // Values from Secrets its reconciler put into the object: hidden, as in diff.
     let mut secrets = Vec::new();
+    // A Secret of its reconciler the user may not read: any value may hold one of its.
+    let mut secrets_unknown = false;
     let located = match source::pointer(&cluster, &discovery, &reconcilers, &live).await {
         Ok(pointer) => {
             secrets = pointer
@@ -103,7 +105,10 @@ pub async fn run(
             }
             located
         }
-        Err(e) => Err(e),
+        Err(e) => {
+            secrets_unknown = matches!(e, source::SourceError::SecretUnreadable(_));
+            Err(e)
+        }
     };
     // Without a source, blame still shows who owns every line, and says why Git is missing.
     let mut failed = None;
@@ -195,7 +200,7 @@ pub async fn run(
         Some((side, desired)) => blame::annotate_chart(&shown, desired, side, &managed, node),
         None => blame::annotate(&shown, side.as_ref(), &managed, node),
     };
-    let records = blame::mask_secret(&key, records, &secrets);
+    let records = blame::mask_secret(&key, records, &secrets, secrets_unknown);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -205,8 +210,13 @@ pub async fn run(
         Some(reason) => {
             writeln!(
                 err,
-                "error: {key}: {}; lines show their field managers only",
-                crate::text::redact(&crate::text::single_line(&reason), &secrets)
+                "error: {key}: {}; lines show their field managers only{}",
+                crate::text::redact(&crate::text::single_line(&reason), &secrets),
+                if secrets_unknown {
+                    ", and every value is hidden (any of them may come from that Secret)"
+                } else {
+                    ""
+                }
             )?;
             Ok(Outcome::Failed)
         }

@@ -1299,13 +1299,17 @@ async fn values_from(
             Ok(Some(object)) => object,
             Ok(None) => continue,
             Err(SourceError::Cluster(ClusterError::Forbidden { .. })) => {
-                return Err(SourceError::Helm {
-                    release: display.to_owned(),
-                    reason: format!(
-                        "you may not read {kind} {namespace}/{name} (its valuesFrom), which its \
-                         chart is rendered with; ask for get on {}s in {namespace}",
-                        kind.to_lowercase()
-                    ),
+                let reason = format!(
+                    "you may not read {kind} {namespace}/{name} (its valuesFrom), which its \
+                     chart is rendered with; ask for get on {}s in {namespace}",
+                    kind.to_lowercase()
+                );
+                return Err(match kind {
+                    "Secret" => SourceError::SecretUnreadable(format!("{display}: {reason}")),
+                    _ => SourceError::Helm {
+                        release: display.to_owned(),
+                        reason,
+                    },
                 });
             }
             Err(e) => return Err(e),
@@ -1368,14 +1372,12 @@ async fn release_record(
         .await
     {
         Ok(s) => s,
+        // The records hold the release's values, those from Secrets too.
         Err(ClusterError::Forbidden { .. }) => {
-            return Err(SourceError::Helm {
-                release: display.to_owned(),
-                reason: format!(
-                    "you may not list Secrets in namespace {storage_ns}, where Helm keeps the \
-                     release records of {release}; ask for get/list on secrets there"
-                ),
-            });
+            return Err(SourceError::SecretUnreadable(format!(
+                "{display}: you may not list Secrets in namespace {storage_ns}, where Helm keeps \
+                 the release records of {release}; ask for get/list on secrets there"
+            )));
         }
         Err(e) => return Err(e.into()),
     };

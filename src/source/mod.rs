@@ -155,6 +155,10 @@ pub enum SourceError {
     /// A Helm release that cannot be read or rendered: what and the fix, in one line.
     #[error("{release}: {reason}")]
     Helm { release: String, reason: String },
+    /// A Secret the reconciler renders values from that the user may not read: which of the
+    /// object's values came from it is unknown (what, and the fix).
+    #[error("{0}")]
+    SecretUnreadable(String),
     #[error("{what} is not supported yet")]
     Unsupported { what: String },
     /// The object's markers name a reconciler object of a type the cluster does not serve.

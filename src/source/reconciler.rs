@@ -348,15 +348,28 @@ async fn substitutions(
         .flatten()
     {
         let kind = from["kind"].as_str().unwrap_or_default();
-        let Some(object) = referenced(
+        let object = referenced(
             cluster,
             discovery,
             from,
             namespace,
             "postBuild.substituteFrom",
         )
-        .await?
-        else {
+        .await;
+        let object = match object {
+            Err(SourceError::Cluster(crate::cluster::ClusterError::Forbidden { .. }))
+                if kind == "Secret" =>
+            {
+                let name = from["name"].as_str().unwrap_or_default();
+                return Err(SourceError::SecretUnreadable(format!(
+                    "you may not read Secret {namespace}/{name} (postBuild.substituteFrom), whose \
+                     values are substituted into what the Kustomization applies; ask for get on \
+                     secrets in {namespace}"
+                )));
+            }
+            other => other?,
+        };
+        let Some(object) = object else {
             continue;
         };
         let data = string_map(&object["data"]);

@@ -925,6 +925,33 @@ fn substitution_variables_are_loaded_as_kustomize_controller_loads_them() {
             "{format}: {}",
             ran.stdout
         );
+        // A user who may not read the substituteFrom Secret: which values came from it is
+        // unknown, so every value is hidden and each line shows its manager.
+        let ran = gitops(
+            &ns,
+            &repo,
+            cache.path(),
+            &[
+                "blame",
+                "configmap/settings",
+                "-o",
+                format,
+                "--context",
+                testenv::VIEWER_CONTEXT,
+            ],
+        );
+        assert_eq!(ran.code, Some(2), "{format}: {}", ran.stderr);
+        assert!(
+            ran.stderr.contains("you may not read Secret")
+                && ran.stderr.contains("every value is hidden"),
+            "{format}: {}",
+            ran.stderr
+        );
+        assert!(
+            ran.stdout.contains("token: (hidden)") && ran.stdout.contains("tier: (hidden)"),
+            "{format}: {}",
+            ran.stdout
+        );
     }
 
     // Edited out of band, the field that holds the Secret's value is drifted with both values

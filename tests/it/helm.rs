@@ -781,6 +781,45 @@ fn real_helm_controller_installs_and_every_command_agrees() {
     let found = items(&json_of(&ran));
     assert_eq!(found["HelmRelease/web"]["status"], "in-sync");
     assert_eq!(found["ConfigMap/web-values"]["status"], "in-sync");
+    // blame cannot tell which values came from the Secrets it may not read: every line shows
+    // its manager, no value (the ConfigMap renders the valuesFrom Secret's).
+    for format in ["text", "json"] {
+        let ran = gitops(
+            &ns,
+            &repo,
+            cache,
+            true,
+            &[
+                "blame",
+                "cm/web-config",
+                "-o",
+                format,
+                "--context",
+                testenv::VIEWER_CONTEXT,
+            ],
+        );
+        assert_eq!(ran.code, Some(2), "{format}: {}", ran.stderr);
+        assert!(
+            ran.stderr.contains("every value is hidden"),
+            "{format}: {}",
+            ran.stderr
+        );
+        assert!(
+            ran.stdout.contains("endpoint: (hidden)"),
+            "{format}: {}",
+            ran.stdout
+        );
+        assert!(
+            !ran.stdout.contains("hello-prod"),
+            "{format}: {}",
+            ran.stdout
+        );
+        assert!(
+            ran.stdout.contains(FIELD_MANAGER),
+            "{format}: {}",
+            ran.stdout
+        );
+    }
 
     // A chart that fails to render at the tip: one line per object, naming the chart and fix.
     // Its message quotes the value from the Secret: helm's words are shown, that value is not.
