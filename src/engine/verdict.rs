@@ -124,12 +124,13 @@ pub(super) fn verdict(w: &Work, rules: &[IgnoreRule], repo_rules: &[IgnoreRule])
 /// Why one field drifted: Git changed it after the applied revision (pending), or a manager
 /// other than the reconciler owns the live value (out of band), or nothing records it.
 fn attribute(change: &Change, w: &Work) -> Why {
+    // Desired as written: a list item's key the server fills in (a port's protocol) matches.
     let at_tip = w
         .located
         .desired_at_tip
         .as_ref()
-        .and_then(|d| change.path.get(d));
-    let applied = change.path.get(&w.located.desired);
+        .and_then(|d| change.path.resolve(d));
+    let applied = change.path.resolve(&w.located.desired);
     if at_tip != applied
         && let Some(c) = &w.located.pending_commit
     {

@@ -949,6 +949,18 @@ fn a_rollback_remediation_renders_as_the_revision_it_went_back_to() {
             (&json!("pending"), &json!(change.as_str())),
             "{mode}: {port:#}"
         );
+        // So is the port Git removed, though the server filled in its protocol.
+        let removed = found["Deployment/web"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["live"]["containerPort"] == 8080)
+            .unwrap_or_else(|| panic!("{mode}: {:#}", found["Deployment/web"]));
+        assert_eq!(
+            (&removed["why"]["kind"], &removed["why"]["commit"]),
+            (&json!("pending"), &json!(change.as_str())),
+            "{mode}: {removed:#}"
+        );
     }
 }
 
