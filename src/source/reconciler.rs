@@ -1020,11 +1020,11 @@ async fn argo_repository_chart(
         )));
     };
     // The Secret the credentials come from (and are named after): the repository's own,
-    // else its repo-creds'.
-    let with_credentials = match field_of(&secret, "username") {
-        None if field_of(&creds, "username").is_some() => &creds,
-        _ => &secret,
-    };
+    // else (when it has none at all, Argo CD's `HasCredentials`) its repo-creds'.
+    let has_credentials = ["username", "password", "sshPrivateKey", "tlsClientCertData"]
+        .iter()
+        .any(|key| field_of(&secret, key).is_some());
+    let with_credentials = if has_credentials { &secret } else { &creds };
     let from = match with_credentials {
         Some(s) => format!(
             "Secret {}/{}",
