@@ -698,6 +698,27 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn a_path_shows_no_key_that_holds_a_secret() {
+        use crate::fields::Segment;
+        let secrets = ["10.9.8.7".to_owned(), "ab".to_owned()];
+        let aliases = FieldPath::fields(["spec", "hostAliases"]);
+        let by_ip = aliases.child(Segment::key([("ip", &json!("10.9.8.7"))]));
+        assert_eq!(
+            shown_path(&by_ip.child(Segment::field("ip")), &secrets),
+            ".spec.hostAliases[ip=\"(hidden)\"].ip"
+        );
+        let data = FieldPath::fields(["data", "ab"]);
+        assert_eq!(shown_path(&data, &secrets), ".data[\"(hidden)\"]");
+        let finalizer =
+            FieldPath::fields(["metadata", "finalizers"]).child(Segment::Value("\"ab\"".into()));
+        assert!(!shown_path(&finalizer, &secrets).contains("ab"));
+        // A short secret only as a whole key; other paths as they are.
+        let tier = FieldPath::fields(["data", "about"]);
+        assert_eq!(shown_path(&tier, &secrets), tier.to_string());
+        assert_eq!(shown_path(&by_ip, &[]), by_ip.to_string());
+    }
+
+    #[test]
     fn a_value_holding_a_secret_is_found_whole_or_inside() {
         let secrets = ["hunter2".to_owned(), "ab".to_owned()];
         for shown in [
@@ -1310,7 +1331,7 @@ pub fn mask_secret(value: &Option<Value>, side: &str) -> Option<Value> {
 
 /// How long a value from a Secret must be to be looked for inside a longer string shown in a
 /// report; a shorter one is hidden where it is a whole value.
-const SHOWN_SECRET_MIN: usize = 3;
+pub const SHOWN_SECRET_MIN: usize = 3;
 
 /// Whether `value` (a field's Git or live value, as a report would show it) holds one of
 /// `secrets`: values from Secrets that went into an object that is not a Secret (a Flux
@@ -1326,6 +1347,44 @@ pub fn shows_secret(value: Option<&Value>, secrets: &[String]) -> bool {
             .iter()
             .any(|(k, v)| holds(k) || shows_secret(Some(v), secrets)),
     }
+}
+
+/// `path` as shown, with each map key, list item key or set value that holds one of `secrets`
+/// as `(hidden)`: a value from a Secret may be a key (`hostAliases[ip=...]`).
+pub fn shown_path(path: &FieldPath, secrets: &[String]) -> String {
+    use crate::fields::Segment;
+    if secrets.is_empty() {
+        return path.to_string();
+    }
+    let holds = |text: &str| crate::text::holds_secret(text, secrets, SHOWN_SECRET_MIN);
+    // Key and set values are canonical JSON texts.
+    let holds_json = |text: &str| {
+        serde_json::from_str::<Value>(text)
+            .map_or_else(|_| holds(text), |v| shows_secret(Some(&v), secrets))
+    };
+    let hidden_json = || "\"(hidden)\"".to_owned();
+    let segments: Vec<Segment> = path
+        .segments()
+        .iter()
+        .map(|segment| match segment {
+            Segment::Field(name) if holds(name) => Segment::Field("(hidden)".into()),
+            Segment::Key(keys) => Segment::Key(
+                keys.iter()
+                    .map(|(k, v)| {
+                        let v = if holds_json(v) {
+                            hidden_json()
+                        } else {
+                            v.clone()
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            ),
+            Segment::Value(v) if holds_json(v) => Segment::Value(hidden_json()),
+            other => other.clone(),
+        })
+        .collect();
+    FieldPath::from(segments).to_string()
 }
 
 /// Whether `path` of an object of `kind` holds a Secret value.

@@ -365,7 +365,15 @@ pub fn mask_secret(
     all: bool,
 ) -> Vec<BlameRecord> {
     let is_secret = key.group.is_empty() && key.kind == "Secret";
+    // A path names a key holding one of them (`hostAliases[ip=...]`) with it hidden, as diff
+    // does; one of 1-2 characters would hide every path, so only longer ones.
+    let in_paths: Vec<String> = secrets
+        .iter()
+        .filter(|s| s.chars().count() >= drift::SHOWN_SECRET_MIN)
+        .cloned()
+        .collect();
     for r in &mut records {
+        r.path = crate::text::redact(&r.path, &in_paths);
         let (label, value) = match r.text.split_once(": ") {
             Some((label, value)) => (Some(label), value),
             None => (None, r.text.as_str()),
@@ -440,8 +448,11 @@ mod tests {
             record(".data.args[0]", "    - hunter2"),
             record(".data.args[1]", "    - ab"),
             record(".data.tier", "  tier: web"),
+            record(".spec.hostAliases[ip=\"hunter2\"].ip", "  ip: hunter2"),
         ];
         let masked = mask_secret(&cm, records, &["hunter2".into(), "ab".into()], false);
+        assert_eq!(masked[5].path, ".spec.hostAliases[ip=\"(hidden)\"].ip");
+        assert_eq!(masked[4].path, ".data.tier");
         let texts: Vec<&str> = masked.iter().map(|r| r.text.as_str()).collect();
         assert_eq!(
             texts,
@@ -450,7 +461,8 @@ mod tests {
                 "  pin: (hidden)",
                 "    - (hidden)",
                 "    - (hidden)",
-                "  tier: web"
+                "  tier: web",
+                "  ip: (hidden)",
             ]
         );
     }

@@ -92,12 +92,16 @@ pub(super) fn verdict(w: &Work, rules: &[IgnoreRule], repo_rules: &[IgnoreRule])
             .chain(repo_rules)
             .find(|r| r.matches(&w.key, &pointer, &managers));
         let field = FieldReport {
-            path: change.path.to_string(),
+            path: drift::shown_path(&change.path, &w.located.secrets),
             git,
             live,
             why,
             ignored_by: rule.map(IgnoreRule::describe),
-            may_be_server_default: change.unproven.iter().map(FieldPath::to_string).collect(),
+            may_be_server_default: change
+                .unproven
+                .iter()
+                .map(|p| drift::shown_path(p, &w.located.secrets))
+                .collect(),
         };
         if field.ignored_by.is_some() {
             ignored.push(field);

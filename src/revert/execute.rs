@@ -11,7 +11,6 @@ use super::patch::removal_pointers;
 use super::plan::{ApplyStep, Step};
 use crate::cluster::{Cluster, ClusterError};
 use crate::env::Env;
-use crate::fields::FieldPath;
 use crate::object::ObjectKey;
 use crate::report::{Log, RevertAction, RevertItem, RevertResult};
 use crate::text::redact;
@@ -179,13 +178,13 @@ pub async fn execute(
                 format!(
                     "{}: JSON patch at resourceVersion {tested}: remove {}",
                     plan.key,
-                    pointers.join(", ")
+                    redact(&pointers.join(", "), &secrets)
                 )
             });
             let removed: Vec<String> = removals
                 .iter()
                 .filter(|p| p.to_json_pointer(base).is_some())
-                .map(FieldPath::to_string)
+                .map(|p| crate::drift::shown_path(p, &secrets))
                 .collect();
             // Removed fields are said once, as removed.
             item.fields.retain(|f| !removed.contains(&f.path));

@@ -180,8 +180,10 @@ fn plan_apply(plan: &mut Plan, work: &Work, manager_flag: Option<&str>) {
         _ => &[],
     };
     // Fields left as they are: their live value goes into the apply.
+    // Paths as the report shows them (a key holding a value from a Secret hidden).
+    let shown = |path: &FieldPath| drift::shown_path(path, &work.located.secrets);
     for change in changes {
-        let path = change.path.to_string();
+        let path = shown(&change.path);
         let rule = plan
             .shown
             .ignored
@@ -228,7 +230,7 @@ fn plan_apply(plan: &mut Plan, work: &Work, manager_flag: Option<&str>) {
     let removals: Vec<FieldPath> = work
         .extra
         .iter()
-        .filter(|c| !ignored.contains(c.path.to_string().as_str()))
+        .filter(|c| !ignored.contains(shown(&c.path).as_str()))
         .map(|c| c.path.clone())
         .collect();
     if plan.shown.fields.is_empty() {
