@@ -14,7 +14,7 @@ mod tree;
 mod url;
 
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 
 use std::path::PathBuf;
 

@@ -653,6 +653,7 @@ pub(super) async fn flux_helm(
 
     let own_pointer = own_pointer(cluster, discovery, cache, &hr).await;
     let mut chart = chart;
+    let mut applied_fallback = None;
     // Under `reconcileStrategy: Revision` the release's chart version names the commit it was
     // made from: after a failed upgrade rolled back, the HelmChart was built from a newer one.
     // (The HelmChart's full id is kept when it is that commit.)
@@ -664,7 +665,9 @@ pub(super) async fn flux_helm(
             .as_deref()
             .is_some_and(|built| built.starts_with(commit))
     {
-        chart.applied_commit = Some(commit.to_owned());
+        // Kept to read as applied when that commit is on no branch any more (force-pushed
+        // away), with a warning: it cannot be fetched by its abbreviated id.
+        applied_fallback = chart.applied_commit.replace(commit.to_owned());
     }
     if let Some(from) = &chart.repository {
         // Git holds only the HelmRelease: its values and version are what Git wants.
@@ -708,6 +711,12 @@ pub(super) async fn flux_helm(
     p.tracked_ref = chart.tracked_ref;
     p.render_root = Some(chart.path);
     p.applied_commit = chart.applied_commit;
+    p.applied_fallback = applied_fallback.map(|commit| {
+        (
+            commit,
+            format!("the commit the HelmChart of {display} was last built from"),
+        )
+    });
     p.reconciler = Some(Reconciler {
         kind: "HelmRelease".into(),
         namespace: namespace.to_owned(),

@@ -608,9 +608,27 @@ impl Locator {
             self.refresh_once(repo_key, repo);
         }
         let tip = self.resolve(repo, &tip_rev)?;
-        let applied = match &pointer.applied_commit {
-            Some(rev) => Some(self.resolve(repo, rev)?),
-            None => None,
+        let applied = match (&pointer.applied_commit, &pointer.applied_fallback) {
+            (Some(rev), fallback) => match (self.resolve(repo, rev), fallback) {
+                (Ok(id), _) => Some(id),
+                (Err(e), Some((instead, what))) => {
+                    let warning = format!(
+                        "{rev}, the commit the Helm release was made from, is not in {}: \
+                         {}; reading {what} ({}) as applied instead",
+                        repo.display_name(),
+                        crate::text::single_line(&e.to_string()),
+                        &instead[..instead.len().min(12)]
+                    );
+                    let mut warnings = self.warnings.lock().expect("warnings lock");
+                    if !warnings.contains(&warning) {
+                        warnings.push(warning);
+                    }
+                    drop(warnings);
+                    Some(self.resolve(repo, instead)?)
+                }
+                (Err(e), None) => return Err(e),
+            },
+            (None, _) => None,
         };
         Ok(Commits {
             local,
@@ -1660,6 +1678,44 @@ mod tests {
         assert!(
             first.to_string().contains("could not resolve host"),
             "{first}"
+        );
+    }
+
+    #[test]
+    fn an_applied_commit_not_in_the_repository_is_read_at_the_fallback_with_a_warning() {
+        use crate::git::fixture::{ALICE, Fixture};
+        let mut f = Fixture::new();
+        f.write("a.yaml", "kind: ConfigMap\n");
+        let built = f.commit(ALICE, "first");
+        let repo = Repo::open_local(&f.path).unwrap();
+        let locator = Locator::new(RepoChoice {
+            flag: None,
+            cwd: None,
+            cache_root: std::env::temp_dir(),
+            against: None,
+        });
+        let mut pointer = Pointer::new(Rule::Helm);
+        pointer.tracked_ref = Some("main".into());
+        // Force-pushed away: on no branch, in no object database.
+        pointer.applied_commit = Some("e87e77fafdf6".into());
+        let gone = locator.commits(&pointer, "a", &repo);
+        assert!(
+            gone.is_err(),
+            "an unknown commit without a fallback is an error"
+        );
+        pointer.applied_fallback = Some((built.clone(), "the HelmChart's commit".into()));
+        let commits = locator.commits(&pointer, "a", &repo).unwrap();
+        assert_eq!(commits.applied.map(|c| c.to_string()), Some(built.clone()));
+        let warnings = locator.warnings.lock().unwrap().clone();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("e87e77fafdf6, the commit the Helm release was made from")
+                && warnings[0].contains(&format!(
+                    "reading the HelmChart's commit ({})",
+                    &built[..12]
+                )),
+            "{}",
+            warnings[0]
         );
     }
 

@@ -77,6 +77,10 @@ pub struct Pointer {
     pub secret_variables: Vec<String>,
     /// The commit that was applied, when known.
     pub applied_commit: Option<String>,
+    /// A commit read as applied, with a warning, when `applied_commit` is not in the
+    /// repository (an abbreviated id from a Helm release's chart version whose commit was
+    /// force-pushed away), and what it is.
+    pub applied_fallback: Option<(String, String)>,
     /// The branch, tag or revision the reconciler follows.
     pub tracked_ref: Option<String>,
     pub reconciler: Option<Reconciler>,
@@ -106,6 +110,7 @@ impl Pointer {
             substitute: None,
             secret_variables: Vec::new(),
             applied_commit: None,
+            applied_fallback: None,
             tracked_ref: None,
             reconciler: None,
             helm: None,
