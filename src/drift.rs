@@ -1352,19 +1352,24 @@ pub fn shows_secret(value: Option<&Value>, secrets: &[String]) -> bool {
 /// `path` as shown, with each map key, list item key or set value that holds one of `secrets`
 /// as `(hidden)`: a value from a Secret may be a key (`hostAliases[ip=...]`).
 pub fn shown_path(path: &FieldPath, secrets: &[String]) -> String {
-    use crate::fields::Segment;
     if secrets.is_empty() {
         return path.to_string();
     }
+    hidden_path(path, secrets, false).to_string()
+}
+
+/// [`shown_path`] as a path; with `all` (which values came from Secrets is unknown), every
+/// list item key and set value is hidden, map keys kept.
+pub fn hidden_path(path: &FieldPath, secrets: &[String], all: bool) -> FieldPath {
+    use crate::fields::Segment;
     let holds = |text: &str| crate::text::holds_secret(text, secrets, SHOWN_SECRET_MIN);
     // Key and set values are canonical JSON texts.
     let holds_json = |text: &str| {
-        serde_json::from_str::<Value>(text)
+        all || serde_json::from_str::<Value>(text)
             .map_or_else(|_| holds(text), |v| shows_secret(Some(&v), secrets))
     };
     let hidden_json = || "\"(hidden)\"".to_owned();
-    let segments: Vec<Segment> = path
-        .segments()
+    path.segments()
         .iter()
         .map(|segment| match segment {
             Segment::Field(name) if holds(name) => Segment::Field("(hidden)".into()),
@@ -1383,8 +1388,7 @@ pub fn shown_path(path: &FieldPath, secrets: &[String]) -> String {
             Segment::Value(v) if holds_json(v) => Segment::Value(hidden_json()),
             other => other.clone(),
         })
-        .collect();
-    FieldPath::from(segments).to_string()
+        .collect()
 }
 
 /// Whether `path` of an object of `kind` holds a Secret value.

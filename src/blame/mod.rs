@@ -65,7 +65,7 @@ pub enum Origin {
 /// One line of the blamed object.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BlameRecord {
-    pub path: String,
+    pub path: FieldPath,
     pub text: String,
     pub origin: Origin,
 }
@@ -109,7 +109,7 @@ pub fn annotate(
         .into_iter()
         .map(|(text, path, value)| BlameRecord {
             origin: origin(&path, &value, git, managed),
-            path: path.to_string(),
+            path,
             text,
         })
         .collect()
@@ -159,11 +159,7 @@ pub fn annotate_chart(
                 },
                 None => managers(&path, managed),
             };
-            BlameRecord {
-                origin,
-                path: path.to_string(),
-                text,
-            }
+            BlameRecord { origin, path, text }
         })
         .collect()
 }
@@ -364,16 +360,13 @@ pub fn mask_secret(
     secrets: &[String],
     all: bool,
 ) -> Vec<BlameRecord> {
-    let is_secret = key.group.is_empty() && key.kind == "Secret";
-    // A path names a key holding one of them (`hostAliases[ip=...]`) with it hidden, as diff
-    // does; one of 1-2 characters would hide every path, so only longer ones.
-    let in_paths: Vec<String> = secrets
-        .iter()
-        .filter(|s| s.chars().count() >= drift::SHOWN_SECRET_MIN)
-        .cloned()
-        .collect();
     for r in &mut records {
-        r.path = crate::text::redact(&r.path, &in_paths);
+        // A Secret's own values, judged by the path as it is.
+        let secret_path =
+            r.path.segments().len() > 1 && drift::is_secret_value(&key.group, &key.kind, &r.path);
+        // A path names a key holding one of them (`hostAliases[ip=...]`) with it hidden, as
+        // diff does; with `all`, every list item key.
+        r.path = drift::hidden_path(&r.path, secrets, all);
         let (label, value) = match r.text.split_once(": ") {
             Some((label, value)) => (Some(label), value),
             None => (None, r.text.as_str()),
@@ -382,11 +375,7 @@ pub fn mask_secret(
         // A line that only opens a map or list (`spec:`, `- ports:`) holds no value.
         let bare = r.text.trim().trim_start_matches("- ");
         let opens = (label.is_none() && bare.ends_with(':')) || bare.is_empty();
-        let secret_path = (all && !opens)
-            || is_secret
-                && (r.path.starts_with(".data.")
-                    || r.path.starts_with(".stringData.")
-                    || r.path.starts_with(".data["));
+        let secret_path = (all && !opens) || secret_path;
         let unquoted = serde_saphyr::from_str::<String>(value).unwrap_or_else(|_| value.to_owned());
         let holds = drift::shows_secret(Some(&Value::String(unquoted)), secrets)
             || drift::shows_secret(Some(&Value::String(value.to_owned())), secrets);
@@ -431,28 +420,35 @@ mod tests {
 
     #[test]
     fn a_line_holding_a_value_from_a_secret_is_masked_in_any_object() {
-        let record = |path: &str, text: &str| BlameRecord {
-            path: path.into(),
+        let record = |path: FieldPath, text: &str| BlameRecord {
+            path,
             text: text.into(),
             origin: Origin::ServerDefault,
         };
+        let data = |key: &str| FieldPath::fields(["data", key]);
         let cm = ObjectKey {
             group: String::new(),
             kind: "ConfigMap".into(),
             namespace: Some("n".into()),
             name: "c".into(),
         };
+        let alias = FieldPath::fields(["spec", "hostAliases"])
+            .child(Segment::key([("ip", &json!("hunter2"))]))
+            .child(Segment::field("ip"));
         let records = vec![
-            record(".data.url", "  url: postgres://u:hunter2@db"),
-            record(".data.pin", "  pin: 'ab'"),
-            record(".data.args[0]", "    - hunter2"),
-            record(".data.args[1]", "    - ab"),
-            record(".data.tier", "  tier: web"),
-            record(".spec.hostAliases[ip=\"hunter2\"].ip", "  ip: hunter2"),
+            record(data("url"), "  url: postgres://u:hunter2@db"),
+            record(data("pin"), "  pin: 'ab'"),
+            record(data("args").child(Segment::Index(0)), "    - hunter2"),
+            record(data("args").child(Segment::Index(1)), "    - ab"),
+            record(data("tier"), "  tier: web"),
+            record(alias, "  ip: hunter2"),
         ];
         let masked = mask_secret(&cm, records, &["hunter2".into(), "ab".into()], false);
-        assert_eq!(masked[5].path, ".spec.hostAliases[ip=\"(hidden)\"].ip");
-        assert_eq!(masked[4].path, ".data.tier");
+        assert_eq!(
+            masked[5].path.to_string(),
+            ".spec.hostAliases[ip=\"(hidden)\"].ip"
+        );
+        assert_eq!(masked[4].path.to_string(), ".data.tier");
         let texts: Vec<&str> = masked.iter().map(|r| r.text.as_str()).collect();
         assert_eq!(
             texts,
@@ -465,12 +461,31 @@ mod tests {
                 "  ip: (hidden)",
             ]
         );
+        // A Secret's own values are hidden by their path as it is, whatever the reconciler's
+        // Secrets hold (one may be `data`).
+        let secret = ObjectKey {
+            kind: "Secret".into(),
+            ..cm.clone()
+        };
+        let masked = mask_secret(
+            &secret,
+            vec![
+                record(FieldPath::fields(["data"]), "data:"),
+                record(data("password"), "  password: c2VjcmV0"),
+            ],
+            &["data".into(), "multi\nata\nline".into()],
+            false,
+        );
+        let texts: Vec<&str> = masked.iter().map(|r| r.text.as_str()).collect();
+        // (`data:` holds `data` itself, as a key: hidden too.)
+        assert_eq!(texts, ["(hidden)", "  password: (hidden)"]);
+        assert_eq!(masked[1].path.to_string(), "[\"(hidden)\"].password");
     }
 
     #[test]
     fn every_value_is_masked_when_the_reconcilers_secrets_are_unknown() {
         let record = |text: &str| BlameRecord {
-            path: ".x".into(),
+            path: FieldPath::fields(["x"]),
             text: text.into(),
             origin: Origin::ServerDefault,
         };
@@ -512,6 +527,30 @@ mod tests {
     }
 
     #[test]
+    fn every_list_item_key_is_hidden_in_paths_when_the_secrets_are_unknown() {
+        let cm = ObjectKey {
+            group: String::new(),
+            kind: "ConfigMap".into(),
+            namespace: Some("n".into()),
+            name: "c".into(),
+        };
+        let alias = FieldPath::fields(["spec", "hostAliases"])
+            .child(Segment::key([("ip", &json!("10.1.2.3"))]))
+            .child(Segment::field("ip"));
+        let record = BlameRecord {
+            path: alias,
+            text: "    ip: 10.1.2.3".into(),
+            origin: Origin::ServerDefault,
+        };
+        let masked = mask_secret(&cm, vec![record], &[], true);
+        assert_eq!(
+            masked[0].path.to_string(),
+            ".spec.hostAliases[ip=\"(hidden)\"].ip"
+        );
+        assert_eq!(masked[0].text, "    ip: (hidden)");
+    }
+
+    #[test]
     fn git_drift_and_defaults() {
         let file =
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: '1'\n  b: '2'\n";
@@ -541,7 +580,7 @@ mod tests {
         let by_path = |p: &str| {
             records
                 .iter()
-                .find(|r| r.path == p)
+                .find(|r| r.path.to_string() == p)
                 .unwrap_or_else(|| panic!("{p}: {records:#?}"))
         };
         match &by_path(".data.a").origin {
@@ -605,7 +644,7 @@ mod tests {
         let origin = |p: &str| {
             records
                 .iter()
-                .find(|r| r.path == p)
+                .find(|r| r.path.to_string() == p)
                 .map(|r| r.origin.clone())
                 .unwrap_or_else(|| panic!("{p}: {records:#?}"))
         };

@@ -651,7 +651,7 @@ pub(super) async fn flux_helm(
     let values_from = values_from(cluster, discovery, namespace, &display, spec).await?;
     let kube_version = cache.server_version(cluster).await?;
 
-    let own_pointer = own_pointer(cluster, discovery, cache, &hr).await;
+    let own_pointer = own_pointer(cluster, discovery, cache, &hr).await?;
     let mut chart = chart;
     let mut applied_fallback = None;
     // Under `reconcileStrategy: Revision` the release's chart version names the commit it was
@@ -1238,15 +1238,17 @@ async fn own_pointer(
     discovery: &CachedDiscovery,
     cache: &ReconcilerCache,
     hr: &Value,
-) -> Option<Box<Pointer>> {
+) -> Result<Option<Box<Pointer>>, SourceError> {
     let label = |k: &str| {
         [markers::FLUX_NAME, markers::FLUX_NAMESPACE]
             .contains(&k)
             .then(|| hr["metadata"]["labels"][k].as_str().map(str::to_owned))
             .flatten()
     };
-    label(markers::FLUX_NAME)?;
-    Box::pin(super::reconciler::reconciler_pointer(
+    if label(markers::FLUX_NAME).is_none() {
+        return Ok(None);
+    }
+    match Box::pin(super::reconciler::reconciler_pointer(
         cluster,
         discovery,
         cache,
@@ -1256,9 +1258,13 @@ async fn own_pointer(
         &|_| None,
     ))
     .await
-    .ok()
-    .flatten()
-    .map(Box::new)
+    {
+        Ok(pointer) => Ok(pointer.map(Box::new)),
+        // Its Kustomization substitutes values from a Secret the user may not read: which of
+        // the chart's values came from it is unknown.
+        Err(e @ SourceError::SecretUnreadable(_)) => Err(e),
+        Err(_) => Ok(None),
+    }
 }
 
 async fn get_helm_chart(

@@ -611,7 +611,10 @@ impl Locator {
         let applied = match (&pointer.applied_commit, &pointer.applied_fallback) {
             (Some(rev), fallback) => match (self.resolve(repo, rev), fallback) {
                 (Ok(id), _) => Some(id),
-                (Err(e), Some((instead, what))) => {
+                (
+                    Err(e @ SourceError::Git(GitError::UnknownRevision { .. })),
+                    Some((instead, what)),
+                ) => {
                     let warning = format!(
                         "{rev}, the commit the Helm release was made from, is not in {}: \
                          {}; reading {what} ({}) as applied instead",
@@ -626,7 +629,7 @@ impl Locator {
                     drop(warnings);
                     Some(self.resolve(repo, instead)?)
                 }
-                (Err(e), None) => return Err(e),
+                (Err(e), _) => return Err(e),
             },
             (None, _) => None,
         };

@@ -48,7 +48,12 @@ const ARGO_APPLICATION: &str = "applications.argoproj.io";
 /// is read once (never a GET per object).
 #[derive(Default)]
 pub struct ReconcilerCache {
-    found: std::sync::Mutex<std::collections::HashMap<String, Result<Option<Pointer>, String>>>,
+    /// Each reconciler's pointer, or its error as said (and whether it was that a Secret of
+    /// it could not be read, which reports act on).
+    #[allow(clippy::type_complexity)]
+    found: std::sync::Mutex<
+        std::collections::HashMap<String, Result<Option<Pointer>, (String, bool)>>,
+    >,
     /// The server's version (`helm template --kube-version`), asked once.
     server_version: tokio::sync::OnceCell<Result<String, String>>,
 }
@@ -71,15 +76,18 @@ impl ReconcilerCache {
 
     fn get(&self, key: &str) -> Option<Result<Option<Pointer>, SourceError>> {
         let found = self.found.lock().expect("reconciler cache lock");
-        found
-            .get(key)
-            .map(|r| r.clone().map_err(SourceError::Repeated))
+        found.get(key).map(|r| {
+            r.clone().map_err(|(said, secret)| match secret {
+                true => SourceError::SecretUnreadable(said),
+                false => SourceError::Repeated(said),
+            })
+        })
     }
 
     fn put(&self, key: String, result: &Result<Option<Pointer>, SourceError>) {
         let stored = match result {
             Ok(p) => Ok(p.clone()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err((e.to_string(), matches!(e, SourceError::SecretUnreadable(_)))),
         };
         self.found
             .lock()
@@ -902,15 +910,14 @@ fn argo_chart_value_file(
             what: format!("{display} with the values file {text} from a URL"),
         });
     }
-    let path = RepoPath::root()
-        .join(text.trim_start_matches('/'))
-        .map_err(|e| {
-            bad_ks(
-                display,
-                &format!("{field}.helm.valueFiles"),
-                format!("{text:?}: {e} (a values file without `$` is read inside the chart)"),
-            )
-        })?;
+    // Not the chart's directory itself: Argo CD refuses a directory as a values file.
+    let path = RepoPath::parse(text.trim_start_matches('/')).map_err(|e| {
+        bad_ks(
+            display,
+            &format!("{field}.helm.valueFiles"),
+            format!("{text:?}: {e} (a values file without `$` is read inside the chart)"),
+        )
+    })?;
     Ok(ArgoValueFile {
         written: text.to_owned(),
         path,

@@ -306,7 +306,8 @@ impl Locator {
                     .map_err(|reason| {
                         format!(
                             "{}: helm template of chart {} {} from {} failed: {}; fix the values \
-                         in Git or pick another chart version",
+                         (in Git, or the Application's helm settings) or pick another chart \
+                         version",
                             h.application,
                             from.chart,
                             picked.version,
