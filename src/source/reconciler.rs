@@ -439,7 +439,10 @@ async fn argo(
     let Ok(resource) = discovery.resolve(ARGO_APPLICATION).await else {
         return if from_tracking_id {
             Err(SourceError::MissingCrd {
-                named: format!("Application {}/{app}", app_namespace.unwrap_or("argocd")),
+                named: format!(
+                    "Application {}/{app}",
+                    app_namespace.unwrap_or(ARGO_NAMESPACE)
+                ),
                 by: "the object's Argo CD tracking id".into(),
                 crd: ARGO_APPLICATION.into(),
             })
@@ -449,7 +452,7 @@ async fn argo(
     };
     let application = match app_namespace {
         Some(ns) => cluster.get(&resource, Some(ns), app).await?,
-        None => match cluster.get(&resource, Some("argocd"), app).await? {
+        None => match cluster.get(&resource, Some(ARGO_NAMESPACE), app).await? {
             Some(found) => Some(found),
             // Applications outside the argocd namespace: the one with that name, if unique.
             None => {
@@ -465,7 +468,10 @@ async fn argo(
     let Some(application) = application else {
         return if from_tracking_id {
             Err(SourceError::ReconcilerMissing {
-                reconciler: format!("Application {}/{app}", app_namespace.unwrap_or("argocd")),
+                reconciler: format!(
+                    "Application {}/{app}",
+                    app_namespace.unwrap_or(ARGO_NAMESPACE)
+                ),
             })
         } else {
             Ok(None)
@@ -473,7 +479,7 @@ async fn argo(
     };
     let app_ns = application["metadata"]["namespace"]
         .as_str()
-        .unwrap_or("argocd");
+        .unwrap_or(ARGO_NAMESPACE);
     let display = format!("Application {app_ns}/{app}");
     let spec = &application["spec"];
     // One source, or several (`spec.sources`): each renders its objects; a `ref` source only
@@ -658,11 +664,45 @@ async fn argo_source(
     } else {
         None
     };
+    let env = ArgoEnv {
+        app: if app.namespace == ARGO_NAMESPACE {
+            app.name.to_owned()
+        } else {
+            format!("{}_{}", app.namespace, app.name)
+        },
+        namespace: app.spec["destination"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        source: source.clone(),
+    };
     let mut value_files = Vec::new();
     for file in h["valueFiles"].as_array().into_iter().flatten() {
-        let Some(text) = file.as_str() else { continue };
+        let Some(written) = file.as_str() else {
+            continue;
+        };
+        // `$name/...` of a `ref` source is that source's file; anything else is read after
+        // Argo CD's build environment is substituted into it (`values-$ARGOCD_APP_NAME.yaml`).
+        let is_ref = written
+            .strip_prefix('$')
+            .is_some_and(|rest| refs.contains_key(rest.split('/').next().unwrap_or(rest)));
+        let substituted;
+        let text = if is_ref {
+            written
+        } else {
+            substituted = env
+                .substitute(written)
+                .map_err(|var| SourceError::Unsupported {
+                    what: format!("{display}: the values file {written} of {field}, naming {var}"),
+                })?;
+            substituted.as_str()
+        };
+        let as_written = |mut f: ArgoValueFile| {
+            f.written = written.to_owned();
+            f
+        };
         match &repo {
-            Some(repo) => value_files.push(argo_value_file(
+            Some(repo) => value_files.push(as_written(argo_value_file(
                 display,
                 field,
                 repo,
@@ -670,11 +710,11 @@ async fn argo_source(
                 &root,
                 refs,
                 text,
-            )?),
+            )?)),
             // A file inside the chart's archive (no `$`): the repo-server reads it from the
             // chart it unpacked, as the chart's directory and its root.
-            None if !text.starts_with('$') => {
-                value_files.push(argo_chart_value_file(display, field, text)?);
+            None if !is_ref => {
+                value_files.push(as_written(argo_chart_value_file(display, field, text)?));
             }
             // A chart's values files come from one `ref` source: its repository is the one
             // read, at the revision it synced.
@@ -958,6 +998,9 @@ fn argo_ref_value_file<'a>(
     ))
 }
 
+/// Where Argo CD runs by default: its Applications' namespace unless they name another.
+const ARGO_NAMESPACE: &str = "argocd";
+
 /// Argo CD's label on its repository Secrets, and the values it reads credentials from.
 const ARGO_SECRET_TYPE: &str = "argocd.argoproj.io/secret-type";
 
@@ -1090,9 +1133,9 @@ async fn argo_repository_secret(
         return Ok((None, None));
     };
     let selector = format!("{ARGO_SECRET_TYPE} in (repository,repo-creds)");
-    for ns in [ns, "argocd"]
+    for ns in [ns, ARGO_NAMESPACE]
         .iter()
-        .take(if ns == "argocd" { 1 } else { 2 })
+        .take(if ns == ARGO_NAMESPACE { 1 } else { 2 })
     {
         let secrets = match cluster.list(&resource, Some(ns), Some(&selector)).await {
             Ok(secrets) => secrets,
@@ -1191,6 +1234,70 @@ impl ArgoHelm {
             self.kube_version,
             self.api_versions.len()
         )
+    }
+}
+
+/// Argo CD's build environment of a source, as the repo-server substitutes it into a values
+/// file's name (`Env.Envsubst`: `$VAR` or `${VAR}`, `$$` for `$`, an unknown name empty).
+struct ArgoEnv {
+    /// The Application's instance name: its name in Argo CD's namespace, else `ns_name`.
+    app: String,
+    /// The destination namespace.
+    namespace: String,
+    source: Value,
+}
+
+impl ArgoEnv {
+    /// `text` with each variable replaced; Err(the variable) for the revision, which is not
+    /// the same as synced and as desired.
+    fn substitute(&self, text: &str) -> Result<String, String> {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(at) = rest.find('$') {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + 1..];
+            let (name, len) = if let Some(braced) = after.strip_prefix('{') {
+                match braced.find('}') {
+                    Some(end) => (&braced[..end], end + 2),
+                    None => {
+                        out.push_str(&rest[at..]);
+                        return Ok(out);
+                    }
+                }
+            } else if after.starts_with('$') {
+                ("$", 1)
+            } else {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], end)
+            };
+            if name.is_empty() && len == 0 {
+                // No name after it: kept.
+                out.push('$');
+            } else {
+                out.push_str(&self.value(name)?);
+            }
+            rest = &after[len..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    fn value(&self, name: &str) -> Result<String, String> {
+        let field = |key: &str| self.source[key].as_str().unwrap_or_default().to_owned();
+        Ok(match name {
+            "$" => "$".to_owned(),
+            "ARGOCD_APP_NAME" => self.app.clone(),
+            "ARGOCD_APP_NAMESPACE" => self.namespace.clone(),
+            "ARGOCD_APP_SOURCE_REPO_URL" => field("repoURL"),
+            "ARGOCD_APP_SOURCE_PATH" => field("path"),
+            "ARGOCD_APP_SOURCE_TARGET_REVISION" => field("targetRevision"),
+            "ARGOCD_APP_REVISION" | "ARGOCD_APP_REVISION_SHORT" => {
+                return Err(format!("${name}"));
+            }
+            _ => String::new(),
+        })
     }
 }
 
@@ -1346,6 +1453,37 @@ mod tests {
             Some("hello world")
         );
         assert_eq!(decode_base64("!!"), None);
+    }
+
+    #[test]
+    fn a_values_file_name_gets_argo_cds_build_environment() {
+        let env = ArgoEnv {
+            app: "team_web".into(),
+            namespace: "shop".into(),
+            source: serde_json::json!({"repoURL": "https://git.example/a.git",
+                                       "path": "charts/web", "targetRevision": "main"}),
+        };
+        for (written, read) in [
+            ("values-$ARGOCD_APP_NAME.yaml", "values-team_web.yaml"),
+            (
+                "env/${ARGOCD_APP_NAMESPACE}/values.yaml",
+                "env/shop/values.yaml",
+            ),
+            ("$ARGOCD_APP_SOURCE_PATH/x.yaml", "charts/web/x.yaml"),
+            ("${ARGOCD_APP_SOURCE_TARGET_REVISION}.yaml", "main.yaml"),
+            // An unknown name is empty; `$$` is `$`; `$` before no name stays.
+            ("$values/env/prod.yaml", "/env/prod.yaml"),
+            ("cost$$.yaml", "cost$.yaml"),
+            ("a$/b.yaml", "a$/b.yaml"),
+            ("plain.yaml", "plain.yaml"),
+            ("${open.yaml", "${open.yaml"),
+        ] {
+            assert_eq!(env.substitute(written).as_deref(), Ok(read), "{written}");
+        }
+        assert_eq!(
+            env.substitute("v-$ARGOCD_APP_REVISION_SHORT.yaml"),
+            Err("$ARGOCD_APP_REVISION_SHORT".into())
+        );
     }
 
     #[test]

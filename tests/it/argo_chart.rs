@@ -566,12 +566,16 @@ fn argo_values_files_inside_a_chart_from_a_repository() {
         let dir = chart(version, "strict");
         let prod = dir.path().join("web/values-prod.yaml");
         std::fs::write(&prod, format!("greeting: {greeting}\nteam: chart-team\n")).unwrap();
+        let per_namespace = dir.path().join(format!("web/values-{ns}.yaml"));
+        std::fs::write(per_namespace, "mode: per-namespace\n").unwrap();
         index.publish(&dir.path().join("web")).unwrap();
         dir
     };
     let v010 = publish("0.1.0", "hello-prod");
     let prod = v010.path().join("web/values-prod.yaml");
     let prod = prod.to_str().unwrap();
+    let per_namespace = v010.path().join(format!("web/values-{ns}.yaml"));
+    let per_namespace = per_namespace.to_str().unwrap();
 
     let mut repo = GitRepo::new();
     repo.write("env/override.yaml", "team: platform\n");
@@ -601,13 +605,16 @@ fn argo_values_files_inside_a_chart_from_a_repository() {
         json!({"sync": {"status": "Synced", "revisions": ["0.1.0", applied]},
                "health": {"status": "Healthy"}}),
     );
-    // lax: only the chart's files, one written from the root, one the chart does not hold.
-    synced("lax", &[prod]);
+    // lax: only the chart's files, one written from the root, one named with Argo CD's build
+    // environment, one the chart does not hold.
+    synced("lax", &[prod, per_namespace]);
     application(
         &ns,
         "lax",
         json!({"repoURL": index.url, "chart": "web", "targetRevision": "0.1.0",
-               "helm": {"valueFiles": ["/values-prod.yaml", "values-staging.yaml"],
+               "helm": {"valueFiles": ["/values-prod.yaml",
+                                       "values-${ARGOCD_APP_NAMESPACE}.yaml",
+                                       "values-staging.yaml"],
                         "ignoreMissingValueFiles": true}}),
         json!({"sync": {"status": "Synced", "revision": "0.1.0"},
                "health": {"status": "Healthy"}}),
@@ -706,6 +713,13 @@ fn argo_values_files_inside_a_chart_from_a_repository() {
         &lax,
         ".data.team",
         &json!({"kind": "values", "source": format!("values file values-prod.yaml of {chart_name}")}),
+        "",
+    );
+    assert_origin(
+        &lax,
+        ".data.mode",
+        &json!({"kind": "values",
+                "source": format!("values file values-{ns}.yaml of {chart_name}")}),
         "",
     );
 
