@@ -418,6 +418,16 @@ mod tests {
         }
     }
 
+    /// The key of ConfigMap n/c.
+    fn configmap() -> ObjectKey {
+        ObjectKey {
+            group: String::new(),
+            kind: "ConfigMap".into(),
+            namespace: Some("n".into()),
+            name: "c".into(),
+        }
+    }
+
     #[test]
     fn a_line_holding_a_value_from_a_secret_is_masked_in_any_object() {
         let record = |path: FieldPath, text: &str| BlameRecord {
@@ -426,12 +436,7 @@ mod tests {
             origin: Origin::ServerDefault,
         };
         let data = |key: &str| FieldPath::fields(["data", key]);
-        let cm = ObjectKey {
-            group: String::new(),
-            kind: "ConfigMap".into(),
-            namespace: Some("n".into()),
-            name: "c".into(),
-        };
+        let cm = configmap();
         let alias = FieldPath::fields(["spec", "hostAliases"])
             .child(Segment::key([("ip", &json!("hunter2"))]))
             .child(Segment::field("ip"));
@@ -489,12 +494,7 @@ mod tests {
             text: text.into(),
             origin: Origin::ServerDefault,
         };
-        let cm = ObjectKey {
-            group: String::new(),
-            kind: "ConfigMap".into(),
-            namespace: Some("n".into()),
-            name: "c".into(),
-        };
+        let cm = configmap();
         let lines = [
             "metadata:",
             "  name: c",
@@ -528,12 +528,7 @@ mod tests {
 
     #[test]
     fn every_list_item_key_is_hidden_in_paths_when_the_secrets_are_unknown() {
-        let cm = ObjectKey {
-            group: String::new(),
-            kind: "ConfigMap".into(),
-            namespace: Some("n".into()),
-            name: "c".into(),
-        };
+        let cm = configmap();
         let alias = FieldPath::fields(["spec", "hostAliases"])
             .child(Segment::key([("ip", &json!("10.1.2.3"))]))
             .child(Segment::field("ip"));
