@@ -878,35 +878,39 @@ fn a_rollback_remediation_renders_as_the_revision_it_went_back_to() {
         "greeting: hello-prod\nport: 70000\n",
     );
     let change = repo.commit(BOB, "Serve web on a port that is not one");
-    testenv::flux::shared().reconcile_now(&ns, "apps").unwrap();
-    let deadline = std::time::Instant::now() + testenv::flux::RECONCILE_TIMEOUT;
-    loop {
-        let hr: Value = serde_json::from_str(
-            &testenv::shared()
-                .kubectl_run(
-                    &["get", "-n", &ns, "helmrelease", "web", "-o", "json"],
-                    None,
-                )
-                .unwrap(),
-        )
-        .unwrap();
-        let newest = &hr["status"]["history"][0];
-        if newest["status"] == "deployed"
-            // No retry: revision 2 fails, and revision 3 is "Rollback to 1".
-            && newest["version"] == 3
-            && newest["chartVersion"]
-                .as_str()
-                .is_some_and(|v| !v.contains(&change.as_str()[..12]))
-        {
-            break;
+    // Waits until the newest release is `revision`, deployed, not made of `failing`.
+    let rolled_back_to = |revision: u64, failing: &str| {
+        testenv::flux::shared().reconcile_now(&ns, "apps").unwrap();
+        let deadline = std::time::Instant::now() + testenv::flux::RECONCILE_TIMEOUT;
+        loop {
+            let hr: Value = serde_json::from_str(
+                &testenv::shared()
+                    .kubectl_run(
+                        &["get", "-n", &ns, "helmrelease", "web", "-o", "json"],
+                        None,
+                    )
+                    .unwrap(),
+            )
+            .unwrap();
+            let newest = &hr["status"]["history"][0];
+            if newest["status"] == "deployed"
+                && newest["version"] == revision
+                && newest["chartVersion"]
+                    .as_str()
+                    .is_some_and(|v| !v.contains(&failing[..12]))
+            {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no rollback to revision {revision}: {:#}",
+                hr["status"]
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no rollback: {:#}",
-            hr["status"]
-        );
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    }
+    };
+    // No retry: revision 2 fails, and revision 3 is "Rollback to 1".
+    rolled_back_to(3, &change);
     assert_eq!(field(&ns, "cm/web-config", "{.data.action}"), "install");
     let cache = tempfile::tempdir().unwrap();
     // A dry run of Git's port is refused as helm-controller's upgrade was: those objects are
@@ -962,6 +966,29 @@ fn a_rollback_remediation_renders_as_the_revision_it_went_back_to() {
             "{mode}: {removed:#}"
         );
     }
+
+    // Another failed upgrade: revision 4 fails, and revision 5 is "Rollback to 3", itself a
+    // rollback to the install. Its manifest is the install's, rendered so (before, revision
+    // 3 was taken for an upgrade, and the ConfigMap's action drifted).
+    repo.write(
+        "env/prod-values.yaml",
+        "greeting: hello-prod\nport: 70001\n",
+    );
+    let again = repo.commit(BOB, "Serve web on another port that is not one");
+    rolled_back_to(5, &again);
+    assert_eq!(field(&ns, "cm/web-config", "{.data.action}"), "install");
+    let records = records(&ns);
+    assert_eq!(records.len(), 5, "{records:?}");
+    let (ran, report) = diff(&ns, &repo, cache.path(), "false");
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    let config = &items(&report)["ConfigMap/web-config"];
+    let paths: Vec<&str> = config["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, [".metadata.labels[\"helm.sh/chart\"]"], "{config:#}");
 }
 
 /// The 1-based line of `text` that starts with `needle`.
