@@ -17,6 +17,9 @@ pub enum ValuePlace {
         file: String,
         line: usize,
         blame: BlameLine,
+        /// The repository, when it is another than the object's source's (a values file of
+        /// an Argo CD `ref` source).
+        repo: Option<String>,
     },
     /// A `valuesFrom` object in the cluster: `ConfigMap web-values key values.yaml`.
     Cluster { source: String },
@@ -334,6 +337,7 @@ mod tests {
                 file: file.clone(),
                 line: 1,
                 blame: line(&commit, time),
+                repo: None,
             })
         }
     }
@@ -456,6 +460,7 @@ mod tests {
                             file: "release.yaml".into(),
                             line: 7,
                             blame: line("c1", 1),
+                            repo: None,
                         },
                     ),
                     json!({"spec": {"replicas": 3, "port": 80, "image": "nginx:1"}}),
@@ -467,6 +472,7 @@ mod tests {
                             file: "values.yaml".into(),
                             line: 1,
                             blame: line("old", 1),
+                            repo: None,
                         },
                     ),
                     json!({"spec": {"replicas": 2, "port": 80, "image": "nginx-p:1"}}),
@@ -478,6 +484,7 @@ mod tests {
                             file: "values.yaml".into(),
                             line: 2,
                             blame: line("new", 9),
+                            repo: None,
                         },
                     ),
                     json!({"spec": {"replicas": 2, "port": 80, "image": "nginx:1-p"}}),
@@ -521,6 +528,7 @@ mod tests {
             file: "release.yaml".into(),
             line: at,
             blame: line("c2", 2),
+            repo: None,
         };
         let bare = side.rendered.clone();
         let patched =

@@ -32,6 +32,9 @@ pub enum Origin {
         offset_seconds: i32,
         file: String,
         line: usize,
+        /// The repository of `file`, when it is another than the object's source's.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        repo: Option<String>,
     },
     /// Git does not declare it, or declares another value: who owns the live value.
     #[serde(rename_all = "camelCase")]
@@ -136,23 +139,22 @@ pub fn annotate_chart(
                     .resolve(&chart.rendered)
                     .is_none_or(|r| equal_here(r, &value));
             let claim = applied.then(|| helm::attribute(chart, &path)).flatten();
+            let placed = |place: &helm::ValuePlace, values_path: String| match place {
+                helm::ValuePlace::Git {
+                    file,
+                    line,
+                    blame,
+                    repo,
+                } => git_origin_in(blame, file, *line, repo.clone()),
+                helm::ValuePlace::Cluster { source } => Origin::Values {
+                    source: source.clone(),
+                    values_path,
+                },
+                helm::ValuePlace::Unknown => managers(&path, managed),
+            };
             let origin = match claim {
-                Some(helm::Claim::Value(leaf)) => match &leaf.place {
-                    helm::ValuePlace::Git { file, line, blame } => git_origin(blame, file, *line),
-                    helm::ValuePlace::Cluster { source } => Origin::Values {
-                        source: source.clone(),
-                        values_path: helm::dotted(&leaf.path),
-                    },
-                    helm::ValuePlace::Unknown => managers(&path, managed),
-                },
-                Some(helm::Claim::PostRenderer(place)) => match place {
-                    helm::ValuePlace::Git { file, line, blame } => git_origin(blame, file, *line),
-                    helm::ValuePlace::Cluster { source } => Origin::Values {
-                        source: source.clone(),
-                        values_path: String::new(),
-                    },
-                    helm::ValuePlace::Unknown => managers(&path, managed),
-                },
+                Some(helm::Claim::Value(leaf)) => placed(&leaf.place, helm::dotted(&leaf.path)),
+                Some(helm::Claim::PostRenderer(place)) => placed(place, String::new()),
                 Some(helm::Claim::Chart) => Origin::Chart {
                     chart: chart.chart.clone(),
                     file: chart.template.clone(),
@@ -165,6 +167,11 @@ pub fn annotate_chart(
 }
 
 fn git_origin(b: &BlameLine, file: &str, line: usize) -> Origin {
+    git_origin_in(b, file, line, None)
+}
+
+/// [`git_origin`] of a file of `repo` (another repository than the object's source's).
+fn git_origin_in(b: &BlameLine, file: &str, line: usize, repo: Option<String>) -> Origin {
     Origin::Git {
         commit: b.commit.clone(),
         author: b.author_name.clone(),
@@ -173,6 +180,7 @@ fn git_origin(b: &BlameLine, file: &str, line: usize) -> Origin {
         offset_seconds: b.author_offset_seconds,
         file: file.to_owned(),
         line,
+        repo,
     }
 }
 

@@ -57,6 +57,11 @@ pub enum Style<'a> {
         parameters: &'a [Parameter],
         include_crds: bool,
         skip_tests: bool,
+        /// A chart in Git's values files in order (`values_files` are those of its own
+        /// repository among them), and the repository and commit of those of another `ref`
+        /// source. A chart archive's come apart ([`template_archive_argo`]).
+        files: &'a [ArgoValuesFile],
+        values_repo: Option<(&'a Repo, CommitId)>,
     },
 }
 
@@ -303,8 +308,35 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
         })?;
     }
     let mut args: Vec<std::ffi::OsString> = Vec::new();
-    if let Style::Argo { .. } = t.style {
-        args = argo_args(tmp.path(), t)?;
+    if let Style::Argo {
+        files, values_repo, ..
+    } = t.style
+    {
+        let values_dir = tmp.path().join(VALUES_REPO_DIR);
+        let of_values_repo = |f: &ArgoValuesFile| match f {
+            ArgoValuesFile::ValuesRepo(p) => Some(p.clone()),
+            _ => None,
+        };
+        export_values_files(
+            files.iter().filter_map(of_values_repo).collect(),
+            values_repo,
+            &values_dir,
+            "its values files are in another repository, and it was not read",
+        )?;
+        let mut copies = Vec::new();
+        for file in files {
+            copies.push(match file {
+                ArgoValuesFile::Git(p) => tmp.path().join(p.as_str()),
+                ArgoValuesFile::ValuesRepo(p) => values_dir.join(p.as_str()),
+                ArgoValuesFile::Chart(p) => {
+                    return Err(HelmError::Failed(format!(
+                        "the values file {} is inside a chart archive, and this chart is in Git",
+                        p.as_str()
+                    )));
+                }
+            });
+        }
+        args = argo_args(tmp.path(), t, &copies)?;
     } else if !t.values_files.is_empty() {
         // As source-controller packages it: the files replace the chart's own values.yaml.
         args = values_file_args(tmp.path(), tmp.path(), t, "in Git")?;
@@ -321,9 +353,16 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
     })
 }
 
-/// Argo CD's arguments for `t` (its style's), its values files exported under `tmp`: each
+/// Where a chart in Git's values files of another repository are exported, beside it.
+const VALUES_REPO_DIR: &str = ".kubectl-gitops-values-repo";
+
+/// Argo CD's arguments for `t` (its style's), with `files` (exported under `tmp`): each
 /// `--values` in order, `--include-crds`, `--skip-tests`.
-fn argo_args(tmp: &Path, t: &Template<'_>) -> Result<Vec<std::ffi::OsString>, HelmError> {
+fn argo_args(
+    tmp: &Path,
+    t: &Template<'_>,
+    files: &[std::path::PathBuf],
+) -> Result<Vec<std::ffi::OsString>, HelmError> {
     let mut args: Vec<std::ffi::OsString> = Vec::new();
     let Style::Argo {
         include_crds,
@@ -333,12 +372,14 @@ fn argo_args(tmp: &Path, t: &Template<'_>) -> Result<Vec<std::ffi::OsString>, He
     else {
         return Ok(args);
     };
-    for (i, file) in t.values_files.iter().enumerate() {
+    for (i, from) in files.iter().enumerate() {
         // Copied out of the chart: a values file inside it must not count as a template.
-        let from = tmp.join(file.as_str());
         let copy = tmp.join(format!(".values-{i}.yaml"));
-        std::fs::copy(&from, &copy).map_err(|source| RenderError::Io {
-            what: format!("reading {}", file.as_str()),
+        std::fs::copy(from, &copy).map_err(|source| RenderError::Io {
+            what: format!(
+                "reading {}",
+                from.strip_prefix(tmp).unwrap_or(from).display()
+            ),
             source,
         })?;
         args.push("--values".into());
@@ -353,12 +394,37 @@ fn argo_args(tmp: &Path, t: &Template<'_>) -> Result<Vec<std::ffi::OsString>, He
     Ok(args)
 }
 
-/// A values file of a chart from a chart repository, as Argo CD reads it: a path of the
-/// `ref` source's repository (`$ref/path`), or one inside the chart's archive (no `$`).
+/// `paths` (any at all) of the repository `at` exported into the new directory `into`; an
+/// error saying `unread` without a repository.
+fn export_values_files(
+    mut paths: Vec<RepoPath>,
+    at: Option<(&Repo, CommitId)>,
+    into: &Path,
+    unread: &str,
+) -> Result<(), HelmError> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    paths.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    paths.dedup();
+    let (repo, commit) = at.ok_or_else(|| HelmError::Failed(unread.to_owned()))?;
+    std::fs::create_dir(into).map_err(|source| RenderError::Io {
+        what: format!("creating {}", into.display()),
+        source,
+    })?;
+    repo.export_paths(commit, &paths, into)?;
+    Ok(())
+}
+
+/// A values file of an Argo CD Helm source, as the repo-server reads it: a path of the
+/// source's repository (of a chart in Git, or of the `ref` source of a chart from a chart
+/// repository), one inside the chart's archive (no `$`), or one of another `ref` source's
+/// repository than a chart in Git's.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ArchiveValuesFile {
+pub enum ArgoValuesFile {
     Git(RepoPath),
     Chart(RepoPath),
+    ValuesRepo(RepoPath),
 }
 
 /// A chart archive rendered as Argo CD's repo-server renders a chart from a chart repository
@@ -369,7 +435,7 @@ pub enum ArchiveValuesFile {
 pub fn template_archive_argo(
     archive: &Path,
     git: Option<(&Repo, CommitId)>,
-    (files, ignore_missing): (&[ArchiveValuesFile], bool),
+    (files, ignore_missing): (&[ArgoValuesFile], bool),
     t: &Template<'_>,
     sets: &[(Value, Vec<Parameter>)],
 ) -> Result<Vec<Result<Vec<Document>, HelmError>>, HelmError> {
@@ -381,34 +447,31 @@ pub fn template_archive_argo(
             source,
         })?;
     // Git's under `git/`, the chart's under `chart/`: the same path may be in both.
-    let mut from_git: Vec<RepoPath> = files
-        .iter()
-        .filter_map(|f| match f {
-            ArchiveValuesFile::Git(p) => Some(p.clone()),
-            ArchiveValuesFile::Chart(_) => None,
-        })
-        .collect();
-    from_git.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    from_git.dedup();
-    if !from_git.is_empty() {
-        let (repo, commit) = git.ok_or_else(|| {
-            HelmError::Failed("its values files are in Git, and no repository was read".into())
-        })?;
-        let into = tmp.path().join("git");
-        std::fs::create_dir(&into).map_err(|source| RenderError::Io {
-            what: format!("creating {}", into.display()),
-            source,
-        })?;
-        repo.export_paths(commit, &from_git, &into)?;
-    }
+    let of_git = |f: &ArgoValuesFile| match f {
+        ArgoValuesFile::Git(p) => Some(p.clone()),
+        ArgoValuesFile::Chart(_) | ArgoValuesFile::ValuesRepo(_) => None,
+    };
+    export_values_files(
+        files.iter().filter_map(of_git).collect(),
+        git,
+        &tmp.path().join("git"),
+        "its values files are in Git, and no repository was read",
+    )?;
     let mut local = Vec::new();
     for file in files {
         let (dir, path) = match file {
-            ArchiveValuesFile::Git(p) => ("git", p),
-            ArchiveValuesFile::Chart(p) => ("chart", p),
+            ArgoValuesFile::Git(p) => ("git", p),
+            ArgoValuesFile::Chart(p) => ("chart", p),
+            // A chart from a chart repository reads Git through its one `ref` source.
+            ArgoValuesFile::ValuesRepo(p) => {
+                return Err(HelmError::Failed(format!(
+                    "the values file {} of another repository than the `ref` source's",
+                    p.as_str()
+                )));
+            }
         };
         let at = RepoPath::root().join(&format!("{dir}/{}", path.as_str()))?;
-        if let ArchiveValuesFile::Chart(p) = file {
+        if let ArgoValuesFile::Chart(p) = file {
             let bytes =
                 match super::chart_repo::archive_file(archive, p).map_err(HelmError::Failed)? {
                     Some(bytes) => bytes,
@@ -430,20 +493,16 @@ pub fn template_archive_argo(
                 source,
             })?;
         }
-        local.push(at);
+        local.push(tmp.path().join(at.as_str()));
     }
-    let t = Template {
-        values_files: &local,
-        ..*t
-    };
-    let args = argo_args(tmp.path(), &t)?;
+    let args = argo_args(tmp.path(), t, &local)?;
     let prepared = Prepared {
         tmp,
         chart_dir: archive.to_path_buf(),
         args,
     };
     Ok(each(sets, |(values, parameters)| {
-        prepared.render(&t, values, parameters)
+        prepared.render(t, values, parameters)
     }))
 }
 

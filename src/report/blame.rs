@@ -87,13 +87,17 @@ fn prefix(origin: &Origin, time: TimeFormat, now: i64) -> (String, anstyle::Styl
             offset_seconds,
             file,
             line,
+            repo,
             ..
         } => (
             format!(
-                "{} {}{} {file}:{line}",
+                "{} {}{} {file}:{line}{}",
                 &commit[..commit.len().min(7)],
                 author,
-                when(Some(*t), *offset_seconds, None, time, now)
+                when(Some(*t), *offset_seconds, None, time, now),
+                repo.as_ref()
+                    .map(|r| format!(" in {r}"))
+                    .unwrap_or_default()
             ),
             anstyle::Style::new(),
         ),

@@ -157,6 +157,22 @@ fn text(out: &mut dyn Write, item: &TraceItem) -> std::io::Result<()> {
         };
         row("Chart", chart)?;
         row("Values", values_line(&c.values, "helm.values"))?;
+        if let Some(v) = &c.values_repo {
+            let short = |c: &str| c[..c.len().min(7)].to_owned();
+            row(
+                "Values repo",
+                format!(
+                    "{} (spec.sources[{}], {}): $ref files read at {}, tip {}",
+                    v.repo,
+                    v.source,
+                    v.tracked_ref,
+                    v.synced_commit
+                        .as_deref()
+                        .map_or_else(|| "the tip".to_owned(), short),
+                    short(&v.tracked_commit)
+                ),
+            )?;
+        }
     }
     row("Found by", s.rule.describe().to_owned())
 }

@@ -413,6 +413,23 @@ pub struct ChartTrace {
     pub version_constraint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub desired_chart_version: Option<String>,
+    /// A chart in Git with values files of another `ref` source's repository or revision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values_repo: Option<ValuesRepoTrace>,
+}
+
+/// The repository a chart in Git's `$ref/...` values files are read from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValuesRepoTrace {
+    pub repo: String,
+    /// The index of its `ref` source in `spec.sources`.
+    pub source: usize,
+    pub tracked_ref: String,
+    /// What the Application synced of it, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synced_commit: Option<String>,
+    pub tracked_commit: String,
 }
 
 /// A chart version a chart repository offers for a release's version constraint that the

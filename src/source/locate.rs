@@ -476,17 +476,25 @@ impl Locator {
             applied,
         } = self.commits(&pointer, &repo_key, &repo)?;
         let read_at = applied.unwrap_or(tip);
+        // A chart in Git with values files of another repository: read as synced there too,
+        // and at its tip.
+        let values = self.git_chart_values_repo(&pointer, key)?;
+        let values_at = values
+            .as_ref()
+            .map(|v| (v.commits.read_at(), v.commits.tip));
+        let synced_pointer = Locator::values_read_at(&pointer, values_at.map(|(s, _)| s));
 
         let (mut doc, render_root, as_written, chart) =
-            self.find(&pointer, &repo_key, &repo, read_at, key)?;
+            self.find(&synced_pointer, &repo_key, &repo, read_at, key)?;
         // One copy of desired, shared where it is the same at the tip and as written.
         let desired = Arc::new(std::mem::take(&mut doc.object));
         // Desired at the tracked tip (or --against), when that is not what was applied.
         let mut tip_place = (doc.file.clone(), doc.lines);
-        let at_tip = if read_at == tip {
+        let at_tip = if read_at == tip && values_at.is_none_or(|(s, t)| s == t) {
             Some(desired.clone())
         } else {
-            match self.find(&pointer, &repo_key, &repo, tip, key) {
+            let tip_pointer = Locator::values_read_at(&pointer, values_at.map(|(_, t)| t));
+            match self.find(&tip_pointer, &repo_key, &repo, tip, key) {
                 Ok((d, _, _, _)) => {
                     tip_place = (d.file.clone(), d.lines);
                     Some(Arc::new(d.object))
@@ -519,11 +527,17 @@ impl Locator {
         let mut pending_commit: Option<CommitInfo> = None;
         // What the object is made from: its file; for a chart, the chart and its values files.
         let mut inputs = vec![file.clone()];
+        let mut values_files = Vec::new();
         if chart.is_some()
             && let Some(h) = &pointer.argo_helm
         {
             inputs = vec![pointer.render_root.clone().unwrap_or_else(RepoPath::root)];
-            inputs.extend(h.value_files.iter().map(|f| f.path.clone()));
+            for f in &h.value_files {
+                match f.within {
+                    super::reconciler::ValuesIn::ValuesRepo => values_files.push(f.path.clone()),
+                    _ => inputs.push(f.path.clone()),
+                }
+            }
         }
         let (commits_since_applied, file_changed_since_applied) = match applied {
             Some(a) if a != tip => {
@@ -547,6 +561,42 @@ impl Locator {
             Some(_) => (Some(0), Some(false)),
             None => (None, None),
         };
+        // The values repository's changes count with the chart's.
+        let (commits_since_applied, file_changed_since_applied) = match &values {
+            Some(v) => {
+                let changes = self.values_changes(v, &values_files)?;
+                if let Some(c) = changes.pending {
+                    argo::newer(&mut pending_commit, c);
+                }
+                let both = |a: Option<usize>, b: Option<usize>| match (a, b) {
+                    (None, None) => None,
+                    (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+                };
+                (
+                    both(commits_since_applied, changes.commits_since_applied),
+                    match (
+                        file_changed_since_applied,
+                        changes.file_changed_since_applied,
+                    ) {
+                        (None, None) => None,
+                        (a, b) => Some(a.unwrap_or(false) || b.unwrap_or(false)),
+                    },
+                )
+            }
+            None => (commits_since_applied, file_changed_since_applied),
+        };
+        let mut chart = chart.map(|c| Box::new((*c).clone()));
+        if let (Some(c), Some(v), Some(h)) = (&mut chart, &values, &pointer.argo_helm)
+            && let Some(from) = &h.values_repo
+        {
+            c.values_repo = Some(crate::source::helm::ValuesRepoTrace {
+                repo: v.repo.display_name(),
+                source: from.source,
+                tracked_ref: from.tracked_ref.clone(),
+                synced_commit: v.commits.applied.map(|c| c.to_string()),
+                tracked_commit: v.commits.tip.to_string(),
+            });
+        }
         Ok(Located {
             rule: pointer.rule,
             repo: repo.display_name(),
@@ -573,7 +623,7 @@ impl Locator {
             repo_key: repo_key.clone(),
             tip_place,
             helm: None,
-            chart: chart.map(|c| Box::new((*c).clone())),
+            chart,
             published_chart: None,
             source_index: 0,
             secrets: pointer.secret_texts(),
@@ -588,12 +638,23 @@ impl Locator {
         repo_key: &str,
         repo: &Repo,
     ) -> Result<Commits, SourceError> {
+        self.commits_against(pointer, repo_key, repo, self.choice.against.as_deref())
+    }
+
+    /// [`Locator::commits`] with `against` in place of `--against`.
+    fn commits_against(
+        &self,
+        pointer: &Pointer,
+        repo_key: &str,
+        repo: &Repo,
+        against: Option<&str>,
+    ) -> Result<Commits, SourceError> {
         let local = repo.workdir().is_some()
             && !matches!(repo.cache_use(), CacheUse::Cloned | CacheUse::Reused);
 
         // The tracked tip: the local checkout's HEAD, else the reconciler's ref.
-        let tip_rev = if let Some(rev) = &self.choice.against {
-            rev.clone()
+        let tip_rev = if let Some(rev) = against {
+            rev.to_owned()
         } else if local {
             "HEAD".to_owned()
         } else {
@@ -756,12 +817,7 @@ impl Locator {
             let mut first = p.clone();
             let more = std::mem::take(&mut first.more_sources);
             let mut all = Vec::new();
-            let key = ObjectKey {
-                group: "argoproj.io".into(),
-                kind: "Application".into(),
-                namespace: None,
-                name: String::new(),
-            };
+            let key = application_key();
             for source in std::iter::once(first).chain(more) {
                 if let Some(h) = &source.argo_helm
                     && let Some(c) = &h.chart
@@ -776,6 +832,7 @@ impl Locator {
                 let (repo_key, repo) = self.repo_for(source.repo.as_ref(), &key, source.rule)?;
                 let tip = self.commits(&source, &repo_key, &repo)?.tip;
                 let root = source.render_root.clone().unwrap_or_else(RepoPath::root);
+                let source = self.values_at_tip(&source)?;
                 let rendered = self.render(&repo_key, &repo, tip, &root, &source)?;
                 all.extend(rendered.all().iter().cloned());
             }
@@ -792,7 +849,8 @@ impl Locator {
         match pointer {
             Some(pointer) if matches!(pointer.rule, Rule::Flux | Rule::ArgoCd) => {
                 let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);
-                self.render(&located.repo_key, &repo, commit, &root, pointer)
+                let pointer = self.values_at_tip(pointer)?;
+                self.render(&located.repo_key, &repo, commit, &root, &pointer)
                     .map(|r| r.all())
             }
             _ => match self.documents(
@@ -1263,11 +1321,19 @@ impl Locator {
             return;
         };
         let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);
-        let mut at = vec![commits.read_at()];
-        if commits.tip != commits.read_at() {
-            at.push(commits.tip);
+        let Ok(values) = self.git_chart_values_repo(pointer, key) else {
+            return;
+        };
+        let values_at = values
+            .as_ref()
+            .map(|v| (v.commits.read_at(), v.commits.tip));
+        let synced = Locator::values_read_at(pointer, values_at.map(|(s, _)| s));
+        let tip = Locator::values_read_at(pointer, values_at.map(|(_, t)| t));
+        let mut at = vec![(commits.read_at(), &synced)];
+        if commits.tip != commits.read_at() || values_at.is_some_and(|(s, t)| s != t) {
+            at.push((commits.tip, &tip));
         }
-        for commit in at {
+        for (commit, pointer) in at {
             let (result, cache_key, slot) =
                 self.render_slot(&repo_key, &repo, commit, &root, pointer);
             if result.is_err() {
@@ -1586,6 +1652,16 @@ impl Locator {
 /// The document of `docs` that declares the live object: the same key; else, when a
 /// kustomization renamed it, the same kind whose name is part of the live name; else the only
 /// document of that kind.
+/// The key an Application's own reads are made for (no object of its own).
+fn application_key() -> ObjectKey {
+    ObjectKey {
+        group: "argoproj.io".into(),
+        kind: "Application".into(),
+        namespace: None,
+        name: String::new(),
+    }
+}
+
 fn pick(docs: &[Document], key: &ObjectKey) -> Option<Document> {
     pick_ref(docs, key).cloned()
 }

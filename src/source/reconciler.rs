@@ -677,6 +677,8 @@ async fn argo_source(
         source: source.clone(),
     };
     let mut value_files = Vec::new();
+    let (mut values_repo, mut chart_values_repo): (Option<ArgoValuesRepo>, Option<ArgoValuesRepo>) =
+        (None, None);
     for file in h["valueFiles"].as_array().into_iter().flatten() {
         let Some(written) = file.as_str() else {
             continue;
@@ -701,8 +703,11 @@ async fn argo_source(
             f.written = written.to_owned();
             f
         };
-        match &repo {
-            Some(repo) => value_files.push(as_written(argo_value_file(
+        // A `$ref/...` file of another repository or revision than the chart in Git, or any of
+        // a chart from a chart repository: read from that `ref` source's repository, at the
+        // revision it synced; one such repository per source.
+        let from_ref = match &repo {
+            Some(repo) => match argo_value_file(
                 display,
                 field,
                 repo,
@@ -710,53 +715,53 @@ async fn argo_source(
                 &root,
                 refs,
                 text,
-            )?)),
+            )? {
+                Ok(file) => {
+                    value_files.push(as_written(file));
+                    continue;
+                }
+                Err(from_ref) => from_ref,
+            },
             // A file inside the chart's archive (no `$`): the repo-server reads it from the
             // chart it unpacked, as the chart's directory and its root.
             None if !is_ref => {
                 value_files.push(as_written(argo_chart_value_file(display, field, text)?));
+                continue;
             }
-            // A chart's values files come from one `ref` source: its repository is the one
-            // read, at the revision it synced.
-            None => {
-                let (file, (index, from)) = argo_ref_value_file(display, field, refs, text)?;
-                let from_url = from["repoURL"].as_str().unwrap_or_default();
-                let from_repo = RepoUrl::parse(from_url).map_err(|e| {
-                    bad_ks(
-                        display,
-                        &format!("spec.sources[{index}].repoURL"),
-                        e.to_string(),
-                    )
-                })?;
-                match &p.repo {
-                    Some(other)
-                        if !other.same_repo(&from_repo)
-                            || p.tracked_ref.as_deref() != Some(argo_target_revision(from)) =>
-                    {
-                        return Err(SourceError::Unsupported {
-                            what: format!(
-                                "{display}: values files of {field} from more than one \
-                                 repository or revision"
-                            ),
-                        });
-                    }
-                    Some(_) => {}
-                    None => {
-                        p.tracked_ref = Some(argo_target_revision(from).to_owned());
-                        let (deployed, at) = argo_deployed(app.reconciler);
-                        if let Some(rev) = deployed["revisions"][index]
-                            .as_str()
-                            .filter(|r| !r.is_empty())
-                        {
-                            let at = format!("{at}.revisions[{index}]");
-                            p.applied_commit = Some(argo_applied_commit(display, &at, rev)?);
-                        }
-                        p.repo = Some(from_repo);
-                    }
-                }
-                value_files.push(file);
+            None => argo_ref_value_file(display, field, refs, text)?,
+        };
+        let (mut file, (index, from)) = from_ref;
+        let from_repo = argo_values_repo(display, app.reconciler, index, from)?;
+        let known = if repo.is_some() {
+            file.within = ValuesIn::ValuesRepo;
+            values_repo.as_ref()
+        } else {
+            chart_values_repo.as_ref()
+        };
+        match known {
+            Some(other)
+                if !other.url.same_repo(&from_repo.url)
+                    || other.tracked_ref != from_repo.tracked_ref =>
+            {
+                return Err(SourceError::Unsupported {
+                    what: format!(
+                        "{display}: values files of {field} from more than one `ref` \
+                         repository or revision"
+                    ),
+                });
             }
+            Some(_) => {}
+            None if repo.is_some() => values_repo = Some(from_repo),
+            None => chart_values_repo = Some(from_repo),
         }
+        value_files.push(file);
+    }
+    // A chart from a chart repository reads Git only for its values files: their repository
+    // is the source's.
+    if let Some(from) = chart_values_repo {
+        p.tracked_ref = Some(from.tracked_ref);
+        p.applied_commit = from.applied_commit;
+        p.repo = Some(from.url);
     }
     let parameters = h["parameters"]
         .as_array()
@@ -812,6 +817,7 @@ async fn argo_source(
                 .filter(|(r, _)| !r.is_empty())
                 .map(|(r, _)| r.to_owned()),
         }),
+        values_repo,
     }));
     if repo.is_some() {
         p.repo = repo;
@@ -859,18 +865,22 @@ async fn argo_source(
     Ok(p)
 }
 
-/// A `valueFiles` entry of an Argo CD Helm source: relative to the chart's path, from the
-/// repository root when it starts with `/`, or `$ref/...` from a `ref` source, which must be
-/// the same repository at the same revision (read at the same commit as the chart).
-fn argo_value_file(
+/// What a `$ref/...` values file names: the file, and the `ref` source with its index.
+type FromRef<'a> = (ArgoValueFile, (usize, &'a Value));
+
+/// A `valueFiles` entry of an Argo CD Helm source of a chart in Git: relative to the chart's
+/// path, from the repository root when it starts with `/`, or `$ref/...` from a `ref` source:
+/// of the same repository at the same revision, read at the same commit as the chart; else
+/// (`Err`) a file of that source's repository.
+fn argo_value_file<'a>(
     display: &str,
     field: &str,
     repo: &RepoUrl,
     revision: Option<&str>,
     root: &RepoPath,
-    refs: &BTreeMap<&str, (usize, &Value)>,
+    refs: &BTreeMap<&str, (usize, &'a Value)>,
     text: &str,
-) -> Result<ArgoValueFile, SourceError> {
+) -> Result<Result<ArgoValueFile, FromRef<'a>>, SourceError> {
     let bad = |reason: String| bad_ks(display, &format!("{field}.helm.valueFiles"), reason);
     if text.contains("://") {
         return Err(SourceError::Unsupported {
@@ -878,7 +888,7 @@ fn argo_value_file(
         });
     }
     if let Some(rest) = text.strip_prefix('$') {
-        let (name, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let name = rest.split('/').next().unwrap_or(rest);
         let Some((_, source)) = refs.get(name) else {
             return Err(bad(format!(
                 "{text:?} names the source ref {name:?}, which no source of the Application has"
@@ -888,37 +898,57 @@ fn argo_value_file(
             .as_str()
             .and_then(|u| RepoUrl::parse(u).ok())
             .is_some_and(|u| u.same_repo(repo));
-        let their_revision = source["targetRevision"]
-            .as_str()
-            .filter(|r| !r.is_empty())
-            .unwrap_or("HEAD");
-        if !same_repo || Some(their_revision) != revision {
-            return Err(SourceError::Unsupported {
-                what: format!(
-                    "{display}: the values file {text} from ref {name:?}, another repository or \
-                     revision than its chart's (a ref to the chart's own repository and \
-                     targetRevision is)"
-                ),
-            });
+        let from_ref = argo_ref_value_file(display, field, refs, text)?;
+        if !same_repo || Some(argo_target_revision(source)) != revision {
+            return Ok(Err(from_ref));
         }
-        let path = RepoPath::root()
-            .join(path)
-            .map_err(|e| bad(format!("{text:?}: {e}")))?;
-        return Ok(ArgoValueFile {
-            written: text.to_owned(),
-            path,
-            in_chart: false,
-        });
+        return Ok(Ok(from_ref.0));
     }
     let path = match text.strip_prefix('/') {
         Some(from_root) => RepoPath::root().join(from_root),
         None => root.join(text),
     }
     .map_err(|e| bad(format!("{text:?}: {e}")))?;
-    Ok(ArgoValueFile {
+    Ok(Ok(ArgoValueFile {
         written: text.to_owned(),
         path,
-        in_chart: false,
+        within: ValuesIn::Git,
+    }))
+}
+
+/// The repository of the `ref` source `from` (`spec.sources[index]`) as values files read
+/// it: its URL, its targetRevision, and the commit the Application deployed of it.
+fn argo_values_repo(
+    display: &str,
+    application: &Value,
+    index: usize,
+    from: &Value,
+) -> Result<ArgoValuesRepo, SourceError> {
+    let url = RepoUrl::parse(from["repoURL"].as_str().unwrap_or_default()).map_err(|e| {
+        bad_ks(
+            display,
+            &format!("spec.sources[{index}].repoURL"),
+            e.to_string(),
+        )
+    })?;
+    let (deployed, at) = argo_deployed(application);
+    let applied_commit = match deployed["revisions"][index]
+        .as_str()
+        .filter(|r| !r.is_empty())
+    {
+        Some(rev) => Some(argo_applied_commit(
+            display,
+            &format!("{at}.revisions[{index}]"),
+            rev,
+        )?),
+        None => None,
+    };
+    Ok(ArgoValuesRepo {
+        source: index,
+        url,
+        tracked_ref: argo_target_revision(from).to_owned(),
+        applied_commit,
+        read_at: None,
     })
 }
 
@@ -961,7 +991,7 @@ fn argo_chart_value_file(
     Ok(ArgoValueFile {
         written: text.to_owned(),
         path,
-        in_chart: true,
+        within: ValuesIn::Chart,
     })
 }
 
@@ -992,7 +1022,7 @@ fn argo_ref_value_file<'a>(
         ArgoValueFile {
             written: text.to_owned(),
             path,
-            in_chart: false,
+            within: ValuesIn::Git,
         },
         *source,
     ))
@@ -1182,14 +1212,14 @@ fn repository_secrets_for<'a>(
 
 /// An Argo CD source's chart from a chart repository: where it is, the version constraint
 /// (`targetRevision`), and the version synced (`status.sync.revision(s)`).
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ArgoRepositoryChart {
     pub from: super::helm::RepositoryChart,
     pub synced_version: Option<String>,
 }
 
 /// How Argo CD renders a source as a Helm chart (when it is one): `helm template` with these.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ArgoHelm {
     /// `Application ns/name`.
     pub application: String,
@@ -1212,6 +1242,8 @@ pub struct ArgoHelm {
     pub api_versions: std::sync::Arc<Vec<String>>,
     /// A chart from a chart repository (`chart` set), not a path in Git.
     pub chart: Option<ArgoRepositoryChart>,
+    /// For a chart in Git: the repository of its values files from another `ref` source.
+    pub values_repo: Option<ArgoValuesRepo>,
 }
 
 impl ArgoHelm {
@@ -1219,7 +1251,7 @@ impl ArgoHelm {
     /// and the Application: a render that fails names it.
     pub fn fingerprint(&self) -> String {
         format!(
-            "{}|{}|{}|{}|{}|{:?}|{}|{:?}|{:?}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{:?}|{}|{:?}|{:?}|{}|{}|{}|{}|{:?}",
             self.application,
             self.explicit,
             self.other_type,
@@ -1232,7 +1264,10 @@ impl ArgoHelm {
             self.include_crds,
             self.skip_tests,
             self.kube_version,
-            self.api_versions.len()
+            self.api_versions.len(),
+            self.values_repo
+                .as_ref()
+                .map(|v| (v.url.to_string(), v.read_at.map(|c| c.to_string())))
         )
     }
 }
@@ -1301,13 +1336,40 @@ impl ArgoEnv {
     }
 }
 
-/// One `valueFiles` entry: as written, and the path it names: in the repository, or inside
-/// the chart's archive (`in_chart`: a chart from a chart repository, the entry without `$`).
+/// One `valueFiles` entry: as written, the path it names, and where that path is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArgoValueFile {
     pub written: String,
     pub path: RepoPath,
-    pub in_chart: bool,
+    pub within: ValuesIn,
+}
+
+/// Where a values file of an Argo CD Helm source is read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValuesIn {
+    /// The source's repository: the chart's (a chart in Git), or its `ref` source's (a chart
+    /// from a chart repository).
+    Git,
+    /// Inside the chart's archive (a chart from a chart repository, the entry without `$`).
+    Chart,
+    /// The `ref` source of another repository, or revision, than the chart in Git:
+    /// [`ArgoHelm::values_repo`].
+    ValuesRepo,
+}
+
+/// The repository a chart in Git reads `$ref/...` values files from, when it is another
+/// repository, or the same at another revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArgoValuesRepo {
+    /// The index of the `ref` source in `spec.sources`.
+    pub source: usize,
+    pub url: RepoUrl,
+    pub tracked_ref: String,
+    /// What the Application deployed of it (`revisions[source]`), when known.
+    pub applied_commit: Option<String>,
+    /// The commit its files are read at: set by the locator for each render (as synced, or
+    /// at its tracked tip).
+    pub read_at: Option<crate::git::CommitId>,
 }
 
 /// Argo CD writes kustomize images as `name=newName:tag` strings.
@@ -1453,6 +1515,59 @@ mod tests {
             Some("hello world")
         );
         assert_eq!(decode_base64("!!"), None);
+    }
+
+    #[test]
+    fn a_ref_values_file_of_a_chart_in_git_is_its_own_repository_only_at_its_revision() {
+        use serde_json::json;
+        let chart = RepoUrl::parse("https://git.example.com/charts.git").unwrap();
+        let same = json!({"repoURL": "https://git.example.com/charts", "targetRevision": "main"});
+        let pinned =
+            json!({"repoURL": "https://git.example.com/charts.git", "targetRevision": "v2"});
+        let other = json!({"repoURL": "https://git.example.com/config.git"});
+        let refs: BTreeMap<&str, (usize, &Value)> = [
+            ("same", (1, &same)),
+            ("pinned", (2, &pinned)),
+            ("config", (3, &other)),
+        ]
+        .into();
+        let root = RepoPath::parse("charts/web").unwrap();
+        let read = |text: &str| {
+            argo_value_file(
+                "App a/b",
+                "spec.sources[0]",
+                &chart,
+                Some("main"),
+                &root,
+                &refs,
+                text,
+            )
+        };
+        // The chart's own repository at its revision: read with the chart, from the root.
+        let file = read("$same/env/prod.yaml").unwrap().unwrap();
+        assert_eq!(
+            (file.path.as_str(), file.within),
+            ("env/prod.yaml", ValuesIn::Git)
+        );
+        let file = read("../../env/prod.yaml").unwrap().unwrap();
+        assert_eq!(file.path.as_str(), "env/prod.yaml");
+        // Another revision of it, or another repository: that ref source's file.
+        for (text, index) in [("$pinned/env/prod.yaml", 2), ("$config/prod/web.yaml", 3)] {
+            let (file, (at, _)) = read(text).unwrap().unwrap_err();
+            assert_eq!((file.written.as_str(), at), (text, index));
+        }
+        let e = read("$nobody/values.yaml").unwrap_err().to_string();
+        assert!(e.contains("which no source of the Application has"), "{e}");
+        let (_, (index, from)) = read("$config/prod/web.yaml").unwrap().unwrap_err();
+        let application = json!({"status": {"sync": {"revisions": [
+            "0123456789abcdef0123456789abcdef01234567", "", "",
+            "89abcdef0123456789abcdef0123456789abcdef"]}}});
+        let repo = argo_values_repo("App a/b", &application, index, from).unwrap();
+        assert_eq!(repo.tracked_ref, "HEAD");
+        assert_eq!(
+            repo.applied_commit.as_deref(),
+            Some("89abcdef0123456789abcdef0123456789abcdef")
+        );
     }
 
     #[test]

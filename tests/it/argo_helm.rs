@@ -646,3 +646,172 @@ fn kubectl_field(ns: &str, object: &str, path: &str) -> String {
         .unwrap();
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// The values of the `values-repo` test's Application, in a repository of their own.
+const CONFIG_VALUES: &str = "\
+greeting: hello-from-config
+image: nginx:1.28
+";
+
+#[test]
+fn argo_chart_in_git_with_values_from_another_repository() {
+    let cp = testenv::shared();
+    cp.install_gitops_crds();
+    let ns = cp.namespace("argo-values-repo");
+    let repo = repository();
+    let mut config = GitRepo::new();
+    config.write("prod/web-values.yaml", CONFIG_VALUES);
+    let config_synced = config.commit(BOB, "Prod values for web");
+    let chart_synced = repo.head();
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path();
+    let (config_url, config_values) = (config.url(), config.path().join("prod/web-values.yaml"));
+
+    // The chart of one repository with a values file of another (a `ref` source), rendered
+    // and applied as Argo CD does; status names the commit synced of each source.
+    let sync = |config_commit: &str| {
+        let manifests = argo_template(
+            &repo,
+            &ns,
+            "cfg",
+            &["--values", config_values.to_str().unwrap()],
+        );
+        argo_apply(&ns, "cfg", &manifests);
+        application(
+            &ns,
+            "cfg",
+            json!([
+                {"repoURL": repo.url(), "path": "charts/web", "targetRevision": "main",
+                 "helm": {"valueFiles": ["$config/prod/web-values.yaml"]}},
+                {"repoURL": config_url, "targetRevision": "main", "ref": "config"},
+            ]),
+            json!({"sync": {"status": "Synced", "revisions": [chart_synced, config_commit]},
+                   "health": {"status": "Healthy"}}),
+        );
+    };
+    sync(&config_synced);
+    let objects = ["Deployment/cfg", "Service/cfg", "ConfigMap/cfg-config"];
+    let in_sync = |what: &str| {
+        for mode in ["false", "auto", "true"] {
+            let (ran, report) = diff(&ns, &repo, cache, mode);
+            assert_eq!(ran.code, Some(0), "{what}, {mode}: {}", ran.stderr);
+            let found = items(&report);
+            for object in objects {
+                assert_eq!(
+                    found[object]["status"], "in-sync",
+                    "{what}, {mode}: {object}: {:#}",
+                    found[object]
+                );
+            }
+        }
+    };
+    in_sync("after the sync");
+    assert_eq!(
+        kubectl_field(&ns, "cm/cfg-config", "{.data.greeting}"),
+        "hello-from-config",
+        "the other repository's values were applied"
+    );
+
+    // trace: the values file as written, and the repository it is read from, at its commit.
+    let s = trace_source(&ns, &repo, cache, "cm/cfg-config");
+    assert_eq!(s["appliedCommit"]["id"], chart_synced.as_str(), "{s:#}");
+    assert_eq!(
+        s["chart"]["values"],
+        json!([{"kind": "valueFiles", "name": "$config/prod/web-values.yaml"}]),
+        "{s:#}"
+    );
+    let v = &s["chart"]["valuesRepo"];
+    assert_eq!(v["source"], 1, "{s:#}");
+    assert_eq!(v["trackedRef"], "main", "{s:#}");
+    assert_eq!(v["syncedCommit"], config_synced.as_str(), "{s:#}");
+    assert!(
+        v["repo"]
+            .as_str()
+            .unwrap()
+            .contains(config.path().file_name().unwrap().to_str().unwrap()),
+        "{s:#}"
+    );
+    let config_repo = v["repo"].as_str().unwrap().to_owned();
+    let text = gitops(&ns, &repo, cache, true, &["trace", "cm/cfg-config"]);
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    let expected = format!(
+        "Values repo: {config_repo} (spec.sources[1], main): $ref files read at {}",
+        &config_synced[..7]
+    );
+    assert!(
+        text.stdout.contains(&expected),
+        "{expected}\n{}",
+        text.stdout
+    );
+
+    // blame: a value of the other repository's file, by its line there, naming it.
+    let blame = |object: &str| {
+        origins(
+            &gitops(&ns, &repo, cache, true, &["blame", object, "-o", "json"]),
+            object,
+        )
+    };
+    let found = blame("cm/cfg-config");
+    assert_origin(
+        &found,
+        ".data.greeting",
+        &json!({"kind": "git", "file": "prod/web-values.yaml", "line": 1,
+                "repo": config_repo, "author": BOB.0}),
+        &config_synced[..7],
+    );
+    assert_origin(
+        &found,
+        ".data.team",
+        &json!({"kind": "chart", "file": "charts/web/templates/configmap.yaml"}),
+        &chart_synced[..7],
+    );
+    let found = blame("deploy/cfg");
+    assert_origin(
+        &found,
+        ".spec.template.spec.containers[name=web].image",
+        &json!({"kind": "git", "file": "prod/web-values.yaml", "line": 2, "repo": config_repo}),
+        &config_synced[..7],
+    );
+    let text = gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["blame", "cm/cfg-config", "--time", "none"],
+    );
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    assert!(
+        text.stdout
+            .contains(&format!("prod/web-values.yaml:1 in {config_repo}")),
+        "{}",
+        text.stdout
+    );
+
+    // A change pushed to the values repository only, not synced: pending, with its commit.
+    config.write(
+        "prod/web-values.yaml",
+        "greeting: hello-again\nimage: nginx:1.28\n",
+    );
+    let change = config.commit(ALICE, "Greet again in prod");
+    let (ran, report) = diff(&ns, &repo, cache, "auto");
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    let found = items(&report);
+    let fields = found["ConfigMap/cfg-config"]["fields"].as_array().unwrap();
+    assert_eq!(fields.len(), 1, "{fields:#?}");
+    assert_eq!(fields[0]["path"], ".data.greeting");
+    assert_eq!(fields[0]["why"]["kind"], "pending", "{:#}", fields[0]);
+    assert_eq!(fields[0]["why"]["commit"], change.as_str());
+    for object in ["Deployment/cfg", "Service/cfg"] {
+        assert_eq!(found[object]["status"], "in-sync", "{object}");
+    }
+
+    // Argo CD syncs it: in sync again, the values read at the new commit.
+    sync(&change);
+    in_sync("after the second sync");
+    let s = trace_source(&ns, &repo, cache, "cm/cfg-config");
+    assert_eq!(
+        s["chart"]["valuesRepo"]["syncedCommit"],
+        change.as_str(),
+        "{s:#}"
+    );
+}

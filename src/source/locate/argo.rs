@@ -2,14 +2,19 @@
 //! template` of the chart's path at the commit, with the source's values files, values and
 //! parameters, the release name and namespace, and the cluster's version and APIs.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
-use super::Locator;
-use crate::git::{CommitId, Repo, RepoPath};
-use crate::render::helm::ArchiveValuesFile;
+use super::{Commits, Locator};
+use crate::git::{CommitId, CommitInfo, Repo, RepoPath};
+use crate::object::ObjectKey;
+use crate::render::helm::ArgoValuesFile;
 use crate::render::{self, Document};
 use crate::source::helm::{ChartTrace, ValuesSource};
-use crate::source::{ArgoHelm, SourceError};
+use crate::source::reconciler::ValuesIn;
+use crate::source::{ArgoHelm, Pointer, Rule, SourceError};
 
 impl Locator {
     /// The chart at `root` rendered for `h` at `commit`, and what trace shows of it.
@@ -31,14 +36,16 @@ impl Locator {
                 ),
             });
         };
-        let (files, values) = values_sources(h, Some((repo, commit)));
-        let files = in_git(&files);
+        let values_repo = self.values_repo_at(h)?;
+        let values_at = values_repo.as_ref().map(|(r, c)| (r.as_ref(), *c));
+        let (files, values) = values_sources(h, Some((repo, commit)), values_at);
+        let git_files = in_git(&files);
         let empty = json!({});
         let template = argo_template(
             h,
             &binary,
             root,
-            &files,
+            (&git_files, &files, values_at),
             h.values.as_ref().unwrap_or(&empty),
         );
         let docs = render::helm::template(repo, commit, &template).map_err(|e| {
@@ -83,8 +90,28 @@ impl Locator {
                 chart_url: None,
                 version_constraint: None,
                 desired_chart_version: None,
+                values_repo: None,
             },
         ))
+    }
+
+    /// The values repository of a chart in Git (another `ref` source's), opened, and the
+    /// commit this render reads it at.
+    pub(super) fn values_repo_at(
+        &self,
+        h: &ArgoHelm,
+    ) -> Result<Option<(Arc<Repo>, CommitId)>, SourceError> {
+        let Some(v) = &h.values_repo else {
+            return Ok(None);
+        };
+        let commit = v.read_at.ok_or_else(|| {
+            SourceError::Repeated(format!(
+                "{}: the commit of its values repository {} was not resolved",
+                h.application, v.url
+            ))
+        })?;
+        let (_, repo) = self.repo_for(Some(&v.url), &super::application_key(), Rule::ArgoCd)?;
+        Ok(Some((repo, commit)))
     }
 }
 
@@ -94,24 +121,29 @@ impl Locator {
 pub(super) fn values_sources(
     h: &ArgoHelm,
     at: Option<(&Repo, CommitId)>,
-) -> (Vec<ArchiveValuesFile>, Vec<ValuesSource>) {
+    values_at: Option<(&Repo, CommitId)>,
+) -> (Vec<ArgoValuesFile>, Vec<ValuesSource>) {
     let mut files = Vec::new();
     let mut values = Vec::new();
     for file in &h.value_files {
-        if file.in_chart {
-            files.push(ArchiveValuesFile::Chart(file.path.clone()));
-            values.push(ValuesSource {
-                kind: "chartValueFiles".into(),
-                name: file.written.clone(),
-                key: None,
-            });
-            continue;
-        }
-        let missing = at.is_none_or(|(repo, commit)| repo.read_file(commit, &file.path).is_err());
+        let (read, from) = match file.within {
+            ValuesIn::Chart => {
+                files.push(ArgoValuesFile::Chart(file.path.clone()));
+                values.push(ValuesSource {
+                    kind: "chartValueFiles".into(),
+                    name: file.written.clone(),
+                    key: None,
+                });
+                continue;
+            }
+            ValuesIn::Git => (at, ArgoValuesFile::Git(file.path.clone())),
+            ValuesIn::ValuesRepo => (values_at, ArgoValuesFile::ValuesRepo(file.path.clone())),
+        };
+        let missing = read.is_none_or(|(repo, commit)| repo.read_file(commit, &file.path).is_err());
         if h.ignore_missing_value_files && missing {
             continue;
         }
-        files.push(ArchiveValuesFile::Git(file.path.clone()));
+        files.push(from);
         values.push(ValuesSource {
             kind: "valueFiles".into(),
             name: file.written.clone(),
@@ -135,13 +167,13 @@ pub(super) fn values_sources(
     (files, values)
 }
 
-/// The paths of `files` that are in Git: all of a chart in Git's.
-pub(super) fn in_git(files: &[ArchiveValuesFile]) -> Vec<RepoPath> {
+/// The paths of `files` in the source's repository.
+pub(super) fn in_git(files: &[ArgoValuesFile]) -> Vec<RepoPath> {
     files
         .iter()
         .filter_map(|f| match f {
-            ArchiveValuesFile::Git(p) => Some(p.clone()),
-            ArchiveValuesFile::Chart(_) => None,
+            ArgoValuesFile::Git(p) => Some(p.clone()),
+            ArgoValuesFile::Chart(_) | ArgoValuesFile::ValuesRepo(_) => None,
         })
         .collect()
 }
@@ -154,18 +186,27 @@ fn display(root: &RepoPath) -> String {
     }
 }
 
-/// `helm template` of the chart at `root` as Argo CD's repo-server runs it for `h`.
+/// The values files of a chart in Git: those of its repository, all in order, and the
+/// values repository read.
+pub(super) type GitValuesFiles<'a> = (
+    &'a [RepoPath],
+    &'a [ArgoValuesFile],
+    Option<(&'a Repo, CommitId)>,
+);
+
+/// `helm template` of the chart at `root` as Argo CD's repo-server runs it for `h`, with a
+/// chart in Git's values files (none for a chart archive: they come apart).
 pub(super) fn argo_template<'a>(
     h: &'a ArgoHelm,
     binary: &'a std::path::Path,
     root: &'a RepoPath,
-    files: &'a [RepoPath],
+    (git_files, files, values_repo): GitValuesFiles<'a>,
     values: &'a Value,
 ) -> render::helm::Template<'a> {
     render::helm::Template {
         helm: binary,
         chart: root,
-        values_files: files,
+        values_files: git_files,
         ignore_missing_values_files: false,
         values,
         release: &h.release,
@@ -176,6 +217,8 @@ pub(super) fn argo_template<'a>(
             parameters: &h.parameters,
             include_crds: h.include_crds,
             skip_tests: h.skip_tests,
+            files,
+            values_repo,
         },
         // Argo CD's values are all in Git or the Application.
         secrets: &[],
@@ -183,5 +226,133 @@ pub(super) fn argo_template<'a>(
         version_build: None,
         // Argo CD renders with `helm template` as it is: an install.
         is_upgrade: false,
+    }
+}
+
+/// A repository values files are read from (a `ref` source's), opened, and its commits.
+pub(super) struct ValuesRepo {
+    pub(super) key: String,
+    pub(super) repo: Arc<Repo>,
+    pub(super) commits: Commits,
+}
+
+/// What changed in a values repository's files: the newest change to one of them as synced,
+/// and (when the synced commit is known) the commits since it, whether one of the files
+/// changed in them and the newest such change (pending).
+#[derive(Default)]
+pub(super) struct ValuesChanges {
+    pub(super) last_change: Option<CommitInfo>,
+    pub(super) pending: Option<CommitInfo>,
+    pub(super) commits_since_applied: Option<usize>,
+    pub(super) file_changed_since_applied: Option<bool>,
+}
+
+/// `slot` holds the newer of itself and `c`.
+pub(super) fn newer(slot: &mut Option<CommitInfo>, c: CommitInfo) {
+    if slot.as_ref().is_none_or(|p| c.time > p.time) {
+        *slot = Some(c);
+    }
+}
+
+impl Locator {
+    /// The values repository of a chart in Git of `pointer` (another `ref` source's), with
+    /// its commits: as synced, and its tracked tip (the `--against` revision, and a local
+    /// checkout's HEAD, are the chart's).
+    pub(super) fn git_chart_values_repo(
+        &self,
+        pointer: &Pointer,
+        key: &ObjectKey,
+    ) -> Result<Option<ValuesRepo>, SourceError> {
+        let Some(v) = pointer
+            .argo_helm
+            .as_ref()
+            .and_then(|h| h.values_repo.as_ref())
+        else {
+            return Ok(None);
+        };
+        let mut of = Pointer::new(Rule::ArgoCd);
+        of.repo = Some(v.url.clone());
+        of.tracked_ref = Some(v.tracked_ref.clone());
+        of.applied_commit = v.applied_commit.clone();
+        let (key, repo) = self.repo_for(of.repo.as_ref(), key, Rule::ArgoCd)?;
+        // The chart's own repository at another revision: that revision, even in the user's
+        // checkout of it (whose HEAD stands for the chart's).
+        let own = pointer.repo.as_ref().is_some_and(|r| r.same_repo(&v.url));
+        let against = own.then_some(v.tracked_ref.as_str());
+        let commits = self.commits_against(&of, &key, &repo, against)?;
+        Ok(Some(ValuesRepo { key, repo, commits }))
+    }
+
+    /// `pointer` with its values repository read at `commit` (itself without one).
+    pub(super) fn values_read_at<'p>(
+        pointer: &'p Pointer,
+        commit: Option<CommitId>,
+    ) -> Cow<'p, Pointer> {
+        let Some(h) = pointer
+            .argo_helm
+            .as_ref()
+            .filter(|h| h.values_repo.is_some())
+        else {
+            return Cow::Borrowed(pointer);
+        };
+        let mut h = (**h).clone();
+        if let Some(v) = &mut h.values_repo {
+            v.read_at = commit;
+        }
+        let mut p = pointer.clone();
+        p.argo_helm = Some(Arc::new(h));
+        Cow::Owned(p)
+    }
+
+    /// `pointer` with its values repository read at its tracked tip, for what Git declares
+    /// now.
+    pub(super) fn values_at_tip<'p>(
+        &self,
+        pointer: &'p Pointer,
+    ) -> Result<Cow<'p, Pointer>, SourceError> {
+        let values = self.git_chart_values_repo(pointer, &super::application_key())?;
+        Ok(Locator::values_read_at(
+            pointer,
+            values.map(|v| v.commits.tip),
+        ))
+    }
+
+    /// What changed in `files` of the values repository `v`.
+    pub(super) fn values_changes(
+        &self,
+        v: &ValuesRepo,
+        files: &[RepoPath],
+    ) -> Result<ValuesChanges, SourceError> {
+        let mut changes = ValuesChanges::default();
+        let read_at = v.commits.read_at();
+        for file in files {
+            if let Some(id) = self.last_change(&v.key, &v.repo, read_at, file)? {
+                newer(&mut changes.last_change, v.repo.commit_info(id)?);
+            }
+        }
+        match v.commits.applied {
+            Some(a) if a != v.commits.tip => {
+                changes.commits_since_applied =
+                    Some(self.commits_between(&v.key, &v.repo, a, v.commits.tip)?);
+                let mut changed = false;
+                for file in files {
+                    let now = self.last_change(&v.key, &v.repo, v.commits.tip, file)?;
+                    let then = self.last_change(&v.key, &v.repo, a, file)?;
+                    if now != then {
+                        changed = true;
+                        if let Some(id) = now {
+                            newer(&mut changes.pending, v.repo.commit_info(id)?);
+                        }
+                    }
+                }
+                changes.file_changed_since_applied = Some(changed);
+            }
+            Some(_) => {
+                changes.commits_since_applied = Some(0);
+                changes.file_changed_since_applied = Some(false);
+            }
+            None => {}
+        }
+        Ok(changes)
     }
 }

@@ -9,20 +9,14 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{Commits, Located, Locator};
-use crate::git::{CommitId, CommitInfo, Repo, RepoPath};
+use super::argo::ValuesRepo;
+use super::{Located, Locator};
+use crate::git::{CommitId, Repo, RepoPath};
 use crate::object::ObjectKey;
 use crate::render::{self, Document, chart_repo::Wanted};
 use crate::source::helm::{ChartTrace, PublishedChart};
 use crate::source::reconciler::ArgoRepositoryChart;
 use crate::source::{ArgoHelm, Pointer, SourceError};
-
-/// The values repository of a source (its `ref` source's), opened, and its commits.
-struct ValuesRepo {
-    key: String,
-    repo: Arc<Repo>,
-    commits: Commits,
-}
 
 impl Locator {
     /// [`Locator::locate`] for an object of an Argo CD source whose chart is `c`.
@@ -74,47 +68,13 @@ impl Locator {
             values
                 .as_ref()
                 .map(|v| (v.repo.as_ref(), v.commits.read_at())),
+            None,
         );
         let files = super::argo::in_git(&files);
-        let mut last_change: Option<CommitInfo> = None;
-        let mut pending: Option<CommitInfo> = None;
-        let newer = |slot: &mut Option<CommitInfo>, c: CommitInfo| {
-            if slot.as_ref().is_none_or(|p| c.time > p.time) {
-                *slot = Some(c);
-            }
+        let changes = match &values {
+            Some(v) => self.values_changes(v, &files)?,
+            None => Default::default(),
         };
-        let (mut commits_since_applied, mut file_changed_since_applied) = (None, None);
-        if let Some(v) = &values {
-            let read_at = v.commits.read_at();
-            for file in &files {
-                if let Some(id) = self.last_change(&v.key, &v.repo, read_at, file)? {
-                    newer(&mut last_change, v.repo.commit_info(id)?);
-                }
-            }
-            match v.commits.applied {
-                Some(a) if a != v.commits.tip => {
-                    commits_since_applied =
-                        Some(self.commits_between(&v.key, &v.repo, a, v.commits.tip)?);
-                    let mut changed = false;
-                    for file in &files {
-                        let now = self.last_change(&v.key, &v.repo, v.commits.tip, file)?;
-                        let then = self.last_change(&v.key, &v.repo, a, file)?;
-                        if now != then {
-                            changed = true;
-                            if let Some(id) = now {
-                                newer(&mut pending, v.repo.commit_info(id)?);
-                            }
-                        }
-                    }
-                    file_changed_since_applied = Some(changed);
-                }
-                Some(_) => {
-                    commits_since_applied = Some(0);
-                    file_changed_since_applied = Some(false);
-                }
-                None => {}
-            }
-        }
         let published_chart = (desired_version != synced_version).then(|| PublishedChart {
             chart: c.from.chart.clone(),
             version: desired_version.clone(),
@@ -132,6 +92,7 @@ impl Locator {
             chart_url: Some(c.from.url.clone()),
             version_constraint: Some(c.from.version.clone()),
             desired_chart_version: Some(desired_version.clone()),
+            values_repo: None,
         };
         // A template inside the archive: no lines in Git (0-0: none shown).
         let file = synced.file.clone();
@@ -172,12 +133,12 @@ impl Locator {
             render_root: chart_display,
             read_at,
             applied_commit,
-            last_change,
+            last_change: changes.last_change,
             tracked_ref,
             tracked_commit,
-            commits_since_applied,
-            file_changed_since_applied,
-            pending_commit: pending,
+            commits_since_applied: changes.commits_since_applied,
+            file_changed_since_applied: changes.file_changed_since_applied,
+            pending_commit: changes.pending,
             reconciler: pointer.reconciler.clone(),
             tip_place: (tip_file, (0, 0)),
             repo_key,
@@ -200,13 +161,7 @@ impl Locator {
         h: &ArgoHelm,
         c: &ArgoRepositoryChart,
     ) -> Result<Arc<Vec<Document>>, SourceError> {
-        let key = ObjectKey {
-            group: "argoproj.io".into(),
-            kind: "Application".into(),
-            namespace: None,
-            name: String::new(),
-        };
-        let values = self.values_repo(pointer, &key)?;
+        let values = self.values_repo(pointer, &super::application_key())?;
         let at = values.as_ref().map(|v| (v.repo.as_ref(), v.commits.tip));
         Ok(self
             .argo_repository_render(h, c, Wanted::Constraint(c.from.version.clone()), at)?
@@ -264,7 +219,7 @@ impl Locator {
                     from.chart, from.url
                 ))
             })?;
-        let (files, _) = super::argo::values_sources(h, at);
+        let (files, _) = super::argo::values_sources(h, at, None);
         let commit = at.map(|(_, c)| c.to_string()).unwrap_or_default();
         let cache_key = format!(
             "argo\0{}\0{}\0{}\0{}\0{commit}\0{}",
@@ -297,7 +252,7 @@ impl Locator {
                 let name = RepoPath::parse(&from.chart).unwrap_or_else(|_| RepoPath::root());
                 let empty = json!({});
                 let values: &Value = h.values.as_ref().unwrap_or(&empty);
-                let t = super::argo::argo_template(h, &binary, &name, &[], values);
+                let t = super::argo::argo_template(h, &binary, &name, (&[], &[], None), values);
                 let sets = [(values.clone(), h.parameters.clone())];
                 let files = (files.as_slice(), h.ignore_missing_value_files);
                 render::helm::template_archive_argo(&archive, at, files, &t, &sets)

@@ -12,10 +12,10 @@ use crate::fields::lines::LineIndex;
 use crate::fields::{FieldPath, Segment};
 use crate::git::{BlameLine, RepoPath};
 use crate::object::ObjectKey;
-use crate::render::helm::{ArchiveValuesFile, Parameter};
+use crate::render::helm::{ArgoValuesFile, Parameter};
 use crate::render::{self, Document};
 use crate::source::helm::HelmSource;
-use crate::source::reconciler::ArgoRepositoryChart;
+use crate::source::reconciler::{ArgoRepositoryChart, ValuesIn};
 use crate::source::{ArgoHelm, Pointer, SourceError};
 
 /// More values than this are not probed one by one in a run: blame says so.
@@ -30,23 +30,30 @@ struct Layer {
     place: PlaceOf,
 }
 
+/// A values file's text (`what`, for the error) as values: null when empty.
+fn parse_values(
+    text: &str,
+    what: &str,
+    failed: &dyn Fn(String) -> SourceError,
+) -> Result<Value, SourceError> {
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_saphyr::from_str(text).map_err(|e| {
+        failed(format!(
+            "its {what} is not YAML: {}",
+            crate::text::single_line(&e.to_string())
+        ))
+    })
+}
+
 /// A values file inside a chart's archive, as a layer: each value is `source`'s, with no line.
 fn chart_values_layer(
     bytes: &[u8],
     source: String,
     failed: &dyn Fn(String) -> SourceError,
 ) -> Result<Layer, SourceError> {
-    let text = String::from_utf8_lossy(bytes);
-    let values: Value = if text.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_saphyr::from_str(&text).map_err(|e| {
-            failed(format!(
-                "its {source} is not YAML: {}",
-                crate::text::single_line(&e.to_string())
-            ))
-        })?
-    };
+    let values = parse_values(&String::from_utf8_lossy(bytes), &source, failed)?;
     Ok(Layer {
         values,
         place: Box::new(move |_: &[String]| {
@@ -57,8 +64,14 @@ fn chart_values_layer(
     })
 }
 
-/// The place of `path` (under `under`) in a file of Git, by its line index and blame.
-fn git_place(file: String, index: LineIndex, blame: Vec<BlameLine>, under: FieldPath) -> PlaceOf {
+/// The place of `path` (under `under`) in a file of Git (of `repo` when it is another than
+/// the object's source's), by its line index and blame.
+fn git_place(
+    (file, repo): (String, Option<String>),
+    index: LineIndex,
+    blame: Vec<BlameLine>,
+    under: FieldPath,
+) -> PlaceOf {
     Box::new(move |path: &[String]| {
         let line = index.line(&chart_blame::field_path(&under, path))?;
         let blame = blame.get(line.checked_sub(1)?)?.clone();
@@ -66,8 +79,31 @@ fn git_place(file: String, index: LineIndex, blame: Vec<BlameLine>, under: Field
             file: file.clone(),
             line,
             blame,
+            repo: repo.clone(),
         })
     })
+}
+
+/// A values file's text as a layer with each value's line (of `repo` when it is another than
+/// the object's source's).
+fn values_layer(
+    text: &[u8],
+    blame: Vec<BlameLine>,
+    (file, repo): (&RepoPath, Option<String>),
+    failed: &dyn Fn(String) -> SourceError,
+) -> Result<Layer, SourceError> {
+    let text = String::from_utf8_lossy(text).into_owned();
+    let what = format!("values file {}", file.as_str());
+    let values = parse_values(&text, &what, failed)?;
+    let lines = (1, text.lines().count().max(1));
+    let index = LineIndex::of_document(&text, lines).unwrap_or_default();
+    let place = git_place(
+        (file.as_str().to_owned(), repo),
+        index,
+        blame,
+        FieldPath::root(),
+    );
+    Ok(Layer { values, place })
 }
 
 impl Locator {
@@ -185,7 +221,7 @@ impl Locator {
         })?;
         // A chart from a chart repository with no `ref` source reads nothing from Git.
         let git = match (&h.chart, self.repo_of(located)) {
-            (Some(_), None) if h.value_files.iter().all(|f| f.in_chart) => None,
+            (Some(_), None) if h.value_files.iter().all(|f| f.within == ValuesIn::Chart) => None,
             (_, Some(repo)) => Some((repo, located.read_at.parse::<crate::git::CommitId>()?)),
             (_, None) => {
                 return Err(SourceError::Repeated("the repository is not open".into()));
@@ -203,15 +239,27 @@ impl Locator {
             Some(c) => Some(self.synced_archive(h, c, &chart.chart_version, &failed)?),
             None => None,
         };
+        // Values files of another `ref` source's repository, as synced.
+        let values_repo = self.git_chart_values_repo(pointer, key)?;
+        let values_at = values_repo
+            .as_ref()
+            .map(|v| (v.repo.as_ref(), v.commits.read_at()));
         let mut layers = Vec::new();
         let (files, _) =
-            super::argo::values_sources(h, git.as_ref().map(|(r, c)| (r.as_ref(), *c)));
+            super::argo::values_sources(h, git.as_ref().map(|(r, c)| (r.as_ref(), *c)), values_at);
         for file in &files {
             match file {
-                ArchiveValuesFile::Git(path) => {
+                ArgoValuesFile::Git(path) => {
                     layers.push(self.values_file_layer(located, path, blame_cache, &failed)?);
                 }
-                ArchiveValuesFile::Chart(path) => {
+                ArgoValuesFile::ValuesRepo(path) => {
+                    let (repo, commit) = values_at.expect("a values repository was read");
+                    let text = repo.read_file(commit, path)?;
+                    let blame = repo.blame(commit, path, blame_cache)?;
+                    let name = Some(repo.display_name());
+                    layers.push(values_layer(&text, blame, (path, name), &failed)?);
+                }
+                ArgoValuesFile::Chart(path) => {
                     let (_, archive) = archive.as_ref().expect("a chart from a chart repository");
                     let bytes = render::chart_repo::archive_file(archive, path)
                         .map_err(|e| failed(format!("cannot read {chart_name}: {e}")))?;
@@ -265,7 +313,7 @@ impl Locator {
         proof.run(|sets| match (&h.chart, &archive) {
             (Some(c), Some((_, archive))) => {
                 let name = RepoPath::parse(&c.from.chart).unwrap_or_else(|_| RepoPath::root());
-                let t = super::argo::argo_template(h, &binary, &name, &[], &base);
+                let t = super::argo::argo_template(h, &binary, &name, (&[], &[], None), &base);
                 let at = git.as_ref().map(|(r, c)| (r.as_ref(), *c));
                 let files = (files.as_slice(), h.ignore_missing_value_files);
                 render::helm::template_archive_argo(archive, at, files, &t, sets)
@@ -273,8 +321,9 @@ impl Locator {
             }
             _ => {
                 let (repo, commit) = git.as_ref().expect("a chart in Git has its repository");
-                let files = super::argo::in_git(&files);
-                let t = super::argo::argo_template(h, &binary, &root, &files, &base);
+                let git_files = super::argo::in_git(&files);
+                let files = (git_files.as_slice(), files.as_slice(), values_at);
+                let t = super::argo::argo_template(h, &binary, &root, files, &base);
                 render::helm::template_each_with_parameters(repo, *commit, &t, sets)
                     .map_err(helm_failed)
             }
@@ -328,22 +377,7 @@ impl Locator {
         failed: &dyn Fn(String) -> SourceError,
     ) -> Result<Layer, SourceError> {
         let (text, blame) = self.file_with_blame(located, file, blame_cache)?;
-        let text = String::from_utf8_lossy(&text).into_owned();
-        let values: Value = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_saphyr::from_str(&text).map_err(|e| {
-                failed(format!(
-                    "its values file {} is not YAML: {}",
-                    file.as_str(),
-                    crate::text::single_line(&e.to_string())
-                ))
-            })?
-        };
-        let lines = (1, text.lines().count().max(1));
-        let index = LineIndex::of_document(&text, lines).unwrap_or_default();
-        let place = git_place(file.as_str().to_owned(), index, blame, FieldPath::root());
-        Ok(Layer { values, place })
+        values_layer(&text, blame, (file, None), failed)
     }
 
     /// `spec.values` of the HelmRelease as Git wrote it (as applied) with each value's line;
@@ -358,7 +392,10 @@ impl Locator {
                 v @ Value::Object(_) => v.clone(),
                 _ => own.written["spec"]["values"].clone(),
             };
-            return (values, git_place(own.file.clone(), index, blame, under));
+            return (
+                values,
+                git_place((own.file.clone(), None), index, blame, under),
+            );
         }
         let source = format!("spec.values of {} (not found in Git)", helm.display());
         (
@@ -396,6 +433,7 @@ impl Locator {
                 file: own.file.clone(),
                 line,
                 blame: blame.clone(),
+                repo: None,
             })
         };
         let mut steps = Vec::new();
