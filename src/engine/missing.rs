@@ -63,8 +63,12 @@ impl Declared {
         // A multi-source Application: its sources are listed together, once.
         let root = match (&w.pointer, &w.located.reconciler) {
             (Some(p), Some(r)) if !p.more_sources.is_empty() => r.display(),
-            // A chart from a chart repository: two Applications may install the same one.
-            (Some(p), Some(r)) if p.argo_helm.as_ref().is_some_and(|h| h.chart.is_some()) => {
+            // A chart (from a chart repository, or a path in Git): two Applications may
+            // install the same one, each with its own release and values.
+            (Some(p), Some(r))
+                if p.argo_helm.as_ref().is_some_and(|h| h.chart.is_some())
+                    || w.located.chart.is_some() =>
+            {
                 r.display()
             }
             _ => w.located.render_root.clone(),

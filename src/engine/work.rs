@@ -28,6 +28,20 @@ pub struct Summary {
     pub read_at: String,
     /// Git declares the object at the tip.
     pub declared: bool,
+    /// A second repository desired was read from (the values repository of an Argo CD chart
+    /// in Git), and its tip.
+    pub values_tip: Option<SummaryTip>,
+}
+
+/// A repository's tracked tip, as a follower polls it.
+#[derive(Debug, Clone)]
+pub struct SummaryTip {
+    pub repo_key: String,
+    /// The checkout's path, or the URL.
+    pub repo: String,
+    pub local_checkout: bool,
+    pub tracked_ref: String,
+    pub tracked_commit: String,
 }
 
 /// One live object on its way through the comparison; kept after the verdict so that `revert`
@@ -71,6 +85,17 @@ impl Work {
             tracked_commit: located.tracked_commit.clone(),
             read_at: located.read_at.clone(),
             declared: located.desired_at_tip.is_some(),
+            values_tip: located
+                .chart
+                .as_ref()
+                .and_then(|c| c.values_repo.as_ref())
+                .map(|v| SummaryTip {
+                    repo_key: v.repo_key.clone(),
+                    repo: v.repo.clone(),
+                    local_checkout: v.local,
+                    tracked_ref: v.tracked_ref.clone(),
+                    tracked_commit: v.tracked_commit.clone(),
+                }),
         }
     }
 

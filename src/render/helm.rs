@@ -312,7 +312,15 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
         files, values_repo, ..
     } = t.style
     {
-        let values_dir = tmp.path().join(VALUES_REPO_DIR);
+        // Apart from the chart's export: a chart at the repository's root must not see them.
+        let scratch = tempfile::Builder::new()
+            .prefix("kubectl-gitops-values-")
+            .tempdir()
+            .map_err(|source| RenderError::Io {
+                what: "creating a temporary directory".into(),
+                source,
+            })?;
+        let values_dir = scratch.path().join("repo");
         let of_values_repo = |f: &ArgoValuesFile| match f {
             ArgoValuesFile::ValuesRepo(p) => Some(p.clone()),
             _ => None,
@@ -325,16 +333,26 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
         )?;
         let mut copies = Vec::new();
         for file in files {
-            copies.push(match file {
-                ArgoValuesFile::Git(p) => tmp.path().join(p.as_str()),
-                ArgoValuesFile::ValuesRepo(p) => values_dir.join(p.as_str()),
+            let (at, path, place) = match file {
+                ArgoValuesFile::Git(p) => (tmp.path().join(p.as_str()), p, "in Git"),
+                ArgoValuesFile::ValuesRepo(p) => {
+                    (values_dir.join(p.as_str()), p, "in its values repository")
+                }
                 ArgoValuesFile::Chart(p) => {
                     return Err(HelmError::Failed(format!(
                         "the values file {} is inside a chart archive, and this chart is in Git",
                         p.as_str()
                     )));
                 }
-            });
+            };
+            if !at.is_file() {
+                return Err(HelmError::Failed(format!(
+                    "there is no values file {} {place} (helm.valueFiles); add it, or set \
+                     ignoreMissingValueFiles to skip it",
+                    path.as_str()
+                )));
+            }
+            copies.push(at);
         }
         args = argo_args(tmp.path(), t, &copies)?;
     } else if !t.values_files.is_empty() {
@@ -352,9 +370,6 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
         args,
     })
 }
-
-/// Where a chart in Git's values files of another repository are exported, beside it.
-const VALUES_REPO_DIR: &str = ".kubectl-gitops-values-repo";
 
 /// Argo CD's arguments for `t` (its style's), with `files` (exported under `tmp`): each
 /// `--values` in order, `--include-crds`, `--skip-tests`.

@@ -422,7 +422,14 @@ pub struct ChartTrace {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ValuesRepoTrace {
+    /// The checkout's path, or the URL.
     pub repo: String,
+    /// Where the locator keeps it open, and whether it is the user's checkout (HEAD is then
+    /// its tip): what `watch` polls.
+    #[serde(skip)]
+    pub repo_key: String,
+    #[serde(skip)]
+    pub local: bool,
     /// The index of its `ref` source in `spec.sources`.
     pub source: usize,
     pub tracked_ref: String,

@@ -561,36 +561,21 @@ impl Locator {
             Some(_) => (Some(0), Some(false)),
             None => (None, None),
         };
-        // The values repository's changes count with the chart's.
-        let (commits_since_applied, file_changed_since_applied) = match &values {
-            Some(v) => {
-                let changes = self.values_changes(v, &values_files)?;
-                if let Some(c) = changes.pending {
-                    argo::newer(&mut pending_commit, c);
-                }
-                let both = |a: Option<usize>, b: Option<usize>| match (a, b) {
-                    (None, None) => None,
-                    (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
-                };
-                (
-                    both(commits_since_applied, changes.commits_since_applied),
-                    match (
-                        file_changed_since_applied,
-                        changes.file_changed_since_applied,
-                    ) {
-                        (None, None) => None,
-                        (a, b) => Some(a.unwrap_or(false) || b.unwrap_or(false)),
-                    },
-                )
-            }
-            None => (commits_since_applied, file_changed_since_applied),
-        };
+        // A change to a values file of the values repository is pending too (the commits
+        // counted are the chart's repository's: trace's `Values repo` shows the other's).
+        if let Some(v) = &values
+            && let Some(c) = self.values_changes(v, &values_files)?.pending
+        {
+            argo::newer(&mut pending_commit, c);
+        }
         let mut chart = chart.map(|c| Box::new((*c).clone()));
         if let (Some(c), Some(v), Some(h)) = (&mut chart, &values, &pointer.argo_helm)
             && let Some(from) = &h.values_repo
         {
             c.values_repo = Some(crate::source::helm::ValuesRepoTrace {
                 repo: v.repo.display_name(),
+                repo_key: v.key.clone(),
+                local: v.commits.local,
                 source: from.source,
                 tracked_ref: from.tracked_ref.clone(),
                 synced_commit: v.commits.applied.map(|c| c.to_string()),
@@ -1007,6 +992,36 @@ impl Locator {
             let url = RepoUrl::parse(flag)?;
             return self.open_url(&url);
         }
+        self.repo_unflagged(url, key, rule)
+    }
+
+    /// The repository at `url` when it is a second one of a source (an Argo CD chart's values
+    /// repository): `--repo` only when it is that repository.
+    fn second_repo(&self, url: &RepoUrl) -> Result<(String, Arc<Repo>), SourceError> {
+        let key = application_key();
+        if let Some(flag) = &self.choice.flag {
+            let (repo_key, repo) = self.repo_for(Some(url), &key, Rule::ArgoCd)?;
+            let same = RepoUrl::parse(flag).is_ok_and(|f| f.same_repo(url))
+                || repo
+                    .remote_urls()
+                    .iter()
+                    .filter_map(|r| RepoUrl::parse(r).ok())
+                    .any(|r| r.same_repo(url));
+            if same {
+                return Ok((repo_key, repo));
+            }
+        }
+        self.repo_unflagged(Some(url), &key, Rule::ArgoCd)
+    }
+
+    /// [`Locator::repo_for`] without `--repo`: the working directory's checkout when its
+    /// remote is `url`, else a clone of `url`.
+    fn repo_unflagged(
+        &self,
+        url: Option<&RepoUrl>,
+        key: &ObjectKey,
+        rule: Rule,
+    ) -> Result<(String, Arc<Repo>), SourceError> {
         if let Some(cwd) = &self.choice.cwd
             && let Ok((repo_key, repo)) =
                 self.cached_repo(format!("local:{}", cwd.display()), || Repo::open_local(cwd))

@@ -731,8 +731,9 @@ async fn argo_source(
             None => argo_ref_value_file(display, field, refs, text)?,
         };
         let (mut file, (index, from)) = from_ref;
-        let from_repo = argo_values_repo(display, app.reconciler, index, from)?;
-        let known = if repo.is_some() {
+        let mut from_repo = argo_values_repo(display, app.reconciler, index, from)?;
+        let known = if let Some(chart_repo) = &repo {
+            from_repo.own = chart_repo.same_repo(&from_repo.url);
             file.within = ValuesIn::ValuesRepo;
             values_repo.as_ref()
         } else {
@@ -946,6 +947,7 @@ fn argo_values_repo(
     Ok(ArgoValuesRepo {
         source: index,
         url,
+        own: false,
         tracked_ref: argo_target_revision(from).to_owned(),
         applied_commit,
         read_at: None,
@@ -1364,6 +1366,8 @@ pub struct ArgoValuesRepo {
     /// The index of the `ref` source in `spec.sources`.
     pub source: usize,
     pub url: RepoUrl,
+    /// It is the chart's own repository (at another revision).
+    pub own: bool,
     pub tracked_ref: String,
     /// What the Application deployed of it (`revisions[source]`), when known.
     pub applied_commit: Option<String>,

@@ -173,6 +173,7 @@ impl Watch {
                 content,
                 kind: Some(kind),
                 tip: None,
+                values_tip: None,
                 declared: false,
                 source: None,
                 read_at: None,
@@ -302,9 +303,11 @@ impl Watch {
         // The objects read from the moved tips, by kind.
         let mut by_kind: BTreeMap<usize, HashSet<ObjectKey>> = BTreeMap::new();
         for (key, f) in &self.followed {
-            if let (true, Some(kind), Some(tip)) = (f.present, f.kind, f.tip)
-                && moved.contains_key(&tip)
-            {
+            let read_from_moved = [f.tip, f.values_tip]
+                .into_iter()
+                .flatten()
+                .any(|tip| moved.contains_key(&tip));
+            if let (true, Some(kind), true) = (f.present, f.kind, read_from_moved) {
                 by_kind.entry(kind).or_default().insert(key.clone());
             }
         }
@@ -424,6 +427,7 @@ impl Watch {
                     content: 0,
                     kind,
                     tip,
+                    values_tip: None,
                     declared: true,
                     source: report.source.clone(),
                     read_at: None,

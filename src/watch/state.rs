@@ -27,6 +27,9 @@ pub(super) struct Followed {
     pub(super) kind: Option<usize>,
     /// Index into the tracked tips.
     pub(super) tip: Option<usize>,
+    /// The tip of a second repository desired was read from (an Argo CD chart in Git's
+    /// values repository).
+    pub(super) values_tip: Option<usize>,
     /// Git declares it at the tip: deleting it makes it missing.
     pub(super) declared: bool,
     pub(super) source: Option<SourceSummary>,
@@ -113,6 +116,7 @@ impl Watch {
                 content: 0,
                 kind: self.kind_of(&report.object),
                 tip,
+                values_tip: None,
                 declared: true,
                 source: report.source.clone(),
                 read_at: None,
@@ -139,6 +143,17 @@ impl Watch {
     /// What to remember of an evaluated object.
     pub(super) fn followed_from(&mut self, item: &Evaluated, kind: Option<usize>) -> Followed {
         let report = &item.report;
+        let values_tip = item
+            .summary
+            .as_ref()
+            .and_then(|s| s.values_tip.as_ref())
+            .map(|t| {
+                self.tip_at(
+                    (&t.repo_key, &t.repo, t.local_checkout),
+                    Some(&t.tracked_ref),
+                    &t.tracked_commit,
+                )
+            });
         let (resource_version, content, tip, declared, read_at) = match &item.summary {
             Some(s) => (
                 s.resource_version.clone(),
@@ -159,6 +174,7 @@ impl Watch {
             content,
             kind: kind.or_else(|| self.kind_of(&report.object)),
             tip,
+            values_tip,
             declared,
             source: report.source.clone(),
             read_at,
@@ -174,28 +190,38 @@ impl Watch {
 
     /// The tip an object's desired state was read at, added when new.
     pub(super) fn tip_of(&mut self, summary: &Summary) -> usize {
-        let rev = if summary.local_checkout {
-            "HEAD".to_owned()
-        } else {
-            summary
-                .tracked_ref
-                .clone()
-                .unwrap_or_else(|| "HEAD".to_owned())
+        self.tip_at(
+            (&summary.repo_key, &summary.repo, summary.local_checkout),
+            summary.tracked_ref.as_deref(),
+            summary.tracked_commit.as_deref().unwrap_or_default(),
+        )
+    }
+
+    /// The tip of `tracked` (HEAD without one, or in a checkout) of a repository (its key,
+    /// location, and whether it is a checkout), at `commit`, added when new.
+    pub(super) fn tip_at(
+        &mut self,
+        (repo_key, location, local): (&str, &str, bool),
+        tracked: Option<&str>,
+        commit: &str,
+    ) -> usize {
+        let rev = match tracked {
+            Some(rev) if !local => rev.to_owned(),
+            _ => "HEAD".to_owned(),
         };
-        let commit = summary.tracked_commit.clone().unwrap_or_default();
         if let Some(i) = self
             .tips
             .iter()
-            .position(|t| t.repo_key == summary.repo_key && t.rev == rev)
+            .position(|t| t.repo_key == repo_key && t.rev == rev)
         {
             return i;
         }
         self.tips.push(Tip {
-            repo_key: summary.repo_key.clone(),
-            local: summary.local_checkout,
-            location: summary.repo.clone(),
+            repo_key: repo_key.to_owned(),
+            local,
+            location: location.to_owned(),
             rev,
-            commit,
+            commit: commit.to_owned(),
             last_error: None,
         });
         self.targets_changed = true;

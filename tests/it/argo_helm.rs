@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::fixture::{ALICE, BOB, GitRepo};
 use crate::support::{Ran, items, json_of, kubectl, kubectl_gitops, path_with_helm, run};
+use crate::watch::Watcher;
 
 // The Flux Helm test's chart and templates, with values of its own here.
 use crate::helm::{CHART, DEPLOYMENT, SERVICE, assert_origin, origins};
@@ -706,6 +707,16 @@ fn argo_chart_in_git_with_values_from_another_repository() {
         }
     };
     in_sync("after the sync");
+    // `--repo` naming the chart's checkout stands for the chart's repository only.
+    let chart_checkout = repo.path().display().to_string();
+    let ran = gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["diff", "--repo", &chart_checkout, "-o", "json"],
+    );
+    assert_eq!(ran.code, Some(0), "--repo: {}", ran.stderr);
     assert_eq!(
         kubectl_field(&ns, "cm/cfg-config", "{.data.greeting}"),
         "hello-from-config",
@@ -787,12 +798,30 @@ fn argo_chart_in_git_with_values_from_another_repository() {
         text.stdout
     );
 
-    // A change pushed to the values repository only, not synced: pending, with its commit.
+    // A change pushed to the values repository only, not synced: pending, with its commit;
+    // `watch` polls that repository too and says so.
+    let helm = helm_binary();
+    let mut watch = Watcher::start_with_helm(
+        &testenv::shared().kubeconfig,
+        &ns,
+        (repo.path(), cache),
+        &["--git-interval", "1s"],
+        Some(&helm),
+    );
     config.write(
         "prod/web-values.yaml",
         "greeting: hello-again\nimage: nginx:1.28\n",
     );
     let change = config.commit(ALICE, "Greet again in prod");
+    let event = watch.event_for("cfg-config");
+    assert_eq!(
+        (&event["oldStatus"], &event["newStatus"], &event["cause"]),
+        (&json!("in-sync"), &json!("drifted"), &json!("git")),
+        "{event:#}"
+    );
+    assert_eq!(event["commit"]["id"], change.as_str(), "{event:#}");
+    let (code, said) = watch.stop();
+    assert_eq!(code, Some(0), "{said:#?}");
     let (ran, report) = diff(&ns, &repo, cache, "auto");
     assert_eq!(ran.code, Some(1), "{}", ran.stderr);
     let found = items(&report);
@@ -814,4 +843,55 @@ fn argo_chart_in_git_with_values_from_another_repository() {
         change.as_str(),
         "{s:#}"
     );
+
+    // A values file the other repository lacks: one line per chart object naming it and the
+    // fix; skipped with ignoreMissingValueFiles, as Argo CD skips it.
+    let with_files = |helm: Value| {
+        application(
+            &ns,
+            "cfg",
+            json!([
+                {"repoURL": repo.url(), "path": "charts/web", "targetRevision": "main",
+                 "helm": helm},
+                {"repoURL": config_url, "targetRevision": "main", "ref": "config"},
+            ]),
+            json!({"sync": {"status": "Synced", "revisions": [chart_synced, change]},
+                   "health": {"status": "Healthy"}}),
+        );
+    };
+    let files = json!(["$config/prod/web-values.yaml", "$config/prod/missing.yaml"]);
+    with_files(json!({"valueFiles": files}));
+    let (ran, _) = diff(&ns, &repo, cache, "auto");
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    let lines = ran.error_lines();
+    assert_eq!(lines.len(), 3, "{}", ran.stderr);
+    for line in &lines {
+        assert!(
+            line.contains("there is no values file prod/missing.yaml in its values repository")
+                && line.contains("ignoreMissingValueFiles"),
+            "{line}"
+        );
+    }
+    with_files(json!({"valueFiles": files, "ignoreMissingValueFiles": true}));
+    in_sync("with the missing values file skipped");
+
+    // A second Application of the same chart path, its own release: an object deleted from
+    // each is missing from each (the chart's objects are listed per Application).
+    let plain = argo_template(&repo, &ns, "plain", &[]);
+    argo_apply(&ns, "plain", &plain);
+    application(
+        &ns,
+        "plain",
+        json!({"repoURL": repo.url(), "path": "charts/web", "targetRevision": "main"}),
+        json!({"sync": {"status": "Synced", "revision": chart_synced},
+               "health": {"status": "Healthy"}}),
+    );
+    kubectl(&ns, &["delete", "cm/cfg-config", "cm/plain-config"], None);
+    let (ran, report) = diff(&ns, &repo, cache, "auto");
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    let found = items(&report);
+    for object in ["ConfigMap/cfg-config", "ConfigMap/plain-config"] {
+        assert_eq!(found[object]["status"], "missing", "{object}: {report:#}");
+    }
+    assert_eq!(found["Deployment/plain"]["status"], "in-sync");
 }

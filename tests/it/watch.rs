@@ -62,7 +62,18 @@ pub(crate) struct Watcher {
 impl Watcher {
     /// Starts the watch and waits until it says it is watching.
     fn start(kubeconfig: &Path, ns: &str, cwd: &Path, cache: &Path, extra: &[&str]) -> Watcher {
-        let mut watcher = Watcher::spawn(kubeconfig, ns, cwd, cache, extra);
+        Watcher::start_with_helm(kubeconfig, ns, (cwd, cache), extra, None)
+    }
+
+    /// [`Watcher::start`] with `helm` on PATH (else none).
+    pub(crate) fn start_with_helm(
+        kubeconfig: &Path,
+        ns: &str,
+        (cwd, cache): (&Path, &Path),
+        extra: &[&str],
+        helm: Option<&Path>,
+    ) -> Watcher {
+        let mut watcher = Watcher::spawn_with_helm(kubeconfig, ns, (cwd, cache), extra, helm);
         watcher.said_line(
             "watching",
             |l| l.starts_with("watching "),
@@ -79,13 +90,25 @@ impl Watcher {
         cache: &Path,
         extra: &[&str],
     ) -> Watcher {
+        Watcher::spawn_with_helm(kubeconfig, ns, (cwd, cache), extra, None)
+    }
+
+    fn spawn_with_helm(
+        kubeconfig: &Path,
+        ns: &str,
+        (cwd, cache): (&Path, &Path),
+        extra: &[&str],
+        helm: Option<&Path>,
+    ) -> Watcher {
         let kc = kubeconfig.display().to_string();
         let mut args = vec!["watch", "--kubeconfig", &kc, "-n", ns];
         if !extra.contains(&"-o") {
             args.extend(["-o", "json"]);
         }
         args.extend_from_slice(extra);
-        let mut child = kubectl_gitops(&args)
+        let mut cmd = kubectl_gitops(&args);
+        crate::support::path_with_helm(&mut cmd, helm);
+        let mut child = cmd
             .env("XDG_CACHE_HOME", cache)
             .current_dir(cwd)
             .stdin(Stdio::null())
@@ -189,7 +212,7 @@ impl Watcher {
     }
 
     /// Waits for the next event about `name` (others are kept for later).
-    fn event_for(&mut self, name: &str) -> Value {
+    pub(crate) fn event_for(&mut self, name: &str) -> Value {
         self.event(name, |e| e["object"]["name"] == name)
     }
 

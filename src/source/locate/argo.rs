@@ -13,7 +13,7 @@ use crate::object::ObjectKey;
 use crate::render::helm::ArgoValuesFile;
 use crate::render::{self, Document};
 use crate::source::helm::{ChartTrace, ValuesSource};
-use crate::source::reconciler::ValuesIn;
+use crate::source::reconciler::{ArgoValuesRepo, ValuesIn};
 use crate::source::{ArgoHelm, Pointer, Rule, SourceError};
 
 impl Locator {
@@ -110,8 +110,22 @@ impl Locator {
                 h.application, v.url
             ))
         })?;
-        let (_, repo) = self.repo_for(Some(&v.url), &super::application_key(), Rule::ArgoCd)?;
+        let (_, repo) = self.values_repo_open(v, &super::application_key())?;
         Ok(Some((repo, commit)))
+    }
+
+    /// The values repository `v`: as the chart's repository is found when it is that one
+    /// (`--repo` too), else as a second repository (`--repo` only when it is that one).
+    fn values_repo_open(
+        &self,
+        v: &ArgoValuesRepo,
+        key: &ObjectKey,
+    ) -> Result<(String, Arc<Repo>), SourceError> {
+        if v.own {
+            self.repo_for(Some(&v.url), key, Rule::ArgoCd)
+        } else {
+            self.second_repo(&v.url)
+        }
     }
 }
 
@@ -274,11 +288,10 @@ impl Locator {
         of.repo = Some(v.url.clone());
         of.tracked_ref = Some(v.tracked_ref.clone());
         of.applied_commit = v.applied_commit.clone();
-        let (key, repo) = self.repo_for(of.repo.as_ref(), key, Rule::ArgoCd)?;
+        let (key, repo) = self.values_repo_open(v, key)?;
         // The chart's own repository at another revision: that revision, even in the user's
         // checkout of it (whose HEAD stands for the chart's).
-        let own = pointer.repo.as_ref().is_some_and(|r| r.same_repo(&v.url));
-        let against = own.then_some(v.tracked_ref.as_str());
+        let against = v.own.then_some(v.tracked_ref.as_str());
         let commits = self.commits_against(&of, &key, &repo, against)?;
         Ok(Some(ValuesRepo { key, repo, commits }))
     }
