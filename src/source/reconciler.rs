@@ -501,7 +501,6 @@ async fn argo(
         .filter_map(|(i, s)| s["ref"].as_str().map(|r| (r, (i, *s))))
         .collect();
     let (deployed, deployed_at) = argo_deployed(&application);
-    let revisions = &deployed["revisions"];
     let single_revision = deployed["revision"].as_str();
     let mut pointers = Vec::new();
     // A source we cannot use does not keep the others' objects from being compared.
@@ -520,9 +519,7 @@ async fn argo(
         let revision = if spec["source"].is_object() {
             single_revision.map(|r| (r, format!("{deployed_at}.revision")))
         } else {
-            revisions[index]
-                .as_str()
-                .map(|r| (r, format!("{deployed_at}.revisions[{index}]")))
+            argo_source_revision(deployed, &deployed_at, index, source)
         };
         let found = argo_source(
             cluster,
@@ -591,6 +588,34 @@ fn argo_deployed(application: &Value) -> (&Value, String) {
         return (result, "status.operationState.syncResult".into());
     }
     (&status["sync"], "status.sync".into())
+}
+
+/// The revision deployed of `source` (`spec.sources[index]`) in `deployed` (read at `at`),
+/// and where. Its `revisions` go with the sources as deployed (`sources`, or `comparedTo`'s
+/// for `status.sync`): when those are not the spec's any more (a source added, removed or
+/// moved since), it is the revision of the deployed source with the same repository, path,
+/// chart and ref, and none when no deployed source is that one.
+fn argo_source_revision<'a>(
+    deployed: &'a Value,
+    at: &str,
+    index: usize,
+    source: &Value,
+) -> Option<(&'a str, String)> {
+    let same = |d: &Value| {
+        ["repoURL", "path", "chart", "ref"]
+            .iter()
+            .all(|k| d[*k] == source[*k])
+    };
+    let as_deployed = deployed["sources"]
+        .as_array()
+        .or_else(|| deployed["comparedTo"]["sources"].as_array());
+    let index = match as_deployed {
+        Some(sources) if !sources.get(index).is_some_and(same) => sources.iter().position(same)?,
+        _ => index,
+    };
+    deployed["revisions"][index]
+        .as_str()
+        .map(|r| (r, format!("{at}.revisions[{index}]")))
 }
 
 /// The Application one source belongs to.
@@ -933,17 +958,11 @@ fn argo_values_repo(
         )
     })?;
     let (deployed, at) = argo_deployed(application);
-    let applied_commit = match deployed["revisions"][index]
-        .as_str()
-        .filter(|r| !r.is_empty())
-    {
-        Some(rev) => Some(argo_applied_commit(
-            display,
-            &format!("{at}.revisions[{index}]"),
-            rev,
-        )?),
-        None => None,
-    };
+    let applied_commit =
+        match argo_source_revision(deployed, &at, index, from).filter(|(r, _)| !r.is_empty()) {
+            Some((rev, at)) => Some(argo_applied_commit(display, &at, rev)?),
+            None => None,
+        };
     Ok(ArgoValuesRepo {
         source: index,
         url,
@@ -1448,6 +1467,39 @@ mod tests {
         );
         no_history["status"]["operationState"]["phase"] = "Failed".into();
         assert_eq!(revision(&no_history), ("c3".into(), "status.sync".into()));
+    }
+
+    #[test]
+    fn a_source_revision_is_that_of_the_same_source_as_deployed() {
+        use serde_json::json;
+        let chart = json!({"repoURL": "https://git.example.com/a.git", "path": "charts/web",
+                           "targetRevision": "main", "helm": {"valueFiles": ["$v/x.yaml"]}});
+        let values = json!({"repoURL": "https://git.example.com/v.git", "ref": "v"});
+        let added = json!({"repoURL": "https://git.example.com/a.git", "path": "extras"});
+        // Deployed before `added` was put first, with another targetRevision of the chart.
+        let entry = json!({"revisions": ["c-chart", "c-values"], "sources": [
+            {"repoURL": "https://git.example.com/a.git", "path": "charts/web",
+             "targetRevision": "v1"},
+            {"repoURL": "https://git.example.com/v.git", "ref": "v"}]});
+        let read = |deployed: &Value, index: usize, source: &Value| {
+            argo_source_revision(deployed, "status.history[0]", index, source)
+                .map(|(r, at)| (r.to_owned(), at))
+        };
+        assert_eq!(
+            read(&entry, 1, &chart),
+            Some(("c-chart".into(), "status.history[0].revisions[0]".into()))
+        );
+        assert_eq!(
+            read(&entry, 2, &values),
+            Some(("c-values".into(), "status.history[0].revisions[1]".into()))
+        );
+        assert_eq!(read(&entry, 0, &added), None, "not deployed yet");
+        // status.sync names them in comparedTo; without the sources, by index.
+        let sync = json!({"revisions": ["c-chart", "c-values"],
+                          "comparedTo": {"sources": entry["sources"].clone()}});
+        assert_eq!(read(&sync, 1, &chart).unwrap().0, "c-chart");
+        let bare = json!({"revisions": ["r0", "r1"]});
+        assert_eq!(read(&bare, 1, &added).unwrap().0, "r1");
     }
 
     #[test]
