@@ -287,6 +287,14 @@ fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
                "health": {"status": "Healthy"}}),
     );
     all_in_sync(&ns, &repo, cache, "after the sync");
+    // Both renders are kept in the render cache (by the archives' digests): none runs helm.
+    let ran = gitops(&ns, &repo, cache, true, &["diff", "-v=1"]);
+    assert!(
+        ran.stderr
+            .contains("helm: 0 templates, 2 from the render cache"),
+        "{}",
+        ran.stderr
+    );
 
     // trace: the chart's repository, the constraint and what it picks, the values in order.
     let ran = gitops(

@@ -707,6 +707,14 @@ fn argo_chart_in_git_with_values_from_another_repository() {
         }
     };
     in_sync("after the sync");
+    // Kept in the render cache: the next run reads the chart's render from it, not helm.
+    let ran = gitops(&ns, &repo, cache, true, &["diff", "-v=1"]);
+    assert!(
+        ran.stderr
+            .contains("helm: 0 templates, 1 from the render cache"),
+        "{}",
+        ran.stderr
+    );
     // `--repo` naming the chart's checkout stands for the chart's repository only.
     let chart_checkout = repo.path().display().to_string();
     let ran = gitops(

@@ -48,7 +48,28 @@ impl Locator {
             (&git_files, &files, values_at),
             h.values.as_ref().unwrap_or(&empty),
         );
-        let docs = render::helm::template(repo, commit, &template).map_err(|e| {
+        // What the render reads from Git: the chart's tree and each values file, by their ids.
+        let disk_key = || {
+            let mut read = vec![root.clone()];
+            read.extend(git_files.iter().cloned());
+            let mut parts = vec!["git".to_owned(), format!("{files:?}")];
+            parts.extend(ids(repo, commit, &read)?);
+            if let Some((values_repo, at)) = values_at {
+                let read: Vec<RepoPath> = files
+                    .iter()
+                    .filter_map(|f| match f {
+                        ArgoValuesFile::ValuesRepo(p) => Some(p.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                parts.extend(ids(values_repo, at, &read)?);
+            }
+            self.argo_disk_key(h, &parts)
+        };
+        let docs = self.through_render_cache(disk_key(), || {
+            render::helm::template(repo, commit, &template)
+        });
+        let docs = docs.map_err(|e| {
             let reason = match e {
                 render::helm::HelmError::Failed(reason) => reason,
                 render::helm::HelmError::Render(e) => e.to_string(),
@@ -93,6 +114,27 @@ impl Locator {
                 values_repo: None,
             },
         ))
+    }
+
+    /// The render cache key of a render of `h` that reads `parts` (the chart's and values
+    /// files' ids, or the archive's digest), with all else the render depends on.
+    pub(super) fn argo_disk_key(&self, h: &ArgoHelm, parts: &[String]) -> Option<String> {
+        let cache = self.render_cache.as_ref()?;
+        let how = format!(
+            "{}\n{}\n{}\n{:?}\n{}\n{}\n{}",
+            h.release,
+            h.namespace,
+            h.kube_version,
+            h.parameters,
+            h.include_crds,
+            h.skip_tests,
+            h.ignore_missing_value_files
+        );
+        let values = h.values.as_ref().map(Value::to_string).unwrap_or_default();
+        let apis = h.api_versions.join("\n");
+        let mut all: Vec<&str> = vec!["argo", &how, &values, &apis];
+        all.extend(parts.iter().map(String::as_str));
+        Some(cache.helm_key(&all))
     }
 
     /// The values repository of a chart in Git (another `ref` source's), opened, and the
@@ -241,6 +283,17 @@ pub(super) fn argo_template<'a>(
         // Argo CD renders with `helm template` as it is: an install.
         is_upgrade: false,
     }
+}
+
+/// `paths` at `commit` of `repo` by their Git ids (`path id`), for a render cache key.
+pub(super) fn ids(repo: &Repo, commit: CommitId, paths: &[RepoPath]) -> Option<Vec<String>> {
+    Some(
+        repo.content_ids(commit, paths)
+            .ok()?
+            .into_iter()
+            .map(|(path, id)| format!("{path} {}", id.as_deref().unwrap_or("-")))
+            .collect(),
+    )
 }
 
 /// A repository values files are read from (a `ref` source's), opened, and its commits.

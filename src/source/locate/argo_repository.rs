@@ -230,48 +230,64 @@ impl Locator {
             h.fingerprint()
         );
         let version = picked.version.clone();
-        let rendered = self.helm_slot(
-            cache_key,
-            || None,
-            || {
-                let scratch = tempfile::Builder::new()
-                    .prefix("kubectl-gitops-chart-")
-                    .tempdir()
-                    .map_err(|e| {
-                        format!("{}: creating a temporary directory: {e}", h.application)
-                    })?;
-                let archive = self
-                    .charts
-                    .fetch(&from.url, &picked, credentials.as_ref(), scratch.path())
-                    .map_err(|e| {
-                        format!(
-                            "{}: cannot read chart {} {} from {}: {e}",
-                            h.application, from.chart, picked.version, from.url
-                        )
-                    })?;
-                let name = RepoPath::parse(&from.chart).unwrap_or_else(|_| RepoPath::root());
-                let empty = json!({});
-                let values: &Value = h.values.as_ref().unwrap_or(&empty);
-                let t = super::argo::argo_template(h, &binary, &name, (&[], &[], None), values);
-                let sets = [(values.clone(), h.parameters.clone())];
-                let files = (files.as_slice(), h.ignore_missing_value_files);
-                render::helm::template_archive_argo(&archive, at, files, &t, &sets)
-                    .map_err(super::helm::helm_reason)
-                    .and_then(|mut each| each.remove(0).map_err(super::helm::helm_reason))
-                    .map_err(|reason| {
-                        format!(
-                            "{}: helm template of chart {} {} from {} failed: {}; fix the values \
+        // What the render reads: the archive, by its digest, and the values files by their ids.
+        let disk_key = || {
+            if picked.digest.len() != 64 {
+                return None;
+            }
+            let mut parts = vec![
+                "archive".to_owned(),
+                from.url.clone(),
+                from.chart.clone(),
+                picked.version.clone(),
+                picked.digest.clone(),
+                format!("{files:?}"),
+            ];
+            if let Some((repo, commit)) = at {
+                parts.extend(super::argo::ids(
+                    repo,
+                    commit,
+                    &super::argo::in_git(&files),
+                )?);
+            }
+            self.argo_disk_key(h, &parts)
+        };
+        let rendered = self.helm_slot(cache_key, disk_key, || {
+            let scratch = tempfile::Builder::new()
+                .prefix("kubectl-gitops-chart-")
+                .tempdir()
+                .map_err(|e| format!("{}: creating a temporary directory: {e}", h.application))?;
+            let archive = self
+                .charts
+                .fetch(&from.url, &picked, credentials.as_ref(), scratch.path())
+                .map_err(|e| {
+                    format!(
+                        "{}: cannot read chart {} {} from {}: {e}",
+                        h.application, from.chart, picked.version, from.url
+                    )
+                })?;
+            let name = RepoPath::parse(&from.chart).unwrap_or_else(|_| RepoPath::root());
+            let empty = json!({});
+            let values: &Value = h.values.as_ref().unwrap_or(&empty);
+            let t = super::argo::argo_template(h, &binary, &name, (&[], &[], None), values);
+            let sets = [(values.clone(), h.parameters.clone())];
+            let files = (files.as_slice(), h.ignore_missing_value_files);
+            render::helm::template_archive_argo(&archive, at, files, &t, &sets)
+                .map_err(super::helm::helm_reason)
+                .and_then(|mut each| each.remove(0).map_err(super::helm::helm_reason))
+                .map_err(|reason| {
+                    format!(
+                        "{}: helm template of chart {} {} from {} failed: {}; fix the values \
                          (in Git, or the Application's helm settings) or pick another chart \
                          version",
-                            h.application,
-                            from.chart,
-                            picked.version,
-                            from.url,
-                            crate::text::single_line(&reason)
-                        )
-                    })
-            },
-        )?;
+                        h.application,
+                        from.chart,
+                        picked.version,
+                        from.url,
+                        crate::text::single_line(&reason)
+                    )
+                })
+        })?;
         Ok((rendered, version))
     }
 }

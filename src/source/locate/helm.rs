@@ -501,31 +501,45 @@ impl Locator {
             .or_insert_with(|| Arc::new(OnceLock::new()))
             .clone();
         let result: &Shared<Vec<Document>> = slot.get_or_init(|| {
-            use std::sync::atomic::Ordering::Relaxed;
-            let disk_key = disk_key();
-            let cache = disk_key.as_ref().zip(self.render_cache.as_ref());
-            if let Some((key, cache)) = cache {
-                match cache.get(key) {
-                    render::CacheLookup::Hit(docs) => {
-                        self.reads.cached_helm.fetch_add(1, Relaxed);
-                        return Ok(Arc::new(docs));
-                    }
-                    render::CacheLookup::Damaged => {
-                        self.reads.damaged_renders.fetch_add(1, Relaxed);
-                    }
-                    render::CacheLookup::Miss => {}
-                }
-            }
-            self.reads.renders.fetch_add(1, Relaxed);
-            self.reads.helm_templates.fetch_add(1, Relaxed);
-            let docs = render()?;
-            if let Some((key, cache)) = cache {
-                // Not kept: rendered again next time.
-                let _ = cache.put(key, &docs);
-            }
-            Ok(Arc::new(docs))
+            self.through_render_cache(disk_key(), || {
+                self.reads
+                    .renders
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                render()
+            })
+            .map(Arc::new)
         });
         result.clone().map_err(SourceError::Repeated)
+    }
+
+    /// A `helm template` render read from the render cache by `disk_key`, else made by
+    /// `render` and kept there (none without a key).
+    pub(super) fn through_render_cache<E>(
+        &self,
+        disk_key: Option<String>,
+        render: impl FnOnce() -> Result<Vec<Document>, E>,
+    ) -> Result<Vec<Document>, E> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let cache = disk_key.as_ref().zip(self.render_cache.as_ref());
+        if let Some((key, cache)) = cache {
+            match cache.get(key) {
+                render::CacheLookup::Hit(docs) => {
+                    self.reads.cached_helm.fetch_add(1, Relaxed);
+                    return Ok(docs);
+                }
+                render::CacheLookup::Damaged => {
+                    self.reads.damaged_renders.fetch_add(1, Relaxed);
+                }
+                render::CacheLookup::Miss => {}
+            }
+        }
+        self.reads.helm_templates.fetch_add(1, Relaxed);
+        let docs = render()?;
+        if let Some((key, cache)) = cache {
+            // Not kept: rendered again next time.
+            let _ = cache.put(key, &docs);
+        }
+        Ok(docs)
     }
 
     /// The chart of `helm` rendered at `commit` with `values`, once per run.
