@@ -28,9 +28,9 @@ pub struct Summary {
     pub read_at: String,
     /// Git declares the object at the tip.
     pub declared: bool,
-    /// A second repository desired was read from (the values repository of an Argo CD chart
-    /// in Git), and its tip.
-    pub values_tip: Option<SummaryTip>,
+    /// The other repositories desired was read from (the values repositories of an Argo CD
+    /// chart in Git), and their tips.
+    pub values_tips: Vec<SummaryTip>,
 }
 
 /// A repository's tracked tip, as a follower polls it.
@@ -85,17 +85,18 @@ impl Work {
             tracked_commit: located.tracked_commit.clone(),
             read_at: located.read_at.clone(),
             declared: located.desired_at_tip.is_some(),
-            values_tip: located
+            values_tips: located
                 .chart
-                .as_ref()
-                .and_then(|c| c.values_repo.as_ref())
+                .iter()
+                .flat_map(|c| &c.values_repos)
                 .map(|v| SummaryTip {
                     repo_key: v.repo_key.clone(),
                     repo: v.repo.clone(),
                     local_checkout: v.local,
                     tracked_ref: v.tracked_ref.clone(),
                     tracked_commit: v.tracked_commit.clone(),
-                }),
+                })
+                .collect(),
         }
     }
 

@@ -58,10 +58,10 @@ pub enum Style<'a> {
         include_crds: bool,
         skip_tests: bool,
         /// A chart in Git's values files in order (`values_files` are those of its own
-        /// repository among them), and the repository and commit of those of another `ref`
-        /// source. A chart archive's come apart ([`template_archive_argo`]).
+        /// repository among them), and the repository and commit of each other `ref` source
+        /// they name. A chart archive's come apart ([`template_archive_argo`]).
         files: &'a [ArgoValuesFile],
-        values_repo: Option<(&'a Repo, CommitId)>,
+        values_repos: &'a [(&'a Repo, CommitId)],
     },
 }
 
@@ -309,7 +309,9 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
     }
     let mut args: Vec<std::ffi::OsString> = Vec::new();
     if let Style::Argo {
-        files, values_repo, ..
+        files,
+        values_repos,
+        ..
     } = t.style
     {
         // Apart from the chart's export: a chart at the repository's root must not see them.
@@ -320,24 +322,28 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
                 what: "creating a temporary directory".into(),
                 source,
             })?;
-        let values_dir = scratch.path().join("repo");
-        let of_values_repo = |f: &ArgoValuesFile| match f {
-            ArgoValuesFile::ValuesRepo(p) => Some(p.clone()),
-            _ => None,
-        };
-        export_values_files(
-            files.iter().filter_map(of_values_repo).collect(),
-            values_repo,
-            &values_dir,
-            "its values files are in another repository, and it was not read",
-        )?;
+        let values_dir = |i: usize| scratch.path().join(format!("repo-{i}"));
+        for i in 0..values_repos.len().max(1) {
+            let of_values_repo = |f: &ArgoValuesFile| match f {
+                ArgoValuesFile::ValuesRepo(at, p) if *at == i => Some(p.clone()),
+                _ => None,
+            };
+            export_values_files(
+                files.iter().filter_map(of_values_repo).collect(),
+                values_repos.get(i).copied(),
+                &values_dir(i),
+                "its values files are in another repository, and it was not read",
+            )?;
+        }
         let mut copies = Vec::new();
         for file in files {
             let (at, path, place) = match file {
                 ArgoValuesFile::Git(p) => (tmp.path().join(p.as_str()), p, "in Git"),
-                ArgoValuesFile::ValuesRepo(p) => {
-                    (values_dir.join(p.as_str()), p, "in its values repository")
-                }
+                ArgoValuesFile::ValuesRepo(i, p) => (
+                    values_dir(*i).join(p.as_str()),
+                    p,
+                    "in its values repository",
+                ),
                 ArgoValuesFile::Chart(p) => {
                     return Err(HelmError::Failed(format!(
                         "the values file {} is inside a chart archive, and this chart is in Git",
@@ -439,7 +445,8 @@ fn export_values_files(
 pub enum ArgoValuesFile {
     Git(RepoPath),
     Chart(RepoPath),
-    ValuesRepo(RepoPath),
+    /// Of the values repository at this index.
+    ValuesRepo(usize, RepoPath),
 }
 
 /// A chart archive rendered as Argo CD's repo-server renders a chart from a chart repository
@@ -464,7 +471,7 @@ pub fn template_archive_argo(
     // Git's under `git/`, the chart's under `chart/`: the same path may be in both.
     let of_git = |f: &ArgoValuesFile| match f {
         ArgoValuesFile::Git(p) => Some(p.clone()),
-        ArgoValuesFile::Chart(_) | ArgoValuesFile::ValuesRepo(_) => None,
+        ArgoValuesFile::Chart(_) | ArgoValuesFile::ValuesRepo(..) => None,
     };
     export_values_files(
         files.iter().filter_map(of_git).collect(),
@@ -478,7 +485,7 @@ pub fn template_archive_argo(
             ArgoValuesFile::Git(p) => ("git", p),
             ArgoValuesFile::Chart(p) => ("chart", p),
             // A chart from a chart repository reads Git through its one `ref` source.
-            ArgoValuesFile::ValuesRepo(p) => {
+            ArgoValuesFile::ValuesRepo(_, p) => {
                 return Err(HelmError::Failed(format!(
                     "the values file {} of another repository than the `ref` source's",
                     p.as_str()

@@ -157,7 +157,7 @@ fn text(out: &mut dyn Write, item: &TraceItem) -> std::io::Result<()> {
         };
         row("Chart", chart)?;
         row("Values", values_line(&c.values, "helm.values"))?;
-        if let Some(v) = &c.values_repo {
+        for v in &c.values_repos {
             let short = |c: &str| c[..c.len().min(7)].to_owned();
             row(
                 "Values repo",

@@ -413,9 +413,9 @@ pub struct ChartTrace {
     pub version_constraint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub desired_chart_version: Option<String>,
-    /// A chart in Git with values files of another `ref` source's repository or revision.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub values_repo: Option<ValuesRepoTrace>,
+    /// A chart in Git with values files of other `ref` sources' repositories or revisions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values_repos: Vec<ValuesRepoTrace>,
 }
 
 /// The repository a chart in Git's `$ref/...` values files are read from.

@@ -476,13 +476,11 @@ impl Locator {
             applied,
         } = self.commits(&pointer, &repo_key, &repo)?;
         let read_at = applied.unwrap_or(tip);
-        // A chart in Git with values files of another repository: read as synced there too,
-        // and at its tip.
-        let values = self.git_chart_values_repo(&pointer, key)?;
-        let values_at = values
-            .as_ref()
-            .map(|v| (v.commits.read_at(), v.commits.tip));
-        let synced_pointer = Locator::values_read_at(&pointer, values_at.map(|(s, _)| s));
+        // A chart in Git with values files of other repositories: read as synced there too,
+        // and at their tips.
+        let values = self.git_chart_values_repos(&pointer, key)?;
+        let (values_synced, values_tips) = argo::values_commits(&values);
+        let synced_pointer = Locator::values_read_at(&pointer, &values_synced);
 
         let (mut doc, render_root, as_written, chart) =
             self.find(&synced_pointer, &repo_key, &repo, read_at, key)?;
@@ -490,10 +488,10 @@ impl Locator {
         let desired = Arc::new(std::mem::take(&mut doc.object));
         // Desired at the tracked tip (or --against), when that is not what was applied.
         let mut tip_place = (doc.file.clone(), doc.lines);
-        let at_tip = if read_at == tip && values_at.is_none_or(|(s, t)| s == t) {
+        let at_tip = if read_at == tip && values_synced == values_tips {
             Some(desired.clone())
         } else {
-            let tip_pointer = Locator::values_read_at(&pointer, values_at.map(|(_, t)| t));
+            let tip_pointer = Locator::values_read_at(&pointer, &values_tips);
             match self.find(&tip_pointer, &repo_key, &repo, tip, key) {
                 Ok((d, _, _, _)) => {
                     tip_place = (d.file.clone(), d.lines);
@@ -527,14 +525,18 @@ impl Locator {
         let mut pending_commit: Option<CommitInfo> = None;
         // What the object is made from: its file; for a chart, the chart and its values files.
         let mut inputs = vec![file.clone()];
-        let mut values_files = Vec::new();
+        let mut values_files = vec![Vec::new(); values.len()];
         if chart.is_some()
             && let Some(h) = &pointer.argo_helm
         {
             inputs = vec![pointer.render_root.clone().unwrap_or_else(RepoPath::root)];
             for f in &h.value_files {
                 match f.within {
-                    super::reconciler::ValuesIn::ValuesRepo => values_files.push(f.path.clone()),
+                    super::reconciler::ValuesIn::ValuesRepo(i) => {
+                        if let Some(files) = values_files.get_mut(i) {
+                            files.push(f.path.clone());
+                        }
+                    }
                     _ => inputs.push(f.path.clone()),
                 }
             }
@@ -561,26 +563,28 @@ impl Locator {
             Some(_) => (Some(0), Some(false)),
             None => (None, None),
         };
-        // A change to a values file of the values repository is pending too (the commits
-        // counted are the chart's repository's: trace's `Values repo` shows the other's).
-        if let Some(v) = &values
-            && let Some(c) = self.values_changes(v, &values_files)?.pending
-        {
-            argo::newer(&mut pending_commit, c);
+        // A change to a values file of a values repository is pending too (the commits
+        // counted are the chart's repository's: trace's `Values repo` shows the others').
+        for (v, files) in values.iter().zip(&values_files) {
+            if let Some(c) = self.values_changes(v, files)?.pending {
+                argo::newer(&mut pending_commit, c);
+            }
         }
         let mut chart = chart.map(|c| Box::new((*c).clone()));
-        if let (Some(c), Some(v), Some(h)) = (&mut chart, &values, &pointer.argo_helm)
-            && let Some(from) = &h.values_repo
-        {
-            c.values_repo = Some(crate::source::helm::ValuesRepoTrace {
-                repo: v.repo.display_name(),
-                repo_key: v.key.clone(),
-                local: v.commits.local,
-                source: from.source,
-                tracked_ref: from.tracked_ref.clone(),
-                synced_commit: v.commits.applied.map(|c| c.to_string()),
-                tracked_commit: v.commits.tip.to_string(),
-            });
+        if let (Some(c), Some(h)) = (&mut chart, &pointer.argo_helm) {
+            c.values_repos = values
+                .iter()
+                .zip(&h.values_repos)
+                .map(|(v, from)| crate::source::helm::ValuesRepoTrace {
+                    repo: v.repo.display_name(),
+                    repo_key: v.key.clone(),
+                    local: v.commits.local,
+                    source: from.source,
+                    tracked_ref: from.tracked_ref.clone(),
+                    synced_commit: v.commits.applied.map(|c| c.to_string()),
+                    tracked_commit: v.commits.tip.to_string(),
+                })
+                .collect();
         }
         Ok(Located {
             rule: pointer.rule,
@@ -1336,16 +1340,14 @@ impl Locator {
             return;
         };
         let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);
-        let Ok(values) = self.git_chart_values_repo(pointer, key) else {
+        let Ok(values) = self.git_chart_values_repos(pointer, key) else {
             return;
         };
-        let values_at = values
-            .as_ref()
-            .map(|v| (v.commits.read_at(), v.commits.tip));
-        let synced = Locator::values_read_at(pointer, values_at.map(|(s, _)| s));
-        let tip = Locator::values_read_at(pointer, values_at.map(|(_, t)| t));
+        let (values_synced, values_tips) = argo::values_commits(&values);
+        let synced = Locator::values_read_at(pointer, &values_synced);
+        let tip = Locator::values_read_at(pointer, &values_tips);
         let mut at = vec![(commits.read_at(), &synced)];
-        if commits.tip != commits.read_at() || values_at.is_some_and(|(s, t)| s != t) {
+        if commits.tip != commits.read_at() || values_synced != values_tips {
             at.push((commits.tip, &tip));
         }
         for (commit, pointer) in at {

@@ -702,8 +702,8 @@ async fn argo_source(
         source: source.clone(),
     };
     let mut value_files = Vec::new();
-    let (mut values_repo, mut chart_values_repo): (Option<ArgoValuesRepo>, Option<ArgoValuesRepo>) =
-        (None, None);
+    let mut values_repos: Vec<ArgoValuesRepo> = Vec::new();
+    let mut chart_values_repo: Option<ArgoValuesRepo> = None;
     for file in h["valueFiles"].as_array().into_iter().flatten() {
         let Some(written) = file.as_str() else {
             continue;
@@ -757,28 +757,35 @@ async fn argo_source(
         };
         let (mut file, (index, from)) = from_ref;
         let mut from_repo = argo_values_repo(display, app.reconciler, index, from)?;
-        let known = if let Some(chart_repo) = &repo {
+        if let Some(chart_repo) = &repo {
             from_repo.own = chart_repo.same_repo(&from_repo.url);
-            file.within = ValuesIn::ValuesRepo;
-            values_repo.as_ref()
-        } else {
-            chart_values_repo.as_ref()
+        }
+        let same = |other: &ArgoValuesRepo| {
+            other.url.same_repo(&from_repo.url) && other.tracked_ref == from_repo.tracked_ref
         };
-        match known {
-            Some(other)
-                if !other.url.same_repo(&from_repo.url)
-                    || other.tracked_ref != from_repo.tracked_ref =>
-            {
-                return Err(SourceError::Unsupported {
-                    what: format!(
-                        "{display}: values files of {field} from more than one `ref` \
-                         repository or revision"
-                    ),
-                });
+        if repo.is_some() {
+            // A chart in Git: each such repository and revision once, its files by its index.
+            let at = match values_repos.iter().position(same) {
+                Some(at) => at,
+                None => {
+                    values_repos.push(from_repo);
+                    values_repos.len() - 1
+                }
+            };
+            file.within = ValuesIn::ValuesRepo(at);
+        } else {
+            match &chart_values_repo {
+                Some(other) if !same(other) => {
+                    return Err(SourceError::Unsupported {
+                        what: format!(
+                            "{display}: values files of {field} (a chart from a chart \
+                             repository) from more than one `ref` repository or revision"
+                        ),
+                    });
+                }
+                Some(_) => {}
+                None => chart_values_repo = Some(from_repo),
             }
-            Some(_) => {}
-            None if repo.is_some() => values_repo = Some(from_repo),
-            None => chart_values_repo = Some(from_repo),
         }
         value_files.push(file);
     }
@@ -843,7 +850,7 @@ async fn argo_source(
                 .filter(|(r, _)| !r.is_empty())
                 .map(|(r, _)| r.to_owned()),
         }),
-        values_repo,
+        values_repos,
     }));
     if repo.is_some() {
         p.repo = repo;
@@ -1263,8 +1270,10 @@ pub struct ArgoHelm {
     pub api_versions: std::sync::Arc<Vec<String>>,
     /// A chart from a chart repository (`chart` set), not a path in Git.
     pub chart: Option<ArgoRepositoryChart>,
-    /// For a chart in Git: the repository of its values files from another `ref` source.
-    pub values_repo: Option<ArgoValuesRepo>,
+    /// For a chart in Git: the repositories of its values files from other `ref` sources
+    /// (another repository, or its own at another revision), each once, in the order first
+    /// named.
+    pub values_repos: Vec<ArgoValuesRepo>,
 }
 
 impl ArgoHelm {
@@ -1286,9 +1295,10 @@ impl ArgoHelm {
             self.skip_tests,
             self.kube_version,
             self.api_versions.len(),
-            self.values_repo
-                .as_ref()
+            self.values_repos
+                .iter()
                 .map(|v| (v.url.to_string(), v.read_at.map(|c| c.to_string())))
+                .collect::<Vec<_>>()
         )
     }
 }
@@ -1373,9 +1383,9 @@ pub enum ValuesIn {
     Git,
     /// Inside the chart's archive (a chart from a chart repository, the entry without `$`).
     Chart,
-    /// The `ref` source of another repository, or revision, than the chart in Git:
-    /// [`ArgoHelm::values_repo`].
-    ValuesRepo,
+    /// The `ref` source of another repository, or revision, than the chart in Git: the one
+    /// of [`ArgoHelm::values_repos`] at this index.
+    ValuesRepo(usize),
 }
 
 /// The repository a chart in Git reads `$ref/...` values files from, when it is another

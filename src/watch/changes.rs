@@ -173,7 +173,7 @@ impl Watch {
                 content,
                 kind: Some(kind),
                 tip: None,
-                values_tip: None,
+                values_tips: Vec::new(),
                 declared: false,
                 source: None,
                 read_at: None,
@@ -303,10 +303,11 @@ impl Watch {
         // The objects read from the moved tips, by kind.
         let mut by_kind: BTreeMap<usize, HashSet<ObjectKey>> = BTreeMap::new();
         for (key, f) in &self.followed {
-            let read_from_moved = [f.tip, f.values_tip]
-                .into_iter()
-                .flatten()
-                .any(|tip| moved.contains_key(&tip));
+            let read_from_moved = f
+                .tip
+                .iter()
+                .chain(&f.values_tips)
+                .any(|tip| moved.contains_key(tip));
             if let (true, Some(kind), true) = (f.present, f.kind, read_from_moved) {
                 by_kind.entry(kind).or_default().insert(key.clone());
             }
@@ -427,7 +428,7 @@ impl Watch {
                     content: 0,
                     kind,
                     tip,
-                    values_tip: None,
+                    values_tips: Vec::new(),
                     declared: true,
                     source: report.source.clone(),
                     read_at: None,

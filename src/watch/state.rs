@@ -27,9 +27,9 @@ pub(super) struct Followed {
     pub(super) kind: Option<usize>,
     /// Index into the tracked tips.
     pub(super) tip: Option<usize>,
-    /// The tip of a second repository desired was read from (an Argo CD chart in Git's
-    /// values repository).
-    pub(super) values_tip: Option<usize>,
+    /// The tips of the other repositories desired was read from (an Argo CD chart in Git's
+    /// values repositories).
+    pub(super) values_tips: Vec<usize>,
     /// Git declares it at the tip: deleting it makes it missing.
     pub(super) declared: bool,
     pub(super) source: Option<SourceSummary>,
@@ -116,7 +116,7 @@ impl Watch {
                 content: 0,
                 kind: self.kind_of(&report.object),
                 tip,
-                values_tip: None,
+                values_tips: Vec::new(),
                 declared: true,
                 source: report.source.clone(),
                 read_at: None,
@@ -143,17 +143,18 @@ impl Watch {
     /// What to remember of an evaluated object.
     pub(super) fn followed_from(&mut self, item: &Evaluated, kind: Option<usize>) -> Followed {
         let report = &item.report;
-        let values_tip = item
+        let values_tips = item
             .summary
-            .as_ref()
-            .and_then(|s| s.values_tip.as_ref())
+            .iter()
+            .flat_map(|s| &s.values_tips)
             .map(|t| {
                 self.tip_at(
                     (&t.repo_key, &t.repo, t.local_checkout),
                     Some(&t.tracked_ref),
                     &t.tracked_commit,
                 )
-            });
+            })
+            .collect();
         let (resource_version, content, tip, declared, read_at) = match &item.summary {
             Some(s) => (
                 s.resource_version.clone(),
@@ -174,7 +175,7 @@ impl Watch {
             content,
             kind: kind.or_else(|| self.kind_of(&report.object)),
             tip,
-            values_tip,
+            values_tips,
             declared,
             source: report.source.clone(),
             read_at,

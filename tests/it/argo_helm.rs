@@ -648,14 +648,14 @@ fn kubectl_field(ns: &str, object: &str, path: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The values of the `values-repo` test's Application, in a repository of their own.
+/// The values of the values repositories test's Application, in a repository of their own.
 const CONFIG_VALUES: &str = "\
 greeting: hello-from-config
 image: nginx:1.28
 ";
 
 #[test]
-fn argo_chart_in_git_with_values_from_another_repository() {
+fn argo_chart_in_git_with_values_from_other_repositories() {
     let cp = testenv::shared();
     cp.install_gitops_crds();
     let ns = cp.namespace("argo-values-repo");
@@ -663,6 +663,12 @@ fn argo_chart_in_git_with_values_from_another_repository() {
     let mut config = GitRepo::new();
     config.write("prod/web-values.yaml", CONFIG_VALUES);
     let config_synced = config.commit(BOB, "Prod values for web");
+    // A third repository with values every environment shares, merged first.
+    let mut shared = GitRepo::new();
+    shared.write("common.yaml", "team: platform\ngreeting: from-shared\n");
+    let shared_synced = shared.commit(ALICE, "Shared values");
+    let shared_url = shared.url();
+    let shared_values = shared.path().join("common.yaml");
     let chart_synced = repo.head();
     let cache = tempfile::tempdir().unwrap();
     let cache = cache.path();
@@ -675,7 +681,12 @@ fn argo_chart_in_git_with_values_from_another_repository() {
             &repo,
             &ns,
             "cfg",
-            &["--values", config_values.to_str().unwrap()],
+            &[
+                "--values",
+                shared_values.to_str().unwrap(),
+                "--values",
+                config_values.to_str().unwrap(),
+            ],
         );
         argo_apply(&ns, "cfg", &manifests);
         application(
@@ -683,10 +694,12 @@ fn argo_chart_in_git_with_values_from_another_repository() {
             "cfg",
             json!([
                 {"repoURL": repo.url(), "path": "charts/web", "targetRevision": "main",
-                 "helm": {"valueFiles": ["$config/prod/web-values.yaml"]}},
+                 "helm": {"valueFiles": ["$shared/common.yaml", "$config/prod/web-values.yaml"]}},
                 {"repoURL": config_url, "targetRevision": "main", "ref": "config"},
+                {"repoURL": shared_url, "targetRevision": "main", "ref": "shared"},
             ]),
-            json!({"sync": {"status": "Synced", "revisions": [chart_synced, config_commit]},
+            json!({"sync": {"status": "Synced",
+                            "revisions": [chart_synced, config_commit, shared_synced]},
                    "health": {"status": "Healthy"}}),
         );
     };
@@ -730,16 +743,26 @@ fn argo_chart_in_git_with_values_from_another_repository() {
         "hello-from-config",
         "the other repository's values were applied"
     );
+    assert_eq!(
+        kubectl_field(&ns, "cm/cfg-config", "{.data.team}"),
+        "platform"
+    );
 
     // trace: the values file as written, and the repository it is read from, at its commit.
     let s = trace_source(&ns, &repo, cache, "cm/cfg-config");
     assert_eq!(s["appliedCommit"]["id"], chart_synced.as_str(), "{s:#}");
     assert_eq!(
         s["chart"]["values"],
-        json!([{"kind": "valueFiles", "name": "$config/prod/web-values.yaml"}]),
+        json!([{"kind": "valueFiles", "name": "$shared/common.yaml"},
+               {"kind": "valueFiles", "name": "$config/prod/web-values.yaml"}]),
         "{s:#}"
     );
-    let v = &s["chart"]["valuesRepo"];
+    // Each repository once, in the order the values files first name them.
+    let repos = s["chart"]["valuesRepos"].as_array().unwrap();
+    assert_eq!(repos.len(), 2, "{s:#}");
+    assert_eq!(repos[0]["source"], 2, "{s:#}");
+    assert_eq!(repos[0]["syncedCommit"], shared_synced.as_str(), "{s:#}");
+    let v = &repos[1];
     assert_eq!(v["source"], 1, "{s:#}");
     assert_eq!(v["trackedRef"], "main", "{s:#}");
     assert_eq!(v["syncedCommit"], config_synced.as_str(), "{s:#}");
@@ -778,11 +801,13 @@ fn argo_chart_in_git_with_values_from_another_repository() {
                 "repo": config_repo, "author": BOB.0}),
         &config_synced[..7],
     );
+    let shared_repo = repos[0]["repo"].as_str().unwrap();
     assert_origin(
         &found,
         ".data.team",
-        &json!({"kind": "chart", "file": "charts/web/templates/configmap.yaml"}),
-        &chart_synced[..7],
+        &json!({"kind": "git", "file": "common.yaml", "line": 1, "repo": shared_repo,
+                "author": ALICE.0}),
+        &shared_synced[..7],
     );
     let found = blame("deploy/cfg");
     assert_origin(
@@ -847,7 +872,7 @@ fn argo_chart_in_git_with_values_from_another_repository() {
     in_sync("after the second sync");
     let s = trace_source(&ns, &repo, cache, "cm/cfg-config");
     assert_eq!(
-        s["chart"]["valuesRepo"]["syncedCommit"],
+        s["chart"]["valuesRepos"][1]["syncedCommit"],
         change.as_str(),
         "{s:#}"
     );
@@ -862,12 +887,18 @@ fn argo_chart_in_git_with_values_from_another_repository() {
                 {"repoURL": repo.url(), "path": "charts/web", "targetRevision": "main",
                  "helm": helm},
                 {"repoURL": config_url, "targetRevision": "main", "ref": "config"},
+                {"repoURL": shared_url, "targetRevision": "main", "ref": "shared"},
             ]),
-            json!({"sync": {"status": "Synced", "revisions": [chart_synced, change]},
+            json!({"sync": {"status": "Synced",
+                            "revisions": [chart_synced, change, shared_synced]},
                    "health": {"status": "Healthy"}}),
         );
     };
-    let files = json!(["$config/prod/web-values.yaml", "$config/prod/missing.yaml"]);
+    let files = json!([
+        "$shared/common.yaml",
+        "$config/prod/web-values.yaml",
+        "$config/prod/missing.yaml"
+    ]);
     with_files(json!({"valueFiles": files}));
     let (ran, _) = diff(&ns, &repo, cache, "auto");
     assert_eq!(ran.code, Some(2), "{}", ran.stderr);

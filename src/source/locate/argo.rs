@@ -36,16 +36,17 @@ impl Locator {
                 ),
             });
         };
-        let values_repo = self.values_repo_at(h)?;
-        let values_at = values_repo.as_ref().map(|(r, c)| (r.as_ref(), *c));
-        let (files, values) = values_sources(h, Some((repo, commit)), values_at);
+        let values_repos = self.values_repos_at(h)?;
+        let values_at: Vec<(&Repo, CommitId)> =
+            values_repos.iter().map(|(r, c)| (r.as_ref(), *c)).collect();
+        let (files, values) = values_sources(h, Some((repo, commit)), &values_at);
         let git_files = in_git(&files);
         let empty = json!({});
         let template = argo_template(
             h,
             &binary,
             root,
-            (&git_files, &files, values_at),
+            (&git_files, &files, &values_at),
             h.values.as_ref().unwrap_or(&empty),
         );
         // What the render reads from Git: the chart's tree and each values file, by their ids.
@@ -54,15 +55,8 @@ impl Locator {
             read.extend(git_files.iter().cloned());
             let mut parts = vec!["git".to_owned(), format!("{files:?}")];
             parts.extend(ids(repo, commit, &read)?);
-            if let Some((values_repo, at)) = values_at {
-                let read: Vec<RepoPath> = files
-                    .iter()
-                    .filter_map(|f| match f {
-                        ArgoValuesFile::ValuesRepo(p) => Some(p.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                parts.extend(ids(values_repo, at, &read)?);
+            for (i, (values_repo, at)) in values_at.iter().enumerate() {
+                parts.extend(ids(values_repo, *at, &of_values_repo(&files, i))?);
             }
             self.argo_disk_key(h, &parts)
         };
@@ -111,7 +105,7 @@ impl Locator {
                 chart_url: None,
                 version_constraint: None,
                 desired_chart_version: None,
-                values_repo: None,
+                values_repos: Vec::new(),
             },
         ))
     }
@@ -137,23 +131,24 @@ impl Locator {
         Some(cache.helm_key(&all))
     }
 
-    /// The values repository of a chart in Git (another `ref` source's), opened, and the
-    /// commit this render reads it at.
-    pub(super) fn values_repo_at(
+    /// The values repositories of a chart in Git (other `ref` sources'), opened, and the
+    /// commit this render reads each at.
+    pub(super) fn values_repos_at(
         &self,
         h: &ArgoHelm,
-    ) -> Result<Option<(Arc<Repo>, CommitId)>, SourceError> {
-        let Some(v) = &h.values_repo else {
-            return Ok(None);
-        };
-        let commit = v.read_at.ok_or_else(|| {
-            SourceError::Repeated(format!(
-                "{}: the commit of its values repository {} was not resolved",
-                h.application, v.url
-            ))
-        })?;
-        let (_, repo) = self.values_repo_open(v, &super::application_key())?;
-        Ok(Some((repo, commit)))
+    ) -> Result<Vec<(Arc<Repo>, CommitId)>, SourceError> {
+        let mut opened = Vec::new();
+        for v in &h.values_repos {
+            let commit = v.read_at.ok_or_else(|| {
+                SourceError::Repeated(format!(
+                    "{}: the commit of its values repository {} was not resolved",
+                    h.application, v.url
+                ))
+            })?;
+            let (_, repo) = self.values_repo_open(v, &super::application_key())?;
+            opened.push((repo, commit));
+        }
+        Ok(opened)
     }
 
     /// The values repository `v`: as the chart's repository is found when it is that one
@@ -177,7 +172,7 @@ impl Locator {
 pub(super) fn values_sources(
     h: &ArgoHelm,
     at: Option<(&Repo, CommitId)>,
-    values_at: Option<(&Repo, CommitId)>,
+    values_at: &[(&Repo, CommitId)],
 ) -> (Vec<ArgoValuesFile>, Vec<ValuesSource>) {
     let mut files = Vec::new();
     let mut values = Vec::new();
@@ -193,7 +188,10 @@ pub(super) fn values_sources(
                 continue;
             }
             ValuesIn::Git => (at, ArgoValuesFile::Git(file.path.clone())),
-            ValuesIn::ValuesRepo => (values_at, ArgoValuesFile::ValuesRepo(file.path.clone())),
+            ValuesIn::ValuesRepo(i) => (
+                values_at.get(i).copied(),
+                ArgoValuesFile::ValuesRepo(i, file.path.clone()),
+            ),
         };
         let missing = read.is_none_or(|(repo, commit)| repo.read_file(commit, &file.path).is_err());
         if h.ignore_missing_value_files && missing {
@@ -229,7 +227,18 @@ pub(super) fn in_git(files: &[ArgoValuesFile]) -> Vec<RepoPath> {
         .iter()
         .filter_map(|f| match f {
             ArgoValuesFile::Git(p) => Some(p.clone()),
-            ArgoValuesFile::Chart(_) | ArgoValuesFile::ValuesRepo(_) => None,
+            ArgoValuesFile::Chart(_) | ArgoValuesFile::ValuesRepo(..) => None,
+        })
+        .collect()
+}
+
+/// The paths of `files` in the values repository at `index`.
+pub(super) fn of_values_repo(files: &[ArgoValuesFile], index: usize) -> Vec<RepoPath> {
+    files
+        .iter()
+        .filter_map(|f| match f {
+            ArgoValuesFile::ValuesRepo(i, p) if *i == index => Some(p.clone()),
+            _ => None,
         })
         .collect()
 }
@@ -247,7 +256,7 @@ fn display(root: &RepoPath) -> String {
 pub(super) type GitValuesFiles<'a> = (
     &'a [RepoPath],
     &'a [ArgoValuesFile],
-    Option<(&'a Repo, CommitId)>,
+    &'a [(&'a Repo, CommitId)],
 );
 
 /// `helm template` of the chart at `root` as Argo CD's repo-server runs it for `h`, with a
@@ -256,7 +265,7 @@ pub(super) fn argo_template<'a>(
     h: &'a ArgoHelm,
     binary: &'a std::path::Path,
     root: &'a RepoPath,
-    (git_files, files, values_repo): GitValuesFiles<'a>,
+    (git_files, files, values_repos): GitValuesFiles<'a>,
     values: &'a Value,
 ) -> render::helm::Template<'a> {
     render::helm::Template {
@@ -274,7 +283,7 @@ pub(super) fn argo_template<'a>(
             include_crds: h.include_crds,
             skip_tests: h.skip_tests,
             files,
-            values_repo,
+            values_repos,
         },
         // Argo CD's values are all in Git or the Application.
         secrets: &[],
@@ -314,6 +323,14 @@ pub(super) struct ValuesChanges {
     pub(super) file_changed_since_applied: Option<bool>,
 }
 
+/// The commits of `values` as synced, and at their tips, in order.
+pub(super) fn values_commits(values: &[ValuesRepo]) -> (Vec<CommitId>, Vec<CommitId>) {
+    values
+        .iter()
+        .map(|v| (v.commits.read_at(), v.commits.tip))
+        .unzip()
+}
+
 /// `slot` holds the newer of itself and `c`.
 pub(super) fn newer(slot: &mut Option<CommitInfo>, c: CommitInfo) {
     if slot.as_ref().is_none_or(|p| c.time > p.time) {
@@ -322,65 +339,64 @@ pub(super) fn newer(slot: &mut Option<CommitInfo>, c: CommitInfo) {
 }
 
 impl Locator {
-    /// The values repository of a chart in Git of `pointer` (another `ref` source's), with
-    /// its commits: as synced, and its tracked tip (the `--against` revision, and a local
-    /// checkout's HEAD, are the chart's).
-    pub(super) fn git_chart_values_repo(
+    /// The values repositories of a chart in Git of `pointer` (other `ref` sources'), each
+    /// with its commits: as synced, and its tracked tip (the `--against` revision, and a
+    /// local checkout's HEAD, are the chart's).
+    pub(super) fn git_chart_values_repos(
         &self,
         pointer: &Pointer,
         key: &ObjectKey,
-    ) -> Result<Option<ValuesRepo>, SourceError> {
-        let Some(v) = pointer
-            .argo_helm
-            .as_ref()
-            .and_then(|h| h.values_repo.as_ref())
-        else {
-            return Ok(None);
+    ) -> Result<Vec<ValuesRepo>, SourceError> {
+        let Some(h) = &pointer.argo_helm else {
+            return Ok(Vec::new());
         };
-        let mut of = Pointer::new(Rule::ArgoCd);
-        of.repo = Some(v.url.clone());
-        of.tracked_ref = Some(v.tracked_ref.clone());
-        of.applied_commit = v.applied_commit.clone();
-        let (key, repo) = self.values_repo_open(v, key)?;
-        // The chart's own repository at another revision: that revision, even in the user's
-        // checkout of it (whose HEAD stands for the chart's).
-        let against = v.own.then_some(v.tracked_ref.as_str());
-        let commits = self.commits_against(&of, &key, &repo, against)?;
-        Ok(Some(ValuesRepo { key, repo, commits }))
+        let mut found = Vec::new();
+        for v in &h.values_repos {
+            let mut of = Pointer::new(Rule::ArgoCd);
+            of.repo = Some(v.url.clone());
+            of.tracked_ref = Some(v.tracked_ref.clone());
+            of.applied_commit = v.applied_commit.clone();
+            let (key, repo) = self.values_repo_open(v, key)?;
+            // The chart's own repository at another revision: that revision, even in the
+            // user's checkout of it (whose HEAD stands for the chart's).
+            let against = v.own.then_some(v.tracked_ref.as_str());
+            let commits = self.commits_against(&of, &key, &repo, against)?;
+            found.push(ValuesRepo { key, repo, commits });
+        }
+        Ok(found)
     }
 
-    /// `pointer` with its values repository read at `commit` (itself without one).
+    /// `pointer` with its values repositories read at `commits`, in their order (itself
+    /// without any).
     pub(super) fn values_read_at<'p>(
         pointer: &'p Pointer,
-        commit: Option<CommitId>,
+        commits: &[CommitId],
     ) -> Cow<'p, Pointer> {
         let Some(h) = pointer
             .argo_helm
             .as_ref()
-            .filter(|h| h.values_repo.is_some())
+            .filter(|h| !h.values_repos.is_empty())
         else {
             return Cow::Borrowed(pointer);
         };
         let mut h = (**h).clone();
-        if let Some(v) = &mut h.values_repo {
-            v.read_at = commit;
+        for (i, v) in h.values_repos.iter_mut().enumerate() {
+            v.read_at = commits.get(i).copied();
         }
         let mut p = pointer.clone();
         p.argo_helm = Some(Arc::new(h));
         Cow::Owned(p)
     }
 
-    /// `pointer` with its values repository read at its tracked tip, for what Git declares
-    /// now.
+    /// `pointer` with its values repositories read at their tracked tips, for what Git
+    /// declares now.
     pub(super) fn values_at_tip<'p>(
         &self,
         pointer: &'p Pointer,
     ) -> Result<Cow<'p, Pointer>, SourceError> {
-        let values = self.git_chart_values_repo(pointer, &super::application_key())?;
-        Ok(Locator::values_read_at(
-            pointer,
-            values.map(|v| v.commits.tip),
-        ))
+        let values = self.git_chart_values_repos(pointer, &super::application_key())?;
+        let tips: Vec<CommitId> = values.iter().map(|v| v.commits.tip).collect();
+        Ok(Locator::values_read_at(pointer, &tips))
     }
 
     /// What changed in `files` of the values repository `v`.

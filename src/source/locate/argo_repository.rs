@@ -68,7 +68,7 @@ impl Locator {
             values
                 .as_ref()
                 .map(|v| (v.repo.as_ref(), v.commits.read_at())),
-            None,
+            &[],
         );
         let files = super::argo::in_git(&files);
         let changes = match &values {
@@ -92,7 +92,7 @@ impl Locator {
             chart_url: Some(c.from.url.clone()),
             version_constraint: Some(c.from.version.clone()),
             desired_chart_version: Some(desired_version.clone()),
-            values_repo: None,
+            values_repos: Vec::new(),
         };
         // A template inside the archive: no lines in Git (0-0: none shown).
         let file = synced.file.clone();
@@ -219,7 +219,7 @@ impl Locator {
                     from.chart, from.url
                 ))
             })?;
-        let (files, _) = super::argo::values_sources(h, at, None);
+        let (files, _) = super::argo::values_sources(h, at, &[]);
         let commit = at.map(|(_, c)| c.to_string()).unwrap_or_default();
         let cache_key = format!(
             "argo\0{}\0{}\0{}\0{}\0{commit}\0{}",
@@ -269,7 +269,7 @@ impl Locator {
             let name = RepoPath::parse(&from.chart).unwrap_or_else(|_| RepoPath::root());
             let empty = json!({});
             let values: &Value = h.values.as_ref().unwrap_or(&empty);
-            let t = super::argo::argo_template(h, &binary, &name, (&[], &[], None), values);
+            let t = super::argo::argo_template(h, &binary, &name, (&[], &[], &[]), values);
             let sets = [(values.clone(), h.parameters.clone())];
             let files = (files.as_slice(), h.ignore_missing_value_files);
             render::helm::template_archive_argo(&archive, at, files, &t, &sets)

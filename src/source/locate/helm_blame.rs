@@ -239,21 +239,22 @@ impl Locator {
             Some(c) => Some(self.synced_archive(h, c, &chart.chart_version, &failed)?),
             None => None,
         };
-        // Values files of another `ref` source's repository, as synced.
-        let values_repo = self.git_chart_values_repo(pointer, key)?;
-        let values_at = values_repo
-            .as_ref()
-            .map(|v| (v.repo.as_ref(), v.commits.read_at()));
+        // Values files of other `ref` sources' repositories, as synced.
+        let values_repos = self.git_chart_values_repos(pointer, key)?;
+        let values_at: Vec<(&crate::git::Repo, crate::git::CommitId)> = values_repos
+            .iter()
+            .map(|v| (v.repo.as_ref(), v.commits.read_at()))
+            .collect();
         let mut layers = Vec::new();
         let (files, _) =
-            super::argo::values_sources(h, git.as_ref().map(|(r, c)| (r.as_ref(), *c)), values_at);
+            super::argo::values_sources(h, git.as_ref().map(|(r, c)| (r.as_ref(), *c)), &values_at);
         for file in &files {
             match file {
                 ArgoValuesFile::Git(path) => {
                     layers.push(self.values_file_layer(located, path, blame_cache, &failed)?);
                 }
-                ArgoValuesFile::ValuesRepo(path) => {
-                    let (repo, commit) = values_at.expect("a values repository was read");
+                ArgoValuesFile::ValuesRepo(i, path) => {
+                    let (repo, commit) = values_at[*i];
                     let text = repo.read_file(commit, path)?;
                     let blame = repo.blame(commit, path, blame_cache)?;
                     let name = Some(repo.display_name());
@@ -313,7 +314,7 @@ impl Locator {
         proof.run(|sets| match (&h.chart, &archive) {
             (Some(c), Some((_, archive))) => {
                 let name = RepoPath::parse(&c.from.chart).unwrap_or_else(|_| RepoPath::root());
-                let t = super::argo::argo_template(h, &binary, &name, (&[], &[], None), &base);
+                let t = super::argo::argo_template(h, &binary, &name, (&[], &[], &[]), &base);
                 let at = git.as_ref().map(|(r, c)| (r.as_ref(), *c));
                 let files = (files.as_slice(), h.ignore_missing_value_files);
                 render::helm::template_archive_argo(archive, at, files, &t, sets)
@@ -322,7 +323,7 @@ impl Locator {
             _ => {
                 let (repo, commit) = git.as_ref().expect("a chart in Git has its repository");
                 let git_files = super::argo::in_git(&files);
-                let files = (git_files.as_slice(), files.as_slice(), values_at);
+                let files = (git_files.as_slice(), files.as_slice(), values_at.as_slice());
                 let t = super::argo::argo_template(h, &binary, &root, files, &base);
                 render::helm::template_each_with_parameters(repo, *commit, &t, sets)
                     .map_err(helm_failed)
