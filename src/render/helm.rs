@@ -323,18 +323,7 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
                 source,
             })?;
         let values_dir = |i: usize| scratch.path().join(format!("repo-{i}"));
-        for i in 0..values_repos.len().max(1) {
-            let of_values_repo = |f: &ArgoValuesFile| match f {
-                ArgoValuesFile::ValuesRepo(at, p) if *at == i => Some(p.clone()),
-                _ => None,
-            };
-            export_values_files(
-                files.iter().filter_map(of_values_repo).collect(),
-                values_repos.get(i).copied(),
-                &values_dir(i),
-                "its values files are in another repository, and it was not read",
-            )?;
-        }
+        export_values_repos(files, values_repos, values_dir)?;
         let mut copies = Vec::new();
         for file in files {
             let (at, path, place) = match file {
@@ -437,6 +426,33 @@ fn export_values_files(
     Ok(())
 }
 
+/// The files of `files` of each values repository (`values_repos[i]`, at its commit)
+/// exported into `dir(i)`.
+fn export_values_repos(
+    files: &[ArgoValuesFile],
+    values_repos: &[(&Repo, CommitId)],
+    dir: impl Fn(usize) -> std::path::PathBuf,
+) -> Result<(), HelmError> {
+    let named = files.iter().filter_map(|f| match f {
+        ArgoValuesFile::ValuesRepo(i, _) => Some(*i + 1),
+        _ => None,
+    });
+    // Every index a file names (one past the repositories given is an error there).
+    for i in 0..named.max().unwrap_or(0) {
+        let of_values_repo = |f: &ArgoValuesFile| match f {
+            ArgoValuesFile::ValuesRepo(at, p) if *at == i => Some(p.clone()),
+            _ => None,
+        };
+        export_values_files(
+            files.iter().filter_map(of_values_repo).collect(),
+            values_repos.get(i).copied(),
+            &dir(i),
+            "its values files are in another repository, and it was not read",
+        )?;
+    }
+    Ok(())
+}
+
 /// A values file of an Argo CD Helm source, as the repo-server reads it: a path of the
 /// source's repository (of a chart in Git, or of the `ref` source of a chart from a chart
 /// repository), one inside the chart's archive (no `$`), or one of another `ref` source's
@@ -479,18 +495,20 @@ pub fn template_archive_argo(
         &tmp.path().join("git"),
         "its values files are in Git, and no repository was read",
     )?;
+    // Those of further `ref` repositories each under `repo-N/`.
+    let values_repos = match t.style {
+        Style::Argo { values_repos, .. } => values_repos,
+        Style::Flux => &[],
+    };
+    export_values_repos(files, values_repos, |i| {
+        tmp.path().join(format!("repo-{i}"))
+    })?;
     let mut local = Vec::new();
     for file in files {
         let (dir, path) = match file {
-            ArgoValuesFile::Git(p) => ("git", p),
-            ArgoValuesFile::Chart(p) => ("chart", p),
-            // A chart from a chart repository reads Git through its one `ref` source.
-            ArgoValuesFile::ValuesRepo(_, p) => {
-                return Err(HelmError::Failed(format!(
-                    "the values file {} of another repository than the `ref` source's",
-                    p.as_str()
-                )));
-            }
+            ArgoValuesFile::Git(p) => ("git".to_owned(), p),
+            ArgoValuesFile::Chart(p) => ("chart".to_owned(), p),
+            ArgoValuesFile::ValuesRepo(i, p) => (format!("repo-{i}"), p),
         };
         let at = RepoPath::root().join(&format!("{dir}/{}", path.as_str()))?;
         if let ArgoValuesFile::Chart(p) = file {

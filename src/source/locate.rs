@@ -572,19 +572,7 @@ impl Locator {
         }
         let mut chart = chart.map(|c| Box::new((*c).clone()));
         if let (Some(c), Some(h)) = (&mut chart, &pointer.argo_helm) {
-            c.values_repos = values
-                .iter()
-                .zip(&h.values_repos)
-                .map(|(v, from)| crate::source::helm::ValuesRepoTrace {
-                    repo: v.repo.display_name(),
-                    repo_key: v.key.clone(),
-                    local: v.commits.local,
-                    source: from.source,
-                    tracked_ref: from.tracked_ref.clone(),
-                    synced_commit: v.commits.applied.map(|c| c.to_string()),
-                    tracked_commit: v.commits.tip.to_string(),
-                })
-                .collect();
+            c.values_repos = argo::values_repos_trace(&values, h);
         }
         Ok(Located {
             rule: pointer.rule,

@@ -519,7 +519,7 @@ async fn argo(
         let revision = if spec["source"].is_object() {
             single_revision.map(|r| (r, format!("{deployed_at}.revision")))
         } else {
-            argo_source_revision(deployed, &deployed_at, index, source)
+            argo_source_revision(deployed, &deployed_at, spec_sources(&application), index)
         };
         let found = argo_source(
             cluster,
@@ -590,32 +590,48 @@ fn argo_deployed(application: &Value) -> (&Value, String) {
     (&status["sync"], "status.sync".into())
 }
 
-/// The revision deployed of `source` (`spec.sources[index]`) in `deployed` (read at `at`),
-/// and where. Its `revisions` go with the sources as deployed (`sources`, or `comparedTo`'s
-/// for `status.sync`): when those are not the spec's any more (a source added, removed or
-/// moved since), it is the revision of the deployed source with the same repository, path,
-/// chart and ref, and none when no deployed source is that one.
+/// The revision deployed of `spec.sources[index]` (of `sources`, the spec's) in `deployed`
+/// (read at `at`), and where. Its `revisions` go with the sources as deployed (`sources`, or
+/// `comparedTo`'s for `status.sync`): when those are not the spec's any more (a source added,
+/// removed or moved since), it is the revision of the deployed source with the same
+/// repository, path, chart and ref (the n-th such for the n-th such in the spec: the same one
+/// listed twice), and none when no deployed source is that one.
 fn argo_source_revision<'a>(
     deployed: &'a Value,
     at: &str,
+    sources: &[Value],
     index: usize,
-    source: &Value,
 ) -> Option<(&'a str, String)> {
-    let same = |d: &Value| {
-        ["repoURL", "path", "chart", "ref"]
-            .iter()
-            .all(|k| d[*k] == source[*k])
+    // Argo CD leaves empty fields out of what it records: missing and "" are the same.
+    let key = |s: &Value| {
+        ["repoURL", "path", "chart", "ref"].map(|k| s[k].as_str().unwrap_or_default().to_owned())
     };
     let as_deployed = deployed["sources"]
         .as_array()
         .or_else(|| deployed["comparedTo"]["sources"].as_array());
-    let index = match as_deployed {
-        Some(sources) if !sources.get(index).is_some_and(same) => sources.iter().position(same)?,
+    let index = match (as_deployed, sources.get(index)) {
+        (Some(recorded), Some(source)) => {
+            let wanted = key(source);
+            let nth = sources[..index].iter().filter(|s| key(s) == wanted).count();
+            recorded
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| key(s) == wanted)
+                .nth(nth)?
+                .0
+        }
         _ => index,
     };
     deployed["revisions"][index]
         .as_str()
         .map(|r| (r, format!("{at}.revisions[{index}]")))
+}
+
+/// A multi-source Application's `spec.sources`.
+fn spec_sources(application: &Value) -> &[Value] {
+    application["spec"]["sources"]
+        .as_array()
+        .map_or(&[], Vec::as_slice)
 }
 
 /// The Application one source belongs to.
@@ -765,23 +781,14 @@ async fn argo_source(
         };
         if repo.is_some() {
             // A chart in Git: each such repository and revision once, its files by its index.
-            let at = match values_repos.iter().position(same) {
-                Some(at) => at,
-                None => {
-                    values_repos.push(from_repo);
-                    values_repos.len() - 1
-                }
-            };
-            file.within = ValuesIn::ValuesRepo(at);
+            file.within = ValuesIn::ValuesRepo(values_repo_index(&mut values_repos, from_repo));
         } else {
+            // A chart from a chart repository: the first such repository is the source's,
+            // each further one a values repository.
             match &chart_values_repo {
                 Some(other) if !same(other) => {
-                    return Err(SourceError::Unsupported {
-                        what: format!(
-                            "{display}: values files of {field} (a chart from a chart \
-                             repository) from more than one `ref` repository or revision"
-                        ),
-                    });
+                    let at = values_repo_index(&mut values_repos, from_repo);
+                    file.within = ValuesIn::ValuesRepo(at);
                 }
                 Some(_) => {}
                 None => chart_values_repo = Some(from_repo),
@@ -965,11 +972,12 @@ fn argo_values_repo(
         )
     })?;
     let (deployed, at) = argo_deployed(application);
-    let applied_commit =
-        match argo_source_revision(deployed, &at, index, from).filter(|(r, _)| !r.is_empty()) {
-            Some((rev, at)) => Some(argo_applied_commit(display, &at, rev)?),
-            None => None,
-        };
+    let applied_commit = match argo_source_revision(deployed, &at, spec_sources(application), index)
+        .filter(|(r, _)| !r.is_empty())
+    {
+        Some((rev, at)) => Some(argo_applied_commit(display, &at, rev)?),
+        None => None,
+    };
     Ok(ArgoValuesRepo {
         source: index,
         url,
@@ -978,6 +986,18 @@ fn argo_values_repo(
         applied_commit,
         read_at: None,
     })
+}
+
+/// The index of `repo` (its repository and revision) in `repos`, added when new.
+fn values_repo_index(repos: &mut Vec<ArgoValuesRepo>, repo: ArgoValuesRepo) -> usize {
+    let same = |o: &ArgoValuesRepo| o.url.same_repo(&repo.url) && o.tracked_ref == repo.tracked_ref;
+    match repos.iter().position(same) {
+        Some(at) => at,
+        None => {
+            repos.push(repo);
+            repos.len() - 1
+        }
+    }
 }
 
 /// A source's `targetRevision`, `HEAD` when it names none.
@@ -1270,8 +1290,9 @@ pub struct ArgoHelm {
     pub api_versions: std::sync::Arc<Vec<String>>,
     /// A chart from a chart repository (`chart` set), not a path in Git.
     pub chart: Option<ArgoRepositoryChart>,
-    /// For a chart in Git: the repositories of its values files from other `ref` sources
-    /// (another repository, or its own at another revision), each once, in the order first
+    /// The repositories of its values files from other `ref` sources (for a chart in Git,
+    /// another repository or its own at another revision; for a chart from a chart
+    /// repository, any but the first `ref` repository named), each once, in the order first
     /// named.
     pub values_repos: Vec<ArgoValuesRepo>,
 }
@@ -1484,32 +1505,40 @@ mod tests {
         use serde_json::json;
         let chart = json!({"repoURL": "https://git.example.com/a.git", "path": "charts/web",
                            "targetRevision": "main", "helm": {"valueFiles": ["$v/x.yaml"]}});
-        let values = json!({"repoURL": "https://git.example.com/v.git", "ref": "v"});
+        let values = json!({"repoURL": "https://git.example.com/v.git", "ref": "v", "path": ""});
         let added = json!({"repoURL": "https://git.example.com/a.git", "path": "extras"});
-        // Deployed before `added` was put first, with another targetRevision of the chart.
+        // Deployed before `added` was put first, with another targetRevision of the chart
+        // (and the empty path left out, as Argo CD records it).
+        let spec = [added.clone(), chart.clone(), values.clone()];
         let entry = json!({"revisions": ["c-chart", "c-values"], "sources": [
             {"repoURL": "https://git.example.com/a.git", "path": "charts/web",
              "targetRevision": "v1"},
             {"repoURL": "https://git.example.com/v.git", "ref": "v"}]});
-        let read = |deployed: &Value, index: usize, source: &Value| {
-            argo_source_revision(deployed, "status.history[0]", index, source)
+        let read = |deployed: &Value, spec: &[Value], index: usize| {
+            argo_source_revision(deployed, "status.history[0]", spec, index)
                 .map(|(r, at)| (r.to_owned(), at))
         };
         assert_eq!(
-            read(&entry, 1, &chart),
+            read(&entry, &spec, 1),
             Some(("c-chart".into(), "status.history[0].revisions[0]".into()))
         );
         assert_eq!(
-            read(&entry, 2, &values),
+            read(&entry, &spec, 2),
             Some(("c-values".into(), "status.history[0].revisions[1]".into()))
         );
-        assert_eq!(read(&entry, 0, &added), None, "not deployed yet");
+        assert_eq!(read(&entry, &spec, 0), None, "not deployed yet");
         // status.sync names them in comparedTo; without the sources, by index.
         let sync = json!({"revisions": ["c-chart", "c-values"],
                           "comparedTo": {"sources": entry["sources"].clone()}});
-        assert_eq!(read(&sync, 1, &chart).unwrap().0, "c-chart");
+        assert_eq!(read(&sync, &spec, 1).unwrap().0, "c-chart");
         let bare = json!({"revisions": ["r0", "r1"]});
-        assert_eq!(read(&bare, 1, &added).unwrap().0, "r1");
+        assert_eq!(read(&bare, &spec, 1).unwrap().0, "r1");
+        // The same chart twice (two releases), a source put before both since: the n-th for
+        // the n-th.
+        let twice = json!({"revisions": ["r-first", "r-second"], "sources": [chart, chart]});
+        let spec = [added, chart.clone(), chart];
+        assert_eq!(read(&twice, &spec, 1).unwrap().0, "r-first");
+        assert_eq!(read(&twice, &spec, 2).unwrap().0, "r-second");
     }
 
     #[test]

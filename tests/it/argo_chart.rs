@@ -718,6 +718,97 @@ fn argo_values_files_inside_a_chart_from_a_repository() {
         "",
     );
 
+    // Values files of two `ref` repositories: each read at its own synced commit, each value
+    // blamed on its repository's line, a commit to the second alone pending.
+    let mut more = GitRepo::new();
+    more.write("mode.yaml", "mode: from-more\n");
+    let more_synced = more.commit(BOB, "Mode of multi");
+    let more_file = more.path().join("mode.yaml");
+    synced("multi", &["env/override.yaml", more_file.to_str().unwrap()]);
+    application(
+        &ns,
+        "multi",
+        json!([
+            {"repoURL": index.url, "chart": "web", "targetRevision": "0.1.0",
+             "helm": {"valueFiles": ["$values/env/override.yaml", "$more/mode.yaml"]}},
+            {"repoURL": repo.url(), "targetRevision": "main", "ref": "values"},
+            {"repoURL": more.url(), "targetRevision": "main", "ref": "more"},
+        ]),
+        json!({"sync": {"status": "Synced", "revisions": ["0.1.0", applied, more_synced]},
+               "health": {"status": "Healthy"}}),
+    );
+    let multi = [
+        "Deployment/multi",
+        "Service/multi",
+        "ConfigMap/multi-config",
+    ];
+    these_in_sync(&ns, &repo, cache, "two ref repositories", &multi);
+    let ran = gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["trace", "cm/multi-config", "-o", "json"],
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let s = json_of(&ran)["items"][0]["source"].clone();
+    let repos = s["chart"]["valuesRepos"].as_array().unwrap();
+    assert_eq!(repos.len(), 1, "{s:#}");
+    assert_eq!(repos[0]["source"], 2, "{s:#}");
+    assert_eq!(repos[0]["syncedCommit"], more_synced.as_str(), "{s:#}");
+    let more_repo = repos[0]["repo"].as_str().unwrap().to_owned();
+    let found = origins(
+        &gitops(
+            &ns,
+            &repo,
+            cache,
+            true,
+            &["blame", "cm/multi-config", "-o", "json"],
+        ),
+        "cm/multi-config",
+    );
+    assert_origin(
+        &found,
+        ".data.team",
+        &json!({"kind": "git", "file": "env/override.yaml", "line": 1}),
+        &applied[..7],
+    );
+    assert!(
+        found[".data.team"]["repo"].is_null(),
+        "{:#}",
+        found[".data.team"]
+    );
+    assert_origin(
+        &found,
+        ".data.mode",
+        &json!({"kind": "git", "file": "mode.yaml", "line": 1, "repo": more_repo}),
+        &more_synced[..7],
+    );
+    more.write("mode.yaml", "mode: changed\n");
+    let change = more.commit(ALICE, "Another mode");
+    let (ran, report) = diff(&ns, &repo, cache, "auto");
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    let found = items(&report);
+    let fields = found["ConfigMap/multi-config"]["fields"]
+        .as_array()
+        .unwrap();
+    assert_eq!(fields.len(), 1, "{fields:#?}");
+    assert_eq!(fields[0]["path"], ".data.mode");
+    assert_eq!(fields[0]["why"]["kind"], "pending", "{:#}", fields[0]);
+    assert_eq!(fields[0]["why"]["commit"], change.as_str());
+    assert_eq!(found["ConfigMap/web-config"]["status"], "in-sync");
+    kubectl(
+        &ns,
+        &[
+            "delete",
+            "application.argoproj.io/multi",
+            "deploy/multi",
+            "svc/multi",
+            "cm/multi-config",
+        ],
+        None,
+    );
+
     // Out of band, then reverted as Argo CD's manager.
     kubectl(
         &ns,

@@ -323,6 +323,26 @@ pub(super) struct ValuesChanges {
     pub(super) file_changed_since_applied: Option<bool>,
 }
 
+/// What trace shows of the values repositories `values` of `h` (in the same order).
+pub(super) fn values_repos_trace(
+    values: &[ValuesRepo],
+    h: &ArgoHelm,
+) -> Vec<crate::source::helm::ValuesRepoTrace> {
+    values
+        .iter()
+        .zip(&h.values_repos)
+        .map(|(v, from)| crate::source::helm::ValuesRepoTrace {
+            repo: v.repo.display_name(),
+            repo_key: v.key.clone(),
+            local: v.commits.local,
+            source: from.source,
+            tracked_ref: from.tracked_ref.clone(),
+            synced_commit: v.commits.applied.map(|c| c.to_string()),
+            tracked_commit: v.commits.tip.to_string(),
+        })
+        .collect()
+}
+
 /// The commits of `values` as synced, and at their tips, in order.
 pub(super) fn values_commits(values: &[ValuesRepo]) -> (Vec<CommitId>, Vec<CommitId>) {
     values

@@ -32,16 +32,31 @@ impl Locator {
             Some(v) => (Some(v.commits.tip), Some(v.commits.read_at())),
             None => (None, None),
         };
+        // Values files of further `ref` repositories: as synced there, and at their tips.
+        let more = self.git_chart_values_repos(pointer, key)?;
+        let (more_synced, more_tips) = super::argo::values_commits(&more);
+        let (synced_pointer, tip_pointer) = (
+            Locator::values_read_at(pointer, &more_synced),
+            Locator::values_read_at(pointer, &more_tips),
+        );
+        let h_of = |p: &Pointer| p.argo_helm.clone().expect("an Argo CD Helm source");
+        let (h_synced, h_tip) = (h_of(&synced_pointer), h_of(&tip_pointer));
         let repo = values.as_ref().map(|v| v.repo.as_ref());
         let (tip_docs, desired_version) = self.argo_repository_render(
-            h,
+            &h_tip,
             c,
             Wanted::Constraint(c.from.version.clone()),
             repo.zip(tip_at),
         )?;
         let (synced_docs, synced_version) = match &c.synced_version {
-            Some(v) if *v != desired_version || synced_at != tip_at => self
-                .argo_repository_render(h, c, Wanted::Constraint(v.clone()), repo.zip(synced_at))?,
+            Some(v) if *v != desired_version || synced_at != tip_at || more_synced != more_tips => {
+                self.argo_repository_render(
+                    &h_synced,
+                    c,
+                    Wanted::Constraint(v.clone()),
+                    repo.zip(synced_at),
+                )?
+            }
             _ => (tip_docs.clone(), desired_version.clone()),
         };
         let find = |docs: &[Document]| {
@@ -63,18 +78,29 @@ impl Locator {
 
         // What Git holds of the object: its values files; the newest change to one of them
         // is its last change, and one after the synced commit is pending.
-        let (files, value_sources) = super::argo::values_sources(
+        let more_at: Vec<(&Repo, CommitId)> = more
+            .iter()
+            .map(|v| (v.repo.as_ref(), v.commits.read_at()))
+            .collect();
+        let (all_files, value_sources) = super::argo::values_sources(
             h,
             values
                 .as_ref()
                 .map(|v| (v.repo.as_ref(), v.commits.read_at())),
-            &[],
+            &more_at,
         );
-        let files = super::argo::in_git(&files);
-        let changes = match &values {
+        let files = super::argo::in_git(&all_files);
+        let mut changes = match &values {
             Some(v) => self.values_changes(v, &files)?,
             None => Default::default(),
         };
+        for (i, v) in more.iter().enumerate() {
+            let more_changes =
+                self.values_changes(v, &super::argo::of_values_repo(&all_files, i))?;
+            if let Some(c) = more_changes.pending {
+                super::argo::newer(&mut changes.pending, c);
+            }
+        }
         let published_chart = (desired_version != synced_version).then(|| PublishedChart {
             chart: c.from.chart.clone(),
             version: desired_version.clone(),
@@ -92,7 +118,7 @@ impl Locator {
             chart_url: Some(c.from.url.clone()),
             version_constraint: Some(c.from.version.clone()),
             desired_chart_version: Some(desired_version.clone()),
-            values_repos: Vec::new(),
+            values_repos: super::argo::values_repos_trace(&more, h),
         };
         // A template inside the archive: no lines in Git (0-0: none shown).
         let file = synced.file.clone();
@@ -163,6 +189,8 @@ impl Locator {
     ) -> Result<Arc<Vec<Document>>, SourceError> {
         let values = self.values_repo(pointer, &super::application_key())?;
         let at = values.as_ref().map(|v| (v.repo.as_ref(), v.commits.tip));
+        let tip = self.values_at_tip(pointer)?;
+        let h = tip.argo_helm.as_deref().unwrap_or(h);
         Ok(self
             .argo_repository_render(h, c, Wanted::Constraint(c.from.version.clone()), at)?
             .0)
@@ -219,7 +247,9 @@ impl Locator {
                     from.chart, from.url
                 ))
             })?;
-        let (files, _) = super::argo::values_sources(h, at, &[]);
+        let more = self.values_repos_at(h)?;
+        let more_at: Vec<(&Repo, CommitId)> = more.iter().map(|(r, c)| (r.as_ref(), *c)).collect();
+        let (files, _) = super::argo::values_sources(h, at, &more_at);
         let commit = at.map(|(_, c)| c.to_string()).unwrap_or_default();
         let cache_key = format!(
             "argo\0{}\0{}\0{}\0{}\0{commit}\0{}",
@@ -250,6 +280,10 @@ impl Locator {
                     &super::argo::in_git(&files),
                 )?);
             }
+            for (i, (repo, commit)) in more_at.iter().enumerate() {
+                let read = super::argo::of_values_repo(&files, i);
+                parts.extend(super::argo::ids(repo, *commit, &read)?);
+            }
             self.argo_disk_key(h, &parts)
         };
         let rendered = self.helm_slot(cache_key, disk_key, || {
@@ -269,7 +303,7 @@ impl Locator {
             let name = RepoPath::parse(&from.chart).unwrap_or_else(|_| RepoPath::root());
             let empty = json!({});
             let values: &Value = h.values.as_ref().unwrap_or(&empty);
-            let t = super::argo::argo_template(h, &binary, &name, (&[], &[], &[]), values);
+            let t = super::argo::argo_template(h, &binary, &name, (&[], &[], &more_at), values);
             let sets = [(values.clone(), h.parameters.clone())];
             let files = (files.as_slice(), h.ignore_missing_value_files);
             render::helm::template_archive_argo(&archive, at, files, &t, &sets)

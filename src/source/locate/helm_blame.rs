@@ -314,7 +314,8 @@ impl Locator {
         proof.run(|sets| match (&h.chart, &archive) {
             (Some(c), Some((_, archive))) => {
                 let name = RepoPath::parse(&c.from.chart).unwrap_or_else(|_| RepoPath::root());
-                let t = super::argo::argo_template(h, &binary, &name, (&[], &[], &[]), &base);
+                let t =
+                    super::argo::argo_template(h, &binary, &name, (&[], &[], &values_at), &base);
                 let at = git.as_ref().map(|(r, c)| (r.as_ref(), *c));
                 let files = (files.as_slice(), h.ignore_missing_value_files);
                 render::helm::template_archive_argo(archive, at, files, &t, sets)
