@@ -525,21 +525,16 @@ impl Locator {
         let mut pending_commit: Option<CommitInfo> = None;
         // What the object is made from: its file; for a chart, the chart and its values files.
         let mut inputs = vec![file.clone()];
-        let mut values_files = vec![Vec::new(); values.len()];
         if chart.is_some()
             && let Some(h) = &pointer.argo_helm
         {
             inputs = vec![pointer.render_root.clone().unwrap_or_else(RepoPath::root)];
-            for f in &h.value_files {
-                match f.within {
-                    super::reconciler::ValuesIn::ValuesRepo(i) => {
-                        if let Some(files) = values_files.get_mut(i) {
-                            files.push(f.path.clone());
-                        }
-                    }
-                    _ => inputs.push(f.path.clone()),
-                }
-            }
+            inputs.extend(
+                h.value_files
+                    .iter()
+                    .filter(|f| !matches!(f.within, super::reconciler::ValuesIn::ValuesRepo(_)))
+                    .map(|f| f.path.clone()),
+            );
         }
         let (commits_since_applied, file_changed_since_applied) = match applied {
             Some(a) if a != tip => {
@@ -565,10 +560,10 @@ impl Locator {
         };
         // A change to a values file of a values repository is pending too (the commits
         // counted are the chart's repository's: trace's `Values repo` shows the others').
-        for (v, files) in values.iter().zip(&values_files) {
-            if let Some(c) = self.values_changes(v, files)?.pending {
-                argo::newer(&mut pending_commit, c);
-            }
+        if let Some(h) = &pointer.argo_helm
+            && let Some(c) = self.values_repos_pending(&values, h)?
+        {
+            argo::newer(&mut pending_commit, c);
         }
         let mut chart = chart.map(|c| Box::new((*c).clone()));
         if let (Some(c), Some(h)) = (&mut chart, &pointer.argo_helm) {

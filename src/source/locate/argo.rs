@@ -419,6 +419,28 @@ impl Locator {
         Ok(Locator::values_read_at(pointer, &tips))
     }
 
+    /// The newest commit to a values file of `h` in one of its values repositories `values`
+    /// since it was synced: pending.
+    pub(super) fn values_repos_pending(
+        &self,
+        values: &[ValuesRepo],
+        h: &ArgoHelm,
+    ) -> Result<Option<CommitInfo>, SourceError> {
+        let mut pending = None;
+        for (i, v) in values.iter().enumerate() {
+            let files: Vec<RepoPath> = h
+                .value_files
+                .iter()
+                .filter(|f| f.within == ValuesIn::ValuesRepo(i))
+                .map(|f| f.path.clone())
+                .collect();
+            if let Some(c) = self.values_changes(v, &files)?.pending {
+                newer(&mut pending, c);
+            }
+        }
+        Ok(pending)
+    }
+
     /// What changed in `files` of the values repository `v`.
     pub(super) fn values_changes(
         &self,

@@ -94,12 +94,8 @@ impl Locator {
             Some(v) => self.values_changes(v, &files)?,
             None => Default::default(),
         };
-        for (i, v) in more.iter().enumerate() {
-            let more_changes =
-                self.values_changes(v, &super::argo::of_values_repo(&all_files, i))?;
-            if let Some(c) = more_changes.pending {
-                super::argo::newer(&mut changes.pending, c);
-            }
+        if let Some(c) = self.values_repos_pending(&more, h)? {
+            super::argo::newer(&mut changes.pending, c);
         }
         let published_chart = (desired_version != synced_version).then(|| PublishedChart {
             chart: c.from.chart.clone(),
