@@ -28,8 +28,8 @@ pub struct Summary {
     pub read_at: String,
     /// Git declares the object at the tip.
     pub declared: bool,
-    /// The other repositories desired was read from (the values repositories of an Argo CD
-    /// chart in Git), and their tips.
+    /// The other repositories desired was read from (the values repositories of an Argo CD Helm
+    /// source), and their tips.
     pub values_tips: Vec<SummaryTip>,
 }
 

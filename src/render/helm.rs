@@ -281,13 +281,7 @@ impl Prepared {
 }
 
 fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, HelmError> {
-    let tmp = tempfile::Builder::new()
-        .prefix("kubectl-gitops-helm-")
-        .tempdir()
-        .map_err(|source| RenderError::Io {
-            what: "creating a temporary directory".into(),
-            source,
-        })?;
+    let tmp = scratch_dir("kubectl-gitops-helm-")?;
     let mut paths = vec![t.chart.clone()];
     paths.extend(t.values_files.iter().cloned());
     paths.sort_by(|a, b| a.as_str().cmp(b.as_str()));
@@ -315,13 +309,7 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
     } = t.style
     {
         // Apart from the chart's export: a chart at the repository's root must not see them.
-        let scratch = tempfile::Builder::new()
-            .prefix("kubectl-gitops-values-")
-            .tempdir()
-            .map_err(|source| RenderError::Io {
-                what: "creating a temporary directory".into(),
-                source,
-            })?;
+        let scratch = scratch_dir("kubectl-gitops-values-")?;
         let values_dir = |i: usize| scratch.path().join(format!("repo-{i}"));
         export_values_repos(files, values_repos, values_dir)?;
         let mut copies = Vec::new();
@@ -404,6 +392,17 @@ fn argo_args(
     Ok(args)
 }
 
+/// A new temporary directory named `prefix...`, removed when dropped.
+fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir, RenderError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|source| RenderError::Io {
+            what: "creating a temporary directory".into(),
+            source,
+        })
+}
+
 /// `paths` (any at all) of the repository `at` exported into the new directory `into`; an
 /// error saying `unread` without a repository.
 fn export_values_files(
@@ -477,13 +476,7 @@ pub fn template_archive_argo(
     t: &Template<'_>,
     sets: &[(Value, Vec<Parameter>)],
 ) -> Result<Vec<Result<Vec<Document>, HelmError>>, HelmError> {
-    let tmp = tempfile::Builder::new()
-        .prefix("kubectl-gitops-helm-")
-        .tempdir()
-        .map_err(|source| RenderError::Io {
-            what: "creating a temporary directory".into(),
-            source,
-        })?;
+    let tmp = scratch_dir("kubectl-gitops-helm-")?;
     // Git's under `git/`, the chart's under `chart/`: the same path may be in both.
     let of_git = |f: &ArgoValuesFile| match f {
         ArgoValuesFile::Git(p) => Some(p.clone()),
@@ -638,13 +631,7 @@ pub fn post_render(
                 .into(),
         ));
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("kubectl-gitops-post-render-")
-        .tempdir()
-        .map_err(|source| RenderError::Io {
-            what: "creating a temporary directory".into(),
-            source,
-        })?;
+    let tmp = scratch_dir("kubectl-gitops-post-render-")?;
     let io = |what: &str| {
         let what = what.to_owned();
         move |source| RenderError::Io { what, source }

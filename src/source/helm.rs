@@ -413,7 +413,7 @@ pub struct ChartTrace {
     pub version_constraint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub desired_chart_version: Option<String>,
-    /// A chart in Git with values files of other `ref` sources' repositories or revisions.
+    /// Values files of other `ref` sources' repositories or revisions (see `ArgoHelm::values_repos`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub values_repos: Vec<ValuesRepoTrace>,
 }

@@ -27,7 +27,7 @@ pub(super) struct Followed {
     pub(super) kind: Option<usize>,
     /// Index into the tracked tips.
     pub(super) tip: Option<usize>,
-    /// The tips of the other repositories desired was read from (an Argo CD chart in Git's
+    /// The tips of the other repositories desired was read from (an Argo CD Helm source's
     /// values repositories).
     pub(super) values_tips: Vec<usize>,
     /// Git declares it at the tip: deleting it makes it missing.

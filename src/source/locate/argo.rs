@@ -55,9 +55,7 @@ impl Locator {
             read.extend(git_files.iter().cloned());
             let mut parts = vec!["git".to_owned(), format!("{files:?}")];
             parts.extend(ids(repo, commit, &read)?);
-            for (i, (values_repo, at)) in values_at.iter().enumerate() {
-                parts.extend(ids(values_repo, *at, &of_values_repo(&files, i))?);
-            }
+            parts.extend(values_repos_ids(&files, &values_at)?);
             self.argo_disk_key(h, &parts)
         };
         let docs = self.through_render_cache(disk_key(), || {
@@ -232,15 +230,24 @@ pub(super) fn in_git(files: &[ArgoValuesFile]) -> Vec<RepoPath> {
         .collect()
 }
 
-/// The paths of `files` in the values repository at `index`.
-pub(super) fn of_values_repo(files: &[ArgoValuesFile], index: usize) -> Vec<RepoPath> {
-    files
-        .iter()
-        .filter_map(|f| match f {
-            ArgoValuesFile::ValuesRepo(i, p) if *i == index => Some(p.clone()),
-            _ => None,
-        })
-        .collect()
+/// The Git ids of `files` of each values repository (`values_at[i]`, at its commit), for a
+/// render cache key.
+pub(super) fn values_repos_ids(
+    files: &[ArgoValuesFile],
+    values_at: &[(&Repo, CommitId)],
+) -> Option<Vec<String>> {
+    let mut all = Vec::new();
+    for (index, (repo, commit)) in values_at.iter().enumerate() {
+        let paths: Vec<RepoPath> = files
+            .iter()
+            .filter_map(|f| match f {
+                ArgoValuesFile::ValuesRepo(i, p) if *i == index => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        all.extend(ids(repo, *commit, &paths)?);
+    }
+    Some(all)
 }
 
 fn display(root: &RepoPath) -> String {

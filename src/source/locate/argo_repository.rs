@@ -276,10 +276,7 @@ impl Locator {
                     &super::argo::in_git(&files),
                 )?);
             }
-            for (i, (repo, commit)) in more_at.iter().enumerate() {
-                let read = super::argo::of_values_repo(&files, i);
-                parts.extend(super::argo::ids(repo, *commit, &read)?);
-            }
+            parts.extend(super::argo::values_repos_ids(&files, &more_at)?);
             self.argo_disk_key(h, &parts)
         };
         let rendered = self.helm_slot(cache_key, disk_key, || {
