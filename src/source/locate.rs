@@ -987,15 +987,17 @@ impl Locator {
     fn second_repo(&self, url: &RepoUrl) -> Result<(String, Arc<Repo>), SourceError> {
         let key = application_key();
         if let Some(flag) = &self.choice.flag {
-            let (repo_key, repo) = self.repo_for(Some(url), &key, Rule::ArgoCd)?;
-            let same = RepoUrl::parse(flag).is_ok_and(|f| f.same_repo(url))
-                || repo
-                    .remote_urls()
-                    .iter()
-                    .filter_map(|r| RepoUrl::parse(r).ok())
-                    .any(|r| r.same_repo(url));
-            if same {
-                return Ok((repo_key, repo));
+            // A checkout whose remote is `url`, or `url` itself; another URL is not cloned.
+            let flagged = if Path::new(flag).exists() {
+                let (repo_key, repo) = self.repo_for(Some(url), &key, Rule::ArgoCd)?;
+                has_remote(&repo, url).then_some((repo_key, repo))
+            } else if RepoUrl::parse(flag).is_ok_and(|f| f.same_repo(url)) {
+                Some(self.repo_for(Some(url), &key, Rule::ArgoCd)?)
+            } else {
+                None
+            };
+            if let Some(found) = flagged {
+                return Ok(found);
             }
         }
         self.repo_unflagged(Some(url), &key, Rule::ArgoCd)
@@ -1014,11 +1016,7 @@ impl Locator {
                 self.cached_repo(format!("local:{}", cwd.display()), || Repo::open_local(cwd))
         {
             let matches = match url {
-                Some(url) => repo
-                    .remote_urls()
-                    .iter()
-                    .filter_map(|r| RepoUrl::parse(r).ok())
-                    .any(|r| r.same_repo(url)),
+                Some(url) => has_remote(&repo, url),
                 // Nothing names a repository: the checkout we are in is the one to search.
                 None => true,
             };
@@ -1652,6 +1650,14 @@ impl Locator {
 /// The document of `docs` that declares the live object: the same key; else, when a
 /// kustomization renamed it, the same kind whose name is part of the live name; else the only
 /// document of that kind.
+/// A remote of the checkout `repo` is `url`.
+fn has_remote(repo: &Repo, url: &RepoUrl) -> bool {
+    repo.remote_urls()
+        .iter()
+        .filter_map(|r| RepoUrl::parse(r).ok())
+        .any(|r| r.same_repo(url))
+}
+
 /// The key an Application's own reads are made for (no object of its own).
 fn application_key() -> ObjectKey {
     ObjectKey {
