@@ -1,17 +1,27 @@
-//! `bench/diff --shape helm`: our diff of Flux HelmReleases against what users run without
-//! it, `helm template | kubectl diff --server-side` for each release, on the same cluster.
+//! `bench/diff --shape helm` and `--shape argo`: our diff of Helm releases against what users
+//! run without it, `helm template | kubectl diff --server-side` for each release, on the same
+//! cluster.
 //!
-//! N HelmReleases of one chart in Git (M objects each: a Deployment, a Service, a
-//! ServiceAccount, a Secret and M-4 ConfigMaps; values from the chart's values.yaml, a values
-//! file per release and inline values), applied by real kustomize-controller and installed
-//! by real helm-controller (tests/testenv) from a Git repository it serves on loopback. P % of
-//! the objects are then changed out of band, and our diff must find exactly those. Timed, R
-//! runs each, interleaved:
+//! N releases of one chart in Git (M objects each: a Deployment, a Service, a ServiceAccount, a
+//! Secret and M-4 ConfigMaps; values from the chart's values.yaml, a values file per release
+//! and an inline value).
+//! - `--shape helm`: N Flux HelmReleases, applied by real kustomize-controller and installed by
+//!   real helm-controller (tests/testenv) from a Git repository it serves on loopback; the
+//!   values files are in the chart's repository.
+//! - `--shape argo`: N multi-source Argo CD Applications. Each renders the chart of one
+//!   repository with its values file from a second (a `ref` source, `$config/values/..`) and a
+//!   `team` parameter, rendered by the real `helm` as Argo CD's repo-server calls it and applied
+//!   as its application controller does (server-side as argocd-controller, a tracking id on
+//!   every object; there is no Argo CD controller in tests/testenv).
+//!
+//! P % of the objects are then changed out of band, and our diff must find exactly those.
+//! Timed, R runs each, interleaved:
 //!   (a) kubectl gitops diff -n bench, its caches emptied before each run
 //!   (b) kubectl gitops diff -n bench, caches warm
-//!   (c) for each release in turn: helm template RELEASE charts/app -n bench -f
-//!       charts/app/values.yaml -f values/RELEASE.yaml --set team=.. | kubectl diff
-//!       --server-side --field-manager=helm-controller --force-conflicts -n bench -f -
+//!   (c) for each release in turn: helm template RELEASE charts/app -n bench [-f
+//!       charts/app/values.yaml] -f VALUES --set team=.. | kubectl diff --server-side
+//!       --field-manager=MANAGER --force-conflicts -n bench -f -  (MANAGER helm-controller or
+//!       argocd-controller)
 //! Prints medians, the ratio of (c) to (b) against the issue's target (5x), peak RSS, and one
 //! JSON line.
 
@@ -33,11 +43,39 @@ use testenv::{ControlPlane, Lifetime};
 const NS: &str = "bench";
 
 const USAGE: &str = "\
-usage: bench/diff --shape helm [--releases N] [--objects-per-release M] [--drift-percent P]
+usage: bench/diff --shape helm|argo [--releases N] [--objects-per-release M] [--drift-percent P]
                   [--runs R] [--only a,b,c] [--plugin PATH] [--keep]
 ";
 
+/// Which reconciler installs the releases.
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    /// Flux HelmReleases, installed by real helm-controller.
+    Flux,
+    /// Multi-source Argo CD Applications, applied as its controller does.
+    Argo,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Flux => "helm",
+            Shape::Argo => "argo",
+        }
+    }
+
+    fn field_manager(self) -> &'static str {
+        match self {
+            Shape::Flux => testenv::helm::FIELD_MANAGER,
+            Shape::Argo => ARGO_MANAGER,
+        }
+    }
+}
+
+const ARGO_MANAGER: &str = "argocd-controller";
+
 struct Args {
+    shape: Shape,
     releases: usize,
     per_release: usize,
     drift_percent: f64,
@@ -62,6 +100,7 @@ fn parse_args() -> Result<Args> {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
     let mut args = Args {
+        shape: Shape::Flux,
         releases: 20,
         per_release: 10,
         drift_percent: 5.0,
@@ -84,9 +123,10 @@ fn parse_args() -> Result<Args> {
         };
         match flag.as_str() {
             "--shape" => {
-                let shape = value()?;
-                if shape != "helm" {
-                    bail!("--shape: this benchmark is the helm shape, not {shape:?}");
+                args.shape = match value()?.as_str() {
+                    "helm" => Shape::Flux,
+                    "argo" => Shape::Argo,
+                    shape => bail!("--shape: this benchmark is helm or argo, not {shape:?}"),
                 }
             }
             "--releases" => args.releases = parse_number(&flag, &value()?)?,
@@ -109,7 +149,7 @@ fn parse_args() -> Result<Args> {
                 print!("{USAGE}");
                 std::process::exit(0);
             }
-            _ => bail!("unknown argument {arg:?} for --shape helm\n{USAGE}"),
+            _ => bail!("unknown argument {arg:?} for --shape helm or argo\n{USAGE}"),
         }
     }
     if args.runs == 0 || !(1..=200).contains(&args.releases) {
@@ -135,14 +175,32 @@ fn run() -> Result<ExitCode> {
     let work = tempfile::Builder::new()
         .prefix("kubectl-gitops-bench-helm-")
         .tempdir()?;
-    step(
-        "starting etcd + kube-apiserver, Flux's source-controller, kustomize-controller and helm-controller",
-    );
+    step(match args.shape {
+        Shape::Flux => {
+            "starting etcd + kube-apiserver, Flux's source-controller, kustomize-controller and \
+             helm-controller"
+        }
+        Shape::Argo => "starting etcd + kube-apiserver, with Argo CD's Application CRD",
+    });
     let cp = ControlPlane::start(&work.path().join("cluster"), Lifetime::TiedToThisProcess)?;
     let result = (|| {
-        let flux = Flux::start(&cp)?;
-        let helm = HelmController::start(&cp, &flux)?;
-        bench(&args, &plugin, &cp, &flux, &helm, work.path(), &step)
+        cp.kubectl_run(&["create", "namespace", NS], None)?;
+        let (repo, helm_bin, installed) = match args.shape {
+            Shape::Flux => {
+                let flux = Flux::start(&cp)?;
+                let helm = HelmController::start(&cp, &flux)?;
+                let (repo, installed) = install_flux(&args, &flux, &helm, work.path())?;
+                (repo, helm.binaries.helm.clone(), installed)
+            }
+            Shape::Argo => {
+                cp.install_crds()?;
+                let helm = testenv::ensure_helm()?.helm;
+                let (repo, installed) = install_argo(&args, &cp, &helm, work.path())?;
+                (repo, helm, installed)
+            }
+        };
+        step(&installed);
+        bench(&args, &plugin, &cp, &repo, &helm_bin, work.path(), &step)
     })();
     for &pid in cp.pids() {
         // SAFETY: a signal to a process this program started.
@@ -270,15 +328,22 @@ fn release(i: usize) -> (String, String, String) {
     )
 }
 
+/// Writes the values file of release `name` at `values_file` under `repo`.
+fn write_values(repo: &Path, name: &str, values_file: &str, i: usize) -> Result<()> {
+    let path = repo.join(values_file);
+    fs::create_dir_all(path.parent().expect("a values file is in a directory"))?;
+    fs::write(
+        path,
+        format!("replicas: {}\ngreeting: hello-{name}\n", 1 + i % 3),
+    )?;
+    Ok(())
+}
+
 fn write_releases(repo: &Path, releases: usize) -> Result<()> {
-    fs::create_dir_all(repo.join("values"))?;
     fs::create_dir_all(repo.join("deploy"))?;
     for i in 0..releases {
         let (name, values_file, team) = release(i);
-        fs::write(
-            repo.join(&values_file),
-            format!("replicas: {}\ngreeting: hello-{name}\n", 1 + i % 3),
-        )?;
+        write_values(repo, &name, &values_file, i)?;
         fs::write(
             repo.join(format!("deploy/{name}.yaml")),
             format!(
@@ -382,16 +447,14 @@ fn drift(cp: &ControlPlane, args: &Args) -> Result<BTreeSet<String>> {
     Ok(drifted)
 }
 
-fn bench(
+/// Writes the chart and N HelmReleases of it into one repository, which kustomize-controller
+/// applies and helm-controller installs; returns the repository and what was installed.
+fn install_flux(
     args: &Args,
-    plugin: &Path,
-    cp: &ControlPlane,
     flux: &Flux,
     helm: &HelmController,
     work: &Path,
-    step: &dyn Fn(&str),
-) -> Result<ExitCode> {
-    cp.kubectl_run(&["create", "namespace", NS], None)?;
+) -> Result<(PathBuf, String)> {
     let repo = work.join("repo");
     fs::create_dir_all(&repo)?;
     write_chart(&repo, args.per_release - 4)?;
@@ -411,16 +474,156 @@ fn bench(
     for i in 0..args.releases {
         helm.wait_release(NS, &release(i).0, None)?;
     }
-    let objects = args.releases * args.per_release;
-    step(&format!(
-        "repository at {}: {} HelmReleases of one chart ({} objects each, {objects} in all), \
+    let installed = format!(
+        "repository at {}: {} HelmReleases of one chart ({} objects each, {} in all), \
          installed by real helm-controller",
         &head[..12],
         args.releases,
-        args.per_release
-    ));
+        args.per_release,
+        args.releases * args.per_release
+    );
+    Ok((repo, installed))
+}
 
-    let helm_bin = &helm.binaries.helm;
+/// The repository of the values files of `--shape argo`, beside the chart's.
+fn config_repo(work: &Path) -> PathBuf {
+    work.join("config")
+}
+
+/// Writes the chart into one repository and the values files into a second, then renders and
+/// applies N multi-source Applications as Argo CD does; returns the chart's repository and
+/// what was applied.
+fn install_argo(
+    args: &Args,
+    cp: &ControlPlane,
+    helm: &Path,
+    work: &Path,
+) -> Result<(PathBuf, String)> {
+    let repo = work.join("repo");
+    write_chart(&repo, args.per_release - 4)?;
+    let repo_url = format!("file://{}", repo.display());
+    let chart_head = testenv::init_bench_repo(&repo, &repo_url)?;
+    let config = config_repo(work);
+    for i in 0..args.releases {
+        let (name, values_file, _) = release(i);
+        write_values(&config, &name, &values_file, i)?;
+    }
+    let config_url = format!("file://{}", config.display());
+    let config_head = testenv::init_bench_repo(&config, &config_url)?;
+    let version: Value = serde_json::from_str(&cp.kubectl_run(&["version", "-o", "json"], None)?)?;
+    let kube_version = version["serverVersion"]["gitVersion"]
+        .as_str()
+        .context("kubectl version names no server version")?;
+    for i in 0..args.releases {
+        let (name, values_file, team) = release(i);
+        // As Argo CD's repo-server runs it (util/helm/cmd.go): the Application's name is the
+        // release's, parameters are --set.
+        let out = Command::new(helm)
+            .current_dir(&repo)
+            .args(["template", "charts/app", "--name-template", &name])
+            .args(["--namespace", NS, "--kube-version", kube_version])
+            .arg("--values")
+            .arg(config.join(&values_file))
+            .args(["--set", &format!("team={team}"), "--include-crds"])
+            .env("HELM_NO_PLUGINS", "1")
+            .output()
+            .context("running helm template")?;
+        if !out.status.success() {
+            bail!(
+                "helm template {name}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        argo_apply(cp, &name, &String::from_utf8_lossy(&out.stdout))?;
+        let application = json!({
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {
+                "project": "default",
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": NS},
+                "syncPolicy": {"automated": {"prune": true}},
+                "sources": [
+                    {"repoURL": repo_url, "path": "charts/app", "targetRevision": "main",
+                     "helm": {"valueFiles": [format!("$config/{values_file}")],
+                              "parameters": [{"name": "team", "value": team}]}},
+                    {"repoURL": config_url, "targetRevision": "main", "ref": "config"},
+                ],
+            },
+            // Argo CD keeps an Application's status in the main resource.
+            "status": {
+                "sync": {"status": "Synced", "revisions": [chart_head, config_head]},
+                "health": {"status": "Healthy"},
+            },
+        });
+        cp.kubectl_run(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&application.to_string()),
+        )?;
+    }
+    let installed = format!(
+        "repositories at {} (chart) and {} (values): {} multi-source Applications of one chart \
+         ({} objects each, {} in all), applied as Argo CD does",
+        &chart_head[..12],
+        &config_head[..12],
+        args.releases,
+        args.per_release,
+        args.releases * args.per_release
+    );
+    Ok((repo, installed))
+}
+
+/// Applies `manifests` as Argo CD's controller does for Application `app`: every object in
+/// the destination namespace with its tracking id, server-side as argocd-controller.
+fn argo_apply(cp: &ControlPlane, app: &str, manifests: &str) -> Result<()> {
+    let objects = cp.kubectl_run(
+        &["create", "--dry-run=client", "-o", "json", "-f", "-"],
+        Some(manifests),
+    )?;
+    // One JSON document per object, one after the other.
+    let mut items = Vec::new();
+    for object in serde_json::Deserializer::from_str(&objects).into_iter::<Value>() {
+        let mut o = object?;
+        let group = o["apiVersion"]
+            .as_str()
+            .and_then(|v| v.rsplit_once('/'))
+            .map(|(g, _)| g.to_owned())
+            .unwrap_or_default();
+        let id = format!(
+            "{NS}_{app}:{group}/{}:{NS}/{}",
+            o["kind"].as_str().unwrap_or_default(),
+            o["metadata"]["name"].as_str().unwrap_or_default()
+        );
+        o["metadata"]["namespace"] = NS.into();
+        o["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"] = id.into();
+        items.push(o);
+    }
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+    cp.kubectl_run(
+        &[
+            "apply",
+            "-n",
+            NS,
+            "--server-side",
+            &format!("--field-manager={ARGO_MANAGER}"),
+            "-f",
+            "-",
+        ],
+        Some(&list.to_string()),
+    )?;
+    Ok(())
+}
+
+fn bench(
+    args: &Args,
+    plugin: &Path,
+    cp: &ControlPlane,
+    repo: &Path,
+    helm_bin: &Path,
+    work: &Path,
+    step: &dyn Fn(&str),
+) -> Result<ExitCode> {
+    let objects = args.releases * args.per_release;
     let path = format!(
         "{}:{}",
         helm_bin.parent().expect("helm is a file").display(),
@@ -431,7 +634,7 @@ fn bench(
     let kubeconfig = cp.kubeconfig.display().to_string();
     let ours = |extra: &[&str]| -> Command {
         let mut cmd = Command::new(plugin);
-        cmd.current_dir(&repo)
+        cmd.current_dir(repo)
             .env_remove("KUBECONFIG")
             .env("PATH", &path)
             .env("XDG_CACHE_HOME", &cache)
@@ -470,17 +673,31 @@ fn bench(
         );
     }
 
+    // The values files as helm-controller and Argo CD's repo-server pass them.
+    let values = |values_file: &str| match args.shape {
+        Shape::Flux => format!("-f charts/app/values.yaml -f {values_file}"),
+        Shape::Argo => format!("-f {}", config_repo(work).join(values_file).display()),
+    };
+    let manager = args.shape.field_manager();
+    // Where our warm runs take their renders from, as `-v` counts them.
+    let verbose = ours(&["-v=1"]).output()?;
+    let renders = String::from_utf8_lossy(&verbose.stderr)
+        .lines()
+        .find_map(|l| l.split_once("helm: ").map(|(_, n)| format!("helm: {n}")))
+        .unwrap_or_else(|| "no helm renders counted".to_owned());
+    step(&format!("a warm run of ours: {renders}"));
     let peer: Vec<Command> = (0..args.releases)
         .map(|i| {
             let (name, values_file, team) = release(i);
             let pipeline = format!(
                 "\"$HELM\" template {name} charts/app --namespace {NS} \
-                 -f charts/app/values.yaml -f {values_file} --set team={team} \
+                 {} --set team={team} \
                  | kubectl --kubeconfig \"$KC\" diff --server-side \
-                 --field-manager=helm-controller --force-conflicts -n {NS} -f -"
+                 --field-manager={manager} --force-conflicts -n {NS} -f -",
+                values(&values_file)
             );
             let mut cmd = Command::new("sh");
-            cmd.current_dir(&repo)
+            cmd.current_dir(repo)
                 .env_remove("KUBECONFIG")
                 .env("HELM", helm_bin)
                 .env("KC", &kubeconfig)
@@ -519,9 +736,18 @@ fn bench(
 
     let median_of = |id: &str| median_of(&benches, id);
     println!();
+    let what = match args.shape {
+        Shape::Flux => "HelmReleases of one chart in Git",
+        Shape::Argo => "multi-source Argo CD Applications of one chart in Git",
+    };
+    let how = match args.shape {
+        Shape::Flux => "installed by real helm-controller",
+        Shape::Argo => "applied as Argo CD does",
+    };
     println!(
-        "bench/diff --shape helm: {} HelmReleases of one chart in Git, {} objects each ({objects} \
-         in all), installed by real helm-controller, {} drifted out of band; {} runs, medians",
+        "bench/diff --shape {}: {} {what}, {} objects each ({objects} in all), {how}, {} drifted \
+         out of band; {} runs, medians",
+        args.shape.name(),
         args.releases,
         args.per_release,
         drifted.len(),
@@ -554,11 +780,15 @@ fn bench(
                 .push(json!({"what": what, "ratio": (r * 10.0).round() / 10.0, "target": target}));
         }
     }
-    println!("ours finds exactly the drift made: {exact}");
+    println!("ours finds exactly the drift made: {exact}; a warm run of ours: {renders}");
     let mut line = format!(
-        "bench/diff --shape helm --releases {} --objects-per-release {} --drift-percent {} \
+        "bench/diff --shape {} --releases {} --objects-per-release {} --drift-percent {} \
          --runs {}",
-        args.releases, args.per_release, args.drift_percent, args.runs
+        args.shape.name(),
+        args.releases,
+        args.per_release,
+        args.drift_percent,
+        args.runs
     );
     if let Some(only) = &args.only {
         line.push_str(&format!(
@@ -570,11 +800,12 @@ fn bench(
     println!(
         "{}",
         json!({
-            "shape": "helm",
+            "shape": args.shape.name(),
             "releases": args.releases,
             "objectsPerRelease": args.per_release,
             "drifted": drifted.len(),
             "exact": exact,
+            "warmRenders": renders,
             "medians": benches.iter().map(|b| json!({"id": b.id, "label": b.label,
                 "median": (median(&b.walls) * 1000.0).round() / 1000.0,
                 "peakRssMb": b.peak_rss_mb.round()})).collect::<Vec<_>>(),
