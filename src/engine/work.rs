@@ -31,6 +31,8 @@ pub struct Summary {
     /// The other repositories desired was read from (the values repositories of an Argo CD Helm
     /// source), and their tips.
     pub values_tips: Vec<SummaryTip>,
+    /// A chart repository's chart with a version range, and what the range picked.
+    pub chart_poll: Option<(crate::render::chart_repo::ChartPoll, String)>,
 }
 
 /// A repository's tracked tip, as a follower polls it.
@@ -97,6 +99,7 @@ impl Work {
                     tracked_commit: v.tracked_commit.clone(),
                 })
                 .collect(),
+            chart_poll: located.chart_poll.clone(),
         }
     }
 

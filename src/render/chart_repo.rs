@@ -94,6 +94,45 @@ pub enum Wanted {
     Digest(String),
 }
 
+/// A chart of a chart repository with a version constraint: what `watch` polls to see the
+/// repository offer another version for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartPoll {
+    pub url: String,
+    pub kind: RepoKind,
+    pub chart: String,
+    pub constraint: String,
+    /// Sent with each poll; never shown.
+    pub credentials: Option<Credentials>,
+}
+
+impl ChartPoll {
+    /// What a poll of `constraint` over `url` is, when one can pick another version: a range
+    /// can, an exact version cannot.
+    pub fn of(
+        url: &str,
+        kind: &RepoKind,
+        (chart, wanted): (&str, &Wanted),
+        credentials: Option<&Credentials>,
+    ) -> Option<ChartPoll> {
+        match wanted {
+            Wanted::Constraint(c) if !super::chart_version::is_strict(c) => Some(ChartPoll {
+                url: url.to_owned(),
+                kind: kind.clone(),
+                chart: chart.to_owned(),
+                constraint: c.clone(),
+                credentials: credentials.cloned(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// What the constraint picks now, read afresh: its version (and digest in an index).
+    pub fn picked_now(&self) -> Result<String, String> {
+        ChartRepos::default().picked(self)
+    }
+}
+
 /// A chart version picked in a repository, and where its archive is.
 #[derive(Debug, Clone)]
 pub struct Picked {
@@ -297,6 +336,27 @@ impl ChartRepos {
                     from: PickedFrom::Layer(repo.clone(), chart.to_owned(), reference, layer),
                     render_as: None,
                 })
+            }
+        }
+    }
+
+    /// What `poll`'s constraint picks, from the index or tags read in this run: the version,
+    /// and in an index its digest (an archive published again under the same version).
+    pub fn picked(&self, poll: &ChartPoll) -> Result<String, String> {
+        let auth = poll.credentials.as_ref();
+        match &poll.kind {
+            RepoKind::Index => {
+                let index = self.index(&poll.url, auth)?;
+                let entry = index.pick(&poll.chart, &poll.constraint)?;
+                Ok(format!("{} {}", entry.version, entry.digest))
+            }
+            RepoKind::Oci(repo) => {
+                let versions = self.oci_versions(repo, &poll.chart, auth)?;
+                let listed: Vec<&str> = versions.iter().map(String::as_str).collect();
+                let picked = super::chart_version::pick(&poll.constraint, &listed)
+                    .map_err(|e| format!("version {:?}: {e}", poll.constraint))?
+                    .ok_or_else(|| no_match(&poll.chart, &poll.constraint, &listed))?;
+                Ok(picked.to_owned())
             }
         }
     }

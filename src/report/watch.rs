@@ -29,6 +29,8 @@ pub enum Cause {
     Cluster,
     /// The tracked branch moved.
     Git,
+    /// A chart repository now offers another version for a chart's version range.
+    Chart,
     /// The watch lost its place (410 Gone) and listed again: the change happened meanwhile.
     Relist,
 }
@@ -196,6 +198,9 @@ pub fn text_line(event: &DriftEvent) -> String {
         (_, _, Some(error)) => error.clone(),
         (_, Some(Status::Missing), _) if event.cause == Cause::Git => {
             "declared in Git, not in the cluster".to_owned()
+        }
+        (_, Some(Status::Missing), _) if event.cause == Cause::Chart => {
+            "declared by the chart, not in the cluster".to_owned()
         }
         (_, Some(Status::Missing), _) => "deleted from the cluster".to_owned(),
         (None, Some(Status::NoSource), _) => "created outside Git".to_owned(),

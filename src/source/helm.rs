@@ -110,6 +110,13 @@ pub struct RepositoryChart {
 }
 
 impl RepositoryChart {
+    /// What is wanted of the chart: the pin, else `constraint`.
+    pub fn wanted(&self, constraint: &str) -> crate::render::chart_repo::Wanted {
+        self.pin
+            .clone()
+            .unwrap_or_else(|| crate::render::chart_repo::Wanted::Constraint(constraint.to_owned()))
+    }
+
     /// The chart as source-controller packages it: with values files, again, as `version`
     /// with the HelmChart's generation as build metadata (`0.1.0+2`).
     pub fn packaged(

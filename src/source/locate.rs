@@ -133,6 +133,10 @@ pub struct Located {
     /// constraint, and the release does not have yet: what is pending when no commit is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub published_chart: Option<super::helm::PublishedChart>,
+    /// A chart repository's chart with a version range, as `watch` polls it, and what the
+    /// range picks there now.
+    #[serde(skip)]
+    pub chart_poll: Option<(crate::render::chart_repo::ChartPoll, String)>,
     /// Which source of a multi-source Application declares it (0: the first, else
     /// `more_sources[i - 1]` of its pointer).
     #[serde(skip)]
@@ -597,6 +601,7 @@ impl Locator {
             helm: None,
             chart,
             published_chart: None,
+            chart_poll: None,
             source_index: 0,
             secrets: pointer.secret_texts(),
         })

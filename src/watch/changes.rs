@@ -2,7 +2,7 @@
 //! tracked tip moved in Git. Each evaluates what it must again and emits an event only when a
 //! verdict changes.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -173,7 +173,7 @@ impl Watch {
                 content,
                 kind: Some(kind),
                 tip: None,
-                values_tips: Vec::new(),
+                other_tips: Vec::new(),
                 declared: false,
                 source: None,
                 read_at: None,
@@ -289,27 +289,41 @@ impl Watch {
         self.tips_moved = true;
         for (index, commit) in &moved {
             let tip = &self.tips[*index];
-            ctx.log.debug(ctx.err, 1, || {
-                format!(
+            ctx.log.debug(ctx.err, 1, || match tip.chart {
+                Some(_) => format!(
+                    "chart: {} {} picked {}, now {commit}",
+                    tip.location, tip.rev, tip.commit
+                ),
+                None => format!(
                     "git: {} {} moved from {} to {commit}",
                     tip.location,
                     tip.rev,
                     short(&tip.commit)
-                )
+                ),
             });
         }
         ctx.engine.refresh_git(ctx.env);
 
-        // The objects read from the moved tips, by kind.
-        let mut by_kind: BTreeMap<usize, HashSet<ObjectKey>> = BTreeMap::new();
+        // The objects read from the moved tips, by kind, and why: Git, unless only a chart
+        // repository's pick moved.
+        let mut by_kind: BTreeMap<usize, HashMap<ObjectKey, Cause>> = BTreeMap::new();
         for (key, f) in &self.followed {
-            let read_from_moved = f
+            let read_from_moved: Vec<usize> = f
                 .tip
                 .iter()
-                .chain(&f.values_tips)
-                .any(|tip| moved.contains_key(tip));
-            if let (true, Some(kind), true) = (f.present, f.kind, read_from_moved) {
-                by_kind.entry(kind).or_default().insert(key.clone());
+                .chain(&f.other_tips)
+                .filter(|tip| moved.contains_key(tip))
+                .copied()
+                .collect();
+            let cause = match read_from_moved
+                .iter()
+                .all(|t| self.tips[*t].chart.is_some())
+            {
+                true => Cause::Chart,
+                false => Cause::Git,
+            };
+            if let (true, Some(kind), false) = (f.present, f.kind, read_from_moved.is_empty()) {
+                by_kind.entry(kind).or_default().insert(key.clone(), cause);
             }
         }
         let mut present: BTreeSet<ObjectKey> = self
@@ -349,11 +363,11 @@ impl Watch {
                     continue;
                 };
                 present.insert(key.clone());
-                if !keys.contains(&key) {
+                let Some(&cause) = keys.get(&key) else {
                     continue;
-                }
+                };
                 if let Some(work) = self
-                    .on_live(key, kind, live, false, Cause::Git, true, ctx)
+                    .on_live(key, kind, live, false, cause, true, ctx)
                     .await?
                 {
                     // One object per file or render root is enough to list its siblings.
@@ -428,7 +442,7 @@ impl Watch {
                     content: 0,
                     kind,
                     tip,
-                    values_tips: Vec::new(),
+                    other_tips: Vec::new(),
                     declared: true,
                     source: report.source.clone(),
                     read_at: None,

@@ -10,13 +10,13 @@ use tokio::sync::mpsc;
 
 use super::Msg;
 use super::scope::ScopeFilter;
-use super::state::Watch;
+use super::state::{Poll, Watch};
 use crate::Outcome;
 use crate::cluster::watcher;
 use crate::drift::Status;
 use crate::engine::{Engine, Evaluation};
 use crate::env::Env;
-use crate::git::poll::{PollTarget, tip_now};
+use crate::git::poll::tip_now;
 use crate::process::{StopSignals, release_freed_memory, run_hook};
 use crate::report::{self, DriftEvent, Log, WatchFormat};
 use crate::text::duration;
@@ -121,7 +121,7 @@ pub async fn follow(
         ));
     }
     let (targets_tx, targets_rx) = tokio::sync::watch::channel(watch.poll_targets());
-    tasks.spawn(poll_git(
+    tasks.spawn(poll_tips(
         targets_rx,
         settings.git_interval,
         settings.cache_root.clone(),
@@ -276,10 +276,10 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Reads the tracked tips every `interval`: HEAD of a local checkout, or the tracked ref of a
-/// cache clone after a fetch.
-async fn poll_git(
-    targets: tokio::sync::watch::Receiver<Vec<PollTarget>>,
+/// Reads the tracked tips every `interval`: HEAD of a local checkout, the tracked ref of a
+/// cache clone after a fetch, or what a chart's version range picks in its repository now.
+async fn poll_tips(
+    targets: tokio::sync::watch::Receiver<Vec<Poll>>,
     interval: Duration,
     cache_root: PathBuf,
     tx: mpsc::Sender<Msg>,
@@ -293,7 +293,10 @@ async fn poll_git(
         let root = cache_root.clone();
         let polled = tokio::task::spawn_blocking(move || {
             list.iter()
-                .map(|t| (t.index, tip_now(t, &root)))
+                .map(|poll| match poll {
+                    Poll::Git(t) => (t.index, tip_now(t, &root)),
+                    Poll::Chart(index, chart) => (*index, chart.picked_now()),
+                })
                 .collect::<Vec<_>>()
         })
         .await;

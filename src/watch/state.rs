@@ -10,6 +10,7 @@ use crate::drift::{ObjectReport, SourceSummary, Status, Why};
 use crate::engine::{Evaluated, Evaluation, ListedKind, Summary};
 use crate::git::poll::PollTarget;
 use crate::object::ObjectKey;
+use crate::render::chart_repo::ChartPoll;
 use crate::report::WatchCounts;
 
 /// An object watch follows, and its verdict.
@@ -27,9 +28,9 @@ pub(super) struct Followed {
     pub(super) kind: Option<usize>,
     /// Index into the tracked tips.
     pub(super) tip: Option<usize>,
-    /// The tips of the other repositories desired was read from (an Argo CD Helm source's
-    /// values repositories).
-    pub(super) values_tips: Vec<usize>,
+    /// The other tips desired was read from: an Argo CD Helm source's values repositories,
+    /// and the chart repository a version range picks its chart in.
+    pub(super) other_tips: Vec<usize>,
     /// Git declares it at the tip: deleting it makes it missing.
     pub(super) declared: bool,
     pub(super) source: Option<SourceSummary>,
@@ -48,6 +49,16 @@ pub(super) struct Tip {
     pub(super) commit: String,
     /// The last poll error said, to say each only once.
     pub(super) last_error: Option<String>,
+    /// A chart repository's version range in place of a branch: `commit` is what it picks.
+    pub(super) chart: Option<ChartPoll>,
+}
+
+/// What the poller reads for one tip.
+#[derive(Debug, Clone)]
+pub(super) enum Poll {
+    Git(PollTarget),
+    /// The tip's index, and the range whose pick is read.
+    Chart(usize, ChartPoll),
 }
 
 /// The state of a watch: the kinds, the objects and their verdicts, the tips.
@@ -116,7 +127,7 @@ impl Watch {
                 content: 0,
                 kind: self.kind_of(&report.object),
                 tip,
-                values_tips: Vec::new(),
+                other_tips: Vec::new(),
                 declared: true,
                 source: report.source.clone(),
                 read_at: None,
@@ -143,7 +154,7 @@ impl Watch {
     /// What to remember of an evaluated object.
     pub(super) fn followed_from(&mut self, item: &Evaluated, kind: Option<usize>) -> Followed {
         let report = &item.report;
-        let values_tips = item
+        let mut other_tips: Vec<usize> = item
             .summary
             .iter()
             .flat_map(|s| &s.values_tips)
@@ -155,6 +166,9 @@ impl Watch {
                 )
             })
             .collect();
+        if let Some((poll, picked)) = item.summary.as_ref().and_then(|s| s.chart_poll.as_ref()) {
+            other_tips.push(self.chart_tip(poll, picked));
+        }
         let (resource_version, content, tip, declared, read_at) = match &item.summary {
             Some(s) => (
                 s.resource_version.clone(),
@@ -175,7 +189,7 @@ impl Watch {
             content,
             kind: kind.or_else(|| self.kind_of(&report.object)),
             tip,
-            values_tips,
+            other_tips,
             declared,
             source: report.source.clone(),
             read_at,
@@ -184,7 +198,12 @@ impl Watch {
 
     /// The commits what is followed was read at, and the tips: what Git reads must be kept.
     pub(super) fn commits_in_use(&self) -> HashSet<String> {
-        let mut commits: HashSet<String> = self.tips.iter().map(|t| t.commit.clone()).collect();
+        let mut commits: HashSet<String> = self
+            .tips
+            .iter()
+            .filter(|t| t.chart.is_none())
+            .map(|t| t.commit.clone())
+            .collect();
         commits.extend(self.followed.values().filter_map(|f| f.read_at.clone()));
         commits
     }
@@ -213,31 +232,59 @@ impl Watch {
         if let Some(i) = self
             .tips
             .iter()
-            .position(|t| t.repo_key == repo_key && t.rev == rev)
+            .position(|t| t.chart.is_none() && t.repo_key == repo_key && t.rev == rev)
         {
             return i;
         }
-        self.tips.push(Tip {
+        self.add_tip(Tip {
             repo_key: repo_key.to_owned(),
             local,
             location: location.to_owned(),
             rev,
             commit: commit.to_owned(),
             last_error: None,
-        });
+            chart: None,
+        })
+    }
+
+    /// The tip of a chart repository's version range, at what it `picked`, added when new.
+    pub(super) fn chart_tip(&mut self, poll: &ChartPoll, picked: &str) -> usize {
+        if let Some(i) = self
+            .tips
+            .iter()
+            .position(|t| t.chart.as_ref() == Some(poll))
+        {
+            return i;
+        }
+        self.add_tip(Tip {
+            repo_key: String::new(),
+            local: false,
+            location: format!("chart {} from {}", poll.chart, poll.url),
+            rev: poll.constraint.clone(),
+            commit: picked.to_owned(),
+            last_error: None,
+            chart: Some(poll.clone()),
+        })
+    }
+
+    fn add_tip(&mut self, tip: Tip) -> usize {
+        self.tips.push(tip);
         self.targets_changed = true;
         self.tips.len() - 1
     }
 
-    pub(super) fn poll_targets(&self) -> Vec<PollTarget> {
+    pub(super) fn poll_targets(&self) -> Vec<Poll> {
         self.tips
             .iter()
             .enumerate()
-            .map(|(index, t)| PollTarget {
-                index,
-                local: t.local,
-                location: t.location.clone(),
-                rev: t.rev.clone(),
+            .map(|(index, t)| match &t.chart {
+                Some(chart) => Poll::Chart(index, chart.clone()),
+                None => Poll::Git(PollTarget {
+                    index,
+                    local: t.local,
+                    location: t.location.clone(),
+                    rev: t.rev.clone(),
+                }),
             })
             .collect()
     }

@@ -17,6 +17,7 @@ use crate::fixture::{ALICE, BOB, GitRepo};
 use crate::helm::{CHART, DEPLOYMENT, SERVICE, assert_origin, origins};
 use crate::helm_repository::walk;
 use crate::support::{items, json_of, kubectl};
+use crate::watch::Watcher;
 use testenv::helm::{ChartRepository, OciRegistry};
 
 /// The registry's password, in the Argo CD repository Secret: never printed.
@@ -486,9 +487,27 @@ fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
     );
     all_in_sync(&ns, &repo, cache, "after syncing the values");
 
-    // A chart version the constraint picks, published and not synced: pending as published.
+    // A chart version the constraint picks, published and not synced: pending as published;
+    // `watch` polls the index and says so.
+    let helm = helm_binary();
+    let mut watch = Watcher::start_with_helm(
+        &testenv::shared().kubeconfig,
+        &ns,
+        (repo.path(), cache),
+        &["--git-interval", "1s"],
+        Some(&helm),
+    );
     let v011 = chart("0.1.1", "relaxed");
     index.publish(&v011.path().join("web")).unwrap();
+    let event = watch.event_for("web-config");
+    assert_eq!(
+        (&event["oldStatus"], &event["newStatus"], &event["cause"]),
+        (&json!("in-sync"), &json!("drifted"), &json!("chart")),
+        "{event:#}"
+    );
+    assert_eq!(event["fields"][0]["why"]["version"], "0.1.1", "{event:#}");
+    let (code, said) = watch.stop();
+    assert_eq!(code, Some(0), "{said:#?}");
     let (ran, report) = diff(&ns, &repo, cache, "auto");
     assert_eq!(ran.code, Some(1), "{}\n{report:#}", ran.stderr);
     let found = items(&report);

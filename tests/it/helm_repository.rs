@@ -12,13 +12,14 @@
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::fixture::{ALICE, BOB, GitRepo};
 use crate::helm::{CHART, DEPLOYMENT};
 use crate::support::{
     Ran, items, json_of, kubectl, kubectl_gitops, path_with_helm, reconciled_by_flux, run,
 };
+use crate::watch::Watcher;
 use testenv::flux::WATCH_LABEL;
 use testenv::helm::{ChartRepository, OciRegistry};
 
@@ -854,9 +855,32 @@ fn chart_from_a_repository(oci: bool, chart_ref: bool) {
     all_in_sync(&ns, &repo, cache, "after the values change was reconciled");
 
     // A new chart version the constraint picks is published: pending too, with no commit
-    // behind it, until source-controller and helm-controller take it.
+    // behind it, until source-controller and helm-controller take it. `watch` polls the
+    // chart repository as it polls Git, and says so.
+    let helm = &testenv::helm::shared().binaries.helm;
+    let mut watch = Watcher::start_with_helm(
+        &testenv::shared().kubeconfig,
+        &ns,
+        (repo.path(), cache),
+        &["--git-interval", "1s"],
+        Some(helm),
+    );
     let v011 = publish(&charts, "0.1.1", "hello-from-0.1.1");
     publish(&charts, "0.2.0", "not-picked");
+    let event = watch.event_for("web-config");
+    assert_eq!(
+        (&event["oldStatus"], &event["newStatus"], &event["cause"]),
+        (&json!("in-sync"), &json!("drifted"), &json!("chart")),
+        "{event:#}"
+    );
+    assert_eq!(event["fields"][0]["why"]["kind"], "published", "{event:#}");
+    assert_eq!(
+        event["fields"][0]["why"]["version"],
+        v011.as_str(),
+        "{event:#}"
+    );
+    let (code, said) = watch.stop();
+    assert_eq!(code, Some(0), "{said:#?}");
     for mode in ["false", "auto", "true"] {
         let (ran, found) = diff(&ns, &repo, cache, mode);
         assert_eq!(ran.code, Some(1), "{mode}: {}\n{found:#?}", ran.stderr);

@@ -97,6 +97,11 @@ impl Locator {
         if let Some(c) = self.values_repos_pending(&more, h)? {
             super::argo::newer(&mut changes.pending, c);
         }
+        let chart_poll = self.chart_poll(
+            &h.application,
+            &c.from,
+            (&c.from.chart, &Wanted::Constraint(c.from.version.clone())),
+        )?;
         let published_chart = (desired_version != synced_version).then(|| PublishedChart {
             chart: c.from.chart.clone(),
             version: desired_version.clone(),
@@ -171,6 +176,7 @@ impl Locator {
             helm: None,
             chart: Some(Box::new(trace)),
             published_chart,
+            chart_poll,
             source_index: 0,
             secrets: pointer.secret_texts(),
         })

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::{Commits, Located, Locator, Shared};
 use crate::git::{CommitId, CommitInfo, Repo, RepoPath};
 use crate::object::ObjectKey;
+use crate::render::chart_repo::ChartPoll;
 use crate::render::{self, Document};
 use crate::source::helm::{HelmSource, HelmTrace, RepositoryChart};
 use crate::source::{Pointer, SourceError};
@@ -101,7 +102,7 @@ impl Locator {
         };
 
         // A chart repository's chart: the version Git's constraint picks there now.
-        let mut picked = None;
+        let (mut picked, mut chart_poll) = (None, None);
         let rendered = match &helm.repository {
             Some(from) => {
                 let git_spec = git_hr.as_ref().map(|d| &d["spec"]["chart"]["spec"]);
@@ -115,6 +116,8 @@ impl Locator {
                 let from = declared.as_ref().unwrap_or(from);
                 let (rendered, version) =
                     self.repository_render(helm, from, (&chart, &constraint), &inputs)?;
+                chart_poll =
+                    self.chart_poll(&helm.display(), from, (&chart, &from.wanted(&constraint)))?;
                 picked = Some((chart, constraint, version));
                 rendered
             }
@@ -276,6 +279,7 @@ impl Locator {
             helm: Some(Box::new(trace)),
             chart: None,
             published_chart,
+            chart_poll,
             source_index: 0,
             secrets: pointer.secret_texts(),
         })
@@ -301,10 +305,7 @@ impl Locator {
             ),
         };
         let credentials = self.chart_credentials(&helm.display(), from)?;
-        let wanted = from
-            .pin
-            .clone()
-            .unwrap_or_else(|| render::chart_repo::Wanted::Constraint(constraint.to_owned()));
+        let wanted = from.wanted(constraint);
         let picked = self
             .charts
             .pick(
@@ -406,6 +407,23 @@ impl Locator {
             post_render(helm, &docs, inputs.post_renderers, &name, &secrets)
         })?;
         Ok((rendered, picked.version))
+    }
+
+    /// What `watch` polls of the chart `chart` of `from` for `release`, and what it picks
+    /// now (from the index or tags this run read): none for an exact version or a pin.
+    pub(super) fn chart_poll(
+        &self,
+        release: &str,
+        from: &RepositoryChart,
+        (chart, wanted): (&str, &render::chart_repo::Wanted),
+    ) -> Result<Option<(ChartPoll, String)>, SourceError> {
+        let credentials = self.chart_credentials(release, from)?;
+        let Some(poll) =
+            ChartPoll::of(&from.url, &from.kind, (chart, wanted), credentials.as_ref())
+        else {
+            return Ok(None);
+        };
+        Ok(self.charts.picked(&poll).ok().map(|picked| (poll, picked)))
     }
 
     /// The credentials for the chart repository `from`: its secretRef's, else (when the user
