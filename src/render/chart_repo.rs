@@ -126,11 +126,6 @@ impl ChartPoll {
             _ => None,
         }
     }
-
-    /// What the constraint picks now, read afresh: its version (and digest in an index).
-    pub fn picked_now(&self) -> Result<String, String> {
-        ChartRepos::default().picked(self)
-    }
 }
 
 /// A chart version picked in a repository, and where its archive is.

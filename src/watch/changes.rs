@@ -386,7 +386,12 @@ impl Watch {
             self.tips[*index].commit = commit.clone();
         }
 
-        // What Git declares now that the cluster does not have.
+        // What Git declares now that the cluster does not have (a chart, when only charts'
+        // picks moved).
+        let missing_cause = match moved.keys().all(|t| self.tips[*t].chart.is_some()) {
+            true => Cause::Chart,
+            false => Cause::Git,
+        };
         let listed_kinds: BTreeSet<(String, String)> = self.kind_index.keys().cloned().collect();
         let covered: HashSet<String> = works.iter().map(|w| w.located.repo_key.clone()).collect();
         let candidates = ctx
@@ -428,7 +433,7 @@ impl Watch {
                 key.clone(),
                 None,
                 Some(Status::Missing),
-                Cause::Git,
+                missing_cause,
                 Some(&report),
                 None,
             ))?;

@@ -18,6 +18,7 @@ use crate::engine::{Engine, Evaluation};
 use crate::env::Env;
 use crate::git::poll::tip_now;
 use crate::process::{StopSignals, release_freed_memory, run_hook};
+use crate::render::chart_repo::ChartRepos;
 use crate::report::{self, DriftEvent, Log, WatchFormat};
 use crate::text::duration;
 
@@ -292,10 +293,12 @@ async fn poll_tips(
         }
         let root = cache_root.clone();
         let polled = tokio::task::spawn_blocking(move || {
+            // Each index read (and OCI tags listed) once per round, for all its charts.
+            let charts = ChartRepos::default();
             list.iter()
                 .map(|poll| match poll {
                     Poll::Git(t) => (t.index, tip_now(t, &root)),
-                    Poll::Chart(index, chart) => (*index, chart.picked_now()),
+                    Poll::Chart(index, chart) => (*index, charts.picked(chart)),
                 })
                 .collect::<Vec<_>>()
         })
