@@ -490,13 +490,7 @@ fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
     // A chart version the constraint picks, published and not synced: pending as published;
     // `watch` polls the index and says so.
     let helm = helm_binary();
-    let mut watch = Watcher::start_with_helm(
-        &testenv::shared().kubeconfig,
-        &ns,
-        (repo.path(), cache),
-        &["--git-interval", "1s"],
-        Some(&helm),
-    );
+    let mut watch = Watcher::polling_each_second(&ns, (repo.path(), cache), &helm);
     let v011 = chart("0.1.1", "relaxed");
     index.publish(&v011.path().join("web")).unwrap();
     let event = watch.event_for("web-config");

@@ -118,58 +118,10 @@ fn argo_template(repo: &GitRepo, ns: &str, release: &str, extra: &[&str]) -> Str
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Applies `manifests` as Argo CD's controller does for Application `app`: every object in the
-/// destination namespace with its tracking id, server-side as argocd-controller.
+/// Applies `manifests` as Argo CD's controller does for Application `app` of `ns`.
 pub(crate) fn argo_apply(ns: &str, app: &str, manifests: &str) {
-    let out = testenv::shared()
-        .kubectl()
-        .args(["create", "--dry-run=client", "-o", "json", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(manifests.as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
-    assert!(out.status.success(), "kubectl create --dry-run failed");
-    // One JSON document per object, one after the other.
-    let mut objects: Vec<Value> = serde_json::Deserializer::from_slice(&out.stdout)
-        .into_iter::<Value>()
-        .map(Result::unwrap)
-        .collect();
-    for o in &mut objects {
-        let group = o["apiVersion"]
-            .as_str()
-            .unwrap()
-            .rsplit_once('/')
-            .map(|(g, _)| g.to_owned())
-            .unwrap_or_default();
-        let id = format!(
-            "{ns}_{app}:{group}/{}:{ns}/{}",
-            o["kind"].as_str().unwrap(),
-            o["metadata"]["name"].as_str().unwrap()
-        );
-        o["metadata"]["namespace"] = ns.into();
-        o["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"] = id.into();
-    }
-    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects}).to_string();
-    kubectl(
-        ns,
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=argocd-controller",
-            "-f",
-            "-",
-        ],
-        Some(&list),
-    );
+    testenv::argo::apply(testenv::shared(), ns, app, manifests)
+        .unwrap_or_else(|e| panic!("applying as Argo CD: {e:#}"));
 }
 
 /// The Application `app` in `ns`, Synced at `status`.
@@ -834,13 +786,7 @@ fn argo_chart_in_git_with_values_from_other_repositories() {
     // A change pushed to the values repository only, not synced: pending, with its commit;
     // `watch` polls that repository too and says so.
     let helm = helm_binary();
-    let mut watch = Watcher::start_with_helm(
-        &testenv::shared().kubeconfig,
-        &ns,
-        (repo.path(), cache),
-        &["--git-interval", "1s"],
-        Some(&helm),
-    );
+    let mut watch = Watcher::polling_each_second(&ns, (repo.path(), cache), &helm);
     config.write(
         "prod/web-values.yaml",
         "greeting: hello-again\nimage: nginx:1.28\n",

@@ -858,13 +858,7 @@ fn chart_from_a_repository(oci: bool, chart_ref: bool) {
     // behind it, until source-controller and helm-controller take it. `watch` polls the
     // chart repository as it polls Git, and says so.
     let helm = &testenv::helm::shared().binaries.helm;
-    let mut watch = Watcher::start_with_helm(
-        &testenv::shared().kubeconfig,
-        &ns,
-        (repo.path(), cache),
-        &["--git-interval", "1s"],
-        Some(helm),
-    );
+    let mut watch = Watcher::polling_each_second(&ns, (repo.path(), cache), helm);
     let v011 = publish(&charts, "0.1.1", "hello-from-0.1.1");
     publish(&charts, "0.2.0", "not-picked");
     let event = watch.event_for("web-config");

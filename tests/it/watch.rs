@@ -65,8 +65,24 @@ impl Watcher {
         Watcher::start_with_helm(kubeconfig, ns, (cwd, cache), extra, None)
     }
 
+    /// A watch of `ns` on the shared control plane that polls Git and chart repositories
+    /// every second, with `helm` on PATH.
+    pub(crate) fn polling_each_second(
+        ns: &str,
+        (cwd, cache): (&Path, &Path),
+        helm: &Path,
+    ) -> Watcher {
+        Watcher::start_with_helm(
+            &testenv::shared().kubeconfig,
+            ns,
+            (cwd, cache),
+            &["--git-interval", "1s"],
+            Some(helm),
+        )
+    }
+
     /// [`Watcher::start`] with `helm` on PATH (else none).
-    pub(crate) fn start_with_helm(
+    fn start_with_helm(
         kubeconfig: &Path,
         ns: &str,
         (cwd, cache): (&Path, &Path),

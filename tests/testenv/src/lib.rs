@@ -9,6 +9,7 @@
 //! ([`krew`], run by people as `krew/package`), and holds the newcomer's demo ([`demo`], run
 //! as `./demo`).
 
+pub mod argo;
 pub mod bench;
 mod build;
 pub mod demo;

@@ -67,12 +67,10 @@ impl Shape {
     fn field_manager(self) -> &'static str {
         match self {
             Shape::Flux => testenv::helm::FIELD_MANAGER,
-            Shape::Argo => ARGO_MANAGER,
+            Shape::Argo => testenv::argo::FIELD_MANAGER,
         }
     }
 }
-
-const ARGO_MANAGER: &str = "argocd-controller";
 
 struct Args {
     shape: Shape,
@@ -534,7 +532,7 @@ fn install_argo(
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        argo_apply(cp, &name, &String::from_utf8_lossy(&out.stdout))?;
+        testenv::argo::apply(cp, NS, &name, &String::from_utf8_lossy(&out.stdout))?;
         let application = json!({
             "apiVersion": "argoproj.io/v1alpha1",
             "kind": "Application",
@@ -571,47 +569,6 @@ fn install_argo(
         args.releases * args.per_release
     );
     Ok((repo, installed))
-}
-
-/// Applies `manifests` as Argo CD's controller does for Application `app`: every object in
-/// the destination namespace with its tracking id, server-side as argocd-controller.
-fn argo_apply(cp: &ControlPlane, app: &str, manifests: &str) -> Result<()> {
-    let objects = cp.kubectl_run(
-        &["create", "--dry-run=client", "-o", "json", "-f", "-"],
-        Some(manifests),
-    )?;
-    // One JSON document per object, one after the other.
-    let mut items = Vec::new();
-    for object in serde_json::Deserializer::from_str(&objects).into_iter::<Value>() {
-        let mut o = object?;
-        let group = o["apiVersion"]
-            .as_str()
-            .and_then(|v| v.rsplit_once('/'))
-            .map(|(g, _)| g.to_owned())
-            .unwrap_or_default();
-        let id = format!(
-            "{NS}_{app}:{group}/{}:{NS}/{}",
-            o["kind"].as_str().unwrap_or_default(),
-            o["metadata"]["name"].as_str().unwrap_or_default()
-        );
-        o["metadata"]["namespace"] = NS.into();
-        o["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"] = id.into();
-        items.push(o);
-    }
-    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
-    cp.kubectl_run(
-        &[
-            "apply",
-            "-n",
-            NS,
-            "--server-side",
-            &format!("--field-manager={ARGO_MANAGER}"),
-            "-f",
-            "-",
-        ],
-        Some(&list.to_string()),
-    )?;
-    Ok(())
 }
 
 fn bench(
