@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::fixture::{ALICE, BOB, GitRepo, deployment};
 use crate::support::{kubectl, kubectl_gitops, reconciled_by_flux, run};
@@ -228,6 +228,21 @@ impl Watcher {
     }
 
     /// Waits for the next event about `name` (others are kept for later).
+    /// The next event of `name`, which must be in sync to drifted because a chart repository
+    /// published `version`, which the release does not have yet.
+    pub(crate) fn published_event(&mut self, name: &str, version: &str) -> Value {
+        let event = self.event_for(name);
+        assert_eq!(
+            (&event["oldStatus"], &event["newStatus"], &event["cause"]),
+            (&json!("in-sync"), &json!("drifted"), &json!("chart")),
+            "{event:#}"
+        );
+        let why = &event["fields"][0]["why"];
+        assert_eq!(why["kind"], "published", "{event:#}");
+        assert_eq!(why["version"], version, "{event:#}");
+        event
+    }
+
     pub(crate) fn event_for(&mut self, name: &str) -> Value {
         self.event(name, |e| e["object"]["name"] == name)
     }
