@@ -8,13 +8,46 @@ pub fn single_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// A tool's stderr as one line: its non-empty lines, trimmed, joined with `; `.
+/// A tool's stderr as one line: its non-empty lines, trimmed, joined with `; `. The klog
+/// header kubectl writes (`E1207 16:42:26.780823 309 run.go:72] `) is dropped, and its
+/// `"command failed" err="..."` gives the error itself: one failure reads the same each time.
 pub fn joined_lines(text: &str) -> String {
     text.lines()
-        .map(str::trim)
+        .map(|l| without_klog_header(l.trim()))
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+fn without_klog_header(line: &str) -> String {
+    let rest = match line.split_once("] ") {
+        Some((header, rest)) if is_klog_header(header) => rest,
+        _ => line,
+    };
+    match rest
+        .strip_prefix("\"command failed\" err=\"")
+        .and_then(|r| r.strip_suffix('"'))
+    {
+        Some(quoted) => quoted.replace("\\\"", "\"").replace("\\\\", "\\"),
+        None => rest.to_owned(),
+    }
+}
+
+/// `E1207 16:42:26.780823 309 run.go:72`: severity and date, time, thread, file and line.
+fn is_klog_header(header: &str) -> bool {
+    let digits = |s: &str, more: &[u8]| {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || more.contains(&b))
+    };
+    let parts: Vec<&str> = header.split_whitespace().collect();
+    let [level_date, time, thread, file] = parts[..] else {
+        return false;
+    };
+    level_date.len() == 5
+        && level_date.starts_with(['I', 'W', 'E', 'F'])
+        && digits(&level_date[1..], b"")
+        && digits(time, b":.")
+        && digits(thread, b"")
+        && file.contains(".go:")
 }
 
 /// The plural ending of a count's noun: `1 object`, `2 objects`.
@@ -95,6 +128,25 @@ pub fn redact(message: &str, secrets: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kubectl_errors_read_the_same_each_time() {
+        let stderr = "E1207 16:42:26.780823     309 run.go:72] \"command failed\" \
+                      err=\"accumulating resources from 'broken.yaml': \\\"x\\\" bad\"\n";
+        assert_eq!(
+            joined_lines(stderr),
+            "accumulating resources from 'broken.yaml': \"x\" bad"
+        );
+        assert_eq!(
+            joined_lines(
+                "W0101 00:00:00.000001 1 warnings.go:70] deprecated\nerror: no such file\n"
+            ),
+            "deprecated; error: no such file"
+        );
+        // Not a klog header: kept as it is.
+        assert_eq!(joined_lines("[x] y] z"), "[x] y] z");
+        assert_eq!(joined_lines("Error: chart] failed"), "Error: chart] failed");
+    }
 
     #[test]
     fn a_secret_is_hidden_whole_and_line_by_line() {

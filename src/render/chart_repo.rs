@@ -266,11 +266,16 @@ impl ChartRepos {
         .clone()
     }
 
-    /// Forgets the indexes read: the next [`ChartRepos::index`] reads them again (`watch`, at
-    /// each poll, sees a newly published version).
-    pub fn forget_indexes(&self) {
-        self.indexes.lock().expect("chart index lock").clear();
-        self.tags.lock().expect("chart tags lock").clear();
+    /// Forgets the indexes and tag lists that could not be read; keeps those that were.
+    pub fn forget_failures(&self) {
+        self.indexes
+            .lock()
+            .expect("chart index lock")
+            .retain(|_, slot| !matches!(slot.get(), Some(Err(_))));
+        self.tags
+            .lock()
+            .expect("chart tags lock")
+            .retain(|_, slot| !matches!(slot.get(), Some(Err(_))));
     }
 
     /// The version `constraint` picks for `chart` in the repository at `url`, as

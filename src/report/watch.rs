@@ -33,6 +33,9 @@ pub enum Cause {
     Chart,
     /// The watch lost its place (410 Gone) and listed again: the change happened meanwhile.
     Relist,
+    /// The object was in error and was evaluated again at a poll (what failed may have
+    /// passed: a repository that answers again).
+    Retry,
 }
 
 /// The commit of a pending change.
@@ -196,7 +199,7 @@ pub fn text_line(event: &DriftEvent) -> String {
     );
     let detail = match (event.old_status, event.new_status, &event.error) {
         (_, _, Some(error)) => error.clone(),
-        (_, Some(Status::Missing), _) if event.cause == Cause::Git => {
+        (_, Some(Status::Missing), _) if matches!(event.cause, Cause::Git | Cause::Retry) => {
             "declared in Git, not in the cluster".to_owned()
         }
         (_, Some(Status::Missing), _) if event.cause == Cause::Chart => {

@@ -1103,6 +1103,26 @@ impl Locator {
             .retain(|(_, commit, _), _| commits.contains(&commit.to_string()));
     }
 
+    /// Forgets every failure kept (a repository that could not be cloned, a render, a chart
+    /// render or a chart repository that failed), and keeps what succeeded: for a caller that
+    /// runs long (watch) and tries its objects in error again, whose cause may have gone.
+    pub fn forget_failures(&self) {
+        self.failed_repos.lock().expect("failed repo lock").clear();
+        self.renders
+            .lock()
+            .expect("render cache lock")
+            .retain(|_, slot| !matches!(slot.get(), Some(Err(_))));
+        self.files
+            .lock()
+            .expect("file cache lock")
+            .retain(|_, read| read.is_ok());
+        self.helm_renders
+            .lock()
+            .expect("helm render cache lock")
+            .retain(|_, slot| !matches!(slot.get(), Some(Err(_))));
+        self.charts.forget_failures();
+    }
+
     /// Packs what is kept between evaluations, for a caller that runs long (watch): each
     /// render's objects as compact JSON, parsed again when looked up, and the files read are
     /// forgotten (one file is quick to read again; a render is not). Memory drops to about a

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{Result, bail};
 
 use super::Msg;
+use super::changes::Trigger;
 use super::session::Context;
 use super::state::{Watch, created_at};
 use crate::cluster::{LiveObject, WatchEvent};
@@ -42,7 +43,8 @@ impl Watch {
                 order.push(key);
             }
         };
-        let mut tips = Vec::new();
+        // The poller's rounds: the tips read (none, when no tip is tracked).
+        let mut tips = None;
         for msg in batch {
             match msg {
                 Msg::Event { kind, event } => {
@@ -148,7 +150,7 @@ impl Watch {
                         "warning: {name}: the watch stopped ({error}); its changes are no longer followed",
                     )?;
                 }
-                Msg::Tips(found) => tips.extend(found),
+                Msg::Tips(found) => tips.get_or_insert_with(Vec::new).extend(found),
                 Msg::Debug(line) => ctx.log.debug(ctx.err, 1, || line),
                 Msg::Hook(message) => writeln!(ctx.err, "warning: {message}")?,
             }
@@ -162,14 +164,14 @@ impl Watch {
                     added,
                     cause,
                 } => {
-                    self.on_live(key, kind, live, added, cause, false, ctx)
+                    self.on_live(key, kind, live, added, cause, Trigger::Live, ctx)
                         .await?;
                 }
                 Change::Deleted { cause } => self.on_deleted(key, cause, ctx).await?,
             }
         }
-        if !tips.is_empty() {
-            self.on_tips(tips, ctx).await?;
+        if let Some(tips) = tips {
+            self.on_round(tips, ctx).await?;
         }
         Ok(())
     }

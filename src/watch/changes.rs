@@ -3,6 +3,7 @@
 //! verdict changes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::Write;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -17,6 +18,22 @@ use crate::object::ObjectKey;
 use crate::report::{Cause, DriftEvent};
 use crate::text::single_line;
 
+/// Why an object is evaluated again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trigger {
+    /// Its live object changed (a change of its status or bookkeeping alone is not looked at).
+    Live,
+    /// A tip it was read from moved.
+    Tip,
+    /// It is in error, and tried again at a poll round: what it says is said only when its
+    /// verdict changes (the same error is not repeated every round).
+    Retry,
+}
+
+/// Objects in error of one kind tried again with a GET each, up to this many; more, and the
+/// kind is listed once.
+const RETRY_GETS: usize = 16;
+
 impl Watch {
     /// A live object appeared or changed: evaluate it, and say so if its verdict changed.
     #[allow(clippy::too_many_arguments)]
@@ -27,7 +44,7 @@ impl Watch {
         live: LiveObject,
         added: bool,
         cause: Cause,
-        force: bool,
+        trigger: Trigger,
         ctx: &mut Context<'_>,
     ) -> Result<Option<Work>> {
         let rv = resource_version(&live);
@@ -35,7 +52,7 @@ impl Watch {
         let old = self.followed.get(&key).cloned();
         if let Some(f) = &old
             && f.present
-            && !force
+            && trigger == Trigger::Live
             && (f.resource_version == rv || f.content == content)
         {
             // Status or bookkeeping only: nothing a verdict depends on.
@@ -64,15 +81,17 @@ impl Watch {
             return Ok(None);
         }
         let timer = Instant::now();
-        let evaluated = match ctx
-            .engine
-            .evaluate_one(&resource, live, ctx.log, ctx.err)
-            .await
-        {
+        // A retry's errors and warnings are held, and said when its verdict changed.
+        let mut held = Vec::new();
+        let err: &mut dyn Write = match trigger {
+            Trigger::Retry => &mut held,
+            _ => &mut *ctx.err,
+        };
+        let evaluated = match ctx.engine.evaluate_one(&resource, live, ctx.log, err).await {
             Ok(e) => e,
             Err(e) => {
                 let message = single_line(&format!("{e:#}"));
-                writeln!(ctx.err, "error: {key}: {message}")?;
+                writeln!(err, "error: {key}: {message}")?;
                 Some(Evaluated {
                     report: ObjectReport {
                         object: key.clone(),
@@ -109,12 +128,24 @@ impl Watch {
             followed.resource_version = rv;
             followed.content = content;
         }
+        if let Some(f) = &old
+            && followed.status == Status::Error
+            && followed.tip.is_none()
+        {
+            // An error names no source: the tips it was read from before are still followed,
+            // so a commit or chart version that mends it is seen.
+            followed.tip = f.tip;
+            followed.other_tips.clone_from(&f.other_tips);
+            followed.declared = f.declared;
+            followed.source = followed.source.or_else(|| f.source.clone());
+        }
         let report = &evaluated.report;
         let changed = match &old {
             None => report.status != Status::InSync,
             Some(f) => f.status != followed.status || f.verdict != followed.verdict,
         };
         if changed {
+            ctx.err.write_all(&held)?;
             let event = DriftEvent::new(
                 unix_now(),
                 key.clone(),
@@ -251,10 +282,10 @@ impl Watch {
         Ok(())
     }
 
-    /// The poller's answer: for each tip that moved, the objects read from it are evaluated
-    /// again (listed afresh: watch keeps no live objects), and what Git now declares that the
-    /// cluster lacks shows as missing.
-    pub(super) async fn on_tips(
+    /// A poll round: for each tip that moved, the objects read from it are evaluated again
+    /// (listed afresh: watch keeps no live objects), and what Git now declares that the
+    /// cluster lacks shows as missing. Objects in error are evaluated again at every round.
+    pub(super) async fn on_round(
         &mut self,
         found: Vec<(usize, Result<String, String>)>,
         ctx: &mut Context<'_>,
@@ -283,30 +314,48 @@ impl Watch {
                 }
             }
         }
-        if moved.is_empty() {
+        // Objects in error are tried again at every round: what failed may have passed.
+        let errored: Vec<ObjectKey> = self
+            .followed
+            .iter()
+            .filter(|(_, f)| f.present && f.status == Status::Error && f.kind.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        if moved.is_empty() && errored.is_empty() {
             return Ok(());
         }
-        self.tips_moved = true;
-        for (index, commit) in &moved {
-            let tip = &self.tips[*index];
-            ctx.log.debug(ctx.err, 1, || match tip.chart {
-                Some(_) => format!(
-                    "chart: {} {} picked {}, now {commit}",
-                    tip.location, tip.rev, tip.commit
-                ),
-                None => format!(
-                    "git: {} {} moved from {} to {commit}",
-                    tip.location,
-                    tip.rev,
-                    short(&tip.commit)
-                ),
+        if !errored.is_empty() {
+            ctx.log.debug(ctx.err, 1, || {
+                format!("retry: {} objects in error, evaluated again", errored.len())
             });
         }
-        ctx.engine.refresh_git(ctx.env);
+        if moved.is_empty() {
+            // Nothing new in Git: what was read is kept, what failed is tried again.
+            ctx.engine.locator.forget_failures();
+            ctx.engine.reconcilers = Default::default();
+        } else {
+            self.tips_moved = true;
+            for (index, commit) in &moved {
+                let tip = &self.tips[*index];
+                ctx.log.debug(ctx.err, 1, || match tip.chart {
+                    Some(_) => format!(
+                        "chart: {} {} picked {}, now {commit}",
+                        tip.location, tip.rev, tip.commit
+                    ),
+                    None => format!(
+                        "git: {} {} moved from {} to {commit}",
+                        tip.location,
+                        tip.rev,
+                        short(&tip.commit)
+                    ),
+                });
+            }
+            ctx.engine.refresh_git(ctx.env);
+        }
 
         // The objects read from the moved tips, by kind, and why: Git, unless only a chart
         // repository's pick moved.
-        let mut by_kind: BTreeMap<usize, HashMap<ObjectKey, Cause>> = BTreeMap::new();
+        let mut by_kind: BTreeMap<usize, HashMap<ObjectKey, (Cause, Trigger)>> = BTreeMap::new();
         for (key, f) in &self.followed {
             let read_from_moved: Vec<usize> = f
                 .tip
@@ -323,7 +372,34 @@ impl Watch {
                 false => Cause::Git,
             };
             if let (true, Some(kind), false) = (f.present, f.kind, read_from_moved.is_empty()) {
-                by_kind.entry(kind).or_default().insert(key.clone(), cause);
+                by_kind
+                    .entry(kind)
+                    .or_default()
+                    .insert(key.clone(), (cause, Trigger::Tip));
+            }
+        }
+        // In error and read from no tip that moved: tried again, with a GET each when a kind
+        // has few and is not listed anyway.
+        let mut retried: BTreeMap<usize, Vec<ObjectKey>> = BTreeMap::new();
+        for key in errored {
+            let kind = self.followed[&key].kind.expect("only objects of a kind");
+            if !by_kind
+                .get(&kind)
+                .is_some_and(|keys| keys.contains_key(&key))
+            {
+                retried.entry(kind).or_default().push(key);
+            }
+        }
+        let mut got = Vec::new();
+        for (kind, keys) in retried {
+            if by_kind.contains_key(&kind) || keys.len() > RETRY_GETS {
+                let listed = by_kind.entry(kind).or_default();
+                listed.extend(
+                    keys.into_iter()
+                        .map(|k| (k, (Cause::Retry, Trigger::Retry))),
+                );
+            } else {
+                got.extend(keys.into_iter().map(|k| (kind, k)));
             }
         }
         let mut present: BTreeSet<ObjectKey> = self
@@ -334,6 +410,24 @@ impl Watch {
             .collect();
         let mut works: Vec<Work> = Vec::new();
         let mut sources_seen = HashSet::new();
+        for (kind, key) in got {
+            let resource = self.kinds[kind].resource.clone();
+            // Gone: its watch says so; the server away: the next round tries again.
+            let Ok(Some(live)) = ctx
+                .engine
+                .cluster
+                .get(&resource, key.namespace.as_deref(), &key.name)
+                .await
+            else {
+                continue;
+            };
+            if let Some(work) = self
+                .on_live(key, kind, live, false, Cause::Retry, Trigger::Retry, ctx)
+                .await?
+            {
+                one_per_source(&mut works, &mut sources_seen, work);
+            }
+        }
         for (kind, keys) in by_kind {
             let listed = self.kinds[kind].clone();
             let objects = match ctx
@@ -351,7 +445,7 @@ impl Watch {
                     // The tips stay where they were: the next poll tries again.
                     writeln!(
                         ctx.err,
-                        "warning: {}: cannot list it after Git moved ({}); trying again at the next poll",
+                        "warning: {}: cannot list it again ({}); trying again at the next poll",
                         listed.resource.qualified_name(),
                         single_line(&e.to_string())
                     )?;
@@ -363,22 +457,14 @@ impl Watch {
                     continue;
                 };
                 present.insert(key.clone());
-                let Some(&cause) = keys.get(&key) else {
+                let Some(&(cause, trigger)) = keys.get(&key) else {
                     continue;
                 };
                 if let Some(work) = self
-                    .on_live(key, kind, live, false, cause, true, ctx)
+                    .on_live(key, kind, live, false, cause, trigger, ctx)
                     .await?
                 {
-                    // One object per file or render root is enough to list its siblings.
-                    let source = (
-                        work.located.repo_key.clone(),
-                        work.located.file.clone(),
-                        work.located.render_root.clone(),
-                    );
-                    if sources_seen.insert(source) {
-                        works.push(work);
-                    }
+                    one_per_source(&mut works, &mut sources_seen, work);
                 }
             }
         }
@@ -387,10 +473,16 @@ impl Watch {
         }
 
         // What Git declares now that the cluster does not have (a chart, when only charts'
-        // picks moved).
-        let missing_cause = match moved.keys().all(|t| self.tips[*t].chart.is_some()) {
-            true => Cause::Chart,
-            false => Cause::Git,
+        // picks moved; a retry, when nothing moved and an object in error was read at last).
+        if moved.is_empty() && works.is_empty() {
+            return Ok(());
+        }
+        let missing_cause = if moved.is_empty() {
+            Cause::Retry
+        } else if moved.keys().all(|t| self.tips[*t].chart.is_some()) {
+            Cause::Chart
+        } else {
+            Cause::Git
         };
         let listed_kinds: BTreeSet<(String, String)> = self.kind_index.keys().cloned().collect();
         let covered: HashSet<String> = works.iter().map(|w| w.located.repo_key.clone()).collect();
@@ -480,5 +572,18 @@ impl Watch {
             ))?;
         }
         Ok(())
+    }
+}
+
+/// Keeps `work` when it is the first of its file or render root: one object of each is enough
+/// to list its siblings.
+fn one_per_source(works: &mut Vec<Work>, seen: &mut HashSet<(String, String, String)>, work: Work) {
+    let source = (
+        work.located.repo_key.clone(),
+        work.located.file.clone(),
+        work.located.render_root.clone(),
+    );
+    if seen.insert(source) {
+        works.push(work);
     }
 }

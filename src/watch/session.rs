@@ -279,6 +279,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 /// Reads the tracked tips every `interval`: HEAD of a local checkout, the tracked ref of a
 /// cache clone after a fetch, or what a chart's version range picks in its repository now.
+/// Each round is sent, with no tips too: objects in error are tried again at it.
 async fn poll_tips(
     targets: tokio::sync::watch::Receiver<Vec<Poll>>,
     interval: Duration,
@@ -288,9 +289,6 @@ async fn poll_tips(
     loop {
         tokio::time::sleep(interval).await;
         let list = targets.borrow().clone();
-        if list.is_empty() {
-            continue;
-        }
         let root = cache_root.clone();
         let polled = tokio::task::spawn_blocking(move || {
             // Each index read (and OCI tags listed) once per round, for all its charts.

@@ -672,6 +672,112 @@ fn flux_objects_from_a_local_checkout_show_pending_and_new_objects_missing() {
 }
 
 #[test]
+fn a_commit_that_breaks_the_render_is_an_error_and_the_commit_that_mends_it_ends_it() {
+    let cp = testenv::shared();
+    cp.install_gitops_crds();
+    let ns = cp.namespace("watch-mend");
+    let mut repo = GitRepo::new();
+    repo.write("deploy/web.yaml", &deployment("web", 3))
+        .write("deploy/config.yaml", &configmap("settings"));
+    let applied = repo.commit(ALICE, "Apps");
+    assert_eq!(reconciled_by_flux(&ns, &repo, "./deploy"), applied);
+
+    let cache = tempfile::tempdir().unwrap();
+    let mut watch = Watcher::start(
+        &kubeconfig(),
+        &ns,
+        repo.path(),
+        cache.path(),
+        &["--git-interval", "1s", "-v"],
+    );
+    // A file kustomize cannot read: Flux's next reconcile would fail, and so does desired.
+    repo.write("deploy/broken.yaml", "kind: [ConfigMap\n");
+    repo.commit(BOB, "Add a broken file");
+    for name in ["web", "settings"] {
+        let broken = watch.event_for(name);
+        assert_eq!(
+            status_pair(&broken),
+            ("in-sync".into(), "error".into()),
+            "{broken:#}"
+        );
+        assert_eq!(broken["cause"], "git");
+        assert!(
+            broken["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("broken.yaml"),
+            "{broken:#}"
+        );
+    }
+    // Both are tried again at each poll while the error lasts.
+    watch.said_lines(
+        "of two rounds trying both again",
+        |l| l.ends_with("retry: 2 objects in error, evaluated again"),
+        2,
+    );
+    // The next commit removes it: each object is in sync again, seen at the next poll.
+    repo.git(&["rm", "-q", "deploy/broken.yaml"]);
+    repo.commit(BOB, "Remove the broken file");
+    for name in ["web", "settings"] {
+        let mended = watch.event_for(name);
+        assert_eq!(
+            status_pair(&mended),
+            ("error".into(), "in-sync".into()),
+            "{mended:#}"
+        );
+        assert_eq!(mended["cause"], "git");
+    }
+    let (code, said) = watch.stop();
+    assert_eq!(code, Some(0), "{said:#?}");
+    // Tried again at every poll while it lasted, the error was said once per object.
+    for name in ["Deployment.apps", "ConfigMap"] {
+        let errors = said
+            .iter()
+            .filter(|l| l.starts_with(&format!("error: {name} {ns}/")))
+            .count();
+        assert_eq!(errors, 1, "{name}: {said:#?}");
+    }
+}
+
+#[test]
+fn objects_whose_repository_cannot_be_cloned_are_tried_again_until_it_can() {
+    let cp = testenv::shared();
+    let ns = cp.namespace("watch-retry");
+    let repo =
+        stamped_setup(|yaml| kubectl(&ns, &["apply", "--server-side", "-f", "-"], Some(yaml)));
+    // The Git server is away when the watch starts: nothing can be cloned.
+    let away = repo.path().with_extension("away");
+    std::fs::rename(repo.path(), &away).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut watch = Watcher::start(
+        &kubeconfig(),
+        &ns,
+        elsewhere.path(),
+        cache.path(),
+        &["--git-interval", "1s"],
+    );
+    let restored = std::fs::rename(&away, repo.path());
+    restored.unwrap();
+    assert!(
+        watch.said.iter().any(|l| l.starts_with("error: 4 (")),
+        "{:#?}",
+        watch.said
+    );
+    for name in ["web", "api", "settings", "extra"] {
+        let back = watch.event_for(name);
+        assert_eq!(
+            status_pair(&back),
+            ("error".into(), "in-sync".into()),
+            "{back:#}"
+        );
+        assert_eq!(back["cause"], "retry", "{back:#}");
+    }
+    let (code, said) = watch.stop();
+    assert_eq!(code, Some(0), "{said:#?}");
+}
+
+#[test]
 fn a_restarted_api_server_is_survived_and_a_change_meanwhile_reported() {
     // A control plane of this test's own: stopping its API server harms no other test.
     let dir = tempfile::tempdir().unwrap();
