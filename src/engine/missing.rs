@@ -20,6 +20,8 @@ use crate::source::{self, Locator, SourceError};
 pub(super) struct Declared {
     sources_seen: BTreeSet<(String, String, String)>,
     candidates: Vec<Candidate>,
+    /// How many objects were noted.
+    noted: usize,
 }
 
 /// One object a source declares, and how it would be created again.
@@ -29,6 +31,8 @@ struct Candidate {
     namespaced: bool,
     doc: usize,
     source: Arc<SourceContext>,
+    /// Which noted object's source declares it (0: the first noted).
+    noted_by: usize,
 }
 
 /// A source (file or render root) as its first object found it.
@@ -50,6 +54,8 @@ impl Declared {
         discovery: &CachedDiscovery,
         w: &Work,
     ) -> Result<(), SourceError> {
+        let noted_by = self.noted;
+        self.noted += 1;
         // A render root is listed once for all its files; a plain file once.
         let rendered = matches!(
             w.located.rule,
@@ -131,19 +137,20 @@ impl Declared {
                 namespaced,
                 doc: index,
                 source: source.clone(),
+                noted_by,
             });
         }
         Ok(())
     }
 
     /// The candidates of a listed kind, in scope, that the cluster does not have, each with
-    /// what it takes to create it again.
+    /// what it takes to create it again and which noted object's source declares it.
     pub(super) fn missing(
         self,
         all_live: &BTreeSet<ObjectKey>,
         listed_kinds: &BTreeSet<(String, String)>,
         namespace: Option<&str>,
-    ) -> Vec<(ObjectReport, MissingObject)> {
+    ) -> Vec<(ObjectReport, MissingObject, usize)> {
         let mut seen = BTreeSet::new();
         self.candidates
             .into_iter()
@@ -169,7 +176,7 @@ impl Declared {
                     reconciler: c.source.reconciler.clone(),
                     secrets: c.source.secrets.clone(),
                 };
-                (c.report, missing)
+                (c.report, missing, c.noted_by)
             })
             .collect()
     }

@@ -488,7 +488,7 @@ impl Engine {
         // cluster.
         let named_elsewhere = explicit && targets.iter().all(|(_, n)| n.is_some());
         if !named_elsewhere {
-            for (report, mut missing) in
+            for (report, mut missing, _) in
                 in_git.missing(&all_live, &listed_kinds, self.namespace.as_deref())
             {
                 let mut report = report;
@@ -800,14 +800,15 @@ impl Engine {
     }
 
     /// The objects Git declares next to the ones in `works` (same file or render root) that
-    /// are not in `all_live`, for kinds that were listed (watch, after Git moved).
+    /// are not in `all_live`, for kinds that were listed (watch, after Git moved), each with
+    /// the index in `works` of the one whose source declares it.
     pub async fn missing(
         &self,
         works: &[Work],
         all_live: &BTreeSet<ObjectKey>,
         listed_kinds: &BTreeSet<(String, String)>,
         err: &mut dyn Write,
-    ) -> Result<Vec<ObjectReport>> {
+    ) -> Result<Vec<(ObjectReport, usize)>> {
         let mut in_git = Declared::default();
         for w in works {
             if let Err(e) = in_git.note(&self.locator, &self.discovery, w).await {
@@ -822,7 +823,7 @@ impl Engine {
         Ok(in_git
             .missing(all_live, listed_kinds, self.namespace.as_deref())
             .into_iter()
-            .map(|(report, _)| report)
+            .map(|(report, _, noted_by)| (report, noted_by))
             .collect())
     }
 

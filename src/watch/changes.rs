@@ -491,7 +491,7 @@ impl Watch {
             .missing(&works, &present, &listed_kinds, ctx.err)
             .await?;
         let mut still_missing = HashSet::new();
-        for report in candidates {
+        for (report, noted_by) in candidates {
             let key = report.object.clone();
             still_missing.insert(key.clone());
             if let Some(f) = self.followed.get_mut(&key) {
@@ -515,11 +515,8 @@ impl Watch {
             {
                 continue;
             }
-            let tip = works
-                .iter()
-                .find(|w| Some(&w.located.repo) == report.source.as_ref().map(|s| &s.repo))
-                .map(|w| w.located.repo_key.clone())
-                .and_then(|repo_key| self.tips.iter().position(|t| t.repo_key == repo_key));
+            // Read from the tips of the object whose source declares it.
+            let (tip, other_tips) = self.tips_of(&works[noted_by].summary());
             ctx.emit(DriftEvent::new(
                 unix_now(),
                 key.clone(),
@@ -539,23 +536,35 @@ impl Watch {
                     content: 0,
                     kind,
                     tip,
-                    other_tips: Vec::new(),
+                    other_tips,
                     declared: true,
                     source: report.source.clone(),
                     read_at: None,
                 },
             );
         }
-        // Missing before, and no longer declared where Git was read again.
+        // Missing before, and no longer declared where Git (or the chart) was read again.
+        let charts_read: HashSet<usize> = works
+            .iter()
+            .filter_map(|w| w.located.chart_poll.as_ref())
+            .filter_map(|(poll, _)| {
+                self.tips
+                    .iter()
+                    .position(|t| t.chart.as_ref() == Some(poll))
+            })
+            .collect();
         let dropped: Vec<ObjectKey> = self
             .followed
             .iter()
             .filter(|(k, f)| {
-                !f.present
-                    && f.tip.is_some_and(|t| {
-                        moved.contains_key(&t) && covered.contains(&self.tips[t].repo_key)
-                    })
-                    && !still_missing.contains(*k)
+                let git_read = f.tip.is_some_and(|t| {
+                    moved.contains_key(&t) && covered.contains(&self.tips[t].repo_key)
+                });
+                let chart_read = f
+                    .other_tips
+                    .iter()
+                    .any(|t| moved.contains_key(t) && charts_read.contains(t));
+                !f.present && (git_read || chart_read) && !still_missing.contains(*k)
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -566,7 +575,7 @@ impl Watch {
                 key,
                 Some(Status::Missing),
                 None,
-                Cause::Git,
+                missing_cause,
                 None,
                 None,
             ))?;

@@ -154,32 +154,16 @@ impl Watch {
     /// What to remember of an evaluated object.
     pub(super) fn followed_from(&mut self, item: &Evaluated, kind: Option<usize>) -> Followed {
         let report = &item.report;
-        let mut other_tips: Vec<usize> = item
-            .summary
-            .iter()
-            .flat_map(|s| &s.values_tips)
-            .map(|t| {
-                self.tip_at(
-                    (&t.repo_key, &t.repo, t.local_checkout),
-                    Some(&t.tracked_ref),
-                    &t.tracked_commit,
-                )
-            })
-            .collect();
-        if let Some((poll, picked)) = item.summary.as_ref().and_then(|s| s.chart_poll.as_ref()) {
-            other_tips.push(self.chart_tip(poll, picked));
-        }
-        let (resource_version, content, tip, declared, read_at) = match &item.summary {
+        let (resource_version, content, (tip, other_tips), declared, read_at) = match &item.summary
+        {
             Some(s) => (
                 s.resource_version.clone(),
                 s.content,
-                // Nothing read from Git (an Argo CD chart from a chart repository with no
-                // `ref` source): no tip to poll.
-                s.tracked_commit.is_some().then(|| self.tip_of(s)),
+                self.tips_of(s),
                 s.declared,
                 Some(s.read_at.clone()),
             ),
-            None => (String::new(), 0, None, false, None),
+            None => (String::new(), 0, (None, Vec::new()), false, None),
         };
         Followed {
             status: report.status,
@@ -206,6 +190,32 @@ impl Watch {
             .collect();
         commits.extend(self.followed.values().filter_map(|f| f.read_at.clone()));
         commits
+    }
+
+    /// The tips an object's desired state was read from, added when new: its Git tip (none
+    /// when nothing was read from Git: an Argo CD chart from a chart repository with no `ref`
+    /// source), and the others (an Argo CD Helm source's values repositories, the chart
+    /// repository a version range picks its chart in).
+    pub(super) fn tips_of(&mut self, summary: &Summary) -> (Option<usize>, Vec<usize>) {
+        let mut other_tips: Vec<usize> = summary
+            .values_tips
+            .iter()
+            .map(|t| {
+                self.tip_at(
+                    (&t.repo_key, &t.repo, t.local_checkout),
+                    Some(&t.tracked_ref),
+                    &t.tracked_commit,
+                )
+            })
+            .collect();
+        if let Some((poll, picked)) = &summary.chart_poll {
+            other_tips.push(self.chart_tip(poll, picked));
+        }
+        let tip = summary
+            .tracked_commit
+            .is_some()
+            .then(|| self.tip_of(summary));
+        (tip, other_tips)
     }
 
     /// The tip an object's desired state was read at, added when new.

@@ -488,12 +488,29 @@ fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
     all_in_sync(&ns, &repo, cache, "after syncing the values");
 
     // A chart version the constraint picks, published and not synced: pending as published;
-    // `watch` polls the index and says so.
+    // `watch` polls the index and says so. It declares one more ConfigMap: missing, by the
+    // chart. The next version no longer declares it: gone from watch again.
     let helm = helm_binary();
     let mut watch = Watcher::polling_each_second(&ns, (repo.path(), cache), &helm);
     let v011 = chart("0.1.1", "relaxed");
+    let more = v011.path().join("web/templates/more.yaml");
+    std::fs::write(&more, CONFIGMAP.replace("-config", "-more")).unwrap();
     index.publish(&v011.path().join("web")).unwrap();
     watch.published_event("web-config", "0.1.1");
+    let missing = watch.event_for("web-more");
+    assert_eq!(
+        (&missing["oldStatus"], &missing["newStatus"], &missing["cause"]),
+        (&Value::Null, &json!("missing"), &json!("chart")),
+        "{missing:#}"
+    );
+    let v012 = chart("0.1.2", "relaxed");
+    index.publish(&v012.path().join("web")).unwrap();
+    let gone = watch.event_for("web-more");
+    assert_eq!(
+        (&gone["oldStatus"], &gone["newStatus"], &gone["cause"]),
+        (&json!("missing"), &Value::Null, &json!("chart")),
+        "{gone:#}"
+    );
     let (code, said) = watch.stop();
     assert_eq!(code, Some(0), "{said:#?}");
     let (ran, report) = diff(&ns, &repo, cache, "auto");
@@ -503,13 +520,13 @@ fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
     assert_eq!(fields.len(), 1, "{fields:#?}");
     assert_eq!(fields[0]["path"], ".data.mode");
     assert_eq!(fields[0]["why"]["kind"], "published", "{:#}", fields[0]);
-    assert_eq!(fields[0]["why"]["version"], "0.1.1", "{:#}", fields[0]);
+    assert_eq!(fields[0]["why"]["version"], "0.1.2", "{:#}", fields[0]);
     // api pins 0.1.0 in the registry: unchanged.
     assert_eq!(found["ConfigMap/api-config"]["status"], "in-sync");
     let text = gitops(&ns, &repo, cache, true, &["diff"]);
     assert!(
         text.stdout
-            .contains("pending: chart web 0.1.1 published in"),
+            .contains("pending: chart web 0.1.2 published in"),
         "{}",
         text.stdout
     );
@@ -852,7 +869,7 @@ fn argo_values_files_inside_a_chart_from_a_repository() {
     assert_eq!(fields.len(), 1, "{fields:#?}");
     assert_eq!(fields[0]["path"], ".data.greeting");
     assert_eq!(fields[0]["why"]["kind"], "published", "{:#}", fields[0]);
-    assert_eq!(fields[0]["why"]["version"], "0.1.1", "{:#}", fields[0]);
+    assert_eq!(fields[0]["why"]["version"], "0.1.2", "{:#}", fields[0]);
     assert_eq!(found["ConfigMap/lax-config"]["status"], "in-sync");
 
     // Without ignoreMissingValueFiles, a file the chart does not hold: one line per object
