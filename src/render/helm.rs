@@ -656,7 +656,7 @@ pub fn post_render(
         )
         .map_err(io("writing a post-renderer's kustomization"))?;
         let root = format!("spec.postRenderers[{i}].kustomize");
-        let text = super::run_kustomize(tmp.path(), &root)?;
+        let text = super::run_kustomize(tmp.path(), tmp.path(), &root)?;
         let mut out = Vec::new();
         for mut doc in documents(&root, text.as_bytes())? {
             let key = doc.key();

@@ -441,7 +441,7 @@ fn build(
         root: root_name.to_owned(),
         reason,
     })?;
-    let output = run_kustomize(&dir, root_name)?;
+    let output = run_kustomize(tmp.path(), &dir, root_name)?;
     let mut rendered = documents(&format!("{root_name} (kustomize)"), output.as_bytes())?;
     for doc in &mut rendered {
         // The transformers when asked for; the generator in every mode (a generated object's
@@ -588,7 +588,14 @@ fn go_tool(mut cmd: Command) -> Command {
     cmd
 }
 
-pub(super) fn run_kustomize(dir: &Path, root_name: &str) -> Result<String, RenderError> {
+/// `kubectl kustomize` of `dir`, a directory of the scratch copy `tmp`; its errors name the
+/// root as `root_name` and other files by their path in the copy (never the scratch name,
+/// which differs each time).
+pub(super) fn run_kustomize(
+    tmp: &Path,
+    dir: &Path,
+    root_name: &str,
+) -> Result<String, RenderError> {
     let output = go_tool(Command::new("kubectl"))
         .arg("kustomize")
         .arg(dir)
@@ -602,7 +609,9 @@ pub(super) fn run_kustomize(dir: &Path, root_name: &str) -> Result<String, Rende
         })?;
     if !output.status.success() {
         let reason = crate::text::joined_lines(&String::from_utf8_lossy(&output.stderr))
-            .replace(&dir.display().to_string(), root_name);
+            .replace(&dir.display().to_string(), root_name)
+            .replace(&format!("{}/", tmp.display()), "")
+            .replace(&tmp.display().to_string(), ".");
         return Err(RenderError::Kustomize {
             root: root_name.to_owned(),
             reason,

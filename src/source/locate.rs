@@ -1104,10 +1104,13 @@ impl Locator {
     }
 
     /// Forgets every failure kept (a repository that could not be cloned, a render, a chart
-    /// render or a chart repository that failed), and keeps what succeeded: for a caller that
-    /// runs long (watch) and tries its objects in error again, whose cause may have gone.
+    /// render or a chart repository that failed), and the tips resolved (a branch may have
+    /// moved since), and keeps what succeeded: for a caller that runs long (watch) and tries
+    /// its objects in error again, whose cause may have gone.
     pub fn forget_failures(&self) {
         self.failed_repos.lock().expect("failed repo lock").clear();
+        self.revisions.lock().expect("revision cache lock").clear();
+        self.refreshed.lock().expect("refreshed lock").clear();
         self.renders
             .lock()
             .expect("render cache lock")

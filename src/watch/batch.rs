@@ -141,6 +141,7 @@ impl Watch {
                 }
                 Msg::Stopped { kind, error } => {
                     let name = self.kinds[kind].resource.qualified_name();
+                    self.stopped.insert(kind);
                     self.watching = self.watching.saturating_sub(1);
                     if self.watching == 0 {
                         bail!("no kind can be watched any more; the last, {name}: {error}");

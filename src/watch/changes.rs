@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use super::session::Context;
-use super::state::{Followed, Watch, resource_version, short, verdict_digest};
+use super::state::{Followed, RETRY_MOST_ROUNDS, Watch, resource_version, short, verdict_digest};
 use crate::cluster::LiveObject;
 use crate::drift::{ObjectReport, Status, Verdict};
 use crate::engine::{Evaluated, Work};
@@ -113,6 +113,7 @@ impl Watch {
             format!("{key}: evaluated in {} ms", timer.elapsed().as_millis())
         });
         let Some(mut evaluated) = evaluated else {
+            ctx.err.write_all(&held)?;
             // No source: said once, when the object was followed before or is new.
             if old.is_some() || added {
                 self.follow_no_source(key, kind, rv, content, cause, ctx)?;
@@ -139,13 +140,28 @@ impl Watch {
             followed.declared = f.declared;
             followed.source = followed.source.or_else(|| f.source.clone());
         }
+        if followed.status == Status::Error {
+            // Tried again at the next round, then less often while the same tries fail.
+            let failures = match &old {
+                Some(f) if trigger == Trigger::Retry && f.status == Status::Error => f.retry.1 + 1,
+                _ => 0,
+            };
+            let wait = (1u64 << failures.min(8)).min(RETRY_MOST_ROUNDS);
+            followed.retry = (self.round + wait, failures);
+        }
+        // Tried again, and read at a commit (or chart version) newer than the poller has seen:
+        // Git (or the chart) is what changed.
+        let cause = match (trigger, &evaluated.summary) {
+            (Trigger::Retry, Some(s)) => self.read_ahead(&followed, s).unwrap_or(cause),
+            _ => cause,
+        };
         let report = &evaluated.report;
         let changed = match &old {
             None => report.status != Status::InSync,
             Some(f) => f.status != followed.status || f.verdict != followed.verdict,
         };
+        self.say_held(&held, changed, ctx)?;
         if changed {
-            ctx.err.write_all(&held)?;
             let event = DriftEvent::new(
                 unix_now(),
                 key.clone(),
@@ -159,6 +175,22 @@ impl Watch {
         }
         self.followed.insert(key, followed);
         Ok(evaluated.work.take().map(|w| *w))
+    }
+
+    /// What a retry said: all of it when its verdict changed; else not its error (the same
+    /// as before) nor a warning said before, so an error that lasts is not said every round.
+    fn say_held(&mut self, held: &[u8], changed: bool, ctx: &mut Context<'_>) -> Result<()> {
+        for line in String::from_utf8_lossy(held).lines() {
+            let said_before = if line.starts_with("warning: ") {
+                !self.said.insert(line.to_owned())
+            } else {
+                line.starts_with("error: ")
+            };
+            if changed || !said_before {
+                writeln!(ctx.err, "{line}")?;
+            }
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -208,6 +240,7 @@ impl Watch {
                 declared: false,
                 source: None,
                 read_at: None,
+                retry: (0, 0),
             },
         );
         Ok(())
@@ -314,11 +347,19 @@ impl Watch {
                 }
             }
         }
-        // Objects in error are tried again at every round: what failed may have passed.
+        // Objects in error are tried again (what failed may have passed), at the next round
+        // and then less often; not while their kind's watch cannot reach the server.
+        self.round += 1;
         let errored: Vec<ObjectKey> = self
             .followed
             .iter()
-            .filter(|(_, f)| f.present && f.status == Status::Error && f.kind.is_some())
+            .filter(|(_, f)| {
+                f.present
+                    && f.status == Status::Error
+                    && f.retry.0 <= self.round
+                    && f.kind
+                        .is_some_and(|k| !self.down.contains(&k) && !self.stopped.contains(&k))
+            })
             .map(|(k, _)| k.clone())
             .collect();
         if moved.is_empty() && errored.is_empty() {
@@ -421,9 +462,23 @@ impl Watch {
             else {
                 continue;
             };
-            if let Some(work) = self
-                .on_live(key, kind, live, false, Cause::Retry, Trigger::Retry, ctx)
-                .await?
+            let work = self
+                .on_live(
+                    key.clone(),
+                    kind,
+                    live,
+                    false,
+                    Cause::Retry,
+                    Trigger::Retry,
+                    ctx,
+                )
+                .await?;
+            // What it declares beside it is looked for once it is out of error.
+            if let Some(work) = work
+                && self
+                    .followed
+                    .get(&key)
+                    .is_some_and(|f| f.status != Status::Error)
             {
                 one_per_source(&mut works, &mut sources_seen, work);
             }
@@ -441,11 +496,22 @@ impl Watch {
                 .await
             {
                 Ok(objects) => objects,
+                Err(e) if keys.values().all(|(_, t)| *t == Trigger::Retry) => {
+                    // Only objects in error: they are tried again later.
+                    ctx.log.debug(ctx.err, 1, || {
+                        format!(
+                            "retry: cannot list {} ({})",
+                            listed.resource.qualified_name(),
+                            single_line(&e.to_string())
+                        )
+                    });
+                    continue;
+                }
                 Err(e) => {
                     // The tips stay where they were: the next poll tries again.
                     writeln!(
                         ctx.err,
-                        "warning: {}: cannot list it again ({}); trying again at the next poll",
+                        "warning: {}: cannot list it after Git moved ({}); trying again at the next poll",
                         listed.resource.qualified_name(),
                         single_line(&e.to_string())
                     )?;
@@ -460,9 +526,15 @@ impl Watch {
                 let Some(&(cause, trigger)) = keys.get(&key) else {
                     continue;
                 };
-                if let Some(work) = self
-                    .on_live(key, kind, live, false, cause, trigger, ctx)
-                    .await?
+                let work = self
+                    .on_live(key.clone(), kind, live, false, cause, trigger, ctx)
+                    .await?;
+                if let Some(work) = work
+                    && (trigger == Trigger::Tip
+                        || self
+                            .followed
+                            .get(&key)
+                            .is_some_and(|f| f.status != Status::Error))
                 {
                     one_per_source(&mut works, &mut sources_seen, work);
                 }
@@ -540,6 +612,7 @@ impl Watch {
                     declared: true,
                     source: report.source.clone(),
                     read_at: None,
+                    retry: (0, 0),
                 },
             );
         }

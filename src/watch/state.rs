@@ -11,7 +11,7 @@ use crate::engine::{Evaluated, Evaluation, ListedKind, Summary};
 use crate::git::poll::PollTarget;
 use crate::object::ObjectKey;
 use crate::render::chart_repo::ChartPoll;
-use crate::report::WatchCounts;
+use crate::report::{Cause, WatchCounts};
 
 /// An object watch follows, and its verdict.
 #[derive(Debug, Clone)]
@@ -36,7 +36,13 @@ pub(super) struct Followed {
     pub(super) source: Option<SourceSummary>,
     /// The commit its desired state was read at.
     pub(super) read_at: Option<String>,
+    /// In error: the poll round at which it is tried again, and how many tries failed in a row
+    /// (each doubles the wait, up to [`RETRY_MOST_ROUNDS`]).
+    pub(super) retry: (u64, u32),
 }
+
+/// The most poll rounds an object in error waits between tries.
+pub(super) const RETRY_MOST_ROUNDS: u64 = 16;
 
 /// A tracked branch (or a checkout's HEAD) of one repository, and the commit it was at.
 #[derive(Debug, Clone)]
@@ -74,6 +80,12 @@ pub(super) struct Watch {
     pub(super) tips_moved: bool,
     /// Kinds whose watch cannot reach the server right now.
     pub(super) down: HashSet<usize>,
+    /// Kinds whose watch gave up: their objects are not tried again.
+    pub(super) stopped: HashSet<usize>,
+    /// Poll rounds so far.
+    pub(super) round: u64,
+    /// The errors and warnings said so far, for a retry to say only what is new.
+    pub(super) said: HashSet<String>,
     /// Kinds whose watch runs (or retries).
     pub(super) watching: usize,
     pub(super) start_unix: i64,
@@ -91,6 +103,9 @@ impl Watch {
             targets_changed: false,
             tips_moved: false,
             down: HashSet::new(),
+            stopped: HashSet::new(),
+            round: 0,
+            said: HashSet::new(),
             watching: 0,
             start_unix,
         }
@@ -131,6 +146,7 @@ impl Watch {
                 declared: true,
                 source: report.source.clone(),
                 read_at: None,
+                retry: (0, 0),
             };
             self.followed.insert(report.object, followed);
         }
@@ -177,6 +193,7 @@ impl Watch {
             declared,
             source: report.source.clone(),
             read_at,
+            retry: (0, 0),
         }
     }
 
@@ -216,6 +233,22 @@ impl Watch {
             .is_some()
             .then(|| self.tip_of(summary));
         (tip, other_tips)
+    }
+
+    /// Whether `followed` (as `summary` says) was read past what its tips were at: a
+    /// commit ([`Cause::Git`]) or a chart version ([`Cause::Chart`]) the poller has not seen.
+    pub(super) fn read_ahead(&self, followed: &Followed, summary: &Summary) -> Option<Cause> {
+        if let (Some(t), Some(commit)) = (followed.tip, &summary.tracked_commit)
+            && self.tips[t].commit != *commit
+        {
+            return Some(Cause::Git);
+        }
+        let (_, picked) = summary.chart_poll.as_ref()?;
+        followed
+            .other_tips
+            .iter()
+            .any(|&t| self.tips[t].chart.is_some() && self.tips[t].commit != *picked)
+            .then_some(Cause::Chart)
     }
 
     /// The tip an object's desired state was read at, added when new.

@@ -499,7 +499,11 @@ fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
     watch.published_event("web-config", "0.1.1");
     let missing = watch.event_for("web-more");
     assert_eq!(
-        (&missing["oldStatus"], &missing["newStatus"], &missing["cause"]),
+        (
+            &missing["oldStatus"],
+            &missing["newStatus"],
+            &missing["cause"]
+        ),
         (&Value::Null, &json!("missing"), &json!("chart")),
         "{missing:#}"
     );

@@ -690,9 +690,15 @@ fn a_commit_that_breaks_the_render_is_an_error_and_the_commit_that_mends_it_ends
         cache.path(),
         &["--git-interval", "1s", "-v"],
     );
-    // A file kustomize cannot read: Flux's next reconcile would fail, and so does desired.
-    repo.write("deploy/broken.yaml", "kind: [ConfigMap\n");
-    repo.commit(BOB, "Add a broken file");
+    // A base with a file kustomize cannot read: Flux's next reconcile would fail, and so does
+    // desired.
+    repo.write(
+        "deploy/kustomization.yaml",
+        "resources: [web.yaml, config.yaml, ../shared]\n",
+    )
+    .write("shared/kustomization.yaml", "resources: [broken.yaml]\n")
+    .write("shared/broken.yaml", "kind: [ConfigMap\n");
+    repo.commit(BOB, "Add a broken base");
     for name in ["web", "settings"] {
         let broken = watch.event_for(name);
         assert_eq!(
@@ -701,13 +707,13 @@ fn a_commit_that_breaks_the_render_is_an_error_and_the_commit_that_mends_it_ends
             "{broken:#}"
         );
         assert_eq!(broken["cause"], "git");
+        // Named by its path in the repository, not in a scratch copy.
+        let error = broken["error"].as_str().unwrap_or_default();
         assert!(
-            broken["error"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("broken.yaml"),
+            error.contains("path 'shared'") && error.contains("broken.yaml"),
             "{broken:#}"
         );
+        assert!(!error.contains("/tmp"), "{broken:#}");
     }
     // Both are tried again at each poll while the error lasts.
     watch.said_lines(
@@ -715,9 +721,12 @@ fn a_commit_that_breaks_the_render_is_an_error_and_the_commit_that_mends_it_ends
         |l| l.ends_with("retry: 2 objects in error, evaluated again"),
         2,
     );
-    // The next commit removes it: each object is in sync again, seen at the next poll.
-    repo.git(&["rm", "-q", "deploy/broken.yaml"]);
-    repo.commit(BOB, "Remove the broken file");
+    // The next commit leaves the base out: each object is in sync again, seen at the next poll.
+    repo.write(
+        "deploy/kustomization.yaml",
+        "resources: [web.yaml, config.yaml]\n",
+    );
+    repo.commit(BOB, "Leave the broken base out");
     for name in ["web", "settings"] {
         let mended = watch.event_for(name);
         assert_eq!(
