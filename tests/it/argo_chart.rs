@@ -873,7 +873,7 @@ fn argo_values_files_inside_a_chart_from_a_repository() {
     assert_eq!(fields.len(), 1, "{fields:#?}");
     assert_eq!(fields[0]["path"], ".data.greeting");
     assert_eq!(fields[0]["why"]["kind"], "published", "{:#}", fields[0]);
-    assert_eq!(fields[0]["why"]["version"], "0.1.2", "{:#}", fields[0]);
+    assert_eq!(fields[0]["why"]["version"], "0.1.1", "{:#}", fields[0]);
     assert_eq!(found["ConfigMap/lax-config"]["status"], "in-sync");
 
     // Without ignoreMissingValueFiles, a file the chart does not hold: one line per object
