@@ -619,25 +619,34 @@ fn a_commit_shows_as_pending_within_one_git_interval() {
     assert_eq!(code, Some(0), "{said:#?}");
 }
 
-#[test]
-fn flux_objects_from_a_local_checkout_show_pending_and_new_objects_missing() {
+/// Deployment `web` and ConfigMap `settings` in `deploy/` of a local checkout, reconciled by
+/// real Flux into a new namespace, and a watch of it from the checkout polling each second
+/// (with `extra` arguments): the namespace, the checkout, the watch's cache and the watch.
+fn flux_checkout_watched(
+    prefix: &str,
+    extra: &[&str],
+) -> (String, GitRepo, tempfile::TempDir, Watcher) {
     let cp = testenv::shared();
     cp.install_gitops_crds();
-    let ns = cp.namespace("watch-flux");
+    let ns = cp.namespace(prefix);
     let mut repo = GitRepo::new();
     repo.write("deploy/web.yaml", &deployment("web", 3))
         .write("deploy/config.yaml", &configmap("settings"));
     let applied = repo.commit(ALICE, "Apps");
     assert_eq!(reconciled_by_flux(&ns, &repo, "./deploy"), applied);
-
     let cache = tempfile::tempdir().unwrap();
-    let mut watch = Watcher::start(
-        &kubeconfig(),
-        &ns,
-        repo.path(),
-        cache.path(),
-        &["--git-interval", "1s"],
-    );
+    let args: Vec<&str> = ["--git-interval", "1s"]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect();
+    let watch = Watcher::start(&kubeconfig(), &ns, repo.path(), cache.path(), &args);
+    (ns, repo, cache, watch)
+}
+
+#[test]
+fn flux_objects_from_a_local_checkout_show_pending_and_new_objects_missing() {
+    let (_ns, mut repo, _cache, mut watch) = flux_checkout_watched("watch-flux", &[]);
     assert!(
         watch.said.iter().any(|l| l == "in-sync: 2"),
         "{:#?}",
@@ -673,23 +682,7 @@ fn flux_objects_from_a_local_checkout_show_pending_and_new_objects_missing() {
 
 #[test]
 fn a_commit_that_breaks_the_render_is_an_error_and_the_commit_that_mends_it_ends_it() {
-    let cp = testenv::shared();
-    cp.install_gitops_crds();
-    let ns = cp.namespace("watch-mend");
-    let mut repo = GitRepo::new();
-    repo.write("deploy/web.yaml", &deployment("web", 3))
-        .write("deploy/config.yaml", &configmap("settings"));
-    let applied = repo.commit(ALICE, "Apps");
-    assert_eq!(reconciled_by_flux(&ns, &repo, "./deploy"), applied);
-
-    let cache = tempfile::tempdir().unwrap();
-    let mut watch = Watcher::start(
-        &kubeconfig(),
-        &ns,
-        repo.path(),
-        cache.path(),
-        &["--git-interval", "1s", "-v"],
-    );
+    let (ns, mut repo, _cache, mut watch) = flux_checkout_watched("watch-mend", &["-v"]);
     // A base with a file kustomize cannot read: Flux's next reconcile would fail, and so does
     // desired.
     repo.write(
