@@ -317,7 +317,8 @@ impl Watch {
 
     /// A poll round: for each tip that moved, the objects read from it are evaluated again
     /// (listed afresh: watch keeps no live objects), and what Git now declares that the
-    /// cluster lacks shows as missing. Objects in error are evaluated again at every round.
+    /// cluster lacks shows as missing. Objects in error are tried again when their
+    /// [`Followed::retry`] round has come.
     pub(super) async fn on_round(
         &mut self,
         found: Vec<(usize, Result<String, String>)>,

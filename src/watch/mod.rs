@@ -1,7 +1,7 @@
 //! Watch: `diff` that never stops. One evaluation, then one watch per kind in scope from its
 //! LIST's resourceVersion; each change of a live object is evaluated on its own and printed only
 //! when its verdict changes. Git is polled for new commits on the tracked branches, which show
-//! as pending; objects in error are tried again at each poll.
+//! as pending; objects in error are tried again at the polls, less often while they fail.
 
 mod batch;
 mod changes;
@@ -29,7 +29,7 @@ enum Msg {
     /// The watch of this kind gave up (forbidden, or the kind is gone).
     Stopped { kind: usize, error: String },
     /// A poll round: the tracked tips, as it found them (objects in error are tried again at
-    /// each round, so a round with no tips is sent too).
+    /// the rounds, so a round with no tips is sent too).
     Tips(Vec<(usize, Result<String, String>)>),
     /// A line for `-v`.
     Debug(String),

@@ -279,7 +279,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 /// Reads the tracked tips every `interval`: HEAD of a local checkout, the tracked ref of a
 /// cache clone after a fetch, or what a chart's version range picks in its repository now.
-/// Each round is sent, with no tips too: objects in error are tried again at it.
+/// Each round is sent, with no tips too: objects in error are tried again at the rounds.
 async fn poll_tips(
     targets: tokio::sync::watch::Receiver<Vec<Poll>>,
     interval: Duration,
