@@ -177,6 +177,13 @@ impl Watch {
         Ok(evaluated.work.take().map(|w| *w))
     }
 
+    /// Followed, and not in error (any more).
+    fn out_of_error(&self, key: &ObjectKey) -> bool {
+        self.followed
+            .get(key)
+            .is_some_and(|f| f.status != Status::Error)
+    }
+
     /// What a retry said: all of it when its verdict changed; else not its error (the same
     /// as before) nor a warning said before, so an error that lasts is not said every round.
     fn say_held(&mut self, held: &[u8], changed: bool, ctx: &mut Context<'_>) -> Result<()> {
@@ -476,10 +483,7 @@ impl Watch {
                 .await?;
             // What it declares beside it is looked for once it is out of error.
             if let Some(work) = work
-                && self
-                    .followed
-                    .get(&key)
-                    .is_some_and(|f| f.status != Status::Error)
+                && self.out_of_error(&key)
             {
                 one_per_source(&mut works, &mut sources_seen, work);
             }
@@ -531,11 +535,7 @@ impl Watch {
                     .on_live(key.clone(), kind, live, false, cause, trigger, ctx)
                     .await?;
                 if let Some(work) = work
-                    && (trigger == Trigger::Tip
-                        || self
-                            .followed
-                            .get(&key)
-                            .is_some_and(|f| f.status != Status::Error))
+                    && (trigger == Trigger::Tip || self.out_of_error(&key))
                 {
                     one_per_source(&mut works, &mut sources_seen, work);
                 }

@@ -84,7 +84,8 @@ pub(super) struct Watch {
     pub(super) stopped: HashSet<usize>,
     /// Poll rounds so far.
     pub(super) round: u64,
-    /// The errors and warnings said so far, for a retry to say only what is new.
+    /// The warnings retries said, for a retry to say only the new ones (its error is said
+    /// when its verdict changes).
     pub(super) said: HashSet<String>,
     /// Kinds whose watch runs (or retries).
     pub(super) watching: usize,
