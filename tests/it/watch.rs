@@ -708,7 +708,7 @@ fn a_commit_that_breaks_the_render_is_an_error_and_the_commit_that_mends_it_ends
         );
         assert!(!error.contains("/tmp"), "{broken:#}");
     }
-    // Both are tried again at each poll while the error lasts.
+    // Both are tried again at the polls while the error lasts (the next, then two later).
     watch.said_lines(
         "of two rounds trying both again",
         |l| l.ends_with("retry: 2 objects in error, evaluated again"),
@@ -731,7 +731,7 @@ fn a_commit_that_breaks_the_render_is_an_error_and_the_commit_that_mends_it_ends
     }
     let (code, said) = watch.stop();
     assert_eq!(code, Some(0), "{said:#?}");
-    // Tried again at every poll while it lasted, the error was said once per object.
+    // Tried again while it lasted, the error was said once per object.
     for name in ["Deployment.apps", "ConfigMap"] {
         let errors = said
             .iter()
