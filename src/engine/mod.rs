@@ -325,6 +325,8 @@ impl Engine {
         let mut all_live: BTreeSet<ObjectKey> = BTreeSet::new();
         let mut listed_kinds: BTreeSet<(String, String)> = BTreeSet::new();
         let mut in_git = Declared::default();
+        // Of each object noted in `in_git`, in order, its summary when summaries are wanted.
+        let mut noted: Vec<Summary> = Vec::new();
         let mut kept: Vec<Work> = Vec::new();
         let mut dry_runs = DryRuns::new(self.options.concurrency);
         let mut in_scope_count = 0usize;
@@ -429,6 +431,9 @@ impl Engine {
                     }
                     Prepared::Nothing => continue,
                 };
+                if self.options.summaries {
+                    noted.push(w.summary());
+                }
                 if let Err(e) = in_git.note(&self.locator, &self.discovery, &w).await {
                     writeln!(
                         err,
@@ -488,7 +493,7 @@ impl Engine {
         // cluster.
         let named_elsewhere = explicit && targets.iter().all(|(_, n)| n.is_some());
         if !named_elsewhere {
-            for (report, mut missing, _) in
+            for (report, mut missing, noted_by) in
                 in_git.missing(&all_live, &listed_kinds, self.namespace.as_deref())
             {
                 let mut report = report;
@@ -500,7 +505,7 @@ impl Engine {
                 items.push(Evaluated {
                     report,
                     work: None,
-                    summary: None,
+                    summary: noted.get(noted_by).cloned(),
                     missing: Some(missing),
                 });
             }

@@ -153,7 +153,8 @@ pub struct Evaluated {
     pub report: ObjectReport,
     /// Boxed: most objects keep none, and a run keeps an `Evaluated` for every object.
     pub work: Option<Box<Work>>,
-    /// With [`Options::summaries`], for every object that was located.
+    /// With [`Options::summaries`], for every object that was located; for a missing object,
+    /// the summary of the object whose source declares it (whose tips it is read from).
     pub summary: Option<Summary>,
     /// For a missing object: what Git declares, for `revert` to create it again.
     pub missing: Option<MissingObject>,

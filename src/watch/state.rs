@@ -122,19 +122,20 @@ impl Watch {
         let mut missing = Vec::new();
         for item in evaluation.items {
             if item.report.status == Status::Missing {
-                missing.push(item.report);
+                missing.push(item);
                 continue;
             }
             let key = item.report.object.clone();
             let followed = self.followed_from(&item, None);
             self.followed.insert(key, followed);
         }
-        for report in missing {
-            let tip = report.source.as_ref().and_then(|s| {
-                self.tips
-                    .iter()
-                    .position(|t| t.location == s.repo && t.commit == s.commit)
-            });
+        for item in missing {
+            // Read from the tips of the object whose source declares it.
+            let (tip, other_tips) = match &item.summary {
+                Some(s) => self.tips_of(s),
+                None => (None, Vec::new()),
+            };
+            let report = item.report;
             let followed = Followed {
                 status: Status::Missing,
                 verdict: verdict_digest(&report),
@@ -143,7 +144,7 @@ impl Watch {
                 content: 0,
                 kind: self.kind_of(&report.object),
                 tip,
-                other_tips: Vec::new(),
+                other_tips,
                 declared: true,
                 source: report.source.clone(),
                 read_at: None,

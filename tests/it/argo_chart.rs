@@ -489,7 +489,8 @@ fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
 
     // A chart version the constraint picks, published and not synced: pending as published;
     // `watch` polls the index and says so. It declares one more ConfigMap: missing, by the
-    // chart. The next version no longer declares it: gone from watch again.
+    // chart. The next version no longer declares it: gone from watch again. The same for a
+    // watch that starts with it missing.
     let helm = helm_binary();
     let mut watch = Watcher::polling_each_second(&ns, (repo.path(), cache), &helm);
     let v011 = chart("0.1.1", "relaxed");
@@ -517,6 +518,26 @@ fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
     );
     let (code, said) = watch.stop();
     assert_eq!(code, Some(0), "{said:#?}");
+    let v013 = chart("0.1.3", "relaxed");
+    let more = v013.path().join("web/templates/more.yaml");
+    std::fs::write(&more, CONFIGMAP.replace("-config", "-more")).unwrap();
+    index.publish(&v013.path().join("web")).unwrap();
+    let mut watch = Watcher::polling_each_second(&ns, (repo.path(), cache), &helm);
+    watch.said_lines(
+        "saying web-more is missing",
+        |l| l.starts_with("missing: 1 (") && l.contains("/web-more"),
+        1,
+    );
+    let v014 = chart("0.1.4", "relaxed");
+    index.publish(&v014.path().join("web")).unwrap();
+    let gone = watch.event_for("web-more");
+    assert_eq!(
+        (&gone["oldStatus"], &gone["newStatus"], &gone["cause"]),
+        (&json!("missing"), &Value::Null, &json!("chart")),
+        "{gone:#}"
+    );
+    let (code, said) = watch.stop();
+    assert_eq!(code, Some(0), "{said:#?}");
     let (ran, report) = diff(&ns, &repo, cache, "auto");
     assert_eq!(ran.code, Some(1), "{}\n{report:#}", ran.stderr);
     let found = items(&report);
@@ -524,13 +545,13 @@ fn argo_charts_from_a_helm_repository_and_an_oci_registry() {
     assert_eq!(fields.len(), 1, "{fields:#?}");
     assert_eq!(fields[0]["path"], ".data.mode");
     assert_eq!(fields[0]["why"]["kind"], "published", "{:#}", fields[0]);
-    assert_eq!(fields[0]["why"]["version"], "0.1.2", "{:#}", fields[0]);
+    assert_eq!(fields[0]["why"]["version"], "0.1.4", "{:#}", fields[0]);
     // api pins 0.1.0 in the registry: unchanged.
     assert_eq!(found["ConfigMap/api-config"]["status"], "in-sync");
     let text = gitops(&ns, &repo, cache, true, &["diff"]);
     assert!(
         text.stdout
-            .contains("pending: chart web 0.1.2 published in"),
+            .contains("pending: chart web 0.1.4 published in"),
         "{}",
         text.stdout
     );
