@@ -24,13 +24,55 @@ fn without_klog_header(line: &str) -> String {
         Some((header, rest)) if is_klog_header(header) => rest,
         _ => line,
     };
-    match rest
+    let quoted = rest
         .strip_prefix("\"command failed\" err=\"")
-        .and_then(|r| r.strip_suffix('"'))
-    {
-        Some(quoted) => quoted.replace("\\\"", "\"").replace("\\\\", "\\"),
+        .and_then(|r| r.strip_suffix('"'));
+    match quoted.and_then(go_unquoted) {
+        Some(error) => error
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; "),
         None => rest.to_owned(),
     }
+}
+
+/// The text a Go-quoted string (`strconv.Quote`, as klog writes values; without its quotes)
+/// stands for, other control characters than newlines as spaces; `None` when it is not one.
+fn go_unquoted(quoted: &str) -> Option<String> {
+    let mut text = String::with_capacity(quoted.len());
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            text.push(c);
+            continue;
+        }
+        let escape = chars.next()?;
+        let mut code = |digits: usize, radix: u32, first: Option<char>| {
+            let mut n = first.map_or(Some(0), |d| d.to_digit(radix))?;
+            for _ in 0..digits {
+                n = n * radix + chars.next()?.to_digit(radix)?;
+            }
+            char::from_u32(n)
+        };
+        let decoded = match escape {
+            'n' => '\n',
+            'a' | 'b' | 'f' | 'r' | 't' | 'v' => ' ',
+            e @ ('\\' | '"' | '\'') => e,
+            'x' => code(2, 16, None)?,
+            'u' => code(4, 16, None)?,
+            'U' => code(8, 16, None)?,
+            d @ '0'..='7' => code(2, 8, Some(d))?,
+            _ => return None,
+        };
+        text.push(if decoded.is_control() && decoded != '\n' {
+            ' '
+        } else {
+            decoded
+        });
+    }
+    Some(text)
 }
 
 /// `E1207 16:42:26.780823 309 run.go:72`: severity and date, time, thread, file and line.
@@ -142,6 +184,14 @@ mod tests {
                 "W0101 00:00:00.000001 1 warnings.go:70] deprecated\nerror: no such file\n"
             ),
             "deprecated; error: no such file"
+        );
+        // Newlines, tabs and escaped characters of the quoted error.
+        assert_eq!(
+            joined_lines(
+                "E1207 16:42:26.780823 309 run.go:72] \"command failed\" \
+                 err=\"map[string]interface {}(nil): yaml: line 3:\\n\\tfound \\u00e9 \\\\x\"\n"
+            ),
+            "map[string]interface {}(nil): yaml: line 3:; found \u{e9} \\x"
         );
         // Not a klog header: kept as it is.
         assert_eq!(joined_lines("[x] y] z"), "[x] y] z");
