@@ -136,6 +136,17 @@ pub fn perturb(value: &Value) -> Option<Value> {
     }
 }
 
+/// A switch changed so that a template's `if` still reads it the same: `true` to a string
+/// (not empty, so true), `false` to the empty string (false). A template that renders the
+/// switch itself renders something else. None for anything else.
+pub fn still_passing(value: &Value) -> Option<Value> {
+    match value {
+        Value::Bool(true) => Some(Value::from("kubectl-gitops-probe")),
+        Value::Bool(false) => Some(Value::from("")),
+        _ => None,
+    }
+}
+
 /// The values `base` with the value at `path` replaced by `with` (maps made on the way).
 pub fn with_value(base: &Value, path: &[String], with: Value) -> Value {
     let mut out = base.clone();
@@ -340,6 +351,18 @@ mod tests {
                 repo: None,
             })
         }
+    }
+
+    #[test]
+    fn a_switch_still_passes_an_if_when_changed_so() {
+        // Go templates: a non-empty string is true, the empty string false.
+        assert_eq!(
+            still_passing(&json!(true)),
+            Some(json!("kubectl-gitops-probe"))
+        );
+        assert_eq!(still_passing(&json!(false)), Some(json!("")));
+        assert_eq!(still_passing(&json!("on")), None);
+        assert_eq!(still_passing(&json!(1)), None);
     }
 
     #[test]

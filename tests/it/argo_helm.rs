@@ -100,7 +100,7 @@ pub(crate) fn server_version() -> String {
 }
 
 /// `helm template` as Argo CD's repo-server runs it (util/helm/cmd.go), in the work tree.
-fn argo_template(repo: &GitRepo, ns: &str, release: &str, extra: &[&str]) -> String {
+pub(crate) fn argo_template(repo: &GitRepo, ns: &str, release: &str, extra: &[&str]) -> String {
     let out = Command::new(helm_binary())
         .current_dir(repo.path())
         .args(["template", "charts/web", "--name-template", release])

@@ -191,7 +191,13 @@ fn repository() -> GitRepo {
 
 /// `kubectl gitops COMMAND --kubeconfig .. -n NS ARGS` in the work tree; no output of it ever
 /// holds the Secret value, plain or encoded.
-fn gitops(ns: &str, repo: &GitRepo, cache: &Path, with_helm: bool, args: &[&str]) -> Ran {
+pub(crate) fn gitops(
+    ns: &str,
+    repo: &GitRepo,
+    cache: &Path,
+    with_helm: bool,
+    args: &[&str],
+) -> Ran {
     let kc = testenv::shared().kubeconfig.display().to_string();
     let mut full = vec![args[0], "--kubeconfig", kc.as_str(), "-n", ns];
     full.extend_from_slice(&args[1..]);

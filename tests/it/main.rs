@@ -17,6 +17,7 @@ mod fleet;
 mod flux;
 mod hardening;
 mod helm;
+mod helm_create;
 mod helm_post_render;
 mod helm_repository;
 mod hostile;

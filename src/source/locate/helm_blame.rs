@@ -609,6 +609,21 @@ impl Locator {
     }
 }
 
+impl Proof<'_> {
+    /// Probe renders through the reconciler's post-renderers, as applied.
+    fn post_rendered(
+        &self,
+        renders: Vec<Result<Vec<Document>, render::helm::HelmError>>,
+    ) -> Vec<Result<Vec<Document>, render::helm::HelmError>> {
+        render::helm::post_render_each(
+            renders,
+            self.post_renderers,
+            &self.chart_path,
+            &self.secrets,
+        )
+    }
+}
+
 /// What one blame of a chart-rendered object needs: the values sources in merge order, what
 /// helm reads on stdin as applied, and (Argo CD) the parameters merged last.
 struct Proof<'a> {
@@ -638,10 +653,12 @@ impl Proof<'_> {
     #[allow(clippy::type_complexity)]
     fn run(
         mut self,
-        render: impl FnOnce(
+        mut render: impl FnMut(
             &[(Value, Vec<Parameter>)],
-        )
-            -> Result<Vec<Result<Vec<Document>, render::helm::HelmError>>, SourceError>,
+        ) -> Result<
+            Vec<Result<Vec<Document>, render::helm::HelmError>>,
+            SourceError,
+        >,
     ) -> Result<(HelmSide, Vec<String>), SourceError> {
         let failed = |reason: String| SourceError::Helm {
             release: self.what.clone(),
@@ -697,27 +714,49 @@ impl Proof<'_> {
             crate::source::helm::merge_values(&mut effective, &l.values);
         }
         let mut probed: Vec<ValueLeaf> = Vec::new();
-        let mut sets = vec![(self.base.clone(), self.parameters.to_vec())];
-        for leaf in leaves {
+        let as_applied = (self.base.clone(), self.parameters.to_vec());
+        let mut sets = vec![as_applied.clone()];
+        // The values and parameters with only `leaf` changed, when it can be: perturbed, or
+        // (a switch) changed so that it still passes an `if`.
+        let changed = |leaf: &ValueLeaf, still_passing: bool| {
             // A value a parameter sets is changed in the parameters: `--set` wins over stdin.
-            let set = match by_parameter.iter().rev().find(|(_, p)| *p == leaf.path) {
+            match by_parameter.iter().rev().find(|(_, p)| *p == leaf.path) {
                 Some((i, _)) => {
                     let (_, value, force_string) = &self.parameters[*i];
-                    chart_blame::perturb_parameter(value, *force_string).map(|changed| {
+                    let to = if still_passing {
+                        // Always a string: as `--set-string` gives it.
+                        chart_blame::still_passing(&chart_blame::parameter_value(
+                            value,
+                            *force_string,
+                        ))
+                        .map(|v| (v.as_str().unwrap_or_default().to_owned(), true))
+                    } else {
+                        chart_blame::perturb_parameter(value, *force_string)
+                            .map(|v| (v, *force_string))
+                    };
+                    to.map(|(value, force_string)| {
                         let mut parameters = self.parameters.to_vec();
-                        parameters[*i].1 = changed;
+                        parameters[*i].1 = value;
+                        parameters[*i].2 = force_string;
                         (self.base.clone(), parameters)
                     })
                 }
                 None => chart_blame::value_at(&effective, &leaf.path)
-                    .and_then(chart_blame::perturb)
-                    .map(|changed| {
+                    .and_then(if still_passing {
+                        chart_blame::still_passing
+                    } else {
+                        chart_blame::perturb
+                    })
+                    .map(|to| {
                         (
-                            chart_blame::with_value(&self.base, &leaf.path, changed),
+                            chart_blame::with_value(&self.base, &leaf.path, to),
                             self.parameters.to_vec(),
                         )
                     }),
-            };
+            }
+        };
+        for leaf in leaves {
+            let set = changed(&leaf, false);
             match set {
                 Some(set) => {
                     sets.push(set);
@@ -771,12 +810,7 @@ impl Proof<'_> {
                 post = Some(chart_blame::PostStages { bare, after });
             }
             let probes = renders.split_off(1);
-            renders.extend(render::helm::post_render_each(
-                probes,
-                self.post_renderers,
-                &self.chart_path,
-                &self.secrets,
-            ));
+            renders.extend(self.post_rendered(probes));
         }
         let mut renders = renders.into_iter();
         let rendered = match renders.next() {
@@ -795,11 +829,48 @@ impl Proof<'_> {
             None => return Err(failed("helm template rendered nothing".into())),
         };
         let mut probes = Vec::new();
+        let mut gates = Vec::new();
         for (leaf, render) in probed.into_iter().zip(renders) {
-            // A probe that fails, or renders without the object, proves nothing of its fields.
-            match render.ok().as_deref().and_then(find) {
-                Some(object) => probes.push((leaf, object)),
+            // A probe that fails proves nothing of the object's fields.
+            match render.as_deref().map(find) {
+                Ok(Some(object)) => probes.push((leaf, object)),
+                Ok(None) => gates.push(leaf),
+                Err(_) => unchangeable.push(chart_blame::dotted(&leaf.path)),
+            }
+        }
+        // A switch whose flip leaves the object out (`{{- if .Values.ingress.enabled }}`)
+        // gates it: changed so that it still lets the object through, it shows the fields it
+        // renders itself, if any. Proven or not, the object is rendered again only for those.
+        let mut sets = vec![as_applied];
+        let mut again = Vec::new();
+        for leaf in gates {
+            match changed(&leaf, true) {
+                Some(set) => {
+                    sets.push(set);
+                    again.push(leaf);
+                }
                 None => unchangeable.push(chart_blame::dotted(&leaf.path)),
+            }
+        }
+        if !again.is_empty() {
+            let mut renders = render(&sets)?;
+            let probes_again = renders.split_off(1.min(renders.len()));
+            let probes_again = if self.post_renderers.is_empty() {
+                probes_again
+            } else {
+                self.post_rendered(probes_again)
+            };
+            let mut probes_again = probes_again.into_iter();
+            for leaf in again {
+                match probes_again
+                    .next()
+                    .and_then(|r| r.ok())
+                    .as_deref()
+                    .and_then(find)
+                {
+                    Some(object) => probes.push((leaf, object)),
+                    None => unchangeable.push(chart_blame::dotted(&leaf.path)),
+                }
             }
         }
         Ok((

@@ -1,0 +1,328 @@
+//! The chart `helm create` writes, the shape most teams' own charts start from, installed by
+//! real helm-controller from a Git repository, and synced as Argo CD syncs it: its
+//! server-defaulted probes, empty `{}` maps, named ports, a test hook Pod, and an Ingress and
+//! an autoscaler behind `enabled` switches give no false drift, and blame reads through the
+//! switches.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::argo_helm::{application, argo_apply, argo_template};
+use crate::fixture::{ALICE, GitRepo};
+use crate::helm::{assert_origin, gitops, origins};
+use crate::support::{items, json_of, kubectl, reconciled_by_flux};
+use testenv::flux::WATCH_LABEL;
+use testenv::helm::FIELD_MANAGER;
+
+/// The objects the release installs; the chart's test Pod is a hook helm-controller leaves
+/// out.
+const RELEASED: [&str; 6] = [
+    "ConfigMap/web-metrics",
+    "Deployment/web",
+    "Service/web",
+    "ServiceAccount/web",
+    "Ingress/web",
+    "HorizontalPodAutoscaler/web",
+];
+
+const FLUX: &str = "Flux HelmRelease labels";
+const ARGO: &str = "Argo CD tracking";
+
+fn release_yaml() -> String {
+    format!(
+        "\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: web
+  labels:
+    {WATCH_LABEL}: real
+spec:
+  interval: 1h
+  # No controller manager runs: a Deployment never gets ready Pods to wait for.
+  install:
+    disableWait: true
+  upgrade:
+    disableWait: true
+  chart:
+    metadata:
+      labels:
+        {WATCH_LABEL}: real
+    spec:
+      chart: ./charts/web
+      interval: 1h
+      sourceRef:
+        kind: GitRepository
+        name: apps
+  values:
+    image:
+      tag: \"1.27\"
+    ingress:
+      enabled: true
+    autoscaling:
+      enabled: true
+      maxReplicas: 5
+    metrics:
+      enabled: true
+"
+    )
+}
+
+/// A template of ours beside `helm create`'s: behind a switch that it also renders.
+const METRICS: &str = "\
+{{- if .Values.metrics.enabled }}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ include \"web.fullname\" . }}-metrics
+data:
+  enabled: {{ .Values.metrics.enabled | quote }}
+  port: \"9090\"
+{{- end }}
+";
+
+/// A Git repository with the chart `helm create web` writes at `charts/web`, and its
+/// HelmRelease at `deploy/`.
+fn repository(helm: &Path) -> GitRepo {
+    let scratch = tempfile::tempdir().unwrap();
+    let created = Command::new(helm)
+        .args(["create", "web"])
+        .current_dir(scratch.path())
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "helm create: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let mut repo = GitRepo::new();
+    let chart = scratch.path().join("web");
+    let mut dirs = vec![chart.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let inside = path.strip_prefix(&chart).unwrap().to_str().unwrap();
+            repo.write(
+                &format!("charts/web/{inside}"),
+                &std::fs::read_to_string(&path).unwrap(),
+            );
+        }
+    }
+    repo.write("charts/web/templates/metrics.yaml", METRICS)
+        .write("deploy/release.yaml", &release_yaml());
+    repo.commit(ALICE, "The chart helm create writes, and its release");
+    repo
+}
+
+/// `diff --server-side=MODE -o json` finds every released object in sync (by `rule`), and
+/// nothing missing.
+fn all_in_sync(ns: &str, repo: &GitRepo, cache: &Path, (what, rule): (&str, &str)) {
+    for mode in ["false", "auto", "true"] {
+        let ran = gitops(
+            ns,
+            repo,
+            cache,
+            true,
+            &["diff", &format!("--server-side={mode}"), "-o", "json"],
+        );
+        let report = json_of(&ran);
+        assert_eq!(
+            ran.code,
+            Some(0),
+            "{what}, {mode}: {}\n{report:#}",
+            ran.stderr
+        );
+        let found = items(&report);
+        for object in RELEASED {
+            assert_eq!(
+                found[object]["status"], "in-sync",
+                "{what}, {mode}: {object}: {:#}",
+                found[object]
+            );
+            assert_eq!(
+                found[object]["source"]["rule"], rule,
+                "{what}, {mode}: {object}"
+            );
+        }
+        assert!(
+            !found.contains_key("Pod/web-test-connection"),
+            "{what}, {mode}: the test hook is not released: {report:#}"
+        );
+    }
+}
+
+#[test]
+fn the_chart_helm_create_writes_installs_with_no_false_drift() {
+    let ns = testenv::shared().namespace("helm-create");
+    let helm = testenv::helm::shared();
+    let repo = repository(&helm.binaries.helm);
+    let applied = reconciled_by_flux(&ns, &repo, "./deploy");
+    helm.wait_release(&ns, "web", None)
+        .unwrap_or_else(|e| panic!("installing the release: {e:#}"));
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path();
+    all_in_sync(&ns, &repo, cache, ("after install", FLUX));
+
+    // blame: a value the HelmRelease sets is its line; a chart default is the chart's.
+    let release = release_yaml();
+    let max_line = release
+        .lines()
+        .position(|l| l.trim_start().starts_with("maxReplicas:"))
+        .unwrap()
+        + 1;
+    let hpa = origins(
+        &gitops(&ns, &repo, cache, true, &["blame", "hpa/web", "-o", "json"]),
+        "hpa/web",
+    );
+    assert_origin(
+        &hpa,
+        ".spec.maxReplicas",
+        &json!({"kind": "git", "file": "deploy/release.yaml", "line": max_line}),
+        &applied,
+    );
+    assert_eq!(
+        hpa[".spec.minReplicas"]["kind"], "chart",
+        "{:#}",
+        hpa[".spec.minReplicas"]
+    );
+
+    // A switch the object renders is the values line that sets it.
+    let metrics_line = release.find("    metrics:\n").unwrap();
+    let metrics_line = release[..metrics_line].lines().count() + 2;
+    let metrics = origins(
+        &gitops(
+            &ns,
+            &repo,
+            cache,
+            true,
+            &["blame", "cm/web-metrics", "-o", "json"],
+        ),
+        "cm/web-metrics",
+    );
+    assert_origin(
+        &metrics,
+        ".data.enabled",
+        &json!({"kind": "git", "file": "deploy/release.yaml", "line": metrics_line}),
+        &applied,
+    );
+    assert_eq!(
+        metrics[".data.port"]["kind"], "chart",
+        "{:#}",
+        metrics[".data.port"]
+    );
+
+    // Out of band: found and attributed; revert puts it back as helm-controller.
+    kubectl(
+        &ns,
+        &["patch", "hpa/web", "-p", r#"{"spec":{"maxReplicas":9}}"#],
+        None,
+    );
+    let ran = gitops(&ns, &repo, cache, true, &["diff", "-o", "json"]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    let found = items(&json_of(&ran));
+    let fields = found["HorizontalPodAutoscaler/web"]["fields"]
+        .as_array()
+        .unwrap();
+    assert_eq!(fields.len(), 1, "{fields:#?}");
+    assert_eq!(fields[0]["path"], ".spec.maxReplicas");
+    assert_eq!(fields[0]["why"]["kind"], "out-of-band", "{:#}", fields[0]);
+    assert_eq!(
+        fields[0]["why"]["manager"], "kubectl-patch",
+        "{:#}",
+        fields[0]
+    );
+    let revert = gitops(&ns, &repo, cache, true, &["revert", "--all", "--yes"]);
+    assert_eq!(revert.code, Some(0), "{}\n{}", revert.stdout, revert.stderr);
+    assert!(
+        revert
+            .stdout
+            .contains(&format!("applied as {FIELD_MANAGER}")),
+        "{}",
+        revert.stdout
+    );
+    all_in_sync(&ns, &repo, cache, ("after revert", FLUX));
+}
+
+/// The same chart synced by Argo CD with its switches set by parameters: a switch a
+/// parameter sets is read through as one the values set.
+#[test]
+fn the_chart_helm_create_writes_synced_by_argo_cd_with_no_false_drift() {
+    let cp = testenv::shared();
+    cp.install_gitops_crds();
+    let ns = cp.namespace("helm-create-argo");
+    let helm = testenv::helm::shared();
+    let repo = repository(&helm.binaries.helm);
+    let applied = repo.git(&["rev-parse", "HEAD"]).trim().to_owned();
+    let parameters = [
+        ("autoscaling.enabled", "true"),
+        ("autoscaling.maxReplicas", "5"),
+        ("ingress.enabled", "true"),
+        ("metrics.enabled", "true"),
+    ];
+    let set: Vec<String> = parameters
+        .iter()
+        .flat_map(|(name, value)| ["--set".to_owned(), format!("{name}={value}")])
+        .collect();
+    let set: Vec<&str> = set.iter().map(String::as_str).collect();
+    argo_apply(&ns, "web", &argo_template(&repo, &ns, "web", &set));
+    let parameters: Vec<_> = parameters
+        .iter()
+        .map(|(name, value)| json!({"name": name, "value": value}))
+        .collect();
+    application(
+        &ns,
+        "web",
+        json!({
+            "repoURL": repo.url(), "path": "charts/web", "targetRevision": "main",
+            "helm": {"releaseName": "web", "parameters": parameters},
+        }),
+        json!({"sync": {"status": "Synced", "revision": applied},
+               "health": {"status": "Healthy"}}),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path();
+    all_in_sync(&ns, &repo, cache, ("after the sync", ARGO));
+
+    let hpa = origins(
+        &gitops(&ns, &repo, cache, true, &["blame", "hpa/web", "-o", "json"]),
+        "hpa/web",
+    );
+    assert_origin(
+        &hpa,
+        ".spec.maxReplicas",
+        &json!({"kind": "values",
+                "source": format!("parameter autoscaling.maxReplicas of Application {ns}/web"),
+                "valuesPath": "autoscaling.maxReplicas"}),
+        &applied,
+    );
+    assert_eq!(
+        hpa[".spec.minReplicas"]["kind"], "chart",
+        "{:#}",
+        hpa[".spec.minReplicas"]
+    );
+    let metrics = origins(
+        &gitops(
+            &ns,
+            &repo,
+            cache,
+            true,
+            &["blame", "cm/web-metrics", "-o", "json"],
+        ),
+        "cm/web-metrics",
+    );
+    assert_origin(
+        &metrics,
+        ".data.enabled",
+        &json!({"kind": "values",
+                "source": format!("parameter metrics.enabled of Application {ns}/web"),
+                "valuesPath": "metrics.enabled"}),
+        &applied,
+    );
+    kubectl(&ns, &["delete", "application.argoproj.io/web"], None);
+}
