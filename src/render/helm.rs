@@ -257,6 +257,8 @@ struct Prepared {
     tmp: tempfile::TempDir,
     chart_dir: std::path::PathBuf,
     args: Vec<std::ffi::OsString>,
+    /// Put in the chart's `charts/`: their templates are named by their own paths.
+    dependencies: Vec<LocalDependency>,
 }
 
 impl Prepared {
@@ -276,7 +278,13 @@ impl Prepared {
             cmd.arg(format!("{name}={}", escape_set(value)));
         }
         cmd.args(&self.args);
-        run(cmd, t, values, self.tmp.path())
+        let mut docs = run(cmd, t, values, self.tmp.path())?;
+        for doc in &mut docs {
+            if let Some(file) = dependency_file(&doc.file, t.chart, &self.dependencies) {
+                doc.file = file;
+            }
+        }
+        Ok(docs)
     }
 }
 
@@ -288,6 +296,8 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
     paths.dedup();
     repo.export_paths(commit, &paths, tmp.path())?;
     let chart_dir = tmp.path().join(t.chart.as_str());
+    let dependencies = local_dependencies(repo, commit, t.chart)?;
+    place_dependencies(repo, commit, &chart_dir, &dependencies)?;
     super::remote::check(tmp.path(), &chart_dir).map_err(|reason| RenderError::Refused {
         root: t.chart.as_str().to_owned(),
         reason,
@@ -351,6 +361,7 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
         tmp,
         chart_dir,
         args,
+        dependencies,
     })
 }
 
@@ -533,10 +544,185 @@ pub fn template_archive_argo(
         tmp,
         chart_dir: archive.to_path_buf(),
         args,
+        // An archive holds its dependencies.
+        dependencies: Vec::new(),
     };
     Ok(each(sets, |(values, parameters)| {
         prepared.render(t, values, parameters)
     }))
+}
+
+/// A dependency of a chart in Git that its repository holds beside it (`repository:
+/// file://../common`) and its `charts/` does not: put in `charts/` when the chart is
+/// exported, as source-controller adds it when it packages the chart (and Argo CD's `helm
+/// dependency build`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalDependency {
+    /// Its name in Chart.yaml, and the one under which helm names its templates.
+    pub name: String,
+    pub alias: Option<String>,
+    /// Its chart directory in the repository.
+    pub path: RepoPath,
+}
+
+/// The local dependencies of the chart at `chart` at `commit`: those of Chart.lock when there
+/// is one, else Chart.yaml's, that `charts/` does not hold (by a directory whose Chart.yaml
+/// has that name, or a `name-version.tgz`). One `charts/` lacks that is fetched from a chart
+/// repository is an error naming it: nothing is downloaded for a chart in Git.
+pub fn local_dependencies(
+    repo: &Repo,
+    commit: CommitId,
+    chart: &RepoPath,
+) -> Result<Vec<LocalDependency>, HelmError> {
+    let yaml = |name: &str| -> Result<Option<Value>, HelmError> {
+        let file = chart.join(name).map_err(RenderError::Git)?;
+        match repo.read_file(commit, &file) {
+            Ok(bytes) => Ok(documents(file.as_str(), &bytes)?
+                .into_iter()
+                .next()
+                .map(|d| d.object)),
+            Err(crate::git::GitError::FileNotFound { .. }) => Ok(None),
+            Err(e) => Err(RenderError::Git(e).into()),
+        }
+    };
+    let Some(meta) = yaml("Chart.yaml")? else {
+        return Ok(Vec::new());
+    };
+    let lock = yaml("Chart.lock")?;
+    let declared = match &lock {
+        Some(lock) => &lock["dependencies"],
+        None => &meta["dependencies"],
+    };
+    let Some(declared) = declared.as_array().filter(|d| !d.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let charts_dir = chart.join("charts").map_err(RenderError::Git)?;
+    let vendored = match repo.list_files(commit, &charts_dir) {
+        Ok(files) => files,
+        Err(crate::git::GitError::FileNotFound { .. })
+        | Err(crate::git::GitError::NotADirectory { .. }) => Vec::new(),
+        Err(e) => return Err(RenderError::Git(e).into()),
+    };
+    let mut names = Vec::new();
+    for file in &vendored {
+        let Some(inside) = file
+            .as_str()
+            .strip_prefix(&format!("{}/", charts_dir.as_str()))
+        else {
+            continue;
+        };
+        match inside.split_once('/') {
+            Some((_, "Chart.yaml")) => {
+                let name = repo
+                    .read_file(commit, file)
+                    .ok()
+                    .and_then(|b| documents(file.as_str(), &b).ok())
+                    .and_then(|d| d.into_iter().next())
+                    .and_then(|d| d.object["name"].as_str().map(str::to_owned));
+                names.extend(name);
+            }
+            None if inside.ends_with(".tgz") => names.push(inside.to_owned()),
+            _ => {}
+        }
+    }
+    let held = |name: &str| {
+        names
+            .iter()
+            .any(|n| n == name || (n.starts_with(&format!("{name}-")) && n.ends_with(".tgz")))
+    };
+    let mut out = Vec::new();
+    for dependency in declared {
+        let Some(name) = dependency["name"].as_str() else {
+            continue;
+        };
+        if held(name) {
+            continue;
+        }
+        let repository = dependency["repository"].as_str().unwrap_or_default();
+        let Some(rel) = repository.strip_prefix("file://") else {
+            return Err(HelmError::Failed(format!(
+                "its dependency {name} (Chart.yaml) is not in {}/, and it comes from {}:                  kubectl-gitops does not download a chart's dependencies; vendor it in                  charts/ (helm dependency build, then commit it)",
+                charts_dir.as_str(),
+                if repository.is_empty() {
+                    "no repository".to_owned()
+                } else {
+                    repository.to_owned()
+                }
+            )));
+        };
+        let path = chart.join(rel).map_err(|e| {
+            HelmError::Failed(format!(
+                "its dependency {name} is {repository}, which is not inside the repository: {e}"
+            ))
+        })?;
+        out.push(LocalDependency {
+            name: name.to_owned(),
+            alias: dependency["alias"].as_str().map(str::to_owned),
+            path,
+        });
+    }
+    Ok(out)
+}
+
+/// The chart directory at `chart` and the directories of its local dependencies at `commit`:
+/// what Git holds of the chart (none of the dependencies when they cannot be read; the render
+/// says why).
+pub fn chart_dirs(repo: &Repo, commit: CommitId, chart: &RepoPath) -> Vec<RepoPath> {
+    let mut dirs = vec![chart.clone()];
+    dirs.extend(
+        local_dependencies(repo, commit, chart)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| d.path),
+    );
+    dirs
+}
+
+/// Puts each of `dependencies` (of the chart exported at `chart_dir`) in its `charts/`.
+fn place_dependencies(
+    repo: &Repo,
+    commit: CommitId,
+    chart_dir: &Path,
+    dependencies: &[LocalDependency],
+) -> Result<(), HelmError> {
+    let io = |what: String| move |source| RenderError::Io { what, source };
+    for dependency in dependencies {
+        let scratch = scratch_dir("kubectl-gitops-dependency-")?;
+        repo.export_paths(
+            commit,
+            std::slice::from_ref(&dependency.path),
+            scratch.path(),
+        )
+        .map_err(RenderError::Git)?;
+        let exported = scratch.path().join(dependency.path.as_str());
+        if !exported.join("Chart.yaml").is_file() {
+            return Err(HelmError::Failed(format!(
+                "its dependency {} is {}, which holds no Chart.yaml",
+                dependency.name,
+                dependency.path.as_str()
+            )));
+        }
+        let charts = chart_dir.join("charts");
+        std::fs::create_dir_all(&charts).map_err(io(format!("creating {}", charts.display())))?;
+        let into = charts.join(&dependency.name);
+        std::fs::rename(&exported, &into).map_err(io(format!("moving {}", into.display())))?;
+    }
+    Ok(())
+}
+
+/// The repository path of a template a local dependency of the chart `chart` rendered
+/// (`charts/web/charts/common/templates/x.yaml`): in the dependency's own directory.
+fn dependency_file(
+    file: &str,
+    chart: &RepoPath,
+    dependencies: &[LocalDependency],
+) -> Option<String> {
+    let inside = file.strip_prefix(&format!("{}/charts/", chart.as_str()))?;
+    let (name, rest) = inside.split_once('/')?;
+    let dependency = dependencies
+        .iter()
+        .find(|d| d.alias.as_deref().unwrap_or(&d.name) == name)?;
+    Some(dependency.path.join(rest).ok()?.as_str().to_owned())
 }
 
 /// `helm template` of `chart` (a directory or an archive) with what every render passes.
@@ -895,6 +1081,75 @@ fn split(text: &str, chart: &RepoPath) -> Result<Vec<Document>, HelmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_charts_local_dependencies_are_those_its_charts_directory_lacks() {
+        use crate::git::fixture::{ALICE, Fixture};
+        let mut f = Fixture::new();
+        let dependency = |name: &str, repository: &str| {
+            format!("  - name: {name}\n    version: 0.1.0\n    repository: {repository}\n")
+        };
+        f.write(
+            "charts/web/Chart.yaml",
+            &format!(
+                "apiVersion: v2\nname: web\nversion: 0.1.0\ndependencies:\n{}{}{}{}",
+                dependency("common", "file://../common"),
+                dependency("vendored", "https://charts.example.com"),
+                dependency("packed", "oci://registry.example.com/charts"),
+                dependency("lib", "file://../../libs/lib"),
+            ),
+        );
+        f.write("charts/web/charts/vendored/Chart.yaml", "name: vendored\n");
+        f.write("charts/web/charts/packed-0.1.0.tgz", "not read");
+        f.write("charts/common/Chart.yaml", "name: common\n");
+        f.write("libs/lib/Chart.yaml", "name: lib\n");
+        f.commit(ALICE, "charts");
+        let repo = Repo::open_local(&f.path).unwrap();
+        let (commit, _) = repo.resolve("HEAD").unwrap();
+        let chart = RepoPath::parse("charts/web").unwrap();
+        let found = local_dependencies(&repo, commit, &chart).unwrap();
+        let found: Vec<(&str, &str)> = found
+            .iter()
+            .map(|d| (d.name.as_str(), d.path.as_str()))
+            .collect();
+        assert_eq!(found, [("common", "charts/common"), ("lib", "libs/lib")]);
+        assert_eq!(
+            chart_dirs(&repo, commit, &chart)
+                .iter()
+                .map(RepoPath::as_str)
+                .collect::<Vec<_>>(),
+            ["charts/web", "charts/common", "libs/lib"]
+        );
+
+        // Chart.lock's list wins; one from a chart repository that charts/ lacks, or a path
+        // out of the repository, is an error naming it.
+        f.write(
+            "charts/web/Chart.lock",
+            &format!(
+                "dependencies:\n{}",
+                dependency("remote", "https://charts.example.com")
+            ),
+        );
+        f.commit(ALICE, "lock");
+        let (commit, _) = repo.resolve("HEAD").unwrap();
+        let Err(HelmError::Failed(reason)) = local_dependencies(&repo, commit, &chart) else {
+            panic!("a dependency to download is an error");
+        };
+        assert!(
+            reason.contains("remote") && reason.contains("https://charts.example.com"),
+            "{reason}"
+        );
+        f.write(
+            "charts/web/Chart.lock",
+            &format!("dependencies:\n{}", dependency("out", "file://../../../x")),
+        );
+        f.commit(ALICE, "out");
+        let (commit, _) = repo.resolve("HEAD").unwrap();
+        let Err(HelmError::Failed(reason)) = local_dependencies(&repo, commit, &chart) else {
+            panic!("a path out of the repository is an error");
+        };
+        assert!(reason.contains("file://../../../x"), "{reason}");
+    }
 
     #[test]
     fn set_values_have_their_commas_escaped_as_argo_does() {

@@ -532,7 +532,15 @@ impl Locator {
         if chart.is_some()
             && let Some(h) = &pointer.argo_helm
         {
-            inputs = vec![pointer.render_root.clone().unwrap_or_else(RepoPath::root)];
+            let root = pointer.render_root.clone().unwrap_or_else(RepoPath::root);
+            inputs = crate::render::helm::chart_dirs(&repo, tip, &root);
+            if let Some(a) = applied {
+                for dir in crate::render::helm::chart_dirs(&repo, a, &root) {
+                    if !inputs.contains(&dir) {
+                        inputs.push(dir);
+                    }
+                }
+            }
             inputs.extend(
                 h.value_files
                     .iter()

@@ -18,7 +18,8 @@ use testenv::helm::FIELD_MANAGER;
 
 /// The objects the release installs; the chart's test Pod is a hook helm-controller leaves
 /// out.
-const RELEASED: [&str; 6] = [
+const RELEASED: [&str; 7] = [
+    "ConfigMap/web-common",
     "ConfigMap/web-metrics",
     "Deployment/web",
     "Service/web",
@@ -66,9 +67,34 @@ spec:
       maxReplicas: 5
     metrics:
       enabled: true
+    common:
+      greeting: hello-from-web
 "
     )
 }
+
+/// A chart beside it in the repository, a dependency of `web` (`file://../common`) that
+/// `web`'s `charts/` does not hold: source-controller adds it when it packages the chart.
+const COMMON_CHART: &str = "\
+apiVersion: v2
+name: common
+version: 0.2.0
+";
+
+const COMMON_VALUES: &str = "\
+greeting: hello
+tier: shared
+";
+
+const COMMON_CONFIGMAP: &str = "\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-common
+data:
+  greeting: {{ .Values.greeting | quote }}
+  tier: {{ .Values.tier | quote }}
+";
 
 /// A template of ours beside `helm create`'s: behind a switch that it also renders.
 const METRICS: &str = "\
@@ -114,8 +140,19 @@ fn repository(helm: &Path) -> GitRepo {
             );
         }
     }
-    repo.write("charts/web/templates/metrics.yaml", METRICS)
-        .write("deploy/release.yaml", &release_yaml());
+    let chart_yaml = std::fs::read_to_string(chart.join("Chart.yaml")).unwrap();
+    repo.write(
+        "charts/web/Chart.yaml",
+        &format!(
+            "{chart_yaml}dependencies:\n  - name: common\n    version: 0.2.0\n    \
+             repository: file://../common\n"
+        ),
+    )
+    .write("charts/common/Chart.yaml", COMMON_CHART)
+    .write("charts/common/values.yaml", COMMON_VALUES)
+    .write("charts/common/templates/configmap.yaml", COMMON_CONFIGMAP)
+    .write("charts/web/templates/metrics.yaml", METRICS)
+    .write("deploy/release.yaml", &release_yaml());
     repo.commit(ALICE, "The chart helm create writes, and its release");
     repo
 }
@@ -190,6 +227,49 @@ fn the_chart_helm_create_writes_installs_with_no_false_drift() {
         hpa[".spec.minReplicas"]["kind"], "chart",
         "{:#}",
         hpa[".spec.minReplicas"]
+    );
+
+    // The dependency beside the chart: its objects' templates are its own files; a value
+    // the HelmRelease gives it is that line, its own default the chart's.
+    let common_source = |ran: &crate::support::Ran| {
+        assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+        json_of(ran)["items"][0]["source"].clone()
+    };
+    let s = common_source(&gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["trace", "cm/web-common", "-o", "json"],
+    ));
+    assert_eq!(s["file"], "charts/common/templates/configmap.yaml", "{s:#}");
+    assert_eq!(s["lastChange"]["id"], applied.as_str(), "{s:#}");
+    let greeting_line = release
+        .lines()
+        .position(|l| l.contains("greeting: hello-from-web"))
+        .unwrap()
+        + 1;
+    let common = origins(
+        &gitops(
+            &ns,
+            &repo,
+            cache,
+            true,
+            &["blame", "cm/web-common", "-o", "json"],
+        ),
+        "cm/web-common",
+    );
+    assert_origin(
+        &common,
+        ".data.greeting",
+        &json!({"kind": "git", "file": "deploy/release.yaml", "line": greeting_line}),
+        &applied,
+    );
+    assert_origin(
+        &common,
+        ".data.tier",
+        &json!({"kind": "chart", "file": "charts/common/templates/configmap.yaml"}),
+        &applied,
     );
 
     // A switch the object renders is the values line that sets it.
@@ -270,7 +350,25 @@ fn the_chart_helm_create_writes_synced_by_argo_cd_with_no_false_drift() {
         .flat_map(|(name, value)| ["--set".to_owned(), format!("{name}={value}")])
         .collect();
     let set: Vec<&str> = set.iter().map(String::as_str).collect();
-    argo_apply(&ns, "web", &argo_template(&repo, &ns, "web", &set));
+    // The repo-server builds the chart's dependencies before it renders.
+    let helm_home = tempfile::tempdir().unwrap();
+    let built = Command::new(&helm.binaries.helm)
+        .args(["dependency", "build", "charts/web"])
+        .current_dir(repo.path())
+        .env("HELM_CACHE_HOME", helm_home.path().join("cache"))
+        .env("HELM_CONFIG_HOME", helm_home.path().join("config"))
+        .env("HELM_DATA_HOME", helm_home.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "helm dependency build: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let manifests = argo_template(&repo, &ns, "web", &set);
+    std::fs::remove_dir_all(repo.path().join("charts/web/charts")).unwrap();
+    std::fs::remove_file(repo.path().join("charts/web/Chart.lock")).unwrap();
+    argo_apply(&ns, "web", &manifests);
     let parameters: Vec<_> = parameters
         .iter()
         .map(|(name, value)| json!({"name": name, "value": value}))

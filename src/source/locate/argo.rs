@@ -51,7 +51,7 @@ impl Locator {
         );
         // What the render reads from Git: the chart's tree and each values file, by their ids.
         let disk_key = || {
-            let mut read = vec![root.clone()];
+            let mut read = render::helm::chart_dirs(repo, commit, root);
             read.extend(git_files.iter().cloned());
             let mut parts = vec!["git".to_owned(), format!("{files:?}")];
             parts.extend(ids(repo, commit, &read)?);

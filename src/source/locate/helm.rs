@@ -177,7 +177,12 @@ impl Locator {
             }
             Some(a) if a != tip => {
                 let count = self.commits_between(&repo_key, &repo, a, tip)?;
-                let mut paths = vec![helm.chart_path.clone()];
+                let mut paths = render::helm::chart_dirs(&repo, tip, &helm.chart_path);
+                for dir in render::helm::chart_dirs(&repo, a, &helm.chart_path) {
+                    if !paths.contains(&dir) {
+                        paths.push(dir);
+                    }
+                }
                 paths.extend(helm.values_files.iter().cloned());
                 for path in &paths {
                     let at_tip = self.last_change(&repo_key, &repo, tip, path)?;
@@ -587,7 +592,7 @@ impl Locator {
             if !inputs.keep {
                 return None;
             }
-            let mut read = vec![helm.chart_path.clone()];
+            let mut read = render::helm::chart_dirs(repo, commit, &helm.chart_path);
             read.extend(helm.values_files.iter().cloned());
             let ids: Vec<String> = repo
                 .content_ids(commit, &read)
