@@ -42,6 +42,9 @@ pub struct Template<'a> {
     /// Rendered as an upgrade (`--is-upgrade`: `.Release.IsUpgrade`), as helm-controller
     /// renders every revision after the first.
     pub is_upgrade: bool,
+    /// For a chart in Git: the archive of each of its dependencies from a chart repository
+    /// that its `charts/` lacks, by name (see [`dependencies`]).
+    pub dependencies: &'a [(String, std::path::PathBuf)],
 }
 
 /// What differs between helm-controller's render and Argo CD's repo-server's.
@@ -257,8 +260,8 @@ struct Prepared {
     tmp: tempfile::TempDir,
     chart_dir: std::path::PathBuf,
     args: Vec<std::ffi::OsString>,
-    /// Put in the chart's `charts/`: their templates are named by their own paths.
-    dependencies: Vec<LocalDependency>,
+    /// Put in the chart's `charts/`: those from Git name their templates by their own paths.
+    dependencies: Vec<Dependency>,
 }
 
 impl Prepared {
@@ -296,8 +299,8 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
     paths.dedup();
     repo.export_paths(commit, &paths, tmp.path())?;
     let chart_dir = tmp.path().join(t.chart.as_str());
-    let dependencies = local_dependencies(repo, commit, t.chart)?;
-    place_dependencies(repo, commit, &chart_dir, &dependencies)?;
+    let dependencies = dependencies(repo, commit, t.chart)?;
+    place_dependencies(repo, commit, &chart_dir, (&dependencies, t.dependencies))?;
     super::remote::check(tmp.path(), &chart_dir).map_err(|reason| RenderError::Refused {
         root: t.chart.as_str().to_owned(),
         reason,
@@ -552,28 +555,34 @@ pub fn template_archive_argo(
     }))
 }
 
-/// A dependency of a chart in Git that its repository holds beside it (`repository:
-/// file://../common`) and its `charts/` does not: put in `charts/` when the chart is
-/// exported, as source-controller adds it when it packages the chart (and Argo CD's `helm
+/// A dependency of a chart in Git that its `charts/` does not hold: put there when the chart
+/// is exported, as source-controller adds it when it packages the chart (and Argo CD's `helm
 /// dependency build`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct LocalDependency {
+pub struct Dependency {
     /// Its name in Chart.yaml, and the one under which helm names its templates.
     pub name: String,
     pub alias: Option<String>,
-    /// Its chart directory in the repository.
-    pub path: RepoPath,
+    pub from: DependencyFrom,
 }
 
-/// The local dependencies of the chart at `chart` at `commit`: those of Chart.lock when there
-/// is one, else Chart.yaml's, that `charts/` does not hold (by a directory whose Chart.yaml
-/// has that name, or a `name-version.tgz`). One `charts/` lacks that is fetched from a chart
-/// repository is an error naming it: nothing is downloaded for a chart in Git.
-pub fn local_dependencies(
+#[derive(Debug, Clone, PartialEq)]
+pub enum DependencyFrom {
+    /// Beside the chart in its repository (`repository: file://../common`): its directory.
+    Git(RepoPath),
+    /// A chart repository (`https://`, `oci://`): its URL and the version constraint.
+    Repository { url: String, version: String },
+}
+
+/// The dependencies of the chart at `chart` at `commit` that `charts/` does not hold (by a
+/// directory whose Chart.yaml has that name, or a `name-version.tgz`): those of Chart.lock
+/// when there is one, else Chart.yaml's. One with no repository, a repository alias
+/// (`@stable`) or a path out of the repository is an error naming it.
+pub fn dependencies(
     repo: &Repo,
     commit: CommitId,
     chart: &RepoPath,
-) -> Result<Vec<LocalDependency>, HelmError> {
+) -> Result<Vec<Dependency>, HelmError> {
     let yaml = |name: &str| -> Result<Option<Value>, HelmError> {
         let file = chart.join(name).map_err(RenderError::Git)?;
         match repo.read_file(commit, &file) {
@@ -639,90 +648,117 @@ pub fn local_dependencies(
             continue;
         }
         let repository = dependency["repository"].as_str().unwrap_or_default();
-        let Some(rel) = repository.strip_prefix("file://") else {
+        let from = if let Some(rel) = repository.strip_prefix("file://") {
+            DependencyFrom::Git(chart.join(rel).map_err(|e| {
+                HelmError::Failed(format!(
+                    "its dependency {name} is {repository}, which is not inside the repository: \
+                     {e}"
+                ))
+            })?)
+        } else if ["https://", "http://", "oci://"]
+            .iter()
+            .any(|scheme| repository.starts_with(scheme))
+        {
+            DependencyFrom::Repository {
+                url: repository.to_owned(),
+                version: match &dependency["version"] {
+                    Value::String(v) => v.clone(),
+                    Value::Null => "*".to_owned(),
+                    other => other.to_string(),
+                },
+            }
+        } else {
             return Err(HelmError::Failed(format!(
-                "its dependency {name} (Chart.yaml) is not in {}/, and it comes from {}:                  kubectl-gitops does not download a chart's dependencies; vendor it in                  charts/ (helm dependency build, then commit it)",
+                "its dependency {name} (Chart.yaml) is not in {}/, and its repository is {}: \
+                 give it a file://, https:// or oci:// repository, or vendor it in charts/ \
+                 (helm dependency build, then commit it)",
                 charts_dir.as_str(),
                 if repository.is_empty() {
-                    "no repository".to_owned()
+                    "not given".to_owned()
                 } else {
-                    repository.to_owned()
+                    format!("{repository:?}")
                 }
             )));
         };
-        let path = chart.join(rel).map_err(|e| {
-            HelmError::Failed(format!(
-                "its dependency {name} is {repository}, which is not inside the repository: {e}"
-            ))
-        })?;
-        out.push(LocalDependency {
+        out.push(Dependency {
             name: name.to_owned(),
             alias: dependency["alias"].as_str().map(str::to_owned),
-            path,
+            from,
         });
     }
     Ok(out)
 }
 
-/// The chart directory at `chart` and the directories of its local dependencies at `commit`:
-/// what Git holds of the chart (none of the dependencies when they cannot be read; the render
-/// says why).
+/// The chart directory at `chart` and the directories of its dependencies beside it at
+/// `commit`: what Git holds of the chart (none of the dependencies when they cannot be read;
+/// the render says why).
 pub fn chart_dirs(repo: &Repo, commit: CommitId, chart: &RepoPath) -> Vec<RepoPath> {
     let mut dirs = vec![chart.clone()];
-    dirs.extend(
-        local_dependencies(repo, commit, chart)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|d| d.path),
-    );
+    for d in dependencies(repo, commit, chart).unwrap_or_default() {
+        if let DependencyFrom::Git(path) = d.from {
+            dirs.push(path);
+        }
+    }
     dirs
 }
 
-/// Puts each of `dependencies` (of the chart exported at `chart_dir`) in its `charts/`.
+/// Puts each of `dependencies` (of the chart exported at `chart_dir`) in its `charts/`: one
+/// beside it in Git exported there, one from a chart repository as its archive in `fetched`
+/// (by name).
 fn place_dependencies(
     repo: &Repo,
     commit: CommitId,
     chart_dir: &Path,
-    dependencies: &[LocalDependency],
+    (dependencies, fetched): (&[Dependency], &[(String, std::path::PathBuf)]),
 ) -> Result<(), HelmError> {
     let io = |what: String| move |source| RenderError::Io { what, source };
+    let charts = chart_dir.join("charts");
     for dependency in dependencies {
-        let scratch = scratch_dir("kubectl-gitops-dependency-")?;
-        repo.export_paths(
-            commit,
-            std::slice::from_ref(&dependency.path),
-            scratch.path(),
-        )
-        .map_err(RenderError::Git)?;
-        let exported = scratch.path().join(dependency.path.as_str());
-        if !exported.join("Chart.yaml").is_file() {
-            return Err(HelmError::Failed(format!(
-                "its dependency {} is {}, which holds no Chart.yaml",
-                dependency.name,
-                dependency.path.as_str()
-            )));
-        }
-        let charts = chart_dir.join("charts");
         std::fs::create_dir_all(&charts).map_err(io(format!("creating {}", charts.display())))?;
-        let into = charts.join(&dependency.name);
-        std::fs::rename(&exported, &into).map_err(io(format!("moving {}", into.display())))?;
+        match &dependency.from {
+            DependencyFrom::Git(path) => {
+                let scratch = scratch_dir("kubectl-gitops-dependency-")?;
+                repo.export_paths(commit, std::slice::from_ref(path), scratch.path())
+                    .map_err(RenderError::Git)?;
+                let exported = scratch.path().join(path.as_str());
+                if !exported.join("Chart.yaml").is_file() {
+                    return Err(HelmError::Failed(format!(
+                        "its dependency {} is {}, which holds no Chart.yaml",
+                        dependency.name,
+                        path.as_str()
+                    )));
+                }
+                let into = charts.join(&dependency.name);
+                std::fs::rename(&exported, &into)
+                    .map_err(io(format!("moving {}", into.display())))?;
+            }
+            DependencyFrom::Repository { url, .. } => {
+                let Some((_, archive)) = fetched.iter().find(|(n, _)| *n == dependency.name) else {
+                    return Err(HelmError::Failed(format!(
+                        "its dependency {} from {url} was not fetched",
+                        dependency.name
+                    )));
+                };
+                let into = charts.join(format!("{}.tgz", dependency.name));
+                std::fs::copy(archive, &into).map_err(io(format!("copying {}", into.display())))?;
+            }
+        }
     }
     Ok(())
 }
 
-/// The repository path of a template a local dependency of the chart `chart` rendered
+/// The repository path of a template a dependency beside the chart `chart` in Git rendered
 /// (`charts/web/charts/common/templates/x.yaml`): in the dependency's own directory.
-fn dependency_file(
-    file: &str,
-    chart: &RepoPath,
-    dependencies: &[LocalDependency],
-) -> Option<String> {
+fn dependency_file(file: &str, chart: &RepoPath, dependencies: &[Dependency]) -> Option<String> {
     let inside = file.strip_prefix(&format!("{}/charts/", chart.as_str()))?;
     let (name, rest) = inside.split_once('/')?;
     let dependency = dependencies
         .iter()
         .find(|d| d.alias.as_deref().unwrap_or(&d.name) == name)?;
-    Some(dependency.path.join(rest).ok()?.as_str().to_owned())
+    let DependencyFrom::Git(path) = &dependency.from else {
+        return None;
+    };
+    Some(path.join(rest).ok()?.as_str().to_owned())
 }
 
 /// `helm template` of `chart` (a directory or an archive) with what every render passes.
@@ -1083,20 +1119,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_charts_local_dependencies_are_those_its_charts_directory_lacks() {
+    fn a_charts_dependencies_are_those_its_charts_directory_lacks() {
         use crate::git::fixture::{ALICE, Fixture};
         let mut f = Fixture::new();
         let dependency = |name: &str, repository: &str| {
-            format!("  - name: {name}\n    version: 0.1.0\n    repository: {repository}\n")
+            format!("  - name: {name}\n    version: 0.1.x\n    repository: {repository}\n")
         };
         f.write(
             "charts/web/Chart.yaml",
             &format!(
-                "apiVersion: v2\nname: web\nversion: 0.1.0\ndependencies:\n{}{}{}{}",
+                "apiVersion: v2\nname: web\nversion: 0.1.0\ndependencies:\n{}{}{}{}{}",
                 dependency("common", "file://../common"),
                 dependency("vendored", "https://charts.example.com"),
                 dependency("packed", "oci://registry.example.com/charts"),
                 dependency("lib", "file://../../libs/lib"),
+                dependency("redis", "oci://registry.example.com/charts"),
             ),
         );
         f.write("charts/web/charts/vendored/Chart.yaml", "name: vendored\n");
@@ -1107,12 +1144,24 @@ mod tests {
         let repo = Repo::open_local(&f.path).unwrap();
         let (commit, _) = repo.resolve("HEAD").unwrap();
         let chart = RepoPath::parse("charts/web").unwrap();
-        let found = local_dependencies(&repo, commit, &chart).unwrap();
-        let found: Vec<(&str, &str)> = found
-            .iter()
-            .map(|d| (d.name.as_str(), d.path.as_str()))
-            .collect();
-        assert_eq!(found, [("common", "charts/common"), ("lib", "libs/lib")]);
+        let found = dependencies(&repo, commit, &chart).unwrap();
+        let git = |p: &str| DependencyFrom::Git(RepoPath::parse(p).unwrap());
+        let found: Vec<(&str, &DependencyFrom)> =
+            found.iter().map(|d| (d.name.as_str(), &d.from)).collect();
+        assert_eq!(
+            found,
+            [
+                ("common", &git("charts/common")),
+                ("lib", &git("libs/lib")),
+                (
+                    "redis",
+                    &DependencyFrom::Repository {
+                        url: "oci://registry.example.com/charts".into(),
+                        version: "0.1.x".into()
+                    }
+                ),
+            ]
+        );
         assert_eq!(
             chart_dirs(&repo, commit, &chart)
                 .iter()
@@ -1121,22 +1170,19 @@ mod tests {
             ["charts/web", "charts/common", "libs/lib"]
         );
 
-        // Chart.lock's list wins; one from a chart repository that charts/ lacks, or a path
-        // out of the repository, is an error naming it.
+        // Chart.lock's list wins; one with a repository alias, or a path out of the
+        // repository, is an error naming it.
         f.write(
             "charts/web/Chart.lock",
-            &format!(
-                "dependencies:\n{}",
-                dependency("remote", "https://charts.example.com")
-            ),
+            &format!("dependencies:\n{}", dependency("remote", "\"@stable\"")),
         );
         f.commit(ALICE, "lock");
         let (commit, _) = repo.resolve("HEAD").unwrap();
-        let Err(HelmError::Failed(reason)) = local_dependencies(&repo, commit, &chart) else {
-            panic!("a dependency to download is an error");
+        let Err(HelmError::Failed(reason)) = dependencies(&repo, commit, &chart) else {
+            panic!("a repository alias is an error");
         };
         assert!(
-            reason.contains("remote") && reason.contains("https://charts.example.com"),
+            reason.contains("remote") && reason.contains("\"@stable\""),
             "{reason}"
         );
         f.write(
@@ -1145,7 +1191,7 @@ mod tests {
         );
         f.commit(ALICE, "out");
         let (commit, _) = repo.resolve("HEAD").unwrap();
-        let Err(HelmError::Failed(reason)) = local_dependencies(&repo, commit, &chart) else {
+        let Err(HelmError::Failed(reason)) = dependencies(&repo, commit, &chart) else {
             panic!("a path out of the repository is an error");
         };
         assert!(reason.contains("file://../../../x"), "{reason}");

@@ -236,7 +236,7 @@ fn snapshot(ns: &str) -> (BTreeMap<String, String>, Vec<String>) {
 }
 
 /// `kubectl get -n NS WHAT -o jsonpath=PATH`.
-fn field(ns: &str, what: &str, path: &str) -> String {
+pub(crate) fn field(ns: &str, what: &str, path: &str) -> String {
     testenv::shared()
         .kubectl_run(
             &["get", "-n", ns, what, "-o", &format!("jsonpath={path}")],

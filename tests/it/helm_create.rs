@@ -14,11 +14,12 @@ use crate::fixture::{ALICE, GitRepo};
 use crate::helm::{assert_origin, gitops, origins};
 use crate::support::{items, json_of, kubectl, reconciled_by_flux};
 use testenv::flux::WATCH_LABEL;
-use testenv::helm::FIELD_MANAGER;
+use testenv::helm::{ChartRepository, FIELD_MANAGER};
 
 /// The objects the release installs; the chart's test Pod is a hook helm-controller leaves
 /// out.
-const RELEASED: [&str; 7] = [
+const RELEASED: [&str; 8] = [
+    "ConfigMap/web-cache",
     "ConfigMap/web-common",
     "ConfigMap/web-metrics",
     "Deployment/web",
@@ -96,6 +97,43 @@ data:
   tier: {{ .Values.tier | quote }}
 ";
 
+/// A chart in a chart repository, a dependency of `web` that its `charts/` does not hold
+/// either: source-controller downloads it when it packages the chart.
+const CACHE_CHART: &str = "\
+apiVersion: v2
+name: cache
+version: 0.3.1
+";
+
+const CACHE_CONFIGMAP: &str = "\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-cache
+data:
+  size: {{ .Values.size | quote }}
+";
+
+/// A chart repository on loopback serving `cache` 0.3.0 and 0.3.1 (what `0.3.x` picks), and
+/// 0.4.0.
+fn cache_repository(helm: &testenv::helm::HelmController) -> ChartRepository {
+    let index = ChartRepository::start(testenv::flux::shared(), helm).unwrap();
+    for version in ["0.3.0", "0.3.1", "0.4.0"] {
+        let dir = tempfile::tempdir().unwrap();
+        let chart = dir.path().join("cache");
+        std::fs::create_dir_all(chart.join("templates")).unwrap();
+        std::fs::write(
+            chart.join("Chart.yaml"),
+            CACHE_CHART.replace("0.3.1", version),
+        )
+        .unwrap();
+        std::fs::write(chart.join("values.yaml"), format!("size: {version}-1Gi\n")).unwrap();
+        std::fs::write(chart.join("templates/configmap.yaml"), CACHE_CONFIGMAP).unwrap();
+        index.publish(&chart).unwrap();
+    }
+    index
+}
+
 /// A template of ours beside `helm create`'s: behind a switch that it also renders.
 const METRICS: &str = "\
 {{- if .Values.metrics.enabled }}
@@ -111,7 +149,7 @@ data:
 
 /// A Git repository with the chart `helm create web` writes at `charts/web`, and its
 /// HelmRelease at `deploy/`.
-fn repository(helm: &Path) -> GitRepo {
+fn repository(helm: &Path, cache: &ChartRepository) -> GitRepo {
     let scratch = tempfile::tempdir().unwrap();
     let created = Command::new(helm)
         .args(["create", "web"])
@@ -145,7 +183,9 @@ fn repository(helm: &Path) -> GitRepo {
         "charts/web/Chart.yaml",
         &format!(
             "{chart_yaml}dependencies:\n  - name: common\n    version: 0.2.0\n    \
-             repository: file://../common\n"
+             repository: file://../common\n  - name: cache\n    version: 0.3.x\n    \
+             repository: {}\n",
+            cache.url
         ),
     )
     .write("charts/common/Chart.yaml", COMMON_CHART)
@@ -198,7 +238,8 @@ fn all_in_sync(ns: &str, repo: &GitRepo, cache: &Path, (what, rule): (&str, &str
 fn the_chart_helm_create_writes_installs_with_no_false_drift() {
     let ns = testenv::shared().namespace("helm-create");
     let helm = testenv::helm::shared();
-    let repo = repository(&helm.binaries.helm);
+    let cache_index = cache_repository(helm);
+    let repo = repository(&helm.binaries.helm, &cache_index);
     let applied = reconciled_by_flux(&ns, &repo, "./deploy");
     helm.wait_release(&ns, "web", None)
         .unwrap_or_else(|e| panic!("installing the release: {e:#}"));
@@ -272,6 +313,28 @@ fn the_chart_helm_create_writes_installs_with_no_false_drift() {
         &applied,
     );
 
+    // The dependency from the chart repository: the version `0.3.x` picks, its default the
+    // chart's.
+    assert_eq!(
+        crate::helm::field(&ns, "cm/web-cache", "{.data.size}"),
+        "0.3.1-1Gi"
+    );
+    let cache_lines = origins(
+        &gitops(
+            &ns,
+            &repo,
+            cache,
+            true,
+            &["blame", "cm/web-cache", "-o", "json"],
+        ),
+        "cm/web-cache",
+    );
+    assert_eq!(
+        cache_lines[".data.size"]["kind"], "chart",
+        "{:#}",
+        cache_lines[".data.size"]
+    );
+
     // A switch the object renders is the values line that sets it.
     let metrics_line = release.find("    metrics:\n").unwrap();
     let metrics_line = release[..metrics_line].lines().count() + 2;
@@ -327,6 +390,30 @@ fn the_chart_helm_create_writes_installs_with_no_false_drift() {
         revert.stdout
     );
     all_in_sync(&ns, &repo, cache, ("after revert", FLUX));
+
+    // The dependency's chart repository unreachable: what `0.3.x` picks is unknown, so each
+    // of the chart's objects is one line naming the dependency and its repository (the render
+    // cache does not hide it); the HelmRelease itself is still compared.
+    cache_index.stop();
+    let down = gitops(&ns, &repo, cache, true, &["diff", "-o", "json"]);
+    assert_eq!(down.code, Some(2), "{}", down.stderr);
+    let lines = down.error_lines();
+    assert_eq!(lines.len(), RELEASED.len(), "{}", down.stderr);
+    for line in lines {
+        assert!(
+            line.contains(&format!(
+                "its dependency cache 0.3.x from {}",
+                cache_index.url
+            )),
+            "{line}"
+        );
+    }
+    let found = items(&json_of(&down));
+    assert_eq!(
+        found["HelmRelease/web"]["status"], "in-sync",
+        "{}",
+        down.stdout
+    );
 }
 
 /// The same chart synced by Argo CD with its switches set by parameters: a switch a
@@ -337,7 +424,8 @@ fn the_chart_helm_create_writes_synced_by_argo_cd_with_no_false_drift() {
     cp.install_gitops_crds();
     let ns = cp.namespace("helm-create-argo");
     let helm = testenv::helm::shared();
-    let repo = repository(&helm.binaries.helm);
+    let cache_index = cache_repository(helm);
+    let repo = repository(&helm.binaries.helm, &cache_index);
     let applied = repo.git(&["rev-parse", "HEAD"]).trim().to_owned();
     let parameters = [
         ("autoscaling.enabled", "true"),

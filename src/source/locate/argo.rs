@@ -42,23 +42,42 @@ impl Locator {
         let (files, values) = values_sources(h, Some((repo, commit)), &values_at);
         let git_files = in_git(&files);
         let empty = json!({});
-        let template = argo_template(
-            h,
-            &binary,
-            root,
-            (&git_files, &files, &values_at),
-            h.values.as_ref().unwrap_or(&empty),
-        );
-        // What the render reads from Git: the chart's tree and each values file, by their ids.
+        let from_repositories = self.chart_repo_dependencies(repo, commit, root);
+        // What the render reads from Git: the chart's tree and each values file, by their ids;
+        // and its dependencies from chart repositories, by their digests.
         let disk_key = || {
             let mut read = render::helm::chart_dirs(repo, commit, root);
             read.extend(git_files.iter().cloned());
             let mut parts = vec!["git".to_owned(), format!("{files:?}")];
             parts.extend(ids(repo, commit, &read)?);
             parts.extend(values_repos_ids(&files, &values_at)?);
+            parts.extend(
+                from_repositories
+                    .as_ref()
+                    .ok()?
+                    .iter()
+                    .map(|(name, url, p)| format!("{name} {url} {} {}", p.version, p.digest)),
+            );
             self.argo_disk_key(h, &parts)
         };
         let docs = self.through_render_cache(disk_key(), || {
+            let scratch = tempfile::Builder::new()
+                .prefix("kubectl-gitops-chart-")
+                .tempdir()
+                .map_err(|e| {
+                    render::helm::HelmError::Failed(format!("creating a temporary directory: {e}"))
+                })?;
+            let dependencies = from_repositories
+                .clone()
+                .and_then(|picked| self.fetch_dependencies(&picked, scratch.path()))
+                .map_err(render::helm::HelmError::Failed)?;
+            let template = argo_template(
+                h,
+                &binary,
+                root,
+                (&git_files, &files, &values_at),
+                (h.values.as_ref().unwrap_or(&empty), &dependencies),
+            );
             render::helm::template(repo, commit, &template)
         });
         let docs = docs.map_err(|e| {
@@ -273,7 +292,7 @@ pub(super) fn argo_template<'a>(
     binary: &'a std::path::Path,
     root: &'a RepoPath,
     (git_files, files, values_repos): GitValuesFiles<'a>,
-    values: &'a Value,
+    (values, dependencies): (&'a Value, &'a [(String, std::path::PathBuf)]),
 ) -> render::helm::Template<'a> {
     render::helm::Template {
         helm: binary,
@@ -298,6 +317,7 @@ pub(super) fn argo_template<'a>(
         version_build: None,
         // Argo CD renders with `helm template` as it is: an install.
         is_upgrade: false,
+        dependencies,
     }
 }
 

@@ -302,7 +302,14 @@ impl Locator {
             let name = RepoPath::parse(&from.chart).unwrap_or_else(|_| RepoPath::root());
             let empty = json!({});
             let values: &Value = h.values.as_ref().unwrap_or(&empty);
-            let t = super::argo::argo_template(h, &binary, &name, (&[], &[], &more_at), values);
+            let t = super::argo::argo_template(
+                h,
+                &binary,
+                &name,
+                (&[], &[], &more_at),
+                // An archive holds its dependencies.
+                (values, &[]),
+            );
             let sets = [(values.clone(), h.parameters.clone())];
             let files = (files.as_slice(), h.ignore_missing_value_files);
             render::helm::template_archive_argo(&archive, at, files, &t, &sets)

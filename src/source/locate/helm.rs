@@ -2,6 +2,7 @@
 //! desired is the chart rendered at the tracked tip with the values Git declares, and the
 //! source is the chart template that made it.
 
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
@@ -398,6 +399,8 @@ impl Locator {
                 secrets: &secrets,
                 version_build: None,
                 is_upgrade: helm.is_upgrade(),
+                // An archive holds its dependencies.
+                dependencies: &[],
             };
             let docs = render::helm::template_archive(&archive, &template).map_err(|e| {
                 format!(
@@ -565,6 +568,78 @@ impl Locator {
         Ok(docs)
     }
 
+    /// The dependencies from chart repositories of the chart at `chart` (of `repo` at
+    /// `commit`) that its `charts/` lacks, each picked as source-controller picks it: by the
+    /// dependency's repository URL and version constraint, with the user's credentials for
+    /// that URL. None of them when the chart's dependencies cannot be read (its render says
+    /// why); an error names one that cannot be picked.
+    pub(super) fn chart_repo_dependencies(
+        &self,
+        repo: &Repo,
+        commit: CommitId,
+        chart: &RepoPath,
+    ) -> Result<Vec<(String, String, render::chart_repo::Picked)>, String> {
+        let mut out = Vec::new();
+        for d in render::helm::dependencies(repo, commit, chart).unwrap_or_default() {
+            let render::helm::DependencyFrom::Repository { url, version } = d.from else {
+                continue;
+            };
+            let failed = |e: String| {
+                format!(
+                    "its dependency {} {version} from {url} cannot be read: {e}; check the URL \
+                     and your credentials for it (helm registry login, helm repo add)",
+                    d.name
+                )
+            };
+            let kind = if url.starts_with("oci://") {
+                render::chart_repo::RepoKind::Oci(
+                    render::oci::OciRepo::parse(&url, false).map_err(failed)?,
+                )
+            } else {
+                render::chart_repo::RepoKind::Index
+            };
+            let credentials = self.charts.user_credentials(&url, &kind);
+            let wanted = render::chart_repo::Wanted::Constraint(version.clone());
+            let picked = self
+                .charts
+                .pick(&url, &kind, (&d.name, &wanted), credentials.as_ref())
+                .map_err(failed)?;
+            out.push((d.name, url, picked));
+        }
+        Ok(out)
+    }
+
+    /// The archives of `picked` (from [`Locator::chart_repo_dependencies`]) by name, from the
+    /// chart cache, else fetched (into `scratch` when the cache does not keep them).
+    pub(super) fn fetch_dependencies(
+        &self,
+        picked: &[(String, String, render::chart_repo::Picked)],
+        scratch: &Path,
+    ) -> Result<Vec<(String, std::path::PathBuf)>, String> {
+        let mut out = Vec::new();
+        for (i, (name, url, p)) in picked.iter().enumerate() {
+            let kind = if url.starts_with("oci://") {
+                render::oci::OciRepo::parse(url, false).map(render::chart_repo::RepoKind::Oci)?
+            } else {
+                render::chart_repo::RepoKind::Index
+            };
+            let credentials = self.charts.user_credentials(url, &kind);
+            let into = scratch.join(format!("dependency-{i}"));
+            std::fs::create_dir_all(&into).map_err(|e| format!("{}: {e}", into.display()))?;
+            let archive = self
+                .charts
+                .fetch(url, p, credentials.as_ref(), &into)
+                .map_err(|e| {
+                    format!(
+                        "its dependency {name} {} from {url} cannot be read: {e}",
+                        p.version
+                    )
+                })?;
+            out.push((name.clone(), archive));
+        }
+        Ok(out)
+    }
+
     /// The chart of `helm` rendered at `commit` with `values`, once per run.
     fn helm_render(
         &self,
@@ -587,11 +662,14 @@ impl Locator {
             build,
             inputs.key()
         );
-        // What the render reads from Git: the chart's tree and the values files, by their ids.
+        let from_repositories = self.chart_repo_dependencies(repo, commit, &helm.chart_path);
+        // What the render reads from Git: the chart's tree and the values files, by their ids;
+        // and its dependencies from chart repositories, by their digests.
         let disk_key = || {
             if !inputs.keep {
                 return None;
             }
+            let picked = from_repositories.as_ref().ok()?;
             let mut read = render::helm::chart_dirs(repo, commit, &helm.chart_path);
             read.extend(helm.values_files.iter().cloned());
             let ids: Vec<String> = repo
@@ -600,12 +678,33 @@ impl Locator {
                 .into_iter()
                 .map(|(path, id)| format!("{path} {}", id.as_deref().unwrap_or("-")))
                 .collect();
+            let fetched: Vec<String> = picked
+                .iter()
+                .map(|(name, url, p)| format!("{name} {url} {} {}", p.version, p.digest))
+                .collect();
             let mut parts: Vec<&str> = vec!["git", helm.chart_path.as_str()];
             parts.extend(ids.iter().map(String::as_str));
+            parts.extend(fetched.iter().map(String::as_str));
             parts.push(build.as_deref().unwrap_or("-"));
             self.helm_disk_key(helm, inputs, &parts)
         };
         self.helm_slot(cache_key, disk_key, || {
+            let failed = |e: String| {
+                format!(
+                    "{}: chart {} at {}: {e}",
+                    helm.display(),
+                    helm.chart_path.as_str(),
+                    commit.short()
+                )
+            };
+            let scratch = tempfile::Builder::new()
+                .prefix("kubectl-gitops-chart-")
+                .tempdir()
+                .map_err(|e| failed(format!("creating a temporary directory: {e}")))?;
+            let picked = from_repositories.clone().map_err(failed)?;
+            let dependencies = self
+                .fetch_dependencies(&picked, scratch.path())
+                .map_err(failed)?;
             let secrets = helm.secret_texts();
             let template = render::helm::Template {
                 helm: &binary,
@@ -621,6 +720,7 @@ impl Locator {
                 secrets: &secrets,
                 version_build: build.as_deref(),
                 is_upgrade: helm.is_upgrade(),
+                dependencies: &dependencies,
             };
             let docs = render::helm::template(repo, commit, &template).map_err(|e| {
                 format!(

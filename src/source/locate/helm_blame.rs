@@ -311,11 +311,28 @@ impl Locator {
                 crate::text::single_line(&super::helm::helm_reason(e))
             ))
         };
+        // A chart in Git: its dependencies from chart repositories (an archive holds its own).
+        let scratch = tempfile::Builder::new()
+            .prefix("kubectl-gitops-chart-")
+            .tempdir()
+            .map_err(|e| failed(format!("creating a temporary directory: {e}")))?;
+        let dependencies = match (&h.chart, &archive, &git) {
+            (Some(_), Some(_), _) | (_, _, None) => Vec::new(),
+            (_, _, Some((repo, commit))) => self
+                .chart_repo_dependencies(repo, *commit, &root)
+                .and_then(|picked| self.fetch_dependencies(&picked, scratch.path()))
+                .map_err(&failed)?,
+        };
         proof.run(|sets| match (&h.chart, &archive) {
             (Some(c), Some((_, archive))) => {
                 let name = RepoPath::parse(&c.from.chart).unwrap_or_else(|_| RepoPath::root());
-                let t =
-                    super::argo::argo_template(h, &binary, &name, (&[], &[], &values_at), &base);
+                let t = super::argo::argo_template(
+                    h,
+                    &binary,
+                    &name,
+                    (&[], &[], &values_at),
+                    (&base, &[]),
+                );
                 let at = git.as_ref().map(|(r, c)| (r.as_ref(), *c));
                 let files = (files.as_slice(), h.ignore_missing_value_files);
                 render::helm::template_archive_argo(archive, at, files, &t, sets)
@@ -325,7 +342,8 @@ impl Locator {
                 let (repo, commit) = git.as_ref().expect("a chart in Git has its repository");
                 let git_files = super::argo::in_git(&files);
                 let files = (git_files.as_slice(), files.as_slice(), values_at.as_slice());
-                let t = super::argo::argo_template(h, &binary, &root, files, &base);
+                let t =
+                    super::argo::argo_template(h, &binary, &root, files, (&base, &dependencies));
                 render::helm::template_each_with_parameters(repo, *commit, &t, sets)
                     .map_err(helm_failed)
             }
@@ -503,6 +521,14 @@ impl Locator {
                     .ok_or_else(|| SourceError::Repeated("the repository is not open".into()))?;
                 let commit = located.read_at.parse()?;
                 let build = helm.version_build.at(&located.read_at);
+                let scratch = tempfile::Builder::new()
+                    .prefix("kubectl-gitops-chart-")
+                    .tempdir()
+                    .map_err(|e| failed(format!("creating a temporary directory: {e}")))?;
+                let dependencies = self
+                    .chart_repo_dependencies(&repo, commit, &helm.chart_path)
+                    .and_then(|picked| self.fetch_dependencies(&picked, scratch.path()))
+                    .map_err(&failed)?;
                 let t = render::helm::Template {
                     helm: binary,
                     chart: &helm.chart_path,
@@ -517,6 +543,7 @@ impl Locator {
                     secrets: &secrets,
                     version_build: build.as_deref(),
                     is_upgrade: helm.is_upgrade(),
+                    dependencies: &dependencies,
                 };
                 render::helm::template_each(&repo, commit, &t, sets).map_err(|e| {
                     failed(format!(
@@ -602,6 +629,8 @@ impl Locator {
                     secrets: &secrets,
                     version_build: None,
                     is_upgrade: helm.is_upgrade(),
+                    // An archive holds its dependencies.
+                    dependencies: &[],
                 };
                 Ok(render::helm::template_archive_each(&archive, &t, sets))
             }
