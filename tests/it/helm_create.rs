@@ -110,6 +110,8 @@ apiVersion: v1
 kind: ConfigMap
 metadata:
   name: {{ .Release.Name }}-cache
+  labels:
+    helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 data:
   size: {{ .Values.size | quote }}
 ";
@@ -119,19 +121,24 @@ data:
 fn cache_repository(helm: &testenv::helm::HelmController) -> ChartRepository {
     let index = ChartRepository::start(testenv::flux::shared(), helm).unwrap();
     for version in ["0.3.0", "0.3.1", "0.4.0"] {
-        let dir = tempfile::tempdir().unwrap();
-        let chart = dir.path().join("cache");
-        std::fs::create_dir_all(chart.join("templates")).unwrap();
-        std::fs::write(
-            chart.join("Chart.yaml"),
-            CACHE_CHART.replace("0.3.1", version),
-        )
-        .unwrap();
-        std::fs::write(chart.join("values.yaml"), format!("size: {version}-1Gi\n")).unwrap();
-        std::fs::write(chart.join("templates/configmap.yaml"), CACHE_CONFIGMAP).unwrap();
-        index.publish(&chart).unwrap();
+        publish_cache(&index, version);
     }
     index
+}
+
+/// Publishes `cache` at `version` in `index`.
+fn publish_cache(index: &ChartRepository, version: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("cache");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        CACHE_CHART.replace("0.3.1", version),
+    )
+    .unwrap();
+    std::fs::write(chart.join("values.yaml"), format!("size: {version}-1Gi\n")).unwrap();
+    std::fs::write(chart.join("templates/configmap.yaml"), CACHE_CONFIGMAP).unwrap();
+    index.publish(&chart).unwrap();
 }
 
 /// A template of ours beside `helm create`'s: behind a switch that it also renders.
@@ -394,6 +401,23 @@ fn the_chart_helm_create_writes_installs_with_no_false_drift() {
     // The dependency's chart repository unreachable: what `0.3.x` picks is unknown, so each
     // of the chart's objects is one line naming the dependency and its repository (the render
     // cache does not hide it); the HelmRelease itself is still compared.
+    // A version `0.3.x` picks published: pending as published, with the version the object
+    // was applied from (its `helm.sh/chart` label).
+    publish_cache(&cache_index, "0.3.2");
+    let ran = gitops(&ns, &repo, cache, true, &["diff", "-o", "json"]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    let found = items(&json_of(&ran));
+    let fields = found["ConfigMap/web-cache"]["fields"].as_array().unwrap();
+    assert_eq!(fields.len(), 2, "{fields:#?}");
+    for field in fields {
+        assert_eq!(
+            field["why"],
+            json!({"kind": "published", "chart": "cache", "version": "0.3.2",
+                   "source": cache_index.url, "installed": "0.3.1"}),
+            "{field:#}"
+        );
+    }
+    assert_eq!(found["ConfigMap/web-common"]["status"], "in-sync");
     cache_index.stop();
     let down = gitops(&ns, &repo, cache, true, &["diff", "-o", "json"]);
     assert_eq!(down.code, Some(2), "{}", down.stderr);

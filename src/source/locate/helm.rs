@@ -126,6 +126,12 @@ impl Locator {
         };
         let found = rendered.iter().find(|d| is(d, key, &helm.namespace));
         let applied_object = helm.applied(key);
+        let dependency_published = match (&helm.repository, found, &applied_object) {
+            (None, Some(doc), Some(applied)) => {
+                self.dependency_published(&repo, tip, &helm.chart_path, &doc.file, applied)
+            }
+            _ => None,
+        };
         // Against the release record: an object it does not hold is orphaned.
         let at_tip = match (&applied_object, found) {
             (Some(_), Some(doc)) => {
@@ -215,7 +221,7 @@ impl Locator {
                     installed: helm.record.chart_version.clone(),
                 })
             }
-            _ => None,
+            _ => dependency_published,
         };
 
         let (hr_file, hr_lines, hr_error) = match &own {
@@ -607,6 +613,33 @@ impl Locator {
             out.push((d.name, url, picked));
         }
         Ok(out)
+    }
+
+    /// For an object the chart at `chart` renders from `file`, a template of one of its
+    /// dependencies from a chart repository: that dependency's version its constraint picks
+    /// now, when it is not the one the object was applied from. The applied object says which
+    /// that was in its `helm.sh/chart` label (`cache-0.3.1`, as `helm create` charts label
+    /// everything); without one nothing is claimed.
+    fn dependency_published(
+        &self,
+        repo: &Repo,
+        tip: CommitId,
+        chart: &RepoPath,
+        file: &str,
+        applied: &Value,
+    ) -> Option<crate::source::helm::PublishedChart> {
+        let inside = file.strip_prefix(&format!("{}/charts/", chart.as_str()))?;
+        let (name, _) = inside.split_once('/')?;
+        let picked = self.chart_repo_dependencies(repo, tip, chart).ok()?;
+        let (_, url, picked) = picked.iter().find(|(n, _, _)| n == name)?;
+        let label = applied["metadata"]["labels"]["helm.sh/chart"].as_str()?;
+        let installed = label.strip_prefix(&format!("{name}-"))?;
+        (installed != picked.version).then(|| crate::source::helm::PublishedChart {
+            chart: name.to_owned(),
+            version: picked.version.clone(),
+            source: url.clone(),
+            installed: installed.to_owned(),
+        })
     }
 
     /// The archives of `picked` (from [`Locator::chart_repo_dependencies`]) by name, from the
