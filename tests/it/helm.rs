@@ -999,7 +999,12 @@ fn line_of(text: &str, needle: &str) -> usize {
 }
 
 /// `blame OBJECT -o json`: each line's origin by its path.
-fn blame(ns: &str, repo: &GitRepo, cache: &Path, object: &str) -> BTreeMap<String, Value> {
+pub(crate) fn blame(
+    ns: &str,
+    repo: &GitRepo,
+    cache: &Path,
+    object: &str,
+) -> BTreeMap<String, Value> {
     origins(
         &gitops(ns, repo, cache, true, &["blame", object, "-o", "json"]),
         object,

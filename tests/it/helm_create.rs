@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::argo_helm::{application, argo_apply, argo_template};
 use crate::fixture::{ALICE, GitRepo};
-use crate::helm::{assert_origin, gitops, origins};
+use crate::helm::{assert_origin, blame, gitops};
 use crate::support::{items, json_of, kubectl, reconciled_by_flux};
 use testenv::flux::WATCH_LABEL;
 use testenv::helm::{ChartRepository, FIELD_MANAGER};
@@ -261,10 +261,7 @@ fn the_chart_helm_create_writes_installs_with_no_false_drift() {
         .position(|l| l.trim_start().starts_with("maxReplicas:"))
         .unwrap()
         + 1;
-    let hpa = origins(
-        &gitops(&ns, &repo, cache, true, &["blame", "hpa/web", "-o", "json"]),
-        "hpa/web",
-    );
+    let hpa = blame(&ns, &repo, cache, "hpa/web");
     assert_origin(
         &hpa,
         ".spec.maxReplicas",
@@ -297,16 +294,7 @@ fn the_chart_helm_create_writes_installs_with_no_false_drift() {
         .position(|l| l.contains("greeting: hello-from-web"))
         .unwrap()
         + 1;
-    let common = origins(
-        &gitops(
-            &ns,
-            &repo,
-            cache,
-            true,
-            &["blame", "cm/web-common", "-o", "json"],
-        ),
-        "cm/web-common",
-    );
+    let common = blame(&ns, &repo, cache, "cm/web-common");
     assert_origin(
         &common,
         ".data.greeting",
@@ -326,16 +314,7 @@ fn the_chart_helm_create_writes_installs_with_no_false_drift() {
         crate::helm::field(&ns, "cm/web-cache", "{.data.size}"),
         "0.3.1-1Gi"
     );
-    let cache_lines = origins(
-        &gitops(
-            &ns,
-            &repo,
-            cache,
-            true,
-            &["blame", "cm/web-cache", "-o", "json"],
-        ),
-        "cm/web-cache",
-    );
+    let cache_lines = blame(&ns, &repo, cache, "cm/web-cache");
     assert_eq!(
         cache_lines[".data.size"]["kind"], "chart",
         "{:#}",
@@ -345,16 +324,7 @@ fn the_chart_helm_create_writes_installs_with_no_false_drift() {
     // A switch the object renders is the values line that sets it.
     let metrics_line = release.find("    metrics:\n").unwrap();
     let metrics_line = release[..metrics_line].lines().count() + 2;
-    let metrics = origins(
-        &gitops(
-            &ns,
-            &repo,
-            cache,
-            true,
-            &["blame", "cm/web-metrics", "-o", "json"],
-        ),
-        "cm/web-metrics",
-    );
+    let metrics = blame(&ns, &repo, cache, "cm/web-metrics");
     assert_origin(
         &metrics,
         ".data.enabled",
@@ -499,10 +469,7 @@ fn the_chart_helm_create_writes_synced_by_argo_cd_with_no_false_drift() {
     let cache = cache.path();
     all_in_sync(&ns, &repo, cache, ("after the sync", ARGO));
 
-    let hpa = origins(
-        &gitops(&ns, &repo, cache, true, &["blame", "hpa/web", "-o", "json"]),
-        "hpa/web",
-    );
+    let hpa = blame(&ns, &repo, cache, "hpa/web");
     assert_origin(
         &hpa,
         ".spec.maxReplicas",
@@ -516,16 +483,7 @@ fn the_chart_helm_create_writes_synced_by_argo_cd_with_no_false_drift() {
         "{:#}",
         hpa[".spec.minReplicas"]
     );
-    let metrics = origins(
-        &gitops(
-            &ns,
-            &repo,
-            cache,
-            true,
-            &["blame", "cm/web-metrics", "-o", "json"],
-        ),
-        "cm/web-metrics",
-    );
+    let metrics = blame(&ns, &repo, cache, "cm/web-metrics");
     assert_origin(
         &metrics,
         ".data.enabled",

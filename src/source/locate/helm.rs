@@ -695,14 +695,19 @@ impl Locator {
             build,
             inputs.key()
         );
-        let from_repositories = self.chart_repo_dependencies(repo, commit, &helm.chart_path);
+        // Read when the render is not in this run's cache yet: once per render, not per object.
+        let from_repositories = std::cell::OnceCell::new();
+        let from_repositories = || {
+            from_repositories
+                .get_or_init(|| self.chart_repo_dependencies(repo, commit, &helm.chart_path))
+        };
         // What the render reads from Git: the chart's tree and the values files, by their ids;
         // and its dependencies from chart repositories, by their digests.
         let disk_key = || {
             if !inputs.keep {
                 return None;
             }
-            let picked = from_repositories.as_ref().ok()?;
+            let picked = from_repositories().as_ref().ok()?;
             let mut read = render::helm::chart_dirs(repo, commit, &helm.chart_path);
             read.extend(helm.values_files.iter().cloned());
             let ids: Vec<String> = repo
@@ -734,7 +739,7 @@ impl Locator {
                 .prefix("kubectl-gitops-chart-")
                 .tempdir()
                 .map_err(|e| failed(format!("creating a temporary directory: {e}")))?;
-            let picked = from_repositories.clone().map_err(failed)?;
+            let picked = from_repositories().clone().map_err(failed)?;
             let dependencies = self
                 .fetch_dependencies(&picked, scratch.path())
                 .map_err(failed)?;
