@@ -644,6 +644,12 @@ pub fn dependencies(
         let Some(name) = dependency["name"].as_str() else {
             continue;
         };
+        // Its name becomes a path under charts/: one component, nothing else.
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\']) {
+            return Err(HelmError::Failed(format!(
+                "its dependency name {name:?} (Chart.yaml) is not a chart name"
+            )));
+        }
         if held(name) {
             continue;
         }
@@ -1195,6 +1201,20 @@ mod tests {
             panic!("a path out of the repository is an error");
         };
         assert!(reason.contains("file://../../../x"), "{reason}");
+        // A name that is a path is refused before anything is written.
+        f.write(
+            "charts/web/Chart.lock",
+            &format!(
+                "dependencies:\n{}",
+                dependency("../../x", "file://../common")
+            ),
+        );
+        f.commit(ALICE, "path");
+        let (commit, _) = repo.resolve("HEAD").unwrap();
+        let Err(HelmError::Failed(reason)) = dependencies(&repo, commit, &chart) else {
+            panic!("a name that is a path is an error");
+        };
+        assert!(reason.contains("\"../../x\""), "{reason}");
     }
 
     #[test]
