@@ -339,6 +339,24 @@ impl Repo {
             .collect::<Result<Vec<_>, _>>()
     }
 
+    /// The names of what `dir` at `commit` holds directly (files, directories and symlinks;
+    /// not submodules), sorted: what a reader of `dir` meets, each to be read through
+    /// [`Repo::read_file`], which follows the links. `dir` itself may be a symlink.
+    pub fn entries(&self, commit: CommitId, dir: &RepoPath) -> Result<Vec<String>, GitError> {
+        let repo = self.handle();
+        let root = self.root_tree(&repo, commit)?;
+        let dir_id = match self.lookup(&repo, root, commit, dir)? {
+            Found::Dir(id) => id,
+            Found::File(_) | Found::Submodule => {
+                return Err(GitError::NotADirectory {
+                    path: dir.to_string(),
+                    commit: commit.short(),
+                });
+            }
+        };
+        tree::entries(&repo, dir_id, dir.as_str()).map_err(|e| self.walk_err(e))
+    }
+
     /// Writes only `paths` (files or directories) of the tree of `commit` into the empty
     /// directory `dest`, at their places: what one render reads, and nothing else, so that a
     /// blob elsewhere that cannot be read (a partial clone, a damaged pack) does not fail it.
@@ -858,6 +876,32 @@ mod tests {
             assert_eq!(via_link.len(), 2);
             assert_eq!(via_link[0].as_str(), "links/appdir/deploy.yaml");
         }
+    }
+
+    #[test]
+    fn entries_match_git_ls_tree_of_one_directory() {
+        let h = fixture::history();
+        let repo = open(&h);
+        let head = &h.commits[8];
+        for dir in ["", "app", "links"] {
+            let listing = h.repo.git(&["ls-tree", &format!("{head}:{dir}")]);
+            let mut want: Vec<&str> = listing
+                .lines()
+                .filter(|l| !l.starts_with("160000"))
+                .map(|l| l.split_once('\t').expect("a tab").1)
+                .collect();
+            want.sort();
+            let dir = if dir.is_empty() {
+                RepoPath::root()
+            } else {
+                path(dir)
+            };
+            assert_eq!(repo.entries(id(head), &dir).unwrap(), want, "{dir}");
+        }
+        let err = repo
+            .entries(id(head), &path("app/deploy.yaml"))
+            .unwrap_err();
+        assert!(matches!(err, GitError::NotADirectory { .. }), "{err}");
     }
 
     #[test]

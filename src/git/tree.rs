@@ -223,6 +223,28 @@ pub(super) fn list_files(
     Ok(files)
 }
 
+/// The names of the entries of the tree `dir_id` (whose path is `prefix`) but submodules, sorted.
+pub(super) fn entries(
+    repo: &gix::Repository,
+    dir_id: ObjectId,
+    prefix: &str,
+) -> Result<Vec<String>, WalkError> {
+    let tree = repo.find_tree(dir_id).map_err(walk_git_err)?;
+    let mut names = Vec::new();
+    for entry in tree.iter() {
+        let entry = entry.map_err(walk_git_err)?;
+        let name = check_name(entry.filename()).map_err(|reason| WalkError::BadName {
+            path: prefix.to_owned(),
+            reason,
+        })?;
+        if entry.mode().kind() != EntryKind::Commit {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// Writes only `paths` (files or directories, repo-relative, as a checkout would name them)
 /// of the tree `root` into `dest`, at their places: what a render reads, so that a blob it
 /// does not read (outside a partial clone's sparse cone, in a damaged pack) cannot fail it.

@@ -464,10 +464,20 @@ impl ChartRepos {
 /// The file at `path` inside the chart archive `archive`, under its one top-level directory
 /// (the chart's), or None when the archive holds none there; at most as large as an archive.
 pub fn archive_file(archive: &Path, path: &RepoPath) -> Result<Option<Vec<u8>>, String> {
+    let file =
+        std::fs::File::open(archive).map_err(|e| format!("reading {}: {e}", archive.display()))?;
+    file_in_archive(file, &archive.display().to_string(), path)
+}
+
+/// [`archive_file`] of the chart archive `archive` reads, named `what` in errors.
+pub fn file_in_archive(
+    archive: impl std::io::Read,
+    what: &str,
+    path: &RepoPath,
+) -> Result<Option<Vec<u8>>, String> {
     use std::io::Read;
-    let failed = |e: &dyn std::fmt::Display| format!("reading {}: {e}", archive.display());
-    let file = std::fs::File::open(archive).map_err(|e| failed(&e))?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let failed = |e: &dyn std::fmt::Display| format!("reading {what}: {e}");
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
     for entry in tar.entries().map_err(|e| failed(&e))? {
         let entry = entry.map_err(|e| failed(&e))?;
         if !entry.header().entry_type().is_file() {

@@ -560,9 +560,11 @@ pub fn template_archive_argo(
 /// dependency build`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dependency {
-    /// Its name in Chart.yaml, and the one under which helm names its templates.
+    /// Its name in Chart.yaml.
     pub name: String,
-    pub alias: Option<String>,
+    /// The names helm renders it under, and names its templates by: its aliases in
+    /// Chart.yaml (Chart.lock keeps none), its name where it has none.
+    pub rendered_as: Vec<String>,
     pub from: DependencyFrom,
 }
 
@@ -606,38 +608,21 @@ pub fn dependencies(
         return Ok(Vec::new());
     };
     let charts_dir = chart.join("charts").map_err(RenderError::Git)?;
-    let vendored = match repo.list_files(commit, &charts_dir) {
-        Ok(files) => files,
-        Err(crate::git::GitError::FileNotFound { .. })
-        | Err(crate::git::GitError::NotADirectory { .. }) => Vec::new(),
-        Err(e) => return Err(RenderError::Git(e).into()),
-    };
-    let mut names = Vec::new();
-    for file in &vendored {
-        let Some(inside) = file
-            .as_str()
-            .strip_prefix(&format!("{}/", charts_dir.as_str()))
-        else {
-            continue;
-        };
-        match inside.split_once('/') {
-            Some((_, "Chart.yaml")) => {
-                let name = repo
-                    .read_file(commit, file)
-                    .ok()
-                    .and_then(|b| documents(file.as_str(), &b).ok())
-                    .and_then(|d| d.into_iter().next())
-                    .and_then(|d| d.object["name"].as_str().map(str::to_owned));
-                names.extend(name);
+    let held = vendored(repo, commit, &charts_dir)?;
+    let rendered_as = |name: &str| {
+        let mut names: Vec<String> = Vec::new();
+        for d in meta["dependencies"].as_array().into_iter().flatten() {
+            if d["name"].as_str() == Some(name) {
+                let as_name = d["alias"].as_str().unwrap_or(name).to_owned();
+                if !names.contains(&as_name) {
+                    names.push(as_name);
+                }
             }
-            None if inside.ends_with(".tgz") => names.push(inside.to_owned()),
-            _ => {}
         }
-    }
-    let held = |name: &str| {
+        if names.is_empty() {
+            names.push(name.to_owned());
+        }
         names
-            .iter()
-            .any(|n| n == name || (n.starts_with(&format!("{name}-")) && n.ends_with(".tgz")))
     };
     let mut out = Vec::new();
     for dependency in declared {
@@ -650,7 +635,8 @@ pub fn dependencies(
                 "its dependency name {name:?} (Chart.yaml) is not a chart name"
             )));
         }
-        if held(name) {
+        // Put in once: helm renders it under each alias (a lock lists it once per alias).
+        if held.iter().any(|n| n == name) || out.iter().any(|d: &Dependency| d.name == name) {
             continue;
         }
         let repository = dependency["repository"].as_str().unwrap_or_default();
@@ -688,11 +674,57 @@ pub fn dependencies(
         };
         out.push(Dependency {
             name: name.to_owned(),
-            alias: dependency["alias"].as_str().map(str::to_owned),
+            rendered_as: rendered_as(name),
             from,
         });
     }
     Ok(out)
+}
+
+/// The names of the charts `charts_dir` holds at `commit`, as helm loads them: each directory
+/// (or symlink to one) by its Chart.yaml's name, each `.tgz` by the name in the Chart.yaml
+/// inside it. One that cannot be read holds no chart (helm then says what is missing).
+fn vendored(
+    repo: &Repo,
+    commit: CommitId,
+    charts_dir: &RepoPath,
+) -> Result<Vec<String>, HelmError> {
+    let entries = match repo.entries(commit, charts_dir) {
+        Ok(entries) => entries,
+        Err(crate::git::GitError::FileNotFound { .. })
+        | Err(crate::git::GitError::NotADirectory { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(RenderError::Git(e).into()),
+    };
+    let chart_yaml = RepoPath::parse("Chart.yaml").map_err(RenderError::Git)?;
+    let name_in = |file: &str, bytes: &[u8]| {
+        documents(file, bytes)
+            .ok()
+            .and_then(|d| d.into_iter().next())
+            .and_then(|d| d.object["name"].as_str().map(str::to_owned))
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let Ok(path) = charts_dir.join(&entry) else {
+            continue;
+        };
+        let name = if entry.ends_with(".tgz") {
+            repo.read_file(commit, &path).ok().and_then(|archive| {
+                let inside = super::chart_repo::file_in_archive(
+                    archive.as_slice(),
+                    path.as_str(),
+                    &chart_yaml,
+                );
+                name_in(path.as_str(), &inside.ok()??)
+            })
+        } else {
+            let file = path.join("Chart.yaml").map_err(RenderError::Git)?;
+            repo.read_file(commit, &file)
+                .ok()
+                .and_then(|bytes| name_in(file.as_str(), &bytes))
+        };
+        names.extend(name);
+    }
+    Ok(names)
 }
 
 /// The chart directory at `chart` and the directories of its dependencies beside it at
@@ -734,7 +766,7 @@ fn place_dependencies(
                         path.as_str()
                     )));
                 }
-                let into = charts.join(&dependency.name);
+                let into = free(&charts, &dependency.name, "");
                 std::fs::rename(&exported, &into)
                     .map_err(io(format!("moving {}", into.display())))?;
             }
@@ -745,12 +777,24 @@ fn place_dependencies(
                         dependency.name
                     )));
                 };
-                let into = charts.join(format!("{}.tgz", dependency.name));
+                let into = free(&charts, &dependency.name, ".tgz");
                 std::fs::copy(archive, &into).map_err(io(format!("copying {}", into.display())))?;
             }
         }
     }
     Ok(())
+}
+
+/// A name in `dir` nothing has yet, `{name}{suffix}` when free: helm loads what `charts/`
+/// holds by the names inside, whatever the files are called, and a vendored one stays.
+fn free(dir: &Path, name: &str, suffix: &str) -> std::path::PathBuf {
+    let mut path = dir.join(format!("{name}{suffix}"));
+    let mut n = 1;
+    while path.symlink_metadata().is_ok() {
+        path = dir.join(format!("{name}-{n}{suffix}"));
+        n += 1;
+    }
+    path
 }
 
 /// The repository path of a template a dependency beside the chart `chart` in Git rendered
@@ -760,7 +804,7 @@ fn dependency_file(file: &str, chart: &RepoPath, dependencies: &[Dependency]) ->
     let (name, rest) = inside.split_once('/')?;
     let dependency = dependencies
         .iter()
-        .find(|d| d.alias.as_deref().unwrap_or(&d.name) == name)?;
+        .find(|d| d.rendered_as.iter().any(|n| n == name))?;
     let DependencyFrom::Git(path) = &dependency.from else {
         return None;
     };
@@ -1125,6 +1169,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(unix)]
     fn a_charts_dependencies_are_those_its_charts_directory_lacks() {
         use crate::git::fixture::{ALICE, Fixture};
         let mut f = Fixture::new();
@@ -1134,8 +1179,9 @@ mod tests {
         f.write(
             "charts/web/Chart.yaml",
             &format!(
-                "apiVersion: v2\nname: web\nversion: 0.1.0\ndependencies:\n{}{}{}{}{}",
+                "apiVersion: v2\nname: web\nversion: 0.1.0\ndependencies:\n{}{}{}{}{}{}",
                 dependency("common", "file://../common"),
+                dependency("linked", "file://../linked"),
                 dependency("vendored", "https://charts.example.com"),
                 dependency("packed", "oci://registry.example.com/charts"),
                 dependency("lib", "file://../../libs/lib"),
@@ -1143,7 +1189,27 @@ mod tests {
             ),
         );
         f.write("charts/web/charts/vendored/Chart.yaml", "name: vendored\n");
-        f.write("charts/web/charts/packed-0.1.0.tgz", "not read");
+        // An archive by the name in its Chart.yaml, not by its file's name.
+        let archive = |chart: &str| {
+            let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            let mut tar = tar::Builder::new(gz);
+            let text = format!("apiVersion: v2\nname: {chart}\nversion: 0.1.0\n");
+            let mut header = tar::Header::new_gnu();
+            header.set_size(text.len() as u64);
+            header.set_mode(0o644);
+            tar.append_data(&mut header, format!("{chart}/Chart.yaml"), text.as_bytes())
+                .unwrap();
+            tar.into_inner().unwrap().finish().unwrap()
+        };
+        std::fs::write(f.path.join("charts/web/charts/p.tgz"), archive("packed")).unwrap();
+        std::fs::write(
+            f.path.join("charts/web/charts/redis-cluster-9.0.0.tgz"),
+            archive("redis-cluster"),
+        )
+        .unwrap();
+        // A symlink to a chart beside it holds that chart.
+        f.write("charts/linked/Chart.yaml", "name: linked\n");
+        f.symlink("charts/web/charts/linked", "../../linked");
         f.write("charts/common/Chart.yaml", "name: common\n");
         f.write("libs/lib/Chart.yaml", "name: lib\n");
         f.commit(ALICE, "charts");
@@ -1215,6 +1281,44 @@ mod tests {
             panic!("a name that is a path is an error");
         };
         assert!(reason.contains("\"../../x\""), "{reason}");
+    }
+
+    #[test]
+    fn an_aliased_dependency_is_put_in_once_and_named_by_its_aliases() {
+        use crate::git::fixture::{ALICE, Fixture};
+        let mut f = Fixture::new();
+        let common = "    version: 0.2.0\n    repository: file://../common\n";
+        f.write(
+            "charts/web/Chart.yaml",
+            &format!(
+                "apiVersion: v2\nname: web\nversion: 0.1.0\ndependencies:\n  - name: common\n\
+                 {common}  - name: common\n    alias: shared\n{common}"
+            ),
+        );
+        // As `helm dependency update` locks it: once per use, with no alias.
+        f.write(
+            "charts/web/Chart.lock",
+            &format!("dependencies:\n  - name: common\n{common}  - name: common\n{common}"),
+        );
+        f.write("charts/common/Chart.yaml", "name: common\n");
+        f.commit(ALICE, "charts");
+        let repo = Repo::open_local(&f.path).unwrap();
+        let (commit, _) = repo.resolve("HEAD").unwrap();
+        let chart = RepoPath::parse("charts/web").unwrap();
+        let found = dependencies(&repo, commit, &chart).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].rendered_as, ["common", "shared"]);
+        for name in ["common", "shared"] {
+            assert_eq!(
+                dependency_file(
+                    &format!("charts/web/charts/{name}/templates/cm.yaml"),
+                    &chart,
+                    &found
+                )
+                .as_deref(),
+                Some("charts/common/templates/cm.yaml")
+            );
+        }
     }
 
     #[test]

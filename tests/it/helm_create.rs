@@ -18,9 +18,10 @@ use testenv::helm::{ChartRepository, FIELD_MANAGER};
 
 /// The objects the release installs; the chart's test Pod is a hook helm-controller leaves
 /// out.
-const RELEASED: [&str; 8] = [
+const RELEASED: [&str; 9] = [
     "ConfigMap/web-cache",
     "ConfigMap/web-common",
+    "ConfigMap/web-shared",
     "ConfigMap/web-metrics",
     "Deployment/web",
     "Service/web",
@@ -70,12 +71,15 @@ spec:
       enabled: true
     common:
       greeting: hello-from-web
+    shared:
+      tier: edge
 "
     )
 }
 
 /// A chart beside it in the repository, a dependency of `web` (`file://../common`) that
 /// `web`'s `charts/` does not hold: source-controller adds it when it packages the chart.
+/// `web` uses it twice, the second time under the alias `shared`.
 const COMMON_CHART: &str = "\
 apiVersion: v2
 name: common
@@ -91,7 +95,7 @@ const COMMON_CONFIGMAP: &str = "\
 apiVersion: v1
 kind: ConfigMap
 metadata:
-  name: {{ .Release.Name }}-common
+  name: {{ .Release.Name }}-{{ .Chart.Name }}
 data:
   greeting: {{ .Values.greeting | quote }}
   tier: {{ .Values.tier | quote }}
@@ -190,7 +194,8 @@ fn repository(helm: &Path, cache: &ChartRepository) -> GitRepo {
         "charts/web/Chart.yaml",
         &format!(
             "{chart_yaml}dependencies:\n  - name: common\n    version: 0.2.0\n    \
-             repository: file://../common\n  - name: cache\n    version: 0.3.x\n    \
+             repository: file://../common\n  - name: common\n    alias: shared\n    \
+             version: 0.2.0\n    repository: file://../common\n  - name: cache\n    version: 0.3.x\n    \
              repository: {}\n",
             cache.url
         ),
@@ -308,6 +313,34 @@ fn the_chart_helm_create_writes_installs_with_no_false_drift() {
         &applied,
     );
 
+    // The same dependency under an alias: its own files too, and the values under its alias.
+    let s = common_source(&gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["trace", "cm/web-shared", "-o", "json"],
+    ));
+    assert_eq!(s["file"], "charts/common/templates/configmap.yaml", "{s:#}");
+    let tier_line = release
+        .lines()
+        .position(|l| l.contains("tier: edge"))
+        .unwrap()
+        + 1;
+    let shared = blame(&ns, &repo, cache, "cm/web-shared");
+    assert_origin(
+        &shared,
+        ".data.tier",
+        &json!({"kind": "git", "file": "deploy/release.yaml", "line": tier_line}),
+        &applied,
+    );
+    assert_origin(
+        &shared,
+        ".data.greeting",
+        &json!({"kind": "chart", "file": "charts/common/templates/configmap.yaml"}),
+        &applied,
+    );
+
     // The dependency from the chart repository: the version `0.3.x` picks, its default the
     // chart's.
     assert_eq!(
@@ -368,9 +401,6 @@ fn the_chart_helm_create_writes_installs_with_no_false_drift() {
     );
     all_in_sync(&ns, &repo, cache, ("after revert", FLUX));
 
-    // The dependency's chart repository unreachable: what `0.3.x` picks is unknown, so each
-    // of the chart's objects is one line naming the dependency and its repository (the render
-    // cache does not hide it); the HelmRelease itself is still compared.
     // A version `0.3.x` picks published: pending as published, with the version the object
     // was applied from (its `helm.sh/chart` label).
     publish_cache(&cache_index, "0.3.2");
@@ -388,6 +418,10 @@ fn the_chart_helm_create_writes_installs_with_no_false_drift() {
         );
     }
     assert_eq!(found["ConfigMap/web-common"]["status"], "in-sync");
+
+    // The dependency's chart repository unreachable: what `0.3.x` picks is unknown, so each
+    // of the chart's objects is one line naming the dependency and its repository (the render
+    // cache does not hide it); the HelmRelease itself is still compared.
     cache_index.stop();
     let down = gitops(&ns, &repo, cache, true, &["diff", "-o", "json"]);
     assert_eq!(down.code, Some(2), "{}", down.stderr);

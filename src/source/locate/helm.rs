@@ -629,16 +629,24 @@ impl Locator {
         applied: &Value,
     ) -> Option<crate::source::helm::PublishedChart> {
         let inside = file.strip_prefix(&format!("{}/charts/", chart.as_str()))?;
-        let (name, _) = inside.split_once('/')?;
+        // The name helm rendered it under: its alias, when it has one.
+        let (rendered_as, _) = inside.split_once('/')?;
+        let dependencies = render::helm::dependencies(repo, tip, chart).ok()?;
+        let name = &dependencies
+            .iter()
+            .find(|d| d.rendered_as.iter().any(|n| n == rendered_as))?
+            .name;
         let picked = self.chart_repo_dependencies(repo, tip, chart).ok()?;
         let (_, url, picked) = picked.iter().find(|(n, _, _)| n == name)?;
         let label = applied["metadata"]["labels"]["helm.sh/chart"].as_str()?;
-        let installed = label.strip_prefix(&format!("{name}-"))?;
-        (installed != picked.version).then(|| crate::source::helm::PublishedChart {
-            chart: name.to_owned(),
-            version: picked.version.clone(),
-            source: url.clone(),
-            installed: installed.to_owned(),
+        let installed = label.strip_prefix(&format!("{rendered_as}-"))?;
+        (label != chart_label(rendered_as, &picked.version)).then(|| {
+            crate::source::helm::PublishedChart {
+                chart: name.to_owned(),
+                version: picked.version.clone(),
+                source: url.clone(),
+                installed: installed.to_owned(),
+            }
         })
     }
 
@@ -825,10 +833,31 @@ pub(super) fn helm_reason(e: render::helm::HelmError) -> String {
     }
 }
 
+/// The `helm.sh/chart` label `helm create`'s charts give what chart `name` at `version`
+/// renders: `name-version`, `+` made `_`, cut to 63 characters, no `-` at its end.
+fn chart_label(name: &str, version: &str) -> String {
+    let label: String = format!("{name}-{version}")
+        .replace('+', "_")
+        .chars()
+        .take(63)
+        .collect();
+    label.trim_end_matches('-').to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_chart_label_is_what_helm_create_charts_write() {
+        assert_eq!(chart_label("cache", "0.3.1"), "cache-0.3.1");
+        assert_eq!(chart_label("cache", "0.3.1+build.7"), "cache-0.3.1_build.7");
+        let long = format!("{}-1.0.0", "a".repeat(60));
+        assert_eq!(chart_label(&"a".repeat(60), "1.0.0"), long[..63]);
+        // Cut at a `-`: none left at the end.
+        assert_eq!(chart_label(&"b".repeat(62), "1.0.0"), "b".repeat(62));
+    }
 
     #[test]
     fn a_document_without_a_namespace_is_in_the_releases() {
