@@ -10,13 +10,26 @@ pub fn single_line(text: &str) -> String {
 
 /// A tool's stderr as one line: its non-empty lines, trimmed, joined with `; `. The klog
 /// header kubectl writes (`E1207 16:42:26.780823 309 run.go:72] `) is dropped, and its
-/// `"command failed" err="..."` gives the error itself: one failure reads the same each time.
+/// `"command failed" err="..."` gives the error itself, as does its multi-line form (`err=<`,
+/// the error's lines each after a tab, ` >`): one failure reads the same each time.
 pub fn joined_lines(text: &str) -> String {
-    text.lines()
-        .map(|l| without_klog_header(l.trim()))
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
+    let mut parts = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let part = without_klog_header(line.trim());
+        if part == "\"command failed\" err=<" {
+            for inner in lines.by_ref() {
+                if inner == " >" {
+                    break;
+                }
+                parts.push(inner.strip_prefix('\t').unwrap_or(inner).trim().to_owned());
+            }
+            continue;
+        }
+        parts.push(part);
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.join("; ")
 }
 
 fn without_klog_header(line: &str) -> String {
@@ -192,6 +205,17 @@ mod tests {
                  err=\"map[string]interface {}(nil): yaml: line 3:\\n\\tfound \\u00e9 \\\\x\"\n"
             ),
             "map[string]interface {}(nil): yaml: line 3:; found \u{e9} \\x"
+        );
+        // The multi-line form klog writes an error with a newline in.
+        assert_eq!(
+            joined_lines(
+                "E1208 01:11:18.555410    9751 run.go:72] \"command failed\" err=<\n\
+                 \tmap[string]interface {}(nil): yaml: line 3:\n\
+                 \t  found character that cannot start any token\n \
+                 >\nerror: after\n"
+            ),
+            "map[string]interface {}(nil): yaml: line 3:; found character that cannot start \
+             any token; error: after"
         );
         // Not a klog header: kept as it is.
         assert_eq!(joined_lines("[x] y] z"), "[x] y] z");
