@@ -100,7 +100,8 @@ pub async fn run(
                 if l.helm.is_some() {
                     chart_side = Some(locator.helm_blame(p, l, &key, blame_cache.as_deref()));
                 } else if l.chart.is_some() {
-                    chart_side = Some(locator.argo_helm_blame(p, l, &key, blame_cache.as_deref()));
+                    chart_side =
+                        Some(locator.argo_helm_blame(p, l, (&key, &live), blame_cache.as_deref()));
                 }
             }
             located

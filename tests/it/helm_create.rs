@@ -418,6 +418,13 @@ fn the_chart_helm_create_writes_installs_with_no_false_drift() {
         );
     }
     assert_eq!(found["ConfigMap/web-common"]["status"], "in-sync");
+    // blame still renders it as applied: from 0.3.1, the version its label names.
+    let cache_lines = blame(&ns, &repo, cache, "cm/web-cache");
+    assert_eq!(
+        cache_lines[".data.size"]["kind"], "chart",
+        "{:#}",
+        cache_lines[".data.size"]
+    );
 
     // The dependency's chart repository unreachable: what `0.3.x` picks is unknown, so each
     // of the chart's objects is one line naming the dependency and its repository (the render

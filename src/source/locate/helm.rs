@@ -628,26 +628,66 @@ impl Locator {
         file: &str,
         applied: &Value,
     ) -> Option<crate::source::helm::PublishedChart> {
-        let inside = file.strip_prefix(&format!("{}/charts/", chart.as_str()))?;
-        // The name helm rendered it under: its alias, when it has one.
-        let (rendered_as, _) = inside.split_once('/')?;
-        let dependencies = render::helm::dependencies(repo, tip, chart).ok()?;
-        let name = &dependencies
-            .iter()
-            .find(|d| d.rendered_as.iter().any(|n| n == rendered_as))?
-            .name;
+        let (rendered_as, name) = dependency_of(repo, tip, chart, file)?;
         let picked = self.chart_repo_dependencies(repo, tip, chart).ok()?;
-        let (_, url, picked) = picked.iter().find(|(n, _, _)| n == name)?;
+        let (_, url, picked) = picked.iter().find(|(n, _, _)| *n == name)?;
         let label = applied["metadata"]["labels"]["helm.sh/chart"].as_str()?;
         let installed = label.strip_prefix(&format!("{rendered_as}-"))?;
-        (label != chart_label(rendered_as, &picked.version)).then(|| {
+        (label != chart_label(&rendered_as, &picked.version)).then(|| {
             crate::source::helm::PublishedChart {
-                chart: name.to_owned(),
+                chart: name.clone(),
                 version: picked.version.clone(),
                 source: url.clone(),
                 installed: installed.to_owned(),
             }
         })
+    }
+
+    /// `picked` (from [`Locator::chart_repo_dependencies`] at `commit`) as the object from
+    /// `file` was applied: the dependency that rendered it at the version its applied
+    /// `helm.sh/chart` label (`label`) names, when the repository still offers it. What
+    /// blame renders as applied, so a version published since does not change its fields.
+    pub(super) fn pinned_to_applied(
+        &self,
+        (repo, commit, chart): (&Repo, CommitId, &RepoPath),
+        mut picked: Vec<(String, String, render::chart_repo::Picked)>,
+        file: &str,
+        label: Option<&str>,
+    ) -> Vec<(String, String, render::chart_repo::Picked)> {
+        let Some((rendered_as, name)) = dependency_of(repo, commit, chart, file) else {
+            return picked;
+        };
+        let Some(label) = label else {
+            return picked;
+        };
+        let Some(installed) = label.strip_prefix(&format!("{rendered_as}-")) else {
+            return picked;
+        };
+        let Some((_, url, p)) = picked.iter_mut().find(|(n, _, _)| *n == name) else {
+            return picked;
+        };
+        if chart_label(&rendered_as, &p.version) == label {
+            return picked;
+        }
+        let kind = if url.starts_with("oci://") {
+            match render::oci::OciRepo::parse(url, false) {
+                Ok(oci) => render::chart_repo::RepoKind::Oci(oci),
+                Err(_) => return picked,
+            }
+        } else {
+            render::chart_repo::RepoKind::Index
+        };
+        let credentials = self.charts.user_credentials(url, &kind);
+        // The label made a version's `+` an `_`, which no version holds.
+        let exact = installed.replace('_', "+");
+        let wanted = render::chart_repo::Wanted::Constraint(format!("={exact}"));
+        if let Ok(at) = self
+            .charts
+            .pick(url, &kind, (&name, &wanted), credentials.as_ref())
+        {
+            *p = at;
+        }
+        picked
     }
 
     /// The archives of `picked` (from [`Locator::chart_repo_dependencies`]) by name, from the
@@ -831,6 +871,23 @@ pub(super) fn helm_reason(e: render::helm::HelmError) -> String {
         render::helm::HelmError::Failed(reason) => reason,
         render::helm::HelmError::Render(e) => e.to_string(),
     }
+}
+
+/// The dependency of the chart at `chart` (at `commit`) that rendered `file`: the name helm
+/// rendered it under (its alias, when it has one) and its name in Chart.yaml.
+fn dependency_of(
+    repo: &Repo,
+    commit: CommitId,
+    chart: &RepoPath,
+    file: &str,
+) -> Option<(String, String)> {
+    let inside = file.strip_prefix(&format!("{}/charts/", chart.as_str()))?;
+    let (rendered_as, _) = inside.split_once('/')?;
+    let dependencies = render::helm::dependencies(repo, commit, chart).ok()?;
+    let d = dependencies
+        .into_iter()
+        .find(|d| d.rendered_as.iter().any(|n| n == rendered_as))?;
+    Some((rendered_as.to_owned(), d.name))
 }
 
 /// The `helm.sh/chart` label `helm create`'s charts give what chart `name` at `version`

@@ -189,9 +189,12 @@ impl Locator {
             },
             secrets: helm.secret_texts(),
         };
+        // The dependency that rendered it, at the version it was applied from.
+        let applied = helm.record.find(key, &helm.namespace);
+        let label = applied.and_then(|d| d.object["metadata"]["labels"]["helm.sh/chart"].as_str());
         proof.run(|sets| {
             let values: Vec<Value> = sets.iter().map(|(v, _)| v.clone()).collect();
-            self.render_each(helm, located, &binary, &values)
+            self.render_each(helm, (located, label), &binary, &values)
         })
     }
 
@@ -201,7 +204,7 @@ impl Locator {
         &self,
         pointer: &Pointer,
         located: &Located,
-        key: &ObjectKey,
+        (key, live): (&ObjectKey, &Value),
         blame_cache: Option<&Path>,
     ) -> Result<(HelmSide, Vec<String>), SourceError> {
         let h = pointer
@@ -320,6 +323,11 @@ impl Locator {
             (Some(_), Some(_), _) | (_, _, None) => Vec::new(),
             (_, _, Some((repo, commit))) => self
                 .chart_repo_dependencies(repo, *commit, &root)
+                .map(|picked| {
+                    // What it was synced from: the live object says (Argo CD keeps no record).
+                    let label = live["metadata"]["labels"]["helm.sh/chart"].as_str();
+                    self.pinned_to_applied((repo, *commit, &root), picked, &located.file, label)
+                })
                 .and_then(|picked| self.fetch_dependencies(&picked, scratch.path()))
                 .map_err(&failed)?,
         };
@@ -505,7 +513,7 @@ impl Locator {
     fn render_each(
         &self,
         helm: &HelmSource,
-        located: &Located,
+        (located, label): (&Located, Option<&str>),
         binary: &Path,
         sets: &[Value],
     ) -> Result<Vec<Result<Vec<Document>, render::helm::HelmError>>, SourceError> {
@@ -525,8 +533,10 @@ impl Locator {
                     .prefix("kubectl-gitops-chart-")
                     .tempdir()
                     .map_err(|e| failed(format!("creating a temporary directory: {e}")))?;
+                let at = (repo.as_ref(), commit, &helm.chart_path);
                 let dependencies = self
                     .chart_repo_dependencies(&repo, commit, &helm.chart_path)
+                    .map(|picked| self.pinned_to_applied(at, picked, &located.file, label))
                     .and_then(|picked| self.fetch_dependencies(&picked, scratch.path()))
                     .map_err(&failed)?;
                 let t = render::helm::Template {
