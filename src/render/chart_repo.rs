@@ -73,6 +73,7 @@ impl Index {
 
 type IndexSlot = Arc<OnceLock<Result<Arc<Index>, String>>>;
 type TagsSlot = Arc<OnceLock<Result<Arc<Vec<String>>, String>>>;
+type LayerSlot = Arc<OnceLock<Result<super::oci::Layer, String>>>;
 
 /// What kind of chart repository a URL is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,6 +207,9 @@ pub struct ChartRepos {
     indexes: Mutex<HashMap<String, IndexSlot>>,
     /// OCI charts' tags listed in this run.
     tags: Mutex<HashMap<String, TagsSlot>>,
+    /// OCI charts' manifests read in this run, by tag or digest: each object of a chart
+    /// picks its dependencies again.
+    layers: Mutex<HashMap<String, LayerSlot>>,
     oci: super::oci::Client,
 }
 
@@ -221,6 +225,7 @@ impl ChartRepos {
             registry_configs,
             indexes: Mutex::default(),
             tags: Mutex::default(),
+            layers: Mutex::default(),
             oci: Default::default(),
         }
     }
@@ -276,6 +281,31 @@ impl ChartRepos {
             .lock()
             .expect("chart tags lock")
             .retain(|_, slot| !matches!(slot.get(), Some(Err(_))));
+        self.layers
+            .lock()
+            .expect("chart layers lock")
+            .retain(|_, slot| !matches!(slot.get(), Some(Err(_))));
+    }
+
+    /// The chart layer of `chart` in `repo` at `reference`, its manifest read once per run
+    /// for each set of credentials.
+    fn oci_layer(
+        &self,
+        repo: &OciRepo,
+        chart: &str,
+        reference: &str,
+        auth: Option<&Credentials>,
+    ) -> Result<super::oci::Layer, String> {
+        let with = auth.map_or("", |a| a.from.as_str());
+        let slot = self
+            .layers
+            .lock()
+            .expect("chart layers lock")
+            .entry(format!("{}\0{reference}\0{with}", repo.chart_ref(chart)))
+            .or_default()
+            .clone();
+        slot.get_or_init(|| self.oci.layer(repo, chart, reference, auth))
+            .clone()
     }
 
     /// The version `constraint` picks for `chart` in the repository at `url`, as
@@ -318,7 +348,7 @@ impl ChartRepos {
                     Wanted::Tag(tag) => tag.clone(),
                     Wanted::Digest(digest) => digest.clone(),
                 };
-                let layer = self.oci.layer(repo, chart, &reference, auth)?;
+                let layer = self.oci_layer(repo, chart, &reference, auth)?;
                 let version = match (&layer.version, wanted) {
                     (Some(v), _) => v.clone(),
                     (None, Wanted::Constraint(_)) => reference.replace('_', "+"),

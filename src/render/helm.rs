@@ -599,7 +599,15 @@ pub fn dependencies(
     let Some(meta) = yaml("Chart.yaml")? else {
         return Ok(Vec::new());
     };
-    let lock = yaml("Chart.lock")?;
+    // A chart of apiVersion v1 lists them in requirements.yaml, locked in requirements.lock.
+    let (meta, from, lock) = match meta["apiVersion"].as_str() {
+        Some("v1") => (
+            yaml("requirements.yaml")?.unwrap_or_default(),
+            "requirements.yaml",
+            yaml("requirements.lock")?,
+        ),
+        _ => (meta, "Chart.yaml", yaml("Chart.lock")?),
+    };
     let declared = match &lock {
         Some(lock) => &lock["dependencies"],
         None => &meta["dependencies"],
@@ -632,7 +640,7 @@ pub fn dependencies(
         // Its name becomes a path under charts/: one component, nothing else.
         if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\']) {
             return Err(HelmError::Failed(format!(
-                "its dependency name {name:?} (Chart.yaml) is not a chart name"
+                "its dependency name {name:?} ({from}) is not a chart name"
             )));
         }
         // Put in once: helm renders it under each alias (a lock lists it once per alias).
@@ -640,28 +648,31 @@ pub fn dependencies(
             continue;
         }
         let repository = dependency["repository"].as_str().unwrap_or_default();
-        let from = if let Some(rel) = repository.strip_prefix("file://") {
-            DependencyFrom::Git(chart.join(rel).map_err(|e| {
+        let version = match &dependency["version"] {
+            Value::String(v) => v.clone(),
+            Value::Null => "*".to_owned(),
+            other => other.to_string(),
+        };
+        let source = if let Some(rel) = repository.strip_prefix("file://") {
+            let path = chart.join(rel).map_err(|e| {
                 HelmError::Failed(format!(
                     "its dependency {name} is {repository}, which is not inside the repository: \
                      {e}"
                 ))
-            })?)
+            })?;
+            allowed_version(repo, commit, (name, &path), (&version, from))?;
+            DependencyFrom::Git(path)
         } else if ["https://", "http://", "oci://"]
             .iter()
             .any(|scheme| repository.starts_with(scheme))
         {
             DependencyFrom::Repository {
                 url: repository.to_owned(),
-                version: match &dependency["version"] {
-                    Value::String(v) => v.clone(),
-                    Value::Null => "*".to_owned(),
-                    other => other.to_string(),
-                },
+                version,
             }
         } else {
             return Err(HelmError::Failed(format!(
-                "its dependency {name} (Chart.yaml) is not in {}/, and its repository is {}: \
+                "its dependency {name} ({from}) is not in {}/, and its repository is {}: \
                  give it a file://, https:// or oci:// repository, or vendor it in charts/ \
                  (helm dependency build, then commit it)",
                 charts_dir.as_str(),
@@ -675,10 +686,49 @@ pub fn dependencies(
         out.push(Dependency {
             name: name.to_owned(),
             rendered_as: rendered_as(name),
-            from,
+            from: source,
         });
     }
     Ok(out)
+}
+
+/// Checks that the chart beside it at `path` (the dependency `name`) has a version its
+/// constraint `version` (in `from`) allows, as source-controller and `helm dependency build`
+/// check; one with no Chart.yaml is for the render to name.
+fn allowed_version(
+    repo: &Repo,
+    commit: CommitId,
+    (name, path): (&str, &RepoPath),
+    (version, from): (&str, &str),
+) -> Result<(), HelmError> {
+    let file = path.join("Chart.yaml").map_err(RenderError::Git)?;
+    let Ok(bytes) = repo.read_file(commit, &file) else {
+        return Ok(());
+    };
+    let found = documents(file.as_str(), &bytes)?
+        .into_iter()
+        .next()
+        .and_then(|d| match &d.object["version"] {
+            Value::String(v) => Some(v.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+    // None: helm says a chart needs one.
+    let Some(found) = found else {
+        return Ok(());
+    };
+    match super::chart_version::pick(version, &[found.as_str()]) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(HelmError::Failed(format!(
+            "its dependency {name} is {} at version {found}, which its version {version:?} \
+             ({from}) does not allow: change one of them",
+            path.as_str()
+        ))),
+        Err(e) => Err(HelmError::Failed(format!(
+            "its dependency {name} has the version {version:?} ({from}), which is not a \
+             constraint: {e}"
+        ))),
+    }
 }
 
 /// The names of the charts `charts_dir` holds at `commit`, as helm loads them: each directory
@@ -1281,6 +1331,44 @@ mod tests {
             panic!("a name that is a path is an error");
         };
         assert!(reason.contains("\"../../x\""), "{reason}");
+
+        // One beside it at a version its constraint does not allow is an error, as in
+        // source-controller.
+        f.write("charts/common/Chart.yaml", "name: common\nversion: 0.2.0\n");
+        f.write(
+            "charts/web/Chart.lock",
+            &format!(
+                "dependencies:\n{}",
+                dependency("common", "file://../common")
+            ),
+        );
+        f.commit(ALICE, "common 0.2.0");
+        let (commit, _) = repo.resolve("HEAD").unwrap();
+        let Err(HelmError::Failed(reason)) = dependencies(&repo, commit, &chart) else {
+            panic!("a version the constraint does not allow is an error");
+        };
+        assert!(
+            reason.contains("at version 0.2.0") && reason.contains("\"0.1.x\" (Chart.yaml)"),
+            "{reason}"
+        );
+
+        // apiVersion v1: requirements.yaml, and its lock.
+        f.write(
+            "charts/web/Chart.yaml",
+            "apiVersion: v1\nname: web\nversion: 0.1.0\n",
+        );
+        f.write(
+            "charts/web/requirements.yaml",
+            &format!(
+                "dependencies:\n{}",
+                dependency("lib", "file://../../libs/lib")
+            ),
+        );
+        f.commit(ALICE, "v1");
+        let (commit, _) = repo.resolve("HEAD").unwrap();
+        let found = dependencies(&repo, commit, &chart).unwrap();
+        let names: Vec<&str> = found.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["lib"]);
     }
 
     #[test]
