@@ -46,15 +46,18 @@ impl Locator {
         // What the render reads from Git: the chart's tree and each values file, by their ids;
         // and its dependencies from chart repositories, by their digests.
         let disk_key = || {
+            // An archive an index gives no digest for is not known by its content: not kept.
+            let picked = from_repositories.as_ref().ok()?;
+            if picked.iter().any(|(_, _, p)| p.digest.len() != 64) {
+                return None;
+            }
             let mut read = render::helm::chart_dirs(repo, commit, root);
             read.extend(git_files.iter().cloned());
             let mut parts = vec!["git".to_owned(), format!("{files:?}")];
             parts.extend(ids(repo, commit, &read)?);
             parts.extend(values_repos_ids(&files, &values_at)?);
             parts.extend(
-                from_repositories
-                    .as_ref()
-                    .ok()?
+                picked
                     .iter()
                     .map(|(name, url, p)| format!("{name} {url} {} {}", p.version, p.digest)),
             );

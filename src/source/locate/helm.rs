@@ -756,6 +756,10 @@ impl Locator {
                 return None;
             }
             let picked = from_repositories().as_ref().ok()?;
+            // An archive an index gives no digest for is not known by its content: not kept.
+            if picked.iter().any(|(_, _, p)| p.digest.len() != 64) {
+                return None;
+            }
             let mut read = render::helm::chart_dirs(repo, commit, &helm.chart_path);
             read.extend(helm.values_files.iter().cloned());
             let ids: Vec<String> = repo
