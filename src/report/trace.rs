@@ -79,9 +79,13 @@ fn text(out: &mut dyn Write, item: &TraceItem) -> std::io::Result<()> {
     };
     row("Repository", format!("{}{repo_kind}", s.repo))?;
     // A template in a chart archive has no lines in Git.
-    match s.lines {
-        (0, 0) => row("File", s.file.clone())?,
-        (a, b) => row("File", format!("{}:{a}-{b}", s.file))?,
+    match (&s.dependency, s.lines) {
+        (Some(d), _) => row(
+            "File",
+            format!("{} in the archive of dependency {}", d.template, d.chart),
+        )?,
+        (None, (0, 0)) => row("File", s.file.clone())?,
+        (None, (a, b)) => row("File", format!("{}:{a}-{b}", s.file))?,
     }
     row("Render root", s.render_root.clone())?;
     match &s.applied_commit {
@@ -173,6 +177,25 @@ fn text(out: &mut dyn Write, item: &TraceItem) -> std::io::Result<()> {
                 ),
             )?;
         }
+    }
+    if let Some(d) = &s.dependency {
+        let alias = d
+            .alias
+            .as_ref()
+            .map(|a| format!(" (as {a})"))
+            .unwrap_or_default();
+        let applied = d
+            .applied_label
+            .as_ref()
+            .map(|l| format!("; its helm.sh/chart label is {l}"))
+            .unwrap_or_default();
+        row(
+            "Dependency",
+            format!(
+                "{}{alias} from {}; version {:?} picks {} there now{applied}",
+                d.chart, d.url, d.version_constraint, d.desired_version
+            ),
+        )?;
     }
     row("Found by", s.rule.describe().to_owned())
 }

@@ -459,6 +459,27 @@ pub struct PublishedChart {
     pub installed: String,
 }
 
+/// The dependency from a chart repository of a chart in Git whose template rendered an
+/// object: the template is in its archive, not in Git.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DependencyTrace {
+    /// Its name in the chart's Chart.yaml.
+    pub chart: String,
+    /// The alias helm rendered it under, when that is another name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// The template's path inside its chart (`templates/configmap.yaml`).
+    pub template: String,
+    pub url: String,
+    pub version_constraint: String,
+    /// The version the constraint picks there now.
+    pub desired_version: String,
+    /// What the applied object's `helm.sh/chart` label says it was applied from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_label: Option<String>,
+}
+
 /// Where one part of the values comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

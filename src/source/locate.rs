@@ -133,6 +133,10 @@ pub struct Located {
     /// constraint, and the release does not have yet: what is pending when no commit is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub published_chart: Option<super::helm::PublishedChart>,
+    /// For an object a chart's dependency from a chart repository rendered: that dependency
+    /// (`file` is then helm's name for the template, not a path in Git).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dependency: Option<super::helm::DependencyTrace>,
     /// A chart repository's chart with a version range, as `watch` polls it, and what the
     /// range picks there now.
     #[serde(skip)]
@@ -577,6 +581,22 @@ impl Locator {
         {
             argo::newer(&mut pending_commit, c);
         }
+        // A template of a dependency from a chart repository has no lines in Git.
+        let dependency = match &chart {
+            Some(_) => {
+                let root = match render_root.as_str() {
+                    "." => Ok(RepoPath::root()),
+                    root => RepoPath::parse(root),
+                };
+                root.ok()
+                    .and_then(|root| self.dependency_trace(&repo, read_at, &root, &doc.file, None))
+            }
+            None => None,
+        };
+        if dependency.is_some() {
+            doc.lines = (0, 0);
+            tip_place.1 = (0, 0);
+        }
         let mut chart = chart.map(|c| Box::new((*c).clone()));
         if let (Some(c), Some(h)) = (&mut chart, &pointer.argo_helm) {
             c.values_repos = argo::values_repos_trace(&values, h);
@@ -609,7 +629,8 @@ impl Locator {
             helm: None,
             chart,
             published_chart: None,
-            chart_poll: None,
+            chart_poll: dependency.as_ref().and_then(|d| self.dependency_poll(d)),
+            dependency,
             source_index: 0,
             secrets: pointer.secret_texts(),
         })

@@ -13,6 +13,7 @@ use crate::argo_helm::{application, argo_apply, argo_template};
 use crate::fixture::{ALICE, GitRepo};
 use crate::helm::{assert_origin, blame, gitops};
 use crate::support::{items, json_of, kubectl, reconciled_by_flux};
+use crate::watch::Watcher;
 use testenv::flux::WATCH_LABEL;
 use testenv::helm::{ChartRepository, FIELD_MANAGER};
 
@@ -353,6 +354,33 @@ fn the_chart_helm_create_writes_installs_with_no_false_drift() {
         "{:#}",
         cache_lines[".data.size"]
     );
+    // trace says its template is in the dependency's archive, not in Git.
+    let s = common_source(&gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["trace", "cm/web-cache", "-o", "json"],
+    ));
+    assert_eq!(
+        s["dependency"],
+        json!({"chart": "cache", "template": "templates/configmap.yaml",
+               "url": cache_index.url, "versionConstraint": "0.3.x",
+               "desiredVersion": "0.3.1", "appliedLabel": "cache-0.3.1"}),
+        "{s:#}"
+    );
+    assert_eq!(s["lines"], json!([0, 0]), "{s:#}");
+    let text = gitops(&ns, &repo, cache, true, &["trace", "cm/web-cache"]);
+    assert!(
+        text.stdout
+            .contains("File:        templates/configmap.yaml in the archive of dependency cache")
+            && text.stdout.contains(&format!(
+                "Dependency:  cache from {}; version \"0.3.x\" picks 0.3.1 there now",
+                cache_index.url
+            )),
+        "{}",
+        text.stdout
+    );
 
     // A switch the object renders is the values line that sets it.
     let metrics_line = release.find("    metrics:\n").unwrap();
@@ -402,8 +430,13 @@ fn the_chart_helm_create_writes_installs_with_no_false_drift() {
     all_in_sync(&ns, &repo, cache, ("after revert", FLUX));
 
     // A version `0.3.x` picks published: pending as published, with the version the object
-    // was applied from (its `helm.sh/chart` label).
+    // was applied from (its `helm.sh/chart` label). watch polls the dependency's repository
+    // and says so.
+    let mut watch = Watcher::polling_each_second(&ns, (repo.path(), cache), &helm.binaries.helm);
     publish_cache(&cache_index, "0.3.2");
+    watch.published_event("web-cache", "0.3.2");
+    let (code, said) = watch.stop();
+    assert_eq!(code, Some(0), "{said:#?}");
     let ran = gitops(&ns, &repo, cache, true, &["diff", "-o", "json"]);
     assert_eq!(ran.code, Some(1), "{}", ran.stderr);
     let found = items(&json_of(&ran));
@@ -533,5 +566,16 @@ fn the_chart_helm_create_writes_synced_by_argo_cd_with_no_false_drift() {
                 "valuesPath": "metrics.enabled"}),
         &applied,
     );
+    let traced = gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["trace", "cm/web-cache", "-o", "json"],
+    );
+    assert_eq!(traced.code, Some(0), "{}", traced.stderr);
+    let s = &json_of(&traced)["items"][0]["source"];
+    assert_eq!(s["dependency"]["chart"], "cache", "{s:#}");
+    assert_eq!(s["dependency"]["desiredVersion"], "0.3.1", "{s:#}");
     kubectl(&ns, &["delete", "application.argoproj.io/web"], None);
 }

@@ -176,6 +176,7 @@ impl Locator {
             helm: None,
             chart: Some(Box::new(trace)),
             published_chart,
+            dependency: None,
             chart_poll,
             source_index: 0,
             secrets: pointer.secret_texts(),

@@ -126,12 +126,21 @@ impl Locator {
         };
         let found = rendered.iter().find(|d| is(d, key, &helm.namespace));
         let applied_object = helm.applied(key);
-        let dependency_published = match (&helm.repository, found, &applied_object) {
-            (None, Some(doc), Some(applied)) => {
-                self.dependency_published(&repo, tip, &helm.chart_path, &doc.file, applied)
-            }
+        let dependency = match (&helm.repository, found) {
+            (None, Some(doc)) => self.dependency_trace(
+                &repo,
+                tip,
+                &helm.chart_path,
+                &doc.file,
+                applied_object.as_ref(),
+            ),
             _ => None,
         };
+        let dependency_published = dependency.as_ref().and_then(dependency_published);
+        // Its dependency's repository is what watch polls for it.
+        if chart_poll.is_none() {
+            chart_poll = dependency.as_ref().and_then(|d| self.dependency_poll(d));
+        }
         // Against the release record: an object it does not hold is orphaned.
         let at_tip = match (&applied_object, found) {
             (Some(_), Some(doc)) => {
@@ -152,6 +161,7 @@ impl Locator {
         // A template in a chart archive has no lines in Git (0-0: none shown).
         let lines = match (&helm.repository, repo.read_file(tip, &file)) {
             (Some(_), _) => (0, 0),
+            _ if dependency.is_some() => (0, 0),
             (None, Ok(bytes)) => (1, bytes.iter().filter(|b| **b == b'\n').count().max(1)),
             (None, Err(_)) => (1, 1),
         };
@@ -291,6 +301,7 @@ impl Locator {
             helm: Some(Box::new(trace)),
             chart: None,
             published_chart,
+            dependency,
             chart_poll,
             source_index: 0,
             secrets: pointer.secret_texts(),
@@ -438,6 +449,23 @@ impl Locator {
             return Ok(None);
         };
         Ok(self.charts.picked(&poll).ok().map(|picked| (poll, picked)))
+    }
+
+    /// What `watch` polls of the dependency `d` from a chart repository, and what its
+    /// constraint picks now (from this run's index or tags): none for an exact version.
+    pub(super) fn dependency_poll(
+        &self,
+        d: &crate::source::helm::DependencyTrace,
+    ) -> Option<(ChartPoll, String)> {
+        let kind = if d.url.starts_with("oci://") {
+            render::chart_repo::RepoKind::Oci(render::oci::OciRepo::parse(&d.url, false).ok()?)
+        } else {
+            render::chart_repo::RepoKind::Index
+        };
+        let credentials = self.charts.user_credentials(&d.url, &kind);
+        let wanted = render::chart_repo::Wanted::Constraint(d.version_constraint.clone());
+        let poll = ChartPoll::of(&d.url, &kind, (&d.chart, &wanted), credentials.as_ref())?;
+        self.charts.picked(&poll).ok().map(|picked| (poll, picked))
     }
 
     /// The credentials for the chart repository `from`: its secretRef's, else (when the user
@@ -615,31 +643,39 @@ impl Locator {
         Ok(out)
     }
 
-    /// For an object the chart at `chart` renders from `file`, a template of one of its
-    /// dependencies from a chart repository: that dependency's version its constraint picks
-    /// now, when it is not the one the object was applied from. The applied object says which
-    /// that was in its `helm.sh/chart` label (`cache-0.3.1`, as `helm create` charts label
-    /// everything); without one nothing is claimed.
-    fn dependency_published(
+    /// For an object the chart at `chart` (at `commit`) renders from `file`, a template of
+    /// one of its dependencies from a chart repository: that dependency, the version its
+    /// constraint picks there now, and what the applied object's `helm.sh/chart` label says
+    /// it was applied from.
+    pub(super) fn dependency_trace(
         &self,
         repo: &Repo,
-        tip: CommitId,
+        commit: CommitId,
         chart: &RepoPath,
         file: &str,
-        applied: &Value,
-    ) -> Option<crate::source::helm::PublishedChart> {
-        let (rendered_as, name) = dependency_of(repo, tip, chart, file)?;
-        let picked = self.chart_repo_dependencies(repo, tip, chart).ok()?;
-        let (_, url, picked) = picked.iter().find(|(n, _, _)| *n == name)?;
-        let label = applied["metadata"]["labels"]["helm.sh/chart"].as_str()?;
-        let installed = label.strip_prefix(&format!("{rendered_as}-"))?;
-        (label != chart_label(&rendered_as, &picked.version)).then(|| {
-            crate::source::helm::PublishedChart {
-                chart: name.clone(),
-                version: picked.version.clone(),
-                source: url.clone(),
-                installed: installed.to_owned(),
-            }
+        applied: Option<&Value>,
+    ) -> Option<crate::source::helm::DependencyTrace> {
+        let inside = file.strip_prefix(&format!("{}/charts/", chart.as_str()))?;
+        let (rendered_as, template) = inside.split_once('/')?;
+        let dependency = render::helm::dependencies(repo, commit, chart)
+            .ok()?
+            .into_iter()
+            .find(|d| d.rendered_as.iter().any(|n| n == rendered_as))?;
+        let render::helm::DependencyFrom::Repository { url, version } = dependency.from else {
+            return None;
+        };
+        let picked = self.chart_repo_dependencies(repo, commit, chart).ok()?;
+        let (_, _, picked) = picked.iter().find(|(n, _, _)| *n == dependency.name)?;
+        Some(crate::source::helm::DependencyTrace {
+            alias: (rendered_as != dependency.name).then(|| rendered_as.to_owned()),
+            chart: dependency.name,
+            template: template.to_owned(),
+            url,
+            version_constraint: version,
+            desired_version: picked.version.clone(),
+            applied_label: applied
+                .and_then(|a| a["metadata"]["labels"]["helm.sh/chart"].as_str())
+                .map(str::to_owned),
         })
     }
 
@@ -875,6 +911,25 @@ pub(super) fn helm_reason(e: render::helm::HelmError) -> String {
         render::helm::HelmError::Failed(reason) => reason,
         render::helm::HelmError::Render(e) => e.to_string(),
     }
+}
+
+/// For an object a dependency from a chart repository rendered (`d`), the version its
+/// constraint picks now, when its applied `helm.sh/chart` label (as `helm create` charts
+/// label everything: `cache-0.3.1`) names another; without one nothing is claimed.
+fn dependency_published(
+    d: &crate::source::helm::DependencyTrace,
+) -> Option<crate::source::helm::PublishedChart> {
+    let rendered_as = d.alias.as_deref().unwrap_or(&d.chart);
+    let label = d.applied_label.as_deref()?;
+    let installed = label.strip_prefix(&format!("{rendered_as}-"))?;
+    (label != chart_label(rendered_as, &d.desired_version)).then(|| {
+        crate::source::helm::PublishedChart {
+            chart: d.chart.clone(),
+            version: d.desired_version.clone(),
+            source: d.url.clone(),
+            installed: installed.to_owned(),
+        }
+    })
 }
 
 /// The dependency of the chart at `chart` (at `commit`) that rendered `file`: the name helm
