@@ -599,14 +599,18 @@ pub fn dependencies(
     let Some(meta) = yaml("Chart.yaml")? else {
         return Ok(Vec::new());
     };
-    // A chart of apiVersion v1 lists them in requirements.yaml, locked in requirements.lock.
-    let (meta, from, lock) = match meta["apiVersion"].as_str() {
-        Some("v1") => (
-            yaml("requirements.yaml")?.unwrap_or_default(),
-            "requirements.yaml",
-            yaml("requirements.lock")?,
-        ),
-        _ => (meta, "Chart.yaml", yaml("Chart.lock")?),
+    // As helm's loader reads them: requirements.yaml and requirements.lock (of apiVersion v1
+    // charts) replace Chart.yaml's list and Chart.lock when they are there.
+    let (meta, declared_in) = match yaml("requirements.yaml")? {
+        Some(requirements) => (requirements, "requirements.yaml"),
+        None => (meta, "Chart.yaml"),
+    };
+    let (lock, from) = match yaml("requirements.lock")? {
+        Some(lock) => (Some(lock), "requirements.lock"),
+        None => match yaml("Chart.lock")? {
+            Some(lock) => (Some(lock), "Chart.lock"),
+            None => (None, declared_in),
+        },
     };
     let declared = match &lock {
         Some(lock) => &lock["dependencies"],
@@ -632,7 +636,7 @@ pub fn dependencies(
         }
         names
     };
-    let mut out = Vec::new();
+    let mut out: Vec<Dependency> = Vec::new();
     for dependency in declared {
         let Some(name) = dependency["name"].as_str() else {
             continue;
@@ -643,8 +647,7 @@ pub fn dependencies(
                 "its dependency name {name:?} ({from}) is not a chart name"
             )));
         }
-        // Put in once: helm renders it under each alias (a lock lists it once per alias).
-        if held.iter().any(|n| n == name) || out.iter().any(|d: &Dependency| d.name == name) {
+        if held.iter().any(|n| n == name) {
             continue;
         }
         let repository = dependency["repository"].as_str().unwrap_or_default();
@@ -683,6 +686,24 @@ pub fn dependencies(
                 }
             )));
         };
+        // Put in once: helm renders it under each alias (a lock lists it once per alias). It
+        // tells the charts in charts/ apart by name only, so one name is one chart.
+        if let Some(first) = out.iter().find(|d| d.name == name) {
+            if first.from != source {
+                let place = |f: &DependencyFrom| match f {
+                    DependencyFrom::Git(path) => format!("{} in Git", path.as_str()),
+                    DependencyFrom::Repository { url, version } => format!("{version} from {url}"),
+                };
+                return Err(HelmError::Failed(format!(
+                    "its dependency {name} ({from}) is listed twice, as {} and as {}: helm \
+                     tells the charts in charts/ apart by name, so give both uses one \
+                     repository and version, or vendor one in charts/ under another name",
+                    place(&first.from),
+                    place(&source)
+                )));
+            }
+            continue;
+        }
         out.push(Dependency {
             name: name.to_owned(),
             rendered_as: rendered_as(name),
@@ -717,7 +738,9 @@ fn allowed_version(
     let Some(found) = found else {
         return Ok(());
     };
-    match super::chart_version::pick(version, &[found.as_str()]) {
+    // As semver reads a chart's version: `1.0` is 1.0.0, `v1.2.3` is 1.2.3.
+    let coerced = coerce_version(&found);
+    match super::chart_version::pick(version, &[coerced.as_str()]) {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(HelmError::Failed(format!(
             "its dependency {name} is {} at version {found}, which its version {version:?} \
@@ -729,6 +752,27 @@ fn allowed_version(
              constraint: {e}"
         ))),
     }
+}
+
+/// `version` with its missing minor and patch as 0 and no leading `v`, as helm's semver
+/// (`NewVersion`) reads a chart's version; anything else as it is.
+fn coerce_version(version: &str) -> String {
+    let bare = version.strip_prefix('v').unwrap_or(version);
+    let end = bare.find(['-', '+']).unwrap_or(bare.len());
+    let (core, rest) = bare.split_at(end);
+    let parts: Vec<&str> = core.split('.').collect();
+    if parts.len() > 3
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return version.to_owned();
+    }
+    let mut parts: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
+    while parts.len() < 3 {
+        parts.push("0".to_owned());
+    }
+    format!("{}{rest}", parts.join("."))
 }
 
 /// The names of the charts `charts_dir` holds at `commit`, as helm loads them: each directory
@@ -754,6 +798,10 @@ fn vendored(
     };
     let mut names = Vec::new();
     for entry in entries {
+        // Skipped by helm's loader.
+        if entry.starts_with(['_', '.']) {
+            continue;
+        }
         let Ok(path) = charts_dir.join(&entry) else {
             continue;
         };
@@ -847,11 +895,22 @@ fn free(dir: &Path, name: &str, suffix: &str) -> std::path::PathBuf {
     path
 }
 
+/// For a template a dependency of the chart at `chart` rendered (helm names it
+/// `charts/web/charts/common/templates/x.yaml`, or `charts/common/...` for a chart at the
+/// repository's root): the name helm rendered the dependency under, and the template's path
+/// inside it.
+pub fn in_dependency<'a>(file: &'a str, chart: &RepoPath) -> Option<(&'a str, &'a str)> {
+    let inside = match chart.as_str() {
+        "" => file.strip_prefix("charts/")?,
+        chart => file.strip_prefix(chart)?.strip_prefix("/charts/")?,
+    };
+    inside.split_once('/')
+}
+
 /// The repository path of a template a dependency beside the chart `chart` in Git rendered
 /// (`charts/web/charts/common/templates/x.yaml`): in the dependency's own directory.
 fn dependency_file(file: &str, chart: &RepoPath, dependencies: &[Dependency]) -> Option<String> {
-    let inside = file.strip_prefix(&format!("{}/charts/", chart.as_str()))?;
-    let (name, rest) = inside.split_once('/')?;
+    let (name, rest) = in_dependency(file, chart)?;
     let dependency = dependencies
         .iter()
         .find(|d| d.rendered_as.iter().any(|n| n == name))?;
@@ -1239,6 +1298,8 @@ mod tests {
             ),
         );
         f.write("charts/web/charts/vendored/Chart.yaml", "name: vendored\n");
+        // helm's loader skips what starts with `_` or `.`: it holds no lib.
+        f.write("charts/web/charts/_lib/Chart.yaml", "name: lib\n");
         // An archive by the name in its Chart.yaml, not by its file's name.
         let archive = |chart: &str| {
             let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -1335,12 +1396,10 @@ mod tests {
         // One beside it at a version its constraint does not allow is an error, as in
         // source-controller.
         f.write("charts/common/Chart.yaml", "name: common\nversion: 0.2.0\n");
+        // A lock holds the exact version, which is then the constraint.
         f.write(
             "charts/web/Chart.lock",
-            &format!(
-                "dependencies:\n{}",
-                dependency("common", "file://../common")
-            ),
+            "dependencies:\n  - name: common\n    version: 0.1.0\n    repository: file://../common\n",
         );
         f.commit(ALICE, "common 0.2.0");
         let (commit, _) = repo.resolve("HEAD").unwrap();
@@ -1348,11 +1407,12 @@ mod tests {
             panic!("a version the constraint does not allow is an error");
         };
         assert!(
-            reason.contains("at version 0.2.0") && reason.contains("\"0.1.x\" (Chart.yaml)"),
+            reason.contains("at version 0.2.0") && reason.contains("\"0.1.0\" (Chart.lock)"),
             "{reason}"
         );
 
-        // apiVersion v1: requirements.yaml, and its lock.
+        // requirements.yaml (apiVersion v1) replaces Chart.yaml's list, requirements.lock the
+        // lock, as helm's loader reads them.
         f.write(
             "charts/web/Chart.yaml",
             "apiVersion: v1\nname: web\nversion: 0.1.0\n",
@@ -1364,11 +1424,48 @@ mod tests {
                 dependency("lib", "file://../../libs/lib")
             ),
         );
+        f.write(
+            "charts/web/requirements.lock",
+            &format!(
+                "dependencies:\n{}",
+                dependency("lib", "file://../../libs/lib")
+            ),
+        );
         f.commit(ALICE, "v1");
         let (commit, _) = repo.resolve("HEAD").unwrap();
         let found = dependencies(&repo, commit, &chart).unwrap();
         let names: Vec<&str> = found.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["lib"]);
+    }
+
+    #[test]
+    fn a_charts_version_is_read_as_semver_reads_it() {
+        assert_eq!(coerce_version("1.0"), "1.0.0");
+        assert_eq!(coerce_version("v1.2.3"), "1.2.3");
+        assert_eq!(coerce_version("2"), "2.0.0");
+        assert_eq!(coerce_version("1.2-rc.1"), "1.2.0-rc.1");
+        assert_eq!(coerce_version("0.3.1+build"), "0.3.1+build");
+        assert_eq!(coerce_version("latest"), "latest");
+        assert_eq!(
+            super::super::chart_version::pick("~1.0", &[coerce_version("1.0").as_str()]),
+            Ok(Some("1.0.0"))
+        );
+    }
+
+    #[test]
+    fn a_dependencys_template_is_found_under_a_chart_at_the_root_too() {
+        let web = RepoPath::parse("charts/web").unwrap();
+        assert_eq!(
+            in_dependency("charts/web/charts/cache/templates/cm.yaml", &web),
+            Some(("cache", "templates/cm.yaml"))
+        );
+        assert_eq!(in_dependency("charts/web/templates/cm.yaml", &web), None);
+        assert_eq!(in_dependency("charts/webx/charts/a/t.yaml", &web), None);
+        assert_eq!(
+            in_dependency("charts/cache/templates/cm.yaml", &RepoPath::root()),
+            Some(("cache", "templates/cm.yaml"))
+        );
+        assert_eq!(in_dependency("templates/cm.yaml", &RepoPath::root()), None);
     }
 
     #[test]
@@ -1396,6 +1493,26 @@ mod tests {
         let found = dependencies(&repo, commit, &chart).unwrap();
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].rendered_as, ["common", "shared"]);
+
+        // One name from two places is two charts helm cannot tell apart: an error.
+        f.write(
+            "charts/web/Chart.lock",
+            &format!(
+                "dependencies:\n  - name: common\n{common}  - name: common\n    version: 2.x\n    \
+                 repository: https://charts.example.com\n"
+            ),
+        );
+        f.commit(ALICE, "two places");
+        let (commit, _) = repo.resolve("HEAD").unwrap();
+        let Err(HelmError::Failed(reason)) = dependencies(&repo, commit, &chart) else {
+            panic!("one name from two places is an error");
+        };
+        assert!(
+            reason.contains("listed twice")
+                && reason.contains("charts/common in Git")
+                && reason.contains("2.x from https://charts.example.com"),
+            "{reason}"
+        );
         for name in ["common", "shared"] {
             assert_eq!(
                 dependency_file(

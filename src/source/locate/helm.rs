@@ -655,12 +655,7 @@ impl Locator {
         file: &str,
         applied: Option<&Value>,
     ) -> Option<crate::source::helm::DependencyTrace> {
-        let inside = file.strip_prefix(&format!("{}/charts/", chart.as_str()))?;
-        let (rendered_as, template) = inside.split_once('/')?;
-        let dependency = render::helm::dependencies(repo, commit, chart)
-            .ok()?
-            .into_iter()
-            .find(|d| d.rendered_as.iter().any(|n| n == rendered_as))?;
+        let (rendered_as, template, dependency) = dependency_of(repo, commit, chart, file)?;
         let render::helm::DependencyFrom::Repository { url, version } = dependency.from else {
             return None;
         };
@@ -690,9 +685,10 @@ impl Locator {
         file: &str,
         label: Option<&str>,
     ) -> Vec<(String, String, render::chart_repo::Picked)> {
-        let Some((rendered_as, name)) = dependency_of(repo, commit, chart, file) else {
+        let Some((rendered_as, _, dependency)) = dependency_of(repo, commit, chart, file) else {
             return picked;
         };
+        let name = dependency.name;
         let Some(label) = label else {
             return picked;
         };
@@ -702,7 +698,7 @@ impl Locator {
         let Some((_, url, p)) = picked.iter_mut().find(|(n, _, _)| *n == name) else {
             return picked;
         };
-        if chart_label(&rendered_as, &p.version) == label {
+        if chart_label(rendered_as, &p.version) == label {
             return picked;
         }
         let kind = if url.starts_with("oci://") {
@@ -716,7 +712,8 @@ impl Locator {
         let credentials = self.charts.user_credentials(url, &kind);
         // The label made a version's `+` an `_`, which no version holds.
         let exact = installed.replace('_', "+");
-        let wanted = render::chart_repo::Wanted::Constraint(format!("={exact}"));
+        // As written: an exact version is matched as a string first, build metadata too.
+        let wanted = render::chart_repo::Wanted::Constraint(exact);
         if let Ok(at) = self
             .charts
             .pick(url, &kind, (&name, &wanted), credentials.as_ref())
@@ -933,20 +930,20 @@ fn dependency_published(
 }
 
 /// The dependency of the chart at `chart` (at `commit`) that rendered `file`: the name helm
-/// rendered it under (its alias, when it has one) and its name in Chart.yaml.
-fn dependency_of(
+/// rendered it under (its alias, when it has one), the template's path inside it, and the
+/// dependency.
+fn dependency_of<'a>(
     repo: &Repo,
     commit: CommitId,
     chart: &RepoPath,
-    file: &str,
-) -> Option<(String, String)> {
-    let inside = file.strip_prefix(&format!("{}/charts/", chart.as_str()))?;
-    let (rendered_as, _) = inside.split_once('/')?;
-    let dependencies = render::helm::dependencies(repo, commit, chart).ok()?;
-    let d = dependencies
+    file: &'a str,
+) -> Option<(&'a str, &'a str, render::helm::Dependency)> {
+    let (rendered_as, template) = render::helm::in_dependency(file, chart)?;
+    let d = render::helm::dependencies(repo, commit, chart)
+        .ok()?
         .into_iter()
         .find(|d| d.rendered_as.iter().any(|n| n == rendered_as))?;
-    Some((rendered_as.to_owned(), d.name))
+    Some((rendered_as, template, d))
 }
 
 /// The `helm.sh/chart` label `helm create`'s charts give what chart `name` at `version`
