@@ -438,7 +438,7 @@ impl ChartRepos {
         scratch: &Path,
     ) -> Result<PathBuf, String> {
         let digest = &picked.digest;
-        let digest_ok = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+        let digest_ok = is_sha256_hex(digest);
         let kept = match (&self.dir, digest_ok) {
             (Some(dir), true) => Some(dir.join(format!("sha256-{digest}.tgz"))),
             _ => None,
@@ -489,6 +489,11 @@ impl ChartRepos {
         std::fs::write(&path, &bytes).map_err(|e| format!("writing {}: {e}", path.display()))?;
         Ok(path)
     }
+}
+
+/// Whether `digest` is a sha256 in hex: what an archive is known by, kept and checked by.
+pub fn is_sha256_hex(digest: &str) -> bool {
+    digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The file at `path` inside the chart archive `archive`, under its one top-level directory

@@ -218,7 +218,7 @@ impl Client {
         let digest = layer
             .digest
             .strip_prefix("sha256:")
-            .filter(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+            .filter(|d| super::chart_repo::is_sha256_hex(d))
             .ok_or_else(|| {
                 format!(
                     "the chart layer of {}:{tag} has digest {:?}; only sha256 is read",

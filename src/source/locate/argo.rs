@@ -48,7 +48,10 @@ impl Locator {
         let disk_key = || {
             // An archive an index gives no digest for is not known by its content: not kept.
             let picked = from_repositories.as_ref().ok()?;
-            if picked.iter().any(|(_, _, p)| p.digest.len() != 64) {
+            if !picked
+                .iter()
+                .all(|(_, _, p)| render::chart_repo::is_sha256_hex(&p.digest))
+            {
                 return None;
             }
             let mut read = render::helm::chart_dirs(repo, commit, root);

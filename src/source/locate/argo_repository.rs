@@ -265,7 +265,7 @@ impl Locator {
         let version = picked.version.clone();
         // What the render reads: the archive, by its digest, and the values files by their ids.
         let disk_key = || {
-            if picked.digest.len() != 64 {
+            if !render::chart_repo::is_sha256_hex(&picked.digest) {
                 return None;
             }
             let mut parts = vec![

@@ -358,7 +358,7 @@ impl Locator {
         );
         let digest = picked.digest.clone();
         let disk_key = || {
-            (inputs.keep && digest.len() == 64)
+            (inputs.keep && render::chart_repo::is_sha256_hex(&digest))
                 .then(|| {
                     self.helm_disk_key(
                         helm,
@@ -790,7 +790,10 @@ impl Locator {
             }
             let picked = from_repositories().as_ref().ok()?;
             // An archive an index gives no digest for is not known by its content: not kept.
-            if picked.iter().any(|(_, _, p)| p.digest.len() != 64) {
+            if !picked
+                .iter()
+                .all(|(_, _, p)| render::chart_repo::is_sha256_hex(&p.digest))
+            {
                 return None;
             }
             let mut read = render::helm::chart_dirs(repo, commit, &helm.chart_path);
