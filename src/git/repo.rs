@@ -339,6 +339,15 @@ impl Repo {
             .collect::<Result<Vec<_>, _>>()
     }
 
+    /// The path `path` at `commit` reaches once its symlinks are followed (inside the
+    /// repository): where its history is, for blame.
+    pub fn real_path(&self, commit: CommitId, path: &RepoPath) -> Result<RepoPath, GitError> {
+        let repo = self.handle();
+        let root = self.root_tree(&repo, commit)?;
+        let (_, real) = self.lookup_to(&repo, root, commit, path)?;
+        RepoPath::parse(&real)
+    }
+
     /// The names of what `dir` at `commit` holds directly (files, directories and symlinks;
     /// not submodules), sorted: what a reader of `dir` meets, each to be read through
     /// [`Repo::read_file`], which follows the links. `dir` itself may be a symlink.
@@ -574,7 +583,19 @@ impl Repo {
         commit: CommitId,
         path: &RepoPath,
     ) -> Result<Found, GitError> {
-        tree::resolve(repo, root, path).map_err(|e| match e {
+        self.lookup_to(repo, root, commit, path)
+            .map(|(found, _)| found)
+    }
+
+    /// [`Repo::lookup`], and the path it reaches with no symlink on the way.
+    fn lookup_to(
+        &self,
+        repo: &gix::Repository,
+        root: ObjectId,
+        commit: CommitId,
+        path: &RepoPath,
+    ) -> Result<(Found, String), GitError> {
+        tree::resolve_to(repo, root, path).map_err(|e| match e {
             ResolveError::NotFound => GitError::FileNotFound {
                 path: path.to_string(),
                 commit: commit.short(),
@@ -840,6 +861,30 @@ mod tests {
         assert!(matches!(err, GitError::FileNotFound { .. }), "{err}");
         let err = repo.read_file(head, &path("links/appdir")).unwrap_err();
         assert!(matches!(err, GitError::NotAFile { .. }), "{err}");
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_real_path_is_where_the_symlinks_lead() {
+        let h = fixture::history();
+        let repo = open(&h);
+        let head = id(&h.commits[8]);
+        for (linked, real) in [
+            ("links/deploy", "app/deploy.yaml"),
+            ("links/chain", "app/deploy.yaml"),
+            ("links/appdir/deploy.yaml", "app/deploy.yaml"),
+            ("links/self/self/appdir/deploy.yaml", "app/deploy.yaml"),
+            ("links/appdir", "app"),
+            ("app/svc.yaml", "app/svc.yaml"),
+        ] {
+            assert_eq!(
+                repo.real_path(head, &path(linked)).unwrap().as_str(),
+                real,
+                "{linked}"
+            );
+        }
+        let err = repo.real_path(head, &path("links/passwd")).unwrap_err();
+        assert!(matches!(err, GitError::RefusedPath { .. }), "{err}");
     }
 
     #[test]

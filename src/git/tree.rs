@@ -47,6 +47,23 @@ pub(super) fn resolve(
     root: ObjectId,
     path: &RepoPath,
 ) -> Result<Found, ResolveError> {
+    resolve_to(repo, root, path).map(|(found, _)| found)
+}
+
+/// [`resolve`], and the path it reaches with no symlink on the way (`""` for the root).
+pub(super) fn resolve_to(
+    repo: &gix::Repository,
+    root: ObjectId,
+    path: &RepoPath,
+) -> Result<(Found, String), ResolveError> {
+    let real = |dirs: &[(String, ObjectId)], last: Option<&str>| {
+        dirs.iter()
+            .skip(1)
+            .map(|(n, _)| n.as_str())
+            .chain(last)
+            .collect::<Vec<_>>()
+            .join("/")
+    };
     // The real directories entered so far, root first.
     let mut dirs: Vec<(String, ObjectId)> = vec![(String::new(), root)];
     let mut pending: VecDeque<String> = path.components().map(str::to_string).collect();
@@ -77,9 +94,11 @@ pub(super) fn resolve(
         match entry.mode().kind() {
             EntryKind::Tree => dirs.push((name, id)),
             EntryKind::Blob | EntryKind::BlobExecutable if rest_is_empty => {
-                return Ok(Found::File(id));
+                return Ok((Found::File(id), real(&dirs, Some(&name))));
             }
-            EntryKind::Commit if rest_is_empty => return Ok(Found::Submodule),
+            EntryKind::Commit if rest_is_empty => {
+                return Ok((Found::Submodule, real(&dirs, Some(&name))));
+            }
             EntryKind::Blob | EntryKind::BlobExecutable | EntryKind::Commit => {
                 return Err(ResolveError::NotFound);
             }
@@ -111,7 +130,7 @@ pub(super) fn resolve(
         }
     }
     let (_, id) = dirs.last().expect("the root is never popped");
-    Ok(Found::Dir(*id))
+    Ok((Found::Dir(*id), real(&dirs, None)))
 }
 
 /// Whether the leading `..`s of `pending` climb above the root from `dirs`

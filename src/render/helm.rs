@@ -262,6 +262,9 @@ struct Prepared {
     args: Vec<std::ffi::OsString>,
     /// Put in the chart's `charts/`: those from Git name their templates by their own paths.
     dependencies: Vec<Dependency>,
+    /// Vendored charts that are symlinks in `charts/`: helm's name of a template through the
+    /// link (`charts/web/charts/common/`), and the path it leads to (`charts/common/`).
+    links: Vec<(String, String)>,
 }
 
 impl Prepared {
@@ -285,6 +288,12 @@ impl Prepared {
         for doc in &mut docs {
             if let Some(file) = dependency_file(&doc.file, t.chart, &self.dependencies) {
                 doc.file = file;
+            } else if let Some((link, real)) = self
+                .links
+                .iter()
+                .find(|(link, _)| doc.file.starts_with(link))
+            {
+                doc.file = format!("{real}{}", &doc.file[link.len()..]);
             }
         }
         Ok(docs)
@@ -300,6 +309,7 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
     repo.export_paths(commit, &paths, tmp.path())?;
     let chart_dir = tmp.path().join(t.chart.as_str());
     let dependencies = dependencies(repo, commit, t.chart)?;
+    let links = vendored_links(repo, commit, t.chart);
     place_dependencies(repo, commit, &chart_dir, (&dependencies, t.dependencies))?;
     super::remote::check(tmp.path(), &chart_dir).map_err(|reason| RenderError::Refused {
         root: t.chart.as_str().to_owned(),
@@ -365,6 +375,7 @@ fn prepare(repo: &Repo, commit: CommitId, t: &Template<'_>) -> Result<Prepared, 
         chart_dir,
         args,
         dependencies,
+        links,
     })
 }
 
@@ -549,6 +560,7 @@ pub fn template_archive_argo(
         args,
         // An archive holds its dependencies.
         dependencies: Vec::new(),
+        links: Vec::new(),
     };
     Ok(each(sets, |(values, parameters)| {
         prepared.render(t, values, parameters)
@@ -773,6 +785,29 @@ fn coerce_version(version: &str) -> String {
         parts.push("0".to_owned());
     }
     format!("{}{rest}", parts.join("."))
+}
+
+/// The entries of the `charts/` of the chart at `chart` that are symlinks inside the
+/// repository: each as a prefix of the templates helm names through it, and the one its
+/// target gives them (the path their history is at).
+fn vendored_links(repo: &Repo, commit: CommitId, chart: &RepoPath) -> Vec<(String, String)> {
+    let Ok(charts_dir) = chart.join("charts") else {
+        return Vec::new();
+    };
+    let entries = repo.entries(commit, &charts_dir).unwrap_or_default();
+    let mut links = Vec::new();
+    for entry in entries {
+        let Ok(path) = charts_dir.join(&entry) else {
+            continue;
+        };
+        match repo.real_path(commit, &path) {
+            Ok(real) if real != path && !entry.ends_with(".tgz") => {
+                links.push((format!("{}/", path.as_str()), format!("{}/", real.as_str())));
+            }
+            _ => {}
+        }
+    }
+    links
 }
 
 /// The names of the charts `charts_dir` holds at `commit`, as helm loads them: each directory

@@ -102,6 +102,24 @@ data:
   tier: {{ .Values.tier | quote }}
 ";
 
+/// A chart beside `web` that its `charts/` holds as a symlink (`charts/linked ->
+/// ../../linked`), as monorepos share a chart. Argo CD's checkout keeps it; Flux's
+/// GitRepository artifact holds no symlinks, so helm-controller installs none of it.
+const LINKED_CHART: &str = "\
+apiVersion: v2
+name: linked
+version: 0.1.0
+";
+
+const LINKED_CONFIGMAP: &str = "\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-linked
+data:
+  word: {{ .Values.word | quote }}
+";
+
 /// A chart in a chart repository, a dependency of `web` that its `charts/` does not hold
 /// either: source-controller downloads it when it packages the chart.
 const CACHE_CHART: &str = "\
@@ -205,7 +223,13 @@ fn repository(helm: &Path, cache: &ChartRepository) -> GitRepo {
     .write("charts/common/values.yaml", COMMON_VALUES)
     .write("charts/common/templates/configmap.yaml", COMMON_CONFIGMAP)
     .write("charts/web/templates/metrics.yaml", METRICS)
+    .write("charts/linked/Chart.yaml", LINKED_CHART)
+    .write("charts/linked/values.yaml", "word: linked-default\n")
+    .write("charts/linked/templates/configmap.yaml", LINKED_CONFIGMAP)
     .write("deploy/release.yaml", &release_yaml());
+    std::fs::create_dir_all(repo.path().join("charts/web/charts")).unwrap();
+    std::os::unix::fs::symlink("../../linked", repo.path().join("charts/web/charts/linked"))
+        .unwrap();
     repo.commit(ALICE, "The chart helm create writes, and its release");
     repo
 }
@@ -542,6 +566,27 @@ fn the_chart_helm_create_writes_synced_by_argo_cd_with_no_false_drift() {
     let cache = tempfile::tempdir().unwrap();
     let cache = cache.path();
     all_in_sync(&ns, &repo, cache, ("after the sync", ARGO));
+    let linked_source = |ran: &crate::support::Ran| {
+        assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+        json_of(ran)["items"][0]["source"].clone()
+    };
+    // A vendored chart that is a symlink: its templates are where the link leads, and blame
+    // reads their history there.
+    let s = linked_source(&gitops(
+        &ns,
+        &repo,
+        cache,
+        true,
+        &["trace", "cm/web-linked", "-o", "json"],
+    ));
+    assert_eq!(s["file"], "charts/linked/templates/configmap.yaml", "{s:#}");
+    let linked = blame(&ns, &repo, cache, "cm/web-linked");
+    assert_origin(
+        &linked,
+        ".data.word",
+        &json!({"kind": "chart", "file": "charts/linked/templates/configmap.yaml"}),
+        &applied,
+    );
 
     let hpa = blame(&ns, &repo, cache, "hpa/web");
     assert_origin(
