@@ -283,6 +283,24 @@ fn the_chart_helm_create_writes_installs_with_no_false_drift() {
     let cache = tempfile::tempdir().unwrap();
     let cache = cache.path();
     all_in_sync(&ns, &repo, cache, ("after install", FLUX));
+    // Flux's GitRepository artifact holds no symlinks: nothing of the linked chart is
+    // installed, and nothing of it is reported.
+    let linked = testenv::shared()
+        .kubectl()
+        .args([
+            "-n",
+            &ns,
+            "get",
+            "configmap",
+            "web-linked",
+            "--ignore-not-found",
+            "-o",
+            "name",
+        ])
+        .output()
+        .unwrap();
+    assert!(linked.status.success(), "{linked:?}");
+    assert_eq!(String::from_utf8_lossy(&linked.stdout), "", "{linked:?}");
 
     // blame: a value the HelmRelease sets is its line; a chart default is the chart's.
     let release = release_yaml();
