@@ -322,16 +322,7 @@ impl Repo {
     /// Symlinks and submodules inside `dir` are not listed; `dir` itself may be a symlink.
     pub fn list_files(&self, commit: CommitId, dir: &RepoPath) -> Result<Vec<RepoPath>, GitError> {
         let repo = self.handle();
-        let root = self.root_tree(&repo, commit)?;
-        let dir_id = match self.lookup(&repo, root, commit, dir)? {
-            Found::Dir(id) => id,
-            Found::File(_) | Found::Submodule => {
-                return Err(GitError::NotADirectory {
-                    path: dir.to_string(),
-                    commit: commit.short(),
-                });
-            }
-        };
+        let dir_id = self.dir_id(&repo, commit, dir)?;
         let files = tree::list_files(&repo, dir_id, dir.as_str()).map_err(|e| self.walk_err(e))?;
         files
             .iter()
@@ -353,16 +344,7 @@ impl Repo {
     /// [`Repo::read_file`], which follows the links. `dir` itself may be a symlink.
     pub fn entries(&self, commit: CommitId, dir: &RepoPath) -> Result<Vec<String>, GitError> {
         let repo = self.handle();
-        let root = self.root_tree(&repo, commit)?;
-        let dir_id = match self.lookup(&repo, root, commit, dir)? {
-            Found::Dir(id) => id,
-            Found::File(_) | Found::Submodule => {
-                return Err(GitError::NotADirectory {
-                    path: dir.to_string(),
-                    commit: commit.short(),
-                });
-            }
-        };
+        let dir_id = self.dir_id(&repo, commit, dir)?;
         tree::entries(&repo, dir_id, dir.as_str()).map_err(|e| self.walk_err(e))
     }
 
@@ -574,6 +556,23 @@ impl Repo {
                 rev: commit.to_string(),
                 repo: self.display_name(),
             })
+    }
+
+    /// The tree `dir` names at `commit` (through symlinks); a file there is `NotADirectory`.
+    fn dir_id(
+        &self,
+        repo: &gix::Repository,
+        commit: CommitId,
+        dir: &RepoPath,
+    ) -> Result<ObjectId, GitError> {
+        let root = self.root_tree(repo, commit)?;
+        match self.lookup(repo, root, commit, dir)? {
+            Found::Dir(id) => Ok(id),
+            Found::File(_) | Found::Submodule => Err(GitError::NotADirectory {
+                path: dir.to_string(),
+                commit: commit.short(),
+            }),
+        }
     }
 
     fn lookup(
